@@ -1,0 +1,48 @@
+"""The package's own error types: every refusal of bad input is one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where it is, what was found and what was expected.
+
+    ``row`` is the 1-based data row of the table; for a CSV file the text line is ``row + 1``
+    (line 1 is the header), which is what the message shows so an editor can jump to it.
+    """
+
+    table: str
+    field: str
+    message: str
+    row: int | None = None
+    patient_id: str | None = None
+    value: object = None
+    csv: bool = True
+
+    def __str__(self) -> str:
+        where = [self.table]
+        if self.row is not None:
+            where.append(f"line {self.row + 1}" if self.csv else f"row {self.row}")
+        if self.patient_id is not None:
+            where.append(f"patient_id={self.patient_id!r}")
+        where.append(f"field {self.field!r}")
+        shown = "" if self.value is None else f": value {self.value!r}"
+        return f"{', '.join(where)}{shown}: {self.message}"
+
+
+class CohortValidationError(ValueError):
+    """Input that breaks the cohort contract; holds every problem found (up to a limit)."""
+
+    def __init__(self, problems: list[Problem], truncated: int = 0) -> None:
+        self.problems = problems
+        self.truncated = truncated
+        lines = [str(p) for p in problems]
+        if truncated:
+            lines.append(f"... and {truncated} more problem(s) not shown")
+        super().__init__(f"{len(problems) + truncated} problem(s) in the input:\n  " + "\n  ".join(lines))
+
+
+class BundleIntegrityError(RuntimeError):
+    """A model bundle whose files do not match its manifest of SHA-256 hashes."""

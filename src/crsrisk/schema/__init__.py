@@ -1,0 +1,1 @@
+"""The cohort contract: analyte registry, table columns, validation."""

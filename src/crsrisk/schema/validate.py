@@ -1,0 +1,261 @@
+"""Validate raw contract tables and bring them to canonical types and units.
+
+Pure: raw DataFrames in, a ``Cohort`` (or a ``CohortValidationError`` listing every problem) out.
+Hand-written rather than pandera: measured with pandera 0.35, a failed dtype coercion turns the
+column's range check into one row-less ``TypeError`` failure, so it cannot report every bad row
+with its line at once, which the contract requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from crsrisk.cohort import Cohort
+from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.tables import (
+    COLUMNS,
+    DEFAULT_DIAGNOSIS,
+    DEFAULT_FOLLOWUP_HOURS,
+    GRADE_EVENTS,
+    GRADE_RANGE,
+    MAX_DRUG_DOSE,
+    PRODUCT_COSTIM,
+    TABLES,
+    Column,
+)
+
+MAX_PROBLEMS = 50
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+@dataclass
+class _Collector:
+    """Gathers problems (up to MAX_PROBLEMS, counting the rest) and notes."""
+
+    csv: Mapping[str, bool]
+    problems: list[Problem] = field(default_factory=list)
+    truncated: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, table: str, column: str, message: str, rows: pd.DataFrame | None = None,
+            values: pd.Series | None = None) -> None:
+        """Record one problem per offending row (``rows`` holds ``_row`` and ``patient_id``)."""
+        if rows is None:
+            self._push(Problem(table, column, message, csv=self.csv.get(table, True)))
+            return
+        for position, (_, record) in enumerate(rows.iterrows()):
+            if len(self.problems) >= MAX_PROBLEMS:
+                self.truncated += len(rows) - position
+                return
+            value = None if values is None else values.loc[record.name]
+            self._push(Problem(table, column, message, int(record["_row"]), _text(record.get("patient_id")),
+                               _plain(value), csv=self.csv.get(table, True)))
+
+    def _push(self, problem: Problem) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.truncated += 1
+        else:
+            self.problems.append(problem)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A value as the user wrote it, for messages (numpy scalars to Python)."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Strings with surrounding blanks stripped; empty strings become NA."""
+    text = series.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
+    values = raw[column.name]
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    given = _as_text(values).notna()
+    bad = given & numbers.isna()
+    if bad.any():
+        out.add(table, column.name, "expected a number", raw[bad], values)
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        out.add(table, column.name, "expected a finite number", raw[infinite], values)
+    numbers = numbers.mask(infinite)
+    if column.low is not None:
+        outside = (numbers < column.low) | (numbers > column.high)
+        if outside.any():
+            out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}",
+                    raw[outside], values)
+    return numbers
+
+
+def _boolean(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
+    text = _as_text(raw[column.name]).str.lower()
+    result = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    result[text.isin(_TRUE).fillna(False).astype(bool)] = True
+    result[text.isin(_FALSE).fillna(False).astype(bool)] = False
+    bad = text.notna() & result.isna()
+    if bad.any():
+        out.add(table, column.name, "expected true/false (also accepted: yes/no, 1/0)", raw[bad], raw[column.name])
+    return result
+
+
+def _category(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
+    text = _as_text(raw[column.name])
+    bad = text.notna() & ~text.isin(column.choices).fillna(False).astype(bool)
+    if bad.any():
+        out.add(table, column.name, f"expected one of {list(column.choices)}", raw[bad], raw[column.name])
+    return text.mask(bad).astype("string")
+
+
+def _typed_table(table: str, raw: pd.DataFrame, out: _Collector) -> pd.DataFrame:
+    """Check presence, type, allowed values and ranges of every contract column."""
+    columns = COLUMNS[table]
+    names = [c.name for c in columns]
+    missing = [c.name for c in columns if c.required and c.name not in raw.columns]
+    for name in missing:
+        out.add(table, name, f"required column is missing (columns found: {list(raw.columns)})")
+    extra = [c for c in raw.columns if c not in names and c != "_row"]
+    if extra:
+        out.notes.append(f"{table}: ignored extra column(s) {extra}")
+    typed = pd.DataFrame(index=raw.index)
+    for column in columns:
+        if column.name not in raw.columns:
+            typed[column.name] = pd.Series(None, index=raw.index, dtype=_dtype(column))
+            continue
+        if column.kind == "float":
+            typed[column.name] = _numeric(table, column, raw, out)
+        elif column.kind == "bool":
+            typed[column.name] = _boolean(table, column, raw, out)
+        elif column.kind == "category":
+            typed[column.name] = _category(table, column, raw, out)
+        else:
+            typed[column.name] = _as_text(raw[column.name])
+        if column.required and column.name not in missing:
+            blank = _as_text(raw[column.name]).isna()
+            if blank.any():
+                out.add(table, column.name, "a value is required", raw[blank])
+    return typed
+
+
+def _dtype(column: Column) -> str:
+    return {"float": "float64", "bool": "boolean"}.get(column.kind, "string")
+
+
+def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd.DataFrame:
+    duplicated = typed["patient_id"].notna() & typed["patient_id"].duplicated(keep="first")
+    if duplicated.any():
+        out.add("patients", "patient_id", "duplicate patient_id: each infusion must have exactly one row",
+                raw[duplicated], raw["patient_id"])
+    implied = typed["product"].map(dict(PRODUCT_COSTIM)).astype("string")
+    conflict = typed["costim_domain"].notna() & implied.notna() & (typed["costim_domain"] != implied)
+    if conflict.fillna(False).any():
+        out.add("patients", "costim_domain", "contradicts the product's costimulatory domain "
+                f"({dict(PRODUCT_COSTIM)})", raw[conflict.fillna(False)], raw["costim_domain"])
+    needs = (typed["product"] == "other").fillna(False) & typed["costim_domain"].isna()
+    if needs.any():
+        out.add("patients", "costim_domain", "required when product is 'other' (expected 4-1BB or CD28)",
+                raw[needs])
+    typed["costim_domain"] = typed["costim_domain"].fillna(implied)
+    typed["diagnosis"] = typed["diagnosis"].fillna(DEFAULT_DIAGNOSIS)
+    typed["followup_hours"] = typed["followup_hours"].fillna(DEFAULT_FOLLOWUP_HOURS)
+    return typed
+
+
+def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> tuple[pd.DataFrame, dict]:
+    """Check analyte and unit pairs and plausible ranges; convert values to canonical units."""
+    known = typed["analyte"].isin(list(ANALYTES)).fillna(False).astype(bool)
+    unknown = typed["analyte"].notna() & ~known
+    if unknown.any():
+        out.add("measurements", "analyte", f"unknown analyte; expected one of {list(ANALYTES)}",
+                raw[unknown], raw["analyte"])
+    canonical = pd.Series(np.nan, index=typed.index, dtype="float64")
+    converted: dict[str, int] = {}
+    for name, info in ANALYTES.items():
+        rows = typed["analyte"] == name
+        rows = rows.fillna(False).astype(bool)
+        if not rows.any():
+            continue
+        units = typed.loc[rows, "unit"]
+        accepted = units.isin(list(info.conversions)).fillna(False).astype(bool)
+        bad_unit = units.notna() & ~accepted
+        if bad_unit.any():
+            out.add("measurements", "unit", f"unit not accepted for {name}; expected one of "
+                    f"{list(info.conversions)}", raw.loc[bad_unit[bad_unit].index], raw["unit"])
+        for unit, conversion in info.conversions.items():
+            these = rows & (typed["unit"] == unit).fillna(False).astype(bool)
+            if not these.any():
+                continue
+            canonical[these] = conversion.apply(typed.loc[these, "value"])
+            if unit != info.unit:
+                converted[f"{name}: {unit} -> {info.unit}"] = int(these.sum())
+        outside = rows & ((canonical < info.low) | (canonical > info.high))
+        if outside.any():
+            out.add("measurements", "value", f"implausible {name}: expected {info.low:g} to {info.high:g} "
+                    f"{info.unit} (after unit conversion)", raw[outside], raw["value"])
+    typed["value"] = canonical
+    typed["unit"] = typed["analyte"].map({n: a.unit for n, a in ANALYTES.items()}).astype("string")
+    return typed, converted
+
+
+def _check_events(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd.DataFrame:
+    grade = typed["event"].isin(list(GRADE_EVENTS)).fillna(False).astype(bool)
+    value = typed["value"]
+    low, high = GRADE_RANGE
+    bad_grade = grade & (value.isna() | (value < low) | (value > high) | (value != np.round(value)))
+    if bad_grade.any():
+        out.add("events", "value", f"expected an integer grade {low} to {high}", raw[bad_grade], raw["value"])
+    bad_dose = ~grade & typed["event"].notna() & ((value <= 0) | (value > MAX_DRUG_DOSE))
+    if bad_dose.fillna(False).any():
+        out.add("events", "value", f"expected a dose above 0 and at most {MAX_DRUG_DOSE:g} (or blank)",
+                raw[bad_dose.fillna(False)], raw["value"])
+    return typed
+
+
+def _check_references(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFrame], out: _Collector) -> None:
+    known = set(tables["patients"]["patient_id"].dropna())
+    for name in ("measurements", "events"):
+        ids = tables[name]["patient_id"]
+        orphan = ids.notna() & ~ids.isin(known)
+        if orphan.any():
+            out.add(name, "patient_id", "no such patient_id in the patients table", raws[name][orphan],
+                    raws[name]["patient_id"])
+
+
+def validate_tables(raw_tables: Mapping[str, pd.DataFrame], csv: Mapping[str, bool] | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> Cohort:
+    """Validate the three raw tables and return the canonical ``Cohort``, or raise with every problem."""
+    out = _Collector(csv=dict(csv or {}))
+    raws = {name: raw_tables[name].reset_index(drop=True).assign(_row=lambda t: np.arange(1, len(t) + 1))
+            for name in TABLES}
+    typed = {name: _typed_table(name, raws[name], out) for name in TABLES}
+    typed["patients"] = _check_patients(raws["patients"], typed["patients"], out)
+    typed["measurements"], converted = _check_measurements(raws["measurements"], typed["measurements"], out)
+    typed["events"] = _check_events(raws["events"], typed["events"], out)
+    _check_references(typed, raws, out)
+    if out.problems:
+        order = {name: i for i, name in enumerate(TABLES)}
+        ranked = sorted(out.problems, key=lambda p: (order.get(p.table, -1), p.row or 0))
+        raise CohortValidationError(ranked, out.truncated)
+    meta = dict(metadata or {})
+    meta["units_converted"] = converted
+    meta["notes"] = meta.get("notes", []) + out.notes
+    return Cohort(
+        typed["patients"].reset_index(drop=True),
+        typed["measurements"].sort_values(["patient_id", "hours_since_infusion"], kind="stable").reset_index(drop=True),
+        typed["events"].sort_values(["patient_id", "hours_since_infusion"], kind="stable").reset_index(drop=True),
+        meta,
+    )

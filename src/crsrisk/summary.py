@@ -1,0 +1,23 @@
+"""Plain-data summaries of a cohort, for the CLI and for reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crsrisk.cohort import Cohort
+
+
+def cohort_summary(cohort: Cohort) -> dict[str, Any]:
+    """Counts a person checks first: infusions, centres, measurements per analyte, events per kind."""
+    patients = cohort.patients
+    return {
+        "infusions": int(len(patients)),
+        "centres": {str(k): int(v) for k, v in patients["center"].fillna("(none)").value_counts().sort_index().items()},
+        "measurements_per_analyte": {str(k): int(v) for k, v in
+                                     cohort.measurements["analyte"].value_counts().sort_index().items()},
+        "events_per_kind": {str(k): int(v) for k, v in cohort.events["event"].value_counts().sort_index().items()},
+        "units_converted": dict(cohort.metadata.get("units_converted", {})),
+        "synthetic": cohort.synthetic,
+        "fingerprint": cohort.fingerprint(),
+        "notes": list(cohort.metadata.get("notes", [])),
+    }
