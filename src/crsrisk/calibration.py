@@ -1,0 +1,63 @@
+"""Calibration maps from a model's raw score (log-odds margin) to a probability, as plain parameters.
+
+Kept free of pickled sklearn objects so a model bundle can store a calibrator as JSON and the
+clinician's predict path can apply it with numpy alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Method = Literal["platt", "isotonic"]
+METHODS: tuple[str, ...] = ("platt", "isotonic")
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """Platt: p = sigmoid(a * margin + b). Isotonic: p = piecewise-linear interpolation through (x, y)."""
+
+    method: Method
+    params: dict[str, Any]
+
+    def transform(self, margin: np.ndarray) -> np.ndarray:
+        """Map raw scores (log-odds) to calibrated probabilities."""
+        margin = np.asarray(margin, dtype=float)
+        if self.method == "platt":
+            return 1.0 / (1.0 + np.exp(-(self.params["a"] * margin + self.params["b"])))
+        return np.interp(margin, self.params["x"], self.params["y"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (floats and lists only)."""
+        return {"method": self.method, "params": self.params}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibrator":
+        """Rebuild from ``to_dict`` output, checking the fields rather than trusting them."""
+        method = data.get("method")
+        params = data.get("params", {})
+        if method == "platt" and set(params) == {"a", "b"}:
+            return cls("platt", {"a": float(params["a"]), "b": float(params["b"])})
+        if method == "isotonic" and set(params) == {"x", "y"} and len(params["x"]) == len(params["y"]) > 0:
+            return cls("isotonic", {"x": [float(v) for v in params["x"]], "y": [float(v) for v in params["y"]]})
+        raise ValueError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; got {data!r}")
+
+
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method) -> Calibrator:
+    """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on)."""
+    margin = np.asarray(margin, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if method == "platt":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
+        return Calibrator("platt", {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])})
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
+        return Calibrator("isotonic", {"x": [float(v) for v in model.X_thresholds_],
+                                       "y": [float(v) for v in model.y_thresholds_]})
+    raise ValueError(f"calibration method: expected one of {METHODS}, got {method!r}")

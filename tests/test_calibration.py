@@ -1,0 +1,41 @@
+"""Calibrators map margins to probabilities and survive a JSON round trip unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crsrisk.calibration import Calibrator, fit_calibrator
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_fitted_calibrator_recovers_true_probabilities(method: str) -> None:
+    rng = np.random.default_rng(0)
+    margin = rng.normal(0, 2, 20_000)
+    truth = 1 / (1 + np.exp(-(0.5 * margin - 1.0)))  # an over-confident score: the true slope is 0.5
+    y = rng.random(margin.size) < truth
+    calibrator = fit_calibrator(margin, y, method)
+    grid = np.linspace(-4, 4, 9)
+    expected = 1 / (1 + np.exp(-(0.5 * grid - 1.0)))
+    assert np.abs(calibrator.transform(grid) - expected).max() < 0.06
+    if method == "platt":
+        assert calibrator.params["a"] == pytest.approx(0.5, abs=0.05)
+        assert calibrator.params["b"] == pytest.approx(-1.0, abs=0.08)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_json_round_trip_is_exact(method: str) -> None:
+    rng = np.random.default_rng(1)
+    margin = rng.normal(size=500)
+    calibrator = fit_calibrator(margin, rng.random(500) < 0.3, method)
+    again = Calibrator.from_dict(json.loads(json.dumps(calibrator.to_dict())))
+    np.testing.assert_array_equal(again.transform(margin), calibrator.transform(margin))
+
+
+def test_malformed_calibrator_is_refused() -> None:
+    with pytest.raises(ValueError, match="calibrator"):
+        Calibrator.from_dict({"method": "platt", "params": {"a": 1.0}})
+    with pytest.raises(ValueError, match="calibration method"):
+        fit_calibrator(np.zeros(4), np.array([0, 1, 0, 1]), "beta")  # type: ignore[arg-type]
