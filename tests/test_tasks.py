@@ -1,0 +1,188 @@
+"""Risk sets and labels: hand-made edge cases, the real NULISA timelines, and random timelines,
+each checked against an independent per-patient derivation of the same rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crsrisk.cohort import Cohort
+from crsrisk.schema.validate import validate_tables
+from crsrisk.tasks import DEFAULT_TASKS, FIRST_TOCILIZUMAB, get_task, label_table, landmark_times, tasks_from_config
+from crsrisk.tasks.definitions import Task
+
+NULISA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nulisa-cart-timelines" / "events.csv"
+
+
+def make_cohort(events: list[tuple], followup: dict[str, float] | None = None, ids: list[str] | None = None) -> Cohort:
+    frame = pd.DataFrame(events, columns=["patient_id", "hours_since_infusion", "event", "value"])
+    ids = ids or sorted(set(frame["patient_id"]))
+    patients = pd.DataFrame({"patient_id": ids, "age_years": 10.0, "product": "tisagenlecleucel",
+                             "followup_hours": [(followup or {}).get(i, 672.0) for i in ids]})
+    empty = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
+    return validate_tables({"patients": patients, "measurements": empty, "events": frame})
+
+
+# ---- an independent, deliberately plain derivation of the same rules --------------------------------
+
+
+def reference_labels(cohort: Cohort, task: Task, landmark) -> dict[str, object]:
+    """Per patient, with plain loops: label 0/1, 'excluded', or absent when not in the risk set."""
+    out: dict[str, object] = {}
+    for _, patient in cohort.patients.iterrows():
+        pid, follow = patient["patient_id"], patient["followup_hours"]
+        ev = [tuple(r) for r in cohort.events[cohort.events.patient_id == pid][
+            ["hours_since_infusion", "event", "value"]].itertuples(index=False) if r[0] <= follow]
+        if task.kind == "toci_refractory":
+            doses = [t for t, e, _ in ev if e == "tocilizumab"]
+            if not doses:
+                continue
+            t0 = min(doses)
+            end = t0 + task.window_hours
+            win = [(t, e, v) for t, e, v in ev if t0 <= t <= end]
+            positive = any(e in ("siltuximab", "anakinra") for _, e, _ in win)
+            positive |= sum(e == "tocilizumab" for _, e, _ in win) > task.max_tocilizumab_doses
+            for t, e, _ in win:
+                if e == "corticosteroid":
+                    icans = [v for tt, ee, v in ev if ee == "icans_grade" and tt <= t]
+                    if not task.steroids_only_without_icans or (icans[-1] if icans else 0) == 0:
+                        positive = True
+            before = [v for t, e, v in ev if e == "crs_grade" and t <= t0]
+            ref = before[-1] if before else 0
+            positive |= any(e == "crs_grade" and t0 < t <= end and v > ref for t, e, v in ev)
+        else:
+            lm = float(landmark)
+            if any(e == task.grade_event and v >= task.grade_threshold and t < lm for t, e, v in ev):
+                continue
+            end = task.horizon_hours
+            positive = any(e == task.grade_event and v >= task.grade_threshold and lm <= t < end for t, e, v in ev)
+        out[pid] = 1 if positive else ("excluded" if follow < end else 0)
+    return out
+
+
+def as_dict(table: pd.DataFrame) -> dict[str, object]:
+    return {r.patient_id: ("excluded" if r.excluded else int(r.label)) for r in table.itertuples()}
+
+
+# ---- hand-made edge cases ---------------------------------------------------------------------------
+
+
+def test_event_at_the_landmark_is_outcome_and_earlier_grade_3_leaves_the_risk_set() -> None:
+    cohort = make_cohort([("A", 36.0, "crs_grade", 3), ("B", 35.9, "crs_grade", 3), ("C", 10.0, "crs_grade", 2)])
+    table = label_table(cohort, "severe_crs", 36.0).set_index("patient_id")
+    assert list(table.index) == ["A", "C"]
+    assert table.loc["A", "label"] == 1 and table.loc["C", "label"] == 0
+    assert list(landmark_times(cohort, "severe_crs", 0.0).index) == ["A", "B", "C"]
+
+
+def test_short_follow_up_without_event_is_excluded_not_negative() -> None:
+    cohort = make_cohort([("A", 10.0, "crs_grade", 1), ("B", 100.0, "crs_grade", 3)],
+                         followup={"A": 200.0, "B": 200.0})
+    table = label_table(cohort, "severe_crs", 36.0).set_index("patient_id")
+    assert bool(table.loc["A", "excluded"]) and pd.isna(table.loc["A", "label"])
+    assert "follow-up ended at 200 h" in table.loc["A", "reason"]
+    assert table.loc["B", "label"] == 1 and not table.loc["B", "excluded"]
+
+
+def test_events_after_follow_up_are_ignored() -> None:
+    cohort = make_cohort([("A", 300.0, "crs_grade", 4)], followup={"A": 672.0 - 400})
+    assert as_dict(label_table(cohort, "severe_crs", 0.0)) == {"A": "excluded"}
+
+
+@pytest.mark.parametrize("third_at, expected", [(47.0, 1), (49.0, 0)])
+def test_third_tocilizumab_dose_counts_only_inside_48_h(third_at: float, expected: int) -> None:
+    cohort = make_cohort([("A", 0.0, "crs_grade", 2), ("A", 1.0, "tocilizumab", 8), ("A", 9.0, "tocilizumab", 8),
+                          ("A", 1.0 + third_at, "tocilizumab", 8)])
+    table = label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)
+    assert table["landmark_hours"].tolist() == [1.0] and table["label"].tolist() == [expected]
+
+
+def test_steroids_during_icans_are_not_for_crs_unless_configured() -> None:
+    events = [("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 20.0, "icans_grade", 2),
+              ("A", 24.0, "corticosteroid", 10), ("B", 5.0, "tocilizumab", 8), ("B", 6.0, "corticosteroid", 10)]
+    cohort = make_cohort(events)
+    assert as_dict(label_table(cohort, "toci_refractory", None)) == {"A": 0, "B": 1}
+    loose = get_task("toci_refractory").with_overrides(steroids_only_without_icans=False)
+    assert as_dict(label_table(cohort, loose, None)) == {"A": 1, "B": 1}
+
+
+def test_crs_rising_after_the_first_dose_is_refractory() -> None:
+    cohort = make_cohort([("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 30.0, "crs_grade", 3),
+                          ("B", 0.0, "crs_grade", 2), ("B", 5.0, "tocilizumab", 8), ("B", 30.0, "crs_grade", 1),
+                          ("C", 0.0, "crs_grade", 2), ("C", 5.0, "tocilizumab", 8), ("C", 60.0, "crs_grade", 3)])
+    assert as_dict(label_table(cohort, "toci_refractory", None)) == {"A": 1, "B": 0, "C": 0}
+
+
+def test_icans_second_label_and_configurable_landmarks() -> None:
+    cohort = make_cohort([("A", 50.0, "icans_grade", 1), ("B", 80.0, "icans_grade", 3), ("C", 10.0, "icans_grade", 1)])
+    assert as_dict(label_table(cohort, "icans", 36.0)) == {"A": 1, "B": 1}
+    assert as_dict(label_table(cohort, "icans", 36.0, label="icans_severe")) == {"A": 0, "B": 1}
+    tasks = tasks_from_config({"tasks": {"icans": {"landmarks": [0, 60], "horizon_hours": 336}}})
+    assert tasks["icans"].landmarks == (0.0, 60.0) and tasks["icans"].horizon_hours == 336
+    assert as_dict(label_table(cohort, tasks["icans"], 60.0)) == {"B": 1}
+
+
+@pytest.mark.parametrize("settings_, message", [
+    ({"landmark": [1]}, "unknown setting"), ({"landmarks": [-1]}, "hours >= 0"),
+    ({"horizon_hours": 0}, "positive"), ({"grade_threshold": 7}, "1-4")])
+def test_bad_task_settings_name_the_setting(settings_: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tasks_from_config({"tasks": {"severe_crs": settings_}})
+    with pytest.raises(ValueError, match="expected one of"):
+        get_task("sepsis")
+
+
+# ---- the real NULISA timelines ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nulisa() -> Cohort:
+    events = pd.read_csv(NULISA, dtype={"patient_id": str})
+    ids = sorted(events["patient_id"].unique())
+    patients = pd.DataFrame({"patient_id": ids, "age_years": 60.0, "diagnosis": "LBCL",
+                             "product": "other", "costim_domain": "CD28", "followup_hours": 15 * 24.0})
+    empty = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
+    return validate_tables({"patients": patients, "measurements": empty, "events": events})
+
+
+@pytest.mark.parametrize("name, landmark", [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 0.0),
+                                            ("icans", 36.0), ("toci_refractory", FIRST_TOCILIZUMAB)])
+def test_nulisa_labels_match_the_independent_derivation(nulisa: Cohort, name: str, landmark) -> None:
+    # Follow-up covers days 0-14 only, so the day-28 window is shortened to what was observed.
+    task = DEFAULT_TASKS[name] if name == "toci_refractory" else DEFAULT_TASKS[name].with_overrides(horizon_hours=360)
+    assert as_dict(label_table(nulisa, task, landmark)) == reference_labels(nulisa, task, landmark)
+
+
+def test_nulisa_known_counts(nulisa: Cohort) -> None:
+    # README of the data set: tocilizumab in 38 patients; max CRS grade 3 in 2 and grade 4 in 1.
+    toci = label_table(nulisa, "toci_refractory", None)
+    assert len(toci) == 38 and not toci["excluded"].any()
+    severe = label_table(nulisa, get_task("severe_crs").with_overrides(horizon_hours=360), 0.0)
+    assert int(severe["label"].sum()) == 3
+    assert 0 < int(toci["label"].sum()) < 38
+
+
+# ---- random timelines ---------------------------------------------------------------------------------
+
+EVENT = st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(0, 400).map(lambda x: round(x, 1)),
+                  st.sampled_from(["crs_grade", "icans_grade", "tocilizumab", "siltuximab", "corticosteroid"]),
+                  st.integers(0, 4))
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=st.lists(EVENT, max_size=25), follow=st.sampled_from([100.0, 300.0, 672.0]),
+       landmark=st.sampled_from([0.0, 36.0, 100.0]))
+def test_random_timelines_match_the_independent_derivation(events: list[tuple], follow: float, landmark: float) -> None:
+    fixed = [(p, t, e, v if e.endswith("grade") else max(v, 1)) for p, t, e, v in events]
+    cohort = make_cohort(fixed, followup={"A": follow, "B": 672.0, "C": 50.0}, ids=["A", "B", "C"])
+    for name in ("severe_crs", "icans"):
+        task = DEFAULT_TASKS[name]
+        assert as_dict(label_table(cohort, task, landmark)) == reference_labels(cohort, task, landmark)
+    task = DEFAULT_TASKS["toci_refractory"]
+    assert as_dict(label_table(cohort, task, None)) == reference_labels(cohort, task, None)
+    assert np.all(landmark_times(cohort, task, None).index.isin(cohort.patients["patient_id"]))
