@@ -72,7 +72,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, extra: dict[str, bytes] | None = None,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, float_format: str | None = None) -> Path:
     """Write tables (and extra files) into ``out_dir`` atomically: a failure never leaves a half folder.
 
     Files go to a temporary sibling folder first, which is then renamed into place.
@@ -88,7 +88,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, ex
             if file.suffix == ".parquet":
                 table.to_parquet(file, index=False)
             else:
-                table.to_csv(file, index=False, lineterminator="\n")
+                table.to_csv(file, index=False, lineterminator="\n", float_format=float_format)
         for name, content in (extra or {}).items():
             (staging / name).write_bytes(content)
         if target.exists():

@@ -1,0 +1,7 @@
+"""Synthetic cohorts built from published effect sizes (always labelled synthetic)."""
+
+from crsrisk.simulate.generator import SimulatedCohort, simulate_cohort
+from crsrisk.simulate.params import Centre, SimulationParams
+from crsrisk.simulate.writer import write_simulated
+
+__all__ = ["Centre", "SimulatedCohort", "SimulationParams", "simulate_cohort", "write_simulated"]
