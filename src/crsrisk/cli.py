@@ -83,6 +83,103 @@ def simulate(
                   f"truth.csv beside it is not part of the cohort")
 
 
+@app.command()
+@friendly
+def features(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
+    task: str = typer.Option(..., "--task", help="severe_crs, icans or toci_refractory"),
+    landmark: Optional[float] = typer.Option(None, "--landmark", help="hours after infusion (default: the "
+                                             "task's last landmark; toci_refractory: the first dose)"),
+    label: str = typer.Option("primary", "--label", help="primary, or a second label such as icans_severe"),
+    out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
+) -> None:
+    """Write one task's feature matrix with patient_id, landmark_hours and label, and report it."""
+    from crsrisk.cohort_io import load_cohort
+    from crsrisk.features import LandmarkFeatures, describe_features
+    from crsrisk.tasks import get_task, label_table, task_summary
+
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")
+    data = load_cohort(cohort)
+    task_def = get_task(task)
+    point = task_def.landmarks[-1] if landmark is None else landmark
+    labels = label_table(data, task_def, point, label=label)
+    matrix = LandmarkFeatures(task=task_def, landmark=point).fit(data).transform(data)
+    kept = labels[~labels["excluded"]].set_index("patient_id")
+    matrix = matrix.loc[matrix.index.intersection(kept.index)]
+    table = matrix.assign(landmark_hours=kept.loc[matrix.index, "landmark_hours"],
+                          label=kept.loc[matrix.index, "label"]).rename_axis("patient_id").reset_index()
+    first = ["patient_id", "landmark_hours", "label"]
+    table = table[first + [c for c in table.columns if c not in first]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False) if out.suffix == ".parquet" else table.to_csv(out, index=False)
+    summary = task_summary(labels)
+    console.print(f"{task} at {point}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    described = describe_features(matrix)
+    report = Table(title=f"{matrix.shape[1]} features", title_justify="left")
+    for column in described.columns:
+        report.add_column(str(column))
+    for row in described.itertuples(index=False):
+        report.add_row(*[f"{v:.1%}" if isinstance(v, float) else str(v) for v in row])
+    console.print(report)
+    console.print(f"wrote {len(table)} rows to {out}")
+
+
+def _print_comparison(results: list[dict]) -> None:
+    from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
+
+    table = Table(title="cross-validated comparison (out-of-fold, bootstrap 95% CI)", title_justify="left")
+    for name in COMPARISON_HEADER:
+        table.add_column(name, overflow="fold")
+    for row in comparison_rows(results):
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+@friendly
+def train(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
+    task: str = typer.Option("all", "--task", help="all, severe_crs, icans or toci_refractory"),
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (see experiments/)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
+    out: Path = typer.Option(Path("runs/latest"), "--out", help="folder for metrics.json, plots and model/"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
+    from crsrisk.training.run import train as run_training
+
+    result = run_training(cohort, task=task, config=config, tracking_uri=tracking_uri, out=out,
+                          show_progress=progress)
+    _print_comparison(result.metrics["results"])
+    console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
+                  f"MLflow run {result.run_id}; registered: {', '.join(result.registered) or 'none'}")
+    console.print(result.metrics["disclaimer"])
+
+
+@app.command()
+@friendly
+def demo(
+    n: int = typer.Option(800, "--n", min=100, help="infusions in the synthetic cohort"),
+    seed: int = typer.Option(2026, "--seed"),
+    out: Path = typer.Option(Path("demo-output"), "--out", help="folder for the cohort and the run"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
+) -> None:
+    """Simulate a cohort, train every task on it and print the comparison: the whole package end to end."""
+    from crsrisk.simulate import simulate_cohort, write_simulated
+    from crsrisk.training.config import DEMO_CONFIG
+    from crsrisk.training.run import train as run_training
+
+    cohort_dir = out / "cohort"
+    write_simulated(simulate_cohort(n=n, seed=seed), cohort_dir, overwrite=True)
+    console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
+    result = run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run")
+    _print_comparison(result.metrics["results"])
+    console.print(f"metrics: {result.out_dir / 'metrics.json'}; MLflow run {result.run_id} "
+                  f"(browse: mlflow ui --backend-store-uri {tracking_uri or 'sqlite:///mlflow.db'})")
+    console.print(result.metrics["disclaimer"])
+
+
 @audit_log_app.command("verify")
 @friendly
 def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:

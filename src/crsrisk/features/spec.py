@@ -1,0 +1,133 @@
+"""Names, human-readable labels, units and log-scale flags of every feature the builder can emit.
+
+Explanations, the CLI and the model card read these; analyte features are derived from the analyte
+registry, so adding an analyte there adds its features here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pandas as pd
+
+from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What a feature means: label for people, unit, whether a linear model should take its log."""
+
+    name: str
+    label: str
+    unit: str
+    log_scale: bool
+    source: str  # patient, baseline, window, fever, derived, course
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace("-", "_")
+
+
+def _patient() -> list[FeatureInfo]:
+    fixed = [
+        FeatureInfo("age_years", "age", "years", False, "patient"),
+        FeatureInfo("weight_kg", "weight", "kg", False, "patient"),
+        FeatureInfo("sex_male", "male sex", "1 = yes", False, "patient"),
+        FeatureInfo("marrow_blasts_pct", "marrow blasts before lymphodepletion", "%", False, "patient"),
+        FeatureInfo("extramedullary_disease", "extramedullary disease", "1 = yes", False, "patient"),
+        FeatureInfo("cns3", "CNS3 status", "1 = yes", False, "patient"),
+        FeatureInfo("prior_hsct", "prior stem-cell transplant", "1 = yes", False, "patient"),
+        FeatureInfo("dose_1e6_cells_per_kg", "CAR T-cell dose", "10^6 cells/kg", True, "patient"),
+        FeatureInfo("costim_cd28", "CD28 costimulatory domain", "1 = yes", False, "patient"),
+        FeatureInfo("lymphodepletion_flu_cy", "fludarabine/cyclophosphamide lymphodepletion", "1 = yes", False,
+                    "patient"),
+    ]
+    fixed += [FeatureInfo(f"product_{_slug(p)}", f"product {p}", "1 = yes", False, "patient") for p in PRODUCTS]
+    fixed += [FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis {d}", "1 = yes", False, "patient") for d in DIAGNOSES]
+    return fixed
+
+
+def _baseline() -> list[FeatureInfo]:
+    return [FeatureInfo(f"baseline_{a.name}", f"{a.label} before infusion", a.unit, a.log_scale, "baseline")
+            for a in ANALYTES.values()]
+
+
+WINDOW_STATS = ("last", "max", "log_slope", "hours_to_max", "missing")
+
+
+def _window() -> list[FeatureInfo]:
+    out = []
+    for a in ANALYTES.values():
+        out += [
+            FeatureInfo(f"{a.name}_last", f"{a.label}, latest value", a.unit, a.log_scale, "window"),
+            FeatureInfo(f"{a.name}_max", f"{a.label}, highest since infusion", a.unit, a.log_scale, "window"),
+            FeatureInfo(f"{a.name}_log_slope", f"{a.label}, trend (change of log value per hour)",
+                        f"log({a.unit})/h", False, "window"),
+            FeatureInfo(f"{a.name}_hours_to_max", f"{a.label}, hours from infusion to its highest value", "h",
+                        False, "window"),
+            FeatureInfo(f"{a.name}_missing", f"{a.label} not measured since infusion", "1 = missing", False,
+                        "window"),
+        ]
+    return out
+
+
+def _late() -> list[FeatureInfo]:
+    return [
+        FeatureInfo("fever_hours", "hours with fever >= 38.0 C since infusion", "h", False, "fever"),
+        FeatureInfo("fever_first_hours", "hours from infusion to first fever >= 38.0 C", "h", False, "fever"),
+        FeatureInfo("m_easix_last", "m-EASIX (LDH x CRP / platelets), latest", "U/L x mg/dL / 10^9/L", True, "derived"),
+        FeatureInfo("ferritin_fold_change", "ferritin, latest / baseline", "ratio", True, "derived"),
+        FeatureInfo("crp_fold_change", "CRP, latest / baseline", "ratio", True, "derived"),
+        FeatureInfo("il6_sgp130_ratio", "IL-6 / sgp130, latest", "ratio", True, "derived"),
+        FeatureInfo("crs_grade_current", "CRS grade now", "ASTCT grade", False, "course"),
+        FeatureInfo("crs_grade_max", "highest CRS grade so far", "ASTCT grade", False, "course"),
+        FeatureInfo("icans_grade_max", "highest ICANS grade so far", "ASTCT grade", False, "course"),
+        FeatureInfo("tocilizumab_doses", "tocilizumab doses so far", "doses", False, "course"),
+        FeatureInfo("corticosteroid_given", "corticosteroids given so far", "1 = yes", False, "course"),
+        FeatureInfo("hours_since_crs_onset", "hours since CRS onset", "h", False, "course"),
+        FeatureInfo("landmark_hours", "hours since infusion at prediction", "h", False, "course"),
+    ]
+
+
+_EARLY_DERIVED = [
+    FeatureInfo("easix_baseline", "EASIX (LDH x creatinine / platelets) before infusion", "U/L x mg/dL / 10^9/L",
+                True, "derived"),
+    FeatureInfo("m_easix_baseline", "m-EASIX (LDH x CRP / platelets) before infusion", "U/L x mg/dL / 10^9/L",
+                True, "derived"),
+]
+
+
+@lru_cache(maxsize=2)
+def feature_specs(window: bool) -> tuple[FeatureInfo, ...]:
+    """Every feature, in output order: pre-infusion ones always, post-infusion ones when ``window``."""
+    specs = _patient() + _baseline() + _EARLY_DERIVED
+    return tuple(specs + _window() + _late()) if window else tuple(specs)
+
+
+def feature_names(window: bool) -> list[str]:
+    """Column names in output order."""
+    return [f.name for f in feature_specs(window)]
+
+
+_ALL = {f.name: f for f in feature_specs(True)}
+
+
+def feature_info(name: str) -> FeatureInfo:
+    """The description of one feature (KeyError names the unknown feature)."""
+    try:
+        return _ALL[name]
+    except KeyError:
+        raise KeyError(f"unknown feature {name!r}") from None
+
+
+def log_scale_columns(names: list[str]) -> list[str]:
+    """The columns a linear model should log-transform (the analyte spans orders of magnitude)."""
+    return [n for n in names if n in _ALL and _ALL[n].log_scale]
+
+
+def describe_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Name, label, unit and missing fraction of each column of a feature matrix."""
+    rows = [(c, feature_info(c).label, feature_info(c).unit, float(frame[c].isna().mean())) for c in frame.columns]
+    return pd.DataFrame(rows, columns=["feature", "label", "unit", "missing"])

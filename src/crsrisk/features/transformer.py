@@ -1,0 +1,81 @@
+"""``LandmarkFeatures``: the feature builder as an sklearn transformer over a ``Cohort``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from crsrisk.cohort import Cohort
+from crsrisk.features.build import build_features
+from crsrisk.features.spec import feature_names
+
+
+class LandmarkFeatures(TransformerMixin, BaseEstimator):
+    """Cohort -> one row per infusion in ``task``'s risk set at ``landmark`` (index patient_id).
+
+    Encodings use the contract's fixed vocabularies, so fitting learns no statistics from the data: ``fit``
+    only fixes the output columns. That keeps the transformer leakage-free by construction.
+    """
+
+    def __init__(self, task: Any = "severe_crs", landmark: Any = 36.0) -> None:
+        self.task = task
+        self.landmark = landmark
+
+    def _window(self) -> bool:
+        from crsrisk.tasks import get_task
+
+        return get_task(self.task).kind == "toci_refractory" or float(self.landmark) > 0
+
+    def fit(self, X: Cohort, y: Any = None) -> "LandmarkFeatures":
+        """Fix the output columns for this task and landmark."""
+        if not isinstance(X, Cohort):
+            raise TypeError(f"LandmarkFeatures.fit expects a crsrisk Cohort, got {type(X).__name__}")
+        self.feature_names_out_ = np.asarray(feature_names(self._window()), dtype=object)
+        self.n_features_out_ = len(self.feature_names_out_)
+        return self
+
+    def transform(self, X: Cohort) -> pd.DataFrame:
+        """The feature matrix of the infusions at risk at the landmark."""
+        from crsrisk.tasks import landmark_times
+
+        check_is_fitted(self, "feature_names_out_")
+        if not isinstance(X, Cohort):
+            raise TypeError(f"LandmarkFeatures.transform expects a crsrisk Cohort, got {type(X).__name__}")
+        landmarks = landmark_times(X, self.task, self.landmark)
+        return build_features(X, landmarks, window=self._window())[list(self.feature_names_out_)]
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns (see ``crsrisk.features.feature_info`` for labels and units)."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+
+class LogTransform(TransformerMixin, BaseEstimator):
+    """log1p of the named columns (values below 0 are clipped to 0) for linear models; others pass through."""
+
+    def __init__(self, columns: tuple[str, ...] | list[str] = ()) -> None:
+        self.columns = columns
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> "LogTransform":
+        """Remember the input columns and which of them to transform."""
+        names = list(X.columns) if isinstance(X, pd.DataFrame) else [f"x{i}" for i in range(np.shape(X)[1])]
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = len(names)
+        self.positions_ = [i for i, name in enumerate(names) if name in set(self.columns)]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """A float array with the chosen columns log-transformed."""
+        check_is_fitted(self, "positions_")
+        values = np.array(X, dtype=float, copy=True)
+        values[:, self.positions_] = np.log1p(np.clip(values[:, self.positions_], 0, None))
+        return values
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Same names as the input."""
+        check_is_fitted(self, "positions_")
+        return self.feature_names_in_.copy()

@@ -1,0 +1,117 @@
+"""Feature values computed by hand, names and units for every column, and the sklearn contract."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from crsrisk.cohort import Cohort
+from crsrisk.features import LandmarkFeatures, LogTransform, build_features, describe_features, feature_info, \
+    feature_names, log_scale_columns
+from crsrisk.schema.validate import validate_tables
+
+
+def hand_cohort() -> Cohort:
+    patients = pd.DataFrame({
+        "patient_id": ["A", "B"], "age_years": [8.0, 19.0], "sex": ["M", None], "product": ["tisagenlecleucel", "other"],
+        "costim_domain": [None, "CD28"], "marrow_blasts_pct": [60.0, 2.0], "dose_1e6_cells_per_kg": [2.0, 1.0],
+        "lymphodepletion": ["flu_cy", "none"], "prior_hsct": ["yes", None]})
+    m = [("A", -200, "ldh", 999, "U/L"),  # older than 7 days: not a baseline
+         ("A", -48, "ldh", 300, "U/L"), ("A", -30, "ldh", 400, "U/L"), ("A", -30, "creatinine", 0.5, "mg/dL"),
+         ("A", -30, "platelets", 50, "10^9/L"), ("A", -30, "crp", 2, "mg/dL"), ("A", -30, "ferritin", 1000, "ng/mL"),
+         ("A", 6, "il6", 10, "pg/mL"), ("A", 18, "il6", 1000, "pg/mL"), ("A", 30, "il6", 100, "pg/mL"),
+         ("A", 40, "il6", 99999, "pg/mL"),  # after the 36 h landmark: never used
+         ("A", 0, "temperature", 37.0, "degC"), ("A", 10, "temperature", 38.5, "degC"),
+         ("A", 20, "temperature", 102.2, "degF"), ("A", 30, "temperature", 37.5, "degC"),
+         ("A", 24, "ldh", 500, "U/L"), ("A", 24, "crp", 80, "mg/L"), ("A", 24, "platelets", 40, "10^9/L"),
+         ("A", 24, "ferritin", 5000, "ng/mL"), ("A", 24, "sgp130", 400, "ng/mL"),
+         ("B", 12, "il6", 5, "pg/mL")]
+    e = [("A", 20, "crs_grade", 1), ("A", 28, "crs_grade", 2), ("A", 30, "tocilizumab", 8), ("A", 40, "crs_grade", 3)]
+    return validate_tables({
+        "patients": patients,
+        "measurements": pd.DataFrame(m, columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"]),
+        "events": pd.DataFrame(e, columns=["patient_id", "hours_since_infusion", "event", "value"])})
+
+
+def test_hand_computed_values_at_36_h() -> None:
+    f = build_features(hand_cohort(), pd.Series({"A": 36.0, "B": 36.0})).loc["A"]
+    assert f["baseline_ldh"] == 400 and f["baseline_crp"] == 20.0  # mg/dL converted to mg/L
+    assert f["easix_baseline"] == pytest.approx(400 * 0.5 / 50)
+    assert f["m_easix_baseline"] == pytest.approx(400 * 2.0 / 50)  # m-EASIX takes CRP in mg/dL
+    assert f["il6_last"] == 100 and f["il6_max"] == 1000 and f["il6_hours_to_max"] == 18
+    slope = np.polyfit([6, 18, 30], np.log([10, 1000, 100]), 1)[0]
+    assert f["il6_log_slope"] == pytest.approx(slope)
+    assert f["temperature_max"] == pytest.approx(39.0)  # 102.2 degF
+    assert f["fever_hours"] == pytest.approx(20.0)  # 38.5 at 10 h and 39.0 at 20 h hold until 30 h
+    assert f["fever_first_hours"] == 10
+    assert f["m_easix_last"] == pytest.approx(500 * 8.0 / 40)
+    assert f["ferritin_fold_change"] == pytest.approx(5.0) and f["crp_fold_change"] == pytest.approx(4.0)
+    assert f["il6_sgp130_ratio"] == pytest.approx(100 / 400_000)
+    assert (f["crs_grade_current"], f["crs_grade_max"], f["tocilizumab_doses"]) == (2, 2, 1)
+    assert f["hours_since_crs_onset"] == 16 and f["landmark_hours"] == 36
+    assert f["il6_missing"] == 0 and f["ifng_missing"] == 1 and math.isnan(f["ifng_max"])
+    assert (f["sex_male"], f["costim_cd28"], f["lymphodepletion_flu_cy"], f["prior_hsct"]) == (1, 0, 1, 1)
+
+
+def test_patient_encodings_keep_missing_as_missing() -> None:
+    b = build_features(hand_cohort(), pd.Series({"A": 36.0, "B": 36.0})).loc["B"]
+    assert math.isnan(b["sex_male"]) and math.isnan(b["prior_hsct"])
+    assert b["costim_cd28"] == 1 and b["product_other"] == 1 and b["product_tisagenlecleucel"] == 0
+    assert math.isnan(b["fever_hours"])  # no temperature readings: unknown, not "no fever"
+
+
+def test_pre_infusion_landmark_has_only_pre_infusion_columns() -> None:
+    f = build_features(hand_cohort(), pd.Series({"A": 0.0, "B": 0.0}))
+    assert list(f.columns) == feature_names(False)
+    assert not any(c.endswith(("_last", "_max")) for c in f.columns)
+
+
+def test_every_column_has_a_label_and_unit() -> None:
+    for name in feature_names(True):
+        info = feature_info(name)
+        assert info.label and isinstance(info.unit, str) and info.name == name
+    assert feature_info("il6_max").unit == "pg/mL" and feature_info("il6_log_slope").unit == "log(pg/mL)/h"
+    assert "il6_max" in log_scale_columns(feature_names(True)) and "age_years" not in log_scale_columns(["age_years"])
+    described = describe_features(build_features(hand_cohort(), pd.Series({"A": 36.0, "B": 36.0})))
+    assert described.set_index("feature").loc["ifng_max", "missing"] == 1.0
+
+
+def test_transformer_follows_sklearn_conventions() -> None:
+    cohort = hand_cohort()
+    estimator = LandmarkFeatures(task="severe_crs", landmark=36.0)
+    # Checks that feed arrays to fit do not apply: the input is a Cohort, not a numeric matrix.
+    check_no_attributes_set_in_init("LandmarkFeatures", estimator)
+    check_parameters_default_constructible("LandmarkFeatures", estimator)
+    check_get_params_invariance("LandmarkFeatures", estimator)
+    check_set_params("LandmarkFeatures", estimator)
+    out = estimator.fit(cohort).transform(cohort)
+    assert list(out.columns) == list(estimator.get_feature_names_out())
+    assert list(out.index) == ["A", "B"]
+    again = pickle.loads(pickle.dumps(estimator)).transform(cohort)
+    pd.testing.assert_frame_equal(again, out)
+    pd.testing.assert_frame_equal(clone(estimator).fit_transform(cohort), out)
+    with pytest.raises(TypeError, match="Cohort"):
+        estimator.fit(np.zeros((3, 3)))
+
+
+def test_toci_landmark_is_each_first_dose() -> None:
+    out = LandmarkFeatures(task="toci_refractory", landmark="first_tocilizumab").fit_transform(hand_cohort())
+    assert list(out.index) == ["A"] and out.loc["A", "landmark_hours"] == 30
+    assert out.loc["A", "tocilizumab_doses"] == 0  # the landmark dose itself is not "before"
+
+
+def test_log_transform() -> None:
+    frame = pd.DataFrame({"il6_max": [0.0, 99.0], "age_years": [5.0, 6.0]})
+    out = LogTransform(["il6_max"]).fit(frame).transform(frame)
+    np.testing.assert_allclose(out, [[0.0, 5.0], [np.log(100), 6.0]])
