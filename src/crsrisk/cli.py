@@ -19,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 audit_log_app = typer.Typer(no_args_is_help=True, help="The append-only prediction audit log.")
 app.add_typer(audit_log_app, name="audit-log")
 console = Console()
+if not console.is_terminal:  # piped or captured: wide enough for the comparison table
+    console = Console(width=200)
 errors = Console(stderr=True)
 
 _EXPECTED = (CohortValidationError, BundleIntegrityError, FileExistsError, FileNotFoundError, ValueError, KeyError)

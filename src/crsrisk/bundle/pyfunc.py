@@ -1,0 +1,64 @@
+"""The bundle as an MLflow pyfunc model (calibrated probabilities, not XGBoost's class labels).
+
+The only module of the bundle package that imports mlflow; ``crsrisk.predict`` never touches it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+import crsrisk
+
+PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
+
+
+class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
+    """Scores rows of one task/landmark's features: probability, band and raw score (log-odds)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def load_context(self, context: Any) -> None:
+        """Load (and verify) the bundle shipped as the model's artifact."""
+        from crsrisk.bundle.store import load_bundle
+
+        self.model = load_bundle(context.artifacts["bundle"]).models[self.key]
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """Calibrated risk for each row (columns = the model's feature names; missing values allowed)."""
+        missing = [c for c in self.model.feature_names if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"model {self.key}: input lacks feature column(s) {missing[:10]}")
+        values = model_input[self.model.feature_names].to_numpy(dtype=float)
+        raw = self.model.booster.inplace_predict(values, predict_type="margin")
+        probability = self.model.calibrator.transform(raw)
+        return pd.DataFrame({"probability": probability, "band": [self.model.band(p) for p in probability],
+                             "raw_score": raw})
+
+
+def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, registered_model_name: str | None = None,
+                         alias: str = "candidate") -> str:
+    """Log the bundle as a pyfunc for one task/landmark in the active run; register it and set the alias."""
+    from crsrisk.bundle.store import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    model = next(m for m in bundle.for_task(task) if str(m.landmark) == str(landmark))
+    example = pd.DataFrame(np.full((2, len(model.feature_names)), np.nan), columns=model.feature_names)
+    example.iloc[0] = 0.0
+    scorer = CrsriskPyfunc(model.key)
+    scorer.model = model
+    output = scorer.predict(None, example)
+    info = mlflow.pyfunc.log_model(
+        name=f"model_{task}", python_model=CrsriskPyfunc(model.key), artifacts={"bundle": str(bundle.path)},
+        signature=infer_signature(example, output), input_example=example, pip_requirements=PIP_REQUIREMENTS,
+        registered_model_name=registered_model_name)
+    if registered_model_name:
+        mlflow.MlflowClient().set_registered_model_alias(registered_model_name, alias,
+                                                         str(info.registered_model_version))
+    return info.model_uri

@@ -1,0 +1,1 @@
+"""Honest evaluation: discrimination and calibration with bootstrap CIs, decision curves, subgroups, plots."""

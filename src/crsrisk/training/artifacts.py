@@ -1,0 +1,134 @@
+"""What a training run writes: metrics.json, the comparison table, plots, bundle metadata."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from crsrisk.cohort import Cohort
+from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
+from crsrisk.summary import cohort_summary
+from crsrisk.tasks import Task
+from crsrisk.training.config import TrainConfig
+
+NOT_FOR_CLINICAL_USE = "Research software: not for clinical use."
+
+
+def prepare_out_dir(path: Path) -> Path:
+    """Create the output folder; an earlier run there is moved aside (``.previous``), never silently lost."""
+    if path.exists() and any(path.iterdir()):
+        previous = path.with_name(path.name + ".previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        path.rename(previous)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures(y: np.ndarray, predictions: Mapping[str, np.ndarray], thresholds: tuple[float, float, float]) -> dict[str, Figure]:
+    """ROC, reliability and decision-curve plots comparing every model on one task and landmark."""
+    start, stop, step = thresholds
+    grid = np.round(np.arange(start, stop + step / 2, step), 6)
+    return {"roc": roc_plot(y, predictions), "calibration": calibration_plot(y, predictions),
+            "decision_curve": decision_curve_plot(y, predictions, grid)}
+
+
+def save_figures(figs: Mapping[str, Figure], folder: Path, prefix: str) -> None:
+    """Write each figure as ``<prefix>_<name>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in figs.items():
+        save_figure(fig, folder / f"{prefix}_{name}.png")
+
+
+def flat_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metric names: ``auroc``, ``auroc_ci_low``, ``auroc_ci_high`` and so on."""
+    flat = {}
+    for name, values in row["metrics"].items():
+        flat[name] = values["value"]
+        flat[f"{name}_ci_low"] = values["ci_low"]
+        flat[f"{name}_ci_high"] = values["ci_high"]
+    return flat
+
+
+def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, Task], results: list[dict[str, Any]],
+                     run_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    """The metrics.json document other tools read: cohort fingerprint, task definitions, result rows."""
+    summary = cohort_summary(cohort)
+    return {
+        "cohort": {"fingerprint": summary["fingerprint"], "size": summary["infusions"],
+                   "synthetic": summary["synthetic"], "centres": summary["centres"],
+                   "source": cohort.metadata.get("source")},
+        "tasks": {name: task.describe() for name, task in tasks.items()},
+        "config": config.model_dump(mode="json"),
+        "mlflow_run_id": run_id,
+        "git_commit": tags.get("git_commit"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": NOT_FOR_CLINICAL_USE + (" Synthetic cohort: not clinical evidence." if cohort.synthetic else ""),
+        "results": results,
+    }
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinity become null so the JSON is valid for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Write JSON atomically (temp file + rename) so a crash never leaves half a file."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(_clean(document), indent=1, allow_nan=False))
+    os.replace(staging, path)
+
+
+def _ci(metric: Mapping[str, Any]) -> str:
+    value, low, high = (metric.get(k) for k in ("value", "ci_low", "ci_high"))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+
+def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows of the comparison table: task, landmark, model, kind, n/events, AUROC, AUPRC, Brier, slope, verdict."""
+    rows = []
+    for r in results:
+        verdict = ""
+        if "beats_best_published" in r:
+            verdict = ("beats " if r["beats_best_published"] else "does NOT beat ") + r["best_published"]
+        m = r["metrics"]
+        rows.append([r["task"], r["landmark"], r["model"], r["kind"], f"{r['n']}/{r['events']}", _ci(m["auroc"]),
+                     _ci(m["auprc"]), _ci(m["brier"]), _ci(m["calibration_slope"]), verdict])
+    return rows
+
+
+COMPARISON_HEADER = ["task", "landmark", "model", "kind", "n/events", "AUROC (95% CI)", "AUPRC (95% CI)",
+                     "Brier (95% CI)", "calibration slope (95% CI)", "vs best published score"]
+
+
+def comparison_markdown(results: list[dict[str, Any]]) -> str:
+    """The comparison table as Markdown (committed for the headline experiment)."""
+    lines = ["| " + " | ".join(COMPARISON_HEADER) + " |", "|" + "---|" * len(COMPARISON_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+def bundle_metadata(cohort: Cohort, config: TrainConfig, tags: Mapping[str, str]) -> dict[str, Any]:
+    """What the bundle says about where it came from."""
+    return {"training_cohort_fingerprint": cohort.fingerprint(), "training_cohort_size": int(len(cohort.patients)),
+            "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": NOT_FOR_CLINICAL_USE,
+            "git_commit": tags.get("git_commit"), "config": config.model_dump(mode="json")}

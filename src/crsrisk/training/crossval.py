@@ -1,0 +1,69 @@
+"""Outer cross-validation: every model and published score predicts each infusion from folds that never saw it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
+
+from crsrisk.baselines import PublishedScore
+from crsrisk.training.config import TrainConfig
+from crsrisk.training.estimators import fit_model
+
+
+@dataclass(frozen=True)
+class Split:
+    """One outer fold: which repeat it belongs to and the row positions it trains and tests on."""
+
+    repeat: int
+    fold: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, config: TrainConfig) -> list[Split]:
+    """Repeated stratified k-fold grouped by patient, or leave-one-centre-out, as the config says."""
+    if config.cv.scheme == "leave_one_centre_out":
+        groups = centres.fillna("(none)").to_numpy()
+        if len(set(groups)) < 2:
+            raise ValueError("cv.scheme leave_one_centre_out: the cohort has fewer than 2 centres")
+        return [Split(0, k, tr, te) for k, (tr, te) in enumerate(LeaveOneGroupOut().split(y, y, groups))]
+    splits = []
+    for repeat in range(config.cv.n_repeats):
+        folds = StratifiedGroupKFold(config.cv.n_splits, shuffle=True, random_state=config.seed + repeat)
+        for k, (tr, te) in enumerate(folds.split(np.zeros(len(y)), y, patient_ids.to_numpy())):
+            splits.append(Split(repeat, k, tr, te))
+    return splits
+
+
+def _candidates(config: TrainConfig, baselines: list[str]) -> Iterator[str]:
+    yield from config.models
+    yield from baselines
+
+
+def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: TrainConfig, baselines: list[str],
+                progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
+    """Out-of-fold probabilities: one row per (model, repeat, infusion), fitted on that fold's training part only.
+
+    Columns: model, repeat, fold, row (position in X), probability.
+    """
+    frames = []
+    for split in splits:
+        if len(np.unique(y[split.train])) < 2:
+            raise ValueError(f"fold {split.fold} of repeat {split.repeat} has a single class in training: "
+                             "too few events for this many folds")
+        X_train, y_train, X_test = X.iloc[split.train], y[split.train], X.iloc[split.test]
+        seed = config.seed + 1000 * split.repeat + split.fold
+        for name in _candidates(config, baselines):
+            progress(f"repeat {split.repeat + 1} fold {split.fold + 1}: {name}")
+            if name in config.models:
+                probability = fit_model(name, X_train, y_train, config, seed).predict_proba(X_test)
+            else:
+                probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
+            frames.append(pd.DataFrame({"model": name, "repeat": split.repeat, "fold": split.fold,
+                                        "row": split.test, "probability": probability}))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,100 @@
+"""From out-of-fold predictions to the result rows of metrics.json (pure; no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from crsrisk.evaluation import metrics as m
+from crsrisk.evaluation.bootstrap import bootstrap_ci
+
+
+
+def _slope(y: np.ndarray, p: np.ndarray) -> float:
+    return m.calibration_intercept_slope(y, p)[1]
+
+
+def _intercept(y: np.ndarray, p: np.ndarray) -> float:
+    return m.calibration_intercept_slope(y, p)[0]
+
+
+def _at_threshold(key: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    return lambda y, p: m.threshold_metrics(y, p, threshold)[key]
+
+
+def metric_functions(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Every metric reported with a bootstrap CI; threshold metrics at the chosen decision threshold."""
+    functions: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "auroc": m.auroc, "auprc": m.auprc, "brier": m.brier,
+        "calibration_slope": _slope, "calibration_intercept": _intercept,
+    }
+    for key in ("sensitivity", "specificity", "ppv", "npv"):
+        functions[key] = _at_threshold(key, threshold)
+    return functions
+
+
+def pooled_predictions(oof: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
+    """Mean out-of-fold probability per infusion across repeats, for each model (rows in X order)."""
+    pooled = oof.groupby(["model", "row"])["probability"].mean()
+    out = {}
+    for model in oof["model"].unique():
+        values = np.full(n_rows, np.nan)
+        series = pooled.loc[model]
+        values[series.index.to_numpy()] = series.to_numpy()
+        out[str(model)] = values
+    return out
+
+
+def per_repeat_auroc(oof: pd.DataFrame, y: np.ndarray) -> dict[str, list[float]]:
+    """AUROC of each repeat separately: the spread that the choice of folds alone produces."""
+    out: dict[str, list[float]] = {}
+    for (model, _), part in oof.groupby(["model", "repeat"], sort=True):
+        out.setdefault(str(model), []).append(float(m.auroc(y[part["row"].to_numpy()], part["probability"].to_numpy())))
+    return out
+
+
+def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[str, np.ndarray],
+                threshold: float, n_boot: int, seed: int, published: set[str],
+                extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One metrics.json result per model: point estimates with bootstrap 95 % CIs, labelled by kind."""
+    functions = metric_functions(threshold)
+    rows = []
+    for model, p in predictions.items():
+        keep = ~np.isnan(p)
+        rows.append({
+            "task": task,
+            "landmark_hours": landmark if isinstance(landmark, (int, float)) else None,
+            "landmark": _landmark_label(landmark),
+            "model": model,
+            "kind": "published" if model in published else ("ceiling" if model == "generator_ceiling" else "model"),
+            "n": int(keep.sum()),
+            "events": int(y[keep].sum()),
+            "threshold": threshold,
+            "metrics": bootstrap_ci(y[keep], p[keep], functions, n_boot=n_boot, seed=seed),
+            **dict(extra or {}),
+        })
+    _compare_with_published(rows)
+    return rows
+
+
+def _landmark_label(landmark: Any) -> str:
+    return f"{float(landmark):g}h" if isinstance(landmark, (int, float)) else str(landmark)
+
+
+def _compare_with_published(rows: list[dict[str, Any]]) -> None:
+    """Mark each trained model as beating the best published score on AUROC, or not - never hidden."""
+    published = [r for r in rows if r["kind"] == "published"]
+    if not published:
+        return
+    best = max(published, key=lambda r: _value(r, "auroc"))
+    for row in rows:
+        if row["kind"] == "model":
+            row["best_published"] = best["model"]
+            row["beats_best_published"] = bool(_value(row, "auroc") > _value(best, "auroc"))
+
+
+def _value(row: Mapping[str, Any], metric: str) -> float:
+    value = row["metrics"][metric]["value"]
+    return float("-inf") if value is None or np.isnan(value) else float(value)

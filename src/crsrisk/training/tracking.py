@@ -1,0 +1,103 @@
+"""The MLflow edge of training: runs, params, metrics, artifacts, tags. Nothing else in training imports mlflow."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import mlflow
+from matplotlib.figure import Figure
+
+import crsrisk
+
+EXPERIMENT = "crsrisk"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default: a real, transactional store
+_VERSIONED = ("scikit-learn", "xgboost", "shap", "pandas", "numpy", "mlflow")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of crsrisk and the stack, recorded with every run so results can be reproduced."""
+    versions = {"crsrisk": crsrisk.__version__}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str:
+    """The commit of the crsrisk source tree (``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    source = Path(crsrisk.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def _quiet_mlflow() -> None:
+    """Silence MLflow's informational chatter (alembic migrations, run links) at its source loggers."""
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def parent_run(tracking_uri: str | None, run_name: str, tags: Mapping[str, str],
+               params: Mapping[str, Any]) -> Iterator[str]:
+    """One MLflow run per ``train`` call; yields its run id. Nested runs go inside."""
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
+        mlflow.log_params(dict(params))
+        yield run.info.run_id
+
+
+def log_child(run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str],
+              figures: Mapping[str, Figure] | None = None, artifacts: Mapping[str, Any] | None = None) -> str:
+    """A nested run for one task/landmark/model with its metrics, plots and JSON artifacts."""
+    with mlflow.start_run(run_name=run_name, nested=True, tags=dict(tags)) as run:
+        if params:
+            mlflow.log_params({k: _param(v) for k, v in params.items()})
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        if finite:
+            mlflow.log_metrics(finite)
+        for name, figure in (figures or {}).items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
+        for name, content in (artifacts or {}).items():
+            mlflow.log_dict(content, name)
+        return run.info.run_id
+
+
+def log_artifact_dir(path: Path, artifact_path: str) -> None:
+    """Copy a folder (metrics, config, plots) into the active run's artifacts."""
+    mlflow.log_artifacts(str(path), artifact_path)
+
+
+def log_text(text: str, name: str) -> None:
+    """Store a text artifact (the config, the comparison table) in the active run."""
+    mlflow.log_text(text, name)
+
+
+def _param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def register_models(bundle_dir: Path, models: Sequence[Any]) -> dict[str, str]:
+    """Log the bundle as a pyfunc model per task (its latest landmark) and register ``crsrisk-<task>@candidate``."""
+    from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
+
+    latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
+    return {task: log_bundle_to_mlflow(bundle_dir, task, model.landmark, registered_model_name=f"crsrisk-{task}",
+                                       alias="candidate")
+            for task, model in latest.items()}
