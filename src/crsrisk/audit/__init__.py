@@ -1,0 +1,1 @@
+"""The auditor's tools: the hash-chained prediction log (log.py)."""
