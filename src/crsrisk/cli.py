@@ -182,6 +182,57 @@ def demo(
     console.print(result.metrics["disclaimer"])
 
 
+@app.command()
+@friendly
+def predict(
+    target: Path = typer.Argument(..., help="patient.json (one patient) or a cohort folder (batch)"),
+    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS "
+                                        "(default: the shipped synthetic model)"),
+    now_hours: Optional[float] = typer.Option(None, "--now-hours", help="hours since infusion (default: the "
+                                              "latest measurement or event)"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
+    audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
+    out: Optional[Path] = typer.Option(None, "--out", help="batch: CSV of patient_id, task, landmark_hours, "
+                                       "probability, band"),
+    top: int = typer.Option(5, "--top", help="contributors shown per task"),
+) -> None:
+    """Calibrated risk for one patient with its reasons, or scores for every infusion of a cohort."""
+    from crsrisk.predict import predict as predict_one
+    from crsrisk.predict import predict_cohort
+
+    if target.is_dir():
+        from crsrisk.cohort_io import load_cohort
+
+        if out is None:
+            raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
+        scores = predict_cohort(load_cohort(target), model)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scores[["patient_id", "task", "landmark_hours", "probability", "band"]].to_csv(out, index=False)
+        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
+        return
+    result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    for p in result.predictions:
+        table = Table(title=f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} "
+                            f"({p['band']} risk)", title_justify="left")
+        for column in ("feature", "value", "SHAP (log-odds)", "reason"):
+            table.add_column(column)
+        for c in p["contributions"][:top]:
+            value = "-" if c["value"] is None else f"{c['value']:.4g} {c['unit']}"
+            table.add_row(c["feature"], value, f"{c['shap']:+.3f}", c["phrase"])
+        console.print(table)
+    for skipped in result.not_applicable:
+        console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
+    if result.missing_inputs:
+        console.print(f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
+                      + (" ..." if len(result.missing_inputs) > 12 else ""))
+    status = "SYNTHETIC model, " if result.model["synthetic"] else ""
+    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
+
+
 @audit_log_app.command("verify")
 @friendly
 def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
@@ -202,3 +253,7 @@ def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file 
 def print_json(data: object) -> None:
     """Print plain JSON (no colour) so other tools can read the output."""
     typer.echo(json.dumps(data, indent=1, sort_keys=False, default=str))
+
+
+if __name__ == "__main__":
+    app()

@@ -25,6 +25,7 @@ class TaskModel:
     bands: dict[str, float]  # probability cut-offs: < low -> low, >= high -> high, else intermediate
     metrics: dict[str, Any] = field(default_factory=dict)
     label_rule_version: str = ""
+    task_settings: dict[str, Any] = field(default_factory=dict)  # the Task definition it was trained for
 
     @property
     def key(self) -> str:

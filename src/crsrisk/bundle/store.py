@@ -72,7 +72,8 @@ def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str
                      "log_scale": feature_info(n).log_scale} for n in model.feature_names]
             (folder / "features.json").write_bytes(_json_bytes(spec))
             entries.append({"key": model.key, "task": model.task, "landmark": model.landmark, "bands": model.bands,
-                            "metrics": model.metrics, "label_rule_version": model.label_rule_version})
+                            "metrics": model.metrics, "label_rule_version": model.label_rule_version,
+                            "task_settings": model.task_settings})
         document = {"format_version": FORMAT_VERSION, "crsrisk_version": crsrisk.__version__,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": entries,
                     **metadata}
@@ -133,5 +134,5 @@ def _load(folder: Path, digest: str) -> Bundle:
         models[entry["key"]] = TaskModel(entry["task"], entry["landmark"], booster,
                                          Calibrator.from_dict(json.loads((sub / "calibrator.json").read_text())),
                                          names, entry["bands"], entry.get("metrics", {}),
-                                         entry.get("label_rule_version", ""))
+                                         entry.get("label_rule_version", ""), entry.get("task_settings", {}))
     return Bundle(folder, {k: v for k, v in document.items() if k != "models"}, models, digest)

@@ -127,7 +127,7 @@ def _typed_table(table: str, raw: pd.DataFrame, out: _Collector) -> pd.DataFrame
     names = [c.name for c in columns]
     missing = [c.name for c in columns if c.required and c.name not in raw.columns]
     for name in missing:
-        out.add(table, name, f"required column is missing (columns found: {list(raw.columns)})")
+        out.add(table, name, f"required column is missing (columns found: {[c for c in raw.columns if c != '_row']})")
     extra = [c for c in raw.columns if c not in names and c != "_row"]
     if extra:
         out.notes.append(f"{table}: ignored extra column(s) {extra}")

@@ -59,10 +59,17 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         """Plain-data form for reports and metrics.json."""
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["landmarks"] = list(self.landmarks)
         data["second_labels"] = dict(self.second_labels)
         return data
+
+
+def task_from_settings(settings: dict[str, Any]) -> Task:
+    """Rebuild a Task from ``Task.describe()`` output (as stored in a model bundle)."""
+    base = get_task(settings["name"])
+    fields = {f.name for f in dataclasses.fields(Task)} - {"name", "kind", "description"}
+    return base.with_overrides(**{k: v for k, v in settings.items() if k in fields})
 
 
 def _landmark(task: Task, value: Any) -> Landmark:

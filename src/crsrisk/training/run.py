@@ -105,7 +105,8 @@ def final_model(data: Dataset, config: TrainConfig, metrics: list[dict[str, Any]
                for r in metrics}
     return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
                      calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
-                     metrics=summary, label_rule_version=data.task.rule_version)
+                     metrics=summary, label_rule_version=data.task.rule_version,
+                     task_settings=data.task.describe())
 
 
 def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | TrainConfig | None = None,

@@ -1,0 +1,49 @@
+"""Shared, session-scoped fixtures: a small synthetic cohort and a quickly fitted model bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from xgboost import XGBClassifier
+
+from crsrisk.bundle import TaskModel, save_bundle
+from crsrisk.calibration import fit_calibrator
+from crsrisk.cohort import Cohort
+from crsrisk.cohort_io import load_cohort
+from crsrisk.features import LandmarkFeatures
+from crsrisk.simulate import simulate_cohort, write_simulated
+from crsrisk.tasks import DEFAULT_TASKS, label_table
+
+
+@pytest.fixture(scope="session")
+def small_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 400-infusion synthetic cohort written in the contract."""
+    out = tmp_path_factory.mktemp("cohort") / "small"
+    write_simulated(simulate_cohort(n=400, seed=5), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_cohort(small_cohort_dir: Path) -> Cohort:
+    """The same cohort, loaded and validated."""
+    return load_cohort(small_cohort_dir)
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle with every task and landmark, fitted directly (no tuning) so tests stay fast."""
+    models = []
+    for task in DEFAULT_TASKS.values():
+        for landmark in task.landmarks:
+            labels = label_table(small_cohort, task, landmark)
+            labels = labels[~labels["excluded"]].set_index("patient_id")
+            X = LandmarkFeatures(task=task, landmark=landmark).fit_transform(small_cohort).loc[labels.index]
+            y = labels["label"].astype(int).to_numpy()
+            fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
+            calibrator = fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
+            models.append(TaskModel(task.name, landmark, fitted.get_booster(), calibrator, list(X.columns),
+                                    {"low": 0.1, "high": 0.3}, {"xgboost": {"auroc": 0.0}}, task.rule_version,
+                                    task.describe()))
+    return save_bundle(models, tmp_path_factory.mktemp("bundle") / "model",
+                       {"synthetic": True, "not_for_clinical_use": True, "training_cohort_fingerprint": "test"})
