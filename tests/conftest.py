@@ -14,6 +14,8 @@ from crsrisk.cohort_io import load_cohort
 from crsrisk.features import LandmarkFeatures
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS, label_table
+from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig
+from crsrisk.training.run import train
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,16 @@ def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory)
                                     task.describe()))
     return save_bundle(models, tmp_path_factory.mktemp("bundle") / "model",
                        {"synthetic": True, "not_for_clinical_use": True, "training_cohort_fingerprint": "test"})
+
+
+TINY = TrainConfig(seed=3, cv=CVConfig(n_splits=3, n_repeats=1), tuning=TuningConfig(n_iter=2, inner_splits=2),
+                   bootstrap=BootstrapConfig(n_boot=50), xgboost_threads=1)
+
+
+@pytest.fixture(scope="session")
+def trained(small_cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, object]:
+    """A real training run (tiny budget) into a SQLite MLflow store, shared by training and serving tests."""
+    work = tmp_path_factory.mktemp("train")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    result = train(small_cohort_dir, config=TINY, tracking_uri=uri, out=work / "run", show_progress=False)
+    return work, uri, result

@@ -1,0 +1,75 @@
+"""Training end to end on a real MLflow SQLite store: metrics.json, runs, artifacts, registry, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from crsrisk.training.config import TrainConfig
+from crsrisk.training.run import train
+
+@pytest.mark.slow
+def test_metrics_json_has_the_documented_shape(trained) -> None:
+    work, _, result = trained
+    document = json.loads((work / "run" / "metrics.json").read_text())
+    assert document["cohort"]["synthetic"] is True and len(document["cohort"]["fingerprint"]) == 64
+    assert document["cohort"]["size"] == 400
+    combos = {(r["task"], r["landmark_hours"], r["model"]) for r in document["results"]}
+    assert {("severe_crs", 36.0, "xgboost"), ("severe_crs", 36.0, "logistic"), ("severe_crs", 36.0, "hay2017"),
+            ("severe_crs", 36.0, "teachey2016"), ("severe_crs", 0.0, "m_easix"), ("icans", 36.0, "gust2017"),
+            ("toci_refractory", None, "toci_simple"), ("severe_crs", 36.0, "generator_ceiling")} <= combos
+    for row in document["results"]:
+        for name in ("auroc", "auprc", "brier", "calibration_slope", "calibration_intercept", "sensitivity"):
+            metric = row["metrics"][name]
+            assert set(metric) == {"value", "ci_low", "ci_high"}
+        auroc = row["metrics"]["auroc"]
+        assert auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
+    models = [r for r in document["results"] if r["kind"] == "model" and r["task"] == "severe_crs"]
+    assert all("beats_best_published" in r for r in models)
+    assert document["tasks"]["toci_refractory"]["rule_version"] == "toci-refractory-v1"
+    assert (work / "run" / "plots" / "severe_crs_36h_calibration.png").stat().st_size > 5000
+    assert (work / "run" / "model" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
+    _, uri, result = trained
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(result.run_id)
+    assert parent.data.tags["synthetic"] == "true" and len(parent.data.tags["cohort_fingerprint"]) == 64
+    assert parent.data.tags["git_commit"] and parent.data.tags["version.xgboost"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(children) == len(result.metrics["results"])
+    child = next(c for c in children if c.data.params["model"] == "xgboost")
+    assert 0.5 < child.data.metrics["auroc"] <= 1 and "auroc_ci_low" in child.data.metrics
+    assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} >= {"plots/roc.png"}
+    for task in ("severe_crs", "icans", "toci_refractory"):
+        version = client.get_model_version_by_alias(f"crsrisk-{task}", "candidate")
+        assert version.version
+    info = mlflow.models.get_model_info(f"models:/crsrisk-severe_crs@candidate")
+    assert info.signature is not None and info.signature.inputs is not None
+
+
+@pytest.mark.slow
+def test_same_data_config_and_seed_give_the_same_metrics(small_cohort_dir: Path, trained, tmp_path: Path) -> None:
+    _, _, first = trained
+    config = TrainConfig.model_validate(first.metrics["config"])
+    again = train(small_cohort_dir, task="severe_crs", config=config, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                  out=tmp_path / "run", show_progress=False, register=False)
+    before = {(r["task"], r["landmark"], r["model"]): r["metrics"] for r in first.metrics["results"]
+              if r["task"] == "severe_crs"}
+    after = {(r["task"], r["landmark"], r["model"]): r["metrics"] for r in again.metrics["results"]}
+    assert before == after
+
+
+def test_bad_config_and_missing_cohort_fail_cleanly(tmp_path: Path) -> None:
+    from crsrisk.errors import CohortValidationError
+
+    with pytest.raises(CohortValidationError, match="not a folder"):
+        train(tmp_path / "nowhere", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
