@@ -15,14 +15,7 @@ import pytest
 from crsrisk.cohort import Cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.predict import predict, predict_cohort
-
-
-def patient_record(cohort: Cohort, patient_id: str) -> dict:
-    """One infusion of a cohort in the predict input shape (canonical units)."""
-    patient = cohort.patients[cohort.patients["patient_id"] == patient_id].iloc[0]
-    record = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in patient.items()}
-    rows = lambda t: t[t["patient_id"] == patient_id].drop(columns="patient_id").to_dict(orient="records")  # noqa: E731
-    return {"patient": record, "measurements": rows(cohort.measurements), "events": rows(cohort.events)}
+from tests_support import patient_record
 
 
 def test_attributions_add_up_to_the_raw_score(small_cohort: Cohort, small_bundle: Path) -> None:

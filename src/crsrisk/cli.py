@@ -233,6 +233,58 @@ def predict(
     console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
 
 
+@app.command()
+@friendly
+def explain(
+    target: Path = typer.Argument(..., help="patient.json (waterfall + summary) or a cohort folder (global plots)"),
+    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS"),
+    now_hours: Optional[float] = typer.Option(None, "--now-hours"),
+    out: Path = typer.Option(Path("explanations"), "--out", help="folder for the PNG plots and text"),
+) -> None:
+    """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence."""
+    from crsrisk.explain import explain_cohort, explain_patient
+
+    if target.is_dir():
+        from crsrisk.cohort_io import load_cohort
+
+        table = explain_cohort(load_cohort(target), model, out)
+        for key, part in table.groupby("model", sort=False):
+            console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
+        console.print(f"plots and global_importance.csv in {out}")
+        return
+    summary, files = explain_patient(target, model=model, now_hours=now_hours, out_dir=out)
+    console.print(summary, highlight=False)
+    console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
+
+
+@app.command()
+@friendly
+def audit(
+    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS (default: shipped)"),
+    cohort: Path = typer.Option(..., "--cohort", help="cohort folder to evaluate on (ideally held out)"),
+    out: Path = typer.Option(Path("audit-report"), "--out", help="folder for model_card.html"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store holding the model's run "
+                                               "(default: the one recorded in the bundle)"),
+    n_boot: int = typer.Option(300, "--n-boot", min=50),
+) -> None:
+    """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
+    from crsrisk.cohort_io import load_cohort
+    from crsrisk.predict import resolve_model
+    from crsrisk.reporting.model_card import write_model_card
+
+    bundle = resolve_model(model)
+    path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
+    console.print(f"model card: {path}")
+    run_id = bundle.metadata.get("mlflow_run_id")
+    uri = tracking_uri or bundle.metadata.get("mlflow_tracking_uri")
+    if not run_id or not uri:
+        console.print("no MLflow run recorded in the bundle: report not logged")
+        return
+    from crsrisk.training.tracking import log_report
+
+    console.print(log_report(uri, run_id, path))
+
+
 @audit_log_app.command("verify")
 @friendly
 def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:

@@ -22,9 +22,9 @@ def _figure(title: str) -> tuple[Figure, object]:
     return fig, ax
 
 
-def roc_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray]) -> Figure:
+def roc_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], source: str = "out-of-fold") -> Figure:
     """ROC curves of every model, with the chance diagonal."""
-    fig, ax = _figure("ROC (out-of-fold)")
+    fig, ax = _figure(f"ROC ({source})")
     for name, p in predictions.items():
         keep = ~np.isnan(p)
         fpr, tpr, _ = roc_curve(y[keep], p[keep])
@@ -36,9 +36,10 @@ def roc_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
-def calibration_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], bins: int = 10) -> Figure:
+def calibration_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], bins: int = 10,
+                     source: str = "out-of-fold") -> Figure:
     """Reliability diagram: observed event rate against mean predicted risk in risk deciles."""
-    fig, ax = _figure("Calibration (out-of-fold, deciles of predicted risk)")
+    fig, ax = _figure(f"Calibration ({source}, deciles of predicted risk)")
     for name, p in predictions.items():
         keep = ~np.isnan(p)
         yk, pk = y[keep], p[keep]

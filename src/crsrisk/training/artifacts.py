@@ -127,8 +127,10 @@ def comparison_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundle_metadata(cohort: Cohort, config: TrainConfig, tags: Mapping[str, str]) -> dict[str, Any]:
-    """What the bundle says about where it came from."""
+def bundle_metadata(cohort: Cohort, tags: Mapping[str, str], document: Mapping[str, Any],
+                    tracking_uri: str) -> dict[str, Any]:
+    """What the bundle says about where it came from, including the full cross-validated metrics document."""
     return {"training_cohort_fingerprint": cohort.fingerprint(), "training_cohort_size": int(len(cohort.patients)),
-            "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": NOT_FOR_CLINICAL_USE,
-            "git_commit": tags.get("git_commit"), "config": config.model_dump(mode="json")}
+            "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": document["disclaimer"],
+            "git_commit": tags.get("git_commit"), "mlflow_run_id": document["mlflow_run_id"],
+            "mlflow_tracking_uri": tracking_uri, "training_metrics": _clean(dict(document))}

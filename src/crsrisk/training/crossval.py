@@ -7,12 +7,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from sklearn.base import clone
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
 from crsrisk.baselines import PublishedScore
 from crsrisk.training.config import TrainConfig
-from crsrisk.training.estimators import fit_model
+from crsrisk.training.estimators import FittedModel, fit_model
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,21 @@ def _candidates(config: TrainConfig, baselines: list[str]) -> Iterator[str]:
     yield from baselines
 
 
-def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: TrainConfig, baselines: list[str],
-                progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
-    """Out-of-fold probabilities: one row per (model, repeat, infusion), fitted on that fold's training part only.
+def fold_importance(fitted: FittedModel, X_test: pd.DataFrame) -> pd.Series:
+    """Mean |SHAP| per feature of one fold's XGBoost model on its own test part (exact tree SHAP)."""
+    matrix = xgb.DMatrix(X_test.to_numpy(dtype=float), missing=np.nan, feature_names=list(X_test.columns))
+    contributions = fitted.model.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
+    return pd.Series(np.abs(contributions).mean(axis=0), index=X_test.columns)
 
-    Columns: model, repeat, fold, row (position in X), probability.
+
+def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: TrainConfig, baselines: list[str],
+                progress: Callable[[str], None] = lambda _: None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-fold probabilities, fitted on each fold's training part only, and per-fold XGBoost importance.
+
+    Returns (predictions with columns model, repeat, fold, row (position in X), probability;
+    importance with one row per fold and one column per feature).
     """
-    frames = []
+    frames, importances = [], []
     for split in splits:
         if len(np.unique(y[split.train])) < 2:
             raise ValueError(f"fold {split.fold} of repeat {split.repeat} has a single class in training: "
@@ -61,9 +70,12 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: Tra
         for name in _candidates(config, baselines):
             progress(f"repeat {split.repeat + 1} fold {split.fold + 1}: {name}")
             if name in config.models:
-                probability = fit_model(name, X_train, y_train, config, seed).predict_proba(X_test)
+                fitted = fit_model(name, X_train, y_train, config, seed)
+                probability = fitted.predict_proba(X_test)
+                if name == "xgboost":
+                    importances.append(fold_importance(fitted, X_test).rename(f"{split.repeat}.{split.fold}"))
             else:
                 probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
             frames.append(pd.DataFrame({"model": name, "repeat": split.repeat, "fold": split.fold,
                                         "row": split.test, "probability": probability}))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(importances)

@@ -98,3 +98,21 @@ def _compare_with_published(rows: list[dict[str, Any]]) -> None:
 def _value(row: Mapping[str, Any], metric: str) -> float:
     value = row["metrics"][metric]["value"]
     return float("-inf") if value is None or np.isnan(value) else float(value)
+
+
+def attribution_stability(importance: pd.DataFrame, top: int = 10) -> dict[str, Any]:
+    """How much the folds' XGBoost models agree on what matters: mean pairwise Spearman rank correlation of
+    mean |SHAP| over all features, overlap of their top-``top`` sets, and the mean importance table."""
+    from scipy.stats import spearmanr
+
+    folds = importance.to_numpy()
+    pairs = [(i, j) for i in range(len(folds)) for j in range(i + 1, len(folds))]
+    rho = [spearmanr(folds[i], folds[j]).statistic for i, j in pairs]
+    tops = [set(importance.columns[np.argsort(-row)[:top]]) for row in folds]
+    overlap = [len(tops[i] & tops[j]) / top for i, j in pairs]
+    mean = importance.mean().sort_values(ascending=False)
+    in_top = {name: int(sum(name in t for t in tops)) for name in mean.index[:top]}
+    return {"folds": int(len(folds)), "mean_spearman": float(np.nanmean(rho)) if rho else None,
+            "mean_top_overlap": float(np.mean(overlap)) if overlap else None, "top": top,
+            "top_features": [{"feature": name, "mean_abs_shap": float(mean[name]), "folds_in_top": in_top[name]}
+                             for name in mean.index[:top]]}

@@ -24,7 +24,7 @@ from crsrisk.training.config import TrainConfig, load_config
 from crsrisk.training.crossval import out_of_fold, outer_splits
 from crsrisk.training.estimators import fit_model
 from crsrisk.training.progress import Progress
-from crsrisk.training.results import per_repeat_auroc, pooled_predictions, result_rows
+from crsrisk.training.results import attribution_stability, per_repeat_auroc, pooled_predictions, result_rows
 from crsrisk.training.truth import ceiling_probabilities, read_truth
 
 BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
@@ -81,7 +81,7 @@ def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | N
     baselines = baselines_for(data.task.name, data.landmark)
     splits = outer_splits(data.y, data.patient_ids, data.centres, config)
     progress.add(len(splits) * (len(config.models) + len(baselines)))
-    oof = out_of_fold(data.X, data.y, splits, config, baselines, progress.step)
+    oof, importance = out_of_fold(data.X, data.y, splits, config, baselines, progress.step)
     predictions = pooled_predictions(oof, len(data.y))
     if truth is not None:
         ceiling = ceiling_probabilities(truth, data.task.name, data.landmark, data.X.index)
@@ -95,6 +95,8 @@ def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | N
     for row in rows:
         row["auroc_per_repeat"] = repeats.get(row["model"], [])
         row["n_features"] = int(data.X.shape[1])
+        if row["model"] == "xgboost" and not importance.empty:
+            row["attribution_stability"] = attribution_stability(importance)
     return rows, predictions
 
 
@@ -125,7 +127,9 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
     models: list[TaskModel] = []
     with warnings.catch_warnings(), Progress(show_progress) as progress, \
             tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id:
+        # Known dependency noise, silenced at its source modules only (deprecations inside MLflow's own code).
         warnings.filterwarnings("ignore", category=UserWarning, module="xgboost")
+        warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
         for task_def in tasks.values():
             for landmark in task_def.landmarks:
                 data = build_dataset(loaded, task_def, landmark)
@@ -146,7 +150,8 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         artifacts.write_json(out_dir / "metrics.json", document)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
         (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results))
-        bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(loaded, settings, tags))
+        bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
+            loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI))
         tracking.log_artifact_dir(out_dir, "results")
         registered = tracking.register_models(bundle_dir, models) if register else {}
     return TrainResult(document, out_dir, bundle_dir, run_id, registered)

@@ -101,3 +101,15 @@ def register_models(bundle_dir: Path, models: Sequence[Any]) -> dict[str, str]:
     return {task: log_bundle_to_mlflow(bundle_dir, task, model.landmark, registered_model_name=f"crsrisk-{task}",
                                        alias="candidate")
             for task, model in latest.items()}
+
+
+def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
+    """Attach a report to an existing run; say plainly when that run is not in this store."""
+    _quiet_mlflow()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return f"run {run_id} is not in {tracking_uri}: report not logged (pass --tracking-uri)"
+    client.log_artifact(run_id, str(path), "model_card")
+    return f"logged to MLflow run {run_id} ({tracking_uri}) under model_card/"

@@ -1,0 +1,1 @@
+"""Reports for auditors (the model card)."""

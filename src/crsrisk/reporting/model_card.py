@@ -1,0 +1,249 @@
+"""The auditor's model card: one self-contained HTML file (images embedded) about a bundle and a cohort.
+
+It states intended use and status, summarises the training data, defines the tasks, shows cross-validated
+performance beside the published scores (exactly the numbers of the training run's metrics.json),
+performance, calibration, decision curves and subgroups on the cohort given (ideally held out), SHAP
+global importance, attribution stability across cross-validation folds, and a TRIPOD+AI checklist.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from crsrisk.baselines import BASELINES, PublishedScore, baselines_for
+from crsrisk.bundle.store import Bundle
+from crsrisk.cohort import Cohort
+from crsrisk.evaluation.bootstrap import bootstrap_ci
+from crsrisk.evaluation.metrics import auroc
+from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot
+from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
+from crsrisk.explain import cohort_attributions, cohort_plots
+from crsrisk.features.build import build_features
+from crsrisk.predict import _is_window, _task_of, predict_cohort, resolve_model
+from crsrisk.summary import cohort_summary
+from crsrisk.tasks import label_table, landmark_times
+from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
+from crsrisk.training.results import metric_functions
+
+INTENDED_USE = (
+    "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
+    "CRS (ASTCT grade >= 3), ICANS, and tocilizumab-refractory CRS at fixed landmarks (before infusion, 36 h "
+    "after it, at the first tocilizumab dose), as a research aid for studying early-warning signals. It does "
+    "not replace ASTCT grading, clinical judgement or institutional protocols.")
+
+# TRIPOD+AI (Collins et al., BMJ 2024) items, grouped, with the report section that covers each.
+TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
+    ("Title/abstract: identify a prediction model study, target population, outcome", "intended-use", "yes"),
+    ("Background and objectives: intended use and users", "intended-use", "yes"),
+    ("Data source and study dates", "training-data", "partial: cohort fingerprint and size; dates are the data provider's"),
+    ("Participants: eligibility, setting, centres", "training-data", "yes (centres, size, synthetic flag)"),
+    ("Outcome definition and timing (incl. rule versions)", "tasks", "yes"),
+    ("Predictors: definition, timing (landmarks), leakage guard", "tasks", "yes: inputs strictly before the landmark"),
+    ("Sample size and events per candidate predictor", "performance-cv", "yes (n and events per row)"),
+    ("Missing data handling", "tasks", "yes: native in XGBoost, median imputation + indicators in logistic"),
+    ("Analytical methods: model type, tuning, internal validation", "performance-cv", "yes: nested CV"),
+    ("Class imbalance / recalibration", "performance-cv", "yes: Platt or isotonic inside training folds"),
+    ("Fairness: performance across subgroups", "subgroups", "yes (small-group warnings)"),
+    ("Model output and risk bands", "model", "yes"),
+    ("Performance: discrimination with CIs", "performance-cv", "yes"),
+    ("Performance: calibration (intercept, slope, plot)", "calibration", "yes"),
+    ("Clinical utility: decision curve", "calibration", "yes"),
+    ("Comparison with existing models (published scores)", "performance-cv", "yes"),
+    ("Model explainability", "shap", "yes: exact tree SHAP"),
+    ("Model updating / external validation", "performance-cohort", "partial: on the cohort given to this report"),
+    ("Interpretation, limitations", "limitations", "yes"),
+    ("Code and model availability; data/code/params behind the model", "model", "yes: bundle hash, git commit, MLflow run"),
+)
+
+
+def _image(fig_or_path: Figure | Path) -> str:
+    """An <img> with the PNG embedded as base64, so the file opens offline."""
+    if isinstance(fig_or_path, Figure):
+        buffer = io.BytesIO()
+        fig_or_path.tight_layout()
+        fig_or_path.savefig(buffer, format="png", dpi=90)
+        data = buffer.getvalue()
+    else:
+        data = Path(fig_or_path).read_bytes()
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def _landmark_label(model) -> str:
+    return model.key.split("__")[1]
+
+
+def _evaluate(cohort: Cohort, bundle: Bundle, n_boot: int, seed: int) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Metrics on this cohort for every bundled model and the published scores, plus what the plots need."""
+    scores = predict_cohort(cohort, bundle)
+    rows, per_model = [], {}
+    for key, model in bundle.models.items():
+        labels = label_table(cohort, _task_of(model), model.landmark)
+        labels = labels[~labels["excluded"]]
+        part = scores[scores["landmark"] == _landmark_label(model)]
+        part = part[part["task"] == model.task].set_index("patient_id").reindex(labels["patient_id"])
+        y = labels["label"].astype(int).to_numpy()
+        p = part["probability"].to_numpy()
+        if len(y) == 0 or y.min() == y.max():
+            rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}", "too few events",
+                         "", "", ""])
+            continue
+        ci = bootstrap_ci(y, p, metric_functions(float(y.mean())), n_boot=n_boot, seed=seed)
+        rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}",
+                     *(f"{ci[m]['value']:.3f} ({ci[m]['ci_low']:.3f}-{ci[m]['ci_high']:.3f})"
+                       for m in ("auroc", "brier", "calibration_slope", "calibration_intercept"))])
+        predictions = {"xgboost (bundle)": p}
+        X = build_features(cohort, landmark_times(cohort, _task_of(model), model.landmark),
+                           window=_is_window(model)).reindex(labels["patient_id"])
+        for name in baselines_for(model.task, model.landmark):
+            score = PublishedScore(name).fit(X, y)
+            raw = score.score_raw(X)
+            note = " (refitted on this cohort: optimistic)" if BASELINES[name].kind == "refit" else ""
+            rows.append([model.task, _landmark_label(model), f"{name}{note}", f"{len(y)}/{int(y.sum())}",
+                         f"{auroc(y, raw):.3f}", "", "", ""])
+            predictions[name] = score.predict_proba(X)[:, 1]
+        per_model[key] = {"y": y, "predictions": predictions, "ids": labels["patient_id"].to_numpy()}
+    return rows, per_model
+
+
+def _subgroups(cohort: Cohort, per_model: Mapping[str, Any], n_boot: int, seed: int) -> pd.DataFrame:
+    patients = cohort.patients.set_index("patient_id")
+    frames = []
+    for key, data in per_model.items():
+        info = patients.loc[data["ids"]]
+        groups = {"age band": age_band(info["age_years"]), "sex": info["sex"], "product": info["product"],
+                  "costimulatory domain": info["costim_domain"], "centre": info["center"]}
+        for name, values in groups.items():
+            table = subgroup_metrics(data["y"], data["predictions"]["xgboost (bundle)"],
+                                     pd.Series(values.to_numpy(), name=name), n_boot=n_boot, seed=seed)
+            frames.append(table.assign(model=key))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _stability_rows(training: Mapping[str, Any]) -> list[list[Any]]:
+    rows = []
+    for r in training.get("results", []):
+        stability = r.get("attribution_stability")
+        if r.get("model") == "xgboost" and stability:
+            top = ", ".join(f"{t['feature']} ({t['folds_in_top']}/{stability['folds']})"
+                            for t in stability["top_features"][:6])
+            rows.append([r["task"], r["landmark"], stability["folds"], stability["mean_spearman"],
+                         stability["mean_top_overlap"], top])
+    return rows
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.82em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
+th{background:#f3f3f3}.banner{background:#b00020;color:#fff;padding:.8em 1em;font-weight:600;border-radius:4px}
+.warn{color:#a15c00}img{max-width:520px;margin:4px;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap}"""
+
+
+def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n_boot: int = 300,
+                     seed: int = 0, work_dir: Path | None = None) -> str:
+    """The model card as one HTML string."""
+    bundle = resolve_model(model)
+    meta = bundle.metadata
+    training = meta.get("training_metrics", {})
+    summary = cohort_summary(cohort)
+    cohort_rows, per_model = _evaluate(cohort, bundle, n_boot, seed)
+    subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
+    work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+    parts = [f"<h1>crsrisk model card</h1><p class='banner'>NOT FOR CLINICAL USE. "
+             f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.get('synthetic') else ''}"
+             f"{html.escape(meta.get('disclaimer', ''))}</p>",
+             f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
+             f"{html.escape(str(meta.get('crsrisk_version')))}.</p>",
+             f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>",
+             "<h2 id='model'>Model</h2>" + _table(["field", "value"], [
+                 ["bundle", str(bundle.path)], ["bundle manifest SHA-256", bundle.digest],
+                 ["created", meta.get("created")], ["git commit", meta.get("git_commit")],
+                 ["MLflow run", meta.get("mlflow_run_id")], ["synthetic", meta.get("synthetic")],
+                 ["risk bands", "; ".join(f"{m.key}: low < {m.bands['low']:.3f} <= intermediate < {m.bands['high']:.3f}"
+                                          f" <= high" for m in bundle.models.values())]]),
+             "<h2 id='training-data'>Training data</h2>" + _table(["field", "value"], [
+                 ["fingerprint", meta.get("training_cohort_fingerprint")], ["infusions", meta.get("training_cohort_size")],
+                 ["synthetic", meta.get("synthetic")],
+                 ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
+             "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
+                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), _landmark_label(m)]
+                 for m in bundle.models.values()]) +
+             "<p>Features use only measurements and events strictly before each infusion's landmark (tested by "
+             "scrambling every later value). XGBoost handles missing values natively.</p>",
+             "<h2 id='performance-cv'>Cross-validated performance beside the published scores (training run)</h2>"
+             "<p>Numbers exactly as in the training run's metrics.json (out-of-fold, bootstrap 95% CI).</p>"
+             + _table(COMPARISON_HEADER, comparison_rows(training.get("results", []))),
+             f"<h2 id='performance-cohort'>Performance on this cohort ({summary['infusions']} infusions, "
+             f"fingerprint {summary['fingerprint'][:12]}..., synthetic={summary['synthetic']})</h2>"
+             + _table(["task", "landmark", "model", "n/events", "AUROC (95% CI)", "Brier", "calibration slope",
+                       "calibration intercept"], cohort_rows)]
+    figures = []
+    for key, data in per_model.items():
+        figures.append(f"<h3>{html.escape(key)}</h3><div class='plots'>" + _image(roc_plot(data["y"], data["predictions"], "this cohort"))
+                       + _image(calibration_plot(data["y"], data["predictions"], source="this cohort"))
+                       + _image(decision_curve_plot(data["y"], data["predictions"], np.arange(0.02, 0.52, 0.02)))
+                       + "</div>")
+    parts.append("<h2 id='calibration'>Calibration and decision curves on this cohort</h2>" + "".join(figures))
+    shap_parts = []
+    for model_key, task_model in bundle.models.items():
+        attributions = cohort_attributions(cohort, task_model)
+        if attributions is None:
+            continue
+        files = cohort_plots(attributions, work / "plots", dependence=1)
+        shap_parts.append(f"<h3>{html.escape(model_key)}</h3><div class='plots'>"
+                          + _image(files["importance"]) + _image(files["beeswarm"]) + "</div>")
+    parts.append("<h2 id='shap'>SHAP global importance (exact tree SHAP on this cohort)</h2>" + "".join(shap_parts))
+    parts.append("<h2 id='stability'>Attribution stability across cross-validation folds</h2>"
+                 "<p>Mean pairwise Spearman correlation of per-fold mean |SHAP| and overlap of the folds' top-10 "
+                 "features; in brackets, in how many folds a feature was in the top 10.</p>"
+                 + _table(["task", "landmark", "folds", "mean Spearman", "top-10 overlap", "top features"],
+                          _stability_rows(training)))
+    if not subgroups.empty:
+        rows = [[r.model, r.group, r.level, r.n, r.events, r.auroc, f"{r.auroc_ci_low:.3f}-{r.auroc_ci_high:.3f}",
+                 r.mean_predicted, r.observed_rate, r.calibration_slope, r.warning] for r in subgroups.itertuples()]
+        parts.append("<h2 id='subgroups'>Subgroup performance and calibration</h2><p class='warn'>Groups under 30 "
+                     "infusions or 5 events are flagged: their numbers are unstable.</p>"
+                     + _table(["model", "group", "level", "n", "events", "AUROC", "95% CI", "mean predicted",
+                               "observed", "calibration slope", "warning"], rows))
+    parts.append("<h2 id='limitations'>Limitations</h2><ul><li>Synthetic training data (when flagged above) only "
+                 "reproduces published effect sizes; real cohorts differ.</li><li>The tocilizumab-refractory rule "
+                 "is the project's own (no consensus definition); see its version.</li><li>Grading scales "
+                 "disagree; labels follow ASTCT grades as recorded.</li></ul>")
+    parts.append("<h2 id='tripod'>TRIPOD+AI checklist</h2>" + _table(
+        ["item", "section", "covered"], [[item, f"#{anchor}", covered] for item, anchor, covered in TRIPOD_ITEMS]))
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>crsrisk model card</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, out_dir: str | os.PathLike,
+                     n_boot: int = 300, seed: int = 0) -> Path:
+    """Write ``model_card.html`` into ``out_dir`` (atomically) and return its path."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    page = build_model_card(model, cohort, n_boot=n_boot, seed=seed, work_dir=folder)
+    target = folder / "model_card.html"
+    staging = folder / ".model_card.html.tmp"
+    staging.write_text(page, encoding="utf-8")
+    os.replace(staging, target)
+    return target

@@ -1,0 +1,75 @@
+"""Auditor outputs: SHAP plots for a patient and a cohort, and the HTML model card rendered in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crsrisk.cohort import Cohort
+from crsrisk.explain import explain_cohort, explain_patient
+from crsrisk.reporting.model_card import write_model_card
+from tests_support import patient_record
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_patient_waterfall_and_summary(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
+    record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[4])
+    summary, files = explain_patient(record, model=small_bundle, now_hours=40, out_dir=tmp_path)
+    assert {f.name for f in files} >= {"waterfall_severe_crs_36h.png", "waterfall_icans_36h.png"}
+    assert all(f.stat().st_size > 10_000 for f in files)
+    assert "severe_crs at 36h: probability" in summary and (tmp_path / "summary.txt").read_text() == summary
+
+
+def test_cohort_importance_beeswarm_and_dependence(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
+    table = explain_cohort(small_cohort, small_bundle, tmp_path)
+    assert set(table["model"]) >= {"severe_crs__36h", "toci_refractory__first_tocilizumab"}
+    first = table[table["model"] == "severe_crs__36h"]["mean_abs_shap"].to_numpy()
+    assert (first[:-1] >= first[1:]).all() and first[0] > 0
+    for kind in ("importance", "beeswarm", "dependence_1"):
+        assert list(tmp_path.glob(f"severe_crs__36h_{kind}*.png"))
+
+
+@pytest.fixture(scope="module")
+def card(trained, small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, _, result = trained
+    return write_model_card(result.bundle_dir, small_cohort, tmp_path_factory.mktemp("card"), n_boot=60)
+
+
+@pytest.mark.slow
+def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
+    work, _, _ = trained
+    page = card.read_text()
+    results = json.loads((work / "run" / "metrics.json").read_text())["results"]
+    for row in results:
+        auroc = row["metrics"]["auroc"]
+        if auroc["value"] is not None:
+            assert f"{auroc['value']:.3f} ({auroc['ci_low']:.3f}-{auroc['ci_high']:.3f})" in page
+    assert "NOT FOR CLINICAL USE" in page and "TRIPOD+AI" in page and "small group" in page
+    assert "toci-refractory-v1" in page and "Attribution stability" in page
+    assert not re.search(r"<img[^>]+src=\"(?!data:image/png;base64,)", page)  # every image embedded
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+def test_card_renders_in_headless_chromium_with_every_image(card: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(card.as_uri())
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        title = page.title()
+        page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
+        browser.close()
+    assert title == "crsrisk model card"
+    assert len(images) >= 15
+    assert all(done and width > 100 and height > 100 for done, width, height in images)
+    assert (tmp_path / "card.png").stat().st_size > 50_000
