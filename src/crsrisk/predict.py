@@ -103,8 +103,7 @@ def _phrase(name: str, value: float, shap: float) -> str:
 
 def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
     """Exact tree SHAP: one column per feature plus the base value last (rows sum to the raw score)."""
-    matrix = xgb.DMatrix(X, missing=np.nan, feature_names=model.feature_names)
-    return model.booster.predict(matrix, pred_contribs=True)
+    return model.booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
 
 
 @dataclass

@@ -131,6 +131,9 @@ def _load(folder: Path, digest: str) -> Bundle:
         booster = xgb.Booster()
         booster.load_model(str(sub / "booster.json"))
         names = [f["name"] for f in json.loads((sub / "features.json").read_text())]
+        if booster.feature_names not in (None, names):
+            raise BundleIntegrityError(f"{sub}: booster features differ from features.json")
+        booster.feature_names = None  # rows are passed as numpy in features.json order; names cost ~20 ms a call
         models[entry["key"]] = TaskModel(entry["task"], entry["landmark"], booster,
                                          Calibrator.from_dict(json.loads((sub / "calibrator.json").read_text())),
                                          names, entry["bands"], entry.get("metrics", {}),

@@ -175,39 +175,43 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
     return typed
 
 
+def _unit_table() -> pd.DataFrame:
+    """Every accepted (analyte, unit) pair with its conversion and the analyte's canonical range."""
+    rows = [(name, unit, c.scale, c.offset, a.unit, a.low, a.high)
+            for name, a in ANALYTES.items() for unit, c in a.conversions.items()]
+    return pd.DataFrame(rows, columns=["analyte", "unit", "scale", "offset", "canonical", "low", "high"])
+
+
+_UNITS = _unit_table()
+
+
 def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> tuple[pd.DataFrame, dict]:
-    """Check analyte and unit pairs and plausible ranges; convert values to canonical units."""
+    """Check analyte and unit pairs and plausible ranges; convert values to canonical units (one merge)."""
+    pairs = typed[["analyte", "unit"]].astype(object).merge(_UNITS.astype({"analyte": object, "unit": object}),
+                                                            on=["analyte", "unit"], how="left")
+    pairs.index = typed.index
     known = typed["analyte"].isin(list(ANALYTES)).fillna(False).astype(bool)
     unknown = typed["analyte"].notna() & ~known
     if unknown.any():
         out.add("measurements", "analyte", f"unknown analyte; expected one of {list(ANALYTES)}",
                 raw[unknown], raw["analyte"])
-    canonical = pd.Series(np.nan, index=typed.index, dtype="float64")
-    converted: dict[str, int] = {}
-    for name, info in ANALYTES.items():
-        rows = typed["analyte"] == name
-        rows = rows.fillna(False).astype(bool)
-        if not rows.any():
-            continue
-        units = typed.loc[rows, "unit"]
-        accepted = units.isin(list(info.conversions)).fillna(False).astype(bool)
-        bad_unit = units.notna() & ~accepted
-        if bad_unit.any():
-            out.add("measurements", "unit", f"unit not accepted for {name}; expected one of "
-                    f"{list(info.conversions)}", raw.loc[bad_unit[bad_unit].index], raw["unit"])
-        for unit, conversion in info.conversions.items():
-            these = rows & (typed["unit"] == unit).fillna(False).astype(bool)
-            if not these.any():
-                continue
-            canonical[these] = conversion.apply(typed.loc[these, "value"])
-            if unit != info.unit:
-                converted[f"{name}: {unit} -> {info.unit}"] = int(these.sum())
-        outside = rows & ((canonical < info.low) | (canonical > info.high))
-        if outside.any():
-            out.add("measurements", "value", f"implausible {name}: expected {info.low:g} to {info.high:g} "
-                    f"{info.unit} (after unit conversion)", raw[outside], raw["value"])
-    typed["value"] = canonical
-    typed["unit"] = typed["analyte"].map({n: a.unit for n, a in ANALYTES.items()}).astype("string")
+    bad_unit = known & typed["unit"].notna() & pairs["scale"].isna()
+    for name in pd.unique(typed.loc[bad_unit, "analyte"]):
+        rows = bad_unit & (typed["analyte"] == name).fillna(False).astype(bool)
+        out.add("measurements", "unit", f"unit not accepted for {name}; expected one of "
+                f"{list(ANALYTES[name].conversions)}", raw[rows], raw["unit"])
+    canonical = typed["value"] * pairs["scale"] + pairs["offset"]
+    outside = (canonical < pairs["low"]) | (canonical > pairs["high"])
+    for name in pd.unique(typed.loc[outside, "analyte"]):
+        info = ANALYTES[name]
+        rows = outside & (typed["analyte"] == name).fillna(False).astype(bool)
+        out.add("measurements", "value", f"implausible {name}: expected {info.low:g} to {info.high:g} "
+                f"{info.unit} (after unit conversion)", raw[rows], raw["value"])
+    changed = pairs[pairs["scale"].notna() & (pairs["unit"] != pairs["canonical"])]
+    converted = {f"{a}: {u} -> {c}": int(n) for (a, u, c), n in
+                 changed.groupby(["analyte", "unit", "canonical"], sort=False).size().items()}
+    typed["value"] = canonical.astype("float64")
+    typed["unit"] = pairs["canonical"].astype("string")
     return typed, converted
 
 
