@@ -138,6 +138,15 @@ def _print_comparison(results: list[dict]) -> None:
     console.print(table)
 
 
+def _report_run(result, tracking_uri: str | None) -> None:
+    """The comparison table and where everything went."""
+    _print_comparison(result.metrics["results"])
+    console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
+                  f"MLflow run {result.run_id} (browse: mlflow ui --backend-store-uri "
+                  f"{tracking_uri or 'sqlite:///mlflow.db'}); registered: {', '.join(result.registered) or 'none'}")
+    console.print(result.metrics["disclaimer"])
+
+
 @app.command()
 @friendly
 def train(
@@ -151,12 +160,8 @@ def train(
     """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
     from crsrisk.training.run import train as run_training
 
-    result = run_training(cohort, task=task, config=config, tracking_uri=tracking_uri, out=out,
-                          show_progress=progress)
-    _print_comparison(result.metrics["results"])
-    console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
-                  f"MLflow run {result.run_id}; registered: {', '.join(result.registered) or 'none'}")
-    console.print(result.metrics["disclaimer"])
+    _report_run(run_training(cohort, task=task, config=config, tracking_uri=tracking_uri, out=out,
+                             show_progress=progress), tracking_uri)
 
 
 @app.command()
@@ -175,11 +180,8 @@ def demo(
     cohort_dir = out / "cohort"
     write_simulated(simulate_cohort(n=n, seed=seed), cohort_dir, overwrite=True)
     console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
-    result = run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run")
-    _print_comparison(result.metrics["results"])
-    console.print(f"metrics: {result.out_dir / 'metrics.json'}; MLflow run {result.run_id} "
-                  f"(browse: mlflow ui --backend-store-uri {tracking_uri or 'sqlite:///mlflow.db'})")
-    console.print(result.metrics["disclaimer"])
+    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"),
+                tracking_uri)
 
 
 @app.command()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from crsrisk.atomic import staged_folder
 from crsrisk.cohort import Cohort
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.tables import TABLES
@@ -73,16 +72,11 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, extra: dict[str, bytes] | None = None,
                  overwrite: bool = False, float_format: str | None = None) -> Path:
-    """Write tables (and extra files) into ``out_dir`` atomically: a failure never leaves a half folder.
-
-    Files go to a temporary sibling folder first, which is then renamed into place.
-    """
+    """Write tables (and extra files) into ``out_dir`` atomically: a failure never leaves a half folder."""
     target = Path(out_dir)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         for name, table in tables.items():
             file = staging / name
             if file.suffix == ".parquet":
@@ -91,12 +85,6 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, ex
                 table.to_csv(file, index=False, lineterminator="\n", float_format=float_format)
         for name, content in (extra or {}).items():
             (staging / name).write_bytes(content)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

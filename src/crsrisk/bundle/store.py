@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -20,6 +18,7 @@ from typing import Any
 import xgboost as xgb
 
 import crsrisk
+from crsrisk.atomic import staged_folder
 from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
 from crsrisk.calibration import Calibrator
 from crsrisk.errors import BundleIntegrityError
@@ -57,11 +56,9 @@ def _json_bytes(data: Any) -> bytes:
 
 
 def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write the bundle folder atomically (temporary sibling, then rename) with its manifest."""
+    """Write the bundle folder atomically with its manifest of SHA-256 hashes."""
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         entries = []
         for model in models:
             folder = staging / model.key
@@ -81,12 +78,6 @@ def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         (staging / MANIFEST).write_bytes(_json_bytes({"algorithm": "sha256",
                                                       "files": {f: _sha256(staging / f) for f in files}}))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
