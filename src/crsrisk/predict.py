@@ -208,14 +208,29 @@ def _audit(result: PredictionResult, cohort: Cohort, patient_id: str, path: str 
 
 
 def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> pd.DataFrame:
-    """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark."""
+    """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark.
+
+    Tasks sharing a fixed landmark share one feature build (over the union of their risk sets).
+    """
     bundle = resolve_model(model)
+    at_risk = {key: landmark_times(cohort, _task_of(m), m.landmark) for key, m in bundle.models.items()}
+    shared: dict[Any, pd.DataFrame] = {}
+    for m in bundle.models.values():
+        if isinstance(m.landmark, str) or m.landmark in shared:
+            continue
+        ids = pd.unique(pd.concat([at_risk[k].index.to_series() for k, o in bundle.models.items()
+                                   if o.landmark == m.landmark]))
+        if len(ids):
+            shared[m.landmark] = build_features(cohort, pd.Series(float(m.landmark), index=pd.Index(ids, name="patient_id")),
+                                                window=_is_window(m))
     frames = []
-    for chosen in bundle.models.values():
-        landmarks = landmark_times(cohort, _task_of(chosen), chosen.landmark)
+    for key, chosen in bundle.models.items():
+        landmarks = at_risk[key]
         if landmarks.empty:
             continue
-        X = build_features(cohort, landmarks, window=_is_window(chosen))[chosen.feature_names].to_numpy(dtype=float)
+        features = (build_features(cohort, landmarks, window=_is_window(chosen)) if isinstance(chosen.landmark, str)
+                    else shared[chosen.landmark])
+        X = features.loc[landmarks.index, chosen.feature_names].to_numpy(dtype=float)
         raw = chosen.booster.inplace_predict(X, predict_type="margin")
         probability = chosen.calibrator.transform(raw)
         frames.append(pd.DataFrame({"patient_id": landmarks.index.astype(str), "task": chosen.task,
@@ -224,4 +239,3 @@ def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = No
                                     "raw_score": raw}))
     columns = ["patient_id", "task", "landmark_hours", "landmark", "probability", "band", "raw_score"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-
