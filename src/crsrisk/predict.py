@@ -170,12 +170,16 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     times = pd.concat([cohort.measurements["hours_since_infusion"], cohort.events["hours_since_infusion"]])
     now = float(now_hours) if now_hours is not None else float(max(times.max(), 0.0)) if len(times) else 0.0
     predictions, skipped, missing = [], [], set()
+    built: dict[tuple[float, bool], pd.DataFrame] = {}  # tasks at the same landmark share one feature row
     for task in bundle.tasks:
         chosen, landmark, reason = _choose(bundle, task, cohort, now)
         if chosen is None:
             skipped.append({"task": task, "reason": reason})
             continue
-        row = build_features(cohort, pd.Series({patient_id: landmark}), window=_is_window(chosen))
+        key = (landmark, _is_window(chosen))
+        if key not in built:
+            built[key] = build_features(cohort, pd.Series({patient_id: landmark}), window=key[1])
+        row = built[key]
         values = row[chosen.feature_names].to_numpy(dtype=float)
         contributions = explain_rows(chosen, values)[0]
         raw, base, shap = float(contributions.sum()), float(contributions[-1]), contributions[:-1]
