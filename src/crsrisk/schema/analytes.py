@@ -82,14 +82,4 @@ _ALL: tuple[Analyte, ...] = (
 ANALYTES: Mapping[str, Analyte] = MappingProxyType({a.name: a for a in _ALL})
 """Canonical analyte name -> its facts, in contract order."""
 
-CYTOKINES: tuple[str, ...] = tuple(a.name for a in _ALL if a.unit == "pg/mL")
-
 FEVER_THRESHOLD_C = 38.0  # ASTCT CRS requires fever >= 38.0 C (Lee et al., BBMT 2019)
-
-
-def analyte(name: str) -> Analyte:
-    """Look up an analyte by canonical name (KeyError names the unknown analyte)."""
-    try:
-        return ANALYTES[name]
-    except KeyError:
-        raise KeyError(f"unknown analyte {name!r}; expected one of {sorted(ANALYTES)}") from None

@@ -83,11 +83,6 @@ def log_artifact_dir(path: Path, artifact_path: str) -> None:
     mlflow.log_artifacts(str(path), artifact_path)
 
 
-def log_text(text: str, name: str) -> None:
-    """Store a text artifact (the config, the comparison table) in the active run."""
-    mlflow.log_text(text, name)
-
-
 def _param(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
