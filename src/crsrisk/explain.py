@@ -1,0 +1,135 @@
+"""SHAP explanations for auditors: a patient's waterfall, a cohort's importance, beeswarm and dependence plots.
+
+Attributions are XGBoost's exact tree SHAP (``pred_contribs``); the plots are SHAP's own plotting
+functions fed with those values, so what is drawn is exactly what ``predict`` returns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from crsrisk.bundle.format import TaskModel  # noqa: E402
+from crsrisk.bundle.store import Bundle  # noqa: E402
+from crsrisk.cohort import Cohort  # noqa: E402
+from crsrisk.features.build import build_features  # noqa: E402
+from crsrisk.features.spec import feature_info  # noqa: E402
+from crsrisk.predict import _is_window, _task_of, explain_rows, predict, resolve_model  # noqa: E402
+from crsrisk.tasks import landmark_times  # noqa: E402
+
+
+def _shap():
+    import warnings
+
+    with warnings.catch_warnings():  # shap's import warns about matplotlib internals (engineering.md)
+        warnings.simplefilter("ignore")
+        import shap
+    return shap
+
+
+def _explanation(values: np.ndarray, base: np.ndarray, data: np.ndarray, names: list[str]):
+    labels = [feature_info(n).label for n in names]
+    return _shap().Explanation(values=values, base_values=base, data=data, feature_names=labels)
+
+
+def _save(path: Path) -> Path:
+    figure = plt.gcf()
+    figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close("all")
+    return path
+
+
+def explain_patient(patient, model=None, now_hours: float | None = None, out_dir: str | os.PathLike = ".",
+                    top: int = 8) -> tuple[str, list[Path]]:
+    """A waterfall PNG per applicable task and a text summary of the top contributors (not audited)."""
+    result = predict(patient, model=model, now_hours=now_hours, audit=False)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, files = [], []
+    for p in result.predictions:
+        names = [c["feature"] for c in p["contributions"]]
+        values = np.array([c["shap"] for c in p["contributions"]])
+        data = np.array([np.nan if c["value"] is None else c["value"] for c in p["contributions"]])
+        _shap().plots.waterfall(_explanation(values, np.float64(p["base_value"]), data, names)[...],
+                                max_display=top + 1, show=False)
+        plt.title(f"{p['task']} at {p['landmark']}: {p['probability']:.1%} ({p['band']})", fontsize=10)
+        files.append(_save(folder / f"waterfall_{p['task']}_{p['landmark']}.png"))
+        lines.append(f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
+                     f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions")
+        lines += [f"  {c['shap']:+.3f}  {c['phrase']}" for c in p["contributions"][:top]]
+    lines += [f"{s['task']}: not scored ({s['reason']})" for s in result.not_applicable]
+    summary = "\n".join(lines) + "\n"
+    (folder / "summary.txt").write_text(summary)
+    return summary, files
+
+
+@dataclass
+class CohortAttributions:
+    """Exact SHAP values of one model over a cohort's risk set."""
+
+    model: TaskModel
+    X: pd.DataFrame
+    shap: np.ndarray  # rows x features
+    base: np.ndarray
+
+    def importance(self) -> pd.Series:
+        """Mean |SHAP| per feature, largest first."""
+        return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
+
+
+def cohort_attributions(cohort: Cohort, model: TaskModel) -> CohortAttributions | None:
+    """SHAP values for every infusion in the model's risk set (None when nobody is at risk)."""
+    landmarks = landmark_times(cohort, _task_of(model), model.landmark)
+    if landmarks.empty:
+        return None
+    X = build_features(cohort, landmarks, window=_is_window(model))[model.feature_names]
+    contributions = explain_rows(model, X.to_numpy(dtype=float))
+    return CohortAttributions(model, X, contributions[:, :-1], contributions[:, -1])
+
+
+def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: int = 3) -> dict[str, Path]:
+    """Global importance bar, beeswarm and dependence plots of the top features (SHAP's own plots)."""
+    shap = _shap()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = attributions.model.key
+    explanation = _explanation(attributions.shap, attributions.base, attributions.X.to_numpy(dtype=float),
+                               list(attributions.X.columns))
+    files = {}
+    shap.plots.bar(explanation, max_display=12, show=False)
+    files["importance"] = _save(out_dir / f"{key}_importance.png")
+    shap.plots.beeswarm(explanation, max_display=12, show=False)
+    files["beeswarm"] = _save(out_dir / f"{key}_beeswarm.png")
+    for rank, name in enumerate(attributions.importance().index[:dependence], start=1):
+        column = list(attributions.X.columns).index(name)
+        shap.plots.scatter(explanation[:, column], show=False)
+        files[f"dependence_{rank}"] = _save(out_dir / f"{key}_dependence_{rank}_{name}.png")
+    return files
+
+
+def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every model's global importance (CSV) and plots; returns the importance table."""
+    bundle = resolve_model(model)
+    folder = Path(out_dir)
+    tables = []
+    for task_model in bundle.models.values():
+        attributions = cohort_attributions(cohort, task_model)
+        if attributions is None:
+            continue
+        cohort_plots(attributions, folder)
+        importance = attributions.importance()
+        tables.append(pd.DataFrame({"model": task_model.key, "feature": importance.index,
+                                    "label": [feature_info(n).label for n in importance.index],
+                                    "mean_abs_shap": importance.to_numpy()}))
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(folder / "global_importance.csv", index=False)
+    return table
