@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy.special import expit
 
 Method = Literal["platt", "isotonic"]
 METHODS: tuple[str, ...] = ("platt", "isotonic")
@@ -26,7 +27,7 @@ class Calibrator:
         """Map raw scores (log-odds) to calibrated probabilities."""
         margin = np.asarray(margin, dtype=float)
         if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.params["a"] * margin + self.params["b"])))
+            return expit(self.params["a"] * margin + self.params["b"])
         return np.interp(margin, self.params["x"], self.params["y"])
 
     def to_dict(self) -> dict[str, Any]:

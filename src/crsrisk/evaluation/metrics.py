@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 EPS = 1e-6
@@ -39,7 +40,7 @@ def _fit_logistic(y: np.ndarray, x: np.ndarray | None, offset: np.ndarray, itera
     design = np.ones((len(y), 1)) if x is None else np.column_stack([np.ones(len(y)), x])
     beta = np.zeros(design.shape[1])
     for _ in range(iterations):
-        mu = 1 / (1 + np.exp(-(offset + design @ beta)))
+        mu = expit(offset + design @ beta)
         hessian = design.T @ (design * (mu * (1 - mu))[:, None])
         step = np.linalg.lstsq(hessian, design.T @ (y - mu), rcond=None)[0]
         beta = beta + step

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from crsrisk.simulate.params import SimulationParams
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function."""
-    return 1.0 / (1.0 + np.exp(-x))
+    """Logistic function (overflow-safe)."""
+    return expit(x)
 
 
 @dataclass(frozen=True)
