@@ -40,3 +40,15 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         load_config(path)
+
+
+def test_an_earlier_run_folder_is_kept_not_deleted(tmp_path: Path) -> None:
+    from crsrisk.training.artifacts import prepare_out_dir
+
+    out = prepare_out_dir(tmp_path / "run")
+    (out / "metrics.json").write_text("first")
+    prepare_out_dir(tmp_path / "run")
+    (out / "metrics.json").write_text("second")
+    prepare_out_dir(tmp_path / "run")
+    kept = sorted(p.read_text() for p in tmp_path.glob("run.previous-*/metrics.json"))
+    assert kept == ["first", "second"] and not any((tmp_path / "run").iterdir())

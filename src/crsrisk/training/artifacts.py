@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,12 +22,10 @@ NOT_FOR_CLINICAL_USE = "Research software: not for clinical use."
 
 
 def prepare_out_dir(path: Path) -> Path:
-    """Create the output folder; an earlier run there is moved aside (``.previous``), never silently lost."""
+    """Create the output folder; an earlier run there is moved aside to ``<out>.previous-<UTC time>``, never deleted."""
     if path.exists() and any(path.iterdir()):
-        previous = path.with_name(path.name + ".previous")
-        if previous.exists():
-            shutil.rmtree(previous)
-        path.rename(previous)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        path.rename(path.with_name(f"{path.name}.previous-{stamp}"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
