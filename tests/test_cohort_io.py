@@ -146,3 +146,19 @@ def test_random_junk_only_ever_raises_the_validation_error(tmp_path: Path, cells
         assert error.problems and all(p.field for p in error.problems)
     else:
         assert np.isfinite(cohort.measurements["value"]).all()
+
+
+def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = write(tmp_path / "bad", PATIENTS, MEASUREMENTS + "P1,30,temperature,140,degF\n")
+    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(folder)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "measurements, line 7, patient_id='P1', field 'value': value '140': implausible temperature" in out.stderr
+    assert "patients, line 3, patient_id='P2', field 'costim_domain'" in out.stderr
+    good = write(tmp_path / "good", PATIENTS.replace(",other,", ",tisagenlecleucel,"))
+    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(good)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "valid cohort" in out.stdout and "crp: mg/dL -> mg/L" in out.stdout

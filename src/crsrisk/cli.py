@@ -9,6 +9,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crsrisk.errors import BundleIntegrityError, CohortValidationError
@@ -35,7 +36,8 @@ def friendly(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except _EXPECTED as error:
             text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            errors.print(f"[bold red]error:[/] {type(error).__name__}: {text}", markup=True, highlight=False)
+            errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(str(text))}", highlight=False,
+                         soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -300,7 +302,7 @@ def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file 
         return
     errors.print(f"[red]BROKEN[/]: checked {result.n_records} record(s) in {log_path}")
     for problem in result.problems:
-        errors.print(f"  {problem}", highlight=False)
+        errors.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
