@@ -115,3 +115,18 @@ def test_log_transform() -> None:
     frame = pd.DataFrame({"il6_max": [0.0, 99.0], "age_years": [5.0, 6.0]})
     out = LogTransform(["il6_max"]).fit(frame).transform(frame)
     np.testing.assert_allclose(out, [[0.0, 5.0], [np.log(100), 6.0]])
+
+
+def test_features_cli_writes_ids_landmark_label_and_reports(small_cohort_dir, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "X.parquet"
+    run = subprocess.run([sys.executable, "-m", "crsrisk.cli", "features", str(small_cohort_dir), "--task",
+                          "severe_crs", "--landmark", "36", "--out", str(out)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    table = pd.read_parquet(out)
+    assert list(table.columns[:3]) == ["patient_id", "landmark_hours", "label"]
+    assert set(table["label"].unique()) <= {0, 1} and (table["landmark_hours"] == 36).all()
+    assert "risk_set" in run.stdout and "excluded" in run.stdout and "il6_max" in run.stdout
