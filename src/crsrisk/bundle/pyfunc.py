@@ -1,6 +1,8 @@
 """The bundle as an MLflow pyfunc model (calibrated probabilities, not XGBoost's class labels).
 
-The only module of the bundle package that imports mlflow; ``crsrisk.predict`` never touches it.
+Logged as a "model from code" (``pyfunc_entry.py``), so MLflow stores no pickled Python object: the served
+model is this code plus the verified bundle. The only module of the bundle package that imports mlflow;
+``crsrisk.predict`` never touches it.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import crsrisk
 PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
 
 
+ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+
+
 class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
     """Scores rows of one task/landmark's features: probability, band and raw score (log-odds)."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
-
     def load_context(self, context: Any) -> None:
-        """Load (and verify) the bundle shipped as the model's artifact."""
+        """Load (and verify) the bundle shipped as the model's artifact; the model key comes from model_config."""
         from crsrisk.bundle.store import load_bundle
 
+        self.key = context.model_config["key"]
         self.model = load_bundle(context.artifacts["bundle"]).models[self.key]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -51,13 +54,13 @@ def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, regis
     model = next(m for m in bundle.for_task(task) if str(m.landmark) == str(landmark))
     example = pd.DataFrame(np.full((2, len(model.feature_names)), np.nan), columns=model.feature_names)
     example.iloc[0] = 0.0
-    scorer = CrsriskPyfunc(model.key)
-    scorer.model = model
+    scorer = CrsriskPyfunc()
+    scorer.key, scorer.model = model.key, model
     output = scorer.predict(None, example)
     info = mlflow.pyfunc.log_model(
-        name=f"model_{task}", python_model=CrsriskPyfunc(model.key), artifacts={"bundle": str(bundle.path)},
-        signature=infer_signature(example, output), input_example=example, pip_requirements=PIP_REQUIREMENTS,
-        registered_model_name=registered_model_name)
+        name=f"model_{task}", python_model=str(ENTRY), model_config={"key": model.key},
+        artifacts={"bundle": str(bundle.path)}, signature=infer_signature(example, output), input_example=example,
+        pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_model_name)
     if registered_model_name:
         mlflow.MlflowClient().set_registered_model_alias(registered_model_name, alias,
                                                          str(info.registered_model_version))

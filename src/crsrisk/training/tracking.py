@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -45,9 +46,10 @@ def git_commit() -> str:
 
 
 def _quiet_mlflow() -> None:
-    """Silence MLflow's informational chatter (alembic migrations, run links) at its source loggers."""
+    """Silence MLflow's informational chatter (alembic migrations, run links, download bars) at its source."""
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @contextlib.contextmanager
