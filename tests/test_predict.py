@@ -124,3 +124,35 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
     table = pd.read_csv(scores)
     assert list(table.columns) == ["patient_id", "task", "landmark_hours", "probability", "band"]
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
+
+
+def _predict_many(bundle: str, record: str, log: str, n: int) -> None:
+    from crsrisk.predict import predict as run
+
+    for i in range(n):
+        run(record, model=bundle, now_hours=float(i % 60), audit_log=log)
+
+
+@pytest.mark.slow
+def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Cohort, small_bundle: Path,
+                                                               tmp_path: Path) -> None:
+    import multiprocessing
+
+    from crsrisk.audit.log import AuditLog, verify_log
+
+    log = tmp_path / "audit.jsonl"
+    records = [json.dumps(patient_record(small_cohort, pid), default=float)
+               for pid in small_cohort.patients["patient_id"].iloc[:4]]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_predict_many, args=(str(small_bundle), r, str(log), 200)) for r in records]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(600)
+    assert all(w.exitcode == 0 for w in workers)
+    result = verify_log(log)
+    assert result.ok and result.n_records == 800
+    per_patient = {}
+    for record in AuditLog(log).records():
+        per_patient[record["patient_hash"]] = per_patient.get(record["patient_hash"], 0) + 1
+    assert sorted(per_patient.values()) == [200, 200, 200, 200]
