@@ -1,18 +1,20 @@
-"""Published clinical scores as classifiers over the feature matrix, for side-by-side comparison.
+"""Published clinical scores as classifiers over the feature frame, for side-by-side comparison.
 
-Each score is computed exactly as published from the landmark features; to report Brier score and
-calibration on the same footing as the models, its raw value is mapped to a probability by a one-variable
-logistic fit on the training fold only (AUROC is that of the raw score). Scores whose published
-coefficients we do not hold (Teachey 2016) are refitted inside the training fold on the published inputs.
-A missing input makes a threshold rule "not positive" and is imputed with the training-fold median for
-a continuous score.
+Each score is computed as published from the landmark features (``score_raw``). To report Brier score and
+calibration on the same footing as the models, ``fit`` maps the raw score to a probability with a
+one-variable logistic regression fitted on the training fold only; the ordering, and so the AUROC, is that
+of the raw score. Scores whose published coefficients we do not hold (Teachey 2016) and the project's own
+tocilizumab baseline are logistic regressions refitted inside the training fold on the published inputs.
+
+Missing inputs: a binary rule with a missing input is "not positive" (a threshold that was not measured was
+not met); a continuous score or a refitted input is imputed with the training-fold median.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,27 +24,40 @@ from sklearn.utils.validation import check_is_fitted
 
 from crsrisk.tasks import FIRST_TOCILIZUMAB
 
-HAY_FEVER_C = 38.9  # Hay et al., Blood 2017: fever >= 38.9 C within 36 h (thresholds widely cited; to confirm tree)
-HAY_MCP1 = 1343.5  # pg/mL, same source
-GUST_IL6 = 16.0  # pg/mL, Gust et al., Cancer Discov 2017 (to confirm)
-EASIX_CUTOFF = 4.67  # Korell et al., Front Immunol 2022 (confirmed); reported, the score itself is continuous
+# Hay et al., Blood 2017;130:2295: fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL within 36 h.
+# clinical-facts.md: thresholds widely cited, exact tree "to confirm".
+HAY_FEVER_C = 38.9
+HAY_MCP1_PG_ML = 1343.5
+# Gust et al., Cancer Discov 2017: the same fever and MCP-1 thresholds plus IL-6 >= 16 pg/mL ("to confirm").
+GUST_IL6_PG_ML = 16.0
+# Korell et al., Front Immunol 2022 ("confirmed"): pre-lymphodepletion EASIX > 4.67 -> 4.3-fold odds of
+# grade >= 3 CRS and/or ICANS. Our easix_baseline is the last pre-infusion value (within 7 days).
+EASIX_CUTOFF = 4.67
+
+Kind = Literal["rule", "score", "refit"]
 
 
 def _log(x: pd.Series) -> pd.Series:
+    """Natural log; non-positive values become NaN (then imputed like missing ones)."""
     return np.log(x.where(x > 0))
 
 
 def _hay(X: pd.DataFrame) -> pd.Series:
-    return ((X["temperature_max"] >= HAY_FEVER_C) & (X["mcp1_max"] >= HAY_MCP1)).astype(float)
+    return ((X["temperature_max"] >= HAY_FEVER_C) & (X["mcp1_max"] >= HAY_MCP1_PG_ML)).astype(float)
 
 
 def _gust(X: pd.DataFrame) -> pd.Series:
-    return ((X["temperature_max"] >= HAY_FEVER_C) & (X["il6_max"] >= GUST_IL6) & (X["mcp1_max"] >= HAY_MCP1)).astype(float)
+    return (_hay(X).astype(bool) & (X["il6_max"] >= GUST_IL6_PG_ML)).astype(float)
 
 
 def _m_easix(X: pd.DataFrame) -> pd.Series:
-    column = "m_easix_last" if "m_easix_last" in X.columns else "m_easix_baseline"
-    return _log(X[column])
+    """log m-EASIX at its latest value: the last one in the window when there is one, else the baseline."""
+    latest = X["m_easix_last"].fillna(X["m_easix_baseline"]) if "m_easix_last" in X else X["m_easix_baseline"]
+    return _log(latest)
+
+
+def _easix(X: pd.DataFrame) -> pd.Series:
+    return _log(X["easix_baseline"])
 
 
 @dataclass(frozen=True)
@@ -51,41 +66,61 @@ class BaselineSpec:
 
     name: str
     citation: str
-    status: str
-    applies: Mapping[str, tuple[Any, ...]]  # task -> landmarks
-    columns: tuple[str, ...]
-    kind: str  # "rule" (binary), "score" (continuous), "refit" (logistic on published inputs)
-    score: Callable[[pd.DataFrame], pd.Series] | None = None
+    status: str  # "confirmed" / "to confirm" as in clinical-facts.md, or "project baseline"
+    applies: Mapping[str, tuple[Any, ...]]  # task -> landmarks (hours, or a named landmark)
+    columns: tuple[str, ...]  # required feature columns
+    kind: Kind  # "rule" (binary 0/1), "score" (continuous), "refit" (logistic on the inputs, fold-fitted)
+    score: Callable[[pd.DataFrame], pd.Series] | None = None  # raw score of a rule or continuous score
+    optional_columns: tuple[str, ...] = ()  # used when present (e.g. window values at a later landmark)
+    logged: tuple[str, ...] = ()  # refit inputs entered on the log scale
+    cutoff: float | None = None  # published decision cut-off on the raw score (positive when raw > cutoff)
 
 
 BASELINES: Mapping[str, BaselineSpec] = MappingProxyType({
-    "hay2017": BaselineSpec("hay2017", "Hay et al., Blood 2017;130:2295", "thresholds confirmed; exact tree to confirm",
-                            {"severe_crs": (36.0,)}, ("temperature_max", "mcp1_max"), "rule", _hay),
-    "teachey2016": BaselineSpec("teachey2016", "Teachey et al., Cancer Discov 2016;6:664 (refitted: published "
-                                "coefficients not available)", "to confirm", {"severe_crs": (36.0,)},
-                                ("sgp130_max", "ifng_max", "il1ra_max"), "refit"),
-    "m_easix": BaselineSpec("m_easix", "Pennisi et al., Blood Adv 2021;5:3397", "confirmed",
-                            {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("m_easix_baseline",), "score", _m_easix),
-    "easix": BaselineSpec("easix", "Korell et al., Front Immunol 2022", "confirmed",
-                          {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("easix_baseline",), "score",
-                          lambda X: _log(X["easix_baseline"])),
-    "gust2017": BaselineSpec("gust2017", "Gust et al., Cancer Discov 2017", "to confirm", {"icans": (36.0,)},
-                             ("temperature_max", "il6_max", "mcp1_max"), "rule", _gust),
-    "toci_simple": BaselineSpec("toci_simple", "crsrisk: IL-6 and ferritin at the first dose, disease burden, CRS "
-                                "grade (clinical-facts.md: no published score exists)", "project baseline",
-                                {"toci_refractory": (FIRST_TOCILIZUMAB,)},
-                                ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"), "refit"),
+    "hay2017": BaselineSpec(
+        "hay2017", "Hay et al., Blood 2017;130:2295 (fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL in 36 h)",
+        "to confirm", {"severe_crs": (36.0,)}, ("temperature_max", "mcp1_max"), "rule", _hay, cutoff=0.5),
+    "teachey2016": BaselineSpec(
+        "teachey2016", "Teachey et al., Cancer Discov 2016;6:664 (sgp130, IFN-gamma, IL-1RA; refitted: published "
+        "coefficients not available; published window 72 h, here the landmark window)", "to confirm",
+        {"severe_crs": (36.0,)}, ("sgp130_max", "ifng_max", "il1ra_max"), "refit",
+        logged=("sgp130_max", "ifng_max", "il1ra_max")),
+    "m_easix": BaselineSpec(
+        "m_easix", "Pennisi et al., Blood Adv 2021;5:3397 (LDH x CRP[mg/dL] / platelets, log scale)", "confirmed",
+        {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("m_easix_baseline",), "score", _m_easix,
+        optional_columns=("m_easix_last",)),
+    "easix": BaselineSpec(
+        "easix", "Korell et al., Front Immunol 2022 (LDH x creatinine / platelets, log scale; cut-off 4.67)",
+        "confirmed", {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("easix_baseline",), "score", _easix,
+        cutoff=float(np.log(EASIX_CUTOFF))),
+    "gust2017": BaselineSpec(
+        "gust2017", "Gust et al., Cancer Discov 2017 (fever >= 38.9 C, IL-6 >= 16 pg/mL, MCP-1 >= 1343.5 pg/mL "
+        "in 36 h)", "to confirm", {"icans": (36.0,)}, ("temperature_max", "il6_max", "mcp1_max"), "rule", _gust,
+        cutoff=0.5),
+    "toci_simple": BaselineSpec(
+        "toci_simple", "crsrisk project baseline: IL-6 and ferritin at the first dose, marrow blasts, CRS grade "
+        "(clinical-facts.md: no published score exists for tocilizumab-refractory CRS)", "project baseline",
+        {"toci_refractory": (FIRST_TOCILIZUMAB,)},
+        ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"), "refit",
+        logged=("il6_last", "ferritin_last")),
 })
 
-_LOGGED = {"sgp130_max", "ifng_max", "il1ra_max", "il6_last", "ferritin_last"}
+
+def _same_landmark(a: Any, b: Any) -> bool:
+    return a == b if isinstance(a, str) or isinstance(b, str) else float(a) == float(b)
 
 
-def baselines_for(task: str, landmark: Any) -> list[str]:
-    """Names of the published scores that apply to a task at a landmark."""
-    def same(a: Any, b: Any) -> bool:
-        return a == b if isinstance(a, str) or isinstance(b, str) else float(a) == float(b)
+def baselines_for(task_name: str, landmark: Any) -> list[str]:
+    """Names of the published scores that apply to a task at a landmark (hours, or a named landmark)."""
+    return [name for name, spec in BASELINES.items()
+            if any(_same_landmark(landmark, lm) for lm in spec.applies.get(task_name, ()))]
 
-    return [name for name, spec in BASELINES.items() if any(same(landmark, lm) for lm in spec.applies.get(task, ()))]
+
+def get_baseline(name: str) -> BaselineSpec:
+    """The registry entry, or a ValueError listing the known names."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown published score {name!r}; expected one of {list(BASELINES)}")
+    return BASELINES[name]
 
 
 class PublishedScore(ClassifierMixin, BaseEstimator):
@@ -95,57 +130,73 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
         self.name = name
 
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        spec = BASELINES[self.name]
+        spec = get_baseline(self.name)
+        if not isinstance(X, pd.DataFrame):
+            raise ValueError(f"baseline {self.name}: expected the feature frame (a pandas DataFrame), "
+                             f"got {type(X).__name__}")
         missing = [c for c in spec.columns if c not in X.columns]
         if missing:
-            raise ValueError(f"baseline {self.name}: the feature matrix lacks {missing} (is the landmark right?)")
-        return X[list(spec.columns)].astype(float)
+            raise ValueError(f"baseline {self.name}: the feature frame lacks {missing} (is the landmark right?)")
+        present = [c for c in spec.optional_columns if c in X.columns]
+        return X[[*spec.columns, *present]].astype(float)
 
-    def _refit_design(self, X: pd.DataFrame) -> np.ndarray:
+    def _design(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Refit inputs, logged where the spec says, before imputation."""
         inputs = self._inputs(X)
-        for column in set(inputs.columns) & _LOGGED:
-            inputs[column] = _log(inputs[column])
-        return inputs.fillna(self.medians_).to_numpy()
+        logged = list(get_baseline(self.name).logged)
+        return inputs.assign(**{c: _log(inputs[c]) for c in logged})
+
+    def _standardised(self, X: pd.DataFrame) -> np.ndarray:
+        """Refit inputs imputed with the training medians and standardised with the training mean and SD."""
+        check_is_fitted(self, "model_")
+        return (self._design(X).fillna(self.medians_).to_numpy() - self.center_) / self.scale_
 
     def score_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """The score as published (rule 0/1, continuous value), or the refitted linear predictor."""
-        spec = BASELINES[self.name]
+        """The score as published (rule 0/1, continuous log score), or the refitted linear predictor."""
+        spec = get_baseline(self.name)
         if spec.kind == "refit":
-            check_is_fitted(self, "model_")
-            return self.model_.decision_function((self._refit_design(X) - self.center_) / self.scale_)
+            return self.model_.decision_function(self._standardised(X))
         raw = spec.score(self._inputs(X)).to_numpy(dtype=float)
-        return raw if spec.kind == "rule" else np.where(np.isnan(raw), getattr(self, "median_", np.nan), raw)
+        if spec.kind == "rule":
+            return raw
+        check_is_fitted(self, "median_")
+        return np.where(np.isnan(raw), self.median_, raw)
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "PublishedScore":
+    def fit(self, X: pd.DataFrame, y: object) -> "PublishedScore":
         """Fit only what the published score leaves open, on the training fold."""
-        if self.name not in BASELINES:
-            raise ValueError(f"unknown published score {self.name!r}; expected one of {list(BASELINES)}")
-        spec = BASELINES[self.name]
-        y = np.asarray(y).astype(int)
+        spec = get_baseline(self.name)
+        y = np.asarray(y, dtype=float).ravel()
+        if len(y) != len(X):
+            raise ValueError(f"baseline {self.name}: {len(y)} labels for {len(X)} feature rows")
+        if not np.isin(y, (0.0, 1.0)).all() or np.unique(y).size < 2:
+            raise ValueError(f"baseline {self.name}: labels must be 0/1 with both classes in the training fold")
+        y = y.astype(int)
         self.classes_ = np.array([0, 1])
         if spec.kind == "refit":
-            inputs = self._inputs(X)
-            for column in set(inputs.columns) & _LOGGED:
-                inputs[column] = _log(inputs[column])
-            self.medians_ = inputs.median().fillna(0.0)
-            design = inputs.fillna(self.medians_).to_numpy()
-            self.center_, self.scale_ = design.mean(axis=0), design.std(axis=0) + 1e-9
-            self.model_ = LogisticRegression(C=1.0, max_iter=1000).fit((design - self.center_) / self.scale_, y)
+            design = self._design(X)
+            self.medians_ = design.median().fillna(0.0)
+            values = design.fillna(self.medians_).to_numpy()
+            self.center_, self.scale_ = values.mean(axis=0), values.std(axis=0) + 1e-9
+            # Mild L2 (C=1 on standardised inputs) keeps small folds with near-separation finite.
+            self.model_ = LogisticRegression(C=1.0, max_iter=1000).fit((values - self.center_) / self.scale_, y)
             return self
         if spec.kind == "score":
             raw = spec.score(self._inputs(X)).to_numpy(dtype=float)
             self.median_ = float(np.nanmedian(raw)) if np.isfinite(raw).any() else 0.0
+        # Practically unpenalised 1-D logistic recalibration of the raw score.
         self.mapping_ = LogisticRegression(C=1e6, max_iter=1000).fit(self.score_raw(X).reshape(-1, 1), y)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class in column 1."""
-        if BASELINES[self.name].kind == "refit":
-            check_is_fitted(self, "model_")
-            return self.model_.predict_proba((self._refit_design(X) - self.center_) / self.scale_)
+        """Probabilities of class 0 and 1 (column 1: the event)."""
+        if get_baseline(self.name).kind == "refit":
+            return self.model_.predict_proba(self._standardised(X))
         check_is_fitted(self, "mapping_")
         return self.mapping_.predict_proba(self.score_raw(X).reshape(-1, 1))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Class labels at probability 0.5."""
+        """The published classification (raw score above the published cut-off), else probability >= 0.5."""
+        cutoff = get_baseline(self.name).cutoff
+        if cutoff is not None:
+            return (self.score_raw(X) > cutoff).astype(int)
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -1,77 +1,107 @@
-"""ROC, reliability and decision-curve figures comparing several models on one task (matplotlib, Agg)."""
+"""ROC, reliability and decision-curve figures comparing one or several models on one task (matplotlib, Agg).
+
+Figures are built as ``matplotlib.figure.Figure`` objects, never through pyplot, so nothing is registered in
+pyplot's global figure manager: there is nothing to close and no state leaks between calls.
+Each function takes labels ``y`` and ``predictions``: a mapping model name -> probabilities (NaN = no
+prediction for that row, left out for that model) or a single array.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from crsrisk.evaluation.decision import net_benefit_curve
+from crsrisk.evaluation.metrics import as_labels, auroc, calibration_bins, calibration_intercept_slope
 
-from crsrisk.evaluation.decision import net_benefit_curve  # noqa: E402
+Predictions = Mapping[str, np.ndarray] | np.ndarray  # several models, or one
 
 
-def _figure(title: str) -> tuple[Figure, object]:
-    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+def _models(y: object, predictions: Predictions) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Labels, and per model its (labels, probabilities) with NaN predictions dropped."""
+    labels = as_labels(y)
+    named = dict(predictions) if isinstance(predictions, Mapping) else {"model": predictions}
+    out = {}
+    for name, p in named.items():
+        scores = np.asarray(p, dtype=float).ravel()
+        if scores.shape != labels.shape:
+            raise ValueError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
+        keep = ~np.isnan(scores)
+        out[name] = (labels[keep], scores[keep])
+    return labels, out
+
+
+def _two_classes(y: np.ndarray) -> bool:
+    return 0 < y.sum() < y.size
+
+
+def _figure(title: str, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(5.5, height), dpi=100)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def roc_plot(y: object, predictions: Predictions, source: str = "out-of-fold") -> Figure:
+    """ROC curves of every model (AUROC in the legend), with the chance diagonal."""
+    _, models = _models(y, predictions)
+    fig = _figure(f"ROC ({source})")
     ax = fig.add_subplot()
-    ax.set_title(title, fontsize=10)
-    return fig, ax
-
-
-def roc_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], source: str = "out-of-fold") -> Figure:
-    """ROC curves of every model, with the chance diagonal."""
-    fig, ax = _figure(f"ROC ({source})")
-    for name, p in predictions.items():
-        keep = ~np.isnan(p)
-        fpr, tpr, _ = roc_curve(y[keep], p[keep])
-        ax.plot(fpr, tpr, label=name, lw=1.4)
+    for name, (yk, pk) in models.items():
+        if _two_classes(yk):
+            fpr, tpr, _ = roc_curve(yk, pk)
+            ax.plot(fpr, tpr, lw=1.4, label=f"{name} (AUROC {auroc(yk, pk):.3f})")
+        else:
+            ax.plot([], [], label=f"{name} (one class only: no curve)")
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
-def calibration_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], bins: int = 10,
-                     source: str = "out-of-fold") -> Figure:
-    """Reliability diagram: observed event rate against mean predicted risk in risk deciles."""
-    fig, ax = _figure(f"Calibration ({source}, deciles of predicted risk)")
-    for name, p in predictions.items():
-        keep = ~np.isnan(p)
-        yk, pk = y[keep], p[keep]
-        edges = np.unique(np.quantile(pk, np.linspace(0, 1, bins + 1)))
-        groups = np.clip(np.searchsorted(edges, pk, side="right") - 1, 0, max(len(edges) - 2, 0))
-        mean_p = np.array([pk[groups == g].mean() for g in np.unique(groups)])
-        observed = np.array([yk[groups == g].mean() for g in np.unique(groups)])
-        ax.plot(mean_p, observed, marker="o", ms=3, lw=1.2, label=name)
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
-    ax.set_xlabel("predicted risk")
-    ax.set_ylabel("observed rate")
-    ax.legend(fontsize=7, loc="upper left")
+def calibration_plot(y: object, predictions: Predictions, bins: int = 10, source: str = "out-of-fold") -> Figure:
+    """Reliability diagram (observed rate against mean predicted risk in quantile bins) over a risk histogram."""
+    _, models = _models(y, predictions)
+    fig = _figure(f"Calibration ({source}, {bins} quantile bins of predicted risk)", height=5.5)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    for name, (yk, pk) in models.items():
+        if not yk.size:
+            continue
+        table = calibration_bins(yk, pk, bins)
+        intercept, slope = calibration_intercept_slope(yk, pk)
+        line, = top.plot(table["mean_predicted"], table["observed_rate"], marker="o", ms=3, lw=1.2,
+                         label=f"{name} (intercept {intercept:.2f}, slope {slope:.2f})")
+        bottom.hist(pk, bins=40, range=(0, 1), histtype="step", color=line.get_color())
+    top.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
+    top.set(ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
+    top.tick_params(labelbottom=False)
+    top.legend(fontsize=7, loc="upper left")
+    bottom.set(xlabel="predicted risk", ylabel="infusions")
     return fig
 
 
-def decision_curve_plot(y: np.ndarray, predictions: Mapping[str, np.ndarray], thresholds: np.ndarray) -> Figure:
+def decision_curve_plot(y: object, predictions: Predictions, thresholds: np.ndarray) -> Figure:
     """Net benefit of each model against treat-all and treat-none across decision thresholds."""
-    fig, ax = _figure("Decision curve")
-    for name, p in predictions.items():
-        keep = ~np.isnan(p)
-        ax.plot(thresholds, net_benefit_curve(y[keep], p[keep], thresholds), lw=1.3, label=name)
-    ax.plot(thresholds, net_benefit_curve(y, np.ones(len(y)), thresholds), ls="--", color="black", lw=1, label="treat all")
+    labels, models = _models(y, predictions)
+    fig = _figure("Decision curve")
+    ax = fig.add_subplot()
+    for name, (yk, pk) in models.items():
+        ax.plot(thresholds, net_benefit_curve(yk, pk, thresholds), lw=1.3, label=name)
+    ax.plot(thresholds, net_benefit_curve(labels, np.ones(labels.size), thresholds), ls="--", color="black", lw=1,
+            label="treat all")
     ax.axhline(0, color="grey", ls=":", lw=1, label="treat none")
-    prevalence = float(np.mean(y))
-    ax.set_ylim(-0.05 * max(prevalence, 0.01), max(prevalence, 0.01) * 1.1)
-    ax.set_xlabel("threshold probability")
-    ax.set_ylabel("net benefit")
+    prevalence = max(float(labels.mean()) if labels.size else 0.0, 0.01)
+    ax.set(ylim=(-0.05 * prevalence, prevalence * 1.1), xlabel="threshold probability", ylabel="net benefit")
     ax.legend(fontsize=7, loc="upper right")
     return fig
 
 
-def save_figure(fig: Figure, path: Path) -> None:
-    """Write a figure as PNG."""
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+def save_figure(fig: Figure, path: Path | str) -> Path:
+    """Write a figure in the format named by the file suffix (PNG when there is none); returns the path."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fig.savefig(path, format=fmt, bbox_inches="tight")
+    return path

@@ -24,7 +24,7 @@ from crsrisk.baselines import BASELINES, PublishedScore, baselines_for
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort import Cohort
 from crsrisk.evaluation.bootstrap import bootstrap_ci
-from crsrisk.evaluation.metrics import auroc
+from crsrisk.evaluation.metrics import auroc, standard_metrics
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
@@ -33,7 +33,6 @@ from crsrisk.predict import _is_window, _task_of, predict_cohort, resolve_model
 from crsrisk.summary import cohort_summary
 from crsrisk.tasks import label_table, landmark_times
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
-from crsrisk.training.results import metric_functions
 
 INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
@@ -109,7 +108,7 @@ def _evaluate(cohort: Cohort, bundle: Bundle, n_boot: int, seed: int) -> tuple[l
             rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}", "too few events",
                          "", "", ""])
             continue
-        ci = bootstrap_ci(y, p, metric_functions(float(y.mean())), n_boot=n_boot, seed=seed)
+        ci = bootstrap_ci(y, p, standard_metrics(float(y.mean())), n_boot=n_boot, seed=seed)
         rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}",
                      *(f"{ci[m]['value']:.3f} ({ci[m]['ci_low']:.3f}-{ci[m]['ci_high']:.3f})"
                        for m in ("auroc", "brier", "calibration_slope", "calibration_intercept"))])

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.evaluation import metrics as m
 from crsrisk.evaluation.bootstrap import bootstrap_ci
-
-
-
-def _slope(y: np.ndarray, p: np.ndarray) -> float:
-    return m.calibration_intercept_slope(y, p)[1]
-
-
-def _intercept(y: np.ndarray, p: np.ndarray) -> float:
-    return m.calibration_intercept_slope(y, p)[0]
-
-
-def _at_threshold(key: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
-    return lambda y, p: m.threshold_metrics(y, p, threshold)[key]
-
-
-def metric_functions(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    """Every metric reported with a bootstrap CI; threshold metrics at the chosen decision threshold."""
-    functions: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-        "auroc": m.auroc, "auprc": m.auprc, "brier": m.brier,
-        "calibration_slope": _slope, "calibration_intercept": _intercept,
-    }
-    for key in ("sensitivity", "specificity", "ppv", "npv"):
-        functions[key] = _at_threshold(key, threshold)
-    return functions
 
 
 def pooled_predictions(oof: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
@@ -59,7 +35,7 @@ def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[st
                 threshold: float, n_boot: int, seed: int, published: set[str],
                 extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One metrics.json result per model: point estimates with bootstrap 95 % CIs, labelled by kind."""
-    functions = metric_functions(threshold)
+    functions = m.standard_metrics(threshold)
     rows = []
     for model, p in predictions.items():
         keep = ~np.isnan(p)
