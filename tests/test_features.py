@@ -130,3 +130,47 @@ def test_features_cli_writes_ids_landmark_label_and_reports(small_cohort_dir, tm
     assert list(table.columns[:3]) == ["patient_id", "landmark_hours", "label"]
     assert set(table["label"].unique()) <= {0, 1} and (table["landmark_hours"] == 36).all()
     assert "risk_set" in run.stdout and "excluded" in run.stdout and "il6_max" in run.stdout
+
+
+@pytest.fixture(scope="module")
+def generated() -> Cohort:
+    from crsrisk.simulate import simulate_cohort
+
+    sim = simulate_cohort(n=300, seed=17)
+    return validate_tables({"patients": sim.patients, "measurements": sim.measurements, "events": sim.events})
+
+
+@pytest.mark.parametrize("task, landmark", [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 12.0),
+                                            ("icans", 96.0), ("toci_refractory", "first_tocilizumab")])
+def test_kernel_equals_an_independent_pandas_derivation(generated: Cohort, task: str, landmark) -> None:
+    from crsrisk.tasks import landmark_times
+    from reference_features import reference_features
+
+    times = landmark_times(generated, task, landmark)
+    window = landmark != 0.0
+    ours, theirs = build_features(generated, times, window=window), reference_features(generated, times, window=window)
+    assert list(ours.columns) == list(theirs.columns) and list(ours.index) == list(theirs.index)
+    assert np.array_equal(np.isnan(ours.to_numpy()), np.isnan(theirs.to_numpy()))
+    # The kernel centres the slope regression, the reference uses raw sums: equal up to rounding.
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert ours.notna().to_numpy().mean() > 0.3  # the comparison covers real values, not just NaN
+
+
+def test_one_patient_at_several_landmarks_in_one_call(generated: Cohort) -> None:
+    ids = generated.patients["patient_id"].iloc[:5].tolist()
+    landmarks = pd.Series([12.0, 36.0, 72.0, 36.0, 12.0], index=[ids[0], ids[0], ids[0], ids[1], ids[1]])
+    together = build_features(generated, landmarks, window=True)
+    for position, (patient_id, hours) in enumerate(landmarks.items()):
+        alone = build_features(generated, pd.Series({patient_id: hours}), window=True)
+        np.testing.assert_array_equal(together.iloc[position].to_numpy(), alone.iloc[0].to_numpy())
+    assert together.iloc[0]["landmark_hours"] == 12.0 and together.iloc[2]["landmark_hours"] == 72.0
+
+
+def test_unknown_patient_is_named(generated: Cohort) -> None:
+    with pytest.raises(KeyError, match="'nobody'"):
+        build_features(generated, pd.Series({"nobody": 36.0}))
+
+
+def test_no_rows_gives_an_empty_matrix_with_every_column(generated: Cohort) -> None:
+    empty = build_features(generated, pd.Series([], dtype=float, index=pd.Index([], dtype=object)), window=True)
+    assert empty.shape == (0, len(feature_names(True)))

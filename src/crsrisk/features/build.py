@@ -1,141 +1,211 @@
-"""Landmark features: one row per infusion from what was known strictly before its landmark.
+"""Landmark features: one row per (infusion, landmark) from what was known strictly before the landmark.
 
-The leakage guard lives here: every measurement and event used has ``hours_since_infusion < landmark``
-of its own infusion, and every aggregation groups by ``patient_id``, so no row depends on another
-infusion's data. Vectorised: sort once, group, aggregate, unstack; no per-patient Python loop.
+The leakage guard lives here: every measurement and event used has ``hours_since_infusion < landmark`` of
+its own row, and every aggregation is within one row's own slice, so no row depends on another infusion's
+data. One numpy kernel (``feature_matrix``) serves a whole cohort and a single patient alike: sort once,
+reduce per group, scatter into the matrix; no per-patient Python loop and no pandas on the hot path.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.cohort import Cohort
-from crsrisk.features.spec import _slug, feature_names
-from crsrisk.schema.analytes import ANALYTES, FEVER_THRESHOLD_C
-from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCT_COSTIM, PRODUCTS
+from crsrisk.cohort_arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
+from crsrisk.features.spec import WINDOW_STATS, _slug, feature_names
+from crsrisk.schema.analytes import FEVER_THRESHOLD_C
+from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCTS
 
 CRP_MG_DL_PER_MG_L = 0.1  # m-EASIX uses CRP in mg/dL (Pennisi et al., Blood Adv 2021; confirmed)
+_TEMPERATURE = ANALYTE_CODES["temperature"]
+_N_ANALYTES = len(ANALYTE_CODES)
 
 
-def _flag(series: pd.Series, truth: object) -> np.ndarray:
-    """1.0 where ``series == truth``, 0.0 where it differs, NaN where missing."""
-    values = series.astype("object")
-    return np.where(values.isna(), np.nan, (values == truth).astype(float))
+@lru_cache(maxsize=2)
+def _layout(window: bool) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """Column index of every feature; per analyte statistic the column of each analyte (by code); and the
+    columns of the patient block (key ``patient``)."""
+    index = {name: i for i, name in enumerate(feature_names(window))}
+    per_analyte = {"baseline": np.array([index[f"baseline_{a}"] for a in ANALYTE_CODES]),
+                   "patient": np.array([index[name] for name in _patient_names()])}
+    if window:
+        per_analyte |= {stat: np.array([index[f"{a}_{stat}"] for a in ANALYTE_CODES]) for stat in WINDOW_STATS}
+    return index, per_analyte
 
 
-def _patient_features(patients: pd.DataFrame) -> pd.DataFrame:
-    costim = patients["costim_domain"].fillna(patients["product"].map(dict(PRODUCT_COSTIM)))
-    out = pd.DataFrame(index=patients.index)
-    out["age_years"] = patients["age_years"].astype(float)
-    out["weight_kg"] = patients["weight_kg"].astype(float)
-    out["sex_male"] = _flag(patients["sex"], "M")
-    out["marrow_blasts_pct"] = patients["marrow_blasts_pct"].astype(float)
-    out["extramedullary_disease"] = _flag(patients["extramedullary_disease"], True)
-    out["cns3"] = _flag(patients["cns_status"], "CNS3")
-    out["prior_hsct"] = _flag(patients["prior_hsct"], True)
-    out["dose_1e6_cells_per_kg"] = patients["dose_1e6_cells_per_kg"].astype(float)
-    out["costim_cd28"] = _flag(costim, "CD28")
-    out["lymphodepletion_flu_cy"] = _flag(patients["lymphodepletion"], "flu_cy")
-    for product in PRODUCTS:
-        out[f"product_{_slug(product)}"] = (patients["product"] == product).fillna(False).astype(float)
-    for diagnosis in DIAGNOSES:
-        out[f"diagnosis_{_slug(diagnosis)}"] = (patients["diagnosis"] == diagnosis).fillna(False).astype(float)
-    return out
+_NUMERIC_PATIENT_FIELDS = ("age_years", "weight_kg", "marrow_blasts_pct", "dose_1e6_cells_per_kg")
+_FLAGS = (("sex_male", "sex", "M"), ("extramedullary_disease", "extramedullary_disease", True),
+          ("cns3", "cns_status", "CNS3"), ("prior_hsct", "prior_hsct", True), ("costim_cd28", "costim_domain", "CD28"),
+          ("lymphodepletion_flu_cy", "lymphodepletion", "flu_cy"))
+_ONE_HOT = (("product", PRODUCTS), ("diagnosis", DIAGNOSES))
 
 
-def _with_landmarks(table: pd.DataFrame, landmarks: pd.Series) -> pd.DataFrame:
-    """Rows of the landmarked infusions strictly before their landmark, sorted by patient and time."""
-    joined = table.merge(landmarks.rename("_landmark").rename_axis("patient_id").reset_index(), on="patient_id")
-    before = joined[joined["hours_since_infusion"] < joined["_landmark"]]
-    return before.sort_values(["patient_id", "hours_since_infusion"], kind="stable")
+@lru_cache(maxsize=1)
+def _patient_names() -> tuple[str, ...]:
+    """The patient-level feature names, in the order ``_patient_block`` emits them."""
+    return (*_NUMERIC_PATIENT_FIELDS, *(name for name, _, _ in _FLAGS),
+            *(f"{field}_{_slug(level)}" for field, levels in _ONE_HOT for level in levels))
 
 
-def _wide(grouped: pd.Series, suffix: str = "", prefix: str = "") -> pd.DataFrame:
-    wide = grouped.unstack("analyte")
-    wide.columns = [f"{prefix}{a}{suffix}" for a in wide.columns]
-    return wide
+_FLAG_TRUTHS = np.array([truth for _, _, truth in _FLAGS], dtype=object)
+_LEVELS = {field: np.array(levels, dtype=object) for field, levels in _ONE_HOT}
 
 
-def _window_stats(window: pd.DataFrame) -> pd.DataFrame:
-    """Last, max, time of max, and log-value slope per hour (>= 2 values) for each analyte."""
-    keys = ["patient_id", "analyte"]
-    groups = window.groupby(keys, sort=False)
-    last = groups["value"].last()
-    peak = groups["value"].max()
-    at_peak = window.loc[groups["value"].idxmax(), keys + ["hours_since_infusion"]].set_index(keys)
-    x = window["hours_since_infusion"].to_numpy()
-    y = np.log(window["value"].clip(lower=1e-6).to_numpy())
-    sums = pd.DataFrame({"n": 1.0, "x": x, "y": y, "xx": x * x, "xy": x * y}, index=window.index)
-    sums[keys] = window[keys]
-    s = sums.groupby(keys, sort=False)[["n", "x", "y", "xx", "xy"]].sum()
-    denominator = s["n"] * s["xx"] - s["x"] ** 2
-    slope = (s["n"] * s["xy"] - s["x"] * s["y"]) / denominator.where(denominator > 1e-9)
-    return pd.concat([_wide(last, "_last"), _wide(peak, "_max"), _wide(slope.where(s["n"] >= 2), "_log_slope"),
-                      _wide(at_peak["hours_since_infusion"], "_hours_to_max")], axis=1)
+def _patient_block(patients: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Patient, disease-burden and product fields of every patient (rows) in ``_patient_names`` order: numbers
+    as given, flags 1/0 (NaN when missing), one-hot over the contract's fixed vocabularies (0 when missing)."""
+    flags = np.column_stack([patients[field] for _, field, _ in _FLAGS])
+    parts = [np.column_stack([patients[name] for name in _NUMERIC_PATIENT_FIELDS]),
+             np.where(np.equal(flags, None), np.nan, np.equal(flags, _FLAG_TRUTHS))]
+    parts += [np.equal(patients[field][:, np.newaxis], levels) for field, levels in _LEVELS.items()]
+    return np.concatenate(parts, axis=1, dtype=np.float64)
 
 
-def _fever(window: pd.DataFrame) -> pd.DataFrame:
+def _before(rows: Rows, patients: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each output row's records strictly before its landmark: (row, hours, code, value), sorted by row,
+    code and time (stable, so equal times keep their stored order)."""
+    positions, owner = rows.gather(patients)
+    hours = rows.hours[positions]
+    keep = hours < landmarks[owner]
+    owner, hours, code, value = owner[keep], hours[keep], rows.code[positions][keep], rows.value[positions][keep]
+    order = np.lexsort((hours, code, owner))
+    return owner[order], hours[order], code[order], value[order]
+
+
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Start positions of the runs of equal keys in sorted arrays."""
+    change = np.zeros(keys[0].size, dtype=bool)
+    if keys[0].size:
+        change[0] = True
+        for key in keys:
+            change[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(change)
+
+
+def _runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) positions of the runs of equal keys in sorted arrays."""
+    starts = _starts(*keys)
+    return starts, np.append(starts[1:], keys[0].size)[: starts.size]
+
+
+def _run_ends(key: np.ndarray) -> np.ndarray:
+    """True at the last element of each run of equal values in a sorted array."""
+    ends = np.ones(key.size, dtype=bool)
+    ends[:-1] = key[1:] != key[:-1]
+    return ends
+
+
+def _window_stats(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray,
+                  out: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    """Last, max, time of (first) max and log-value slope per hour (>= 2 values) of each analyte."""
+    if not owner.size:
+        return
+    starts, ends = _runs(owner, code)
+    counts = ends - starts
+    rows, codes = owner[starts], code[starts]
+    peak = np.maximum.reduceat(value, starts)
+    at_peak = np.where(value == np.repeat(peak, counts), np.arange(value.size), value.size)
+    out[rows, columns["last"][codes]] = value[ends - 1]
+    out[rows, columns["max"][codes]] = peak
+    out[rows, columns["hours_to_max"][codes]] = hours[np.minimum.reduceat(at_peak, starts)]
+    log_value = np.log(np.maximum(value, 1e-6))
+    dx = hours - np.repeat(np.add.reduceat(hours, starts) / counts, counts)
+    dy = log_value - np.repeat(np.add.reduceat(log_value, starts) / counts, counts)
+    sxx, sxy = np.add.reduceat(dx * dx, starts), np.add.reduceat(dx * dy, starts)
+    defined = (counts >= 2) & (counts * sxx > 1e-9)
+    out[rows[defined], columns["log_slope"][codes[defined]]] = sxy[defined] / sxx[defined]
+
+
+def _fever(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray, landmarks: np.ndarray,
+           out: np.ndarray, index: dict[str, int]) -> None:
     """Hours at >= 38.0 C (each reading holds until the next one or the landmark) and first fever time."""
-    temps = window[window["analyte"] == "temperature"]
-    following = temps.groupby("patient_id", sort=False)["hours_since_infusion"].shift(-1)
-    held = following.fillna(temps["_landmark"]) - temps["hours_since_infusion"]
-    febrile = temps["value"] >= FEVER_THRESHOLD_C
-    hours = held.where(febrile, 0.0).groupby(temps["patient_id"]).sum()
-    first = temps["hours_since_infusion"].where(febrile).groupby(temps["patient_id"]).min()
-    return pd.DataFrame({"fever_hours": hours, "fever_first_hours": first})
+    temps = code == _TEMPERATURE
+    row, t, v = owner[temps], hours[temps], value[temps]
+    following = landmarks[row]  # a reading holds until the next one of the same row, or the landmark
+    following[:-1] = np.where(_run_ends(row)[:-1], following[:-1], t[1:])
+    febrile = v >= FEVER_THRESHOLD_C
+    measured = np.bincount(row, minlength=landmarks.size) > 0
+    held = np.bincount(row[febrile], weights=(following - t)[febrile], minlength=landmarks.size)
+    out[:, index["fever_hours"]] = np.where(measured, held, np.nan)
+    first = _starts(row[febrile])
+    out[row[febrile][first], index["fever_first_hours"]] = t[febrile][first]
 
 
-def _course(events: pd.DataFrame, landmarks: pd.Series) -> pd.DataFrame:
+def _course(events: Rows, patients: np.ndarray, landmarks: np.ndarray, out: np.ndarray,
+            index: dict[str, int]) -> None:
     """The clinical course known at the landmark: grades so far, doses so far, time since CRS onset."""
-    crs = events[events["event"] == "crs_grade"].groupby("patient_id")
-    onset = events[(events["event"] == "crs_grade") & (events["value"] >= 1)].groupby("patient_id")["hours_since_infusion"].min()
-    out = pd.DataFrame(index=landmarks.index)
-    out["crs_grade_current"] = crs["value"].last().reindex(out.index).fillna(0.0)
-    out["crs_grade_max"] = crs["value"].max().reindex(out.index).fillna(0.0)
-    icans = events[events["event"] == "icans_grade"].groupby("patient_id")["value"].max()
-    out["icans_grade_max"] = icans.reindex(out.index).fillna(0.0)
-    doses = events[events["event"] == "tocilizumab"].groupby("patient_id").size()
-    out["tocilizumab_doses"] = doses.reindex(out.index).fillna(0).astype(float)
-    steroids = events[events["event"] == "corticosteroid"].groupby("patient_id").size()
-    out["corticosteroid_given"] = (steroids.reindex(out.index).fillna(0) > 0).astype(float)
-    out["hours_since_crs_onset"] = landmarks - onset.reindex(out.index)
-    out["landmark_hours"] = landmarks.astype(float)
+    owner, hours, code, value = _before(events, patients, landmarks)  # sorted by row, kind, time
+    starts, ends = _runs(owner, code)
+    rows, kinds = owner[starts], code[starts]
+    highest = np.maximum.reduceat(value, starts) if owner.size else np.empty(0)
+    for name, kind, per_group in (("crs_grade_current", "crs_grade", value[ends - 1]),
+                                  ("crs_grade_max", "crs_grade", highest),
+                                  ("icans_grade_max", "icans_grade", highest),
+                                  ("tocilizumab_doses", "tocilizumab", ends - starts),
+                                  ("corticosteroid_given", "corticosteroid", np.ones(starts.size))):
+        chosen = kinds == EVENT_CODES[kind]
+        column = out[:, index[name]]
+        column[:] = 0.0
+        column[rows[chosen]] = per_group[chosen]
+    started = (code == EVENT_CODES["crs_grade"]) & (value >= 1)
+    first = _starts(owner[started])
+    onset = out[:, index["hours_since_crs_onset"]]
+    onset[owner[started][first]] = landmarks[owner[started][first]] - hours[started][first]
+    out[:, index["landmark_hours"]] = landmarks
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is zero or missing."""
+    return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator > 0)
+
+
+def feature_matrix(arrays: CohortArrays, patients: np.ndarray, landmarks: np.ndarray, window: bool) -> np.ndarray:
+    """Float64 matrix, one row per (patient code, landmark hours) pair, columns as ``feature_names(window)``.
+
+    ``window`` adds the post-infusion features (the landmark's window, fever, derived indices, course).
+    """
+    patients = np.asarray(patients, dtype=np.int64)
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    index, columns = _layout(window)
+    out = np.full((patients.size, len(index)), np.nan)
+    out[:, columns["patient"]] = _patient_block(arrays.patients)[patients]
+    owner, hours, code, value = _before(arrays.measurements, patients, landmarks)
+    baseline = hours >= -BASELINE_WINDOW_HOURS
+    baseline &= hours < 0
+    b_owner, b_code = owner[baseline], code[baseline]
+    if b_owner.size:
+        last = _runs(b_owner, b_code)[1] - 1
+        out[b_owner[last], columns["baseline"][b_code[last]]] = value[baseline][last]
+    def f(name: str) -> np.ndarray:
+        return out[:, index[name]]  # a view: writing into it writes into ``out``
+
+    f("easix_baseline")[:] = _ratio(f("baseline_ldh") * f("baseline_creatinine"), f("baseline_platelets"))
+    f("m_easix_baseline")[:] = _ratio(f("baseline_ldh") * f("baseline_crp") * CRP_MG_DL_PER_MG_L,
+                                      f("baseline_platelets"))
+    if not window:
+        return out
+    after = hours >= 0
+    _window_stats(owner[after], hours[after], code[after], value[after], out, columns)
+    out[:, columns["missing"]] = np.isnan(out[:, columns["max"]])
+    _fever(owner[after], hours[after], code[after], value[after], landmarks, out, index)
+    _course(arrays.events, patients, landmarks, out, index)
+    f("m_easix_last")[:] = _ratio(f("ldh_last") * f("crp_last") * CRP_MG_DL_PER_MG_L, f("platelets_last"))
+    f("ferritin_fold_change")[:] = _ratio(f("ferritin_last"), f("baseline_ferritin"))
+    f("crp_fold_change")[:] = _ratio(f("crp_last"), f("baseline_crp"))
+    f("il6_sgp130_ratio")[:] = _ratio(f("il6_last"), f("sgp130_last"))
     return out
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    """numerator / denominator, NaN where the denominator is zero or missing."""
-    return numerator / denominator.where(denominator > 0)
-
-
-def build_features(cohort: Cohort, landmarks: pd.Series, window: bool | None = None) -> pd.DataFrame:
-    """The feature matrix: one float64 row per entry of ``landmarks`` (index patient_id, same order).
-
-    ``window`` adds the post-infusion features; by default it is on when any landmark is after infusion.
-    """
-    landmarks = landmarks.astype(float).rename_axis("patient_id")
+def build_features(cohort: Cohort, landmarks: pd.Series, window: bool | None = None,
+                   arrays: CohortArrays | None = None) -> pd.DataFrame:
+    """The feature matrix as a DataFrame: one float64 row per entry of ``landmarks`` (index patient_id, same
+    order). ``window`` defaults to on when any landmark is after infusion; pass ``arrays`` to reuse them."""
+    landmarks = landmarks.astype(np.float64).rename_axis("patient_id")
     window = bool((landmarks > 0).any()) if window is None else window
-    names = feature_names(window)
-    index = landmarks.index
-    before = _with_landmarks(cohort.measurements, landmarks)
-    start = before["hours_since_infusion"]
-    baseline = before[(start >= -BASELINE_WINDOW_HOURS) & (start < 0)]
-    parts = [_patient_features(cohort.patients.set_index("patient_id").reindex(index)),
-             _wide(baseline.groupby(["patient_id", "analyte"], sort=False)["value"].last(), prefix="baseline_")]
-    if window:
-        after = before[start >= 0]
-        parts += [_window_stats(after), _fever(after), _course(_with_landmarks(cohort.events, landmarks), landmarks)]
-    # Columns no infusion had data for are added as NaN here, once, so the column set never depends on the data.
-    f = pd.concat([part.reindex(index) for part in parts], axis=1).reindex(columns=names)
-    f["easix_baseline"] = _ratio(f["baseline_ldh"] * f["baseline_creatinine"], f["baseline_platelets"])
-    f["m_easix_baseline"] = _ratio(f["baseline_ldh"] * f["baseline_crp"] * CRP_MG_DL_PER_MG_L, f["baseline_platelets"])
-    if window:
-        for name in ANALYTES:
-            f[f"{name}_missing"] = f[f"{name}_max"].isna().astype(float)
-        f["fever_hours"] = f["fever_hours"].fillna(0.0).where(f["temperature_missing"] == 0)
-        f["m_easix_last"] = _ratio(f["ldh_last"] * f["crp_last"] * CRP_MG_DL_PER_MG_L, f["platelets_last"])
-        f["ferritin_fold_change"] = _ratio(f["ferritin_last"], f["baseline_ferritin"])
-        f["crp_fold_change"] = _ratio(f["crp_last"], f["baseline_crp"])
-        f["il6_sgp130_ratio"] = _ratio(f["il6_last"], f["sgp130_last"])
-    return f.astype("float64")
+    arrays = cohort_arrays(cohort) if arrays is None else arrays
+    matrix = feature_matrix(arrays, arrays.codes(landmarks.index), landmarks.to_numpy(), window)
+    return pd.DataFrame(matrix, index=landmarks.index, columns=feature_names(window))

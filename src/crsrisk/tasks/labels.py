@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort import Cohort
+from crsrisk.cohort_arrays import EVENT_CODES, CohortArrays, cohort_arrays
 from crsrisk.tasks.definitions import FIRST_TOCILIZUMAB, Task, get_task
 
 LABEL_COLUMNS = ["patient_id", "landmark_hours", "label", "excluded", "reason"]
@@ -27,30 +28,40 @@ def _observed_events(cohort: Cohort) -> pd.DataFrame:
     return events[events["hours_since_infusion"] <= events["followup_hours"]]
 
 
-def _first_tocilizumab(cohort: Cohort) -> pd.Series:
-    events = _observed_events(cohort)
-    doses = events[events["event"] == "tocilizumab"]
-    return doses.groupby("patient_id")["hours_since_infusion"].min().rename("landmark_hours")
+def at_risk(arrays: CohortArrays, task: Task | str, landmark: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Patient codes in the task's risk set at the landmark and each one's landmark time (hours).
 
-
-def landmark_times(cohort: Cohort, task: Task | str, landmark: Any) -> pd.Series:
-    """Landmark time of every infusion in the task's risk set, judged only from events before that time."""
+    Judged only from events within follow-up and strictly before the landmark: for a grade task, no
+    ``grade_event`` >= ``grade_threshold`` yet; for toci_refractory, the landmark is the first tocilizumab dose.
+    """
     task = get_task(task)
+    events = arrays.events
+    observed = events.hours <= arrays.followup[events.patient]
+    n = arrays.patient_ids.size
     if task.kind == "toci_refractory":
         if landmark not in (None, FIRST_TOCILIZUMAB):
             raise ValueError(f"task {task.name}: landmark must be {FIRST_TOCILIZUMAB!r}, got {landmark!r}")
-        first = _first_tocilizumab(cohort)
-        order = cohort.patients["patient_id"]
-        return first.reindex(order[order.isin(first.index)]).astype("float64").rename_axis("patient_id")
+        dose = observed & (events.code == EVENT_CODES["tocilizumab"])
+        first = np.full(n, np.inf)
+        np.minimum.at(first, events.patient[dose], events.hours[dose])
+        codes = np.flatnonzero(np.isfinite(first))
+        return codes, first[codes]
     hours = float(landmark)
     if hours >= task.horizon_hours:
         raise ValueError(f"task {task.name}: landmark {hours:g} h is not before the horizon {task.horizon_hours:g} h")
-    events = _observed_events(cohort)
-    reached = events[(events["event"] == task.grade_event) & (events["value"] >= task.grade_threshold)
-                     & (events["hours_since_infusion"] < hours)]
-    ids = cohort.patients["patient_id"]
-    at_risk = ids[~ids.isin(reached["patient_id"])]
-    return pd.Series(hours, index=pd.Index(at_risk.to_numpy(), name="patient_id"), name="landmark_hours",
+    reached = observed & (events.code == EVENT_CODES[task.grade_event]) & (events.value >= task.grade_threshold)
+    reached &= events.hours < hours
+    excluded = np.zeros(n, dtype=bool)
+    excluded[events.patient[reached]] = True
+    codes = np.flatnonzero(~excluded)
+    return codes, np.full(codes.size, hours)
+
+
+def landmark_times(cohort: Cohort, task: Task | str, landmark: Any, arrays: CohortArrays | None = None) -> pd.Series:
+    """Landmark time of every infusion in the task's risk set (index patient_id, in patients order)."""
+    arrays = cohort_arrays(cohort) if arrays is None else arrays
+    codes, hours = at_risk(arrays, task, landmark)
+    return pd.Series(hours, index=pd.Index(arrays.patient_ids[codes], name="patient_id"), name="landmark_hours",
                      dtype="float64")
 
 
