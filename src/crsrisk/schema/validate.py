@@ -30,8 +30,8 @@ from crsrisk.schema.tables import (
 )
 
 MAX_PROBLEMS = 50
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+TRUE_TEXT = {"true", "t", "yes", "y", "1", "1.0"}
+FALSE_TEXT = {"false", "f", "no", "n", "0", "0.0"}
 
 
 @dataclass
@@ -105,8 +105,8 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
 def _boolean(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
     text = _as_text(raw[column.name]).str.lower()
     result = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-    result[text.isin(_TRUE).fillna(False).astype(bool)] = True
-    result[text.isin(_FALSE).fillna(False).astype(bool)] = False
+    result[text.isin(TRUE_TEXT).fillna(False).astype(bool)] = True
+    result[text.isin(FALSE_TEXT).fillna(False).astype(bool)] = False
     bad = text.notna() & result.isna()
     if bad.any():
         out.add(table, column.name, "expected true/false (also accepted: yes/no, 1/0)", raw[bad], raw[column.name])

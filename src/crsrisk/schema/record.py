@@ -1,0 +1,314 @@
+"""One patient's record (the cohort contract for a single infusion) validated into ``CohortArrays``.
+
+The record is ``{"patient": {...patients fields...}, "measurements": [{...}], "events": [{...}]}``. A fast
+path accepts records whose every value is plainly valid (numbers as numbers or decimal text, known names,
+accepted units, values in range) in pure Python, in tens of microseconds. Anything else goes to the
+table validator, which is the single authority on errors: it either accepts the record too, or raises the
+``CohortValidationError`` naming every problem. Tests check that whatever the fast path accepts, the table
+validator accepts with exactly the same canonical values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from itertools import repeat
+from operator import itemgetter
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from crsrisk.cohort_arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
+from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.tables import (
+    DEFAULT_DIAGNOSIS,
+    DEFAULT_FOLLOWUP_HOURS,
+    EVENT_COLUMNS,
+    GRADE_EVENTS,
+    GRADE_RANGE,
+    MAX_DRUG_DOSE,
+    MEASUREMENT_COLUMNS,
+    PATIENT_COLUMNS,
+    PRODUCT_COSTIM,
+    Column,
+)
+from crsrisk.schema.validate import FALSE_TEXT, TRUE_TEXT, validate_tables
+
+_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+_COLUMN = {c.name: c for c in (*MEASUREMENT_COLUMNS, *EVENT_COLUMNS)}
+_MAX_EXACT_INT = 2**53
+
+
+class _NotPlain(Exception):
+    """The fast path declines this record: the table validator decides."""
+
+
+def _blank(value: Any) -> bool:
+    """None, NaN, pandas' NA or blank text: a missing value, as the table validator reads it."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip())
+
+
+def _number(value: Any, column: Column) -> float:
+    """A finite float within the column's range, or ``_NotPlain``; NaN when blank."""
+    if _blank(value):
+        return math.nan
+    if isinstance(value, (bool, np.bool_)):
+        raise _NotPlain
+    if isinstance(value, (int, np.integer)):
+        if abs(value) > _MAX_EXACT_INT:
+            raise _NotPlain
+        number = float(value)
+    elif isinstance(value, float):
+        number = float(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = float(value)
+    else:
+        raise _NotPlain
+    if not math.isfinite(number) or (column.low is not None and not column.low <= number <= column.high):
+        raise _NotPlain
+    return number
+
+
+def _text(value: Any, column: Column) -> str | None:
+    """Stripped text (in the column's choices, when it has them), None when blank, else ``_NotPlain``."""
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        raise _NotPlain
+    text = value.strip()
+    if column.choices and text not in column.choices:
+        raise _NotPlain
+    return text
+
+
+def _boolean(value: Any) -> bool | None:
+    if _blank(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in TRUE_TEXT:
+            return True
+        if text in FALSE_TEXT:
+            return False
+    raise _NotPlain
+
+
+def _patient(record: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for column in PATIENT_COLUMNS:
+        raw = record.get(column.name)
+        if column.kind == "float":
+            value = _number(raw, column)
+            missing = math.isnan(value)
+        else:
+            value = _boolean(raw) if column.kind == "bool" else _text(raw, column)
+            missing = value is None
+        if missing and column.required:
+            raise _NotPlain
+        values[column.name] = value
+    implied = PRODUCT_COSTIM.get(values["product"])
+    if values["costim_domain"] is None:
+        if values["product"] == "other":
+            raise _NotPlain
+        values["costim_domain"] = implied
+    elif implied is not None and values["costim_domain"] != implied:
+        raise _NotPlain
+    if values["diagnosis"] is None:
+        values["diagnosis"] = DEFAULT_DIAGNOSIS
+    if math.isnan(values["followup_hours"]):
+        values["followup_hours"] = DEFAULT_FOLLOWUP_HOURS
+    return values
+
+
+def _rows(rows: Any, patient_id: str, columns: tuple[Column, ...]) -> list[Mapping[str, Any]]:
+    """The row dicts of one table, when each has every required column and all or none name this patient."""
+    if not isinstance(rows, list):
+        raise _NotPlain
+    required = {c.name for c in columns if c.required and c.name != "patient_id"}
+    naming = 0
+    for row in rows:
+        if type(row) is not dict or not row.keys() >= required:
+            raise _NotPlain
+        if "patient_id" in row:
+            if not isinstance(row["patient_id"], str) or row["patient_id"].strip() != patient_id:
+                raise _NotPlain
+            naming += 1
+    if naming not in (0, len(rows)):
+        raise _NotPlain  # some rows name the patient and some do not: the table validator explains
+    return rows
+
+
+def _finite(value: Any, column: Column) -> float:
+    """A number of a required column: plain floats in range pass at once, anything else via ``_number``."""
+    if type(value) is float and value - value == 0.0 and (column.low is None or column.low <= value <= column.high):
+        return value  # a finite float in range (inf - inf and nan - nan are nan)
+    number = _number(value, column)
+    if math.isnan(number):
+        raise _NotPlain
+    return number
+
+
+# (analyte, unit) exactly as written -> analyte code, conversion, canonical range: one lookup per row
+_UNIT_LOOKUP = MappingProxyType({(name, unit): (ANALYTE_CODES[name], conversion.scale, conversion.offset,
+                                                analyte.low, analyte.high)
+                                 for name, analyte in ANALYTES.items()
+                                 for unit, conversion in analyte.conversions.items()})
+_HOURS, _VALUE = _COLUMN["hours_since_infusion"], _COLUMN["value"]
+
+
+def _measurement(row: Mapping[str, Any]) -> tuple[float, int, float]:
+    hours = _finite(row["hours_since_infusion"], _HOURS)
+    value = _finite(row["value"], _VALUE)
+    name, unit = row["analyte"], row["unit"]
+    found = _UNIT_LOOKUP.get((name, unit)) if type(name) is str and type(unit) is str else None
+    if found is None:
+        found = _UNIT_LOOKUP.get((_text(name, _COLUMN["analyte"]), _text(unit, _COLUMN["unit"])))
+        if found is None:
+            raise _NotPlain
+    code, scale, offset, low, high = found
+    canonical = value * scale + offset  # as UnitConversion.apply and the table validator compute it
+    if not low <= canonical <= high:
+        raise _NotPlain
+    return hours, code, canonical
+
+
+_PAIR_INDEX = {pair: i for i, pair in enumerate(_UNIT_LOOKUP)}  # a plain dict: faster lookups than the proxy
+_PAIR_TABLE = np.array(list(_UNIT_LOOKUP.values()), dtype=np.float64).T  # rows: code, scale, offset, low, high
+_MEASUREMENT_FIELDS = itemgetter("hours_since_infusion", "analyte", "value", "unit")
+_ABSENT = object()
+
+
+def _bulk_measurements(rows: Any, patient_id: str) -> Rows | None:
+    """The common case in a few C-level passes: plain dicts, numbers as int/float, names and units exactly as
+    in the registry, everything finite and in range. None when any of that fails: the row-by-row path decides."""
+    if type(rows) is not list or not rows or set(map(type, rows)) != {dict}:
+        return None
+    try:
+        hours, names, values, units = zip(*map(_MEASUREMENT_FIELDS, rows))
+    except KeyError:
+        return None
+    owners = set(map(dict.get, rows, repeat("patient_id"), repeat(_ABSENT)))
+    numbers = set(map(type, hours)) | set(map(type, values))
+    if owners not in ({_ABSENT}, {patient_id}) or not numbers <= {float, int}:
+        return None
+    pairs = list(map(_PAIR_INDEX.get, zip(names, units)))
+    if None in pairs:
+        return None
+    code, scale, offset, low, high = _PAIR_TABLE[:, pairs]
+    hours_array, value = np.array(hours, dtype=np.float64), np.array(values, dtype=np.float64)
+    canonical = value * scale + offset  # as UnitConversion.apply and the table validator compute it
+    # Comparisons with NaN are False and the limits are finite: this also refuses NaN and infinity.
+    if not ((hours_array >= _HOURS.low) & (hours_array <= _HOURS.high) & (canonical >= low) & (canonical <= high)).all():
+        return None
+    return Rows(np.zeros(len(rows), dtype=np.int64), hours_array, code.astype(np.int64), canonical,
+                np.array([0, len(rows)]))
+
+
+def _event(row: Mapping[str, Any]) -> tuple[float, int, float]:
+    hours = _finite(row["hours_since_infusion"], _HOURS)
+    kind = _text(row["event"], _COLUMN["event"])
+    value = _number(row.get("value"), _VALUE)
+    if kind is None:
+        raise _NotPlain
+    low, high = GRADE_RANGE
+    if kind in GRADE_EVENTS:
+        if math.isnan(value) or not low <= value <= high or value != round(value):
+            raise _NotPlain
+    elif not math.isnan(value) and not 0 < value <= MAX_DRUG_DOSE:
+        raise _NotPlain
+    return hours, EVENT_CODES[kind], value
+
+
+def _fast(data: Mapping[str, Any]) -> CohortArrays:
+    record = data.get("patient")
+    if not isinstance(record, Mapping):
+        raise _NotPlain
+    patient = _patient(record)
+    rows = data.get("measurements", [])
+    measurements = _bulk_measurements(rows, patient["patient_id"])
+    if measurements is None:
+        measurements = _table([_measurement(r) for r in _rows(rows, patient["patient_id"], MEASUREMENT_COLUMNS)])
+    events = _table([_event(r) for r in _rows(data.get("events", []), patient["patient_id"], EVENT_COLUMNS)])
+    columns = {c.name: (np.array([patient[c.name]], dtype=np.float64) if c.kind == "float"
+                        else np.array([patient[c.name]], dtype=object)) for c in PATIENT_COLUMNS}
+    return CohortArrays(np.array([patient["patient_id"]], dtype=object), MappingProxyType(columns),
+                        measurements, events)
+
+
+def _table(rows: list[tuple[float, int, float]]) -> Rows:
+    """One patient's rows (patient code 0) as ``Rows``: already grouped, so no sort is needed."""
+    hours, code, value = (np.array(c) for c in zip(*rows)) if rows else (np.empty(0), np.empty(0), np.empty(0))
+    return Rows(np.zeros(len(rows), dtype=np.int64), hours.astype(np.float64), code.astype(np.int64),
+                value.astype(np.float64), np.array([0, len(rows)]))
+
+
+def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The record as the three raw contract tables (rows without ``patient_id`` belong to the patient)."""
+    record = data.get("patient")
+    if not isinstance(record, Mapping):
+        raise CohortValidationError([Problem("patient", "patient", "expected an object with the patients fields "
+                                             "(patient_id, age_years, ...)", value=record)])
+    tables = {"patients": pd.DataFrame([dict(record)])}
+    for name, columns in (("measurements", MEASUREMENT_COLUMNS), ("events", EVENT_COLUMNS)):
+        rows = data.get(name, [])
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            raise CohortValidationError([Problem(name, name, "expected a list of objects", value=str(rows)[:80])])
+        table = pd.DataFrame(rows, columns=None if rows else [c.name for c in columns])
+        if "patient_id" not in table.columns:
+            table.insert(0, "patient_id", record.get("patient_id"))
+        tables[name] = table
+    return tables
+
+
+def read_record(patient: Mapping[str, Any] | str | os.PathLike) -> Mapping[str, Any]:
+    """A record given as a mapping, a JSON text, or the path of a JSON file."""
+    if isinstance(patient, Mapping):
+        return patient
+    text = str(patient)
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise CohortValidationError([Problem("patient", "<json>", f"not valid JSON: {error}")]) from None
+    if not isinstance(data, Mapping):
+        raise CohortValidationError([Problem("patient", "<json>", "expected a JSON object")])
+    return data
+
+
+def validate_record(patient: Mapping[str, Any] | str | os.PathLike) -> CohortArrays:
+    """Validate one patient record into one-patient ``CohortArrays``, or raise naming every problem."""
+    data = read_record(patient)
+    try:
+        return _fast(data)
+    except _NotPlain:
+        return cohort_arrays(validate_tables(record_tables(data), csv={"patients": False, "measurements": False,
+                                                                       "events": False}))
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def canonical_record(arrays: CohortArrays) -> dict[str, Any]:
+    """The validated record in canonical names and units, rows sorted (by time, then name, then value), as plain
+    JSON data: the same for every spelling and row order of the same record. The audit log fingerprints it."""
+    patient = {name: _plain(column[0]) for name, column in arrays.patients.items()}
+    analytes, kinds = list(ANALYTE_CODES), list(EVENT_CODES)
+    m, e = arrays.measurements, arrays.events
+    m_order, e_order = np.lexsort((m.value, m.code, m.hours)), np.lexsort((e.value, e.code, e.hours))
+    return {"patient": patient,
+            "measurements": [[h, analytes[c], v, ANALYTES[analytes[c]].unit] for h, c, v in
+                             zip(m.hours[m_order].tolist(), m.code[m_order].tolist(), m.value[m_order].tolist())],
+            "events": [[h, kinds[c], None if math.isnan(v) else v] for h, c, v in
+                       zip(e.hours[e_order].tolist(), e.code[e_order].tolist(), e.value[e_order].tolist())]}

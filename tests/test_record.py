@@ -1,0 +1,146 @@
+"""One patient's record: the fast validator accepts only what the table validator accepts, with the same values."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crsrisk.cohort import Cohort
+from crsrisk.cohort_arrays import cohort_arrays
+from crsrisk.errors import CohortValidationError
+from crsrisk.schema import record as R
+from crsrisk.schema.validate import validate_tables
+from crsrisk.simulate import simulate_cohort
+from tests_support import patient_record
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    sim = simulate_cohort(n=40, seed=8)
+    cohort: Cohort = validate_tables({"patients": sim.patients, "measurements": sim.measurements,
+                                      "events": sim.events})
+    return [patient_record(cohort, pid) for pid in cohort.patients["patient_id"]]
+
+
+def by_table_validator(record: dict) -> dict | CohortValidationError:
+    """What the authoritative (table) validator makes of the record: its canonical form, or its error."""
+    try:
+        tables = R.record_tables(record)
+        return R.canonical_record(cohort_arrays(validate_tables(tables, csv={name: False for name in tables})))
+    except CohortValidationError as error:
+        return error
+
+
+def by_fast_path(record: dict) -> dict | None:
+    try:
+        return R.canonical_record(R._fast(record))
+    except R._NotPlain:
+        return None
+
+
+def test_plain_records_take_the_fast_path_with_identical_values(records: list[dict]) -> None:
+    for record in [*records, json.loads(EXAMPLE.read_text())]:
+        fast = by_fast_path(record)
+        assert fast is not None, record["patient"]["patient_id"]
+        assert fast == by_table_validator(record)
+
+
+def test_canonical_record_is_in_canonical_units_and_time_order() -> None:
+    record = {"patient": {"patient_id": " P1 ", "age_years": "7", "product": "tisagenlecleucel",
+                          "prior_hsct": "yes"},
+              "measurements": [{"hours_since_infusion": 30, "analyte": "crp", "value": 5, "unit": "mg/dL"},
+                               {"hours_since_infusion": 10, "analyte": "temperature", "value": 102.2, "unit": "degF"}],
+              "events": [{"hours_since_infusion": 20, "event": "tocilizumab"}]}
+    canonical = R.canonical_record(R.validate_record(record))
+    assert canonical["patient"]["patient_id"] == "P1" and canonical["patient"]["prior_hsct"] is True
+    assert canonical["patient"]["costim_domain"] == "4-1BB" and canonical["patient"]["followup_hours"] == 672.0
+    assert canonical["measurements"][0][:2] == [10.0, "temperature"]
+    assert canonical["measurements"][0][2] == pytest.approx(39.0)
+    assert canonical["measurements"][1] == [30.0, "crp", 50.0, "mg/L"]
+    assert canonical["events"] == [[20.0, "tocilizumab", None]]
+
+
+NUMBER_SPELLINGS = [lambda v: str(v), lambda v: f"  {v}  ", lambda v: f"{v:e}", lambda v: int(v) if v == int(v) else v,
+                    lambda v: np.float64(v), lambda v: True, lambda v: "nan", lambda v: None, lambda v: float("inf"),
+                    lambda v: "1_000", lambda v: [v], lambda v: -v - 1, lambda v: v * 1e9, lambda v: "", lambda v: "abc"]
+TEXT_SPELLINGS = [lambda t: f" {t} ", lambda t: t.upper(), lambda t: "", lambda t: None, lambda t: 3,
+                  lambda t: t + "x", lambda t: t]
+
+
+@st.composite
+def mutated(draw, records: list[dict]) -> dict:
+    """A real record with a few random changes of spelling, type, presence or value."""
+    record = copy.deepcopy(draw(st.sampled_from(records)))
+    for _ in range(draw(st.integers(1, 4))):
+        where = draw(st.sampled_from(["patient", "measurements", "events", "owner"]))
+        if where == "patient":
+            key = draw(st.sampled_from(sorted(record["patient"])))
+            value = record["patient"][key]
+            if draw(st.booleans()):
+                del record["patient"][key]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                record["patient"][key] = draw(st.sampled_from(NUMBER_SPELLINGS))(value)
+            elif isinstance(value, bool):
+                record["patient"][key] = draw(st.sampled_from(["yes", "N", "1", 1, "maybe", None, np.bool_(value)]))
+            elif isinstance(value, str):
+                record["patient"][key] = draw(st.sampled_from(TEXT_SPELLINGS))(value)
+        elif where == "owner":
+            rows = record[draw(st.sampled_from(["measurements", "events"]))]
+            owner = draw(st.sampled_from([record["patient"].get("patient_id"), "someone else", None]))
+            for row in rows[: draw(st.integers(0, len(rows)))]:
+                row["patient_id"] = owner
+        elif record[where]:
+            row = draw(st.sampled_from(record[where]))
+            key = draw(st.sampled_from(sorted(row) + ["extra"]))
+            value = row.get(key)
+            if draw(st.booleans()) and key in row:
+                del row[key]
+            elif key == "unit":
+                row[key] = draw(st.sampled_from(["ng/mL", "mg/dL", "degF", "U/L", "pg/mL", " pg/mL", "furlongs"]))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key] = draw(st.sampled_from(NUMBER_SPELLINGS + [lambda v: v + 0.5, lambda v: 0]))(value)
+            elif isinstance(value, str):
+                row[key] = draw(st.sampled_from(TEXT_SPELLINGS))(value)
+            else:
+                row[key] = draw(st.sampled_from([1.5, "x", None]))
+    return record
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=False)
+@given(data=st.data())
+def test_fast_path_accepts_only_what_the_table_validator_accepts(records: list[dict], data: st.DataObject) -> None:
+    record = data.draw(mutated(records))
+    authority = by_table_validator(record)
+    fast = by_fast_path(record)
+    if fast is not None:
+        assert not isinstance(authority, CohortValidationError), str(authority)
+        assert fast == authority
+    # Whatever path it takes, validate_record answers exactly as the table validator does.
+    try:
+        answer = R.canonical_record(R.validate_record(record))
+    except CohortValidationError as error:
+        assert isinstance(authority, CohortValidationError) and str(error) == str(authority)
+    else:
+        assert answer == authority
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=3), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk=st.dictionaries(st.sampled_from(["patient", "measurements", "events", "other"]), json_values, max_size=4))
+def test_junk_records_get_the_validation_error_and_nothing_else(junk: dict) -> None:
+    try:
+        R.validate_record(junk)
+    except CohortValidationError as error:
+        assert error.problems
