@@ -156,3 +156,63 @@ def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Co
     for record in AuditLog(log).records():
         per_patient[record["patient_hash"]] = per_patient.get(record["patient_hash"], 0) + 1
     assert sorted(per_patient.values()) == [200, 200, 200, 200]
+
+
+def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort, small_bundle: Path) -> None:
+    from crsrisk.bundle.store import load_bundle
+    from crsrisk.features import build_features
+    from crsrisk.predict import explain_rows
+
+    bundle = load_bundle(small_bundle)
+    for patient_id in small_cohort.patients["patient_id"].iloc[20:30]:
+        result = predict(patient_record(small_cohort, patient_id), model=bundle, now_hours=50, audit=False)
+        for p in result.predictions:
+            model = bundle.models[f"{p['task']}__{p['landmark']}"]
+            X = build_features(small_cohort, pd.Series({patient_id: p["landmark_hours"]}), window=model.window)
+            by_hand = explain_rows(model, X[model.feature_names].to_numpy())[0]
+            np.testing.assert_allclose(p.shap, by_hand[:-1], rtol=1e-6, atol=1e-6)
+            assert p["raw_score"] == pytest.approx(float(by_hand.sum()), abs=1e-5)
+            assert p["probability"] == pytest.approx(float(model.calibrator.transform(by_hand.sum())), abs=1e-6)
+
+
+def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_bundle: Path) -> None:
+    record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[5])
+    result = predict(record, model=small_bundle, now_hours=40, audit=False, top=3)
+    p = result.predictions[0]
+    assert list(p) == ["task", "landmark_hours", "landmark", "probability", "band", "raw_score", "base_value",
+                       "label_rule_version", "contributions"]
+    assert len(p["contributions"]) == 3 and p["contributions"] is p.contributions
+    document = json.loads(json.dumps(result.to_dict()))
+    assert document["predictions"][0] == json.loads(json.dumps(dict(p)))
+    assert set(document) == {"predictions", "missing_inputs", "model", "not_applicable"}
+
+
+def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, small_bundle: Path) -> None:
+    from crsrisk.predict import cohort_attributions
+
+    scores = predict_cohort(small_cohort, small_bundle).set_index(["task", "landmark", "patient_id"]).sort_index()
+    attributions = cohort_attributions(small_cohort, small_bundle)
+    assert set(attributions) == {"severe_crs__0h", "severe_crs__36h", "icans__0h", "icans__36h",
+                                 "toci_refractory__first_tocilizumab"}
+    for key, a in attributions.items():
+        task, landmark = key.split("__")
+        raw = scores.loc[(task, landmark)].loc[a.X.index, "raw_score"].to_numpy()
+        np.testing.assert_allclose(a.shap.sum(axis=1) + a.base, raw, atol=1e-4)
+
+
+def test_the_audit_fingerprint_ignores_spelling_and_order(small_cohort: Cohort, small_bundle: Path,
+                                                          tmp_path: Path) -> None:
+    from crsrisk.audit.log import AuditLog
+
+    log = tmp_path / "audit.jsonl"
+    record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[7])
+    respelled = json.loads(json.dumps(record, default=float))
+    respelled["measurements"] = respelled["measurements"][::-1]
+    for row in respelled["measurements"]:
+        if row["analyte"] == "il6":
+            row["unit"] = "ng/L"  # the same quantity in another accepted unit
+    respelled["patient"]["age_years"] = str(respelled["patient"]["age_years"])
+    predict(record, model=small_bundle, now_hours=40, audit_log=log)
+    predict(respelled, model=small_bundle, now_hours=40, audit_log=log)
+    first, second = AuditLog(log).records()
+    assert first["input_fingerprint"] == second["input_fingerprint"]

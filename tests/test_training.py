@@ -51,7 +51,7 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     for task in ("severe_crs", "icans", "toci_refractory"):
         version = client.get_model_version_by_alias(f"crsrisk-{task}", "candidate")
         assert version.version
-    info = mlflow.models.get_model_info(f"models:/crsrisk-severe_crs@candidate")
+    info = mlflow.models.get_model_info("models:/crsrisk-severe_crs@candidate")
     assert info.signature is not None and info.signature.inputs is not None
 
 

@@ -7,7 +7,6 @@ functions fed with those values, so what is drawn is exactly what ``predict`` re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,13 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from crsrisk.bundle.format import TaskModel  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort import Cohort  # noqa: E402
-from crsrisk.features.build import build_features  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
-from crsrisk.predict import _is_window, _task_of, explain_rows, predict, resolve_model  # noqa: E402
-from crsrisk.tasks import landmark_times  # noqa: E402
+from crsrisk.predict import CohortAttributions, cohort_attributions, predict  # noqa: E402
 
 
 def _shap():
@@ -73,30 +69,6 @@ def explain_patient(patient, model=None, now_hours: float | None = None, out_dir
     return summary, files
 
 
-@dataclass
-class CohortAttributions:
-    """Exact SHAP values of one model over a cohort's risk set."""
-
-    model: TaskModel
-    X: pd.DataFrame
-    shap: np.ndarray  # rows x features
-    base: np.ndarray
-
-    def importance(self) -> pd.Series:
-        """Mean |SHAP| per feature, largest first."""
-        return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
-
-
-def cohort_attributions(cohort: Cohort, model: TaskModel) -> CohortAttributions | None:
-    """SHAP values for every infusion in the model's risk set (None when nobody is at risk)."""
-    landmarks = landmark_times(cohort, _task_of(model), model.landmark)
-    if landmarks.empty:
-        return None
-    X = build_features(cohort, landmarks, window=_is_window(model))[model.feature_names]
-    contributions = explain_rows(model, X.to_numpy(dtype=float))
-    return CohortAttributions(model, X, contributions[:, :-1], contributions[:, -1])
-
-
 def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: int = 3) -> dict[str, Path]:
     """Global importance bar, beeswarm and dependence plots of the top features (SHAP's own plots)."""
     shap = _shap()
@@ -118,18 +90,17 @@ def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: in
 
 def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out_dir: str | os.PathLike) -> pd.DataFrame:
     """Every model's global importance (CSV) and plots; returns the importance table."""
-    bundle = resolve_model(model)
     folder = Path(out_dir)
     tables = []
-    for task_model in bundle.models.values():
-        attributions = cohort_attributions(cohort, task_model)
-        if attributions is None:
-            continue
+    for attributions in cohort_attributions(cohort, model).values():
+        task_model = attributions.model
         cohort_plots(attributions, folder)
         importance = attributions.importance()
         tables.append(pd.DataFrame({"model": task_model.key, "feature": importance.index,
                                     "label": [feature_info(n).label for n in importance.index],
                                     "mean_abs_shap": importance.to_numpy()}))
+    if not tables:
+        raise ValueError("no infusion of the cohort is in any bundled task's risk set: nothing to explain")
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(folder / "global_importance.csv", index=False)
     return table

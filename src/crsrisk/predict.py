@@ -6,12 +6,14 @@ the base value add up to the booster's raw score (log-odds), which the calibrato
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,12 +22,12 @@ import xgboost as xgb
 from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort import Cohort
-from crsrisk.errors import CohortValidationError, Problem
-from crsrisk.features.build import build_features
+from crsrisk.cohort_arrays import CohortArrays, cohort_arrays
+from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_info
-from crsrisk.schema.tables import EVENT_COLUMNS, MEASUREMENT_COLUMNS
-from crsrisk.schema.validate import validate_tables
-from crsrisk.tasks import FIRST_TOCILIZUMAB, Task, get_task, landmark_times, task_from_settings
+from crsrisk.schema.record import canonical_record, validate_record
+from crsrisk.tasks import FIRST_TOCILIZUMAB
+from crsrisk.tasks.labels import at_risk
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
 
@@ -51,40 +53,6 @@ def resolve_model(model: str | os.PathLike | Bundle | None) -> Bundle:
     return load_bundle(text)
 
 
-def _read_patient(patient: Mapping[str, Any] | str | os.PathLike) -> Mapping[str, Any]:
-    if isinstance(patient, Mapping):
-        return patient
-    text = str(patient)
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        text = Path(text).read_text()
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise CohortValidationError([Problem("patient", "<json>", f"not valid JSON: {error}")]) from None
-    if not isinstance(data, Mapping):
-        raise CohortValidationError([Problem("patient", "<json>", "expected a JSON object")])
-    return data
-
-
-def patient_cohort(patient: Mapping[str, Any] | str | os.PathLike) -> Cohort:
-    """Validate one patient record (contract shape: patient, measurements, events) into a one-infusion Cohort."""
-    data = _read_patient(patient)
-    record = data.get("patient")
-    if not isinstance(record, Mapping):
-        raise CohortValidationError([Problem("patient", "patient", "expected an object with the patients fields "
-                                             "(patient_id, age_years, ...)", value=record)])
-    tables = {"patients": pd.DataFrame([dict(record)])}
-    for name, columns in (("measurements", MEASUREMENT_COLUMNS), ("events", EVENT_COLUMNS)):
-        rows = data.get(name, [])
-        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-            raise CohortValidationError([Problem(name, name, "expected a list of objects", value=str(rows)[:80])])
-        table = pd.DataFrame(rows, columns=None if rows else [c.name for c in columns])
-        if "patient_id" not in table.columns:  # rows of a single-patient record belong to that patient
-            table.insert(0, "patient_id", record.get("patient_id"))
-        tables[name] = table
-    return validate_tables(tables, csv={name: False for name in tables})
-
-
 def _value_text(name: str, value: float) -> str:
     info = feature_info(name)
     if math.isnan(value):
@@ -106,43 +74,90 @@ def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
     return model.booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
 
 
+class TaskPrediction(Mapping[str, Any]):
+    """One task's calibrated risk and its exact SHAP attributions.
+
+    Reads like the documented dict (``p["probability"]``, ``p["contributions"]``); the per-feature
+    contribution records (value, unit, phrase) are rendered on first access, since a caller that wants only
+    the risk should not pay for 140 sentences.
+    """
+
+    def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, contributions: np.ndarray,
+                 top: int | None = None) -> None:
+        self.model = model
+        self.values = values  # the model's inputs, in model.feature_names order
+        self.shap = contributions[:-1]
+        raw, base = float(contributions.sum()), float(contributions[-1])
+        probability = float(model.calibrator.transform(raw))
+        self._top = top
+        self._fields = {"task": model.task, "landmark_hours": landmark_hours, "landmark": model.key.split("__")[1],
+                        "probability": probability, "band": model.band(probability), "raw_score": raw,
+                        "base_value": base, "label_rule_version": model.label_rule_version}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.contributions if key == "contributions" else self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*self._fields, "contributions"))
+
+    def __len__(self) -> int:
+        return len(self._fields) + 1
+
+    @cached_property
+    def contributions(self) -> list[dict[str, Any]]:
+        """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase."""
+        names, values, shap = self.model.feature_names, self.values, self.shap
+        out = []
+        for i in np.argsort(-np.abs(shap), kind="stable")[: self._top or None].tolist():
+            info, value, effect = feature_info(names[i]), float(values[i]), float(shap[i])
+            out.append({"feature": names[i], "label": info.label, "value": None if math.isnan(value) else value,
+                        "unit": info.unit, "shap": effect,
+                        "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
+                        "phrase": _phrase(names[i], value, effect)})
+        return out
+
+    def missing(self) -> list[str]:
+        """The model's inputs that were not available for this patient."""
+        return [self.model.feature_names[i] for i in np.flatnonzero(np.isnan(self.values)).tolist()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented plain-JSON form."""
+        return {**self._fields, "contributions": self.contributions}
+
+
 @dataclass
 class PredictionResult:
     """Predictions for one patient at one time, with reasons; ``to_dict`` is the documented JSON shape."""
 
-    predictions: list[dict[str, Any]]
-    missing_inputs: list[str]
+    predictions: list[TaskPrediction]
     model: dict[str, Any]
     not_applicable: list[dict[str, str]] = field(default_factory=list)
 
+    @cached_property
+    def missing_inputs(self) -> list[str]:
+        """Inputs any of the used models would have read but the record does not give (allowed; listed)."""
+        return sorted({name for p in self.predictions for name in p.missing()})
+
     def to_dict(self) -> dict[str, Any]:
         """``{"predictions": [...], "missing_inputs": [...], "model": {...}, "not_applicable": [...]}``."""
-        return {"predictions": self.predictions, "missing_inputs": self.missing_inputs, "model": self.model,
-                "not_applicable": self.not_applicable}
+        return {"predictions": [p.to_dict() for p in self.predictions], "missing_inputs": self.missing_inputs,
+                "model": self.model, "not_applicable": self.not_applicable}
 
 
-def _task_of(model: TaskModel) -> Task:
-    return task_from_settings(model.task_settings) if model.task_settings else get_task(model.task)
-
-
-def _is_window(model: TaskModel) -> bool:
-    return isinstance(model.landmark, str) or float(model.landmark) > 0
-
-
-def _choose(bundle: Bundle, task: str, cohort: Cohort, now: float) -> tuple[TaskModel | None, float, str]:
+def _choose(bundle: Bundle, task: str, arrays: CohortArrays, now: float) -> tuple[TaskModel | None, float, str]:
     """The model at the latest landmark not after ``now`` whose risk set holds the patient, or why none."""
     models = bundle.for_task(task)
-    definition = _task_of(models[0])
+    definition = models[0].definition
     if definition.kind == "toci_refractory":
-        times = landmark_times(cohort, definition, FIRST_TOCILIZUMAB)
-        if times.empty or times.iloc[0] > now:
+        codes, times = at_risk(arrays, definition, FIRST_TOCILIZUMAB)
+        if not codes.size or times[0] > now:
             return None, math.nan, "no tocilizumab given yet"
-        return models[0], float(times.iloc[0]), ""
+        return models[0], float(times[0]), ""
     usable = [m for m in models if float(m.landmark) <= now]
     if not usable:
         return None, math.nan, f"no landmark at or before {now:g} h"
     chosen = max(usable, key=lambda m: float(m.landmark))
-    if landmark_times(cohort, definition, chosen.landmark).empty:
+    if not at_risk(arrays, chosen.definition, chosen.landmark)[0].size:
         return None, math.nan, (f"not in the risk set at {float(chosen.landmark):g} h "
                                 f"({definition.grade_event} >= {definition.grade_threshold} already recorded)")
     return chosen, float(chosen.landmark), ""
@@ -156,90 +171,120 @@ def _model_info(bundle: Bundle) -> dict[str, Any]:
             "training_cohort_fingerprint": meta.get("training_cohort_fingerprint")}
 
 
+def _now(arrays: CohortArrays) -> float:
+    """The latest measurement or event time, and never before infusion (0)."""
+    times = np.concatenate([arrays.measurements.hours, arrays.events.hours, [0.0]])
+    return float(times.max())
+
+
 def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
             now_hours: float | None = None, audit: bool = True, audit_log: str | os.PathLike | None = None,
             top: int | None = None) -> PredictionResult:
     """Calibrated risk for every task that applies to this patient now, with every feature's SHAP reason.
 
     ``now_hours`` defaults to the latest measurement or event time (0 before infusion). ``top`` keeps only
-    the largest contributions in the result (all by default, so they add up to the raw score).
+    the largest contributions in the result (all by default, so they add up to the raw score). For many
+    calls, pass a loaded bundle (``resolve_model(...)``) so its files are verified once.
     """
     bundle = resolve_model(model)
-    cohort = patient_cohort(patient)
-    patient_id = str(cohort.patients["patient_id"].iloc[0])
-    times = pd.concat([cohort.measurements["hours_since_infusion"], cohort.events["hours_since_infusion"]])
-    now = float(now_hours) if now_hours is not None else float(max(times.max(), 0.0)) if len(times) else 0.0
-    predictions, skipped, missing = [], [], set()
-    built: dict[tuple[float, bool], pd.DataFrame] = {}  # tasks at the same landmark share one feature row
+    arrays = validate_record(patient)
+    now = float(now_hours) if now_hours is not None else _now(arrays)
+    chosen, skipped = [], []
     for task in bundle.tasks:
-        chosen, landmark, reason = _choose(bundle, task, cohort, now)
-        if chosen is None:
+        task_model, landmark, reason = _choose(bundle, task, arrays, now)
+        if task_model is None:
             skipped.append({"task": task, "reason": reason})
-            continue
-        key = (landmark, _is_window(chosen))
-        if key not in built:
-            built[key] = build_features(cohort, pd.Series({patient_id: landmark}), window=key[1])
-        row = built[key]
-        values = row[chosen.feature_names].to_numpy(dtype=float)
-        contributions = explain_rows(chosen, values)[0]
-        raw, base, shap = float(contributions.sum()), float(contributions[-1]), contributions[:-1]
-        order = np.argsort(-np.abs(shap), kind="stable")[: top or None]
-        missing.update(n for n, v in zip(chosen.feature_names, values[0]) if math.isnan(v))
-        probability = float(chosen.calibrator.transform(np.array([raw]))[0])
-        predictions.append({
-            "task": task, "landmark_hours": landmark, "landmark": chosen.key.split("__")[1],
-            "probability": probability, "band": chosen.band(probability), "raw_score": raw, "base_value": base,
-            "label_rule_version": chosen.label_rule_version,
-            "contributions": [{"feature": chosen.feature_names[i], "label": feature_info(chosen.feature_names[i]).label,
-                               "value": None if math.isnan(values[0, i]) else float(values[0, i]),
-                               "unit": feature_info(chosen.feature_names[i]).unit, "shap": float(shap[i]),
-                               "direction": "raises" if shap[i] > 0 else "lowers" if shap[i] < 0 else "none",
-                               "phrase": _phrase(chosen.feature_names[i], values[0, i], shap[i])} for i in order]})
-    result = PredictionResult(predictions, sorted(missing), _model_info(bundle), skipped)
+        else:
+            chosen.append((task_model, landmark))
+    landmarks = sorted({landmark for _, landmark in chosen})  # tasks at the same landmark share one feature row
+    matrix = feature_matrix(arrays, np.zeros(len(landmarks), dtype=np.int64), np.array(landmarks), window=True)
+    inputs: dict[tuple[float, bytes], xgb.DMatrix] = {}  # ... and one DMatrix when they read the same columns
+    predictions = []
+    for task_model, landmark in chosen:
+        values = matrix[landmarks.index(landmark), task_model.columns]
+        key = (landmark, task_model.columns.tobytes())
+        if key not in inputs:
+            inputs[key] = xgb.DMatrix(values[np.newaxis, :], missing=np.nan, nthread=1)
+        contributions = task_model.row_booster.predict(inputs[key], pred_contribs=True)[0]
+        predictions.append(TaskPrediction(task_model, landmark, values, contributions, top))
+    result = PredictionResult(predictions, _model_info(bundle), skipped)
     if audit:
-        _audit(result, cohort, patient_id, audit_log)
+        _audit(result, arrays, audit_log)
     return result
 
 
-def _audit(result: PredictionResult, cohort: Cohort, patient_id: str, path: str | os.PathLike | None) -> None:
+def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLike | None) -> None:
     from crsrisk.audit.log import AuditLog, prediction_record
 
     log = AuditLog(path)
     outputs = [{k: p[k] for k in ("task", "landmark_hours", "probability", "band", "raw_score", "base_value")}
-               | {"shap": {c["feature"]: c["shap"] for c in p["contributions"]}} for p in result.predictions]
-    raw = {name: getattr(cohort, name).to_dict(orient="list") for name in ("patients", "measurements", "events")}
-    log.append(prediction_record(log, result.model, patient_id, cohort.fingerprint(), outputs, raw))
+               | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))} for p in result.predictions]
+    inputs = canonical_record(arrays)
+    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    log.append(prediction_record(log, result.model, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
+
+
+def _model_inputs(arrays: CohortArrays, bundle: Bundle) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each model with its risk set (patient codes, landmark hours) and input matrix, all cut from one feature
+    matrix built once over every distinct (patient, landmark) pair (severe_crs and icans share landmarks)."""
+    risk = {key: at_risk(arrays, m.definition, m.landmark) for key, m in bundle.models.items()}
+    pairs = np.column_stack([np.concatenate([codes for codes, _ in risk.values()]).astype(np.float64),
+                             np.concatenate([hours for _, hours in risk.values()])])
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    matrix = feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True)
+    inverse, start = inverse.ravel(), 0
+    for key, task_model in bundle.models.items():
+        codes, hours = risk[key]
+        rows = inverse[start:start + codes.size]
+        start += codes.size
+        yield task_model, codes, hours, matrix[np.ix_(rows, task_model.columns)]
+
+
+@dataclass
+class CohortAttributions:
+    """Exact SHAP values of one model over a cohort's risk set."""
+
+    model: TaskModel
+    X: pd.DataFrame
+    shap: np.ndarray  # rows x features
+    base: np.ndarray
+
+    def importance(self) -> pd.Series:
+        """Mean |SHAP| per feature, largest first."""
+        return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
+
+
+def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> dict[str, CohortAttributions]:
+    """Exact SHAP values of every bundled model over its risk set in the cohort (models nobody is at risk
+    for are left out); features are built once for every distinct (infusion, landmark) pair."""
+    bundle = resolve_model(model)
+    arrays = cohort_arrays(cohort)
+    out = {}
+    for task_model, codes, _, X in _model_inputs(arrays, bundle):
+        if codes.size:
+            contributions = explain_rows(task_model, X)
+            frame = pd.DataFrame(X, index=pd.Index(arrays.patient_ids[codes], name="patient_id"),
+                                 columns=task_model.feature_names)
+            out[task_model.key] = CohortAttributions(task_model, frame, contributions[:, :-1], contributions[:, -1])
+    return out
+
+
+SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "landmark", "probability", "band", "raw_score"]
 
 
 def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> pd.DataFrame:
-    """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark.
-
-    Tasks sharing a fixed landmark share one feature build (over the union of their risk sets).
-    """
+    """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark
+    (``SCORE_COLUMNS``). Features are built once for every distinct (infusion, landmark) pair."""
     bundle = resolve_model(model)
-    at_risk = {key: landmark_times(cohort, _task_of(m), m.landmark) for key, m in bundle.models.items()}
-    shared: dict[Any, pd.DataFrame] = {}
-    for m in bundle.models.values():
-        if isinstance(m.landmark, str) or m.landmark in shared:
-            continue
-        ids = pd.unique(pd.concat([at_risk[k].index.to_series() for k, o in bundle.models.items()
-                                   if o.landmark == m.landmark]))
-        if len(ids):
-            shared[m.landmark] = build_features(cohort, pd.Series(float(m.landmark), index=pd.Index(ids, name="patient_id")),
-                                                window=_is_window(m))
+    arrays = cohort_arrays(cohort)
     frames = []
-    for key, chosen in bundle.models.items():
-        landmarks = at_risk[key]
-        if landmarks.empty:
+    for task_model, codes, hours, X in _model_inputs(arrays, bundle):
+        if not codes.size:
             continue
-        features = (build_features(cohort, landmarks, window=_is_window(chosen)) if isinstance(chosen.landmark, str)
-                    else shared[chosen.landmark])
-        X = features.loc[landmarks.index, chosen.feature_names].to_numpy(dtype=float)
-        raw = chosen.booster.inplace_predict(X, predict_type="margin")
-        probability = chosen.calibrator.transform(raw)
-        frames.append(pd.DataFrame({"patient_id": landmarks.index.astype(str), "task": chosen.task,
-                                    "landmark_hours": landmarks.to_numpy(), "landmark": chosen.key.split("__")[1],
-                                    "probability": probability, "band": [chosen.band(p) for p in probability],
+        raw = task_model.booster.inplace_predict(X, predict_type="margin", missing=np.nan)
+        probability = task_model.calibrator.transform(raw)
+        frames.append(pd.DataFrame({"patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task,
+                                    "landmark_hours": hours, "landmark": task_model.key.split("__")[1],
+                                    "probability": probability, "band": task_model.band(probability),
                                     "raw_score": raw}))
-    columns = ["patient_id", "task", "landmark_hours", "landmark", "probability", "band", "raw_score"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)

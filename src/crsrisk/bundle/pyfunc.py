@@ -41,7 +41,7 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
         values = model_input[self.model.feature_names].to_numpy(dtype=float)
         raw = self.model.booster.inplace_predict(values, predict_type="margin")
         probability = self.model.calibrator.transform(raw)
-        return pd.DataFrame({"probability": probability, "band": [self.model.band(p) for p in probability],
+        return pd.DataFrame({"probability": probability, "band": self.model.band(probability),
                              "raw_score": raw})
 
 

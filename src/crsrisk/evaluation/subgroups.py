@@ -5,7 +5,6 @@ In the spirit of fairlearn's MetricFrame (one row of metrics per group level), w
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from crsrisk.evaluation.bootstrap import bootstrap_ci

@@ -29,7 +29,7 @@ from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
 from crsrisk.features.build import build_features
-from crsrisk.predict import _is_window, _task_of, predict_cohort, resolve_model
+from crsrisk.predict import predict_cohort, resolve_model
 from crsrisk.summary import cohort_summary
 from crsrisk.tasks import label_table, landmark_times
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
@@ -98,7 +98,7 @@ def _evaluate(cohort: Cohort, bundle: Bundle, n_boot: int, seed: int) -> tuple[l
     scores = predict_cohort(cohort, bundle)
     rows, per_model = [], {}
     for key, model in bundle.models.items():
-        labels = label_table(cohort, _task_of(model), model.landmark)
+        labels = label_table(cohort, model.definition, model.landmark)
         labels = labels[~labels["excluded"]]
         part = scores[scores["landmark"] == _landmark_label(model)]
         part = part[part["task"] == model.task].set_index("patient_id").reindex(labels["patient_id"])
@@ -113,8 +113,8 @@ def _evaluate(cohort: Cohort, bundle: Bundle, n_boot: int, seed: int) -> tuple[l
                      *(f"{ci[m]['value']:.3f} ({ci[m]['ci_low']:.3f}-{ci[m]['ci_high']:.3f})"
                        for m in ("auroc", "brier", "calibration_slope", "calibration_intercept"))])
         predictions = {"xgboost (bundle)": p}
-        X = build_features(cohort, landmark_times(cohort, _task_of(model), model.landmark),
-                           window=_is_window(model)).reindex(labels["patient_id"])
+        X = build_features(cohort, landmark_times(cohort, model.definition, model.landmark),
+                           window=model.window).reindex(labels["patient_id"])
         for name in baselines_for(model.task, model.landmark):
             score = PublishedScore(name).fit(X, y)
             raw = score.score_raw(X)
@@ -205,10 +205,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                        + "</div>")
     parts.append("<h2 id='calibration'>Calibration and decision curves on this cohort</h2>" + "".join(figures))
     shap_parts = []
-    for model_key, task_model in bundle.models.items():
-        attributions = cohort_attributions(cohort, task_model)
-        if attributions is None:
-            continue
+    for model_key, attributions in cohort_attributions(cohort, bundle).items():
         files = cohort_plots(attributions, work / "plots", dependence=1)
         shap_parts.append(f"<h3>{html.escape(model_key)}</h3><div class='plots'>"
                           + _image(files["importance"]) + _image(files["beeswarm"]) + "</div>")
