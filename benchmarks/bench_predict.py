@@ -24,7 +24,7 @@ import xgboost as xgb
 
 from crsrisk.cohort_arrays import cohort_arrays
 from crsrisk.features.build import feature_matrix
-from crsrisk.predict import cohort_attributions, predict, predict_cohort, resolve_model
+from crsrisk.predict import cohort_attributions, load_model, predict, predict_cohort
 from crsrisk.schema.record import validate_record
 from crsrisk.schema.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--batch", type=int, default=2000, help="infusions in the batch cohort")
     args = parser.parse_args()
-    bundle = resolve_model(args.model)
+    bundle = load_model(args.model)
     sim = simulate_cohort(n=args.batch, seed=99)
     cohort = validate_tables({"patients": sim.patients, "measurements": sim.measurements, "events": sim.events})
     treated = cohort.events.loc[cohort.events["event"] == "tocilizumab", "patient_id"].iloc[0]

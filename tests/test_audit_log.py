@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 
 import pytest
 
 from crsrisk.audit.log import AuditLog, prediction_record, resolve_log_path, verify_log
+from tests_support import run_in_processes
 
 
 def fill(path: Path, n: int = 5) -> AuditLog:
@@ -78,13 +78,7 @@ def _writer(path: str, worker: int) -> None:
 
 def test_four_processes_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.jsonl"
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(str(path), w)) for w in range(4)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert all(w.exitcode == 0 for w in workers)
+    run_in_processes(_writer, [(str(path), w) for w in range(4)], timeout=120)
     result = verify_log(path)
     assert result.ok and result.n_records == 800
     seen = {(r["worker"], r["i"]) for r in AuditLog(path).records()}

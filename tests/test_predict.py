@@ -15,7 +15,7 @@ import pytest
 from crsrisk.cohort import Cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.predict import predict, predict_cohort
-from tests_support import patient_record
+from tests_support import patient_record, run_in_processes
 
 
 def test_attributions_add_up_to_the_raw_score(small_cohort: Cohort, small_bundle: Path) -> None:
@@ -136,20 +136,12 @@ def _predict_many(bundle: str, record: str, log: str, n: int) -> None:
 @pytest.mark.slow
 def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Cohort, small_bundle: Path,
                                                                tmp_path: Path) -> None:
-    import multiprocessing
-
     from crsrisk.audit.log import AuditLog, verify_log
 
     log = tmp_path / "audit.jsonl"
     records = [json.dumps(patient_record(small_cohort, pid), default=float)
                for pid in small_cohort.patients["patient_id"].iloc[:4]]
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_predict_many, args=(str(small_bundle), r, str(log), 200)) for r in records]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(600)
-    assert all(w.exitcode == 0 for w in workers)
+    run_in_processes(_predict_many, [(str(small_bundle), r, str(log), 200) for r in records], timeout=600)
     result = verify_log(log)
     assert result.ok and result.n_records == 800
     per_patient = {}

@@ -44,13 +44,15 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     assert parent.data.tags["git_commit"] and parent.data.tags["version.xgboost"]
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
-    assert len(children) == len(result.metrics["results"])
-    child = next(c for c in children if c.data.params["model"] == "xgboost")
+    evaluations = [c for c in children if c.data.tags["kind"] != "registration"]
+    assert len(evaluations) == len(result.metrics["results"])
+    child = next(c for c in evaluations if c.data.params["model"] == "xgboost")
     assert 0.5 < child.data.metrics["auroc"] <= 1 and "auroc_ci_low" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} >= {"plots/roc.png"}
+    registrations = {c.data.tags["task"]: c.info.run_id for c in children if c.data.tags["kind"] == "registration"}
     for task in ("severe_crs", "icans", "toci_refractory"):
         version = client.get_model_version_by_alias(f"crsrisk-{task}", "candidate")
-        assert version.version
+        assert version.version and version.run_id == registrations[task]
     info = mlflow.models.get_model_info("models:/crsrisk-severe_crs@candidate")
     assert info.signature is not None and info.signature.inputs is not None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from typing import Any, Callable
+
 import pandas as pd
 
 from crsrisk.cohort import Cohort
@@ -13,3 +16,14 @@ def patient_record(cohort: Cohort, patient_id: str) -> dict:
     record = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in patient.items()}
     rows = lambda t: t[t["patient_id"] == patient_id].drop(columns="patient_id").to_dict(orient="records")  # noqa: E731
     return {"patient": record, "measurements": rows(cohort.measurements), "events": rows(cohort.events)}
+
+
+def run_in_processes(target: Callable[..., None], arguments: list[tuple[Any, ...]], timeout: float) -> None:
+    """Run ``target`` once per argument tuple, each in its own spawned process, all at once; all must succeed."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=target, args=args) for args in arguments]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout)
+    assert [worker.exitcode for worker in workers] == [0] * len(workers)

@@ -17,6 +17,7 @@ _LAZY = {
     "CohortValidationError": "crsrisk.errors",
     "simulate_cohort": "crsrisk.simulate",
     "predict": "crsrisk.predict",
+    "load_model": "crsrisk.predict",
     "predict_cohort": "crsrisk.predict",
     "train": "crsrisk.training.run",
 }

@@ -273,10 +273,10 @@ def audit(
 ) -> None:
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
     from crsrisk.cohort_io import load_cohort
-    from crsrisk.predict import resolve_model
+    from crsrisk.predict import load_model
     from crsrisk.reporting.model_card import write_model_card
 
-    bundle = resolve_model(model)
+    bundle = load_model(model)
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
     console.print(f"model card: {path}")
     run_id = bundle.metadata.get("mlflow_run_id")

@@ -32,8 +32,10 @@ from crsrisk.tasks.labels import at_risk
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
 
 
-def resolve_model(model: str | os.PathLike | Bundle | None) -> Bundle:
-    """A loaded bundle from a folder, an MLflow ``models:/`` URI, or the shipped default."""
+def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
+    """A verified, loaded bundle from a folder, an MLflow ``models:/`` URI, or the shipped default (None).
+
+    Load once and pass the bundle to ``predict`` when scoring many patients: its files are hashed once."""
     if isinstance(model, Bundle):
         return model
     if model is None:
@@ -184,9 +186,9 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
 
     ``now_hours`` defaults to the latest measurement or event time (0 before infusion). ``top`` keeps only
     the largest contributions in the result (all by default, so they add up to the raw score). For many
-    calls, pass a loaded bundle (``resolve_model(...)``) so its files are verified once.
+    calls, pass a bundle from ``load_model`` so its files are verified once.
     """
-    bundle = resolve_model(model)
+    bundle = load_model(model)
     arrays = validate_record(patient)
     now = float(now_hours) if now_hours is not None else _now(arrays)
     chosen, skipped = [], []
@@ -257,7 +259,7 @@ class CohortAttributions:
 def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> dict[str, CohortAttributions]:
     """Exact SHAP values of every bundled model over its risk set in the cohort (models nobody is at risk
     for are left out); features are built once for every distinct (infusion, landmark) pair."""
-    bundle = resolve_model(model)
+    bundle = load_model(model)
     arrays = cohort_arrays(cohort)
     out = {}
     for task_model, codes, _, X in _model_inputs(arrays, bundle):
@@ -275,7 +277,7 @@ SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "landmark", "probabilit
 def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> pd.DataFrame:
     """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark
     (``SCORE_COLUMNS``). Features are built once for every distinct (infusion, landmark) pair."""
-    bundle = resolve_model(model)
+    bundle = load_model(model)
     arrays = cohort_arrays(cohort)
     frames = []
     for task_model, codes, hours, X in _model_inputs(arrays, bundle):

@@ -29,7 +29,7 @@ from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
 from crsrisk.features.build import build_features
-from crsrisk.predict import predict_cohort, resolve_model
+from crsrisk.predict import load_model, predict_cohort
 from crsrisk.summary import cohort_summary
 from crsrisk.tasks import label_table, landmark_times
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
@@ -162,7 +162,7 @@ th{background:#f3f3f3}.banner{background:#b00020;color:#fff;padding:.8em 1em;fon
 def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n_boot: int = 300,
                      seed: int = 0, work_dir: Path | None = None) -> str:
     """The model card as one HTML string."""
-    bundle = resolve_model(model)
+    bundle = load_model(model)
     meta = bundle.metadata
     training = meta.get("training_metrics", {})
     summary = cohort_summary(cohort)

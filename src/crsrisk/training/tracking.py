@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -91,13 +93,25 @@ def _param(value: Any) -> str:
 
 
 def register_models(bundle_dir: Path, models: Sequence[Any]) -> dict[str, str]:
-    """Log the bundle as a pyfunc model per task (its latest landmark) and register ``crsrisk-<task>@candidate``."""
+    """Log the bundle as a pyfunc model per task (its latest landmark), each in a nested run of its own (a run's
+    params cannot change, and each logged model records its own config), and register
+    ``crsrisk-<task>@candidate``. MLflow's progress lines are kept back and shown only if something fails."""
     from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
 
     latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
-    return {task: log_bundle_to_mlflow(bundle_dir, task, model.landmark, registered_model_name=f"crsrisk-{task}",
-                                       alias="candidate")
-            for task, model in latest.items()}
+    uris = {}
+    for task, model in latest.items():
+        chatter = io.StringIO()
+        try:
+            with mlflow.start_run(run_name=f"register crsrisk-{task}", nested=True,
+                                  tags={"kind": "registration", "task": task}), \
+                    contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+                uris[task] = log_bundle_to_mlflow(bundle_dir, task, model.landmark,
+                                                  registered_model_name=f"crsrisk-{task}", alias="candidate")
+        except BaseException:
+            sys.stderr.write(chatter.getvalue())
+            raise
+    return uris
 
 
 def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
