@@ -75,3 +75,28 @@ def test_bad_config_and_missing_cohort_fail_cleanly(tmp_path: Path) -> None:
     with pytest.raises(CohortValidationError, match="not a folder"):
         train(tmp_path / "nowhere", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_tasks_with_too_few_events_are_skipped_and_said_not_crashed(small_cohort, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    from crsrisk.training.config import TuningConfig
+    from crsrisk.training.crossval import TooFewEvents
+
+    # 30 infusions: 7 severe CRS and 7 refractory events, 11-12 ICANS; 3 outer folds, 5 inner folds
+    config = TINY.model_copy(update={"tuning": TuningConfig(n_iter=2, inner_splits=5)})
+    few = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:30])
+    result = train(few, config=config, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "run",
+                   show_progress=False, register=False)
+    trained = {(r["task"], r["landmark"]) for r in result.metrics["results"]}
+    skipped = {(s["task"], s["landmark"]): s for s in result.metrics["skipped"]}
+    assert skipped and trained and not trained & set(skipped)
+    assert trained | set(skipped) == {("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
+                                      ("toci_refractory", "first_tocilizumab")}
+    assert all("fewer than tuning.inner_splits=5" in s["reason"] for s in skipped.values())
+    assert ("icans", "0h") in trained and ("toci_refractory", "first_tocilizumab") in skipped
+    assert "not trained" in (tmp_path / "run" / "comparison.md").read_text()
+    with pytest.raises(TooFewEvents, match="no task and landmark could be trained"):
+        train(small_cohort.subset(small_cohort.patients["patient_id"].iloc[:6]), config=config,
+              tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "run2", show_progress=False, register=False)

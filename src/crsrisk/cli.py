@@ -142,7 +142,11 @@ def _print_comparison(results: list[dict]) -> None:
 
 def _report_run(result, tracking_uri: str | None) -> None:
     """The comparison table and where everything went."""
+    from crsrisk.training.artifacts import skipped_lines
+
     _print_comparison(result.metrics["results"])
+    for line in skipped_lines(result.metrics.get("skipped", [])):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
                   f"MLflow run {result.run_id} (browse: mlflow ui --backend-store-uri "
                   f"{tracking_uri or 'sqlite:///mlflow.db'}); registered: {', '.join(result.registered) or 'none'}")

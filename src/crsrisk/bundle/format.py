@@ -11,7 +11,7 @@ import xgboost as xgb
 
 from crsrisk.calibration import Calibrator
 from crsrisk.features.spec import feature_names
-from crsrisk.tasks import Task, get_task, task_from_settings
+from crsrisk.tasks import Task, get_task, landmark_label, task_from_settings
 
 FORMAT_VERSION = 1
 BAND_NAMES = ("low", "intermediate", "high")
@@ -34,8 +34,7 @@ class TaskModel:
     @property
     def key(self) -> str:
         """File-name-safe identifier, e.g. ``severe_crs__36h``."""
-        landmark = f"{float(self.landmark):g}h" if not isinstance(self.landmark, str) else self.landmark
-        return f"{self.task}__{landmark}"
+        return f"{self.task}__{landmark_label(self.landmark)}"
 
     @cached_property
     def definition(self) -> Task:

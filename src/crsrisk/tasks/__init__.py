@@ -5,10 +5,11 @@ from crsrisk.tasks.definitions import (
     FIRST_TOCILIZUMAB,
     Task,
     get_task,
+    landmark_label,
     task_from_settings,
     tasks_from_config,
 )
 from crsrisk.tasks.labels import label_table, landmark_times, task_summary
 
-__all__ = ["DEFAULT_TASKS", "FIRST_TOCILIZUMAB", "Task", "get_task", "task_from_settings", "tasks_from_config", "label_table",
+__all__ = ["DEFAULT_TASKS", "FIRST_TOCILIZUMAB", "Task", "get_task", "landmark_label", "task_from_settings", "tasks_from_config", "label_table",
            "landmark_times", "task_summary"]

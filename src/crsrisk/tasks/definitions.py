@@ -65,6 +65,11 @@ class Task:
         return data
 
 
+def landmark_label(landmark: Landmark) -> str:
+    """How a landmark is named in files, tables and model keys: ``0h``, ``36h``, ``first_tocilizumab``."""
+    return landmark if isinstance(landmark, str) else f"{float(landmark):g}h"
+
+
 def task_from_settings(settings: dict[str, Any]) -> Task:
     """Rebuild a Task from ``Task.describe()`` output (as stored in a model bundle)."""
     base = get_task(settings["name"])

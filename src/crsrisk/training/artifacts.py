@@ -117,10 +117,16 @@ COMPARISON_HEADER = ["task", "landmark", "model", "kind", "n/events", "AUROC (95
                      "Brier (95% CI)", "calibration slope (95% CI)", "vs best published score"]
 
 
-def comparison_markdown(results: list[dict[str, Any]]) -> str:
-    """The comparison table as Markdown (committed for the headline experiment)."""
+def skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
+    """One sentence per task/landmark that was not trained, and why."""
+    return [f"{s['task']} at {s['landmark']} not trained ({s['n']} infusions): {s['reason']}" for s in skipped]
+
+
+def comparison_markdown(results: list[dict[str, Any]], skipped: list[dict[str, Any]] = ()) -> str:
+    """The comparison table as Markdown (committed for the headline experiment), then what was skipped."""
     lines = ["| " + " | ".join(COMPARISON_HEADER) + " |", "|" + "---|" * len(COMPARISON_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(results)]
+    lines += [""] + [f"- {line}" for line in skipped_lines(list(skipped))] if skipped else []
     return "\n".join(lines) + "\n"
 
 

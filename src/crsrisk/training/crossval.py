@@ -26,6 +26,21 @@ class Split:
     test: np.ndarray
 
 
+class TooFewEvents(ValueError):
+    """A task/landmark whose events (or non-events) are too few for the configured folds: skipped, not trained."""
+
+
+def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig) -> None:
+    """Every outer training fold must hold at least ``inner_splits`` events and non-events, so that every inner
+    fold can be tuned, scored and calibrated; raise ``TooFewEvents`` saying what to change otherwise."""
+    need = config.tuning.inner_splits
+    fewest = min(min(int(y[s.train].sum()), int((1 - y[s.train]).sum())) for s in splits)
+    if fewest < need:
+        raise TooFewEvents(f"{int(y.sum())} events and {int((1 - y).sum())} non-events: an outer training fold "
+                           f"holds only {fewest} of a class, fewer than tuning.inner_splits={need}; collect more "
+                           "data or lower cv.n_splits / tuning.inner_splits")
+
+
 def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, config: TrainConfig) -> list[Split]:
     """Repeated stratified k-fold grouped by patient, or leave-one-centre-out, as the config says."""
     if config.cv.scheme == "leave_one_centre_out":
@@ -33,6 +48,10 @@ def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, conf
         if len(set(groups)) < 2:
             raise ValueError("cv.scheme leave_one_centre_out: the cohort has fewer than 2 centres")
         return [Split(0, k, tr, te) for k, (tr, te) in enumerate(LeaveOneGroupOut().split(y, y, groups))]
+    fewest = int(min(y.sum(), len(y) - y.sum()))
+    if fewest < config.cv.n_splits:
+        raise TooFewEvents(f"{int(y.sum())} events and {len(y) - int(y.sum())} non-events: fewer than "
+                           f"cv.n_splits={config.cv.n_splits} of a class; collect more data or lower cv.n_splits")
     splits = []
     for repeat in range(config.cv.n_repeats):
         folds = StratifiedGroupKFold(config.cv.n_splits, shuffle=True, random_state=config.seed + repeat)
@@ -62,9 +81,6 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: Tra
     """
     frames, importances = [], []
     for split in splits:
-        if len(np.unique(y[split.train])) < 2:
-            raise ValueError(f"fold {split.fold} of repeat {split.repeat} has a single class in training: "
-                             "too few events for this many folds")
         X_train, y_train, X_test = X.iloc[split.train], y[split.train], X.iloc[split.test]
         seed = config.seed + 1000 * split.repeat + split.fold
         for name in _candidates(config, baselines):

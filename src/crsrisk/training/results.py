@@ -9,6 +9,7 @@ import pandas as pd
 
 from crsrisk.evaluation import metrics as m
 from crsrisk.evaluation.bootstrap import bootstrap_ci
+from crsrisk.tasks import landmark_label
 
 
 def pooled_predictions(oof: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
@@ -42,7 +43,7 @@ def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[st
         rows.append({
             "task": task,
             "landmark_hours": landmark if isinstance(landmark, (int, float)) else None,
-            "landmark": _landmark_label(landmark),
+            "landmark": landmark_label(landmark),
             "model": model,
             "kind": "published" if model in published else ("ceiling" if model == "generator_ceiling" else "model"),
             "n": int(keep.sum()),
@@ -53,10 +54,6 @@ def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[st
         })
     _compare_with_published(rows)
     return rows
-
-
-def _landmark_label(landmark: Any) -> str:
-    return f"{float(landmark):g}h" if isinstance(landmark, (int, float)) else str(landmark)
 
 
 def _compare_with_published(rows: list[dict[str, Any]]) -> None:
@@ -83,12 +80,13 @@ def attribution_stability(importance: pd.DataFrame, top: int = 10) -> dict[str, 
 
     folds = importance.to_numpy()
     pairs = [(i, j) for i in range(len(folds)) for j in range(i + 1, len(folds))]
-    rho = [spearmanr(folds[i], folds[j]).statistic for i, j in pairs]
+    varied = [np.ptp(row) > 0 for row in folds]  # a fold whose model used no feature has no ranking
+    rho = [spearmanr(folds[i], folds[j]).statistic for i, j in pairs if varied[i] and varied[j]]
     tops = [set(importance.columns[np.argsort(-row)[:top]]) for row in folds]
     overlap = [len(tops[i] & tops[j]) / top for i, j in pairs]
     mean = importance.mean().sort_values(ascending=False)
     in_top = {name: int(sum(name in t for t in tops)) for name in mean.index[:top]}
-    return {"folds": int(len(folds)), "mean_spearman": float(np.nanmean(rho)) if rho else None,
+    return {"folds": int(len(folds)), "mean_spearman": float(np.mean(rho)) if rho else None,
             "mean_top_overlap": float(np.mean(overlap)) if overlap else None, "top": top,
             "top_features": [{"feature": name, "mean_abs_shap": float(mean[name]), "folds_in_top": in_top[name]}
                              for name in mean.index[:top]]}

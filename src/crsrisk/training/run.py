@@ -18,10 +18,10 @@ from crsrisk.cohort import Cohort
 from crsrisk.cohort_io import load_cohort
 from crsrisk.evaluation.decision import net_benefit
 from crsrisk.features import LandmarkFeatures
-from crsrisk.tasks import Task, label_table, tasks_from_config
+from crsrisk.tasks import Task, label_table, landmark_label, tasks_from_config
 from crsrisk.training import artifacts, tracking
 from crsrisk.training.config import TrainConfig, load_config
-from crsrisk.training.crossval import out_of_fold, outer_splits
+from crsrisk.training.crossval import TooFewEvents, check_events, out_of_fold, outer_splits
 from crsrisk.training.estimators import fit_model
 from crsrisk.training.progress import Progress
 from crsrisk.training.results import attribution_stability, per_repeat_auroc, pooled_predictions, result_rows
@@ -80,6 +80,7 @@ def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | N
     """Cross-validate the models and published scores on one dataset and return metrics.json rows."""
     baselines = baselines_for(data.task.name, data.landmark)
     splits = outer_splits(data.y, data.patient_ids, data.centres, config)
+    check_events(data.y, splits, config)
     progress.add(len(splits) * (len(config.models) + len(baselines)))
     oof, importance = out_of_fold(data.X, data.y, splits, config, baselines, progress.step)
     predictions = pooled_predictions(oof, len(data.y))
@@ -103,12 +104,17 @@ def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | N
 def final_model(data: Dataset, config: TrainConfig, metrics: list[dict[str, Any]]) -> TaskModel:
     """The XGBoost model refitted (tuned and calibrated) on every infusion of the dataset, for the bundle."""
     fitted = fit_model("xgboost", data.X, data.y, config, config.seed)
-    summary = {r["model"]: {k: r["metrics"][k]["value"] for k in ("auroc", "brier", "calibration_slope")}
+    summary = {r["model"]: {k: _finite_or_none(r["metrics"][k]["value"]) for k in ("auroc", "brier", "calibration_slope")}
                for r in metrics}
     return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
                      calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
                      metrics=summary, label_rule_version=data.task.rule_version,
                      task_settings=data.task.describe())
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A metric for JSON: undefined values (NaN) become null."""
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | TrainConfig | None = None,
@@ -124,6 +130,7 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
     out_dir = artifacts.prepare_out_dir(Path(out))
     tags = _tags(loaded, settings)
     results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     models: list[TaskModel] = []
     with warnings.catch_warnings(), Progress(show_progress) as progress, \
             tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id:
@@ -133,7 +140,12 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         for task_def in tasks.values():
             for landmark in task_def.landmarks:
                 data = build_dataset(loaded, task_def, landmark)
-                rows, predictions = evaluate_dataset(data, settings, truth, progress)
+                try:
+                    rows, predictions = evaluate_dataset(data, settings, truth, progress)
+                except TooFewEvents as reason:
+                    skipped.append({"task": task_def.name, "landmark": landmark_label(landmark), "n": len(data.y),
+                                     "events": int(data.y.sum()), "reason": str(reason)})
+                    continue
                 figures = artifacts.figures(data.y, predictions, settings.decision_thresholds)
                 artifacts.save_figures(figures, out_dir / "plots", f"{task_def.name}_{rows[0]['landmark']}")
                 for row in rows:
@@ -146,10 +158,14 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
                 models.append(final_model(data, settings, rows))
                 nb = net_benefit(data.y, predictions, _decision_grid(settings))
                 nb.to_csv(out_dir / f"decision_curve_{task_def.name}_{rows[0]['landmark']}.csv", index=False)
+        if not models:
+            raise TooFewEvents("no task and landmark could be trained: " + "; ".join(
+                f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped))
         document = artifacts.metrics_document(loaded, settings, tasks, results, run_id, tags)
+        document["skipped"] = skipped
         artifacts.write_json(out_dir / "metrics.json", document)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-        (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results))
+        (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results, skipped))
         bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
             loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI))
         tracking.log_artifact_dir(out_dir, "results")
