@@ -24,7 +24,7 @@ import xgboost as xgb
 
 from crsrisk.cohort_arrays import cohort_arrays
 from crsrisk.features.build import feature_matrix
-from crsrisk.predict import cohort_attributions, load_model, predict, predict_cohort
+from crsrisk.scoring import cohort_attributions, load_model, predict, predict_cohort
 from crsrisk.schema.record import validate_record
 from crsrisk.schema.validate import validate_tables
 from crsrisk.simulate import simulate_cohort

@@ -14,7 +14,7 @@ import pytest
 
 from crsrisk.cohort import Cohort
 from crsrisk.errors import CohortValidationError
-from crsrisk.predict import predict, predict_cohort
+from crsrisk.scoring import predict, predict_cohort
 from tests_support import patient_record, run_in_processes
 
 
@@ -101,6 +101,8 @@ def test_fresh_process_predicts_without_mlflow_or_shap(small_cohort: Cohort, sma
         import sys, crsrisk
         result = crsrisk.predict({str(patient)!r}, model={str(small_bundle)!r}, now_hours=40, audit=False)
         assert result.predictions
+        model = crsrisk.load_model({str(small_bundle)!r})  # later calls: the name stays the function
+        assert crsrisk.predict({str(patient)!r}, model=model, audit=False).predictions
         print("mlflow" in sys.modules, "shap" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -127,7 +129,7 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
 
 
 def _predict_many(bundle: str, record: str, log: str, n: int) -> None:
-    from crsrisk.predict import predict as run
+    from crsrisk.scoring import predict as run
 
     for i in range(n):
         run(record, model=bundle, now_hours=float(i % 60), audit_log=log)
@@ -153,7 +155,7 @@ def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Co
 def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort, small_bundle: Path) -> None:
     from crsrisk.bundle.store import load_bundle
     from crsrisk.features import build_features
-    from crsrisk.predict import explain_rows
+    from crsrisk.scoring import explain_rows
 
     bundle = load_bundle(small_bundle)
     for patient_id in small_cohort.patients["patient_id"].iloc[20:30]:
@@ -180,7 +182,7 @@ def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_b
 
 
 def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, small_bundle: Path) -> None:
-    from crsrisk.predict import cohort_attributions
+    from crsrisk.scoring import cohort_attributions
 
     scores = predict_cohort(small_cohort, small_bundle).set_index(["task", "landmark", "patient_id"]).sort_index()
     attributions = cohort_attributions(small_cohort, small_bundle)

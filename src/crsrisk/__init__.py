@@ -16,9 +16,9 @@ _LAZY = {
     "Cohort": "crsrisk.cohort",
     "CohortValidationError": "crsrisk.errors",
     "simulate_cohort": "crsrisk.simulate",
-    "predict": "crsrisk.predict",
-    "load_model": "crsrisk.predict",
-    "predict_cohort": "crsrisk.predict",
+    "predict": "crsrisk.scoring",
+    "load_model": "crsrisk.scoring",
+    "predict_cohort": "crsrisk.scoring",
     "train": "crsrisk.training.run",
 }
 

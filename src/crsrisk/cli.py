@@ -206,8 +206,8 @@ def predict(
     top: int = typer.Option(5, "--top", help="contributors shown per task"),
 ) -> None:
     """Calibrated risk for one patient with its reasons, or scores for every infusion of a cohort."""
-    from crsrisk.predict import predict as predict_one
-    from crsrisk.predict import predict_cohort
+    from crsrisk.scoring import predict as predict_one
+    from crsrisk.scoring import predict_cohort
 
     if target.is_dir():
         from crsrisk.cohort_io import load_cohort
@@ -277,7 +277,7 @@ def audit(
 ) -> None:
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
     from crsrisk.cohort_io import load_cohort
-    from crsrisk.predict import load_model
+    from crsrisk.scoring import load_model
     from crsrisk.reporting.model_card import write_model_card
 
     bundle = load_model(model)

@@ -2,7 +2,7 @@
 
 Logged as a "model from code" (``pyfunc_entry.py``), so MLflow stores no pickled Python object: the served
 model is this code plus the verified bundle. The only module of the bundle package that imports mlflow;
-``crsrisk.predict`` never touches it.
+``crsrisk.scoring`` (the clinician path) never touches it.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
 from crsrisk.features.build import build_features
-from crsrisk.predict import load_model, predict_cohort
+from crsrisk.scoring import load_model, predict_cohort
 from crsrisk.summary import cohort_summary
 from crsrisk.tasks import label_table, landmark_times
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows

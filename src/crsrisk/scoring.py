@@ -61,7 +61,10 @@ def _value_text(name: str, value: float) -> str:
         return "(not measured)"
     if info.unit.startswith("1 = "):
         return "yes" if value >= 0.5 else "no"
-    number = f"{value:,.0f}" if abs(value) >= 100 else (f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}")
+    if abs(value) >= 100 or value == int(value):
+        number = f"{value:,.0f}"
+    else:
+        number = f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
     return f"{number} {info.unit}".strip()
 
 
