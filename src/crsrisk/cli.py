@@ -44,7 +44,8 @@ def friendly(command: Callable) -> Callable:
 
 
 def _print_counts(title: str, counts: dict) -> None:
-    table = Table(title=title, title_justify="left")
+    console.print(f"[bold]{escape(title)}[/]")  # above the table: a title inside would wrap to its width
+    table = Table()
     table.add_column("name")
     table.add_column("count", justify="right")
     for name, count in counts.items():

@@ -22,21 +22,8 @@ from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCTS
 
 CRP_MG_DL_PER_MG_L = 0.1  # m-EASIX uses CRP in mg/dL (Pennisi et al., Blood Adv 2021; confirmed)
 _TEMPERATURE = ANALYTE_CODES["temperature"]
-_N_ANALYTES = len(ANALYTE_CODES)
 
-
-@lru_cache(maxsize=2)
-def _layout(window: bool) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    """Column index of every feature; per analyte statistic the column of each analyte (by code); and the
-    columns of the patient block (key ``patient``)."""
-    index = {name: i for i, name in enumerate(feature_names(window))}
-    per_analyte = {"baseline": np.array([index[f"baseline_{a}"] for a in ANALYTE_CODES]),
-                   "patient": np.array([index[name] for name in _patient_names()])}
-    if window:
-        per_analyte |= {stat: np.array([index[f"{a}_{stat}"] for a in ANALYTE_CODES]) for stat in WINDOW_STATS}
-    return index, per_analyte
-
-
+# How the patient-level features are computed from the patients table (spec.py holds their labels and units).
 _NUMERIC_PATIENT_FIELDS = ("age_years", "weight_kg", "marrow_blasts_pct", "dose_1e6_cells_per_kg")
 _FLAGS = (("sex_male", "sex", "M"), ("extramedullary_disease", "extramedullary_disease", True),
           ("cns3", "cns_status", "CNS3"), ("prior_hsct", "prior_hsct", True), ("costim_cd28", "costim_domain", "CD28"),
@@ -49,6 +36,18 @@ def _patient_names() -> tuple[str, ...]:
     """The patient-level feature names, in the order ``_patient_block`` emits them."""
     return (*_NUMERIC_PATIENT_FIELDS, *(name for name, _, _ in _FLAGS),
             *(f"{field}_{_slug(level)}" for field, levels in _ONE_HOT for level in levels))
+
+
+@lru_cache(maxsize=2)
+def _layout(window: bool) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """Column index of every feature; per analyte statistic the column of each analyte (by code); and the
+    columns of the patient block (key ``patient``)."""
+    index = {name: i for i, name in enumerate(feature_names(window))}
+    per_analyte = {"baseline": np.array([index[f"baseline_{a}"] for a in ANALYTE_CODES]),
+                   "patient": np.array([index[name] for name in _patient_names()])}
+    if window:
+        per_analyte |= {stat: np.array([index[f"{a}_{stat}"] for a in ANALYTE_CODES]) for stat in WINDOW_STATS}
+    return index, per_analyte
 
 
 _FLAG_TRUTHS = np.array([truth for _, _, truth in _FLAGS], dtype=object)
