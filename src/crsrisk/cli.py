@@ -130,10 +130,12 @@ def features(
     console.print(f"wrote {len(table)} rows to {out}")
 
 
-def _print_comparison(results: list[dict]) -> None:
+def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
+                      ) -> None:
     from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
 
-    table = Table(title="cross-validated comparison (out-of-fold, bootstrap 95% CI)", title_justify="left")
+    console.print(f"[bold]{escape(title)}[/]")
+    table = Table()
     for name in COMPARISON_HEADER:
         table.add_column(name, overflow="fold")
     for row in comparison_rows(results):
@@ -189,6 +191,34 @@ def demo(
     console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
     _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"),
                 tracking_uri)
+
+
+@app.command()
+@friendly
+def evaluate(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract (one the model never saw)"),
+    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS "
+                                        "(default: the shipped synthetic model)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for metrics.json (same shape as train's)"),
+    n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+) -> None:
+    """External validation: score a cohort with a trained bundle, beside the published scores."""
+    from crsrisk.cohort_io import load_cohort
+    from crsrisk.external import evaluate_bundle
+    from crsrisk.training.artifacts import skipped_lines, write_json
+
+    document = evaluate_bundle(load_cohort(cohort), model, n_boot=n_boot).document
+    _print_comparison(document["results"], f"{document['cohort']['size']} infusions of {cohort}, scored by "
+                      f"{document['model']['path']} (published scores fitted on this cohort: optimistic)")
+    for line in skipped_lines(document["skipped"]):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    if document["same_cohort_as_training"]:
+        console.print("[yellow]note:[/] this is the cohort the model was trained on: not an external validation")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "metrics.json", document)
+        console.print(f"metrics: {out / 'metrics.json'}")
+    console.print(document["disclaimer"])
 
 
 @app.command()

@@ -21,3 +21,18 @@ def cohort_summary(cohort: Cohort) -> dict[str, Any]:
         "fingerprint": cohort.fingerprint(),
         "notes": list(cohort.metadata.get("notes", [])),
     }
+
+
+NOT_FOR_CLINICAL_USE = "Research software: not for clinical use."
+
+
+def disclaimer(cohort: Cohort) -> str:
+    """What every result document says first; a synthetic cohort is named as such."""
+    return NOT_FOR_CLINICAL_USE + (" Synthetic cohort: not clinical evidence." if cohort.synthetic else "")
+
+
+def cohort_section(cohort: Cohort) -> dict[str, Any]:
+    """The ``cohort`` entry of a metrics document: fingerprint, size, synthetic flag, centres, source."""
+    summary = cohort_summary(cohort)
+    return {"fingerprint": summary["fingerprint"], "size": summary["infusions"], "synthetic": summary["synthetic"],
+            "centres": summary["centres"], "source": cohort.metadata.get("source")}

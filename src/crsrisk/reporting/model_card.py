@@ -20,19 +20,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from crsrisk.baselines import BASELINES, PublishedScore, baselines_for
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort import Cohort
-from crsrisk.evaluation.bootstrap import bootstrap_ci
-from crsrisk.evaluation.metrics import auroc, standard_metrics
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
-from crsrisk.features.build import build_features
-from crsrisk.scoring import load_model, predict_cohort
+from crsrisk.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
+from crsrisk.scoring import load_model
 from crsrisk.summary import cohort_summary
-from crsrisk.tasks import label_table, landmark_times
-from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
+from crsrisk.tasks import landmark_label
+from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, skipped_lines
 
 INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
@@ -89,52 +86,15 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _landmark_label(model) -> str:
-    return model.key.split("__")[1]
-
-
-def _evaluate(cohort: Cohort, bundle: Bundle, n_boot: int, seed: int) -> tuple[list[list[Any]], dict[str, Any]]:
-    """Metrics on this cohort for every bundled model and the published scores, plus what the plots need."""
-    scores = predict_cohort(cohort, bundle)
-    rows, per_model = [], {}
-    for key, model in bundle.models.items():
-        labels = label_table(cohort, model.definition, model.landmark)
-        labels = labels[~labels["excluded"]]
-        part = scores[scores["landmark"] == _landmark_label(model)]
-        part = part[part["task"] == model.task].set_index("patient_id").reindex(labels["patient_id"])
-        y = labels["label"].astype(int).to_numpy()
-        p = part["probability"].to_numpy()
-        if len(y) == 0 or y.min() == y.max():
-            rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}", "too few events",
-                         "", "", ""])
-            continue
-        ci = bootstrap_ci(y, p, standard_metrics(float(y.mean())), n_boot=n_boot, seed=seed)
-        rows.append([model.task, _landmark_label(model), "xgboost (bundle)", f"{len(y)}/{int(y.sum())}",
-                     *(f"{ci[m]['value']:.3f} ({ci[m]['ci_low']:.3f}-{ci[m]['ci_high']:.3f})"
-                       for m in ("auroc", "brier", "calibration_slope", "calibration_intercept"))])
-        predictions = {"xgboost (bundle)": p}
-        X = build_features(cohort, landmark_times(cohort, model.definition, model.landmark),
-                           window=model.window).reindex(labels["patient_id"])
-        for name in baselines_for(model.task, model.landmark):
-            score = PublishedScore(name).fit(X, y)
-            raw = score.score_raw(X)
-            note = " (refitted on this cohort: optimistic)" if BASELINES[name].kind == "refit" else ""
-            rows.append([model.task, _landmark_label(model), f"{name}{note}", f"{len(y)}/{int(y.sum())}",
-                         f"{auroc(y, raw):.3f}", "", "", ""])
-            predictions[name] = score.predict_proba(X)[:, 1]
-        per_model[key] = {"y": y, "predictions": predictions, "ids": labels["patient_id"].to_numpy()}
-    return rows, per_model
-
-
-def _subgroups(cohort: Cohort, per_model: Mapping[str, Any], n_boot: int, seed: int) -> pd.DataFrame:
+def _subgroups(cohort: Cohort, per_model: Mapping[str, TaskEvaluation], n_boot: int, seed: int) -> pd.DataFrame:
     patients = cohort.patients.set_index("patient_id")
     frames = []
     for key, data in per_model.items():
-        info = patients.loc[data["ids"]]
+        info = patients.loc[data.ids]
         groups = {"age band": age_band(info["age_years"]), "sex": info["sex"], "product": info["product"],
                   "costimulatory domain": info["costim_domain"], "centre": info["center"]}
         for name, values in groups.items():
-            table = subgroup_metrics(data["y"], data["predictions"]["xgboost (bundle)"],
+            table = subgroup_metrics(data.y, data.predictions[BUNDLE_MODEL],
                                      pd.Series(values.to_numpy(), name=name), n_boot=n_boot, seed=seed)
             frames.append(table.assign(model=key))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -166,7 +126,8 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
     meta = bundle.metadata
     training = meta.get("training_metrics", {})
     summary = cohort_summary(cohort)
-    cohort_rows, per_model = _evaluate(cohort, bundle, n_boot, seed)
+    evaluation = evaluate_bundle(cohort, bundle, n_boot, seed)
+    per_model = evaluation.per_model
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
     work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     parts = [f"<h1>crsrisk model card</h1><p class='banner'>NOT FOR CLINICAL USE. "
@@ -186,7 +147,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                  ["synthetic", meta.get("synthetic")],
                  ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
              "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
-                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), _landmark_label(m)]
+                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), landmark_label(m.landmark)]
                  for m in bundle.models.values()]) +
              "<p>Features use only measurements and events strictly before each infusion's landmark (tested by "
              "scrambling every later value). XGBoost handles missing values natively.</p>",
@@ -195,13 +156,17 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
              + _table(COMPARISON_HEADER, comparison_rows(training.get("results", []))),
              f"<h2 id='performance-cohort'>Performance on this cohort ({summary['infusions']} infusions, "
              f"fingerprint {summary['fingerprint'][:12]}..., synthetic={summary['synthetic']})</h2>"
-             + _table(["task", "landmark", "model", "n/events", "AUROC (95% CI)", "Brier", "calibration slope",
-                       "calibration intercept"], cohort_rows)]
+             "<p>The bundle's models as trained; the published scores' free parameters fitted on this cohort "
+             "(optimistic for them). The same numbers as <code>crsrisk evaluate</code> writes.</p>"
+             + _table(COMPARISON_HEADER, comparison_rows(evaluation.document["results"]))
+             + "".join(f"<p class='warn'>{html.escape(line)}</p>"
+                       for line in skipped_lines(evaluation.document["skipped"]))]
     figures = []
     for key, data in per_model.items():
-        figures.append(f"<h3>{html.escape(key)}</h3><div class='plots'>" + _image(roc_plot(data["y"], data["predictions"], "this cohort"))
-                       + _image(calibration_plot(data["y"], data["predictions"], source="this cohort"))
-                       + _image(decision_curve_plot(data["y"], data["predictions"], np.arange(0.02, 0.52, 0.02)))
+        figures.append(f"<h3>{html.escape(key)}</h3><div class='plots'>"
+                       + _image(roc_plot(data.y, data.predictions, "this cohort"))
+                       + _image(calibration_plot(data.y, data.predictions, source="this cohort"))
+                       + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
                        + "</div>")
     parts.append("<h2 id='calibration'>Calibration and decision curves on this cohort</h2>" + "".join(figures))
     shap_parts = []

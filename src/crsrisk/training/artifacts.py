@@ -14,11 +14,10 @@ from matplotlib.figure import Figure
 
 from crsrisk.cohort import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
-from crsrisk.summary import cohort_summary
+from crsrisk.summary import cohort_section, disclaimer
 from crsrisk.tasks import Task
 from crsrisk.training.config import TrainConfig
 
-NOT_FOR_CLINICAL_USE = "Research software: not for clinical use."
 
 
 def prepare_out_dir(path: Path) -> Path:
@@ -58,17 +57,14 @@ def flat_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, Task], results: list[dict[str, Any]],
                      run_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
     """The metrics.json document other tools read: cohort fingerprint, task definitions, result rows."""
-    summary = cohort_summary(cohort)
     return {
-        "cohort": {"fingerprint": summary["fingerprint"], "size": summary["infusions"],
-                   "synthetic": summary["synthetic"], "centres": summary["centres"],
-                   "source": cohort.metadata.get("source")},
+        "cohort": cohort_section(cohort),
         "tasks": {name: task.describe() for name, task in tasks.items()},
         "config": config.model_dump(mode="json"),
         "mlflow_run_id": run_id,
         "git_commit": tags.get("git_commit"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": NOT_FOR_CLINICAL_USE + (" Synthetic cohort: not clinical evidence." if cohort.synthetic else ""),
+        "disclaimer": disclaimer(cohort),
         "results": results,
     }
 
