@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -41,6 +41,12 @@ def friendly(command: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _model_option() -> Any:
+    """The ``--model`` option every scoring command takes."""
+    return typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS (default: the shipped synthetic "
+                        "model)")
 
 
 def _print_counts(title: str, counts: dict) -> None:
@@ -197,8 +203,7 @@ def demo(
 @friendly
 def evaluate(
     cohort: Path = typer.Argument(..., help="cohort folder in the contract (one the model never saw)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS "
-                                        "(default: the shipped synthetic model)"),
+    model: Optional[str] = _model_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for metrics.json (same shape as train's)"),
     n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
@@ -225,8 +230,7 @@ def evaluate(
 @friendly
 def predict(
     target: Path = typer.Argument(..., help="patient.json (one patient) or a cohort folder (batch)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS "
-                                        "(default: the shipped synthetic model)"),
+    model: Optional[str] = _model_option(),
     now_hours: Optional[float] = typer.Option(None, "--now-hours", help="hours since infusion (default: the "
                                               "latest measurement or event)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
@@ -276,7 +280,7 @@ def predict(
 @friendly
 def explain(
     target: Path = typer.Argument(..., help="patient.json (waterfall + summary) or a cohort folder (global plots)"),
-    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS"),
+    model: Optional[str] = _model_option(),
     now_hours: Optional[float] = typer.Option(None, "--now-hours"),
     out: Path = typer.Option(Path("explanations"), "--out", help="folder for the PNG plots and text"),
 ) -> None:
@@ -299,7 +303,7 @@ def explain(
 @app.command()
 @friendly
 def audit(
-    model: Optional[str] = typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS (default: shipped)"),
+    model: Optional[str] = _model_option(),
     cohort: Path = typer.Option(..., "--cohort", help="cohort folder to evaluate on (ideally held out)"),
     out: Path = typer.Option(Path("audit-report"), "--out", help="folder for model_card.html"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store holding the model's run "

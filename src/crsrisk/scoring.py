@@ -26,7 +26,7 @@ from crsrisk.cohort_arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_info
 from crsrisk.schema.record import canonical_record, validate_record
-from crsrisk.tasks import FIRST_TOCILIZUMAB
+from crsrisk.tasks import FIRST_TOCILIZUMAB, landmark_label
 from crsrisk.tasks.labels import at_risk
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
@@ -95,7 +95,7 @@ class TaskPrediction(Mapping[str, Any]):
         raw, base = float(contributions.sum()), float(contributions[-1])
         probability = float(model.calibrator.transform(raw))
         self._top = top
-        self._fields = {"task": model.task, "landmark_hours": landmark_hours, "landmark": model.key.split("__")[1],
+        self._fields = {"task": model.task, "landmark_hours": landmark_hours, "landmark": landmark_label(model.landmark),
                         "probability": probability, "band": model.band(probability), "raw_score": raw,
                         "base_value": base, "label_rule_version": model.label_rule_version}
 
@@ -289,7 +289,7 @@ def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = No
         raw = task_model.booster.inplace_predict(X, predict_type="margin", missing=np.nan)
         probability = task_model.calibrator.transform(raw)
         frames.append(pd.DataFrame({"patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task,
-                                    "landmark_hours": hours, "landmark": task_model.key.split("__")[1],
+                                    "landmark_hours": hours, "landmark": landmark_label(task_model.landmark),
                                     "probability": probability, "band": task_model.band(probability),
                                     "raw_score": raw}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)

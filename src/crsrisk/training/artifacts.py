@@ -69,23 +69,23 @@ def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, Ta
     }
 
 
-def _clean(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """NaN and infinity become null so the JSON is valid for every reader."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return _clean(value.item())
+        return json_ready(value.item())
     return value
 
 
 def write_json(path: Path, document: Any) -> None:
     """Write JSON atomically (temp file + rename) so a crash never leaves half a file."""
     staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(_clean(document), indent=1, allow_nan=False))
+    staging.write_text(json.dumps(json_ready(document), indent=1, allow_nan=False))
     os.replace(staging, path)
 
 
@@ -132,4 +132,4 @@ def bundle_metadata(cohort: Cohort, tags: Mapping[str, str], document: Mapping[s
     return {"training_cohort_fingerprint": cohort.fingerprint(), "training_cohort_size": int(len(cohort.patients)),
             "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": document["disclaimer"],
             "git_commit": tags.get("git_commit"), "mlflow_run_id": document["mlflow_run_id"],
-            "mlflow_tracking_uri": tracking_uri, "training_metrics": _clean(dict(document))}
+            "mlflow_tracking_uri": tracking_uri, "training_metrics": json_ready(dict(document))}

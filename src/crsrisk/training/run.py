@@ -104,17 +104,12 @@ def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | N
 def final_model(data: Dataset, config: TrainConfig, metrics: list[dict[str, Any]]) -> TaskModel:
     """The XGBoost model refitted (tuned and calibrated) on every infusion of the dataset, for the bundle."""
     fitted = fit_model("xgboost", data.X, data.y, config, config.seed)
-    summary = {r["model"]: {k: _finite_or_none(r["metrics"][k]["value"]) for k in ("auroc", "brier", "calibration_slope")}
-               for r in metrics}
+    kept = ("auroc", "brier", "calibration_slope")
+    summary = artifacts.json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in metrics})
     return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
                      calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
                      metrics=summary, label_rule_version=data.task.rule_version,
                      task_settings=data.task.describe())
-
-
-def _finite_or_none(value: float) -> float | None:
-    """A metric for JSON: undefined values (NaN) become null."""
-    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | TrainConfig | None = None,
