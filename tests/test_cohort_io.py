@@ -95,6 +95,13 @@ def test_missing_required_column_and_missing_table(tmp_path: Path) -> None:
     assert any("events" in p and "missing table" in p for p in problems_of(tmp_path))
 
 
+def test_grade_without_a_value_column_is_named_not_a_crash(tmp_path: Path) -> None:
+    # value is an optional column; a grade event still needs one (found by the record property test)
+    events = "patient_id,hours_since_infusion,event\nP1,24,crs_grade\nP1,30,tocilizumab\n"
+    found = problems_of(write(tmp_path, PATIENTS.replace(",other,", ",tisagenlecleucel,"), events=events))
+    assert found == ["events, line 2, patient_id='P1', field 'value': expected an integer grade 0 to 4"]
+
+
 def test_mixed_csv_and_parquet_round_trip(tmp_path: Path) -> None:
     src = write(tmp_path / "src", PATIENTS.replace(",other,", ",brexucabtagene_autoleucel,"))
     cohort = load_cohort(src)

@@ -44,11 +44,13 @@ class _Collector:
     notes: list[str] = field(default_factory=list)
 
     def add(self, table: str, column: str, message: str, rows: pd.DataFrame | None = None,
-            values: pd.Series | None = None) -> None:
-        """Record one problem per offending row (``rows`` holds ``_row`` and ``patient_id``)."""
+            show_value: bool = True) -> None:
+        """Record one problem per offending row of the raw table (``rows`` holds ``_row`` and ``patient_id``),
+        showing the row's raw ``column`` value when asked and when the table has that column at all."""
         if rows is None:
             self._push(Problem(table, column, message, csv=self.csv.get(table, True)))
             return
+        values = rows[column] if show_value and column in rows.columns else None
         for position, (_, record) in enumerate(rows.iterrows()):
             if len(self.problems) >= MAX_PROBLEMS:
                 self.truncated += len(rows) - position
@@ -89,16 +91,16 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
     given = _as_text(values).notna()
     bad = given & numbers.isna()
     if bad.any():
-        out.add(table, column.name, "expected a number", raw[bad], values)
+        out.add(table, column.name, "expected a number", raw[bad])
     infinite = np.isinf(numbers)
     if infinite.any():
-        out.add(table, column.name, "expected a finite number", raw[infinite], values)
+        out.add(table, column.name, "expected a finite number", raw[infinite])
     numbers = numbers.mask(infinite)
     if column.low is not None:
         outside = (numbers < column.low) | (numbers > column.high)
         if outside.any():
             out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}",
-                    raw[outside], values)
+                    raw[outside])
     return numbers
 
 
@@ -109,7 +111,7 @@ def _boolean(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
     result[text.isin(FALSE_TEXT).fillna(False).astype(bool)] = False
     bad = text.notna() & result.isna()
     if bad.any():
-        out.add(table, column.name, "expected true/false (also accepted: yes/no, 1/0)", raw[bad], raw[column.name])
+        out.add(table, column.name, "expected true/false (also accepted: yes/no, 1/0)", raw[bad])
     return result
 
 
@@ -117,7 +119,7 @@ def _category(table: str, column: Column, raw: pd.DataFrame, out: _Collector) ->
     text = _as_text(raw[column.name])
     bad = text.notna() & ~text.isin(column.choices).fillna(False).astype(bool)
     if bad.any():
-        out.add(table, column.name, f"expected one of {list(column.choices)}", raw[bad], raw[column.name])
+        out.add(table, column.name, f"expected one of {list(column.choices)}", raw[bad])
     return text.mask(bad).astype("string")
 
 
@@ -147,7 +149,7 @@ def _typed_table(table: str, raw: pd.DataFrame, out: _Collector) -> pd.DataFrame
         if column.required and column.name not in missing:
             blank = _as_text(raw[column.name]).isna()
             if blank.any():
-                out.add(table, column.name, "a value is required", raw[blank])
+                out.add(table, column.name, "a value is required", raw[blank], show_value=False)
     return typed
 
 
@@ -159,16 +161,16 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
     duplicated = typed["patient_id"].notna() & typed["patient_id"].duplicated(keep="first")
     if duplicated.any():
         out.add("patients", "patient_id", "duplicate patient_id: each infusion must have exactly one row",
-                raw[duplicated], raw["patient_id"])
+                raw[duplicated])
     implied = typed["product"].map(dict(PRODUCT_COSTIM)).astype("string")
     conflict = typed["costim_domain"].notna() & implied.notna() & (typed["costim_domain"] != implied)
     if conflict.fillna(False).any():
         out.add("patients", "costim_domain", "contradicts the product's costimulatory domain "
-                f"({dict(PRODUCT_COSTIM)})", raw[conflict.fillna(False)], raw["costim_domain"])
+                f"({dict(PRODUCT_COSTIM)})", raw[conflict.fillna(False)])
     needs = (typed["product"] == "other").fillna(False) & typed["costim_domain"].isna()
     if needs.any():
         out.add("patients", "costim_domain", "required when product is 'other' (expected 4-1BB or CD28)",
-                raw[needs])
+                raw[needs], show_value=False)
     typed["costim_domain"] = typed["costim_domain"].fillna(implied)
     typed["diagnosis"] = typed["diagnosis"].fillna(DEFAULT_DIAGNOSIS)
     typed["followup_hours"] = typed["followup_hours"].fillna(DEFAULT_FOLLOWUP_HOURS)
@@ -194,19 +196,19 @@ def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector)
     unknown = typed["analyte"].notna() & ~known
     if unknown.any():
         out.add("measurements", "analyte", f"unknown analyte; expected one of {list(ANALYTES)}",
-                raw[unknown], raw["analyte"])
+                raw[unknown])
     bad_unit = known & typed["unit"].notna() & pairs["scale"].isna()
     for name in pd.unique(typed.loc[bad_unit, "analyte"]):
         rows = bad_unit & (typed["analyte"] == name).fillna(False).astype(bool)
         out.add("measurements", "unit", f"unit not accepted for {name}; expected one of "
-                f"{list(ANALYTES[name].conversions)}", raw[rows], raw["unit"])
+                f"{list(ANALYTES[name].conversions)}", raw[rows])
     canonical = typed["value"] * pairs["scale"] + pairs["offset"]
     outside = (canonical < pairs["low"]) | (canonical > pairs["high"])
     for name in pd.unique(typed.loc[outside, "analyte"]):
         info = ANALYTES[name]
         rows = outside & (typed["analyte"] == name).fillna(False).astype(bool)
         out.add("measurements", "value", f"implausible {name}: expected {info.low:g} to {info.high:g} "
-                f"{info.unit} (after unit conversion)", raw[rows], raw["value"])
+                f"{info.unit} (after unit conversion)", raw[rows])
     changed = pairs[pairs["scale"].notna() & (pairs["unit"] != pairs["canonical"])]
     converted = {f"{a}: {u} -> {c}": int(n) for (a, u, c), n in
                  changed.groupby(["analyte", "unit", "canonical"], sort=False).size().items()}
@@ -221,11 +223,11 @@ def _check_events(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd
     low, high = GRADE_RANGE
     bad_grade = grade & (value.isna() | (value < low) | (value > high) | (value != np.round(value)))
     if bad_grade.any():
-        out.add("events", "value", f"expected an integer grade {low} to {high}", raw[bad_grade], raw["value"])
+        out.add("events", "value", f"expected an integer grade {low} to {high}", raw[bad_grade])
     bad_dose = ~grade & typed["event"].notna() & ((value <= 0) | (value > MAX_DRUG_DOSE))
     if bad_dose.fillna(False).any():
         out.add("events", "value", f"expected a dose above 0 and at most {MAX_DRUG_DOSE:g} (or blank)",
-                raw[bad_dose.fillna(False)], raw["value"])
+                raw[bad_dose.fillna(False)])
     return typed
 
 
@@ -235,8 +237,7 @@ def _check_references(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFr
         ids = tables[name]["patient_id"]
         orphan = ids.notna() & ~ids.isin(known)
         if orphan.any():
-            out.add(name, "patient_id", "no such patient_id in the patients table", raws[name][orphan],
-                    raws[name]["patient_id"])
+            out.add(name, "patient_id", "no such patient_id in the patients table", raws[name][orphan])
 
 
 def validate_tables(raw_tables: Mapping[str, pd.DataFrame], csv: Mapping[str, bool] | None = None,
