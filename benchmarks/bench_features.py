@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.features import build_features
 from crsrisk.schema.analytes import ANALYTES
 

@@ -22,11 +22,11 @@ from typing import Callable
 import numpy as np
 import xgboost as xgb
 
-from crsrisk.cohort_arrays import cohort_arrays
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.scoring import cohort_attributions, load_model, predict, predict_cohort
-from crsrisk.schema.record import validate_record
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.record import validate_record
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
 from crsrisk.tasks.labels import at_risk
 

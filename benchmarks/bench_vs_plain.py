@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-from crsrisk.cohort_io import load_cohort
+from crsrisk.cohort.io import load_cohort
 from crsrisk.features import LandmarkFeatures
 from crsrisk.tasks import FIRST_TOCILIZUMAB, label_table
 

@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
 from crsrisk.tasks import label_table
 

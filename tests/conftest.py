@@ -9,8 +9,8 @@ from xgboost import XGBClassifier
 
 from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.calibration import fit_calibrator
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_io import load_cohort
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.io import load_cohort
 from crsrisk.features import LandmarkFeatures
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS, label_table

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.features.spec import _slug, feature_names
 from crsrisk.schema.analytes import ANALYTES, FEVER_THRESHOLD_C
 from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCT_COSTIM, PRODUCTS

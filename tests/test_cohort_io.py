@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.cohort_io import load_cohort, write_cohort
+from crsrisk.cohort.io import load_cohort, write_cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.schema.analytes import ANALYTES
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crsrisk.cohort_io import load_cohort
+from crsrisk.cohort.io import load_cohort
 from crsrisk.external import evaluate_bundle
 from crsrisk.simulate import simulate_cohort, write_simulated
 

@@ -16,10 +16,10 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.features import LandmarkFeatures, LogTransform, build_features, describe_features, feature_info, \
     feature_names, log_scale_columns
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validate import validate_tables
 
 
 def hand_cohort() -> Cohort:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.features import LandmarkFeatures
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
 from crsrisk.tasks import FIRST_TOCILIZUMAB, landmark_times
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.scoring import predict, predict_cohort
 from tests_support import patient_record, run_in_processes

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_arrays import cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.errors import CohortValidationError
-from crsrisk.schema import record as R
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort import record as R
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
 from tests_support import patient_record
 

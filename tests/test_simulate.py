@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_io import load_cohort
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.io import load_cohort
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import label_table
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crsrisk.cohort import Cohort
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.validate import validate_tables
 from crsrisk.tasks import DEFAULT_TASKS, FIRST_TOCILIZUMAB, get_task, label_table, landmark_times, tasks_from_config
 from crsrisk.tasks.definitions import Task
 

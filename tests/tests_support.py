@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 
 
 def patient_record(cohort: Cohort, patient_id: str) -> dict:

@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_cohort": "crsrisk.cohort_io",
-    "write_cohort": "crsrisk.cohort_io",
+    "load_cohort": "crsrisk.cohort.io",
+    "write_cohort": "crsrisk.cohort.io",
     "Cohort": "crsrisk.cohort",
     "CohortValidationError": "crsrisk.errors",
     "simulate_cohort": "crsrisk.simulate",

@@ -63,7 +63,7 @@ def _print_counts(title: str, counts: dict) -> None:
 @friendly
 def validate(path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events")) -> None:
     """Validate a cohort folder against the contract and print a summary."""
-    from crsrisk.cohort_io import load_cohort
+    from crsrisk.cohort.io import load_cohort
     from crsrisk.summary import cohort_summary
 
     summary = cohort_summary(load_cohort(path))
@@ -105,7 +105,7 @@ def features(
     out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
 ) -> None:
     """Write one task's feature matrix with patient_id, landmark_hours and label, and report it."""
-    from crsrisk.cohort_io import load_cohort
+    from crsrisk.cohort.io import load_cohort
     from crsrisk.features import LandmarkFeatures, describe_features
     from crsrisk.tasks import get_task, label_table, task_summary
 
@@ -208,7 +208,7 @@ def evaluate(
     n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
     """External validation: score a cohort with a trained bundle, beside the published scores."""
-    from crsrisk.cohort_io import load_cohort
+    from crsrisk.cohort.io import load_cohort
     from crsrisk.external import evaluate_bundle
     from crsrisk.training.artifacts import skipped_lines, write_json
 
@@ -245,7 +245,7 @@ def predict(
     from crsrisk.scoring import predict_cohort
 
     if target.is_dir():
-        from crsrisk.cohort_io import load_cohort
+        from crsrisk.cohort.io import load_cohort
 
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
@@ -288,7 +288,7 @@ def explain(
     from crsrisk.explain import explain_cohort, explain_patient
 
     if target.is_dir():
-        from crsrisk.cohort_io import load_cohort
+        from crsrisk.cohort.io import load_cohort
 
         table = explain_cohort(load_cohort(target), model, out)
         for key, part in table.groupby("model", sort=False):
@@ -311,7 +311,7 @@ def audit(
     n_boot: int = typer.Option(300, "--n-boot", min=50),
 ) -> None:
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
-    from crsrisk.cohort_io import load_cohort
+    from crsrisk.cohort.io import load_cohort
     from crsrisk.scoring import load_model
     from crsrisk.reporting.model_card import write_model_card
 

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from crsrisk.bundle.store import Bundle  # noqa: E402
-from crsrisk.cohort import Cohort  # noqa: E402
+from crsrisk.cohort.validated import Cohort  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
 from crsrisk.scoring import CohortAttributions, cohort_attributions, predict  # noqa: E402
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from crsrisk.baselines import PublishedScore, baselines_for
 from crsrisk.bundle.store import Bundle
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_arrays import cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.features.build import build_features
 from crsrisk.scoring import load_model, predict_cohort
 from crsrisk.summary import cohort_section, disclaimer

@@ -21,11 +21,11 @@ import xgboost as xgb
 
 from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle, load_bundle
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_arrays import CohortArrays, cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_info
-from crsrisk.schema.record import canonical_record, validate_record
+from crsrisk.cohort.record import canonical_record, validate_record
 from crsrisk.tasks import FIRST_TOCILIZUMAB, landmark_label
 from crsrisk.tasks.labels import at_risk
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 
 
 def cohort_summary(cohort: Cohort) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
 from crsrisk.features.spec import WINDOW_STATS, _slug, feature_names
 from crsrisk.schema.analytes import FEVER_THRESHOLD_C
 from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCTS

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.features.build import build_features
 from crsrisk.features.spec import feature_names
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from crsrisk.bundle.store import Bundle
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots

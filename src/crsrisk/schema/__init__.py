@@ -1,1 +1,1 @@
-"""The cohort contract: analyte registry, table columns, validation."""
+"""The cohort contract's facts: the analyte registry (names, units, codes, ranges) and the table columns and vocabularies."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crsrisk.cohort_io import METADATA_FILE, write_tables
+from crsrisk.cohort.io import METADATA_FILE, TRUTH_FILE, write_tables
 from crsrisk.simulate.generator import SimulatedCohort
-from crsrisk.training.truth import TRUTH_FILE
 
 
 def write_simulated(sim: SimulatedCohort, out_dir: str | Path, overwrite: bool = False) -> Path:

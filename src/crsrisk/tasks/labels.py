@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_arrays import EVENT_CODES, CohortArrays, cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays, cohort_arrays
 from crsrisk.tasks.definitions import FIRST_TOCILIZUMAB, Task, get_task
 
 LABEL_COLUMNS = ["patient_id", "landmark_hours", "label", "excluded", "reason"]

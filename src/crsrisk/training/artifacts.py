@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
 from crsrisk.summary import cohort_section, disclaimer
 from crsrisk.tasks import Task

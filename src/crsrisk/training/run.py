@@ -14,8 +14,8 @@ import yaml
 
 from crsrisk.baselines import baselines_for
 from crsrisk.bundle import TaskModel, save_bundle
-from crsrisk.cohort import Cohort
-from crsrisk.cohort_io import load_cohort
+from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.io import load_cohort
 from crsrisk.evaluation.decision import net_benefit
 from crsrisk.features import LandmarkFeatures
 from crsrisk.tasks import Task, label_table, landmark_label, tasks_from_config

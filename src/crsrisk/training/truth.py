@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.io import TRUTH_FILE
+from crsrisk.cohort.validated import Cohort
 
-TRUTH_FILE = "truth.csv"
 
 
 def read_truth(cohort: Cohort) -> pd.DataFrame | None:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import (

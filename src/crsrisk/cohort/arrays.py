@@ -19,7 +19,7 @@ from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import EVENT_KINDS, PATIENT_COLUMNS
 
 if TYPE_CHECKING:
-    from crsrisk.cohort import Cohort
+    from crsrisk.cohort.validated import Cohort
 
 ANALYTE_CODES: Mapping[str, int] = MappingProxyType({name: i for i, name in enumerate(ANALYTES)})
 EVENT_CODES: Mapping[str, int] = MappingProxyType({name: i for i, name in enumerate(EVENT_KINDS)})

@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from crsrisk.atomic import staged_folder
-from crsrisk.cohort import Cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.tables import TABLES
-from crsrisk.schema.validate import validate_tables
+from crsrisk.cohort.validate import validate_tables
 
 METADATA_FILE = "cohort.json"  # optional: {"synthetic": true, ...}; written by the generator
+TRUTH_FILE = "truth.csv"  # a synthetic cohort's true outcome probabilities: beside the tables, never read as data
 SUFFIXES = (".csv", ".parquet")
 
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from crsrisk.cohort_arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
+from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import (
@@ -38,7 +38,7 @@ from crsrisk.schema.tables import (
     PRODUCT_COSTIM,
     Column,
 )
-from crsrisk.schema.validate import FALSE_TEXT, TRUE_TEXT, validate_tables
+from crsrisk.cohort.validate import FALSE_TEXT, TRUE_TEXT, validate_tables
 
 _DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _COLUMN = {c.name: c for c in (*MEASUREMENT_COLUMNS, *EVENT_COLUMNS)}
