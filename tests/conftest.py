@@ -11,9 +11,8 @@ from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort
-from crsrisk.features import LandmarkFeatures
 from crsrisk.simulate import simulate_cohort, write_simulated
-from crsrisk.tasks import DEFAULT_TASKS, label_table
+from crsrisk.tasks import DEFAULT_TASKS
 from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig
 from crsrisk.training.run import train
 
@@ -38,10 +37,8 @@ def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory)
     models = []
     for task in DEFAULT_TASKS.values():
         for landmark in task.landmarks:
-            labels = label_table(small_cohort, task, landmark)
-            labels = labels[~labels["excluded"]].set_index("patient_id")
-            X = LandmarkFeatures(task=task, landmark=landmark).fit_transform(small_cohort).loc[labels.index]
-            y = labels["label"].astype(int).to_numpy()
+            data = task.dataset(small_cohort, landmark)
+            X, y = data.X, data.y
             fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
             calibrator = fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
             models.append(TaskModel(task.name, landmark, fitted.get_booster(), calibrator, list(X.columns),

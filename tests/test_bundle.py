@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crsrisk.landmarks import Grid
 from crsrisk.bundle import load_bundle, verify_bundle
 from crsrisk.errors import BundleIntegrityError
 
@@ -23,9 +24,11 @@ def bundle_copy(small_bundle: Path, tmp_path: Path) -> Path:
 
 def test_round_trip_keeps_models_and_metadata(small_bundle: Path) -> None:
     bundle = load_bundle(small_bundle)
-    assert bundle.tasks == ["severe_crs", "icans", "toci_refractory"]
+    assert bundle.tasks == ["severe_crs", "icans", "severe_crs_dynamic", "icans_dynamic", "toci_refractory"]
     assert set(bundle.models) == {"severe_crs__0h", "severe_crs__36h", "icans__0h", "icans__36h",
+                                  "severe_crs_dynamic__every12h_0-168h", "icans_dynamic__every12h_0-168h",
                                   "toci_refractory__first_tocilizumab"}
+    assert bundle.models["icans_dynamic__every12h_0-168h"].landmark == Grid(0.0, 168.0, 12.0)
     assert bundle.metadata["synthetic"] is True and bundle.metadata["not_for_clinical_use"] is True
     model = bundle.models["severe_crs__36h"]
     assert model.label_rule_version == "severe-crs-v1" and model.task_settings["grade_threshold"] == 3

@@ -143,10 +143,10 @@ def generated() -> Cohort:
 @pytest.mark.parametrize("task, landmark", [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 12.0),
                                             ("icans", 96.0), ("toci_refractory", "first_tocilizumab")])
 def test_kernel_equals_an_independent_pandas_derivation(generated: Cohort, task: str, landmark) -> None:
-    from crsrisk.tasks import landmark_times
+    from crsrisk.tasks import get_task
     from reference_features import reference_features
 
-    times = landmark_times(generated, task, landmark)
+    times = get_task(task).risk_set(generated, landmark)
     window = landmark != 0.0
     ours, theirs = build_features(generated, times, window=window), reference_features(generated, times, window=window)
     assert list(ours.columns) == list(theirs.columns) and list(ours.index) == list(theirs.index)

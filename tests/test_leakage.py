@@ -12,10 +12,10 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.features import LandmarkFeatures
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
-from crsrisk.tasks import FIRST_TOCILIZUMAB, landmark_times
+from crsrisk.tasks import get_task
 
 LANDMARKS = [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 36.0), ("severe_crs", 72.0),
-             ("toci_refractory", FIRST_TOCILIZUMAB)]
+             ("toci_refractory", "first_tocilizumab")]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def features(cohort: Cohort, task: str, landmark) -> pd.DataFrame:
 def scramble_after(cohort: Cohort, task: str, landmark, seed: int, drop: float, add: int) -> Cohort:
     """Change every value at or after each infusion's landmark, delete some such rows, add new ones."""
     rng = np.random.default_rng(seed)
-    times = landmark_times(cohort, task, landmark)
+    times = get_task(task).risk_set(cohort, landmark)
     cut = cohort.patients["patient_id"].map(times).fillna(np.inf)
     cut.index = cohort.patients["patient_id"]
 
@@ -86,7 +86,7 @@ def test_another_infusions_rows_never_matter(cohort: Cohort, task: str, landmark
 @pytest.mark.parametrize("task, landmark", LANDMARKS[1:])
 def test_a_change_before_the_landmark_does_show(cohort: Cohort, task: str, landmark) -> None:
     original = features(cohort, task, landmark)
-    times = landmark_times(cohort, task, landmark)
+    times = get_task(task).risk_set(cohort, landmark)
     m = cohort.measurements.copy()
     cut = m["patient_id"].map(times).astype(float).fillna(-np.inf)
     early = ((m["hours_since_infusion"] >= 0) & (m["hours_since_infusion"] < cut)

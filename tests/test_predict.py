@@ -35,12 +35,19 @@ def test_attributions_add_up_to_the_raw_score(small_cohort: Cohort, small_bundle
 
 def test_batch_equals_one_by_one(small_cohort: Cohort, small_bundle: Path) -> None:
     batch = predict_cohort(small_cohort, small_bundle)
-    assert set(batch["task"]) == {"severe_crs", "icans", "toci_refractory"}
-    for row in batch.sample(25, random_state=1).itertuples():
-        now = row.landmark_hours
+    assert set(batch["task"]) == {"severe_crs", "icans", "severe_crs_dynamic", "icans_dynamic", "toci_refractory"}
+    assert set(batch.loc[batch["task"] == "icans_dynamic", "landmark_hours"]) == set(np.arange(0, 169, 12.0))
+    for row in batch.sample(40, random_state=1).itertuples():
+        # A landmark is known from just after its hour on (a first dose at hour t is known after t).
+        now = float(np.nextafter(row.landmark_hours, np.inf)) if row.task == "toci_refractory" else row.landmark_hours
         single = predict(patient_record(small_cohort, row.patient_id), model=small_bundle, now_hours=now, audit=False)
         match = [p for p in single.predictions if p["task"] == row.task]
+        occurred = [o for o in single.already_occurred if o["task"] == row.task]
+        if occurred:  # the outcome happened at the very hour of the landmark: reported, not scored
+            assert occurred[0]["hours"] == row.landmark_hours
+            continue
         assert match and match[0]["probability"] == pytest.approx(row.probability, abs=1e-6)
+        assert match[0]["horizon_hours"] == row.horizon_hours
 
 
 def test_applicability_depends_on_time_and_course(small_cohort: Cohort, small_bundle: Path) -> None:
@@ -124,7 +131,7 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(scores)
-    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "probability", "band"]
+    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
 
 
@@ -161,8 +168,8 @@ def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort,
     for patient_id in small_cohort.patients["patient_id"].iloc[20:30]:
         result = predict(patient_record(small_cohort, patient_id), model=bundle, now_hours=50, audit=False)
         for p in result.predictions:
-            model = bundle.models[f"{p['task']}__{p['landmark']}"]
-            X = build_features(small_cohort, pd.Series({patient_id: p["landmark_hours"]}), window=model.window)
+            model = bundle.models[p["model_key"]]
+            X = build_features(small_cohort, pd.Series({patient_id: p["landmark_hours"]}), window=model.landmark.window)
             by_hand = explain_rows(model, X[model.feature_names].to_numpy())[0]
             np.testing.assert_allclose(p.shap, by_hand[:-1], rtol=1e-6, atol=1e-6)
             assert p["raw_score"] == pytest.approx(float(by_hand.sum()), abs=1e-5)
@@ -173,25 +180,25 @@ def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_b
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[5])
     result = predict(record, model=small_bundle, now_hours=40, audit=False, top=3)
     p = result.predictions[0]
-    assert list(p) == ["task", "landmark_hours", "landmark", "probability", "band", "raw_score", "base_value",
-                       "label_rule_version", "contributions"]
+    assert list(p) == ["task", "landmark_hours", "landmark", "horizon_hours", "question", "probability", "band",
+                       "raw_score", "base_value", "label_rule_version", "model_key", "contributions"]
     assert len(p["contributions"]) == 3 and p["contributions"] is p.contributions
     document = json.loads(json.dumps(result.to_dict()))
     assert document["predictions"][0] == json.loads(json.dumps(dict(p)))
-    assert set(document) == {"predictions", "missing_inputs", "model", "not_applicable"}
+    assert set(document) == {"now_hours", "predictions", "already_occurred", "not_applicable", "missing_inputs",
+                             "model"}
 
 
 def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, small_bundle: Path) -> None:
     from crsrisk.scoring import cohort_attributions
 
-    scores = predict_cohort(small_cohort, small_bundle).set_index(["task", "landmark", "patient_id"]).sort_index()
-    attributions = cohort_attributions(small_cohort, small_bundle)
-    assert set(attributions) == {"severe_crs__0h", "severe_crs__36h", "icans__0h", "icans__36h",
-                                 "toci_refractory__first_tocilizumab"}
+    scores = predict_cohort(small_cohort, small_bundle, at_hours=60)
+    attributions = cohort_attributions(small_cohort, small_bundle, at_hours=60)
+    assert set(attributions) == set(scores["model_key"])
     for key, a in attributions.items():
-        task, landmark = key.split("__")
-        raw = scores.loc[(task, landmark)].loc[a.X.index, "raw_score"].to_numpy()
-        np.testing.assert_allclose(a.shap.sum(axis=1) + a.base, raw, atol=1e-4)
+        rows = scores[scores["model_key"] == key]
+        assert list(rows["patient_id"]) == [str(i) for i in a.X.index]
+        np.testing.assert_allclose(a.shap.sum(axis=1) + a.base, rows["raw_score"].to_numpy(), atol=1e-4)
 
 
 def test_the_audit_fingerprint_ignores_spelling_and_order(small_cohort: Cohort, small_bundle: Path,

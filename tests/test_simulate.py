@@ -88,7 +88,7 @@ def test_truth_is_calibrated_and_is_a_ceiling(cohort_dir: Path, cohort: Cohort) 
     truth = pd.read_csv(cohort_dir / "truth.csv").set_index("patient_id").reindex(cohort.patients["patient_id"])
     severe = (max_grade(cohort, "crs_grade") >= 3).astype(int)
     assert abs(truth["p_severe_crs"].mean() - severe.mean()) < 0.03
-    labels = label_table(cohort, "toci_refractory", None)
+    labels = label_table(cohort, "toci_refractory", "first_tocilizumab")
     labels = labels[~labels["excluded"]]
     p = truth.loc[labels["patient_id"], "p_toci_refractory"]
     assert abs(p.mean() - labels["label"].astype(float).mean()) < 0.05

@@ -14,8 +14,14 @@ from hypothesis import strategies as st
 
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.validate import validate_tables
-from crsrisk.tasks import DEFAULT_TASKS, FIRST_TOCILIZUMAB, get_task, label_table, landmark_times, tasks_from_config
-from crsrisk.tasks.definitions import Task
+from crsrisk.landmarks import Hours
+from crsrisk.tasks import DEFAULT_TASKS, TaskBase, get_task, label_table, tasks_from_config
+
+FIRST_TOCILIZUMAB = "first_tocilizumab"
+
+
+def landmark_times(cohort: Cohort, task, landmark) -> pd.Series:
+    return get_task(task).risk_set(cohort, landmark)
 
 SHARED = Path(os.environ.get("CRSRISK_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 NULISA = SHARED / "data" / "nulisa-cart-timelines" / "events.csv"
@@ -33,7 +39,7 @@ def make_cohort(events: list[tuple], followup: dict[str, float] | None = None, i
 # ---- an independent, deliberately plain derivation of the same rules --------------------------------
 
 
-def reference_labels(cohort: Cohort, task: Task, landmark) -> dict[str, object]:
+def reference_labels(cohort: Cohort, task: TaskBase, landmark) -> dict[str, object]:
     """Per patient, with plain loops: label 0/1, 'excluded', or absent when not in the risk set."""
     out: dict[str, object] = {}
     for _, patient in cohort.patients.iterrows():
@@ -108,16 +114,16 @@ def test_steroids_during_icans_are_not_for_crs_unless_configured() -> None:
     events = [("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 20.0, "icans_grade", 2),
               ("A", 24.0, "corticosteroid", 10), ("B", 5.0, "tocilizumab", 8), ("B", 6.0, "corticosteroid", 10)]
     cohort = make_cohort(events)
-    assert as_dict(label_table(cohort, "toci_refractory", None)) == {"A": 0, "B": 1}
+    assert as_dict(label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)) == {"A": 0, "B": 1}
     loose = get_task("toci_refractory").with_overrides(steroids_only_without_icans=False)
-    assert as_dict(label_table(cohort, loose, None)) == {"A": 1, "B": 1}
+    assert as_dict(label_table(cohort, loose, FIRST_TOCILIZUMAB)) == {"A": 1, "B": 1}
 
 
 def test_crs_rising_after_the_first_dose_is_refractory() -> None:
     cohort = make_cohort([("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 30.0, "crs_grade", 3),
                           ("B", 0.0, "crs_grade", 2), ("B", 5.0, "tocilizumab", 8), ("B", 30.0, "crs_grade", 1),
                           ("C", 0.0, "crs_grade", 2), ("C", 5.0, "tocilizumab", 8), ("C", 60.0, "crs_grade", 3)])
-    assert as_dict(label_table(cohort, "toci_refractory", None)) == {"A": 1, "B": 0, "C": 0}
+    assert as_dict(label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)) == {"A": 1, "B": 0, "C": 0}
 
 
 def test_icans_second_label_and_configurable_landmarks() -> None:
@@ -125,7 +131,7 @@ def test_icans_second_label_and_configurable_landmarks() -> None:
     assert as_dict(label_table(cohort, "icans", 36.0)) == {"A": 1, "B": 1}
     assert as_dict(label_table(cohort, "icans", 36.0, label="icans_severe")) == {"A": 0, "B": 1}
     tasks = tasks_from_config({"tasks": {"icans": {"landmarks": [0, 60], "horizon_hours": 336}}})
-    assert tasks["icans"].landmarks == (0.0, 60.0) and tasks["icans"].horizon_hours == 336
+    assert tasks["icans"].landmarks == (Hours(0.0), Hours(60.0)) and tasks["icans"].horizon_hours == 336
     assert as_dict(label_table(cohort, tasks["icans"], 60.0)) == {"B": 1}
 
 
@@ -164,7 +170,7 @@ def test_nulisa_labels_match_the_independent_derivation(nulisa: Cohort, name: st
 
 def test_nulisa_known_counts(nulisa: Cohort) -> None:
     # README of the data set: tocilizumab in 38 patients; max CRS grade 3 in 2 and grade 4 in 1.
-    toci = label_table(nulisa, "toci_refractory", None)
+    toci = label_table(nulisa, "toci_refractory", FIRST_TOCILIZUMAB)
     assert len(toci) == 38 and not toci["excluded"].any()
     severe = label_table(nulisa, get_task("severe_crs").with_overrides(horizon_hours=360), 0.0)
     assert int(severe["label"].sum()) == 3
@@ -188,5 +194,5 @@ def test_random_timelines_match_the_independent_derivation(events: list[tuple], 
         task = DEFAULT_TASKS[name]
         assert as_dict(label_table(cohort, task, landmark)) == reference_labels(cohort, task, landmark)
     task = DEFAULT_TASKS["toci_refractory"]
-    assert as_dict(label_table(cohort, task, None)) == reference_labels(cohort, task, None)
-    assert np.all(landmark_times(cohort, task, None).index.isin(cohort.patients["patient_id"]))
+    assert as_dict(label_table(cohort, task, FIRST_TOCILIZUMAB)) == reference_labels(cohort, task, None)
+    assert np.all(landmark_times(cohort, task, FIRST_TOCILIZUMAB).index.isin(cohort.patients["patient_id"]))

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from crsrisk.tasks import FIRST_TOCILIZUMAB
+from crsrisk.landmarks import Grid, Landmark, parse_landmark
 
 # Hay et al., Blood 2017;130:2295: fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL within 36 h.
 # clinical-facts.md: thresholds widely cited, exact tree "to confirm".
@@ -67,7 +67,7 @@ class BaselineSpec:
     name: str
     citation: str
     status: str  # "confirmed" / "to confirm" as in clinical-facts.md, or "project baseline"
-    applies: Mapping[str, tuple[Any, ...]]  # task -> landmarks (hours, or a named landmark)
+    applies: Mapping[str, tuple[str, ...]]  # task -> landmark labels ("36h", "first_tocilizumab"; "grid": any grid)
     columns: tuple[str, ...]  # required feature columns
     kind: Kind  # "rule" (binary 0/1), "score" (continuous), "refit" (logistic on the inputs, fold-fitted)
     score: Callable[[pd.DataFrame], pd.Series] | None = None  # raw score of a rule or continuous score
@@ -76,44 +76,51 @@ class BaselineSpec:
     cutoff: float | None = None  # published decision cut-off on the raw score (positive when raw > cutoff)
 
 
+# Scores computed from labs alone apply wherever a grade task is asked, the landmark grids included.
+_EVERY_GRADE_LANDMARK = {"severe_crs": ("0h", "36h"), "icans": ("0h", "36h"), "severe_crs_dynamic": ("grid",),
+                         "icans_dynamic": ("grid",)}
+
 BASELINES: Mapping[str, BaselineSpec] = MappingProxyType({
     "hay2017": BaselineSpec(
         "hay2017", "Hay et al., Blood 2017;130:2295 (fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL in 36 h)",
-        "to confirm", {"severe_crs": (36.0,)}, ("temperature_max", "mcp1_max"), "rule", _hay, cutoff=0.5),
+        "to confirm", {"severe_crs": ("36h",)}, ("temperature_max", "mcp1_max"), "rule", _hay, cutoff=0.5),
     "teachey2016": BaselineSpec(
         "teachey2016", "Teachey et al., Cancer Discov 2016;6:664 (sgp130, IFN-gamma, IL-1RA; refitted: published "
         "coefficients not available; published window 72 h, here the landmark window)", "to confirm",
-        {"severe_crs": (36.0,)}, ("sgp130_max", "ifng_max", "il1ra_max"), "refit",
+        {"severe_crs": ("36h",), "severe_crs_dynamic": ("grid",)}, ("sgp130_max", "ifng_max", "il1ra_max"), "refit",
         logged=("sgp130_max", "ifng_max", "il1ra_max")),
     "m_easix": BaselineSpec(
         "m_easix", "Pennisi et al., Blood Adv 2021;5:3397 (LDH x CRP[mg/dL] / platelets, log scale)", "confirmed",
-        {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("m_easix_baseline",), "score", _m_easix,
+        _EVERY_GRADE_LANDMARK, ("m_easix_baseline",), "score", _m_easix,
         optional_columns=("m_easix_last",)),
     "easix": BaselineSpec(
         "easix", "Korell et al., Front Immunol 2022 (LDH x creatinine / platelets, log scale; cut-off 4.67)",
-        "confirmed", {"severe_crs": (0.0, 36.0), "icans": (0.0, 36.0)}, ("easix_baseline",), "score", _easix,
+        "confirmed", _EVERY_GRADE_LANDMARK, ("easix_baseline",), "score", _easix,
         cutoff=float(np.log(EASIX_CUTOFF))),
     "gust2017": BaselineSpec(
         "gust2017", "Gust et al., Cancer Discov 2017 (fever >= 38.9 C, IL-6 >= 16 pg/mL, MCP-1 >= 1343.5 pg/mL "
-        "in 36 h)", "to confirm", {"icans": (36.0,)}, ("temperature_max", "il6_max", "mcp1_max"), "rule", _gust,
+        "in 36 h)", "to confirm", {"icans": ("36h",)}, ("temperature_max", "il6_max", "mcp1_max"), "rule", _gust,
         cutoff=0.5),
     "toci_simple": BaselineSpec(
         "toci_simple", "crsrisk project baseline: IL-6 and ferritin at the first dose, marrow blasts, CRS grade "
         "(clinical-facts.md: no published score exists for tocilizumab-refractory CRS)", "project baseline",
-        {"toci_refractory": (FIRST_TOCILIZUMAB,)},
+        {"toci_refractory": ("first_tocilizumab",)},
         ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"), "refit",
         logged=("il6_last", "ferritin_last")),
 })
 
 
-def _same_landmark(a: Any, b: Any) -> bool:
-    return a == b if isinstance(a, str) or isinstance(b, str) else float(a) == float(b)
+def baselines_for(task_name: str, landmark: Landmark | Any) -> list[str]:
+    """Names of the published scores that apply to a task at a landmark (a grid matches ``"grid"``)."""
+    landmark = parse_landmark(landmark)
+    label = "grid" if isinstance(landmark, Grid) else landmark.label
+    return [name for name, spec in BASELINES.items() if label in spec.applies.get(task_name, ())]
 
 
-def baselines_for(task_name: str, landmark: Any) -> list[str]:
-    """Names of the published scores that apply to a task at a landmark (hours, or a named landmark)."""
-    return [name for name, spec in BASELINES.items()
-            if any(_same_landmark(landmark, lm) for lm in spec.applies.get(task_name, ()))]
+def baseline_computable(name: str, X: pd.DataFrame) -> bool:
+    """False when every value of some required input is missing in ``X`` (e.g. a cytokine score before infusion):
+    such a score is "not computable" there, never an AUROC of 0.5."""
+    return bool(X[list(get_baseline(name).columns)].notna().any().all())
 
 
 def get_baseline(name: str) -> BaselineSpec:

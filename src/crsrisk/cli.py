@@ -98,34 +98,33 @@ def simulate(
 @friendly
 def features(
     cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
-    task: str = typer.Option(..., "--task", help="severe_crs, icans or toci_refractory"),
-    landmark: Optional[float] = typer.Option(None, "--landmark", help="hours after infusion (default: the "
+    task: str = typer.Option(..., "--task", help="a task name: severe_crs, icans, severe_crs_dynamic, icans_dynamic, toci_refractory"),
+    landmark: Optional[str] = typer.Option(None, "--landmark", help="hours after infusion (default: the "
                                              "task's last landmark; toci_refractory: the first dose)"),
     label: str = typer.Option("primary", "--label", help="primary, or a second label such as icans_severe"),
     out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
 ) -> None:
-    """Write one task's feature matrix with patient_id, landmark_hours and label, and report it."""
+    """Write one task's feature matrix with patient_id, landmark_hours and label (the task's ``dataset``), and report
+    it."""
     from crsrisk.cohort.io import load_cohort
-    from crsrisk.features import LandmarkFeatures, describe_features
-    from crsrisk.tasks import get_task, label_table, task_summary
+    from crsrisk.features import describe_features
+    from crsrisk.tasks import get_task, task_summary
 
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")
     data = load_cohort(cohort)
     task_def = get_task(task)
     point = task_def.landmarks[-1] if landmark is None else landmark
-    labels = label_table(data, task_def, point, label=label)
-    matrix = LandmarkFeatures(task=task_def, landmark=point).fit(data).transform(data)
-    kept = labels[~labels["excluded"]].set_index("patient_id")
-    matrix = matrix.loc[matrix.index.intersection(kept.index)]
-    table = matrix.assign(landmark_hours=kept.loc[matrix.index, "landmark_hours"],
-                          label=kept.loc[matrix.index, "label"]).rename_axis("patient_id").reset_index()
+    dataset = task_def.dataset(data, point, label=label)
+    matrix = dataset.X
+    table = matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
     first = ["patient_id", "landmark_hours", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False) if out.suffix == ".parquet" else table.to_csv(out, index=False)
-    summary = task_summary(labels)
-    console.print(f"{task} at {point}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    summary = {"risk_set": dataset.risk_set, "labelled": len(dataset.y), "events": int(dataset.y.sum()),
+               "excluded": dataset.excluded}
+    console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     described = describe_features(matrix)
     report = Table(title=f"{matrix.shape[1]} features", title_justify="left")
     for column in described.columns:
@@ -251,7 +250,7 @@ def predict(
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
         scores = predict_cohort(load_cohort(target), model)
         out.parent.mkdir(parents=True, exist_ok=True)
-        scores[["patient_id", "task", "landmark_hours", "probability", "band"]].to_csv(out, index=False)
+        scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]].to_csv(out, index=False)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
         return
     result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)

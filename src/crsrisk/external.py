@@ -15,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from crsrisk.baselines import PublishedScore, baselines_for
+from crsrisk.baselines import PublishedScore, baseline_computable, baselines_for
 from crsrisk.bundle.store import Bundle
-from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import cohort_arrays
-from crsrisk.features.build import build_features
-from crsrisk.scoring import load_model, predict_cohort
+from crsrisk.cohort.validated import Cohort
+from crsrisk.scoring import load_model
 from crsrisk.summary import cohort_section, disclaimer
-from crsrisk.tasks import label_table, landmark_label, landmark_times
-from crsrisk.training.results import result_rows
+from crsrisk.training.results import dataset_rows
 
 BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
 
@@ -54,30 +52,23 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
     threshold metrics use the event rate of this cohort as the threshold, as training does by default.
     """
     bundle = load_model(model)
-    scores = predict_cohort(cohort, bundle).set_index(["task", "landmark", "patient_id"]).sort_index()
     arrays = cohort_arrays(cohort)
     results, skipped, per_model = [], [], {}
     for key, task_model in bundle.models.items():
-        labels = label_table(cohort, task_model.definition, task_model.landmark)
-        kept = labels[~labels["excluded"]]
-        y = kept["label"].astype(int).to_numpy()
-        label = landmark_label(task_model.landmark)
-        if min(int(y.sum()), int(len(y) - y.sum())) < 2:
-            skipped.append({"task": task_model.task, "landmark": label, "n": int(len(y)), "events": int(y.sum()),
-                            "reason": "fewer than 2 events or non-events in this cohort"})
+        data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
+        if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < 2:
+            skipped.append({"task": task_model.task, "landmark": task_model.landmark.label, "n": int(len(data.y)),
+                            "events": int(data.y.sum()), "reason": "fewer than 2 events or non-events in this cohort"})
             continue
-        ids = kept["patient_id"].to_numpy()
-        predictions = {BUNDLE_MODEL: scores.loc[(task_model.task, label)].loc[ids, "probability"].to_numpy()}
+        raw = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(), predict_type="margin",
+                                                 missing=np.nan)
+        predictions = {BUNDLE_MODEL: task_model.calibrator.transform(raw)}
         published = baselines_for(task_model.task, task_model.landmark)
-        if published:
-            X = build_features(cohort, landmark_times(cohort, task_model.definition, task_model.landmark, arrays),
-                               window=task_model.window, arrays=arrays).loc[ids]
-            predictions |= {name: PublishedScore(name).fit(X, y).predict_proba(X)[:, 1] for name in published}
-        results += result_rows(task_model.task, task_model.landmark, y, predictions, float(y.mean()), n_boot, seed,
-                               set(published), {"risk_set": int(len(labels)), "excluded": int(labels["excluded"].sum()),
-                                                "label_rule_version": task_model.label_rule_version,
-                                                "fitted_on_this_cohort": published})
-        per_model[key] = TaskEvaluation(key, ids, y, predictions)
+        predictions |= {name: PublishedScore(name).fit(data.X, data.y).predict_proba(data.X)[:, 1]
+                        for name in published if baseline_computable(name, data.X)}
+        results += dataset_rows(data, predictions, [n for n in published if n in predictions], n_boot, seed,
+                                lambda y: float(y.mean()), {"fitted_on_this_cohort": published})
+        per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
     meta, section = bundle.metadata, cohort_section(cohort)
     document = {"kind": "external_validation", "cohort": section,
                 "model": {"path": str(bundle.path), "bundle_sha256": bundle.digest,

@@ -26,8 +26,7 @@ from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_info
 from crsrisk.cohort.record import canonical_record, validate_record
-from crsrisk.tasks import FIRST_TOCILIZUMAB, landmark_label
-from crsrisk.tasks.labels import at_risk
+from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, known_at
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
 
@@ -80,7 +79,7 @@ def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
 
 
 class TaskPrediction(Mapping[str, Any]):
-    """One task's calibrated risk and its exact SHAP attributions.
+    """One task's calibrated risk at one hour and its exact SHAP attributions.
 
     Reads like the documented dict (``p["probability"]``, ``p["contributions"]``); the per-feature
     contribution records (value, unit, phrase) are rendered on first access, since a caller that wants only
@@ -94,10 +93,14 @@ class TaskPrediction(Mapping[str, Any]):
         self.shap = contributions[:-1]
         raw, base = float(contributions.sum()), float(contributions[-1])
         probability = float(model.calibrator.transform(raw))
+        definition = model.definition
         self._top = top
-        self._fields = {"task": model.task, "landmark_hours": landmark_hours, "landmark": landmark_label(model.landmark),
-                        "probability": probability, "band": model.band(probability), "raw_score": raw,
-                        "base_value": base, "label_rule_version": model.label_rule_version}
+        self._fields = {"task": model.task, "landmark_hours": landmark_hours,
+                        "landmark": _point_label(model, landmark_hours),
+                        "horizon_hours": definition.horizon(landmark_hours),
+                        "question": definition.question(landmark_hours), "probability": probability,
+                        "band": model.band(probability), "raw_score": raw, "base_value": base,
+                        "label_rule_version": model.label_rule_version, "model_key": model.key}
 
     def __getitem__(self, key: str) -> Any:
         return self.contributions if key == "contributions" else self._fields[key]
@@ -130,12 +133,20 @@ class TaskPrediction(Mapping[str, Any]):
         return {**self._fields, "contributions": self.contributions}
 
 
+def _point_label(model: TaskModel, hours: float) -> str:
+    """The landmark a prediction was made at: the model's own (``36h``, ``first_tocilizumab``) or, for a
+    super-model, the hour it was asked at (``40h``)."""
+    return Hours(hours).label if isinstance(model.landmark, Grid) else model.landmark.label
+
+
 @dataclass
 class PredictionResult:
-    """Predictions for one patient at one time, with reasons; ``to_dict`` is the documented JSON shape."""
+    """Predictions for one patient at one hour, with reasons; ``to_dict`` is the documented JSON shape."""
 
+    now_hours: float
     predictions: list[TaskPrediction]
     model: dict[str, Any]
+    already_occurred: list[dict[str, Any]] = field(default_factory=list)
     not_applicable: list[dict[str, str]] = field(default_factory=list)
 
     @cached_property
@@ -144,28 +155,56 @@ class PredictionResult:
         return sorted({name for p in self.predictions for name in p.missing()})
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"predictions": [...], "missing_inputs": [...], "model": {...}, "not_applicable": [...]}``."""
-        return {"predictions": [p.to_dict() for p in self.predictions], "missing_inputs": self.missing_inputs,
-                "model": self.model, "not_applicable": self.not_applicable}
+        """``{"now_hours", "predictions", "already_occurred", "not_applicable", "missing_inputs", "model"}``."""
+        return {"now_hours": self.now_hours, "predictions": [p.to_dict() for p in self.predictions],
+                "already_occurred": self.already_occurred, "not_applicable": self.not_applicable,
+                "missing_inputs": self.missing_inputs, "model": self.model}
 
 
-def _choose(bundle: Bundle, task: str, arrays: CohortArrays, now: float) -> tuple[TaskModel | None, float, str]:
-    """The model at the latest landmark not after ``now`` whose risk set holds the patient, or why none."""
-    models = bundle.for_task(task)
-    definition = models[0].definition
-    if definition.kind == "toci_refractory":
-        codes, times = at_risk(arrays, definition, FIRST_TOCILIZUMAB)
-        if not codes.size or times[0] > now:
-            return None, math.nan, "no tocilizumab given yet"
-        return models[0], float(times[0]), ""
-    usable = [m for m in models if float(m.landmark) <= now]
-    if not usable:
-        return None, math.nan, f"no landmark at or before {now:g} h"
-    chosen = max(usable, key=lambda m: float(m.landmark))
-    if not at_risk(arrays, chosen.definition, chosen.landmark)[0].size:
-        return None, math.nan, (f"not in the risk set at {float(chosen.landmark):g} h "
-                                f"({definition.grade_event} >= {definition.grade_threshold} already recorded)")
-    return chosen, float(chosen.landmark), ""
+@dataclass(frozen=True)
+class Plan:
+    """Which model answers each task for one patient at one hour, and why the other tasks are not scored."""
+
+    now: float
+    chosen: list[tuple[TaskModel, float]]  # (model, landmark hour)
+    already_occurred: list[dict[str, Any]]
+    not_applicable: list[dict[str, str]]
+
+
+def _not_reached(landmark: Landmark, now: float) -> str:
+    if isinstance(landmark, Grid):
+        return f"hour {now:g} is outside the trained range {landmark.start:g}-{landmark.stop:g} h"
+    if isinstance(landmark, FirstEvent):
+        return f"no {landmark.event} given before hour {now:g}"
+    return f"no landmark before hour {now:g}"
+
+
+def plan(bundle: Bundle, arrays: CohortArrays, now: float, onsets: Mapping[str, float] | None = None) -> Plan:
+    """For patient 0 of ``arrays`` at hour ``now``: per task, the model at the latest landmark reached by then (a
+    super-model at ``now`` itself), unless the outcome already happened before ``now`` ("already occurred at hour
+    X", never scored) or the question's window has closed. ``onsets`` (task -> first outcome hour, NaN if none)
+    can be passed in when planning many hours for one patient."""
+    chosen, occurred, skipped = [], [], []
+    for task in bundle.tasks:
+        models = bundle.for_task(task)
+        definition = models[0].definition
+        onset = onsets[task] if onsets is not None else float(definition.occurrence(arrays)[0])
+        if known_at(onset, now):
+            occurred.append({"task": task, "hours": onset, "question": definition.question(now),
+                             "text": f"already occurred at hour {onset:g}"})
+            continue
+        reached = [(m, float(m.landmark.hours_at(arrays, now)[0])) for m in models]
+        reached = [(m, h) for m, h in reached if not math.isnan(h)]
+        if not reached:
+            skipped.append({"task": task, "reason": _not_reached(models[-1].landmark, now)})
+            continue
+        model, hours = max(reached, key=lambda pair: pair[1])
+        closes = hours + definition.horizon(hours)
+        if closes <= now:
+            skipped.append({"task": task, "reason": f"its outcome window closed at hour {closes:g} without the outcome"})
+            continue
+        chosen.append((model, hours))
+    return Plan(now, chosen, occurred, skipped)
 
 
 def _model_info(bundle: Bundle) -> dict[str, Any]:
@@ -176,70 +215,123 @@ def _model_info(bundle: Bundle) -> dict[str, Any]:
             "training_cohort_fingerprint": meta.get("training_cohort_fingerprint")}
 
 
-def _now(arrays: CohortArrays) -> float:
-    """The latest measurement or event time, and never before infusion (0)."""
-    times = np.concatenate([arrays.measurements.hours, arrays.events.hours, [0.0]])
-    return float(times.max())
+def default_now(arrays: CohortArrays) -> float:
+    """Just after the latest measurement or event (so that it is known), and never before infusion (0)."""
+    times = np.concatenate([arrays.measurements.hours, arrays.events.hours])
+    return float(np.nextafter(times.max(), np.inf)) if times.size and times.max() >= 0 else 0.0
+
+
+def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None) -> list[list[TaskPrediction]]:
+    """The predictions of each plan (one patient, many hours): one feature matrix for every distinct landmark
+    hour, one exact-SHAP call per model over all its rows (single-threaded: one-row OpenMP calls spin)."""
+    hours = sorted({h for p in plans for _, h in p.chosen})
+    matrix = feature_matrix(arrays, np.zeros(len(hours), dtype=np.int64), np.array(hours, dtype=np.float64),
+                            window=True)
+    row_of = {h: i for i, h in enumerate(hours)}
+    requests: dict[str, list[tuple[int, int, float]]] = {}  # model key -> (plan, slot, hour)
+    for i, p in enumerate(plans):
+        for slot, (model, h) in enumerate(p.chosen):
+            requests.setdefault(model.key, []).append((i, slot, h))
+    out: list[list[TaskPrediction | None]] = [[None] * len(p.chosen) for p in plans]
+    inputs: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}  # shared by models reading the same rows
+    for key, wanted in requests.items():
+        model = next(m for m, _ in plans[wanted[0][0]].chosen if m.key == key)
+        rows = np.array([row_of[h] for _, _, h in wanted])
+        cache = (rows.tobytes(), model.columns.tobytes())
+        if cache not in inputs:
+            values = matrix[np.ix_(rows, model.columns)]
+            inputs[cache] = (values, xgb.DMatrix(values, missing=np.nan, nthread=1))
+        values, dmatrix = inputs[cache]
+        contributions = model.row_booster.predict(dmatrix, pred_contribs=True)
+        for j, (i, slot, h) in enumerate(wanted):
+            out[i][slot] = TaskPrediction(model, h, values[j], contributions[j], top)
+    return out  # type: ignore[return-value]
 
 
 def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
             now_hours: float | None = None, audit: bool = True, audit_log: str | os.PathLike | None = None,
             top: int | None = None) -> PredictionResult:
-    """Calibrated risk for every task that applies to this patient now, with every feature's SHAP reason.
+    """Calibrated risk for every task that applies to this patient at hour ``now_hours``, with every feature's
+    SHAP reason, from everything recorded strictly before that hour.
 
-    ``now_hours`` defaults to the latest measurement or event time (0 before infusion). ``top`` keeps only
-    the largest contributions in the result (all by default, so they add up to the raw score). For many
-    calls, pass a bundle from ``load_model`` so its files are verified once.
+    ``now_hours`` defaults to just after the latest measurement or event (0 before infusion). Each prediction
+    says what it answers (``question``, ``horizon_hours``); a task whose outcome already happened is listed in
+    ``already_occurred``, never scored. ``top`` keeps only the largest contributions (all by default, so they add
+    up to the raw score). For many calls, pass a bundle from ``load_model`` so its files are verified once.
     """
     bundle = load_model(model)
     arrays = validate_record(patient)
-    now = float(now_hours) if now_hours is not None else _now(arrays)
-    chosen, skipped = [], []
-    for task in bundle.tasks:
-        task_model, landmark, reason = _choose(bundle, task, arrays, now)
-        if task_model is None:
-            skipped.append({"task": task, "reason": reason})
-        else:
-            chosen.append((task_model, landmark))
-    landmarks = sorted({landmark for _, landmark in chosen})  # tasks at the same landmark share one feature row
-    matrix = feature_matrix(arrays, np.zeros(len(landmarks), dtype=np.int64), np.array(landmarks), window=True)
-    inputs: dict[tuple[float, bytes], xgb.DMatrix] = {}  # ... and one DMatrix when they read the same columns
-    predictions = []
-    for task_model, landmark in chosen:
-        values = matrix[landmarks.index(landmark), task_model.columns]
-        key = (landmark, task_model.columns.tobytes())
-        if key not in inputs:
-            inputs[key] = xgb.DMatrix(values[np.newaxis, :], missing=np.nan, nthread=1)
-        contributions = task_model.row_booster.predict(inputs[key], pred_contribs=True)[0]
-        predictions.append(TaskPrediction(task_model, landmark, values, contributions, top))
-    result = PredictionResult(predictions, _model_info(bundle), skipped)
+    now = default_now(arrays) if now_hours is None else _hour(now_hours)
+    chosen = plan(bundle, arrays, now)
+    result = PredictionResult(now, score_plans([chosen], arrays, top)[0], _model_info(bundle),
+                              chosen.already_occurred, chosen.not_applicable)
     if audit:
         _audit(result, arrays, audit_log)
     return result
+
+
+def _hour(value: Any) -> float:
+    """``now_hours`` as a finite number of hours >= 0, or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"now_hours: expected a number of hours after infusion, got {value!r}")
+    hours = float(value)
+    if not math.isfinite(hours) or hours < 0:
+        raise ValueError(f"now_hours: expected a finite number of hours >= 0, got {value!r}")
+    return hours
 
 
 def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLike | None) -> None:
     from crsrisk.audit.log import AuditLog, prediction_record
 
     log = AuditLog(path)
-    outputs = [{k: p[k] for k in ("task", "landmark_hours", "probability", "band", "raw_score", "base_value")}
+    outputs = [{k: p[k] for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score",
+                                  "base_value")}
                | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))} for p in result.predictions]
+    outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in result.already_occurred]
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     log.append(prediction_record(log, result.model, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
 
 
-def _model_inputs(arrays: CohortArrays, bundle: Bundle) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
-    """Each model with its risk set (patient codes, landmark hours) and input matrix, all cut from one feature
-    matrix built once over every distinct (patient, landmark) pair (severe_crs and icans share landmarks)."""
-    risk = {key: at_risk(arrays, m.definition, m.landmark) for key, m in bundle.models.items()}
-    pairs = np.column_stack([np.concatenate([codes for codes, _ in risk.values()]).astype(np.float64),
-                             np.concatenate([hours for _, hours in risk.values()])])
+def _cohort_plan(arrays: CohortArrays, bundle: Bundle, at_hours: float | None
+                 ) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray]]:
+    """Each model with the infusions it scores (patient codes) and their landmark hours.
+
+    Without ``at_hours``: every infusion in each model's risk set at each of its landmarks (a grid: every point).
+    At ``at_hours`` = T: per task, the model ``predict`` would choose at hour T, for every infusion still observed
+    at T (follow-up not ended), whose outcome had not happened before T and whose window is still open.
+    """
+    if at_hours is None:
+        for task_model in bundle.models.values():
+            pairs = [task_model.definition.at_risk(arrays, point) for point in task_model.landmark.points()]
+            yield task_model, np.concatenate([c for c, _ in pairs]), np.concatenate([h for _, h in pairs])
+        return
+    now = _hour(at_hours)
+    observed = ~known_at(arrays.followup, now)
+    for task in bundle.tasks:
+        models = bundle.for_task(task)
+        definition = models[0].definition
+        reached = np.column_stack([m.landmark.hours_at(arrays, now) for m in models])
+        best = np.where(np.isnan(reached), -np.inf, reached).argmax(axis=1)
+        hours = reached[np.arange(best.size), best]
+        keep = observed & ~np.isnan(hours) & ~known_at(definition.occurrence(arrays), now)
+        keep &= definition.horizon_end(np.where(np.isnan(hours), 0.0, hours)) > now  # the window is still open
+        for index, task_model in enumerate(models):
+            codes = np.flatnonzero(keep & (best == index))
+            yield task_model, codes, hours[codes]
+
+
+def _model_inputs(arrays: CohortArrays, bundle: Bundle, at_hours: float | None = None
+                  ) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each model with the infusions it scores, their landmark hours and input matrix, all cut from one feature
+    matrix built once over every distinct (infusion, landmark hour) pair (tasks share landmarks)."""
+    planned = list(_cohort_plan(arrays, bundle, at_hours))
+    pairs = np.column_stack([np.concatenate([codes for _, codes, _ in planned]).astype(np.float64),
+                             np.concatenate([hours for _, _, hours in planned])]) if planned else np.empty((0, 2))
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     matrix = feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True)
     inverse, start = inverse.ravel(), 0
-    for key, task_model in bundle.models.items():
-        codes, hours = risk[key]
+    for task_model, codes, hours in planned:
         rows = inverse[start:start + codes.size]
         start += codes.size
         yield task_model, codes, hours, matrix[np.ix_(rows, task_model.columns)]
@@ -259,13 +351,14 @@ class CohortAttributions:
         return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
 
 
-def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> dict[str, CohortAttributions]:
-    """Exact SHAP values of every bundled model over its risk set in the cohort (models nobody is at risk
-    for are left out); features are built once for every distinct (infusion, landmark) pair."""
+def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
+                        at_hours: float | None = None) -> dict[str, CohortAttributions]:
+    """Exact SHAP values of every bundled model over what it scores in the cohort (see ``predict_cohort``; models
+    nobody is at risk for are left out); features are built once for every distinct (infusion, landmark) pair."""
     bundle = load_model(model)
     arrays = cohort_arrays(cohort)
     out = {}
-    for task_model, codes, _, X in _model_inputs(arrays, bundle):
+    for task_model, codes, _, X in _model_inputs(arrays, bundle, at_hours):
         if codes.size:
             contributions = explain_rows(task_model, X)
             frame = pd.DataFrame(X, index=pd.Index(arrays.patient_ids[codes], name="patient_id"),
@@ -274,22 +367,32 @@ def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None
     return out
 
 
-SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "landmark", "probability", "band", "raw_score"]
+SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "landmark", "probability", "band",
+                 "raw_score", "model_key"]
 
 
-def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None) -> pd.DataFrame:
-    """Score every infusion in each task's risk set at each landmark: one row per infusion, task and landmark
-    (``SCORE_COLUMNS``). Features are built once for every distinct (infusion, landmark) pair."""
+def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
+                   at_hours: float | None = None) -> pd.DataFrame:
+    """Score a cohort: one row per infusion, task and landmark hour (``SCORE_COLUMNS``).
+
+    Without ``at_hours``, every infusion in each model's risk set at each of its landmarks (every grid point of a
+    super-model). With ``at_hours`` = T, what ``predict(..., now_hours=T)`` would give each infusion still observed
+    at T: per task, the model at the latest landmark reached by T (a super-model at T itself), for infusions whose
+    outcome had not happened before T and whose window is still open. Features are built once for every distinct
+    (infusion, landmark hour) pair.
+    """
     bundle = load_model(model)
     arrays = cohort_arrays(cohort)
     frames = []
-    for task_model, codes, hours, X in _model_inputs(arrays, bundle):
+    for task_model, codes, hours, X in _model_inputs(arrays, bundle, at_hours):
         if not codes.size:
             continue
         raw = task_model.booster.inplace_predict(X, predict_type="margin", missing=np.nan)
         probability = task_model.calibrator.transform(raw)
-        frames.append(pd.DataFrame({"patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task,
-                                    "landmark_hours": hours, "landmark": landmark_label(task_model.landmark),
-                                    "probability": probability, "band": task_model.band(probability),
-                                    "raw_score": raw}))
+        definition = task_model.definition
+        frames.append(pd.DataFrame({
+            "patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task, "landmark_hours": hours,
+            "horizon_hours": definition.horizon_end(hours) - hours,
+            "landmark": [_point_label(task_model, h) for h in hours.tolist()], "probability": probability,
+            "band": task_model.band(probability), "raw_score": raw, "model_key": task_model.key}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)

@@ -11,18 +11,20 @@ import xgboost as xgb
 
 from crsrisk.calibration import Calibrator
 from crsrisk.features.spec import feature_names
-from crsrisk.tasks import Task, get_task, landmark_label, task_from_settings
+from crsrisk.landmarks import Landmark, parse_landmark
+from crsrisk.tasks import TaskBase, get_task, task_from_settings
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: typed landmarks (a grid is {start, stop, step}), dynamic tasks
 BAND_NAMES = ("low", "intermediate", "high")
 
 
 @dataclass
 class TaskModel:
-    """One task at one landmark: XGBoost booster (raw score = log-odds margin) and its calibration."""
+    """One task at one landmark (or a landmark grid, for a super-model): XGBoost booster (raw score = log-odds
+    margin) and its calibration."""
 
     task: str
-    landmark: float | str
+    landmark: Landmark
     booster: xgb.Booster
     calibrator: Calibrator
     feature_names: list[str]
@@ -31,13 +33,16 @@ class TaskModel:
     label_rule_version: str = ""
     task_settings: dict[str, Any] = field(default_factory=dict)  # the Task definition it was trained for
 
+    def __post_init__(self) -> None:
+        self.landmark = parse_landmark(self.landmark)  # also reads the plain-data form stored in bundle.json
+
     @property
     def key(self) -> str:
-        """File-name-safe identifier, e.g. ``severe_crs__36h``."""
-        return f"{self.task}__{landmark_label(self.landmark)}"
+        """File-name-safe identifier, e.g. ``severe_crs__36h``, ``severe_crs_dynamic__every12h_0-168h``."""
+        return f"{self.task}__{self.landmark.label}"
 
     @cached_property
-    def definition(self) -> Task:
+    def definition(self) -> TaskBase:
         """The task definition (landmarks, thresholds, windows) this model was trained for."""
         return task_from_settings(self.task_settings) if self.task_settings else get_task(self.task)
 
@@ -48,11 +53,6 @@ class TaskModel:
         booster = self.booster.copy()
         booster.set_param({"nthread": 1})
         return booster
-
-    @property
-    def window(self) -> bool:
-        """True when the model reads post-infusion features (any landmark after infusion)."""
-        return isinstance(self.landmark, str) or float(self.landmark) > 0
 
     @cached_property
     def columns(self) -> np.ndarray:

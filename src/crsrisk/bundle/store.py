@@ -68,7 +68,7 @@ def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str
             spec = [{"name": n, "label": feature_info(n).label, "unit": feature_info(n).unit,
                      "log_scale": feature_info(n).log_scale} for n in model.feature_names]
             (folder / "features.json").write_bytes(_json_bytes(spec))
-            entries.append({"key": model.key, "task": model.task, "landmark": model.landmark, "bands": model.bands,
+            entries.append({"key": model.key, "task": model.task, "landmark": model.landmark.to_json(), "bands": model.bands,
                             "metrics": model.metrics, "label_rule_version": model.label_rule_version,
                             "task_settings": model.task_settings})
         document = {"format_version": FORMAT_VERSION, "crsrisk_version": crsrisk.__version__,

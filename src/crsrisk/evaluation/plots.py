@@ -99,6 +99,34 @@ def decision_curve_plot(y: object, predictions: Predictions, thresholds: np.ndar
     return fig
 
 
+def landmark_plot(rows: list[Mapping], title: str) -> Figure:
+    """AUROC and calibration slope with their 95 % CIs at each landmark hour, one line per model, from metrics.json
+    result rows (rows without ``landmark_hours``, such as pooled ones, are left out)."""
+    fig = _figure(title, height=5.5)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name in dict.fromkeys(r["model"] for r in rows):
+        points = sorted((r["landmark_hours"], r["metrics"]) for r in rows
+                        if r["model"] == name and r.get("landmark_hours") is not None and r.get("scope") == "landmark")
+        if not points:
+            continue
+        hours = np.array([h for h, _ in points])
+        for ax, metric in ((top, "auroc"), (bottom, "calibration_slope")):
+            value, low, high = (np.array([_number(m[metric].get(k)) for _, m in points])
+                                for k in ("value", "ci_low", "ci_high"))
+            line, = ax.plot(hours, value, marker="o", ms=3, lw=1.2, label=name)
+            ax.fill_between(hours, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    top.axhline(0.5, ls=":", color="grey")
+    bottom.axhline(1.0, ls=":", color="grey")
+    top.set(ylabel="AUROC (95% CI)")
+    bottom.set(ylabel="calibration slope (95% CI)", xlabel="landmark (hours after infusion)")
+    top.legend(fontsize=7, loc="lower left", ncol=2)
+    return fig
+
+
+def _number(value: object) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def save_figure(fig: Figure, path: Path | str) -> Path:
     """Write a figure in the format named by the file suffix (PNG when there is none); returns the path."""
     path = Path(path)

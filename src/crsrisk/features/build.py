@@ -1,8 +1,8 @@
 """Landmark features: one row per (infusion, landmark) from what was known strictly before the landmark.
 
-The leakage guard lives here: every measurement and event used has ``hours_since_infusion < landmark`` of
-its own row, and every aggregation is within one row's own slice, so no row depends on another infusion's
-data. One numpy kernel (``feature_matrix``) serves a whole cohort and a single patient alike: sort once,
+The leakage guard lives here: every measurement and event used is known at its own row's landmark
+(``crsrisk.landmarks.known_at``: strictly before it), and every aggregation is within one row's own slice, so no
+row depends on another infusion's data. One numpy kernel (``feature_matrix``) serves a whole cohort and a single patient alike: sort once,
 reduce per group, scatter into the matrix; no per-patient Python loop and no pandas on the hot path.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
 from crsrisk.features.spec import WINDOW_STATS, _slug, feature_names
+from crsrisk.landmarks import known_at
 from crsrisk.schema.analytes import FEVER_THRESHOLD_C
 from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCTS
 
@@ -69,7 +70,7 @@ def _before(rows: Rows, patients: np.ndarray, landmarks: np.ndarray) -> tuple[np
     code and time (stable, so equal times keep their stored order)."""
     positions, owner = rows.gather(patients)
     hours = rows.hours[positions]
-    keep = hours < landmarks[owner]
+    keep = known_at(hours, landmarks[owner])
     owner, hours, code, value = owner[keep], hours[keep], rows.code[positions][keep], rows.value[positions][keep]
     order = np.lexsort((hours, code, owner))
     return owner[order], hours[order], code[order], value[order]

@@ -9,13 +9,15 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.features.build import build_features
 from crsrisk.features.spec import feature_names
 
 
 class LandmarkFeatures(TransformerMixin, BaseEstimator):
-    """Cohort -> one row per infusion in ``task``'s risk set at ``landmark`` (index patient_id).
+    """Cohort -> one row per infusion in ``task``'s risk set at ``landmark`` (index patient_id; a grid gives one row
+    per infusion per grid landmark).
 
     Encodings use the contract's fixed vocabularies, so fitting learns no statistics from the data: ``fit``
     only fixes the output columns. That keeps the transformer leakage-free by construction.
@@ -25,28 +27,28 @@ class LandmarkFeatures(TransformerMixin, BaseEstimator):
         self.task = task
         self.landmark = landmark
 
-    def _window(self) -> bool:
-        from crsrisk.tasks import get_task
-
-        return get_task(self.task).kind == "toci_refractory" or float(self.landmark) > 0
-
     def fit(self, X: Cohort, y: Any = None) -> "LandmarkFeatures":
         """Fix the output columns for this task and landmark."""
+        from crsrisk.landmarks import parse_landmark
+
         if not isinstance(X, Cohort):
             raise TypeError(f"LandmarkFeatures.fit expects a crsrisk Cohort, got {type(X).__name__}")
-        self.feature_names_out_ = np.asarray(feature_names(self._window()), dtype=object)
+        self.feature_names_out_ = np.asarray(feature_names(parse_landmark(self.landmark).window), dtype=object)
         self.n_features_out_ = len(self.feature_names_out_)
         return self
 
     def transform(self, X: Cohort) -> pd.DataFrame:
         """The feature matrix of the infusions at risk at the landmark."""
-        from crsrisk.tasks import landmark_times
+        from crsrisk.landmarks import parse_landmark
+        from crsrisk.tasks import get_task
 
         check_is_fitted(self, "feature_names_out_")
         if not isinstance(X, Cohort):
             raise TypeError(f"LandmarkFeatures.transform expects a crsrisk Cohort, got {type(X).__name__}")
-        landmarks = landmark_times(X, self.task, self.landmark)
-        return build_features(X, landmarks, window=self._window())[list(self.feature_names_out_)]
+        arrays = cohort_arrays(X)
+        landmarks = get_task(self.task).risk_set(arrays, self.landmark)
+        window = parse_landmark(self.landmark).window
+        return build_features(X, landmarks, window=window, arrays=arrays)[list(self.feature_names_out_)]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the output columns (see ``crsrisk.features.feature_info`` for labels and units)."""

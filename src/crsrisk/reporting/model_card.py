@@ -28,7 +28,6 @@ from crsrisk.explain import cohort_attributions, cohort_plots
 from crsrisk.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
 from crsrisk.scoring import load_model
 from crsrisk.summary import cohort_summary
-from crsrisk.tasks import landmark_label
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, skipped_lines
 
 INTENDED_USE = (
@@ -147,7 +146,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                  ["synthetic", meta.get("synthetic")],
                  ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
              "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
-                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), landmark_label(m.landmark)]
+                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), m.landmark.label]
                  for m in bundle.models.values()]) +
              "<p>Features use only measurements and events strictly before each infusion's landmark (tested by "
              "scrambling every later value). XGBoost handles missing values natively.</p>",

@@ -1,15 +1,19 @@
-"""The prediction tasks (as data) and their risk sets and labels."""
+"""The prediction tasks: each owns its risk set, its labels and ``dataset(cohort, landmark)``."""
 
-from crsrisk.tasks.definitions import (
-    DEFAULT_TASKS,
-    FIRST_TOCILIZUMAB,
-    Task,
-    get_task,
-    landmark_label,
-    task_from_settings,
-    tasks_from_config,
-)
-from crsrisk.tasks.labels import label_table, landmark_times, task_summary
+from typing import Any
 
-__all__ = ["DEFAULT_TASKS", "FIRST_TOCILIZUMAB", "Task", "get_task", "landmark_label", "task_from_settings", "tasks_from_config", "label_table",
-           "landmark_times", "task_summary"]
+import pandas as pd
+
+from crsrisk.cohort.validated import Cohort
+from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, parse_landmark
+from crsrisk.tasks.base import Dataset, Task, TaskBase, task_summary
+from crsrisk.tasks.definitions import DEFAULT_TASKS, get_task, task_from_settings, tasks_from_config
+
+
+def label_table(cohort: Cohort, task: TaskBase | str, landmark: Any, label: str = "primary") -> pd.DataFrame:
+    """``get_task(task).label_table(cohort, landmark, label)``: labels of the risk set at the landmark."""
+    return get_task(task).label_table(cohort, landmark, label)
+
+
+__all__ = ["DEFAULT_TASKS", "Dataset", "FirstEvent", "Grid", "Hours", "Landmark", "Task", "TaskBase", "get_task",
+           "label_table", "parse_landmark", "task_from_settings", "task_summary", "tasks_from_config"]

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
 from crsrisk.summary import cohort_section, disclaimer
-from crsrisk.tasks import Task
+from crsrisk.tasks import TaskBase
 from crsrisk.training.config import TrainConfig
 
 
@@ -54,7 +54,17 @@ def flat_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     return flat
 
 
-def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, Task], results: list[dict[str, Any]],
+def by_landmark_metrics(rows: list[Mapping[str, Any]], model: str) -> dict[str, dict[float, float]]:
+    """A grid model's per-landmark metrics for MLflow's stepped metrics: ``{"auroc_by_landmark": {hour: value}}``."""
+    out: dict[str, dict[float, float]] = {}
+    for row in rows:
+        if row["model"] == model and row.get("scope") == "landmark" and row.get("landmark_hours") is not None:
+            for name in ("auroc", "brier", "calibration_slope"):
+                out.setdefault(f"{name}_by_landmark", {})[row["landmark_hours"]] = row["metrics"][name]["value"]
+    return out
+
+
+def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, TaskBase], results: list[dict[str, Any]],
                      run_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
     """The metrics.json document other tools read: cohort fingerprint, task definitions, result rows."""
     return {

@@ -51,7 +51,8 @@ class TrainConfig(_Strict):
     bootstrap: BootstrapConfig = BootstrapConfig()
     threshold: Literal["prevalence"] | float = "prevalence"
     decision_thresholds: tuple[float, float, float] = (0.02, 0.5, 0.02)
-    xgboost_threads: int = Field(2, ge=1, le=64)
+    xgboost_threads: int = Field(1, ge=1, le=64)  # per fit: fits run side by side instead (training/executor.py)
+    workers: int | None = Field(None, ge=1, le=256)  # processes for the fits; None = the cores this process may use
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -72,26 +72,30 @@ def fold_importance(fitted: FittedModel, X_test: pd.DataFrame) -> pd.Series:
     return pd.Series(np.abs(contributions).mean(axis=0), index=X_test.columns)
 
 
-def out_of_fold(X: pd.DataFrame, y: np.ndarray, splits: list[Split], config: TrainConfig, baselines: list[str],
-                progress: Callable[[str], None] = lambda _: None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Out-of-fold probabilities, fitted on each fold's training part only, and per-fold XGBoost importance.
+def fold_predictions(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, split: Split, config: TrainConfig,
+                     baselines: list[str]) -> tuple[pd.DataFrame, pd.Series | None]:
+    """One outer fold: every model and published score fitted on its training part only, predicting its test part.
 
-    Returns (predictions with columns model, repeat, fold, row (position in X), probability;
-    importance with one row per fold and one column per feature).
+    Returns predictions (columns model, repeat, fold, row = position in X, probability) and the fold's XGBoost
+    importance (None without XGBoost). A job of its own: ``training.executor`` runs the folds side by side.
     """
-    frames, importances = [], []
-    for split in splits:
-        X_train, y_train, X_test = X.iloc[split.train], y[split.train], X.iloc[split.test]
-        seed = config.seed + 1000 * split.repeat + split.fold
-        for name in _candidates(config, baselines):
-            progress(f"repeat {split.repeat + 1} fold {split.fold + 1}: {name}")
-            if name in config.models:
-                fitted = fit_model(name, X_train, y_train, config, seed)
-                probability = fitted.predict_proba(X_test)
-                if name == "xgboost":
-                    importances.append(fold_importance(fitted, X_test).rename(f"{split.repeat}.{split.fold}"))
-            else:
-                probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
-            frames.append(pd.DataFrame({"model": name, "repeat": split.repeat, "fold": split.fold,
-                                        "row": split.test, "probability": probability}))
-    return pd.concat(frames, ignore_index=True), pd.DataFrame(importances)
+    X_train, y_train, X_test = X.iloc[split.train], y[split.train], X.iloc[split.test]
+    seed = config.seed + 1000 * split.repeat + split.fold
+    frames, importance = [], None
+    for name in _candidates(config, baselines):
+        if name in config.models:
+            fitted = fit_model(name, X_train, y_train, config, seed, groups[split.train])
+            probability = fitted.predict_proba(X_test)
+            if name == "xgboost":
+                importance = fold_importance(fitted, X_test).rename(f"{split.repeat}.{split.fold}")
+        else:
+            probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
+        frames.append(pd.DataFrame({"model": name, "repeat": split.repeat, "fold": split.fold,
+                                    "row": split.test, "probability": probability}))
+    return pd.concat(frames, ignore_index=True), importance
+
+
+def combine_folds(results: list[tuple[pd.DataFrame, pd.Series | None]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All folds' predictions in one frame, and their importances one row per fold (in split order)."""
+    return (pd.concat([frame for frame, _ in results], ignore_index=True),
+            pd.DataFrame([imp for _, imp in results if imp is not None]))

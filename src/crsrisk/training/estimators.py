@@ -11,7 +11,7 @@ from scipy.stats import loguniform
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
@@ -72,25 +72,32 @@ class FittedModel:
         return self.calibrator.transform(margin(self.model, X))
 
 
-def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, seed: int) -> FittedModel:
-    """Tune on inner folds, calibrate on inner-fold margins, refit on all of ``X`` - nothing outside it is seen."""
-    inner = StratifiedKFold(config.tuning.inner_splits, shuffle=True, random_state=seed)
+def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, seed: int,
+              groups: np.ndarray | None = None) -> FittedModel:
+    """Tune on inner folds, calibrate on inner-fold margins, refit on all of ``X`` - nothing outside it is seen.
+
+    Inner folds are grouped by ``groups`` (the infusion), so a landmark super-model never tunes or calibrates on
+    one landmark of an infusion while validating on another of the same infusion.
+    """
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    inner = StratifiedGroupKFold(config.tuning.inner_splits, shuffle=True, random_state=seed)
     base = base_estimator(name, list(X.columns), config)
     search = RandomizedSearchCV(base, SEARCH_SPACES[name], n_iter=config.tuning.n_iter, scoring="roc_auc",
                                 cv=inner, random_state=seed, refit=False, n_jobs=1, error_score="raise")
-    search.fit(X, y)
+    search.fit(X, y, groups=groups)
     tuned = clone(base).set_params(**search.best_params_)
     if name == "xgboost":
-        inner_margin = _xgb_oof_margin(tuned, X, y, inner)
+        inner_margin = _xgb_oof_margin(tuned, X, y, inner, groups)
     else:
-        inner_margin = cross_val_predict(tuned, X, y, cv=inner, method="decision_function")
+        inner_margin = cross_val_predict(tuned, X, y, cv=inner, groups=groups, method="decision_function")
     calibrator = fit_calibrator(inner_margin, y, config.calibration)
     return FittedModel(name, tuned.fit(X, y), calibrator, _plain(search.best_params_))
 
 
-def _xgb_oof_margin(model: XGBClassifier, X: pd.DataFrame, y: np.ndarray, folds: StratifiedKFold) -> np.ndarray:
+def _xgb_oof_margin(model: XGBClassifier, X: pd.DataFrame, y: np.ndarray, folds: StratifiedGroupKFold,
+                    groups: np.ndarray) -> np.ndarray:
     out = np.empty(len(y))
-    for train, test in folds.split(X, y):
+    for train, test in folds.split(X, y, groups):
         out[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test], output_margin=True)
     return out
 

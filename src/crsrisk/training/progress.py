@@ -1,4 +1,4 @@
-"""A rich progress bar over folds and models whose total grows as tasks are planned."""
+"""A rich progress bar over the training fits, its total known from the start."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from rich.progress import Progress as RichProgress
 
 
 class Progress:
-    """Context manager; ``add`` plans more steps, ``step`` completes one, ``note`` shows what runs now."""
+    """Context manager over ``total`` fits; ``step`` completes one (naming the task, landmark and fold), ``note``
+    shows what runs now without counting."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    def __init__(self, enabled: bool = True, total: int = 0) -> None:
+        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TimeElapsedColumn(), disable=not enabled, transient=False)
-        self._task = self._bar.add_task("training", total=0)
+        self._task = self._bar.add_task("training", total=total)
 
     def __enter__(self) -> "Progress":
         self._bar.start()
@@ -24,14 +25,9 @@ class Progress:
                  trace: TracebackType | None) -> None:
         self._bar.stop()
 
-    def add(self, steps: int) -> None:
-        """Plan ``steps`` more units of work."""
-        total = self._bar.tasks[0].total or 0
-        self._bar.update(self._task, total=total + steps)
-
     def step(self, description: str) -> None:
-        """Show ``description`` and count one unit done (called before the unit runs)."""
-        self._bar.update(self._task, description=description, advance=1)
+        """Count one fit done and show which it was."""
+        self._bar.update(self._task, description=f"done: {description}", advance=1)
 
     def note(self, description: str) -> None:
         """Show what runs now without counting a unit."""

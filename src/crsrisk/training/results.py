@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.evaluation import metrics as m
 from crsrisk.evaluation.bootstrap import bootstrap_ci
-from crsrisk.tasks import landmark_label
+from crsrisk.baselines import baseline_computable
+from crsrisk.landmarks import Grid, Hours, Landmark
+from crsrisk.tasks import Dataset
 
 
 def pooled_predictions(oof: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
@@ -32,7 +34,7 @@ def per_repeat_auroc(oof: pd.DataFrame, y: np.ndarray) -> dict[str, list[float]]
     return out
 
 
-def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[str, np.ndarray],
+def result_rows(task: str, landmark: Landmark, y: np.ndarray, predictions: Mapping[str, np.ndarray],
                 threshold: float, n_boot: int, seed: int, published: set[str],
                 extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One metrics.json result per model: point estimates with bootstrap 95 % CIs, labelled by kind."""
@@ -42,8 +44,8 @@ def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[st
         keep = ~np.isnan(p)
         rows.append({
             "task": task,
-            "landmark_hours": landmark if isinstance(landmark, (int, float)) else None,
-            "landmark": landmark_label(landmark),
+            "landmark_hours": landmark.hours if isinstance(landmark, Hours) else None,
+            "landmark": landmark.label,
             "model": model,
             "kind": "published" if model in published else ("ceiling" if model == "generator_ceiling" else "model"),
             "n": int(keep.sum()),
@@ -54,6 +56,43 @@ def result_rows(task: str, landmark: Any, y: np.ndarray, predictions: Mapping[st
         })
     _compare_with_published(rows)
     return rows
+
+
+def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published: list[str], n_boot: int, seed: int,
+                 threshold: Callable[[np.ndarray], float], extra: Mapping[str, Any] | None = None
+                 ) -> list[dict[str, Any]]:
+    """metrics.json rows of one model's predictions on a dataset, beside the published scores: over all its rows
+    (``scope`` "pooled" for a landmark grid) and, for a grid, at each grid landmark on its own, where a published
+    score counts only if its inputs exist there (else it is listed in ``not_computable``)."""
+    grid = isinstance(data.landmark, Grid)
+    first = data.landmark.points()[0]
+    common = {"label_rule_version": data.task.rule_version, **dict(extra or {})}
+    rows = result_rows(data.task.name, data.landmark, data.y, predictions, threshold(data.y), n_boot, seed,
+                       set(published), {"risk_set": data.risk_set, "excluded": data.excluded,
+                                        "horizon_hours": data.task.horizon(first.hours if grid else
+                                                                           _hours_or_zero(first)),
+                                        "scope": "pooled" if grid else "landmark", **common})
+    if not grid:
+        return rows
+    for count in data.counts.to_dict(orient="records"):
+        at = data.at(count["landmark_hours"])
+        y = data.y[at]
+        if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+            continue  # too few events here for a metric; the counts stay in the dataset's counts
+        computable = [name for name in published if baseline_computable(name, data.X.iloc[at])]
+        subset = {name: values[at] for name, values in predictions.items()
+                  if name not in published or name in computable}
+        rows += result_rows(data.task.name, Hours(count["landmark_hours"]), y, subset, threshold(y), n_boot, seed,
+                            set(computable),
+                            {"risk_set": int(count["risk_set"]), "excluded": int(count["excluded"]),
+                             "horizon_hours": data.task.horizon(count["landmark_hours"]), "scope": "landmark",
+                             "model_landmark": data.landmark.label,
+                             "not_computable": [name for name in published if name not in computable], **common})
+    return rows
+
+
+def _hours_or_zero(landmark: Landmark) -> float:
+    return landmark.hours if isinstance(landmark, Hours) else 0.0
 
 
 def _compare_with_published(rows: list[dict[str, Any]]) -> None:

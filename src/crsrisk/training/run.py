@@ -6,7 +6,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -14,34 +14,23 @@ import yaml
 
 from crsrisk.baselines import baselines_for
 from crsrisk.bundle import TaskModel, save_bundle
-from crsrisk.cohort.validated import Cohort
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.io import load_cohort
+from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.decision import net_benefit
-from crsrisk.features import LandmarkFeatures
-from crsrisk.tasks import Task, label_table, landmark_label, tasks_from_config
+from crsrisk.evaluation.plots import landmark_plot
+from crsrisk.landmarks import Grid
+from crsrisk.tasks import Dataset, TaskBase, tasks_from_config
 from crsrisk.training import artifacts, tracking
 from crsrisk.training.config import TrainConfig, load_config
-from crsrisk.training.crossval import TooFewEvents, check_events, out_of_fold, outer_splits
-from crsrisk.training.estimators import fit_model
+from crsrisk.training.crossval import Split, TooFewEvents, check_events, combine_folds, fold_predictions, outer_splits
+from crsrisk.training.estimators import FittedModel, fit_model
+from crsrisk.training.executor import run_all
 from crsrisk.training.progress import Progress
-from crsrisk.training.results import attribution_stability, per_repeat_auroc, pooled_predictions, result_rows
+from crsrisk.training.results import attribution_stability, dataset_rows, per_repeat_auroc, pooled_predictions
 from crsrisk.training.truth import ceiling_probabilities, read_truth
 
 BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
-
-
-@dataclass
-class Dataset:
-    """One task at one landmark: the feature matrix, labels and bookkeeping of who was left out."""
-
-    task: Task
-    landmark: Any
-    X: pd.DataFrame
-    y: np.ndarray
-    patient_ids: pd.Series
-    centres: pd.Series
-    risk_set: int
-    excluded: int
 
 
 @dataclass
@@ -55,15 +44,51 @@ class TrainResult:
     registered: dict[str, str] = field(default_factory=dict)
 
 
-def build_dataset(cohort: Cohort, task: Task, landmark: Any) -> Dataset:
-    """Labels (excluded infusions dropped and counted) joined to leakage-free landmark features."""
-    labels = label_table(cohort, task, landmark)
-    kept = labels[~labels["excluded"]].set_index("patient_id")
-    X = LandmarkFeatures(task=task, landmark=landmark).fit(cohort).transform(cohort)
-    X = X.loc[X.index.intersection(kept.index)]
-    centres = cohort.patients.set_index("patient_id")["center"].reindex(X.index)
-    return Dataset(task, landmark, X.astype("float64"), kept.loc[X.index, "label"].astype(int).to_numpy(),
-                   pd.Series(X.index, index=X.index), centres, int(len(labels)), int(labels["excluded"].sum()))
+@dataclass
+class Planned:
+    """One model to train: a task's dataset at a landmark (or grid), its published scores and outer folds."""
+
+    data: Dataset
+    baselines: list[str]
+    splits: list[Split]
+
+    @property
+    def name(self) -> str:
+        """``severe_crs at 36h``."""
+        return f"{self.data.task.name} at {self.data.landmark.label}"
+
+    def jobs(self, config: TrainConfig) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+        """Every outer fold, then the final model refitted on all rows: independent fits for the executor."""
+        d, groups = self.data, self.data.patient_ids.to_numpy()
+        folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.baselines)) for split in self.splits]
+        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups))]
+
+
+def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfig
+                  ) -> tuple[list[Planned], list[dict[str, Any]]]:
+    """The dataset and folds of every task and landmark, and the ones skipped for too few events (with why)."""
+    arrays = cohort_arrays(cohort)
+    planned, skipped = [], []
+    for task in tasks.values():
+        for landmark in task.landmarks:
+            data = task.dataset(cohort, landmark, arrays)
+            try:
+                splits = outer_splits(data.y, data.patient_ids, data.centres, config)
+                check_events(data.y, splits, config)
+            except TooFewEvents as reason:
+                skipped.append({"task": task.name, "landmark": landmark.label, "n": len(data.y),
+                                "events": int(data.y.sum()), "reason": _too_few(str(reason), data)})
+                continue
+            planned.append(Planned(data, baselines_for(task.name, landmark), splits))
+    return planned, skipped
+
+
+def _too_few(reason: str, data: Dataset) -> str:
+    """The reason, plus the infusions left out for short follow-up (a real cohort's usual cause)."""
+    if not data.excluded:
+        return reason
+    return f"{reason}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before " \
+           "the outcome window closed without an event (set followup_hours, or shorten the task's horizon)"
 
 
 def _threshold(config: TrainConfig, y: np.ndarray) -> float:
@@ -75,37 +100,33 @@ def _bands(y: np.ndarray) -> dict[str, float]:
     return {"low": round(rate * BAND_FACTORS[0], 4), "high": round(min(rate * BAND_FACTORS[1], 0.9), 4)}
 
 
-def evaluate_dataset(data: Dataset, config: TrainConfig, truth: pd.DataFrame | None,
-                     progress: Progress) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Cross-validate the models and published scores on one dataset and return metrics.json rows."""
-    baselines = baselines_for(data.task.name, data.landmark)
-    splits = outer_splits(data.y, data.patient_ids, data.centres, config)
-    check_events(data.y, splits, config)
-    progress.add(len(splits) * (len(config.models) + len(baselines)))
-    oof, importance = out_of_fold(data.X, data.y, splits, config, baselines, progress.step)
+def evaluate_planned(p: Planned, folds: list[tuple[pd.DataFrame, pd.Series | None]], config: TrainConfig,
+                     truth: pd.DataFrame | None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """metrics.json rows of one trained model beside the published scores (pooled, and per grid landmark)."""
+    data = p.data
+    oof, importance = combine_folds(folds)
     predictions = pooled_predictions(oof, len(data.y))
     if truth is not None:
         ceiling = ceiling_probabilities(truth, data.task.name, data.landmark, data.X.index)
         if ceiling is not None:
             predictions["generator_ceiling"] = ceiling
+    rows = dataset_rows(data, predictions, p.baselines, config.bootstrap.n_boot, config.seed,
+                        lambda y: _threshold(config, y))
     repeats = per_repeat_auroc(oof, data.y)
-    rows = result_rows(data.task.name, data.landmark, data.y, predictions, _threshold(config, data.y),
-                       config.bootstrap.n_boot, config.seed, set(baselines),
-                       {"risk_set": data.risk_set, "excluded": data.excluded,
-                        "label_rule_version": data.task.rule_version})
     for row in rows:
-        row["auroc_per_repeat"] = repeats.get(row["model"], [])
-        row["n_features"] = int(data.X.shape[1])
-        if row["model"] == "xgboost" and not importance.empty:
-            row["attribution_stability"] = attribution_stability(importance)
+        if row["landmark"] == data.landmark.label:  # the model's own rows (pooled over a grid)
+            row["auroc_per_repeat"] = repeats.get(row["model"], [])
+            row["n_features"] = int(data.X.shape[1])
+            if row["model"] == "xgboost" and not importance.empty:
+                row["attribution_stability"] = attribution_stability(importance)
     return rows, predictions
 
 
-def final_model(data: Dataset, config: TrainConfig, metrics: list[dict[str, Any]]) -> TaskModel:
-    """The XGBoost model refitted (tuned and calibrated) on every infusion of the dataset, for the bundle."""
-    fitted = fit_model("xgboost", data.X, data.y, config, config.seed)
+def final_model(data: Dataset, fitted: FittedModel, metrics: list[dict[str, Any]]) -> TaskModel:
+    """The XGBoost model refitted (tuned and calibrated) on every row of the dataset, for the bundle."""
     kept = ("auroc", "brier", "calibration_slope")
-    summary = artifacts.json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in metrics})
+    pooled = [r for r in metrics if r["landmark"] == data.landmark.label]
+    summary = artifacts.json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in pooled})
     return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
                      calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
                      metrics=summary, label_rule_version=data.task.rule_version,
@@ -115,49 +136,59 @@ def final_model(data: Dataset, config: TrainConfig, metrics: list[dict[str, Any]
 def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | TrainConfig | None = None,
           tracking_uri: str | None = None, out: str | Path = "runs/latest", show_progress: bool = True,
           register: bool = True) -> TrainResult:
-    """Train and honestly evaluate every requested task; write metrics, plots and the model bundle to ``out``."""
+    """Train and honestly evaluate every requested task; write metrics, plots and the model bundle to ``out``.
+
+    The fits (outer folds x models, and each final model) run side by side in ``config.workers`` processes
+    (default: the cores available), single-threaded each; the numbers do not depend on the number of workers.
+    """
     loaded = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
     settings = config if isinstance(config, TrainConfig) else load_config(config)
     if task != "all":
         settings = settings.model_copy(update={"tasks": [task]})
     tasks = tasks_from_config({"tasks": {name: settings.task_overrides.get(name, {}) for name in settings.tasks}})
+    planned, skipped = plan_training(loaded, tasks, settings)
+    if not planned:
+        raise TooFewEvents("no task and landmark could be trained: " + "; ".join(
+            f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped))
     truth = read_truth(loaded)
     out_dir = artifacts.prepare_out_dir(Path(out))
     tags = _tags(loaded, settings)
+    jobs = [p.jobs(settings) for p in planned]
+    owners = [(p, i) for p, model_jobs in zip(planned, jobs) for i in range(len(model_jobs))]
     results: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
     models: list[TaskModel] = []
-    with warnings.catch_warnings(), Progress(show_progress) as progress, \
+    with warnings.catch_warnings(), Progress(show_progress, total=len(owners)) as progress, \
             tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id:
         # Known dependency noise, silenced at its source modules only (deprecations inside MLflow's own code).
         warnings.filterwarnings("ignore", category=UserWarning, module="xgboost")
         warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
-        for task_def in tasks.values():
-            for landmark in task_def.landmarks:
-                data = build_dataset(loaded, task_def, landmark)
-                try:
-                    rows, predictions = evaluate_dataset(data, settings, truth, progress)
-                except TooFewEvents as reason:
-                    skipped.append({"task": task_def.name, "landmark": landmark_label(landmark), "n": len(data.y),
-                                     "events": int(data.y.sum()), "reason": str(reason)})
-                    continue
-                figures = artifacts.figures(data.y, predictions, settings.decision_thresholds)
-                artifacts.save_figures(figures, out_dir / "plots", f"{task_def.name}_{rows[0]['landmark']}")
-                for row in rows:
-                    tracking.log_child(f"{task_def.name} {row['landmark']} {row['model']}",
-                                       {"task": task_def.name, "landmark": row["landmark"], "model": row["model"],
-                                        "n": row["n"], "events": row["events"]},
-                                       artifacts.flat_metrics(row), {**tags, "kind": row["kind"]}, figures)
-                results.extend(rows)
-                progress.note(f"{task_def.name} at {rows[0]['landmark']}: final model")
-                models.append(final_model(data, settings, rows))
-                nb = net_benefit(data.y, predictions, _decision_grid(settings))
-                nb.to_csv(out_dir / f"decision_curve_{task_def.name}_{rows[0]['landmark']}.csv", index=False)
-        if not models:
-            raise TooFewEvents("no task and landmark could be trained: " + "; ".join(
-                f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped))
+        done = run_all([job for model_jobs in jobs for job in model_jobs], settings.workers,
+                       lambda i: progress.step(_job_name(*owners[i])))
+        start = 0
+        for p, model_jobs in zip(planned, jobs):
+            folds, fitted = done[start:start + len(model_jobs) - 1], done[start + len(model_jobs) - 1]
+            start += len(model_jobs)
+            progress.note(f"{p.name}: metrics, plots, MLflow")
+            rows, predictions = evaluate_planned(p, folds, settings, truth)
+            label = p.data.landmark.label
+            figures = artifacts.figures(p.data.y, predictions, settings.decision_thresholds)
+            if isinstance(p.data.landmark, Grid):
+                figures["by_landmark"] = landmark_plot(rows, f"{p.data.task.name}: out-of-fold, by landmark")
+            artifacts.save_figures(figures, out_dir / "plots", f"{p.data.task.name}_{label}")
+            for row in [r for r in rows if r["landmark"] == label]:
+                tracking.log_child(f"{p.data.task.name} {label} {row['model']}",
+                                   {"task": p.data.task.name, "landmark": label, "model": row["model"],
+                                    "n": row["n"], "events": row["events"]},
+                                   artifacts.flat_metrics(row), {**tags, "kind": row["kind"]}, figures,
+                                   stepped=artifacts.by_landmark_metrics(rows, row["model"]))
+            results.extend(rows)
+            models.append(final_model(p.data, fitted, rows))
+            nb = net_benefit(p.data.y, predictions, _decision_grid(settings))
+            nb.to_csv(out_dir / f"decision_curve_{p.data.task.name}_{label}.csv", index=False)
         document = artifacts.metrics_document(loaded, settings, tasks, results, run_id, tags)
         document["skipped"] = skipped
+        document["landmark_counts"] = {f"{p.data.task.name}__{p.data.landmark.label}":
+                                       p.data.counts.to_dict(orient="records") for p in planned}
         artifacts.write_json(out_dir / "metrics.json", document)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
         (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results, skipped))
@@ -166,6 +197,13 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         tracking.log_artifact_dir(out_dir, "results")
         registered = tracking.register_models(bundle_dir, models) if register else {}
     return TrainResult(document, out_dir, bundle_dir, run_id, registered)
+
+
+def _job_name(p: Planned, index: int) -> str:
+    if index == len(p.splits):
+        return f"{p.name}: final model"
+    split = p.splits[index]
+    return f"{p.name}: repeat {split.repeat + 1} fold {split.fold + 1}"
 
 
 def _decision_grid(config: TrainConfig) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import mlflow
+from mlflow.entities import Metric
 from matplotlib.figure import Figure
 
 import crsrisk
@@ -67,14 +68,20 @@ def parent_run(tracking_uri: str | None, run_name: str, tags: Mapping[str, str],
 
 
 def log_child(run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str],
-              figures: Mapping[str, Figure] | None = None, artifacts: Mapping[str, Any] | None = None) -> str:
-    """A nested run for one task/landmark/model with its metrics, plots and JSON artifacts."""
+              figures: Mapping[str, Figure] | None = None, artifacts: Mapping[str, Any] | None = None,
+              stepped: Mapping[str, Mapping[float, float]] | None = None) -> str:
+    """A nested run for one task/landmark/model with its metrics, plots and JSON artifacts; ``stepped`` metrics
+    (a landmark grid's per-hour AUROC, ...) are logged with the landmark hour as MLflow's step, in one batch."""
     with mlflow.start_run(run_name=run_name, nested=True, tags=dict(tags)) as run:
         if params:
             mlflow.log_params({k: _param(v) for k, v in params.items()})
         finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
         if finite:
             mlflow.log_metrics(finite)
+        series = [Metric(name, float(v), 0, int(round(step))) for name, values in (stepped or {}).items()
+                  for step, v in values.items() if v is not None and v == v]
+        if series:
+            mlflow.MlflowClient().log_batch(run.info.run_id, metrics=series)
         for name, figure in (figures or {}).items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         for name, content in (artifacts or {}).items():

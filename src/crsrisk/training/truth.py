@@ -14,6 +14,7 @@ import pandas as pd
 
 from crsrisk.cohort.io import TRUTH_FILE
 from crsrisk.cohort.validated import Cohort
+from crsrisk.landmarks import Hours
 
 
 
@@ -27,7 +28,7 @@ def read_truth(cohort: Cohort) -> pd.DataFrame | None:
 
 def truth_column(task: str, landmark: Any) -> str:
     """Which truth column holds the true probability of ``task``'s label at ``landmark``."""
-    if task == "severe_crs" and landmark not in (0, 0.0):
+    if task == "severe_crs" and isinstance(landmark, Hours) and landmark.hours > 0:
         return "p_severe_crs_after_36h"
     return f"p_{task}"
 
