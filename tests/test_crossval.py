@@ -39,3 +39,35 @@ def test_leave_one_centre_out_holds_out_whole_centres(design) -> None:
         assert centres.iloc[s.test].iloc[0] not in set(centres.iloc[s.train])
     with pytest.raises(ValueError, match="fewer than 2 centres"):
         outer_splits(y, ids, pd.Series(["A"] * 300), TrainConfig(cv=CVConfig(scheme="leave_one_centre_out")))
+
+
+def test_stacked_landmark_rows_of_one_infusion_never_straddle_a_fold(design) -> None:
+    y, ids, centres = design
+    stacked = pd.Series(np.repeat(ids.to_numpy(), 4))  # one row per infusion per landmark, as a super-model has
+    y4 = np.repeat(y, 4)
+    for split in outer_splits(y4, stacked, pd.Series(np.repeat(centres.to_numpy(), 4)), TrainConfig()):
+        assert not set(stacked.iloc[split.train]) & set(stacked.iloc[split.test])
+
+
+def test_inner_tuning_folds_are_grouped_too() -> None:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from crsrisk.training import estimators
+
+    calls = []
+    original = StratifiedGroupKFold.split
+
+    def recording(self, X, y=None, groups=None):
+        calls.append(groups)
+        return original(self, X, y, groups)
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(240, 3)), columns=["a", "b", "c"])
+    y = np.tile([0, 0, 1, 0], 60)
+    groups = np.repeat(np.arange(60), 4)
+    StratifiedGroupKFold.split = recording
+    try:
+        estimators.fit_model("logistic", X, y, TrainConfig(), seed=0, groups=groups)
+    finally:
+        StratifiedGroupKFold.split = original
+    assert calls and all(g is not None and np.array_equal(np.asarray(g), groups) for g in calls)

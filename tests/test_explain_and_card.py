@@ -51,6 +51,7 @@ def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
             assert f"{auroc['value']:.3f} ({auroc['ci_low']:.3f}-{auroc['ci_high']:.3f})" in page
     assert "NOT FOR CLINICAL USE" in page and "TRIPOD+AI" in page and "small group" in page
     assert "toci-refractory-v1" in page and "Attribution stability" in page
+    assert "id='by-landmark'" in page and "An example infusion's risk over time" in page
     assert not re.search(r"<img[^>]+src=\"(?!data:image/png;base64,)", page)  # every image embedded
 
 

@@ -44,8 +44,9 @@ def reference_labels(cohort: Cohort, task: TaskBase, landmark) -> dict[str, obje
     out: dict[str, object] = {}
     for _, patient in cohort.patients.iterrows():
         pid, follow = patient["patient_id"], patient["followup_hours"]
-        ev = [tuple(r) for r in cohort.events[cohort.events.patient_id == pid][
-            ["hours_since_infusion", "event", "value"]].itertuples(index=False) if r[0] <= follow]
+        ev = sorted((tuple(r) for r in cohort.events[cohort.events.patient_id == pid][
+            ["hours_since_infusion", "event", "value"]].itertuples(index=False) if r[0] <= follow),
+            key=lambda r: r[0])  # a grade holds "from that time on": the one in force is the latest in time
         if task.kind == "toci_refractory":
             doses = [t for t, e, _ in ev if e == "tocilizumab"]
             if not doses:
@@ -67,7 +68,7 @@ def reference_labels(cohort: Cohort, task: TaskBase, landmark) -> dict[str, obje
             lm = float(landmark)
             if any(e == task.grade_event and v >= task.grade_threshold and t < lm for t, e, v in ev):
                 continue
-            end = task.horizon_hours
+            end = lm + task.horizon_hours if task.horizon_from == "landmark" else task.horizon_hours
             positive = any(e == task.grade_event and v >= task.grade_threshold and lm <= t < end for t, e, v in ev)
         out[pid] = 1 if positive else ("excluded" if follow < end else 0)
     return out
@@ -168,6 +169,18 @@ def test_nulisa_labels_match_the_independent_derivation(nulisa: Cohort, name: st
     assert as_dict(label_table(nulisa, task, landmark)) == reference_labels(nulisa, task, landmark)
 
 
+@pytest.mark.parametrize("name", ["severe_crs_dynamic", "icans_dynamic"])
+def test_nulisa_risk_sets_and_labels_at_every_grid_landmark(nulisa: Cohort, name: str) -> None:
+    task = DEFAULT_TASKS[name]
+    table = label_table(nulisa, task, task.landmarks[0])
+    assert sorted(set(table["landmark_hours"])) == [float(h) for h in range(0, 169, 12)]
+    for hours, part in table.groupby("landmark_hours"):
+        assert as_dict(part) == reference_labels(nulisa, task, hours)
+    # Once the outcome is recorded an infusion leaves the risk set for good: the risk set only shrinks.
+    sizes = table.groupby("landmark_hours").size().reindex([float(h) for h in range(0, 169, 12)])
+    assert sizes.is_monotonic_decreasing and sizes.iloc[0] == len(nulisa.patients) > sizes.iloc[-1]
+
+
 def test_nulisa_known_counts(nulisa: Cohort) -> None:
     # README of the data set: tocilizumab in 38 patients; max CRS grade 3 in 2 and grade 4 in 1.
     toci = label_table(nulisa, "toci_refractory", FIRST_TOCILIZUMAB)
@@ -186,11 +199,11 @@ EVENT = st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(0, 400).map(lambda
 
 @settings(max_examples=80, deadline=None)
 @given(events=st.lists(EVENT, max_size=25), follow=st.sampled_from([100.0, 300.0, 672.0]),
-       landmark=st.sampled_from([0.0, 36.0, 100.0]))
+       landmark=st.sampled_from([0.0, 36.0, 100.0, 156.0]))
 def test_random_timelines_match_the_independent_derivation(events: list[tuple], follow: float, landmark: float) -> None:
     fixed = [(p, t, e, v if e.endswith("grade") else max(v, 1)) for p, t, e, v in events]
     cohort = make_cohort(fixed, followup={"A": follow, "B": 672.0, "C": 50.0}, ids=["A", "B", "C"])
-    for name in ("severe_crs", "icans"):
+    for name in ("severe_crs", "icans", "severe_crs_dynamic", "icans_dynamic"):
         task = DEFAULT_TASKS[name]
         assert as_dict(label_table(cohort, task, landmark)) == reference_labels(cohort, task, landmark)
     task = DEFAULT_TASKS["toci_refractory"]

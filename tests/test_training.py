@@ -36,6 +36,30 @@ def test_metrics_json_has_the_documented_shape(trained) -> None:
 
 
 @pytest.mark.slow
+def test_dynamic_super_models_are_evaluated_pooled_and_at_every_grid_landmark(trained) -> None:
+    work, _, result = trained
+    rows = [r for r in result.metrics["results"] if r["task"] == "severe_crs_dynamic"]
+    pooled = [r for r in rows if r["scope"] == "pooled"]
+    assert {r["model"] for r in pooled} >= {"xgboost", "logistic", "m_easix", "easix", "teachey2016"}
+    assert all(r["landmark"] == "every12h_0-168h" and r["landmark_hours"] is None and r["horizon_hours"] == 48
+               for r in pooled)
+    at = {(r["landmark_hours"], r["model"]): r for r in rows if r["scope"] == "landmark"}
+    hours = sorted({h for h, _ in at})
+    assert len(hours) >= 8 and set(hours) <= set(float(h) for h in range(0, 169, 12))
+    assert all(r["horizon_hours"] == 48 and r["model_landmark"] == "every12h_0-168h" for r in at.values())
+    # Cytokine scores have no inputs before infusion: "not computable" there, never an AUROC of 0.5.
+    if 0.0 in hours:
+        assert (0.0, "teachey2016") not in at and at[(0.0, "xgboost")]["not_computable"] == ["teachey2016"]
+    assert (36.0, "teachey2016") in at
+    # The per-landmark rows together hold every labelled row of the pooled evaluation that had both classes.
+    counts = result.metrics["landmark_counts"]["severe_crs_dynamic__every12h_0-168h"]
+    assert sum(c["labelled"] for c in counts) == next(r for r in pooled if r["model"] == "xgboost")["n"]
+    assert (work / "run" / "plots" / "severe_crs_dynamic_every12h_0-168h_by_landmark.png").stat().st_size > 5000
+    model = result.bundle_dir / "severe_crs_dynamic__every12h_0-168h" / "booster.json"
+    assert model.exists()
+
+
+@pytest.mark.slow
 def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     _, uri, result = trained
     client = MlflowClient(tracking_uri=uri)
@@ -45,7 +69,12 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
     evaluations = [c for c in children if c.data.tags["kind"] != "registration"]
-    assert len(evaluations) == len(result.metrics["results"])
+    own = [r for r in result.metrics["results"] if "model_landmark" not in r]  # per-grid-landmark rows are steps
+    assert len(evaluations) == len(own)
+    dynamic = next(c for c in evaluations if c.data.params["model"] == "xgboost"
+                   and c.data.params["task"] == "icans_dynamic")
+    steps = client.get_metric_history(dynamic.info.run_id, "auroc_by_landmark")
+    assert len(steps) >= 5 and all(s.step % 12 == 0 for s in steps)
     child = next(c for c in evaluations if c.data.params["model"] == "xgboost")
     assert 0.5 < child.data.metrics["auroc"] <= 1 and "auroc_ci_low" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} >= {"plots/roc.png"}
@@ -93,7 +122,10 @@ def test_tasks_with_too_few_events_are_skipped_and_said_not_crashed(small_cohort
     skipped = {(s["task"], s["landmark"]): s for s in result.metrics["skipped"]}
     assert skipped and trained and not trained & set(skipped)
     assert trained | set(skipped) == {("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
-                                      ("toci_refractory", "first_tocilizumab")}
+                                      ("severe_crs_dynamic", "every12h_0-168h"), ("icans_dynamic", "every12h_0-168h"),
+                                      ("toci_refractory", "first_tocilizumab")} | {
+                                          (r["task"], r["landmark"]) for r in result.metrics["results"]
+                                          if "model_landmark" in r}
     assert all("fewer than tuning.inner_splits=5" in s["reason"] for s in skipped.values())
     assert ("icans", "0h") in trained and ("toci_refractory", "first_tocilizumab") in skipped
     assert "not trained" in (tmp_path / "run" / "comparison.md").read_text()

@@ -19,6 +19,7 @@ _LAZY = {
     "predict": "crsrisk.scoring",
     "load_model": "crsrisk.scoring",
     "predict_cohort": "crsrisk.scoring",
+    "risk_trajectory": "crsrisk.trajectory",
     "train": "crsrisk.training.run",
 }
 

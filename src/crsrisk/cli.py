@@ -137,15 +137,19 @@ def features(
 
 def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
                       ) -> None:
-    from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows
+    """The comparison table of each model's own rows; a landmark super-model's per-landmark rows as one line each
+    (all of them are in metrics.json and comparison.md)."""
+    from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, landmark_lines
 
     console.print(f"[bold]{escape(title)}[/]")
     table = Table()
     for name in COMPARISON_HEADER:
         table.add_column(name, overflow="fold")
-    for row in comparison_rows(results):
+    for row in comparison_rows([r for r in results if "model_landmark" not in r]):
         table.add_row(*row)
     console.print(table)
+    for line in landmark_lines(results):
+        console.print(escape(line), highlight=False)
 
 
 def _report_run(result, tracking_uri: str | None) -> None:
@@ -230,16 +234,23 @@ def evaluate(
 def predict(
     target: Path = typer.Argument(..., help="patient.json (one patient) or a cohort folder (batch)"),
     model: Optional[str] = _model_option(),
-    now_hours: Optional[float] = typer.Option(None, "--now-hours", help="hours since infusion (default: the "
+    now_hours: Optional[float] = typer.Option(None, "--now-hours", help="one patient: the hour to predict at, "
+                                              "from everything strictly before it (default: just after the "
                                               "latest measurement or event)"),
+    at: Optional[float] = typer.Option(None, "--at", help="batch: score every infusion as of this hour, as "
+                                       "predict --now-hours would (default: every model at its own landmarks)"),
+    trajectory: bool = typer.Option(False, "--trajectory", help="one patient: the risk every 12 h and after each "
+                                    "new measurement, with the top reasons, drawn as a PNG"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="--trajectory: PNG path (default: "
+                                        "<patient>_trajectory.png)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
     out: Optional[Path] = typer.Option(None, "--out", help="batch: CSV of patient_id, task, landmark_hours, "
-                                       "probability, band"),
+                                       "horizon_hours, probability, band"),
     top: int = typer.Option(5, "--top", help="contributors shown per task"),
 ) -> None:
-    """Calibrated risk for one patient with its reasons, or scores for every infusion of a cohort."""
+    """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
     from crsrisk.scoring import predict as predict_one
     from crsrisk.scoring import predict_cohort
 
@@ -248,24 +259,32 @@ def predict(
 
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
-        scores = predict_cohort(load_cohort(target), model)
+        scores = predict_cohort(load_cohort(target), model, at_hours=at)
         out.parent.mkdir(parents=True, exist_ok=True)
         scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]].to_csv(out, index=False)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
+        return
+    if at is not None:
+        raise ValueError("--at: scores a cohort folder; for one patient use --now-hours")
+    if trajectory:
+        _print_trajectory(target, model, plot, as_json, top)
         return
     result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     if as_json:
         print_json(result.to_dict())
         return
+    console.print(f"[bold]as of hour {result.now_hours:g}[/] (everything recorded strictly before it)")
     for p in result.predictions:
-        table = Table(title=f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} "
-                            f"({p['band']} risk)", title_justify="left")
+        table = Table(title=f"{p['task']}: {p['probability']:.1%} ({p['band']} risk) - {p['question']}",
+                      title_justify="left")
         for column in ("feature", "value", "SHAP (log-odds)", "reason"):
             table.add_column(column)
         for c in p["contributions"][:top]:
             value = "-" if c["value"] is None else f"{c['value']:.4g} {c['unit']}"
             table.add_row(c["feature"], value, f"{c['shap']:+.3f}", c["phrase"])
         console.print(table)
+    for occurred in result.already_occurred:
+        console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
     if result.missing_inputs:
@@ -273,6 +292,27 @@ def predict(
                       + (" ..." if len(result.missing_inputs) > 12 else ""))
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
     console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
+
+
+def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], as_json: bool, top: int) -> None:
+    """``predict --trajectory``: the table (or JSON) of risk over time and its PNG."""
+    from crsrisk.trajectory import risk_trajectory
+
+    result = risk_trajectory(target, model, top=min(top, 3))
+    path = result.plot(plot or Path(f"{target.stem}_trajectory.png"))
+    if as_json:
+        print_json(result.to_dict() | {"plot": str(path)})
+        return
+    table = Table(title="risk over time (each point: everything strictly before that hour)", title_justify="left")
+    for column in ("hour", "task", "probability", "band", "top reasons"):
+        table.add_column(column, overflow="fold")
+    for point in result.points:
+        table.add_row(f"{point['hours']:.1f}", point["task"], f"{point['probability']:.1%}", point["band"],
+                      "; ".join(point["reasons"]))
+    console.print(table)
+    for task, hours in result.already_occurred.items():
+        console.print(f"{task}: occurred at hour {hours:g}")
+    console.print(f"plot: {path}")
 
 
 @app.command()

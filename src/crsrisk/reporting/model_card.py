@@ -21,14 +21,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
-from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot
+from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, landmark_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.explain import cohort_attributions, cohort_plots
 from crsrisk.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
+from crsrisk.landmarks import Grid
 from crsrisk.scoring import load_model
 from crsrisk.summary import cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, skipped_lines
+from crsrisk.trajectory import trajectory_of
 
 INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
@@ -111,6 +114,33 @@ def _stability_rows(training: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _by_landmark(bundle: Bundle, training: Mapping[str, Any], here: list[dict[str, Any]], cohort: Cohort,
+                 work: Path) -> str:
+    """AUROC and calibration slope by landmark for each landmark super-model (cross-validated and on this cohort,
+    with 95% CIs), and one infusion's risk trajectory: how the dynamic models are meant to be read."""
+    grids = [m for m in bundle.models.values() if isinstance(m.landmark, Grid)]
+    if not grids:
+        return ""
+    out = ["<h2 id='by-landmark'>Performance by landmark (dynamic models)</h2><p>Each super-model answers "
+           "'in the next 48 h?' at any hour of the first week; here it is scored at every grid landmark on its own. "
+           "Shaded: bootstrap 95% CI.</p>"]
+    for m in grids:
+        trained = [r for r in training.get("results", []) if r["task"] == m.task]
+        local = [r for r in here if r["task"] == m.task]
+        out.append(f"<h3>{html.escape(m.key)}</h3><div class='plots'>"
+                   + (_image(landmark_plot(trained, f"{m.task}: cross-validated (training run)")) if trained else "")
+                   + (_image(landmark_plot(local, f"{m.task}: this cohort")) if local else "") + "</div>")
+    events = cohort.events
+    severe = events[(events["event"] == "crs_grade") & (events["value"] >= 3) & (events["hours_since_infusion"] > 48)]
+    example = str(severe["patient_id"].iloc[0] if len(severe) else cohort.patients["patient_id"].iloc[0])
+    trajectory = trajectory_of(bundle, cohort_arrays(cohort.subset([example])), until_hours=168.0)
+    path = trajectory.plot(work / "plots" / "example_trajectory.png")
+    out.append(f"<h3>An example infusion's risk over time ({html.escape(example)})</h3><p>What predict says every "
+               "12 h and after each new measurement, from everything recorded before that hour; vertical lines are "
+               "doses, red labels grade changes, dashed lines the hour an outcome occurred.</p>" + _image(path))
+    return "".join(out)
+
+
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.82em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -168,6 +198,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                        + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
                        + "</div>")
     parts.append("<h2 id='calibration'>Calibration and decision curves on this cohort</h2>" + "".join(figures))
+    parts.append(_by_landmark(bundle, training, evaluation.document["results"], cohort, work))
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():
         files = cohort_plots(attributions, work / "plots", dependence=1)

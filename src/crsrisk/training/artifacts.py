@@ -123,6 +123,16 @@ COMPARISON_HEADER = ["task", "landmark", "model", "kind", "n/events", "AUROC (95
                      "Brier (95% CI)", "calibration slope (95% CI)", "vs best published score"]
 
 
+def landmark_lines(results: list[dict[str, Any]], model: str = "xgboost") -> list[str]:
+    """One line per landmark super-model: its AUROC at each grid landmark (the full rows are in metrics.json)."""
+    by_task: dict[str, list[str]] = {}
+    for r in results:
+        if r.get("scope") == "landmark" and "model_landmark" in r and r["model"] == model:
+            value = r["metrics"]["auroc"]["value"]
+            by_task.setdefault(r["task"], []).append(f"{r['landmark']} {'-' if value is None else f'{value:.2f}'}")
+    return [f"{task} ({model}) AUROC by landmark: " + ", ".join(parts) for task, parts in by_task.items()]
+
+
 def skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
     """One sentence per task/landmark that was not trained, and why."""
     return [f"{s['task']} at {s['landmark']} not trained ({s['n']} infusions): {s['reason']}" for s in skipped]

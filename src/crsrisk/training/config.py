@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crsrisk.calibration import Method
+from crsrisk.tasks.definitions import DEFAULT_TASKS
 
 ModelName = Literal["logistic", "xgboost"]
 
@@ -42,7 +43,7 @@ class TrainConfig(_Strict):
     """Everything that decides a training run; saved with the run so it can be repeated."""
 
     seed: int = 0
-    tasks: list[str] = ["severe_crs", "icans", "toci_refractory"]
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS))
     task_overrides: dict[str, dict[str, Any]] = {}
     models: list[ModelName] = ["logistic", "xgboost"]
     cv: CVConfig = CVConfig()

@@ -1,0 +1,120 @@
+"""A patient's risk over time: what ``predict`` would have said every ``step`` hours and just after each new
+measurement, with the top reasons at each point, and a picture with doses and grade changes marked.
+
+Each point is exactly ``predict(patient, now_hours=t)``: everything strictly before t, a super-model asked at t
+itself, outcomes already reached reported (and the task's line stopped), never scored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
+from crsrisk.cohort.record import validate_record
+from crsrisk.scoring import _model_info, default_now, load_model, plan, score_plans
+
+DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
+
+
+@dataclass
+class Trajectory:
+    """Risk points (one per hour and task) and the clinical events to mark beside them."""
+
+    points: list[dict[str, Any]]
+    already_occurred: dict[str, float]  # task -> hour the outcome happened
+    events: list[dict[str, Any]]  # doses and grade changes: hours, event, value
+    model: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...}}``."""
+        return {"points": self.points, "already_occurred": self.already_occurred, "events": self.events,
+                "model": self.model}
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Draw the risk of each task over time with doses (vertical lines) and grade changes (labels) as a PNG."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8, 4.8), dpi=110)
+        ax = fig.add_subplot()
+        for task in dict.fromkeys(p["task"] for p in self.points):
+            mine = [p for p in self.points if p["task"] == task]
+            line, = ax.plot([p["hours"] for p in mine], [p["probability"] for p in mine], marker="o", ms=2.5,
+                            lw=1.4, label=f"{task}: {mine[-1]['horizon_text']}")
+            if task in self.already_occurred:
+                ax.axvline(self.already_occurred[task], color=line.get_color(), ls="--", lw=1)
+        top = max([p["probability"] for p in self.points] + [0.1]) * 1.15
+        for event in self.events:
+            if event["event"] in DRUGS:
+                ax.axvline(event["hours"], color="grey", lw=0.8, alpha=0.6)
+                ax.text(event["hours"], top * 0.98, event["event"][:4], rotation=90, fontsize=6, va="top",
+                        color="dimgrey")
+            else:
+                ax.annotate(f"{event['event'].split('_')[0].upper()} {event['value']:g}", (event["hours"], 0),
+                            xytext=(0, 8), textcoords="offset points", fontsize=6, rotation=90, color="darkred")
+        ax.set(xlabel="hours after infusion", ylabel="calibrated probability", ylim=(0, top))
+        ax.set_title("Risk over time (SYNTHETIC model, not for clinical use)" if self.model.get("synthetic")
+                     else "Risk over time (not for clinical use)", fontsize=9)
+        ax.legend(fontsize=6.5, loc="upper left")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", bbox_inches="tight")
+        return path
+
+
+def _hours(arrays: CohortArrays, step: float, until: float) -> list[float]:
+    """Every ``step`` hours from 0, and just after each post-infusion measurement, up to ``until``."""
+    grid = np.arange(0.0, until + 1e-9, step)
+    measured = arrays.measurements.hours[(arrays.measurements.hours >= 0) & (arrays.measurements.hours < until)]
+    after = np.nextafter(np.unique(measured), np.inf)
+    return sorted(set(grid.tolist()) | set(after.tolist()))
+
+
+def _events(arrays: CohortArrays) -> list[dict[str, Any]]:
+    """Doses and grade changes of patient 0, in time order."""
+    names = {code: name for name, code in EVENT_CODES.items()}
+    events = arrays.events
+    order = np.argsort(events.hours, kind="stable")
+    out, grades = [], {}
+    for hours, code, value in zip(events.hours[order].tolist(), events.code[order].tolist(),
+                                  events.value[order].tolist()):
+        name = names[code]
+        if name.endswith("_grade"):
+            if grades.get(name, 0.0) == value:
+                continue
+            grades[name] = value
+        out.append({"hours": hours, "event": name, "value": None if value != value else value})
+    return out
+
+
+def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
+                    step_hours: float = 12.0, until_hours: float | None = None, top: int = 3) -> Trajectory:
+    """The risk every ``step_hours`` (and just after each new measurement) from infusion to ``until_hours``
+    (default: just after the latest record), each point with its ``top`` reasons."""
+    if not (isinstance(step_hours, (int, float)) and step_hours > 0):
+        raise ValueError(f"step_hours: expected a positive number of hours, got {step_hours!r}")
+    return trajectory_of(load_model(model), validate_record(patient), step_hours, until_hours, top)
+
+
+def trajectory_of(bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0, until_hours: float | None = None,
+                  top: int = 3) -> Trajectory:
+    """``risk_trajectory`` on an already validated patient (patient 0 of ``arrays``, e.g. one infusion of a
+    cohort for the model card)."""
+    until = default_now(arrays) if until_hours is None else float(until_hours)
+    onsets = {task: float(bundle.for_task(task)[0].definition.occurrence(arrays)[0]) for task in bundle.tasks}
+    plans = [plan(bundle, arrays, hours, onsets) for hours in _hours(arrays, float(step_hours), until)]
+    points = []
+    for chosen, predictions in zip(plans, score_plans(plans, arrays, top)):
+        for p in predictions:
+            points.append({"hours": chosen.now, "task": p["task"], "landmark_hours": p["landmark_hours"],
+                           "horizon_hours": p["horizon_hours"], "question": p["question"],
+                           "horizon_text": p["question"].split(", as of")[0],
+                           "probability": p["probability"], "band": p["band"],
+                           "reasons": [c["phrase"] for c in p["contributions"]]})
+    occurred = {task: hours for task, hours in onsets.items() if hours == hours and hours < until}
+    return Trajectory(points, occurred, _events(arrays), _model_info(bundle))
