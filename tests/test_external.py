@@ -27,9 +27,14 @@ def test_held_out_cohort_gets_every_metric_with_cis_beside_published_scores(trai
     document = evaluate_bundle(load_cohort(held_out), result.bundle_dir, n_boot=60).document
     assert document["same_cohort_as_training"] is False and document["cohort"]["size"] == 300
     rows = {(r["task"], r["landmark"], r["model"]): r for r in document["results"]}
-    assert {(t, lm) for t, lm, m in rows if m == "xgboost"} | {(s["task"], s["landmark"]) for s in document["skipped"]} \
-        == {("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
-            ("toci_refractory", "first_tocilizumab")}
+    own = {(r["task"], r["landmark"]) for r in document["results"] if r["model"] == "xgboost" and
+           "model_landmark" not in r}
+    assert own | {(s["task"], s["landmark"]) for s in document["skipped"]} == {
+        ("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
+        ("severe_crs_dynamic", "every12h_0-168h"), ("icans_dynamic", "every12h_0-168h"),
+        ("toci_refractory", "first_tocilizumab")}
+    at_72 = rows[("icans_dynamic", "72h", "xgboost")]  # a super-model is also evaluated at each grid landmark
+    assert at_72["landmark_hours"] == 72 and at_72["horizon_hours"] == 48 and at_72["scope"] == "landmark"
     severe = rows[("severe_crs", "36h", "xgboost")]
     assert severe["kind"] == "model" and "beats_best_published" in severe
     for name in ("auroc", "auprc", "brier", "calibration_slope", "calibration_intercept", "sensitivity"):

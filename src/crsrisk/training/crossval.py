@@ -30,15 +30,23 @@ class TooFewEvents(ValueError):
     """A task/landmark whose events (or non-events) are too few for the configured folds: skipped, not trained."""
 
 
-def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig) -> None:
-    """Every outer training fold must hold at least ``inner_splits`` events and non-events, so that every inner
-    fold can be tuned, scored and calibrated; raise ``TooFewEvents`` saying what to change otherwise."""
+def _class_groups(y: np.ndarray, groups: np.ndarray) -> tuple[int, int]:
+    """Infusions with an event row, and infusions with a non-event row (a super-model has several rows each)."""
+    return int(np.unique(groups[y == 1]).size), int(np.unique(groups[y == 0]).size)
+
+
+def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig, groups: np.ndarray | None = None) -> None:
+    """Every outer training fold must hold events and non-events of at least ``inner_splits`` infusions, so that
+    every (grouped) inner fold can be tuned, scored and calibrated; raise ``TooFewEvents`` saying what to change
+    otherwise."""
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     need = config.tuning.inner_splits
-    fewest = min(min(int(y[s.train].sum()), int((1 - y[s.train]).sum())) for s in splits)
+    fewest = min(min(_class_groups(y[s.train], groups[s.train])) for s in splits)
     if fewest < need:
-        raise TooFewEvents(f"{int(y.sum())} events and {int((1 - y).sum())} non-events: an outer training fold "
-                           f"holds only {fewest} of a class, fewer than tuning.inner_splits={need}; collect more "
-                           "data or lower cv.n_splits / tuning.inner_splits")
+        events, others = _class_groups(y, groups)
+        raise TooFewEvents(f"events in {events} and non-events in {others} infusions: an outer training fold holds "
+                           f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}; collect "
+                           "more data or lower cv.n_splits / tuning.inner_splits")
 
 
 def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, config: TrainConfig) -> list[Split]:
@@ -48,10 +56,11 @@ def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, conf
         if len(set(groups)) < 2:
             raise ValueError("cv.scheme leave_one_centre_out: the cohort has fewer than 2 centres")
         return [Split(0, k, tr, te) for k, (tr, te) in enumerate(LeaveOneGroupOut().split(y, y, groups))]
-    fewest = int(min(y.sum(), len(y) - y.sum()))
-    if fewest < config.cv.n_splits:
-        raise TooFewEvents(f"{int(y.sum())} events and {len(y) - int(y.sum())} non-events: fewer than "
-                           f"cv.n_splits={config.cv.n_splits} of a class; collect more data or lower cv.n_splits")
+    events, others = _class_groups(y, patient_ids.to_numpy())
+    if min(events, others) < config.cv.n_splits:
+        raise TooFewEvents(f"events in {events} and non-events in {others} infusions: fewer than "
+                           f"cv.n_splits={config.cv.n_splits} infusions of a class; collect more data or lower "
+                           "cv.n_splits")
     splits = []
     for repeat in range(config.cv.n_repeats):
         folds = StratifiedGroupKFold(config.cv.n_splits, shuffle=True, random_state=config.seed + repeat)

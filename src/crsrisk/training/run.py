@@ -74,7 +74,7 @@ def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfi
             data = task.dataset(cohort, landmark, arrays)
             try:
                 splits = outer_splits(data.y, data.patient_ids, data.centres, config)
-                check_events(data.y, splits, config)
+                check_events(data.y, splits, config, data.patient_ids.to_numpy())
             except TooFewEvents as reason:
                 skipped.append({"task": task.name, "landmark": landmark.label, "n": len(data.y),
                                 "events": int(data.y.sum()), "reason": _too_few(str(reason), data)})
