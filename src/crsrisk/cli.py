@@ -19,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                        "Research software: not for clinical use.")
 audit_log_app = typer.Typer(no_args_is_help=True, help="The append-only prediction audit log.")
 app.add_typer(audit_log_app, name="audit-log")
+import_app = typer.Typer(no_args_is_help=True, help="Read clinical sources (FHIR R4, OMOP CDM v5.4) into a cohort folder.")
+app.add_typer(import_app, name="import")
 console = Console()
 if not console.is_terminal:  # piped or captured: wide enough for the comparison table
     console = Console(width=200)
@@ -342,6 +344,62 @@ def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file 
     for problem in result.problems:
         errors.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _time_rule(hour: float, infusion_hour: float, same_day_labs: Optional[str]) -> Any:
+    from crsrisk.sources.daily import TimeRule
+
+    return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)
+
+
+_DATE_ONLY_HOUR = typer.Option(8.0, "--date-only-hour", help="hour of the day at which a value with a date but no "
+                               "time is placed")
+_INFUSION_HOUR = typer.Option(12.0, "--infusion-hour", help="hour of the day of an infusion recorded with a date only")
+_SAME_DAY = typer.Option(None, "--same-day-labs", help="before|after: side of the infusion for labs dated the "
+                         "infusion day without a time (required when there are any)")
+_IMPORT_OUT = typer.Option(..., "--out", help="cohort folder to write (must not exist or be empty)")
+
+
+def _report_import(imported: Any, out: Path) -> None:
+    """What an import read, what it placed by the daily rule, and every code it did not recognise."""
+    report = imported.report
+    console.print(f"[bold green]imported[/] {report['counts']['patients']} infusions, "
+                  f"{report['counts']['measurements']} measurements, {report['counts']['events']} events into {out}")
+    only = report["date_only"]
+    console.print(f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
+                  f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
+    for reason, count in report["skipped"].items():
+        console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
+    unknown = report["unknown_codes"]
+    if unknown:
+        table = Table(title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
+                      title_justify="left")
+        for column in ("where", "system", "code", "display", "count", "example"):
+            table.add_column(column, overflow="fold")
+        for u in unknown:
+            table.add_row(*(escape(str(u[k])) for k in ("where", "system", "code", "display", "count", "example")))
+        console.print(table)
+    for note in imported.cohort.metadata.get("notes", []):
+        console.print(f"note: {escape(note)}", highlight=False)
+
+
+@import_app.command("fhir")
+@friendly
+def import_fhir(
+    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json) or a Bulk Data folder of .ndjson files"),
+    out: Path = _IMPORT_OUT,
+    same_day_labs: Optional[str] = _SAME_DAY,
+    date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+) -> None:
+    """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
+    from crsrisk.sources.assemble import write_imported
+    from crsrisk.sources.fhir import import_fhir as read
+
+    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    write_imported(imported, out, overwrite=overwrite)
+    _report_import(imported, out)
 
 
 def print_json(data: object) -> None:
