@@ -402,6 +402,27 @@ def import_fhir(
     _report_import(imported, out)
 
 
+@import_app.command("omop")
+@friendly
+def import_omop(
+    database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
+                                       "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
+    out: Path = _IMPORT_OUT,
+    same_day_labs: Optional[str] = _SAME_DAY,
+    date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+) -> None:
+    """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
+    condition_occurrence, resolved through its concept table) as a cohort."""
+    from crsrisk.sources.assemble import write_imported
+    from crsrisk.sources.omop import import_omop as read
+
+    imported = read(database_url, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    write_imported(imported, out, overwrite=overwrite)
+    _report_import(imported, out)
+
+
 def print_json(data: object) -> None:
     """Print plain JSON (no colour) so other tools can read the output."""
     typer.echo(json.dumps(data, indent=1, sort_keys=False, default=str))

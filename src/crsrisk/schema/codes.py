@@ -140,7 +140,9 @@ def meaning(system: str | None, code: str | None, kinds: tuple[Kind, ...] | None
 
 
 def product_in_text(text: str | None) -> str | None:
-    """The contract product a free text names (generic or brand name, any case), or None."""
+    """The contract product a free text names (its contract name, or a generic or brand name in any case)."""
+    if (text or "").strip() in PRODUCTS:
+        return (text or "").strip()
     words = (text or "").lower().replace("_", " ").replace("-", " ")
     return next((product for product, names in PRODUCT_NAMES.items() if any(n in words for n in names)), None)
 

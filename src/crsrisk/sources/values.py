@@ -31,6 +31,8 @@ def patient_value(column: str, value: Any, unit: str | None, where: str, patient
     if kind == "bool":
         if isinstance(value, bool):
             return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
         text = str(value).strip().lower()
         if text in _TRUE | _FALSE:
             return text in _TRUE
