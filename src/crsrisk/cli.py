@@ -329,6 +329,39 @@ def audit(
     console.print(log_report(uri, run_id, path))
 
 
+@app.command()
+@friendly
+def recalibrate(
+    model: str = typer.Argument(..., help="the bundle to recalibrate (folder or models:/NAME@ALIAS)"),
+    cohort: Path = typer.Argument(..., help="the local cohort folder to fit the calibrators on"),
+    out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
+    method: str = typer.Option("platt", "--method", help="platt (intercept and slope on the booster margin) or "
+                               "isotonic"),
+    n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+) -> None:
+    """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
+    from crsrisk.calibration import METHODS
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
+
+    if method not in METHODS:
+        raise ValueError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)
+    lineage = result.lineage
+    console.print(f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
+                  f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]")
+    table = Table()
+    for name in LINEAGE_HEADER:
+        table.add_column(name, overflow="fold")
+    for row in lineage_rows(lineage):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
+                  "check it on another local cohort with `crsrisk evaluate`")
+
+
 @audit_log_app.command("verify")
 @friendly
 def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
