@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,6 +167,8 @@ def test_date_only_events_and_infusion():
     start = datetime(2024, 5, 1, 12, 0)
     assert hours_since(date(2024, 5, 1), start, lab=False, rule=rule) == 1.0  # events of the day: after infusion
     assert hours_since(date(2024, 4, 30), start, lab=True, rule=rule) == -28.0
+    zoned = datetime.fromisoformat("2024-05-02T12:00:00+02:00")
+    assert hours_since(zoned, start, lab=True, rule=rule) == 24.0  # a date-only infusion takes the value's zone
     with pytest.raises(ValueError, match="hour of the day"):
         TimeRule(hour=24)
 

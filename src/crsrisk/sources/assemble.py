@@ -121,8 +121,6 @@ def raw_tables(rows: SourceRows, rule: TimeRule) -> tuple[dict[str, pd.DataFrame
             same_day.append(patient_id)
             if len(same_day) == 1:
                 problems.append(Problem(table, "time", str(error), patient_id=patient_id, csv=False))
-        except ValueError as error:
-            problems.append(Problem(table, "time", str(error), patient_id=patient_id, csv=False))
         return None
 
     measurements = [(pid, hours, analyte, value, unit) for pid, moment, analyte, value, unit in rows.measurements

@@ -7,7 +7,8 @@ on either side of the infusion, so labs of that day go where ``same_day_labs`` s
 before infusion if the stated hour is later) or ``after`` (moved to 1 h after it if the stated hour is
 earlier); a source with such labs and no choice is refused. Events (grades, doses) dated the infusion day
 are always placed after it: CRS, ICANS and their treatment follow the infusion. An infusion with a date only
-is placed at ``infusion_hour`` o'clock. The cohort's ``cohort.json`` records the rule (``to_metadata``).
+is placed at ``infusion_hour`` o'clock. A time without a zone is read in the zone of the other time (an infusion
+recorded as a date only takes the zone of the value it is compared with). The cohort's ``cohort.json`` records the rule (``to_metadata``).
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def _clock_hours(moment: datetime) -> float:
 def hours_since(moment: Moment, infusion: datetime, lab: bool, rule: TimeRule) -> float:
     """Hours from the infusion to ``moment`` (negative before it), by the rule when ``moment`` has no time."""
     if isinstance(moment, datetime):
-        if (moment.tzinfo is None) != (infusion.tzinfo is None):
-            raise ValueError(f"time {moment.isoformat()} and infusion time {infusion.isoformat()}: one has a time "
-                             "zone and the other has none; give both or neither")
+        if moment.tzinfo is None and infusion.tzinfo is not None:
+            moment = moment.replace(tzinfo=infusion.tzinfo)
+        elif infusion.tzinfo is None and moment.tzinfo is not None:
+            infusion = infusion.replace(tzinfo=moment.tzinfo)
         return (moment - infusion).total_seconds() / 3600
     days = (moment - infusion.date()).days
     hours = days * 24 + rule.hour - _clock_hours(infusion)
