@@ -6,7 +6,6 @@ import json
 from datetime import date, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 import crsrisk
 from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort
-from crsrisk.cohort.validate import validate_tables
 from crsrisk.errors import CohortValidationError
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.codes import PROJECT_SYSTEM
@@ -23,38 +21,24 @@ from crsrisk.schema.units import UCUM, match_unit
 from crsrisk.sources.daily import TimeRule, hours_since
 from crsrisk.sources.fhir import import_fhir, is_fhir_bundle, record_from_fhir
 from fhir_export import cohort_bundles, patient_bundle
+from tests_support import assert_same_tables, patient_record, simulated_tables, sorted_scores
 
-SCORE_KEY = ["patient_id", "task", "landmark"]
 
 
 @pytest.fixture(scope="module")
 def simulated():
-    """A synthetic cohort as the centres reported it (mixed units) and its validated form."""
-    sim = crsrisk.simulate_cohort(n=30, seed=3)
-    tables = {"patients": sim.patients, "measurements": sim.measurements, "events": sim.events}
-    return tables, validate_tables(tables)
-
-
-def _scores(cohort) -> pd.DataFrame:
-    return crsrisk.predict_cohort(cohort).sort_values(SCORE_KEY).reset_index(drop=True)
+    return simulated_tables(30, 3)
 
 
 def _merged(bundles: list[dict]) -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": [e for b in bundles for e in b["entry"]]}
 
 
-def _same_tables(a, b) -> None:
-    for name in ("patients", "measurements", "events"):
-        x, y = getattr(a, name), getattr(b, name)
-        pd.testing.assert_frame_equal(x.sort_values(list(x.columns)).reset_index(drop=True),
-                                      y.sort_values(list(y.columns)).reset_index(drop=True))
-
-
 def test_bundle_round_trip_gives_the_same_tables_and_predictions(simulated):
     tables, original = simulated
     imported = import_fhir(_merged(cohort_bundles(**tables)))
-    _same_tables(original, imported.cohort)
-    a, b = _scores(original), _scores(imported.cohort)
+    assert_same_tables(original, imported.cohort)
+    a, b = sorted_scores(original), sorted_scores(imported.cohort)
     assert len(a) > 60
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
     assert imported.report["unknown_codes"] == [] and imported.report["date_only"]["measurements"] == 0
@@ -75,7 +59,7 @@ def test_bulk_ndjson_folder_imports_through_the_cli(simulated, tmp_path):
     assert "imported 30 infusions" in result.output
     loaded = load_cohort(tmp_path / "cohort")
     assert loaded.metadata["time_rule"]["hour"] == 8.0 and loaded.metadata["imported_from"]["kind"] == "fhir"
-    np.testing.assert_array_equal(_scores(original)["probability"].to_numpy(), _scores(loaded)["probability"].to_numpy())
+    np.testing.assert_array_equal(sorted_scores(original)["probability"].to_numpy(), sorted_scores(loaded)["probability"].to_numpy())
 
 
 def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, tmp_path):
@@ -83,11 +67,7 @@ def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, tmp_path):
     bundle = cohort_bundles(**tables)[4]
     assert is_fhir_bundle(bundle) and not is_fhir_bundle({"patient": {}})
     pid = tables["patients"]["patient_id"].iloc[4]
-    plain = {"patient": original.patients.iloc[4].to_dict(),
-             "measurements": original.measurements[original.measurements.patient_id == pid].drop(columns="patient_id")
-             .to_dict("records"),
-             "events": original.events[original.events.patient_id == pid].drop(columns="patient_id").to_dict("records")}
-    plain["patient"] = {k: (None if not isinstance(v, str) and pd.isna(v) else v) for k, v in plain["patient"].items()}
+    plain = patient_record(original, pid)
     from_fhir = crsrisk.predict(bundle, audit=False).to_dict()["predictions"]
     from_record = crsrisk.predict(plain, audit=False).to_dict()["predictions"]
     assert [p["probability"] for p in from_fhir] == [p["probability"] for p in from_record]

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import crsrisk
 from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort
-from crsrisk.cohort.validate import validate_tables
 from crsrisk.errors import CohortValidationError
 from crsrisk.sources.daily import TimeRule
 from crsrisk.sources.omop import import_omop
 from omop_export import write_omop
+from tests_support import assert_same_tables, simulated_tables, sorted_scores
 
-SCORE_KEY = ["patient_id", "task", "landmark"]
 
 
 @pytest.fixture(scope="module")
 def simulated():
-    sim = crsrisk.simulate_cohort(n=30, seed=8)
-    tables = {"patients": sim.patients, "measurements": sim.measurements, "events": sim.events}
-    return tables, validate_tables(tables)
+    return simulated_tables(30, 8)
 
 
 @pytest.fixture()
@@ -34,21 +29,14 @@ def database(simulated, tmp_path):
     return path, write_omop(path, **tables)
 
 
-def _scores(cohort) -> pd.DataFrame:
-    return crsrisk.predict_cohort(cohort).sort_values(SCORE_KEY).reset_index(drop=True)
-
-
 def test_omop_round_trip_through_the_cli_gives_the_same_predictions(simulated, database, tmp_path):
     _, original = simulated
     _, url = database
     result = CliRunner().invoke(app, ["import", "omop", url, "--out", str(tmp_path / "cohort")])
     assert result.exit_code == 0, result.output
     loaded = load_cohort(tmp_path / "cohort")
-    for name in ("patients", "measurements", "events"):
-        x, y = getattr(original, name), getattr(loaded, name)
-        pd.testing.assert_frame_equal(x.sort_values(list(x.columns)).reset_index(drop=True),
-                                      y.sort_values(list(y.columns)).reset_index(drop=True))
-    a, b = _scores(original), _scores(loaded)
+    assert_same_tables(original, loaded)
+    a, b = sorted_scores(original), sorted_scores(loaded)
     assert len(a) > 60
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
     assert loaded.metadata["imported_from"]["kind"] == "omop" and loaded.metadata["unknown_codes"] == []

@@ -416,23 +416,31 @@ def _report_import(imported: Any, out: Path) -> None:
         console.print(f"note: {escape(note)}", highlight=False)
 
 
+def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], date_only_hour: float,
+            infusion_hour: float, overwrite: bool) -> None:
+    """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report."""
+    import importlib
+
+    from crsrisk.sources.assemble import write_imported
+
+    read = getattr(importlib.import_module(f"crsrisk.sources.{reader}"), f"import_{reader}")
+    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    write_imported(imported, out, overwrite=overwrite)
+    _report_import(imported, out)
+
+
+_OVERWRITE = typer.Option(False, "--overwrite", help="replace a non-empty folder")
+
+
 @import_app.command("fhir")
 @friendly
 def import_fhir(
     source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json) or a Bulk Data folder of .ndjson files"),
-    out: Path = _IMPORT_OUT,
-    same_day_labs: Optional[str] = _SAME_DAY,
-    date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR,
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
-    from crsrisk.sources.assemble import write_imported
-    from crsrisk.sources.fhir import import_fhir as read
-
-    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
-    write_imported(imported, out, overwrite=overwrite)
-    _report_import(imported, out)
+    _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
 
 
 @import_app.command("omop")
@@ -440,20 +448,12 @@ def import_fhir(
 def import_omop(
     database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
                                        "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
-    out: Path = _IMPORT_OUT,
-    same_day_labs: Optional[str] = _SAME_DAY,
-    date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR,
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
 ) -> None:
     """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
     condition_occurrence, resolved through its concept table) as a cohort."""
-    from crsrisk.sources.assemble import write_imported
-    from crsrisk.sources.omop import import_omop as read
-
-    imported = read(database_url, _time_rule(date_only_hour, infusion_hour, same_day_labs))
-    write_imported(imported, out, overwrite=overwrite)
-    _report_import(imported, out)
+    _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
 
 
 def print_json(data: object) -> None:

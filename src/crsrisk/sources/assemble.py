@@ -58,6 +58,11 @@ class SourceRows:
             return
         fields[column] = value
 
+    def add_infusion(self, patient_id: str, moment: Moment, product: str | None, where: str) -> None:
+        """Record a CAR-T infusion (time zero) and, when named, its product."""
+        self.infusions.setdefault(patient_id, []).append((moment, where))
+        self.set_field(patient_id, "product", product, where)
+
     def add_unknown(self, where: str, system: str | None, code: str | None, display: str | None, example: str) -> None:
         """Count a code nobody maps (listed in the import report with one example)."""
         key = (where, system or "", code or "", display or "")

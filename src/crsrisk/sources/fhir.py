@@ -265,9 +265,7 @@ def _product(*concepts: Any) -> str | None:
 def _infusion(rows: SourceRows, patient_id: str, when: Any, product: str | None, label: str) -> None:
     moment = _moment(when, label, rows, patient_id)
     if moment is not None:
-        rows.infusions.setdefault(patient_id, []).append((moment, label))
-        if product is not None:
-            rows.set_field(patient_id, "product", product, label)
+        rows.add_infusion(patient_id, moment, product, label)
 
 
 def _procedures(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: SourceRows) -> None:

@@ -116,6 +116,12 @@ def _timed(row: Any, table: str, rows: SourceRows, patient_id: str) -> Moment | 
     return moment
 
 
+def _placed(ids: dict[Any, str], row: Any, table: str, rows: SourceRows) -> tuple[str, Moment | None]:
+    """The row's patient_id and time, or a None time once the problem is recorded."""
+    patient_id = _person(ids, row, table, rows)
+    return (patient_id or "", None if patient_id is None else _timed(row, table, rows, patient_id))
+
+
 def _facts(connection: Any, ids: dict[Any, str], rows: SourceRows, table: str, sql: str) -> None:
     """Measurement or observation rows: analytes, grades and patient fields."""
     for row in _query(connection, sql):
@@ -166,13 +172,11 @@ def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
             rows.add_unknown("drug_exposure", row.vocabulary_id, row.concept_code, row.concept_name,
                              f"drug_exposure_id {row.id}")
             continue
-        patient_id = _person(ids, row, "drug_exposure", rows)
-        moment = None if patient_id is None else _timed(row, "drug_exposure", rows, patient_id)
+        patient_id, moment = _placed(ids, row, "drug_exposure", rows)
         if moment is None:
             continue
         if product is not None:
-            rows.infusions.setdefault(patient_id, []).append((moment, f"drug_exposure_id {row.id}"))
-            rows.set_field(patient_id, "product", product, f"drug_exposure_id {row.id}")
+            rows.add_infusion(patient_id, moment, product, f"drug_exposure_id {row.id}")
         else:
             rows.events.append((patient_id, moment, found.name, None if row.quantity is None else float(row.quantity)))
 
@@ -186,11 +190,9 @@ def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
             rows.add_unknown("procedure_occurrence", row.vocabulary_id, row.concept_code, row.concept_name,
                              f"procedure_occurrence_id {row.id}")
             continue
-        patient_id = _person(ids, row, "procedure_occurrence", rows)
-        moment = None if patient_id is None else _timed(row, "procedure_occurrence", rows, patient_id)
+        patient_id, moment = _placed(ids, row, "procedure_occurrence", rows)
         if moment is not None:
-            rows.infusions.setdefault(patient_id, []).append((moment, f"procedure_occurrence_id {row.id}"))
-            rows.set_field(patient_id, "product", product, f"procedure_occurrence_id {row.id}")
+            rows.add_infusion(patient_id, moment, product, f"procedure_occurrence_id {row.id}")
 
 
 def _conditions(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
