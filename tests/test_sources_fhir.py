@@ -153,12 +153,20 @@ def test_date_only_events_and_infusion():
         TimeRule(hour=24)
 
 
-def test_a_bundle_without_an_infusion_is_refused_by_patient(simulated):
+def test_patients_without_an_infusion_are_left_out_and_counted(simulated):
     tables, _ = simulated
-    bundle = _one(tables)
-    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Procedure"]
+    bundles = cohort_bundles(tables["patients"].iloc[:3], tables["measurements"], tables["events"])
+    other = bundles[1]
+    other["entry"] = [e for e in other["entry"] if e["resource"]["resourceType"] != "Procedure"]
+    imported = import_fhir(_merged(bundles))
+    pid = tables["patients"]["patient_id"].iloc[1]
+    assert pid not in set(imported.cohort.patients["patient_id"]) and len(imported.cohort.patients) == 2
+    assert imported.report["without_infusion"]["patients"] == 1 and imported.report["without_infusion"]["examples"] == [pid]
+    assert imported.report["without_infusion"]["measurements"] == int((tables["measurements"].patient_id == pid).sum())
     with pytest.raises(CohortValidationError, match="no CAR-T infusion"):
-        import_fhir(bundle)
+        import_fhir(other)  # nobody to import
+    with pytest.raises(CohortValidationError, match="no CAR-T infusion"):
+        record_from_fhir(other)  # one patient to score: an infusion is required
 
 
 def test_a_grade_without_a_time_and_invalid_fhir_are_named(simulated):

@@ -401,6 +401,11 @@ def _report_import(imported: Any, out: Path) -> None:
     only = report["date_only"]
     console.print(f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
                   f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
+    without = report["without_infusion"]
+    if without["patients"]:
+        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion (e.g. "
+                      f"{', '.join(map(str, without['examples']))}), with their {without['measurements']} "
+                      f"measurements and {without['events']} events", highlight=False)
     for reason, count in report["skipped"].items():
         console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
     unknown = report["unknown_codes"]

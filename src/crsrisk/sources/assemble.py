@@ -94,16 +94,27 @@ def _unknown_report(rows: SourceRows) -> list[dict[str, Any]]:
             for (where, system, code, display), count in rows.unknown.most_common()]
 
 
-def raw_tables(rows: SourceRows, rule: TimeRule) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """The three raw contract tables (units as given) and the timing counts; problems raise, all at once."""
+def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) -> tuple[dict[str, pd.DataFrame],
+                                                                                    dict[str, Any]]:
+    """The three raw contract tables (units as given) and the timing counts; problems raise, all at once.
+
+    A patient with no CAR-T infusion in the source (an EHR export holds other patients too) is left out and
+    counted in the report, with example ids; with ``every_patient`` (one patient's record) it is an error."""
     problems = list(rows.problems)
     starts: dict[str, datetime] = {}
+    without = [p for p in rows.patients if not rows.infusions.get(p)]
+    if without and (every_patient or len(without) == len(rows.patients)):
+        problems.append(Problem("infusion", "time", "no CAR-T infusion (a Procedure or drug record coded "
+                                "car_t_infusion or naming a product): nothing to place at time zero",
+                                patient_id=without[0], csv=False))
     for patient_id in rows.patients:
         found = rows.infusions.get(patient_id, [])
-        if len(found) != 1:
-            what = "no CAR-T infusion" if not found else f"{len(found)} CAR-T infusions ({', '.join(w for _, w in found)})"
-            problems.append(Problem("infusion", "time", f"{what}: expected exactly one per patient (the time zero; a "
-                                    "second infusion belongs in its own patient_id)", patient_id=patient_id, csv=False))
+        if len(found) > 1:
+            problems.append(Problem("infusion", "time", f"{len(found)} CAR-T infusions ({', '.join(w for _, w in found)}):"
+                                    " expected one per patient_id (give a second infusion its own patient_id)",
+                                    patient_id=patient_id, csv=False))
+            continue
+        if not found:
             continue
         starts[patient_id] = infusion_start(found[0][0], rule)
         birth = rows.birth_dates.get(patient_id)
@@ -111,10 +122,13 @@ def raw_tables(rows: SourceRows, rule: TimeRule) -> tuple[dict[str, pd.DataFrame
             rows.patients[patient_id]["age_years"] = age_at(birth, starts[patient_id].date())
     date_only = Counter(infusions=sum(not has_time(found[0][0]) for found in rows.infusions.values() if found))
     same_day: list[str] = []
+    left_out: Counter = Counter()
 
     def place(patient_id: str, moment: Moment, lab: bool, table: str) -> float | None:
         if patient_id not in starts:
-            if patient_id not in rows.patients:
+            if patient_id in without:
+                left_out[table] += 1
+            elif patient_id not in rows.patients:
                 problems.append(Problem(table, "patient_id", "refers to no Patient/person in the source",
                                         patient_id=patient_id, csv=False))
             return None
@@ -138,11 +152,14 @@ def raw_tables(rows: SourceRows, rule: TimeRule) -> tuple[dict[str, pd.DataFrame
     if problems:
         raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
     tables = {
-        "patients": pd.DataFrame([rows.patients[p] for p in rows.patients], columns=[c.name for c in PATIENT_COLUMNS]),
+        "patients": pd.DataFrame([rows.patients[p] for p in starts], columns=[c.name for c in PATIENT_COLUMNS]),
         "measurements": pd.DataFrame(measurements, columns=[c.name for c in MEASUREMENT_COLUMNS]),
         "events": pd.DataFrame(events, columns=[c.name for c in EVENT_COLUMNS]),
     }
-    return tables, {"date_only": {k: date_only[k] for k in ("infusions", "measurements", "events")}}
+    report = {"date_only": {k: date_only[k] for k in ("infusions", "measurements", "events")},
+              "without_infusion": {"patients": len(without), "examples": without[:5],
+                                   "measurements": left_out["measurements"], "events": left_out["events"]}}
+    return tables, report
 
 
 def assemble(rows: SourceRows, rule: TimeRule, source: dict[str, Any]) -> Imported:

@@ -318,7 +318,7 @@ def import_fhir(source: str | os.PathLike | Mapping[str, Any], rule: TimeRule = 
 def record_from_fhir(obj: Mapping[str, Any] | str | os.PathLike, rule: TimeRule = TimeRule()) -> dict[str, Any]:
     """One patient's FHIR Bundle as the contract record ``crsrisk.predict`` scores; unknown codes are warned."""
     rows = read_fhir_rows(obj)
-    tables, _ = raw_tables(rows, rule)
+    tables, _ = raw_tables(rows, rule, every_patient=True)
     if rows.unknown:
         listed = "; ".join(f"{where} {system}|{code} x{count}" for (where, system, code, _), count in rows.unknown.items())
         warnings.warn(f"FHIR codes crsrisk does not read (ignored): {listed}", UserWarning, stacklevel=2)
