@@ -14,9 +14,7 @@ from crsrisk.cohort.validate import validate_tables
 from crsrisk.evaluation.metrics import calibration_intercept
 from crsrisk.recalibration import recalibrate, write_recalibrated
 from crsrisk.reporting.model_card import _recalibration_section
-from crsrisk.scoring import predict_cohort
 from crsrisk.simulate import simulate_cohort
-from crsrisk.tasks import label_table
 
 KEY = "severe_crs__0h"
 
@@ -36,11 +34,9 @@ def enriched():
 
 def _intercept(bundle, cohort) -> float:
     model = bundle.models[KEY]
-    labels = label_table(cohort, model.definition, model.landmark)
-    kept = labels[~labels["excluded"]]
-    scores = predict_cohort(cohort, bundle).query("task == 'severe_crs' and landmark == '0h'").set_index("patient_id")
-    return calibration_intercept(kept["label"].astype(int).to_numpy(),
-                                 scores.loc[kept["patient_id"], "probability"].to_numpy())
+    data = model.definition.dataset(cohort, model.landmark)
+    margin = model.booster.inplace_predict(data.X[model.feature_names].to_numpy(), predict_type="margin")
+    return calibration_intercept(data.y, model.calibrator.transform(margin))
 
 
 @pytest.mark.slow

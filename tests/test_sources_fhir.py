@@ -34,17 +34,17 @@ def _merged(bundles: list[dict]) -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": [e for b in bundles for e in b["entry"]]}
 
 
-def test_bundle_round_trip_gives_the_same_tables_and_predictions(simulated):
+def test_bundle_round_trip_gives_the_same_tables_and_predictions(simulated, small_bundle):
     tables, original = simulated
     imported = import_fhir(_merged(cohort_bundles(**tables)))
     assert_same_tables(original, imported.cohort)
-    a, b = sorted_scores(original), sorted_scores(imported.cohort)
+    a, b = sorted_scores(original, small_bundle), sorted_scores(imported.cohort, small_bundle)
     assert len(a) > 60
     np.testing.assert_array_equal(a["probability"].to_numpy(), b["probability"].to_numpy())
     assert imported.report["unknown_codes"] == [] and imported.report["date_only"]["measurements"] == 0
 
 
-def test_bulk_ndjson_folder_imports_through_the_cli(simulated, tmp_path):
+def test_bulk_ndjson_folder_imports_through_the_cli(simulated, small_bundle, tmp_path):
     tables, original = simulated
     resources: dict[str, list[dict]] = {}
     for bundle in cohort_bundles(**tables):
@@ -59,17 +59,18 @@ def test_bulk_ndjson_folder_imports_through_the_cli(simulated, tmp_path):
     assert "imported 30 infusions" in result.output
     loaded = load_cohort(tmp_path / "cohort")
     assert loaded.metadata["time_rule"]["hour"] == 8.0 and loaded.metadata["imported_from"]["kind"] == "fhir"
-    np.testing.assert_array_equal(sorted_scores(original)["probability"].to_numpy(), sorted_scores(loaded)["probability"].to_numpy())
+    np.testing.assert_array_equal(sorted_scores(original, small_bundle)["probability"].to_numpy(),
+                                  sorted_scores(loaded, small_bundle)["probability"].to_numpy())
 
 
-def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, tmp_path):
+def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, small_bundle):
     tables, original = simulated
     bundle = cohort_bundles(**tables)[4]
     assert is_fhir_bundle(bundle) and not is_fhir_bundle({"patient": {}})
     pid = tables["patients"]["patient_id"].iloc[4]
     plain = patient_record(original, pid)
-    from_fhir = crsrisk.predict(bundle, audit=False).to_dict()["predictions"]
-    from_record = crsrisk.predict(plain, audit=False).to_dict()["predictions"]
+    from_fhir = crsrisk.predict(bundle, model=small_bundle, audit=False).to_dict()["predictions"]
+    from_record = crsrisk.predict(plain, model=small_bundle, audit=False).to_dict()["predictions"]
     assert [p["probability"] for p in from_fhir] == [p["probability"] for p in from_record]
     assert record_from_fhir(bundle)["patient"]["patient_id"] == pid
 

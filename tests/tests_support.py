@@ -39,11 +39,11 @@ def simulated_tables(n: int, seed: int) -> tuple[dict[str, pd.DataFrame], Cohort
     return tables, validate_tables(tables)
 
 
-def sorted_scores(cohort: Cohort) -> pd.DataFrame:
-    """``predict_cohort`` with the shipped model, in a fixed row order, to compare two cohorts' predictions."""
+def sorted_scores(cohort: Cohort, model: Any) -> pd.DataFrame:
+    """``predict_cohort`` in a fixed row order, to compare two cohorts' predictions."""
     from crsrisk.scoring import predict_cohort
 
-    return predict_cohort(cohort).sort_values(["patient_id", "task", "landmark"]).reset_index(drop=True)
+    return predict_cohort(cohort, model).sort_values(["patient_id", "model_key", "landmark_hours"]).reset_index(drop=True)
 
 
 def assert_same_tables(a: Cohort, b: Cohort) -> None:

@@ -21,11 +21,11 @@ import numpy as np
 
 from crsrisk.bundle import Bundle, TaskModel, save_bundle
 from crsrisk.calibration import Method, fit_calibrator
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.bootstrap import bootstrap_ci
 from crsrisk.evaluation.metrics import calibration_intercept, calibration_slope
-from crsrisk.scoring import load_model, predict_cohort
-from crsrisk.tasks import label_table, landmark_label
+from crsrisk.scoring import load_model
 from crsrisk.training.artifacts import json_ready
 
 MIN_EACH_CLASS = 5  # fewer local events (or non-events) than this: the model keeps its calibrator
@@ -41,33 +41,35 @@ class Recalibrated:
     path: Path | None = None
 
 
-def _calibration(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
-    return bootstrap_ci(y, p, {"calibration_intercept": calibration_intercept,
-                               "calibration_slope": calibration_slope}, n_boot=n_boot, seed=seed)
+def _calibration(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Intercept and slope with bootstrap CIs; rows of one infusion (a landmark grid) are resampled together."""
+    repeated = len(set(groups)) < len(groups)
+    return bootstrap_ci(y, p, {"calibration_intercept": calibration_intercept, "calibration_slope": calibration_slope},
+                        n_boot=n_boot, seed=seed, groups=groups if repeated else None)
 
 
 def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Method = "platt", n_boot: int = 500,
                 seed: int = 0) -> Recalibrated:
     """Refit every model's calibrator on ``cohort`` (boosters unchanged) and measure calibration before/after."""
     bundle = load_model(model)
-    scores = predict_cohort(cohort, bundle).set_index(["task", "landmark", "patient_id"]).sort_index()
+    arrays = cohort_arrays(cohort)
     models, report = [], {}
     for key, task_model in bundle.models.items():
-        labels = label_table(cohort, task_model.definition, task_model.landmark)
-        kept = labels[~labels["excluded"]]
-        y = kept["label"].astype(int).to_numpy()
-        entry: dict[str, Any] = {"n": int(y.size), "events": int(y.sum()), "excluded": int(labels["excluded"].sum())}
+        data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
+        y, groups = data.y.astype(int), data.patient_ids.to_numpy()
+        entry: dict[str, Any] = {"n": int(y.size), "events": int(y.sum()), "excluded": data.excluded}
         if min(int(y.sum()), int(y.size - y.sum())) < MIN_EACH_CLASS:
             entry["status"] = f"kept the parent calibrator: fewer than {MIN_EACH_CLASS} events or non-events here"
             models.append(task_model)
             report[key] = entry
             continue
-        rows = scores.loc[(task_model.task, landmark_label(task_model.landmark))].loc[kept["patient_id"].to_numpy()]
-        margin, before = rows["raw_score"].to_numpy(), rows["probability"].to_numpy()
+        margin = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(),
+                                                    predict_type="margin", missing=np.nan)
         calibrator = fit_calibrator(margin, y, method)
-        after = calibrator.transform(margin)
+        before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
         entry |= {"status": "recalibrated", "calibrator": calibrator.to_dict(),
-                  "before": _calibration(y, before, n_boot, seed), "after": _calibration(y, after, n_boot, seed)}
+                  "before": _calibration(y, before, groups, n_boot, seed),
+                  "after": _calibration(y, after, groups, n_boot, seed)}
         models.append(replace(task_model, calibrator=calibrator))
         report[key] = entry
     meta = bundle.metadata
