@@ -180,3 +180,15 @@ def test_a_grade_without_a_time_and_invalid_fhir_are_named(simulated):
         import_fhir(_one(tables, [grade, broken]))
     text = str(caught.value)
     assert "Observation/g1" in text and "expected a date" in text and "not valid FHIR R4 Observation" in text
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1)), st.integers(-30, 60),
+       st.floats(0, 23.99), st.sampled_from(["before", "after"]))
+def test_the_daily_rule_places_every_date_only_lab_by_its_day_and_side(infusion, days, hour, side):
+    rule = TimeRule(hour=hour, same_day_labs=side)
+    placed = hours_since(infusion.date() + timedelta(days=days), infusion, lab=True, rule=rule)
+    clock = infusion.hour + infusion.minute / 60 + infusion.second / 3600 + infusion.microsecond / 3.6e9
+    if days:
+        assert placed == pytest.approx(days * 24 + hour - clock)
+    else:
+        assert (placed <= -1.0) if side == "before" else (placed >= 1.0)
