@@ -27,3 +27,28 @@ def run_in_processes(target: Callable[..., None], arguments: list[tuple[Any, ...
     for worker in workers:
         worker.join(timeout)
     assert [worker.exitcode for worker in workers] == [0] * len(workers)
+
+
+def simulated_tables(n: int, seed: int) -> tuple[dict[str, pd.DataFrame], Cohort]:
+    """A synthetic cohort's tables as the centres reported them (mixed units) and its validated form."""
+    from crsrisk.cohort.validate import validate_tables
+    from crsrisk.simulate import simulate_cohort
+
+    sim = simulate_cohort(n=n, seed=seed)
+    tables = {"patients": sim.patients, "measurements": sim.measurements, "events": sim.events}
+    return tables, validate_tables(tables)
+
+
+def sorted_scores(cohort: Cohort, model: Any) -> pd.DataFrame:
+    """``predict_cohort`` in a fixed row order, to compare two cohorts' predictions."""
+    from crsrisk.scoring import predict_cohort
+
+    return predict_cohort(cohort, model).sort_values(["patient_id", "model_key", "landmark_hours"]).reset_index(drop=True)
+
+
+def assert_same_tables(a: Cohort, b: Cohort) -> None:
+    """The three canonical tables hold the same rows (in any order)."""
+    for name in ("patients", "measurements", "events"):
+        x, y = getattr(a, name), getattr(b, name)
+        pd.testing.assert_frame_equal(x.sort_values(list(x.columns)).reset_index(drop=True),
+                                      y.sort_values(list(y.columns)).reset_index(drop=True))

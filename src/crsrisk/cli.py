@@ -19,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                        "Research software: not for clinical use.")
 audit_log_app = typer.Typer(no_args_is_help=True, help="The append-only prediction audit log.")
 app.add_typer(audit_log_app, name="audit-log")
+import_app = typer.Typer(no_args_is_help=True, help="Read clinical sources (FHIR R4, OMOP CDM v5.4) into a cohort folder.")
+app.add_typer(import_app, name="import")
 console = Console()
 if not console.is_terminal:  # piped or captured: wide enough for the comparison table
     console = Console(width=200)
@@ -367,6 +369,39 @@ def audit(
     console.print(log_report(uri, run_id, path))
 
 
+@app.command()
+@friendly
+def recalibrate(
+    model: str = typer.Argument(..., help="the bundle to recalibrate (folder or models:/NAME@ALIAS)"),
+    cohort: Path = typer.Argument(..., help="the local cohort folder to fit the calibrators on"),
+    out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
+    method: str = typer.Option("platt", "--method", help="platt (intercept and slope on the booster margin) or "
+                               "isotonic"),
+    n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+) -> None:
+    """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
+    from crsrisk.calibration import METHODS
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
+
+    if method not in METHODS:
+        raise ValueError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)
+    lineage = result.lineage
+    console.print(f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
+                  f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]")
+    table = Table()
+    for name in LINEAGE_HEADER:
+        table.add_column(name, overflow="fold")
+    for row in lineage_rows(lineage):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
+                  "check it on another local cohort with `crsrisk evaluate`")
+
+
 @audit_log_app.command("verify")
 @friendly
 def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
@@ -382,6 +417,88 @@ def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file 
     for problem in result.problems:
         errors.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _time_rule(hour: float, infusion_hour: float, same_day_labs: Optional[str]) -> Any:
+    from crsrisk.sources.daily import TimeRule
+
+    return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)
+
+
+_DATE_ONLY_HOUR = typer.Option(8.0, "--date-only-hour", help="hour of the day at which a value with a date but no "
+                               "time is placed")
+_INFUSION_HOUR = typer.Option(12.0, "--infusion-hour", help="hour of the day of an infusion recorded with a date only")
+_SAME_DAY = typer.Option(None, "--same-day-labs", help="before|after: side of the infusion for labs dated the "
+                         "infusion day without a time (required when there are any)")
+_IMPORT_OUT = typer.Option(..., "--out", help="cohort folder to write (must not exist or be empty)")
+
+
+def _report_import(imported: Any, out: Path) -> None:
+    """What an import read, what it placed by the daily rule, and every code it did not recognise."""
+    report = imported.report
+    console.print(f"[bold green]imported[/] {report['counts']['patients']} infusions, "
+                  f"{report['counts']['measurements']} measurements, {report['counts']['events']} events into {out}")
+    only = report["date_only"]
+    console.print(f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
+                  f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
+    without = report["without_infusion"]
+    if without["patients"]:
+        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion (e.g. "
+                      f"{', '.join(map(str, without['examples']))}), with their {without['measurements']} "
+                      f"measurements and {without['events']} events", highlight=False)
+    for reason, count in report["skipped"].items():
+        console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
+    unknown = report["unknown_codes"]
+    if unknown:
+        table = Table(title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
+                      title_justify="left")
+        for column in ("where", "system", "code", "display", "count", "example"):
+            table.add_column(column, overflow="fold")
+        for u in unknown:
+            table.add_row(*(escape(str(u[k])) for k in ("where", "system", "code", "display", "count", "example")))
+        console.print(table)
+    for note in imported.cohort.metadata.get("notes", []):
+        console.print(f"note: {escape(note)}", highlight=False)
+
+
+def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], date_only_hour: float,
+            infusion_hour: float, overwrite: bool) -> None:
+    """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report."""
+    import importlib
+
+    from crsrisk.sources.assemble import write_imported
+
+    read = getattr(importlib.import_module(f"crsrisk.sources.{reader}"), f"import_{reader}")
+    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    write_imported(imported, out, overwrite=overwrite)
+    _report_import(imported, out)
+
+
+_OVERWRITE = typer.Option(False, "--overwrite", help="replace a non-empty folder")
+
+
+@import_app.command("fhir")
+@friendly
+def import_fhir(
+    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json) or a Bulk Data folder of .ndjson files"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
+    _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
+
+
+@import_app.command("omop")
+@friendly
+def import_omop(
+    database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
+                                       "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
+    condition_occurrence, resolved through its concept table) as a cohort."""
+    _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
 
 
 def print_json(data: object) -> None:

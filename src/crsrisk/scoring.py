@@ -25,8 +25,9 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_info
-from crsrisk.cohort.record import canonical_record, validate_record
+from crsrisk.cohort.record import canonical_record, read_record, validate_record
 from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, known_at
+from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
 
@@ -260,6 +261,8 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     up to the raw score). For many calls, pass a bundle from ``load_model`` so its files are verified once.
     """
     bundle = load_model(model)
+    if is_fhir_bundle(patient := read_record(patient)):  # a FHIR R4 Bundle for one patient is read as its record
+        patient = record_from_fhir(patient)
     arrays = validate_record(patient)
     now = default_now(arrays) if now_hours is None else _hour(now_hours)
     chosen = plan(bundle, arrays, now)

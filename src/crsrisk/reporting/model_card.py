@@ -141,6 +141,20 @@ def _by_landmark(bundle: Bundle, training: Mapping[str, Any], here: list[dict[st
     return "".join(out)
 
 
+def _recalibration_section(lineage: Mapping[str, Any] | None) -> str:
+    """The bundle's recalibration lineage (parent, cohorts, method, calibration before/after), when it has one."""
+    if not lineage:
+        return ""
+    from crsrisk.recalibration import LINEAGE_HEADER, lineage_rows
+
+    return ("<h2 id='recalibration'>Local recalibration</h2><p>The boosters are the parent bundle's; only the "
+            "calibrators were refitted on a local cohort. 'After' is measured on that same cohort (optimistic).</p>"
+            + _table(["field", "value"], [[k, lineage.get(k)] for k in (
+                "parent_bundle_sha256", "parent_bundle_path", "training_cohort_fingerprint", "local_cohort_fingerprint",
+                "local_cohort_size", "local_cohort_synthetic", "method", "date", "bands")])
+            + _table(LINEAGE_HEADER, lineage_rows(dict(lineage))))
+
+
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.82em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -175,6 +189,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                  ["fingerprint", meta.get("training_cohort_fingerprint")], ["infusions", meta.get("training_cohort_size")],
                  ["synthetic", meta.get("synthetic")],
                  ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
+             _recalibration_section(meta.get("recalibration")),
              "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
                  [m.task, m.label_rule_version, m.task_settings.get("description", ""), m.landmark.label]
                  for m in bundle.models.values()]) +

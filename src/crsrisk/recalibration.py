@@ -1,0 +1,119 @@
+"""Local recalibration: refit each bundled model's calibrator on a local cohort, keeping its booster.
+
+A model trained elsewhere often ranks local patients well but misstates their risk (a different event rate,
+different practice). Recalibration keeps the trees (the raw score, its SHAP reasons) and refits only the map
+from raw score to probability: ``platt`` (logistic on the booster margin: a new intercept and slope) or
+``isotonic``. The new bundle records its lineage: the parent bundle's SHA-256, the training and local cohort
+fingerprints, the method, the date, and each model's calibration intercept and slope (bootstrap 95 % CI)
+before and after on the local cohort. "After" is measured on the cohort the calibrator was fitted on, so it
+is optimistic (Platt makes both exactly ideal there): check it on another local cohort with ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crsrisk.bundle import Bundle, TaskModel, save_bundle
+from crsrisk.calibration import Method, fit_calibrator
+from crsrisk.cohort.arrays import cohort_arrays
+from crsrisk.cohort.validated import Cohort
+from crsrisk.evaluation.bootstrap import bootstrap_ci
+from crsrisk.evaluation.metrics import calibration_intercept, calibration_slope
+from crsrisk.scoring import load_model
+from crsrisk.training.artifacts import json_ready
+
+MIN_EACH_CLASS = 5  # fewer local events (or non-events) than this: the model keeps its calibrator
+_RUN_KEYS = ("mlflow_run_id", "mlflow_tracking_uri")  # the parent's run; the new bundle was not made by it
+
+
+@dataclass(frozen=True)
+class Recalibrated:
+    """The recalibrated models, the lineage written into the new bundle, and where it went."""
+
+    models: list[TaskModel]
+    lineage: dict[str, Any]
+    path: Path | None = None
+
+
+def _calibration(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Intercept and slope with bootstrap CIs; rows of one infusion (a landmark grid) are resampled together."""
+    repeated = len(set(groups)) < len(groups)
+    return bootstrap_ci(y, p, {"calibration_intercept": calibration_intercept, "calibration_slope": calibration_slope},
+                        n_boot=n_boot, seed=seed, groups=groups if repeated else None)
+
+
+def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Method = "platt", n_boot: int = 500,
+                seed: int = 0) -> Recalibrated:
+    """Refit every model's calibrator on ``cohort`` (boosters unchanged) and measure calibration before/after."""
+    bundle = load_model(model)
+    arrays = cohort_arrays(cohort)
+    models, report = [], {}
+    for key, task_model in bundle.models.items():
+        data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
+        y, groups = data.y.astype(int), data.patient_ids.to_numpy()
+        entry: dict[str, Any] = {"n": int(y.size), "events": int(y.sum()), "excluded": data.excluded}
+        if min(int(y.sum()), int(y.size - y.sum())) < MIN_EACH_CLASS:
+            entry["status"] = f"kept the parent calibrator: fewer than {MIN_EACH_CLASS} events or non-events here"
+            models.append(task_model)
+            report[key] = entry
+            continue
+        margin = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(),
+                                                    predict_type="margin", missing=np.nan)
+        calibrator = fit_calibrator(margin, y, method)
+        before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
+        entry |= {"status": "recalibrated", "calibrator": calibrator.to_dict(),
+                  "before": _calibration(y, before, groups, n_boot, seed),
+                  "after": _calibration(y, after, groups, n_boot, seed)}
+        models.append(replace(task_model, calibrator=calibrator))
+        report[key] = entry
+    meta = bundle.metadata
+    lineage = {"parent_bundle_sha256": bundle.digest, "parent_bundle_path": str(bundle.path),
+               "parent_created": meta.get("created"), "parent_mlflow_run_id": meta.get("mlflow_run_id"),
+               "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"),
+               "local_cohort_fingerprint": cohort.fingerprint(), "local_cohort_size": int(len(cohort.patients)),
+               "local_cohort_synthetic": cohort.synthetic, "method": method,
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "bands": "kept from the parent bundle (set from the training cohort's event rate)",
+               "after_is_in_sample": True, "models": report}
+    return Recalibrated(models, lineage)
+
+
+def _ci(metric: dict[str, float | None]) -> str:
+    def number(value: float | None) -> str:
+        return "-" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+    return f"{number(metric['value'])} ({number(metric['ci_low'])} to {number(metric['ci_high'])})"
+
+
+def lineage_rows(lineage: dict[str, Any]) -> list[list[str]]:
+    """One row per model: key, n, events, status, intercept and slope before and after (with 95 % CIs)."""
+    rows = []
+    for key, entry in lineage["models"].items():
+        shown = [_ci(entry[when][metric]) if when in entry else "-" for when in ("before", "after")
+                 for metric in ("calibration_intercept", "calibration_slope")]
+        rows.append([key, str(entry["n"]), str(entry["events"]), entry["status"], *shown])
+    return rows
+
+
+LINEAGE_HEADER = ["model", "n", "events", "status", "intercept before", "slope before", "intercept after",
+                  "slope after"]
+
+
+def write_recalibrated(result: Recalibrated, parent: str | os.PathLike | Bundle, out_dir: str | os.PathLike) -> Recalibrated:
+    """Save the recalibrated models as a new bundle (the parent's metadata plus ``recalibration``)."""
+    bundle = load_model(parent)
+    meta = {k: v for k, v in bundle.metadata.items()
+            if k not in ("format_version", "crsrisk_version", "created", "recalibration", *_RUN_KEYS)}
+    meta["synthetic"] = bool(meta.get("synthetic", False) or result.lineage["local_cohort_synthetic"])
+    lineage = json_ready(result.lineage)  # an undefined CI bound (NaN) is stored as null
+    if "recalibration" in bundle.metadata:
+        lineage["parent_recalibration"] = bundle.metadata["recalibration"]
+    meta["recalibration"] = lineage
+    path = save_bundle(result.models, out_dir, meta)
+    return replace(result, path=path)

@@ -1,0 +1,52 @@
+"""UCUM spellings of the contract's units, and the one place where a unit as written is matched to them.
+
+The contract spells units for people (``10^9/L``, ``degC``); FHIR and OMOP carry UCUM codes (``10*9/L``,
+``Cel``). Matching follows UCUM's own rules (https://ucum.org/ucum, sections 2.1-2.4) rather than a blanket
+case-fold: in case-sensitive UCUM the litre may be written ``l`` or ``L`` (so ``pg/ml`` is ``pg/mL``) and the
+micro sign is ``u``; a unit written entirely in capitals is read as UCUM's case-insensitive form (``PG/ML``).
+Mixed spellings UCUM does not define (``Pg/mL``, ``MG/dl``) match nothing: a megagram is not a milligram.
+"""
+
+from __future__ import annotations
+
+import re
+from types import MappingProxyType
+from typing import Mapping
+
+from crsrisk.schema.analytes import ANALYTES
+
+# Contract unit -> its UCUM code (unitsofmeasure.org; [degF] and Cel from UCUM table 15, 10*9 from section 2.3).
+UCUM: Mapping[str, str] = MappingProxyType({
+    "pg/mL": "pg/mL", "ng/L": "ng/L", "ng/mL": "ng/mL", "ug/L": "ug/L", "mg/L": "mg/L", "mg/dL": "mg/dL",
+    "U/L": "U/L", "10^9/L": "10*9/L", "10^3/uL": "10*3/uL", "g/L": "g/L", "umol/L": "umol/L",
+    "degC": "Cel", "degF": "[degF]",
+})
+
+_LITRE = re.compile(r"(?<![A-Za-z\[])([munpfdc]?)l(?![A-Za-z\]])")  # a litre atom with an optional prefix
+
+
+def _case_sensitive_key(text: str) -> str:
+    """A written unit in one UCUM case-sensitive spelling: micro as ``u``, the litre as ``L``, no blanks."""
+    text = re.sub(r"\s+", "", text).replace("\u00b5", "u").replace("\u03bc", "u")
+    return _LITRE.sub(lambda m: f"{m.group(1)}L", text)
+
+
+def _spellings(unit: str) -> set[str]:
+    """Every key under which a contract unit is recognised: its own name and its UCUM code, both forms."""
+    codes = {unit, UCUM.get(unit, unit)}
+    return {_case_sensitive_key(c) for c in codes} | {("CI", c.upper()) for c in codes}
+
+
+def match_unit(analyte: str, written: str | None) -> str | None:
+    """The contract unit of ``analyte`` that ``written`` denotes under UCUM's rules, or None when none does."""
+    if written is None or analyte not in ANALYTES:
+        return None
+    text = written.strip()
+    if not text:
+        return None
+    key: object = ("CI", re.sub(r"\s+", "", text)) if not any(ch.islower() for ch in text) else \
+        _case_sensitive_key(text)
+    for unit in ANALYTES[analyte].conversions:
+        if key in _spellings(unit):
+            return unit
+    return None
