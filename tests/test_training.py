@@ -133,3 +133,49 @@ def test_tasks_with_too_few_events_are_skipped_and_said_not_crashed(small_cohort
     with pytest.raises(TooFewEvents, match="no task and landmark could be trained"):
         train(small_cohort.subset(small_cohort.patients["patient_id"].iloc[:6]), config=config,
               tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "run2", show_progress=False, register=False)
+
+
+def _kill_a_worker_when_running(address: str, ready) -> None:
+    """Once the cluster's workers are busy, kill one worker process outright (as a lost machine would be)."""
+    import os
+    import signal
+    import time
+
+    from distributed import Client
+
+    with Client(address) as client:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            busy = [w for w, n in client.processing().items() if n]
+            if busy:
+                time.sleep(1.0)
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                ready.append(pid)
+                return
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_dask_cluster_gives_the_serial_numbers_even_when_a_worker_dies(small_cohort, tmp_path: Path) -> None:
+    import threading
+
+    from conftest import TINY
+    from distributed import LocalCluster
+
+    cohort = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:160])
+    config = TINY.model_copy(update={"tasks": ["severe_crs"], "workers": 1})
+    serial = train(cohort, config=config, tracking_uri=f"sqlite:///{tmp_path / 's.db'}", out=tmp_path / "serial",
+                   show_progress=False, register=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        killed: list[int] = []
+        killer = threading.Thread(target=_kill_a_worker_when_running, args=(cluster.scheduler_address, killed))
+        killer.start()
+        on_dask = train(cohort, config=config.model_copy(update={"dask": cluster.scheduler_address}),
+                        tracking_uri=f"sqlite:///{tmp_path / 'd.db'}", out=tmp_path / "dask", show_progress=False,
+                        register=False)
+        killer.join()
+    assert killed, "no worker was killed: the test did not exercise a lost worker"
+    # JSON text compares NaN (an undefined metric) equal to itself, and every other number to the last bit.
+    assert json.dumps(on_dask.metrics["results"], sort_keys=True) == json.dumps(serial.metrics["results"],
+                                                                                sort_keys=True)

@@ -171,16 +171,23 @@ def _report_run(result, tracking_uri: str | None) -> None:
 @friendly
 def train(
     cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
-    task: str = typer.Option("all", "--task", help="all, severe_crs, icans or toci_refractory"),
+    task: str = typer.Option("all", "--task", help="all, or one task: severe_crs, icans, severe_crs_dynamic, "
+                             "icans_dynamic, toci_refractory"),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (see experiments/)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
     out: Path = typer.Option(Path("runs/latest"), "--out", help="folder for metrics.json, plots and model/"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="fits run side by side in this many "
+                                          "single-threaded processes (default: the cores available)"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="run the fits on a Dask cluster: tcp://SCHEDULER:8786, "
+                                       "or 'local' for a local cluster of --workers processes"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
+    from crsrisk.training.config import load_config
     from crsrisk.training.run import train as run_training
 
-    _report_run(run_training(cohort, task=task, config=config, tracking_uri=tracking_uri, out=out,
+    settings = load_config(config, workers=workers, dask=dask)
+    _report_run(run_training(cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out,
                              show_progress=progress), tracking_uri)
 
 

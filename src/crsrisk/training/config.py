@@ -54,6 +54,7 @@ class TrainConfig(_Strict):
     decision_thresholds: tuple[float, float, float] = (0.02, 0.5, 0.02)
     xgboost_threads: int = Field(1, ge=1, le=64)  # per fit: fits run side by side instead (training/executor.py)
     workers: int | None = Field(None, ge=1, le=256)  # processes for the fits; None = the cores this process may use
+    dask: str | None = None  # run the fits on a Dask cluster: a scheduler address (tcp://HOST:8786) or "local"
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:

@@ -163,7 +163,7 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         warnings.filterwarnings("ignore", category=UserWarning, module="xgboost")
         warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
         done = run_all([job for model_jobs in jobs for job in model_jobs], settings.workers,
-                       lambda i: progress.step(_job_name(*owners[i])))
+                       lambda i: progress.step(_job_name(*owners[i])), settings.dask)
         start = 0
         for p, model_jobs in zip(planned, jobs):
             folds, fitted = done[start:start + len(model_jobs) - 1], done[start + len(model_jobs) - 1]
