@@ -1,5 +1,5 @@
 """A patient's risk over time: what ``predict`` would have said every ``step`` hours and just after each new
-measurement, with the top reasons at each point, and a picture with doses and grade changes marked.
+measurement or event, with the top reasons at each point, and a picture with doses and grade changes marked.
 
 Each point is exactly ``predict(patient, now_hours=t)``: everything strictly before t, a super-model asked at t
 itself, outcomes already reached reported (and the task's line stopped), never scored.
@@ -40,7 +40,7 @@ class Trajectory:
         """Draw the risk of each task over time with doses (vertical lines) and grade changes (labels) as a PNG."""
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(8, 4.8), dpi=110)
+        fig = Figure(figsize=(8, 5.6), dpi=110)
         ax = fig.add_subplot()
         for task in dict.fromkeys(p["task"] for p in self.points):
             mine = [p for p in self.points if p["task"] == task]
@@ -60,7 +60,7 @@ class Trajectory:
         ax.set(xlabel="hours after infusion", ylabel="calibrated probability", ylim=(0, top))
         ax.set_title("Risk over time (SYNTHETIC model, not for clinical use)" if self.model.get("synthetic")
                      else "Risk over time (not for clinical use)", fontsize=9)
-        ax.legend(fontsize=6.5, loc="upper left")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", bbox_inches="tight")
@@ -68,10 +68,11 @@ class Trajectory:
 
 
 def _hours(arrays: CohortArrays, step: float, until: float) -> list[float]:
-    """Every ``step`` hours from 0, and just after each post-infusion measurement, up to ``until``."""
+    """Every ``step`` hours from 0, and just after each post-infusion measurement or event (a dose, a grade
+    change), up to ``until``."""
     grid = np.arange(0.0, until + 1e-9, step)
-    measured = arrays.measurements.hours[(arrays.measurements.hours >= 0) & (arrays.measurements.hours < until)]
-    after = np.nextafter(np.unique(measured), np.inf)
+    times = np.concatenate([arrays.measurements.hours, arrays.events.hours])
+    after = np.nextafter(np.unique(times[(times >= 0) & (times < until)]), np.inf)
     return sorted(set(grid.tolist()) | set(after.tolist()))
 
 
