@@ -205,3 +205,26 @@ def test_plots_are_figures_without_pyplot_state(calibrated, tmp_path) -> None:
     path = save_figure(figures[0], tmp_path / "roc.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert save_figure(figures[2], tmp_path / "dca.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_paired_auroc_difference_says_beats_only_when_its_ci_excludes_zero() -> None:
+    from crsrisk.evaluation import metrics as m
+    from crsrisk.evaluation.bootstrap import paired_difference
+    from crsrisk.landmarks import Hours
+    from crsrisk.training.results import result_rows
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(600) < 0.3).astype(int)
+    expit = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    signal = 2 * y - 1 + rng.normal(0, 0.6, 600)
+    strong, close = expit(signal), expit(signal + rng.normal(0, 0.05, 600))
+    weak = expit(2 * y - 1 + rng.normal(0, 3.0, 600))
+    same = paired_difference(y, strong, strong, m.auroc, n_boot=200)
+    assert same == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    clear = paired_difference(y, strong, weak, m.auroc, n_boot=200)
+    assert clear["ci_low"] > 0.1 and clear["value"] == pytest.approx(m.auroc(y, strong) - m.auroc(y, weak))
+    rows = result_rows("severe_crs", Hours(36.0), y, {"xgboost": close, "logistic": weak, "m_easix": strong},
+                       0.3, 200, 0, {"m_easix"})
+    verdicts = {r["model"]: r.get("comparison") for r in rows}
+    assert verdicts == {"xgboost": "not distinguishable from", "logistic": "worse than", "m_easix": None}
+    assert not any(r.get("beats_best_published") for r in rows)

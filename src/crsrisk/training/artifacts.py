@@ -112,7 +112,8 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     for r in results:
         verdict = ""
         if "beats_best_published" in r:
-            verdict = ("beats " if r["beats_best_published"] else "does NOT beat ") + r["best_published"]
+            verdict = f"{r.get('comparison', 'beats' if r['beats_best_published'] else 'does NOT beat')} " \
+                      f"{r['best_published']}"
         m = r["metrics"]
         rows.append([r["task"], r["landmark"], r["model"], r["kind"], f"{r['n']}/{r['events']}", _ci(m["auroc"]),
                      _ci(m["auprc"]), _ci(m["brier"]), _ci(m["calibration_slope"]), verdict])

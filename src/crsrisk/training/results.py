@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.evaluation import metrics as m
-from crsrisk.evaluation.bootstrap import bootstrap_ci
+from crsrisk.evaluation.bootstrap import bootstrap_ci, paired_difference
 from crsrisk.baselines import baseline_computable
 from crsrisk.landmarks import Grid, Hours, Landmark
 from crsrisk.tasks import Dataset
@@ -36,8 +36,9 @@ def per_repeat_auroc(oof: pd.DataFrame, y: np.ndarray) -> dict[str, list[float]]
 
 def result_rows(task: str, landmark: Landmark, y: np.ndarray, predictions: Mapping[str, np.ndarray],
                 threshold: float, n_boot: int, seed: int, published: set[str],
-                extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One metrics.json result per model: point estimates with bootstrap 95 % CIs, labelled by kind."""
+                extra: Mapping[str, Any] | None = None, groups: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One metrics.json result per model: point estimates with bootstrap 95 % CIs, labelled by kind. With
+    ``groups`` (a super-model's infusion of each row), whole infusions are resampled together."""
     functions = m.standard_metrics(threshold)
     rows = []
     for model, p in predictions.items():
@@ -51,10 +52,11 @@ def result_rows(task: str, landmark: Landmark, y: np.ndarray, predictions: Mappi
             "n": int(keep.sum()),
             "events": int(y[keep].sum()),
             "threshold": threshold,
-            "metrics": bootstrap_ci(y[keep], p[keep], functions, n_boot=n_boot, seed=seed),
+            "metrics": bootstrap_ci(y[keep], p[keep], functions, n_boot=n_boot, seed=seed,
+                                    groups=None if groups is None else groups[keep]),
             **dict(extra or {}),
         })
-    _compare_with_published(rows)
+    _compare_with_published(rows, y, predictions, n_boot, seed, groups)
     return rows
 
 
@@ -71,7 +73,8 @@ def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published
                        set(published), {"risk_set": data.risk_set, "excluded": data.excluded,
                                         "horizon_hours": data.task.horizon(first.hours if grid else
                                                                            _hours_or_zero(first)),
-                                        "scope": "pooled" if grid else "landmark", **common})
+                                        "scope": "pooled" if grid else "landmark", **common},
+                       groups=data.patient_ids.to_numpy() if grid else None)
     if not grid:
         return rows
     for count in data.counts.to_dict(orient="records"):
@@ -95,16 +98,26 @@ def _hours_or_zero(landmark: Landmark) -> float:
     return landmark.hours if isinstance(landmark, Hours) else 0.0
 
 
-def _compare_with_published(rows: list[dict[str, Any]]) -> None:
-    """Mark each trained model as beating the best published score on AUROC, or not - never hidden."""
+def _compare_with_published(rows: list[dict[str, Any]], y: np.ndarray, predictions: Mapping[str, np.ndarray],
+                            n_boot: int, seed: int, groups: np.ndarray | None) -> None:
+    """Set each trained model beside the best published score (by AUROC), never hidden: it "beats" it only when
+    the paired bootstrap 95 % CI of the AUROC difference excludes zero; otherwise "not distinguishable" (or
+    "worse" when the whole CI is below zero)."""
     published = [r for r in rows if r["kind"] == "published"]
     if not published:
         return
     best = max(published, key=lambda r: _value(r, "auroc"))
     for row in rows:
         if row["kind"] == "model":
+            p, q = predictions[row["model"]], predictions[best["model"]]
+            keep = ~np.isnan(p) & ~np.isnan(q)
+            difference = paired_difference(y[keep], p[keep], q[keep], m.auroc, n_boot, seed,
+                                           None if groups is None else groups[keep])
             row["best_published"] = best["model"]
-            row["beats_best_published"] = bool(_value(row, "auroc") > _value(best, "auroc"))
+            row["auroc_difference_vs_best_published"] = difference
+            row["beats_best_published"] = bool(difference["ci_low"] > 0)
+            row["comparison"] = ("beats" if difference["ci_low"] > 0 else
+                                 "worse than" if difference["ci_high"] < 0 else "not distinguishable from")
 
 
 def _value(row: Mapping[str, Any], metric: str) -> float:
