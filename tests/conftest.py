@@ -11,6 +11,7 @@ from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort
+from crsrisk.population import training_population
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS
 from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig
@@ -34,18 +35,20 @@ def small_cohort(small_cohort_dir: Path) -> Cohort:
 @pytest.fixture(scope="session")
 def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with every task and landmark, fitted directly (no tuning) so tests stay fast."""
-    models = []
+    models, inputs = [], {}
     for task in DEFAULT_TASKS.values():
         for landmark in task.landmarks:
             data = task.dataset(small_cohort, landmark)
             X, y = data.X, data.y
+            inputs[f"{task.name}__{landmark.label}"] = X
             fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
             calibrator = fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
             models.append(TaskModel(task.name, landmark, fitted.get_booster(), calibrator, list(X.columns),
                                     {"low": 0.1, "high": 0.3}, {"xgboost": {"auroc": 0.0}}, task.rule_version,
                                     task.describe()))
     return save_bundle(models, tmp_path_factory.mktemp("bundle") / "model",
-                       {"synthetic": True, "not_for_clinical_use": True, "training_cohort_fingerprint": "test"})
+                       {"synthetic": True, "not_for_clinical_use": True, "training_cohort_fingerprint": "test",
+                        "training_population": training_population(small_cohort, inputs)})
 
 
 TINY = TrainConfig(seed=3, cv=CVConfig(n_splits=3, n_repeats=1), tuning=TuningConfig(n_iter=2, inner_splits=2),

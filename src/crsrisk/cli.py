@@ -229,6 +229,13 @@ def evaluate(
                       f"{document['model']['path']} (published scores fitted on this cohort: optimistic)")
     for line in skipped_lines(document["skipped"]):
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    flags = document["population_flags"]
+    if not flags["recorded"]:
+        console.print("[yellow]note:[/] the bundle records no training population: nothing checked against it")
+    for kind, count in flags["infusions"].items():
+        console.print(f"[yellow]outside the training population:[/] {count} infusion(s) flagged {kind}")
+    for flag in flags["rows"]:
+        console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(flag))} (rows)", highlight=False)
     if document["same_cohort_as_training"]:
         console.print("[yellow]note:[/] this is the cohort the model was trained on: not an external validation")
     if out is not None:
@@ -294,6 +301,8 @@ def predict(
         console.print(table)
     for occurred in result.already_occurred:
         console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
+    for flag in result.population_flags:
+        console.print(f"[bold yellow]outside the training population:[/] {escape(_flag_text(flag))}", highlight=False)
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
     if result.missing_inputs:
@@ -301,6 +310,12 @@ def predict(
                       + (" ..." if len(result.missing_inputs) > 12 else ""))
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
     console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
+
+
+def _flag_text(flag: dict) -> str:
+    """One population flag in words: which field or model, the value, what training saw."""
+    where = flag.get("model_key", flag["field"])
+    return f"{flag['kind']} ({where}): {flag.get('value')!s}; expected {flag['expected']}"
 
 
 def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], as_json: bool, top: int) -> None:

@@ -53,7 +53,7 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
     """
     bundle = load_model(model)
     arrays = cohort_arrays(cohort)
-    results, skipped, per_model = [], [], {}
+    results, skipped, per_model, input_flags = [], [], {}, []
     for key, task_model in bundle.models.items():
         data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
         if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < 2:
@@ -69,6 +69,8 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
         results += dataset_rows(data, predictions, [n for n in published if n in predictions], n_boot, seed,
                                 lambda y: float(y.mean()), {"fitted_on_this_cohort": published})
         per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
+        input_flags += bundle.population.input_flags(key, task_model.feature_names,
+                                                     data.X[task_model.feature_names].to_numpy())
     meta, section = bundle.metadata, cohort_section(cohort)
     document = {"kind": "external_validation", "cohort": section,
                 "model": {"path": str(bundle.path), "bundle_sha256": bundle.digest,
@@ -77,5 +79,7 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
                 "same_cohort_as_training": meta.get("training_cohort_fingerprint") == section["fingerprint"],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "disclaimer": disclaimer(cohort), "n_boot": n_boot, "seed": seed,
-                "results": results, "skipped": skipped}
+                "results": results, "skipped": skipped,
+                "population_flags": {"infusions": bundle.population.cohort_summary(cohort), "rows": input_flags,
+                                     "recorded": bool(bundle.population.recorded)}}
     return Evaluation(document, per_model)

@@ -149,6 +149,7 @@ class PredictionResult:
     model: dict[str, Any]
     already_occurred: list[dict[str, Any]] = field(default_factory=list)
     not_applicable: list[dict[str, str]] = field(default_factory=list)
+    population_flags: list[dict[str, Any]] = field(default_factory=list)  # outside the training population
 
     @cached_property
     def missing_inputs(self) -> list[str]:
@@ -156,10 +157,12 @@ class PredictionResult:
         return sorted({name for p in self.predictions for name in p.missing()})
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"now_hours", "predictions", "already_occurred", "not_applicable", "missing_inputs", "model"}``."""
+        """``{"now_hours", "predictions", "already_occurred", "not_applicable", "population_flags",
+        "missing_inputs", "model"}``."""
         return {"now_hours": self.now_hours, "predictions": [p.to_dict() for p in self.predictions],
                 "already_occurred": self.already_occurred, "not_applicable": self.not_applicable,
-                "missing_inputs": self.missing_inputs, "model": self.model}
+                "population_flags": self.population_flags, "missing_inputs": self.missing_inputs,
+                "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -266,8 +269,13 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     arrays = validate_record(patient)
     now = default_now(arrays) if now_hours is None else _hour(now_hours)
     chosen = plan(bundle, arrays, now)
-    result = PredictionResult(now, score_plans([chosen], arrays, top)[0], _model_info(bundle),
-                              chosen.already_occurred, chosen.not_applicable)
+    predictions = score_plans([chosen], arrays, top)[0]
+    population = bundle.population
+    flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
+    for p in predictions:
+        flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
+    result = PredictionResult(now, predictions, _model_info(bundle), chosen.already_occurred,
+                              chosen.not_applicable, flags)
     if audit:
         _audit(result, arrays, audit_log)
     return result
@@ -291,6 +299,7 @@ def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLi
                                   "base_value")}
                | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))} for p in result.predictions]
     outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in result.already_occurred]
+    outputs += [{"population_flag": flag} for flag in result.population_flags]
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     log.append(prediction_record(log, result.model, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
 from crsrisk.calibration import Calibrator
 from crsrisk.errors import BundleIntegrityError
 from crsrisk.features.spec import feature_info
+from crsrisk.population import Population
 
 MANIFEST = "manifest.json"
 BUNDLE_FILE = "bundle.json"
@@ -36,6 +37,11 @@ class Bundle:
     metadata: dict[str, Any]
     models: dict[str, TaskModel]
     digest: str
+
+    @cached_property
+    def population(self) -> Population:
+        """The training population recorded in the bundle (empty for bundles that predate it), ready for checks."""
+        return Population(self.metadata.get("training_population"))
 
     def for_task(self, task: str) -> list[TaskModel]:
         """The task's models, in landmark order as trained."""

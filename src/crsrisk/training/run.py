@@ -20,6 +20,7 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.decision import net_benefit
 from crsrisk.evaluation.plots import landmark_plot
 from crsrisk.landmarks import Grid
+from crsrisk.population import training_population
 from crsrisk.tasks import Dataset, TaskBase, tasks_from_config
 from crsrisk.training import artifacts, tracking
 from crsrisk.training.config import TrainConfig, load_config
@@ -192,8 +193,10 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         artifacts.write_json(out_dir / "metrics.json", document)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
         (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results, skipped))
+        population = training_population(loaded, {f"{p.data.task.name}__{p.data.landmark.label}": p.data.X
+                                                   for p in planned})
         bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
-            loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI))
+            loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI) | {"training_population": population})
         tracking.log_artifact_dir(out_dir, "results")
         registered = tracking.register_models(bundle_dir, models) if register else {}
     return TrainResult(document, out_dir, bundle_dir, run_id, registered)
