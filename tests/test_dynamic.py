@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,25 @@ def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bund
     assert {p["task"] for p in document["points"]} >= {"severe_crs_dynamic", "icans_dynamic"}
     assert all(p["hours"] < document["already_occurred"]["severe_crs"] or p["task"] not in
                ("severe_crs", "severe_crs_dynamic") for p in document["points"])
+
+
+def test_features_cli_reads_the_grid_from_a_config(small_cohort_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "grid.yaml"
+    config.write_text("task_overrides:\n  icans_dynamic: {landmarks: [{start: 0, stop: 96, step: 24}]}\n")
+    out = tmp_path / "X.csv"
+    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "features", str(small_cohort_dir), "--task",
+                           "icans_dynamic", "--config", str(config), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert sorted(set(table["landmark_hours"])) == [0.0, 24.0, 48.0, 72.0, 96.0]
+    assert table.groupby("patient_id").size().max() == 5 and set(table["label"]) == {0, 1}
+
+
+def test_a_registry_model_without_a_registry_is_a_clear_error_and_creates_no_store(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "predict", str(EXAMPLE), "--model",
+                           "models:/crsrisk-severe_crs@candidate", "--no-audit"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={k: v for k, v in os.environ.items()
+                                                          if k != "MLFLOW_TRACKING_URI"})
+    assert done.returncode == 2 and "no MLflow registry at" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()

@@ -105,6 +105,8 @@ def features(
                                              "task's last landmark; toci_refractory: the first dose)"),
     label: str = typer.Option("primary", "--label", help="primary, or a second label such as icans_severe"),
     out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML whose task_overrides (grids, "
+                                          "horizons, thresholds) define the task, as train reads it"),
 ) -> None:
     """Write one task's feature matrix with patient_id, landmark_hours and label (the task's ``dataset``), and report
     it."""
@@ -114,8 +116,10 @@ def features(
 
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")
+    from crsrisk.training.config import load_config
+
+    task_def = get_task(task).with_overrides(**load_config(config).task_overrides.get(task, {}))
     data = load_cohort(cohort)
-    task_def = get_task(task)
     point = task_def.landmarks[-1] if landmark is None else landmark
     dataset = task_def.dataset(data, point, label=label)
     matrix = dataset.X

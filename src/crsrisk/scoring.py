@@ -47,12 +47,27 @@ def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
     if text.startswith(("models:/", "runs:/")):
         import mlflow  # only for registry URIs: the file path never needs it
 
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        _registry_reachable(text, mlflow.get_tracking_uri())
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        except mlflow.exceptions.MlflowException as error:
+            raise FileNotFoundError(f"{text}: not found in the MLflow registry at {mlflow.get_tracking_uri()} "
+                                    f"({error.message.splitlines()[0]})") from None
         manifests = sorted(local.rglob("manifest.json"))
         if not manifests:
             raise FileNotFoundError(f"{text}: no crsrisk bundle inside the MLflow model")
         return load_bundle(manifests[0].parent)
     return load_bundle(text)
+
+
+def _registry_reachable(uri: str, tracking_uri: str) -> None:
+    """Refuse a registry URI when the tracking store is a SQLite file that does not exist: opening it would create
+    an empty ``mlflow.db`` and then fail obscurely. The message says where it looked and how to point elsewhere."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri[len("sqlite:///"):])
+        if not database.is_file():
+            raise FileNotFoundError(f"{uri}: no MLflow registry at {tracking_uri} ({database} does not exist); set "
+                                    "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
 
 
 def _value_text(name: str, value: float) -> str:
