@@ -252,15 +252,21 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
         for slot, (model, h) in enumerate(p.chosen):
             requests.setdefault(model.key, []).append((i, slot, h))
     out: list[list[TaskPrediction | None]] = [[None] * len(p.chosen) for p in plans]
-    inputs: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}  # shared by models reading the same rows
+    groups: dict[bytes, xgb.DMatrix] = {}  # one DMatrix per column set, over every row: building one costs more
+    slices: dict[tuple[bytes, bytes], xgb.DMatrix] = {}  # than the trees; models on fewer rows take a slice
     for key, wanted in requests.items():
         model = next(m for m, _ in plans[wanted[0][0]].chosen if m.key == key)
         rows = np.array([row_of[h] for _, _, h in wanted])
-        cache = (rows.tobytes(), model.columns.tobytes())
-        if cache not in inputs:
-            values = matrix[np.ix_(rows, model.columns)]
-            inputs[cache] = (values, xgb.DMatrix(values, missing=np.nan, nthread=1))
-        values, dmatrix = inputs[cache]
+        columns = model.columns.tobytes()
+        if columns not in groups:
+            groups[columns] = xgb.DMatrix(matrix[:, model.columns], missing=np.nan, nthread=1)
+        if rows.size == len(hours) and np.array_equal(rows, np.arange(len(hours))):
+            dmatrix = groups[columns]
+        else:
+            if (columns, rows.tobytes()) not in slices:
+                slices[(columns, rows.tobytes())] = groups[columns].slice(rows.tolist())
+            dmatrix = slices[(columns, rows.tobytes())]
+        values = matrix[np.ix_(rows, model.columns)]
         contributions = model.row_booster.predict(dmatrix, pred_contribs=True)
         for j, (i, slot, h) in enumerate(wanted):
             out[i][slot] = TaskPrediction(model, h, values[j], contributions[j], top)

@@ -8,7 +8,7 @@ order) with ``offsets`` marking each patient's slice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping
 
@@ -61,6 +61,7 @@ class CohortArrays:
     patients: Mapping[str, np.ndarray]
     measurements: Rows
     events: Rows
+    memo: dict = field(default_factory=dict, compare=False, repr=False)  # derived views, computed once each
 
     @property
     def followup(self) -> np.ndarray:

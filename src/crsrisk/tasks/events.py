@@ -60,3 +60,11 @@ def listed_events(arrays: CohortArrays, codes: np.ndarray) -> ListedEvents:
     owner, hours, positions = owner[order], hours[order], positions[order]
     offsets = np.searchsorted(owner, np.arange(len(codes) + 1), side="left")
     return ListedEvents(owner, hours, events.code[positions], events.value[positions], offsets)
+
+
+def everyone_events(arrays: CohortArrays) -> ListedEvents:
+    """``listed_events`` of every infusion in patient order, computed once per ``arrays`` (risk sets and
+    occurrences of every task read it)."""
+    if "everyone_events" not in arrays.memo:
+        arrays.memo["everyone_events"] = listed_events(arrays, np.arange(arrays.patient_ids.size))
+    return arrays.memo["everyone_events"]

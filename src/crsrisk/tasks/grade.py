@@ -17,7 +17,7 @@ import numpy as np
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.landmarks import FirstEvent, Hours, Landmark, known_at
 from crsrisk.tasks.base import TaskBase
-from crsrisk.tasks.events import listed_events
+from crsrisk.tasks.events import everyone_events, listed_events
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class GradeOnset(TaskBase):
             raise ValueError(f"task {self.name}: landmark {landmark.hours:g} h is not before the horizon "
                              f"{self.horizon_hours:g} h")
         everyone = np.arange(arrays.patient_ids.size)
-        events = listed_events(arrays, everyone)
+        events = everyone_events(arrays)
         reached = events.of(self.grade_event) & (events.value >= self.grade_threshold)
         reached &= known_at(events.hours, landmark.hours)
         out = np.ones(everyone.size, dtype=bool)
@@ -89,8 +89,8 @@ class GradeOnset(TaskBase):
 
     def occurrence(self, arrays: CohortArrays) -> np.ndarray:
         """First qualifying grade record of each infusion (NaN when none)."""
+        events = everyone_events(arrays)
         everyone = np.arange(arrays.patient_ids.size)
-        events = listed_events(arrays, everyone)
         first = events.first(events.of(self.grade_event) & (events.value >= self.grade_threshold), everyone.size)
         return np.where(np.isfinite(first), first, np.nan)
 
