@@ -185,8 +185,8 @@ def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_b
     assert len(p["contributions"]) == 3 and p["contributions"] is p.contributions
     document = json.loads(json.dumps(result.to_dict()))
     assert document["predictions"][0] == json.loads(json.dumps(dict(p)))
-    assert set(document) == {"now_hours", "predictions", "already_occurred", "not_applicable", "missing_inputs",
-                             "model"}
+    assert set(document) == {"now_hours", "predictions", "already_occurred", "not_applicable", "population_flags",
+                             "missing_inputs", "model"}
 
 
 def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, small_bundle: Path) -> None:
