@@ -112,7 +112,7 @@ def features(
     it."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.features import describe_features
-    from crsrisk.tasks import get_task, task_summary
+    from crsrisk.tasks import get_task
 
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")

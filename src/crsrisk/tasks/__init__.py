@@ -6,7 +6,7 @@ import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
 from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, parse_landmark
-from crsrisk.tasks.base import Dataset, Task, TaskBase, task_summary
+from crsrisk.tasks.base import Dataset, Task, TaskBase
 from crsrisk.tasks.definitions import DEFAULT_TASKS, get_task, task_from_settings, tasks_from_config
 
 
@@ -16,4 +16,4 @@ def label_table(cohort: Cohort, task: TaskBase | str, landmark: Any, label: str 
 
 
 __all__ = ["DEFAULT_TASKS", "Dataset", "FirstEvent", "Grid", "Hours", "Landmark", "Task", "TaskBase", "get_task",
-           "label_table", "parse_landmark", "task_from_settings", "task_summary", "tasks_from_config"]
+           "label_table", "parse_landmark", "task_from_settings", "tasks_from_config"]

@@ -91,12 +91,15 @@ class Dataset:
         return np.flatnonzero(self.landmark_hours == hours)
 
 
+@dataclass(frozen=True)
 class TaskBase:
-    """Shared behaviour of the task kinds (frozen dataclasses): overrides, plain-data form, labels, datasets."""
+    """What every task kind has (its name, description, landmarks and rule version) and their shared behaviour:
+    overrides, plain-data form, risk sets over landmarks, labels, datasets."""
 
     name: str
-    rule_version: str
+    description: str
     landmarks: tuple[Landmark, ...]
+    rule_version: str
     kind: ClassVar[str]
     _positive_hours: ClassVar[tuple[str, ...]] = ()
 
@@ -188,11 +191,4 @@ class TaskBase:
         return Dataset(self, landmark, X, kept["label"].astype(int).to_numpy(), pd.Series(X.index, index=X.index),
                        hours, centres, counts.reset_index()[["landmark_hours", "risk_set", "labelled", "events",
                                                              "excluded"]])
-
-
-def task_summary(table: pd.DataFrame) -> dict[str, int]:
-    """Counts to print beside a label table: risk set, labelled, events, excluded."""
-    labelled = table[~table["excluded"]]
-    return {"risk_set": int(len(table)), "labelled": int(len(labelled)),
-            "events": int(labelled["label"].astype(int).sum()), "excluded": int(table["excluded"].sum())}
 

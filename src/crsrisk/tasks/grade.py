@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, Mapping
 import numpy as np
 
 from crsrisk.cohort.arrays import CohortArrays
-from crsrisk.landmarks import FirstEvent, Hours, Landmark, known_at
+from crsrisk.landmarks import FirstEvent, Hours, known_at
 from crsrisk.tasks.base import TaskBase
 from crsrisk.tasks.events import everyone_events, listed_events
 
@@ -24,10 +24,6 @@ from crsrisk.tasks.events import everyone_events, listed_events
 class GradeOnset(TaskBase):
     """A grade-onset task (see the module docstring)."""
 
-    name: str
-    description: str
-    landmarks: tuple[Landmark, ...]
-    rule_version: str
     outcome_text: str  # how questions name the outcome: "severe CRS (grade >= 3)"
     grade_event: str = "crs_grade"
     grade_threshold: int = 3

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from crsrisk.cohort.arrays import CohortArrays
-from crsrisk.landmarks import FirstEvent, Hours, Landmark
+from crsrisk.landmarks import FirstEvent, Hours
 from crsrisk.tasks.base import TaskBase
 from crsrisk.tasks.events import listed_events
 
@@ -23,10 +23,6 @@ from crsrisk.tasks.events import listed_events
 class TociRefractory(TaskBase):
     """The tocilizumab-refractory task (see the module docstring)."""
 
-    name: str
-    description: str
-    landmarks: tuple[Landmark, ...]
-    rule_version: str
     window_hours: float = 48.0
     max_tocilizumab_doses: int = 2  # a third dose within the window counts as refractory (DESIGN.md)
     steroids_only_without_icans: bool = True  # steroids while ICANS grade is 0 are taken to be for CRS
