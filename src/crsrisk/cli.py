@@ -165,9 +165,11 @@ def _report_run(result, tracking_uri: str | None) -> None:
     _print_comparison(result.metrics["results"])
     for line in skipped_lines(result.metrics.get("skipped", [])):
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    uri = tracking_uri or "sqlite:///mlflow.db"
+    browse = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
     console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
-                  f"MLflow run {result.run_id} (browse: mlflow ui --backend-store-uri "
-                  f"{tracking_uri or 'sqlite:///mlflow.db'}); registered: {', '.join(result.registered) or 'none'}")
+                  f"MLflow run {result.run_id} (browse: {browse}); "
+                  f"registered: {', '.join(result.registered) or 'none'}")
     console.print(result.metrics["disclaimer"])
 
 
@@ -379,16 +381,21 @@ def audit(
 ) -> None:
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
     from crsrisk.cohort.io import load_cohort
-    from crsrisk.scoring import load_model
     from crsrisk.reporting.model_card import write_model_card
+    from crsrisk.scoring import load_model
+    from crsrisk.training.artifacts import shared_tracking_uri
 
     bundle = load_model(model)
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
     console.print(f"model card: {path}")
     run_id = bundle.metadata.get("mlflow_run_id")
-    uri = tracking_uri or bundle.metadata.get("mlflow_tracking_uri")
-    if not run_id or not uri:
+    uri = tracking_uri or shared_tracking_uri(bundle.metadata.get("mlflow_tracking_uri"))
+    if not run_id:
         console.print("no MLflow run recorded in the bundle: report not logged")
+        return
+    if not uri:
+        console.print(f"the model's MLflow run {run_id} was tracked in a local store on the machine that trained it "
+                      "(the bundle names no tracking server): report not logged; pass --tracking-uri to log it there")
         return
     from crsrisk.training.tracking import log_report
 

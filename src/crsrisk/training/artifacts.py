@@ -8,6 +8,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,6 +19,8 @@ from crsrisk.summary import cohort_section, disclaimer
 from crsrisk.tasks import TaskBase
 from crsrisk.training.config import TrainConfig
 
+# Tracking stores every machine can reach; anything else (sqlite:///..., file paths) lives where training ran.
+SERVER_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def prepare_out_dir(path: Path) -> Path:
@@ -147,10 +150,26 @@ def comparison_markdown(results: list[dict[str, Any]], skipped: list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
+def shared_tracking_uri(uri: str | None) -> str | None:
+    """``uri`` without its password when it names a tracking server or database others can reach; None for a
+    local store (SQLite file, folder), which exists only on the machine that trained the model."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme.split("+")[0].lower() not in SERVER_SCHEMES:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+
+
 def bundle_metadata(cohort: Cohort, tags: Mapping[str, str], document: Mapping[str, Any],
                     tracking_uri: str) -> dict[str, Any]:
-    """What the bundle says about where it came from, including the full cross-validated metrics document."""
+    """What the bundle says about where it came from, including the full cross-validated metrics document.
+    The tracking store is named only when it is a shared server; a local one is recorded as just that."""
+    shared = shared_tracking_uri(tracking_uri)
     return {"training_cohort_fingerprint": cohort.fingerprint(), "training_cohort_size": int(len(cohort.patients)),
             "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": document["disclaimer"],
             "git_commit": tags.get("git_commit"), "mlflow_run_id": document["mlflow_run_id"],
-            "mlflow_tracking_uri": tracking_uri, "training_metrics": json_ready(dict(document))}
+            "mlflow_tracking_uri": shared, "mlflow_tracking_store": "server" if shared else "local",
+            "training_metrics": json_ready(dict(document))}

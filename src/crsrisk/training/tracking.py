@@ -53,6 +53,7 @@ def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at" lines for a server
 
 
 @contextlib.contextmanager
@@ -122,12 +123,13 @@ def register_models(bundle_dir: Path, models: Sequence[Any]) -> dict[str, str]:
 
 
 def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
-    """Attach a report to an existing run; say plainly when that run is not in this store."""
+    """Attach a report to an existing run; say plainly where it looked when that run is not there."""
     _quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         client.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return f"run {run_id} is not in {tracking_uri}: report not logged (pass --tracking-uri)"
+    except mlflow.exceptions.MlflowException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"run {run_id} not found in {tracking_uri} ({reason}): report not logged (pass --tracking-uri)"
     client.log_artifact(run_id, str(path), "model_card")
     return f"logged to MLflow run {run_id} ({tracking_uri}) under model_card/"
