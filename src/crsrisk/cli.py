@@ -271,19 +271,34 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="batch: CSV of patient_id, task, landmark_hours, "
                                        "horizon_hours, probability, band"),
     top: int = typer.Option(5, "--top", help="contributors shown per task"),
+    chunk_size: int = typer.Option(5000, "--chunk-size", min=1, help="partitioned cohort: infusions per chunk"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="partitioned cohort: score chunks on the Dask "
+                                       "scheduler at tcp://HOST:PORT, or 'local' for a local cluster"),
 ) -> None:
     """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
     from crsrisk.scoring import predict as predict_one
-    from crsrisk.scoring import predict_cohort
 
     if target.is_dir():
+        from crsrisk.batch import BATCH_COLUMNS, score_partitioned
         from crsrisk.cohort.io import load_cohort
+        from crsrisk.cohort.partitions import is_partitioned
+        from crsrisk.scoring import predict_cohort
 
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
+        if is_partitioned(target):
+            done = score_partitioned(target, out, model, chunk_size=chunk_size, dask=dask, at_hours=at)
+            for note in done.notes:
+                console.print(f"note: {escape(note)}", highlight=False)
+            console.print(f"scored {done.infusions} infusions ({done.rows} rows, {done.chunks} chunks) into {out} "
+                          f"in {done.seconds:.1f} s")
+            return
+        if dask is not None:
+            raise ValueError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
+                             "folders of Parquet files) is scored on a cluster")
         scores = predict_cohort(load_cohort(target), model, at_hours=at)
         out.parent.mkdir(parents=True, exist_ok=True)
-        scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]].to_csv(out, index=False)
+        scores[BATCH_COLUMNS].to_csv(out, index=False)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
         return
     if at is not None:

@@ -43,6 +43,10 @@ class CohortValidationError(ValueError):
             lines.append(f"... and {truncated} more problem(s) not shown")
         super().__init__(f"{len(problems) + truncated} problem(s) in the input:\n  " + "\n  ".join(lines))
 
+    def __reduce__(self) -> tuple:
+        """Pickle from the problems (a Dask worker sends the error back to the driver), not from the message."""
+        return type(self), (self.problems, self.truncated)
+
 
 class BundleIntegrityError(RuntimeError):
     """A model bundle whose files do not match its manifest of SHA-256 hashes."""

@@ -43,7 +43,8 @@ def _read(path: Path, name: str) -> pd.DataFrame:
         raise CohortValidationError([Problem(name, "<file>", f"cannot read {path.name}: {message}")]) from None
 
 
-def _metadata(folder: Path) -> dict:
+def read_metadata(folder: Path) -> dict:
+    """A cohort folder's optional ``cohort.json`` (an object), or {} when absent; bad JSON is a validation error."""
     path = folder / METADATA_FILE
     if not path.exists():
         return {}
@@ -64,7 +65,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
                                              "patients, measurements and events tables")])
     files = {name: _table_file(folder, name) for name in TABLES}
     raw = {name: _read(file, name) for name, file in files.items()}
-    metadata = _metadata(folder)
+    metadata = read_metadata(folder)
     metadata["source"] = str(folder)
     metadata["files"] = {name: file.name for name, file in files.items()}
     return validate_tables(raw, csv={name: file.suffix == ".csv" for name, file in files.items()},

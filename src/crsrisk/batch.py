@@ -1,0 +1,135 @@
+"""Batch scoring of a partitioned cohort larger than memory: chunk by chunk, in process or on a Dask cluster.
+
+Each chunk (a few thousand infusions and only their measurement and event rows) is read, validated by the
+contract's validator and scored by ``crsrisk.scoring.predict_cohort``; its rows are appended to the output CSV,
+so memory holds one chunk (per Dask worker) whatever the cohort's size. The CSV is written to a temporary
+sibling and renamed into place at the end: a failure leaves no half file and keeps an earlier one.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.partitions import Chunk, PartitionedCohort, open_partitioned, plan_chunks, read_chunk
+from crsrisk.cohort.validate import MAX_PROBLEMS
+from crsrisk.errors import CohortValidationError
+from crsrisk.scoring import load_model, predict_cohort
+
+BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
+"""The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``)."""
+
+
+@dataclass
+class BatchSummary:
+    """What a streaming run did: infusions and rows scored, chunks, wall time, the validator's notes."""
+
+    infusions: int = 0
+    rows: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+Scored = tuple[pd.DataFrame, int, list[str]]  # a chunk's score rows, its number of infusions, validator notes
+
+
+def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
+                predict_kwargs: dict[str, Any]) -> Scored | CohortValidationError:
+    """Read, validate and score one chunk; a chunk that breaks the contract gives its error back, so the
+    caller can go on checking the other chunks."""
+    source = source if isinstance(source, PartitionedCohort) else open_partitioned(source)
+    try:
+        cohort = read_chunk(source, chunk)
+    except CohortValidationError as error:
+        return error
+    scores = predict_cohort(cohort, bundle, **predict_kwargs)
+    return scores[BATCH_COLUMNS], len(cohort.patients), list(cohort.metadata.get("notes", []))
+
+
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``address``, or of a fresh local cluster for ``local`` (one
+    single-threaded worker process per available core, on loopback, closed afterwards)."""
+    from dask.distributed import Client, LocalCluster
+
+    if address != "local":
+        with Client(address) as client:
+            yield client
+        return
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
+             predict_kwargs: dict[str, Any]) -> Iterator[Scored | CohortValidationError]:
+    """Chunks scored on a Dask cluster with a bounded number in flight, so the driver's memory stays flat too;
+    results come back in chunk order. Workers read the folder themselves: on a real cluster it must be on
+    storage they share."""
+    with dask_client(address) as client:
+        window = 2 * max(1, len(client.scheduler_info()["workers"]))
+        shared = client.scatter(bundle, broadcast=True)
+        pending: collections.deque = collections.deque()
+        for chunk in chunks:
+            pending.append(client.submit(score_chunk, folder, chunk, shared, predict_kwargs, pure=False))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: Any = None, chunk_size: int = 5000,
+                      dask: str | None = None, **predict_kwargs: Any) -> BatchSummary:
+    """Score every infusion of a partitioned cohort into the CSV ``out`` (``BATCH_COLUMNS``), chunk by chunk.
+
+    ``dask``: a scheduler address (``tcp://HOST:8786``) or ``local``; None scores in this process. Keyword
+    arguments go to ``predict_cohort`` untouched. Bad rows anywhere raise ``CohortValidationError`` naming the
+    file, patient and field (every chunk is still checked, up to the problem limit); nothing is written then."""
+    started = time.perf_counter()
+    source = open_partitioned(folder)
+    chunks = plan_chunks(source, chunk_size)
+    bundle = load_model(model)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    summary, problems, truncated = BatchSummary(), [], 0
+    results = ((score_chunk(source, chunk, bundle, predict_kwargs) for chunk in chunks) if dask is None
+               else _on_dask(dask, str(source.folder), chunks, bundle, predict_kwargs))
+    try:
+        with os.fdopen(handle, "w", newline="") as sink:
+            pd.DataFrame(columns=BATCH_COLUMNS).to_csv(sink, index=False)
+            for outcome in results:
+                if isinstance(outcome, CohortValidationError):  # keep checking the other chunks, stop writing
+                    problems += outcome.problems
+                    truncated += outcome.truncated
+                    if len(problems) >= MAX_PROBLEMS:
+                        break
+                    continue
+                scores, infusions, notes = outcome
+                if not problems:
+                    scores.to_csv(sink, index=False, header=False)
+                summary.infusions += infusions
+                summary.rows += len(scores)
+                summary.chunks += 1
+                summary.notes += [note for note in notes if note not in summary.notes]
+        if problems:
+            raise CohortValidationError(problems[:MAX_PROBLEMS], truncated + max(0, len(problems) - MAX_PROBLEMS))
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    finally:
+        results.close()
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,261 @@
+"""Partitioned Parquet cohorts: one folder per table holding many files, read a few thousand infusions at a time.
+
+Layout: ``FOLDER/patients/``, ``FOLDER/measurements/``, ``FOLDER/events/``, each holding any number of
+``.parquet`` files (subfolders allowed), plus the optional ``cohort.json``. A patient's rows may sit in any of
+its table's files. When the tables are hive-partitioned by ``bucket=K`` of the patient id (``write_partitioned``
+writes this), every chunk reads only its bucket's files, so reading is linear in the cohort's size; without
+buckets each chunk filters every file on ``patient_id`` (correct, but each chunk scans whole tables).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from crsrisk.atomic import staged_folder
+from crsrisk.cohort.io import METADATA_FILE, read_metadata
+from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
+from crsrisk.cohort.validated import Cohort
+from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.schema.tables import COLUMNS, TABLES
+
+BUCKET = "bucket"  # the hive partition field: FOLDER/<table>/bucket=K/*.parquet
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+
+
+class Tables(Protocol):
+    """Anything holding the three contract tables: a ``Cohort``, a simulated cohort."""
+
+    patients: pd.DataFrame
+    measurements: pd.DataFrame
+    events: pd.DataFrame
+
+
+def bucket_of(patient_ids: Iterable[Any], buckets: int) -> np.ndarray:
+    """Each id's bucket: the first 8 bytes of SHA-256 of its UTF-8 text, big-endian, modulo ``buckets``
+    (stable across machines and languages, so other tools can write the same layout)."""
+    return np.array([int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "big") % buckets
+                     for p in patient_ids], dtype=np.int64)
+
+
+def is_partitioned(folder: str | os.PathLike) -> bool:
+    """True when the cohort folder holds its tables as folders of files (``patients/`` ...) rather than files."""
+    return (Path(folder) / TABLES[0]).is_dir()
+
+
+def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathLike, buckets: int = 16,
+                      metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write one cohort, or many (e.g. a generator of simulated chunks: memory stays that of one), as a
+    partitioned folder bucketed by patient id, atomically; ``metadata`` goes to ``cohort.json`` (default:
+    the first cohort's, when it has any). Patient ids must be distinct across the chunks (checked on read)."""
+    if buckets < 1:
+        raise ValueError(f"buckets: expected at least 1, got {buckets}")
+    target = Path(folder)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite")
+    parts = [cohorts] if all(hasattr(cohorts, name) for name in TABLES) else cohorts
+    meta = dict(metadata) if metadata is not None else None
+    with staged_folder(target) as staging:
+        for part, cohort in enumerate(parts):
+            if meta is None:
+                meta = {k: v for k, v in getattr(cohort, "metadata", {}).items()
+                        if k not in ("source", "files", "units_converted", "notes")}
+            where = dict(zip(cohort.patients["patient_id"].astype(str), bucket_of(cohort.patients["patient_id"],
+                                                                                   buckets)))
+            for name in TABLES:
+                table = getattr(cohort, name)
+                # rows whose patient is unknown go to bucket -1, where the reader reports them
+                keys = table["patient_id"].astype(str).map(where).fillna(-1).astype(np.int64)
+                for key, rows in table.groupby(keys.to_numpy(), sort=True):
+                    out = staging / name / f"{BUCKET}={key}"
+                    out.mkdir(parents=True, exist_ok=True)
+                    rows.to_parquet(out / f"part-{part:05d}.parquet", index=False)
+        for name in TABLES:
+            (staging / name).mkdir(exist_ok=True)
+        (staging / METADATA_FILE).write_text(json.dumps({**(meta or {}), "partitioning": {
+            "by": "patient_id", "buckets": buckets, "hash": "sha256[:8] big-endian mod buckets"}},
+            sort_keys=True, indent=1, default=str))
+    return target
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Some infusions to read together: their ids and, in a bucketed layout, their bucket."""
+
+    bucket: int | None
+    patient_ids: pa.Array
+
+
+@dataclass(frozen=True)
+class PartitionedCohort:
+    """An opened partitioned cohort folder: a pyarrow dataset per table, its metadata, whether it is bucketed."""
+
+    folder: Path
+    datasets: Mapping[str, ds.Dataset]
+    metadata: Mapping[str, Any]
+    bucketed: bool
+
+    def scope(self, bucket: int | None) -> ds.Expression | None:
+        """The filter that keeps one bucket's files (nothing to filter when the layout has no buckets)."""
+        return None if bucket is None else ds.field(BUCKET) == bucket
+
+    def buckets(self) -> list[int | None]:
+        """Every bucket present in any table, or ``[None]`` for a layout without buckets."""
+        if not self.bucketed:
+            return [None]
+        found = set()
+        for dataset in self.datasets.values():
+            for fragment in dataset.get_fragments():
+                found.add(ds.get_partition_keys(fragment.partition_expression).get(BUCKET))
+        return sorted(found - {None})
+
+    def relative(self, filename: str) -> str:
+        """A data file's path relative to the cohort folder, as error messages show it."""
+        return os.path.relpath(filename, self.folder)
+
+
+def _problem(table: str, message: str, file: str | None = None, patient_id: Any = None,
+             field: str = "patient_id") -> Problem:
+    return Problem(f"{table} ({file})" if file else table, field, message,
+                   patient_id=None if patient_id is None else str(patient_id), csv=False)
+
+
+def _fail(table: str, message: str) -> CohortValidationError:
+    return CohortValidationError([_problem(table, message, field="<folder>")])
+
+
+def open_partitioned(folder: str | os.PathLike) -> PartitionedCohort:
+    """Open a partitioned cohort folder (no data is read yet); a missing table folder or unreadable file is a
+    ``CohortValidationError`` naming it."""
+    root = Path(folder)
+    datasets = {}
+    for name in TABLES:
+        path = root / name
+        if not path.is_dir():
+            raise _fail(name, f"missing table folder: expected {path} holding .parquet files")
+        files = sorted(str(f) for f in path.rglob("*.parquet"))
+        if not files and name == TABLES[0]:
+            raise _fail(name, f"{path} holds no .parquet files")
+        try:
+            datasets[name] = ds.dataset(files, format="parquet", partitioning=ds.partitioning(flavor="hive"),
+                                        partition_base_dir=str(path))
+        except _ARROW_ERRORS as error:
+            raise _fail(name, f"cannot read {path}: {str(error).splitlines()[0]}") from None
+        if files and "patient_id" not in datasets[name].schema.names:
+            raise _fail(name, f"{datasets[name].files[0]} has no patient_id column: every table needs one")
+    bucketed = all(BUCKET in d.schema.names for d in datasets.values() if d.files)
+    meta = read_metadata(root)
+    meta["source"] = str(root)
+    meta["files"] = {name: f"{name}/ ({len(datasets[name].files)} files)" for name in TABLES}
+    return PartitionedCohort(root, datasets, meta, bucketed)
+
+
+def _scan(source: PartitionedCohort, name: str, columns: list[str] | None, where: ds.Expression | None) -> pa.Table:
+    """Read columns of one table's rows (all of them when ``columns`` is None), each with the file it came from."""
+    dataset = source.datasets[name]
+    if not dataset.files:  # a table with no rows at all (e.g. no events anywhere)
+        names = columns or [c.name for c in COLUMNS[name]]
+        return pa.table({c: pa.array([], pa.string()) for c in [*names, "__filename"]})
+    wanted = [c for c in (columns or dataset.schema.names) if c != BUCKET] + ["__filename"]
+    try:
+        return dataset.to_table(columns=wanted, filter=where)
+    except _ARROW_ERRORS as error:
+        raise _fail(name, f"cannot read {source.relative(str(dataset.files[0]))} and its sibling files: "
+                          f"{str(error).splitlines()[0]}") from None
+
+
+def _ids(source: PartitionedCohort, name: str, ids: pa.Array) -> pa.Array:
+    """The ids as the table stores its ``patient_id`` (files may use another string type)."""
+    dataset = source.datasets[name]
+    if not dataset.files:
+        return ids
+    try:
+        return ids.cast(dataset.schema.field("patient_id").type)
+    except _ARROW_ERRORS:
+        raise _fail(name, f"patient_id is stored as {dataset.schema.field('patient_id').type} but the patients "
+                          f"table stores it as {ids.type}: use one type") from None
+
+
+class _Problems(list):
+    """Problems up to ``MAX_PROBLEMS``, counting the rest."""
+
+    truncated = 0
+
+    def add(self, problem: Problem) -> None:
+        """Keep the problem, or count it when the list is full."""
+        if len(self) < MAX_PROBLEMS:
+            self.append(problem)
+        else:
+            self.truncated += 1
+
+
+def plan_chunks(source: PartitionedCohort, chunk_size: int = 5000) -> list[Chunk]:
+    """Split the infusions into chunks of at most ``chunk_size`` (within a bucket when bucketed), after checking
+    across all files what no single chunk can see: blank or duplicate patient ids, and measurement or event rows
+    whose patient is not in the patients table (of their bucket). Reads only the ``patient_id`` columns."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected at least 1, got {chunk_size}")
+    chunks: list[Chunk] = []
+    problems = _Problems()
+    seen: set[str] = set()
+    for bucket in source.buckets():
+        scanned = _scan(source, "patients", ["patient_id"], source.scope(bucket))
+        for i in pc.indices_nonzero(pc.is_null(scanned["patient_id"])).to_pylist():
+            problems.add(_problem("patients", "patient_id is blank: every infusion needs an id",
+                                  source.relative(scanned["__filename"][i].as_py())))
+        scanned = scanned.filter(pc.is_valid(scanned["patient_id"]))
+        known = scanned["patient_id"].combine_chunks()
+        for patient, file in zip(known.cast(pa.string()).to_pylist(), scanned["__filename"].to_pylist()):
+            if patient in seen:
+                problems.add(_problem("patients", "duplicate patient_id (in another row or file too): expected "
+                                      "one row per infusion", source.relative(file), patient))
+            seen.add(patient)
+        where = "" if bucket is None else f" of {BUCKET}={bucket} (a row must sit in its patient's bucket)"
+        for name in TABLES[1:]:
+            rows = _scan(source, name, ["patient_id"], source.scope(bucket))
+            stray = pc.invert(pc.fill_null(pc.is_in(rows["patient_id"], value_set=_ids(source, name, known)), False))
+            strays = rows.filter(stray)
+            for row in strays.slice(0, MAX_PROBLEMS).to_pylist():
+                problems.add(_problem(name, f"no such patient_id in the patients table{where}",
+                                      source.relative(row["__filename"]), row["patient_id"]))
+            problems.truncated += max(0, strays.num_rows - MAX_PROBLEMS)
+        chunks += [Chunk(bucket, known.slice(start, chunk_size)) for start in range(0, len(known), chunk_size)]
+    if problems:
+        raise CohortValidationError(list(problems), problems.truncated)
+    return chunks
+
+
+def read_chunk(source: PartitionedCohort, chunk: Chunk) -> Cohort:
+    """One chunk's rows of every table, validated by the contract's own validator into a ``Cohort``; problems
+    name the file they came from."""
+    raw, files = {}, {}
+    for name in TABLES:
+        where = ds.field("patient_id").isin(_ids(source, name, chunk.patient_ids))
+        scope = source.scope(chunk.bucket)
+        table = _scan(source, name, None, where if scope is None else scope & where).to_pandas()
+        files[name] = table.pop("__filename").to_numpy()
+        raw[name] = table
+    try:
+        return validate_tables(raw, csv={name: False for name in TABLES}, metadata=dict(source.metadata))
+    except CohortValidationError as error:
+        raise CohortValidationError([
+            Problem(f"{p.table} ({source.relative(files[p.table][p.row - 1])})" if p.row else p.table, p.field,
+                    p.message, None, p.patient_id, p.value, csv=False) for p in error.problems],
+            error.truncated) from None
+
+
+def iter_chunks(folder: str | os.PathLike, chunk_size: int = 5000) -> Iterator[Cohort]:
+    """The validated cohort of each chunk in turn: memory holds one chunk (plus every patient id), not the cohort."""
+    source = open_partitioned(folder)
+    for chunk in plan_chunks(source, chunk_size):
+        yield read_chunk(source, chunk)
