@@ -3,8 +3,8 @@
 Run:  python benchmarks/bench_scale.py [--sizes 10000 100000] [--chunk-size 5000] [--dask local] [--work DIR]
 
 Each synthetic cohort is generated in chunks of 5,000 infusions (``simulate_cohort`` with a seed per chunk, ids
-prefixed so they stay distinct) and written bucketed by patient id with ``write_partitioned``, holding one chunk
-in memory at a time. Then a fresh process scores it with the shipped default model through
+prefixed so they stay distinct) and written bucketed by patient id with ``write_partitioned`` (buckets of about
+2,500 infusions, so both sizes are scored in chunks of the same size), holding one chunk in memory at a time. Then a fresh process scores it with the shipped default model through
 ``crsrisk.batch.score_partitioned`` (what ``crsrisk predict FOLDER --out scores.csv`` runs) and reports wall time,
 infusions/s, score rows/s and its peak resident memory (``ru_maxrss``), beside its peak before scoring
 (interpreter, libraries and model). The peak should be about the same at both sizes: a chunk sets it, not the
@@ -43,11 +43,11 @@ def simulated_chunks(n: int) -> Iterator[SimpleNamespace]:
             for name in ("patients", "measurements", "events")})
 
 
-def generate(n: int, folder: Path, chunk_size: int) -> None:
-    """Write the partitioned cohort, with buckets a little smaller than a scoring chunk (one chunk per bucket)."""
+def generate(n: int, folder: Path, bucket_size: int) -> None:
+    """Write the partitioned cohort in buckets of about ``bucket_size`` infusions."""
     from crsrisk.cohort.partitions import write_partitioned
 
-    buckets = max(1, math.ceil(n / (0.8 * chunk_size)))
+    buckets = max(1, math.ceil(n / bucket_size))
     write_partitioned(simulated_chunks(n), folder, buckets=buckets,
                       metadata={"synthetic": True, "generator": "benchmarks/bench_scale.py", "n": n})
 
@@ -78,7 +78,9 @@ def child(*arguments: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--chunk-size", type=int, default=5000)
+    parser.add_argument("--chunk-size", type=int, default=5000, help="most infusions scored at once")
+    parser.add_argument("--bucket-size", type=int, default=2500, help="infusions per bucket when generating (a "
+                        "divisor of every size, below the chunk size: the same chunks at every size)")
     parser.add_argument("--dask", default=None, help="also score on this Dask scheduler ('local' for a local cluster)")
     parser.add_argument("--work", type=Path, default=None, help="keep the generated cohorts here (default: temporary)")
     parser.add_argument("--generate", type=int, default=None, help=argparse.SUPPRESS)  # child process modes
@@ -86,7 +88,7 @@ def main() -> None:
     parser.add_argument("--on", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate is not None:
-        generate(args.generate, args.work, args.chunk_size)
+        generate(args.generate, args.work, args.bucket_size)
         return
     if args.score is not None:
         print(json.dumps(score(args.score, args.chunk_size, args.on)))
@@ -96,10 +98,10 @@ def main() -> None:
         work = args.work or Path(scratch)
         results = {}
         for n in args.sizes:
-            folder = work / f"cohort-{n}"
+            folder = work / f"cohort-{n}-{args.bucket_size}"
             if not folder.exists():
                 started = time.perf_counter()
-                child("--generate", str(n), "--work", str(folder), "--chunk-size", str(args.chunk_size))
+                child("--generate", str(n), "--work", str(folder), "--bucket-size", str(args.bucket_size))
                 print(f"generated {n:,} infusions in {time.perf_counter() - started:.0f} s into {folder}", flush=True)
             for where in [None] + ([args.dask] if args.dask else []):
                 extra = ["--on", where] if where else []

@@ -76,7 +76,8 @@ def test_any_files_with_a_patients_rows_split_across_them_give_the_same_scores(s
         shuffled = table.sample(frac=1, random_state=1)  # so each patient's rows spread over the files
         cuts = [0, *np.sort(rng.choice(np.arange(1, len(table)), 2, replace=False)).tolist(), len(table)]
         for i in range(3):
-            shuffled.iloc[cuts[i]:cuts[i + 1]].to_parquet(folder / name / ("nested" if i == 2 else ".") / f"part{i}.parquet", index=False)
+            file = folder / name / ("nested" if i == 2 else ".") / f"part{i}.parquet"
+            shuffled.iloc[cuts[i]:cuts[i + 1]].to_parquet(file, index=False)
     measurements = pd.concat(pd.read_parquet(f) for f in (folder / "measurements").rglob("*.parquet"))
     assert measurements.groupby("patient_id").size().max() > 1
     pd.testing.assert_frame_equal(scored(folder, tmp_path / "s.csv", small_bundle, chunk_size=50), expected)

@@ -62,7 +62,10 @@ def postgres_url() -> Iterator[str]:
     if owner:
         shutil.chown(folder, "postgres")
     port, data = free_port(), folder / "data"
-    run = lambda *command: subprocess.run([*owner, *command], check=True, capture_output=True, timeout=120)  # noqa: E731
+
+    def run(*command: object) -> None:
+        subprocess.run([*owner, *command], check=True, capture_output=True, timeout=120)
+
     try:
         run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
         run(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-o",
@@ -152,7 +155,8 @@ def test_train_register_load_by_alias_score_and_serve_through_a_team_server(
     ("", None),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     ("https://alice:s3cret@mlflow.example.org/", "https://alice@mlflow.example.org/"),
-    ("postgresql+psycopg://mlflow:pw@db.example.org:5432/mlflow", "postgresql+psycopg://mlflow@db.example.org:5432/mlflow"),
+    ("postgresql+psycopg://mlflow:pw@db.example.org:5432/mlflow",
+     "postgresql+psycopg://mlflow@db.example.org:5432/mlflow"),
 ])
 def test_a_bundle_names_only_a_tracking_store_others_can_reach_and_never_its_password(uri: str, recorded) -> None:
     from crsrisk.training.artifacts import shared_tracking_uri

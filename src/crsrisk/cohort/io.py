@@ -57,6 +57,12 @@ def read_metadata(folder: Path) -> dict:
     return meta
 
 
+def stored_metadata(metadata: dict) -> dict:
+    """What of a cohort's metadata belongs in a written ``cohort.json``: not what loading it adds (its source,
+    files, unit conversions and notes)."""
+    return {k: v for k, v in metadata.items() if k not in ("source", "files", "units_converted", "notes")}
+
+
 def load_cohort(path: str | os.PathLike) -> Cohort:
     """Read, validate and unit-normalise a cohort folder; raise ``CohortValidationError`` naming every problem."""
     folder = Path(path)
@@ -95,6 +101,6 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike, fmt: str = "csv", o
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
     tables = {f"{name}.{fmt}": getattr(cohort, name) for name in TABLES}
-    meta = {k: v for k, v in cohort.metadata.items() if k not in ("source", "files", "units_converted", "notes")}
+    meta = stored_metadata(cohort.metadata)
     return write_tables(tables, out_dir, {METADATA_FILE: json.dumps(meta, sort_keys=True, indent=1).encode()},
                         overwrite=overwrite)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from crsrisk.atomic import staged_folder
-from crsrisk.cohort.io import METADATA_FILE, read_metadata
+from crsrisk.cohort.io import METADATA_FILE, read_metadata, stored_metadata
 from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem
@@ -68,8 +69,7 @@ def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathL
     with staged_folder(target) as staging:
         for part, cohort in enumerate(parts):
             if meta is None:
-                meta = {k: v for k, v in getattr(cohort, "metadata", {}).items()
-                        if k not in ("source", "files", "units_converted", "notes")}
+                meta = stored_metadata(getattr(cohort, "metadata", {}))
             where = dict(zip(cohort.patients["patient_id"].astype(str), bucket_of(cohort.patients["patient_id"],
                                                                                    buckets)))
             for name in TABLES:
@@ -98,26 +98,31 @@ class Chunk:
 
 @dataclass(frozen=True)
 class PartitionedCohort:
-    """An opened partitioned cohort folder: a pyarrow dataset per table, its metadata, whether it is bucketed."""
+    """An opened partitioned cohort folder: each table's files by bucket (all under ``None`` when the layout has
+    no buckets) and its metadata. Datasets are built per table and bucket when read, and dropped after: a
+    dataset over every file would keep every file's metadata in memory."""
 
     folder: Path
-    datasets: Mapping[str, ds.Dataset]
+    files: Mapping[str, Mapping[int | None, tuple[str, ...]]]
     metadata: Mapping[str, Any]
-    bucketed: bool
-
-    def scope(self, bucket: int | None) -> ds.Expression | None:
-        """The filter that keeps one bucket's files (nothing to filter when the layout has no buckets)."""
-        return None if bucket is None else ds.field(BUCKET) == bucket
 
     def buckets(self) -> list[int | None]:
         """Every bucket present in any table, or ``[None]`` for a layout without buckets."""
-        if not self.bucketed:
-            return [None]
-        found = set()
-        for dataset in self.datasets.values():
-            for fragment in dataset.get_fragments():
-                found.add(ds.get_partition_keys(fragment.partition_expression).get(BUCKET))
-        return sorted(found - {None})
+        return sorted({key for by_bucket in self.files.values() for key in by_bucket}, key=lambda k: (k is None, k))
+
+    def dataset(self, name: str, bucket: int | None) -> ds.Dataset | None:
+        """One table's files in one bucket (or all of them) as a dataset; None when there are none."""
+        files = self.files[name].get(bucket, ())
+        if not files:
+            return None
+        try:
+            dataset = ds.dataset(list(files), format="parquet")
+        except _ARROW_ERRORS as error:
+            raise _fail(name, f"cannot read {self.relative(files[0])} or a file beside it: "
+                              f"{str(error).splitlines()[0]}") from None
+        if "patient_id" not in dataset.schema.names:
+            raise _fail(name, f"{self.relative(files[0])} has no patient_id column: every table needs one")
+        return dataset
 
     def relative(self, filename: str) -> str:
         """A data file's path relative to the cohort folder, as error messages show it."""
@@ -134,56 +139,60 @@ def _fail(table: str, message: str) -> CohortValidationError:
     return CohortValidationError([_problem(table, message, field="<folder>")])
 
 
+def _bucket(path: Path, root: Path) -> int | None:
+    """The K of a file under ``<table>/bucket=K/``, or None."""
+    first = path.relative_to(root).parts[0]
+    key, _, value = first.partition("=")
+    return int(value) if key == BUCKET and value.lstrip("-").isdigit() else None
+
+
 def open_partitioned(folder: str | os.PathLike) -> PartitionedCohort:
-    """Open a partitioned cohort folder (no data is read yet); a missing table folder or unreadable file is a
-    ``CohortValidationError`` naming it."""
+    """Find a partitioned cohort's files (no data is read yet); a missing table folder is a
+    ``CohortValidationError`` naming it. The layout is bucketed when every file sits in a ``bucket=K`` folder."""
     root = Path(folder)
-    datasets = {}
+    found: dict[str, list[tuple[int | None, str]]] = {}
     for name in TABLES:
         path = root / name
         if not path.is_dir():
             raise _fail(name, f"missing table folder: expected {path} holding .parquet files")
-        files = sorted(str(f) for f in path.rglob("*.parquet"))
-        if not files and name == TABLES[0]:
-            raise _fail(name, f"{path} holds no .parquet files")
-        try:
-            datasets[name] = ds.dataset(files, format="parquet", partitioning=ds.partitioning(flavor="hive"),
-                                        partition_base_dir=str(path))
-        except _ARROW_ERRORS as error:
-            raise _fail(name, f"cannot read {path}: {str(error).splitlines()[0]}") from None
-        if files and "patient_id" not in datasets[name].schema.names:
-            raise _fail(name, f"{datasets[name].files[0]} has no patient_id column: every table needs one")
-    bucketed = all(BUCKET in d.schema.names for d in datasets.values() if d.files)
+        found[name] = [(_bucket(f, path), str(f)) for f in sorted(path.rglob("*.parquet"))]
+    if not found[TABLES[0]]:
+        raise _fail(TABLES[0], f"{root / TABLES[0]} holds no .parquet files")
+    bucketed = all(key is not None for entries in found.values() for key, _ in entries)
+    files: dict[str, dict[int | None, tuple[str, ...]]] = {}
+    for name, entries in found.items():
+        by_bucket: dict[int | None, list[str]] = {}
+        for key, file in entries:
+            by_bucket.setdefault(key if bucketed else None, []).append(file)
+        files[name] = {key: tuple(paths) for key, paths in by_bucket.items()}
     meta = read_metadata(root)
     meta["source"] = str(root)
-    meta["files"] = {name: f"{name}/ ({len(datasets[name].files)} files)" for name in TABLES}
-    return PartitionedCohort(root, datasets, meta, bucketed)
+    meta["files"] = {name: f"{name}/ ({len(found[name])} files)" for name in TABLES}
+    return PartitionedCohort(root, files, meta)
 
 
-def _scan(source: PartitionedCohort, name: str, columns: list[str] | None, where: ds.Expression | None) -> pa.Table:
-    """Read columns of one table's rows (all of them when ``columns`` is None), each with the file it came from."""
-    dataset = source.datasets[name]
-    if not dataset.files:  # a table with no rows at all (e.g. no events anywhere)
+def _scan(source: PartitionedCohort, name: str, bucket: int | None, columns: list[str] | None,
+          ids: pa.Array | None = None, stray: bool = False) -> pa.Table:
+    """One table's rows in one bucket, each with the file it came from: all of them, those of the patients
+    ``ids``, or (``stray``) those of no patient in ``ids``. ``columns`` None reads every column."""
+    dataset = source.dataset(name, bucket)
+    if dataset is None:  # a table with no rows here (e.g. no events at all)
         names = columns or [c.name for c in COLUMNS[name]]
         return pa.table({c: pa.array([], pa.string()) for c in [*names, "__filename"]})
-    wanted = [c for c in (columns or dataset.schema.names) if c != BUCKET] + ["__filename"]
+    where = None
+    if ids is not None:
+        stored = dataset.schema.field("patient_id").type
+        try:
+            member = ds.field("patient_id").isin(ids.cast(stored))
+        except _ARROW_ERRORS:
+            raise _fail(name, f"patient_id is stored as {stored} but the patients table stores it as {ids.type}: "
+                              "use one type") from None
+        where = (~member | ds.field("patient_id").is_null()) if stray else member
     try:
-        return dataset.to_table(columns=wanted, filter=where)
+        return dataset.to_table(columns=[*(columns or dataset.schema.names), "__filename"], filter=where)
     except _ARROW_ERRORS as error:
-        raise _fail(name, f"cannot read {source.relative(str(dataset.files[0]))} and its sibling files: "
+        raise _fail(name, f"cannot read {source.relative(dataset.files[0])} or a file beside it: "
                           f"{str(error).splitlines()[0]}") from None
-
-
-def _ids(source: PartitionedCohort, name: str, ids: pa.Array) -> pa.Array:
-    """The ids as the table stores its ``patient_id`` (files may use another string type)."""
-    dataset = source.datasets[name]
-    if not dataset.files:
-        return ids
-    try:
-        return ids.cast(dataset.schema.field("patient_id").type)
-    except _ARROW_ERRORS:
-        raise _fail(name, f"patient_id is stored as {dataset.schema.field('patient_id').type} but the patients "
-                          f"table stores it as {ids.type}: use one type") from None
 
 
 class _Problems(list):
@@ -200,36 +209,36 @@ class _Problems(list):
 
 
 def plan_chunks(source: PartitionedCohort, chunk_size: int = 5000) -> list[Chunk]:
-    """Split the infusions into chunks of at most ``chunk_size`` (within a bucket when bucketed), after checking
+    """Split the infusions into even chunks of at most ``chunk_size`` (within a bucket when bucketed), after checking
     across all files what no single chunk can see: blank or duplicate patient ids, and measurement or event rows
     whose patient is not in the patients table (of their bucket). Reads only the ``patient_id`` columns."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size: expected at least 1, got {chunk_size}")
     chunks: list[Chunk] = []
     problems = _Problems()
-    seen: set[str] = set()
+    every: list[pa.Array] = []
     for bucket in source.buckets():
-        scanned = _scan(source, "patients", ["patient_id"], source.scope(bucket))
+        scanned = _scan(source, "patients", bucket, ["patient_id"])
         for i in pc.indices_nonzero(pc.is_null(scanned["patient_id"])).to_pylist():
             problems.add(_problem("patients", "patient_id is blank: every infusion needs an id",
                                   source.relative(scanned["__filename"][i].as_py())))
-        scanned = scanned.filter(pc.is_valid(scanned["patient_id"]))
-        known = scanned["patient_id"].combine_chunks()
-        for patient, file in zip(known.cast(pa.string()).to_pylist(), scanned["__filename"].to_pylist()):
-            if patient in seen:
-                problems.add(_problem("patients", "duplicate patient_id (in another row or file too): expected "
-                                      "one row per infusion", source.relative(file), patient))
-            seen.add(patient)
+        known = pc.drop_null(scanned["patient_id"]).combine_chunks().cast(pa.string())
+        every.append(known)
         where = "" if bucket is None else f" of {BUCKET}={bucket} (a row must sit in its patient's bucket)"
         for name in TABLES[1:]:
-            rows = _scan(source, name, ["patient_id"], source.scope(bucket))
-            stray = pc.invert(pc.fill_null(pc.is_in(rows["patient_id"], value_set=_ids(source, name, known)), False))
-            strays = rows.filter(stray)
+            strays = _scan(source, name, bucket, ["patient_id"], known, stray=True)
             for row in strays.slice(0, MAX_PROBLEMS).to_pylist():
                 problems.add(_problem(name, f"no such patient_id in the patients table{where}",
                                       source.relative(row["__filename"]), row["patient_id"]))
             problems.truncated += max(0, strays.num_rows - MAX_PROBLEMS)
-        chunks += [Chunk(bucket, known.slice(start, chunk_size)) for start in range(0, len(known), chunk_size)]
+        size = math.ceil(len(known) / max(1, math.ceil(len(known) / chunk_size)))  # even: no small leftover
+        chunks += [Chunk(bucket, known.slice(start, size)) for start in range(0, len(known), size)]
+    counts = pc.value_counts(pa.chunked_array(every, pa.string()))
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    for bucket in source.buckets() if len(repeated) else []:  # name the files of each repeated id
+        for row in _scan(source, "patients", bucket, ["patient_id"], repeated).to_pylist():
+            problems.add(_problem("patients", "duplicate patient_id (in another row or file too): expected one "
+                                  "row per infusion", source.relative(row["__filename"]), row["patient_id"]))
     if problems:
         raise CohortValidationError(list(problems), problems.truncated)
     return chunks
@@ -240,17 +249,15 @@ def read_chunk(source: PartitionedCohort, chunk: Chunk) -> Cohort:
     name the file they came from."""
     raw, files = {}, {}
     for name in TABLES:
-        where = ds.field("patient_id").isin(_ids(source, name, chunk.patient_ids))
-        scope = source.scope(chunk.bucket)
-        table = _scan(source, name, None, where if scope is None else scope & where).to_pandas()
-        files[name] = table.pop("__filename").to_numpy()
-        raw[name] = table
+        table = _scan(source, name, chunk.bucket, None, chunk.patient_ids)
+        files[name] = table["__filename"].dictionary_encode()  # a few file names, not one string per row
+        raw[name] = table.drop_columns("__filename").to_pandas()
     try:
         return validate_tables(raw, csv={name: False for name in TABLES}, metadata=dict(source.metadata))
     except CohortValidationError as error:
         raise CohortValidationError([
-            Problem(f"{p.table} ({source.relative(files[p.table][p.row - 1])})" if p.row else p.table, p.field,
-                    p.message, None, p.patient_id, p.value, csv=False) for p in error.problems],
+            Problem(f"{p.table} ({source.relative(files[p.table][p.row - 1].as_py())})" if p.row else p.table,
+                    p.field, p.message, None, p.patient_id, p.value, csv=False) for p in error.problems],
             error.truncated) from None
 
 
