@@ -182,7 +182,7 @@ def test_cli_streams_a_partitioned_cohort_in_process_and_on_a_local_dask_cluster
                               str(small_bundle), "--out", str(out), "--chunk-size", "30", *extra],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
-        assert "scored 120 infusions (533 rows" in run.stdout
+        assert f"scored 120 infusions ({len(expected)} rows" in run.stdout
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]  # same rows in the same order
     pd.testing.assert_frame_equal(sorted_scores(pd.read_csv(tmp_path / "scores0.csv", dtype={"patient_id": str})),
@@ -192,9 +192,18 @@ def test_cli_streams_a_partitioned_cohort_in_process_and_on_a_local_dask_cluster
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_the_shipped_model_scores_a_partitioned_cohort(sim, tmp_path) -> None:
+def test_a_loaded_bundle_scores_a_partitioned_cohort_in_even_chunks(sim, small_bundle, tmp_path) -> None:
     folder = write_partitioned(sim, tmp_path / "parts", buckets=2)
-    summary = score_partitioned(folder, tmp_path / "s.csv", load_model(), chunk_size=60)
+    summary = score_partitioned(folder, tmp_path / "s.csv", load_model(small_bundle), chunk_size=60)
     assert summary.infusions == 120 and summary.chunks == 3  # 60 at most per chunk, within each of 2 buckets
     scores = pd.read_csv(tmp_path / "s.csv")
     assert list(scores.columns) == BATCH_COLUMNS and scores["probability"].between(0, 1).all()
+
+
+def test_keyword_arguments_reach_predict_cohort_untouched(sim, small_bundle, tmp_path) -> None:
+    flat = load_cohort(write_simulated(sim, tmp_path / "flat"))
+    at_40 = sorted_scores(predict_cohort(flat, small_bundle, at_hours=40.0)[BATCH_COLUMNS])
+    folder = write_partitioned(sim, tmp_path / "parts", buckets=3)
+    got = scored(folder, tmp_path / "s.csv", small_bundle, chunk_size=50, at_hours=40.0)
+    assert len(got) < len(sorted_scores(predict_cohort(flat, small_bundle)))  # one hour, not every landmark
+    pd.testing.assert_frame_equal(got, at_40)
