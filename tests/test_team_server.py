@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,6 @@ def _as_cluster_owner() -> list[str]:
     if shutil.which("runuser") is None:
         pytest.skip("running as root without runuser: cannot start PostgreSQL as the postgres user")
     try:
-        import pwd
-
         pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("running as root and there is no postgres user (install Debian's postgresql package)")
