@@ -24,6 +24,7 @@ from crsrisk.cohort.partitions import Chunk, PartitionedCohort, open_partitioned
 from crsrisk.cohort.validate import MAX_PROBLEMS
 from crsrisk.errors import CohortValidationError
 from crsrisk.scoring import load_model, predict_cohort
+from crsrisk.training.executor import available_cores
 
 BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
 """The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``)."""
@@ -66,8 +67,7 @@ def dask_client(address: str) -> Iterator[Any]:
         with Client(address) as client:
             yield client
         return
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=available_cores(), threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
 
