@@ -9,7 +9,6 @@ sibling and renamed into place at the end: a failure leaves no half file and kee
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import tempfile
 import time
@@ -24,7 +23,7 @@ from crsrisk.cohort.partitions import Chunk, PartitionedCohort, open_partitioned
 from crsrisk.cohort.validate import MAX_PROBLEMS
 from crsrisk.errors import CohortValidationError
 from crsrisk.scoring import load_model, predict_cohort
-from crsrisk.training.executor import available_cores
+from crsrisk.cluster import dask_client
 
 BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
 """The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``)."""
@@ -55,21 +54,6 @@ def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
         return error
     scores = predict_cohort(cohort, bundle, **predict_kwargs)
     return scores[BATCH_COLUMNS], len(cohort.patients), list(cohort.metadata.get("notes", []))
-
-
-@contextlib.contextmanager
-def dask_client(address: str) -> Iterator[Any]:
-    """A Dask client of the scheduler at ``address``, or of a fresh local cluster for ``local`` (one
-    single-threaded worker process per available core, on loopback, closed afterwards)."""
-    from dask.distributed import Client, LocalCluster
-
-    if address != "local":
-        with Client(address) as client:
-            yield client
-        return
-    with LocalCluster(n_workers=available_cores(), threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
 
 
 def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,

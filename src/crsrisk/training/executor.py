@@ -11,18 +11,11 @@ Dask reruns the jobs of a worker lost mid-run elsewhere, and the results stay th
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 from joblib import Parallel, delayed, parallel_config
 
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and taskset narrow), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+from crsrisk.cluster import available_cores, dask_client
 
 
 def _indexed(index: int, function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any]:
@@ -56,15 +49,7 @@ def run_all(jobs: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], workers:
 
 def _on_dask(calls: Any, address: str, workers: int | None) -> Any:
     """Run joblib calls through a Dask distributed client (``"local"``: a local cluster of ``workers`` single-threaded
-    processes, shut down afterwards), yielding results as they arrive in submission order."""
-    from distributed import Client, LocalCluster
-
-    cluster = (LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
-                            dashboard_address=None) if address == "local" else None)
-    try:
-        with Client(cluster or address) as client, parallel_config(backend="dask"):
-            client.forward_logging()  # worker warnings reach this process, once
-            yield from Parallel(return_as="generator")(calls)
-    finally:
-        if cluster is not None:
-            cluster.close()
+    processes, closed afterwards), yielding results as they arrive in submission order."""
+    with dask_client(address, workers) as client, parallel_config(backend="dask"):
+        client.forward_logging()  # worker warnings reach this process, once
+        yield from Parallel(return_as="generator")(calls)
