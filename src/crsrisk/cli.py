@@ -313,7 +313,8 @@ def predict(
         console.print(f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
                       + (" ..." if len(result.missing_inputs) > 12 else ""))
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
+    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']} "
+                  f"({escape(result.model['signature'])})")
 
 
 def _flag_text(flag: dict) -> str:
@@ -426,6 +427,28 @@ def recalibrate(
     console.print(table)
     console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
                   "check it on another local cohort with `crsrisk evaluate`")
+
+
+@app.command()
+@friendly
+def keygen(out: Path = typer.Option(..., "--out", help="file prefix: writes PREFIX.key (private, mode 0600) and "
+                                    "PREFIX.pub (public)")) -> None:
+    """Make an Ed25519 key pair for signing model bundles (never overwrites a key)."""
+    from crsrisk.bundle.signing import generate_keypair
+
+    private, public = generate_keypair(out)
+    console.print(f"private key {private} (keep it secret; mode 0600), public key {public} "
+                  "(add it to CRSRISK_TRUSTED_KEYS where bundles are loaded)")
+
+
+@app.command()
+@friendly
+def sign(bundle: Path = typer.Argument(..., help="model bundle folder"),
+         key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM) from `crsrisk keygen`")) -> None:
+    """Sign a model bundle's manifest (after checking every file against it): writes BUNDLE/signature.json."""
+    from crsrisk.bundle import sign_bundle
+
+    console.print(f"signed: {sign_bundle(bundle, key)}")
 
 
 @audit_log_app.command("verify")
