@@ -132,7 +132,7 @@ def test_a_chain_recomputed_without_the_key_is_refused(tmp_path: Path, key: byte
     assert not result.ok and len(result.problems) == 5
     assert result.problems[0].startswith("line 1 (seq 0): content does not match its HMAC")
     anchored = verify_log(path, expect_head=head)
-    assert anchored.problems[-1].startswith("record seq 4 has hash") and "the log was rewritten" in anchored.problems[-1]
+    assert anchored.problems[-1].startswith("record seq 4 has hash") and anchored.problems[-1].endswith("rewritten")
 
 
 def test_records_dropped_from_the_end_are_found_only_against_an_anchored_head(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -266,5 +265,15 @@ def test_the_registered_mlflow_model_runs_the_bundles_pinned_entry_point(trained
     code = local / store.ENTRY_FILE
     bundle = next(local.rglob("manifest.json")).parent
     listed = json.loads((bundle / "manifest.json").read_text())["files"]
-    assert f"model_code_path: {Path(result.bundle_dir).resolve() / store.ENTRY_FILE}\n" in (local / "MLmodel").read_text()
+    logged_from = Path(result.bundle_dir).resolve() / store.ENTRY_FILE
+    assert f"model_code_path: {logged_from}\n" in (local / "MLmodel").read_text()
     assert hashlib.sha256(code.read_bytes()).hexdigest() == listed[store.ENTRY_FILE]
+
+
+@pytest.mark.parametrize("field, value", [("task", ["severe_crs"]), ("landmark", None), ("landmark", True),
+                                          ("metrics", "x"), ("task_settings", 3)])
+def test_model_entries_of_the_wrong_type_are_refused(bundle_copy: Path, field: str, value) -> None:
+    edit_json(bundle_copy / "bundle.json", lambda d: d["models"][2].update({field: value}))
+    remanifest(bundle_copy)
+    with pytest.raises(BundleIntegrityError, match=f"field '{field}' is missing or of the wrong type"):
+        load_bundle(bundle_copy)

@@ -26,7 +26,8 @@ if not console.is_terminal:  # piped or captured: wide enough for the comparison
     console = Console(width=200)
 errors = Console(stderr=True)
 
-_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, FileExistsError, FileNotFoundError, ValueError, KeyError)
+_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, FileExistsError, FileNotFoundError, ValueError,
+             KeyError)
 
 
 def friendly(command: Callable) -> Callable:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from collections import OrderedDict
@@ -39,6 +40,7 @@ ENTRY_FILE = "pyfunc_entry.py"  # the MLflow model's code entry point, pinned by
 ENTRY_SOURCE = Path(__file__).with_name(ENTRY_FILE)
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _CACHE_SIZE = 8
+_OPTIONAL = {"metrics": {}, "label_rule_version": "", "task_settings": {}}  # model fields older bundles may lack
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,15 @@ def load_bundle(path: str | Path) -> Bundle:
     return dataclasses.replace(_PARSED[key], trust=trust)
 
 
-def _json(contents: BundleFiles, name: str) -> Any:
+def _bytes(contents: BundleFiles, name: str) -> bytes:
     if name not in contents.files:
         raise BundleIntegrityError(f"{contents.folder}: file {name!r} is not in the manifest")
+    return contents.files[name]
+
+
+def _json(contents: BundleFiles, name: str) -> Any:
     try:
-        return json.loads(contents.files[name])
+        return json.loads(_bytes(contents, name))
     except ValueError as error:
         raise BundleIntegrityError(f"{contents.folder / name}: not valid JSON ({error})") from None
 
@@ -239,7 +245,7 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
         raise BundleIntegrityError(f"{where}: model key {key!r} is not a plain folder name inside the bundle")
     booster = xgb.Booster()
     try:
-        booster.load_model(bytearray(contents.files.get(f"{key}/booster.json", b"")))
+        booster.load_model(bytearray(_bytes(contents, f"{key}/booster.json")))
     except xgb.core.XGBoostError as error:
         raise BundleIntegrityError(f"{contents.folder / key}/booster.json: not an XGBoost model "
                                    f"({str(error).splitlines()[0]})") from None
@@ -254,12 +260,18 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
         calibrator = Calibrator.from_dict(_json(contents, f"{key}/calibrator.json"))
     except ValueError as error:
         raise BundleIntegrityError(f"{contents.folder / key}/calibrator.json: {error}") from None
-    try:
-        return TaskModel(entry["task"], entry["landmark"], booster, calibrator, names,
-                         checked_bands(entry.get("bands"), f"{where} model {key}"), entry.get("metrics", {}),
-                         entry.get("label_rule_version", ""), entry.get("task_settings", {}))
-    except KeyError as error:
-        raise BundleIntegrityError(f"{where}: model {key} lacks field {error}") from None
+    fields = {"task": str, "landmark": (int, float, str), "metrics": dict, "label_rule_version": str,
+              "task_settings": dict}
+    values = {name: entry.get(name, _OPTIONAL.get(name)) for name in fields}
+    for name, kind in fields.items():
+        value = values[name]
+        if (isinstance(value, bool) or not isinstance(value, kind)
+                or (isinstance(value, float) and not math.isfinite(value))):
+            raise BundleIntegrityError(f"{where}: model {key} field {name!r} is missing or of the wrong type: "
+                                       f"{value!r:.80}")
+    return TaskModel(values["task"], values["landmark"], booster, calibrator, names,
+                     checked_bands(entry.get("bands"), f"{where} model {key}"), values["metrics"],
+                     values["label_rule_version"], values["task_settings"])
 
 
 def _parse(contents: BundleFiles) -> Bundle:
