@@ -39,7 +39,7 @@ def test_batch_predict_writes_one_record_for_the_cohort(small_cohort_dir: Path, 
     log, out = tmp_path / "audit.jsonl", tmp_path / "scores.csv"
     result = CliRunner().invoke(app, ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out",
                                       str(out), "--audit-log", str(log)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
     (stored,) = AuditLog(log).records()
     assert stored["kind"] == "batch_prediction" and stored["model"]["signature"] == "unsigned"
     assert stored["n_rows"] == len(out.read_text().splitlines()) - 1 == len(stored["rows"])
@@ -70,7 +70,7 @@ def test_explain_writes_records_for_a_patient_and_a_cohort(small_cohort: Cohort,
     for target in (patient, small_cohort_dir):
         result = runner.invoke(app, ["explain", str(target), "--model", str(small_bundle), "--now-hours", "40",
                                      "--out", str(tmp_path / "plots"), "--audit-log", str(log)])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
     single, cohort = AuditLog(log).records()
     assert single["kind"] == "prediction" and single["outputs"]
     assert cohort["kind"] == "explanation" and cohort["columns"] == ["model", "feature", "label", "mean_abs_shap"]

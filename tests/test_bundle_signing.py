@@ -256,18 +256,25 @@ def test_a_bundle_from_before_the_entry_point_loads_but_is_not_logged_to_mlflow(
 
 
 @pytest.mark.slow
-def test_the_registered_mlflow_model_runs_the_bundles_pinned_entry_point(trained) -> None:
+def test_the_logged_mlflow_model_runs_the_bundles_pinned_entry_point(small_bundle: Path, tmp_path: Path) -> None:
     import mlflow
 
-    _, uri, result = trained
-    mlflow.set_tracking_uri(uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/crsrisk-severe_crs@candidate"))
-    code = local / store.ENTRY_FILE
-    bundle = next(local.rglob("manifest.json")).parent
-    listed = json.loads((bundle / "manifest.json").read_text())["files"]
-    logged_from = Path(result.bundle_dir).resolve() / store.ENTRY_FILE
+    from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        experiment = mlflow.create_experiment("entry", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            uri = log_bundle_to_mlflow(small_bundle, "severe_crs", load_bundle(small_bundle).models[
+                "severe_crs__36h"].landmark)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "download")))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    logged_from = small_bundle.resolve() / store.ENTRY_FILE
     assert f"model_code_path: {logged_from}\n" in (local / "MLmodel").read_text()
-    assert hashlib.sha256(code.read_bytes()).hexdigest() == listed[store.ENTRY_FILE]
+    listed = json.loads((next(local.rglob("manifest.json"))).read_text())["files"]
+    assert hashlib.sha256((local / store.ENTRY_FILE).read_bytes()).hexdigest() == listed[store.ENTRY_FILE]
 
 
 @pytest.mark.parametrize("field, value", [("task", ["severe_crs"]), ("landmark", None), ("landmark", True),

@@ -288,7 +288,8 @@ def predict(
             _audit_table(audit_log, bundle, scores, cohort, "batch_prediction")
         out.parent.mkdir(parents=True, exist_ok=True)
         scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]].to_csv(out, index=False)
-        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
+        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
+                      f"model {bundle.path} ({escape(bundle.trust)})")
         return
     if at is not None:
         raise ValueError("--at: scores a cohort folder; for one patient use --now-hours")
@@ -362,22 +363,24 @@ def explain(
 ) -> None:
     """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence."""
     from crsrisk.explain import explain_cohort, explain_patient
+    from crsrisk.scoring import load_model
 
+    bundle = load_model(model)
     if target.is_dir():
         from crsrisk.cohort.io import load_cohort
-        from crsrisk.scoring import load_model
 
-        bundle, cohort = load_model(model), load_cohort(target)
+        cohort = load_cohort(target)
         table = explain_cohort(cohort, bundle, out)
         if audit:
             _audit_table(audit_log, bundle, table, cohort, "explanation")
         for key, part in table.groupby("model", sort=False):
             console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
-        console.print(f"plots and global_importance.csv in {out}")
+        console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return
-    summary, files = explain_patient(target, model=model, now_hours=now_hours, out_dir=out, audit=audit,
+    summary, files = explain_patient(target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit,
                                      audit_log=audit_log)
     console.print(summary, highlight=False)
+    console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
 
 
