@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from crsrisk.audit.log import AuditLog, log_head, prediction_record, resolve_log_path, verify_log
+from crsrisk.audit.log import AuditLog, _lines, log_head, prediction_record, resolve_log_path, verify_log
 from crsrisk.cli import app
 from crsrisk.errors import AuditLogError
 from tests_support import run_in_processes
@@ -215,7 +216,8 @@ def test_an_unwritable_log_path_is_a_clear_error(tmp_path: Path, where: str) -> 
     assert result.exit_code == 2 and "AuditLogError" in result.output
 
 
-def test_a_foreign_file_is_not_appended_to(tmp_path: Path) -> None:
+def test_a_foreign_file_is_not_appended_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRSRISK_AUDIT_KEY", "k" * 40)
     path = tmp_path / "cohort.csv"
     path.write_text("patient_id,age\nP1,3\n")
     with pytest.raises(AuditLogError, match="not an audit record"):
@@ -223,18 +225,20 @@ def test_a_foreign_file_is_not_appended_to(tmp_path: Path) -> None:
     assert path.read_text() == "patient_id,age\nP1,3\n"
 
 
-def _first_writer(path: str, worker: int, barrier) -> None:
-    log = AuditLog(path)
-    barrier.wait()
-    for i in range(20):
-        log.append(prediction_record(log, {}, f"PAT-{i}", "fp", [{"worker": worker}]))
+def _first_writer(paths: list[str], worker: int, barrier) -> None:
+    for path in paths:  # every process starts each fresh log at the same moment
+        log = AuditLog(path)
+        barrier.wait()
+        for i in range(20):
+            log.append(prediction_record(log, {}, f"PAT-{i}", "fp", [{"worker": worker}]))
 
 
+@pytest.mark.slow
 def test_concurrent_first_writers_share_one_key_and_salt(tmp_path: Path) -> None:
-    for round_ in range(3):
-        path = tmp_path / f"race{round_}" / "log.jsonl"
-        barrier = multiprocessing.get_context("spawn").Barrier(4)
-        run_in_processes(_first_writer, [(str(path), w, barrier) for w in range(4)], timeout=120)
+    paths = [tmp_path / f"race{round_}" / "log.jsonl" for round_ in range(5)]
+    barrier = multiprocessing.get_context("spawn").Barrier(4)
+    run_in_processes(_first_writer, [([str(p) for p in paths], w, barrier) for w in range(4)], timeout=120)
+    for path in paths:
         result = verify_log(path)
         assert result.ok and result.n_records == 80, result.problems
         assert len({r["patient_hash"] for r in AuditLog(path).records()}) == 20  # one salt for every writer
@@ -255,3 +259,40 @@ def test_cli_head_and_verify_with_expect_head(tmp_path: Path) -> None:
     assert dropped.exit_code == 1 and "records were dropped from the end" in dropped.output
     bad = runner.invoke(app, ["audit-log", "verify", str(path), "--expect-head", "4:xyz"])
     assert bad.exit_code == 2 and "expected SEQ:HASH" in bad.output
+
+
+def test_a_lost_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path, 2)
+    (tmp_path / "log.jsonl.key").unlink()
+    with pytest.raises(AuditLogError, match="holds records but its key .* is missing"):
+        AuditLog(path).append({"x": 1})
+    assert len(path.read_text().splitlines()) == 2 and not (tmp_path / "log.jsonl.key").exists()
+
+
+def test_verify_reads_the_log_as_it_was_when_it_started(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    log = fill(path, 3)
+    with open(path, "rb") as handle:
+        lines = _lines(handle, path.stat().st_size)
+        first = next(lines)
+        log.append({"later": True})  # a writer appends while verify reads
+        assert [first, *lines] == path.read_bytes().splitlines(keepends=True)[:3]
+
+
+def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "log.jsonl"
+    winner = "w" * 64
+    real_link = os.link
+
+    def link_after_another_writer(source, target):  # another process links its complete key first
+        Path(target).write_text(winner)
+        return real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link_after_another_writer)
+    log = AuditLog(path)
+    assert log.key(create=True) == winner.encode()
+    log.append({"x": 1})
+    assert verify_log(path, key=winner.encode()).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "log.jsonl.key"]  # staging file removed

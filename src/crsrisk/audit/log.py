@@ -142,6 +142,9 @@ class AuditLog:
             return from_env
         if create:
             self._prepare()
+            if not self.key_path.exists() and self.path.is_file() and self.path.stat().st_size > 0:
+                raise AuditLogError(f"{self.path} holds records but its key {self.key_path} is missing: restore it "
+                                    f"(or set ${ENV_KEY}); a new key would make every earlier record fail to verify")
         try:
             return _secret(self.key_path, create)
         except OSError as error:
@@ -263,6 +266,25 @@ def _last_line(fd: int, end: int) -> bytes:
     return data[body.rfind(b"\n") + 1:]
 
 
+def _settled_size(fd: int) -> int:
+    """The file's size between two appends (taken under a shared lock, so never in the middle of a record)."""
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lines(handle: Any, size: int) -> Iterator[bytes]:
+    """The file's lines within its first ``size`` bytes: what was there when reading began."""
+    left = size
+    for line in handle:
+        if left <= 0:
+            return
+        yield line[:left]
+        left -= len(line)
+
+
 def log_head(path: str | os.PathLike) -> tuple[int, str]:
     """The latest complete record's ``(seq, hash)``: the value to anchor elsewhere and pass to ``verify``."""
     log = Path(path)
@@ -271,7 +293,7 @@ def log_head(path: str | os.PathLike) -> tuple[int, str]:
     except OSError as error:
         raise AuditLogError(f"{log}: cannot read the audit log ({error})") from None
     try:
-        size = os.lseek(fd, 0, os.SEEK_END)
+        size = _settled_size(fd)
         last = _last_line(fd, size)
         if last and not last.endswith(b"\n"):
             last = _last_line(fd, size - len(last))
@@ -338,7 +360,11 @@ def verify_log(path: str | os.PathLike, expect_head: tuple[int, str] | None = No
     except OSError as error:
         raise AuditLogError(f"{log}: cannot read the audit log ({error})") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        try:
+            lines = _lines(handle, _settled_size(handle.fileno()))
+        except OSError as error:
+            raise AuditLogError(f"{log}: cannot read the audit log ({error})") from None
+        for number, raw in enumerate(lines, start=1):
             if len(result.problems) >= MAX_PROBLEMS:
                 result.problems.append(f"... stopped after {MAX_PROBLEMS} problems")
                 break
