@@ -1,4 +1,4 @@
-"""The model bundle: what a trained crsrisk model is on disk (no pickle; SHA-256 manifest)."""
+"""The model bundle: what a trained crsrisk model is on disk (no pickle; SHA-256 manifest; Ed25519 signature)."""
 
 from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle, load_bundle, save_bundle, sign_bundle, verify_bundle
