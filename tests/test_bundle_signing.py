@@ -277,10 +277,16 @@ def test_the_logged_mlflow_model_runs_the_bundles_pinned_entry_point(small_bundl
     assert hashlib.sha256((local / store.ENTRY_FILE).read_bytes()).hexdigest() == listed[store.ENTRY_FILE]
 
 
-@pytest.mark.parametrize("field, value", [("task", ["severe_crs"]), ("landmark", None), ("landmark", True),
-                                          ("metrics", "x"), ("task_settings", 3)])
-def test_model_entries_of_the_wrong_type_are_refused(bundle_copy: Path, field: str, value) -> None:
+@pytest.mark.parametrize("field, value, message", [
+    ("task", ["severe_crs"], "field 'task' is missing or of the wrong type"),
+    ("metrics", "x", "field 'metrics' is missing or of the wrong type"),
+    ("task_settings", 3, "field 'task_settings' is missing or of the wrong type"),
+    ("landmark", None, "landmark: expected hours"),
+    ("landmark", True, "landmark: expected hours"),
+    ("landmark", {"start": "x"}, "landmark grid"),
+])
+def test_model_entries_of_the_wrong_type_are_refused(bundle_copy: Path, field: str, value, message: str) -> None:
     edit_json(bundle_copy / "bundle.json", lambda d: d["models"][2].update({field: value}))
     remanifest(bundle_copy)
-    with pytest.raises(BundleIntegrityError, match=f"field '{field}' is missing or of the wrong type"):
+    with pytest.raises(BundleIntegrityError, match=message):
         load_bundle(bundle_copy)

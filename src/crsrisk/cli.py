@@ -277,7 +277,6 @@ def predict(
 
     if target.is_dir():
         from crsrisk.cohort.io import load_cohort
-
         from crsrisk.scoring import load_model
 
         if out is None:

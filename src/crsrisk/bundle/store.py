@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 from collections import OrderedDict
@@ -260,18 +259,18 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
         calibrator = Calibrator.from_dict(_json(contents, f"{key}/calibrator.json"))
     except ValueError as error:
         raise BundleIntegrityError(f"{contents.folder / key}/calibrator.json: {error}") from None
-    fields = {"task": str, "landmark": (int, float, str), "metrics": dict, "label_rule_version": str,
-              "task_settings": dict}
+    fields = {"task": str, "metrics": dict, "label_rule_version": str, "task_settings": dict}
     values = {name: entry.get(name, _OPTIONAL.get(name)) for name in fields}
     for name, kind in fields.items():
-        value = values[name]
-        if (isinstance(value, bool) or not isinstance(value, kind)
-                or (isinstance(value, float) and not math.isfinite(value))):
+        if not isinstance(values[name], kind):
             raise BundleIntegrityError(f"{where}: model {key} field {name!r} is missing or of the wrong type: "
-                                       f"{value!r:.80}")
-    return TaskModel(values["task"], values["landmark"], booster, calibrator, names,
-                     checked_bands(entry.get("bands"), f"{where} model {key}"), values["metrics"],
-                     values["label_rule_version"], values["task_settings"])
+                                       f"{values[name]!r:.80}")
+    bands = checked_bands(entry.get("bands"), f"{where} model {key}")
+    try:  # TaskModel parses the landmark (hours, first_<drug> or a grid) and refuses anything else
+        return TaskModel(values["task"], entry.get("landmark"), booster, calibrator, names, bands, values["metrics"],
+                         values["label_rule_version"], values["task_settings"])
+    except ValueError as error:
+        raise BundleIntegrityError(f"{where}: model {key}: {error}") from None
 
 
 def _parse(contents: BundleFiles) -> Bundle:
