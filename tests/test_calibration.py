@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crsrisk.calibration import Calibrator, fit_calibrator
@@ -55,6 +55,7 @@ def _ordered_isotonic(n: int) -> st.SearchStrategy:
 
 
 @settings(max_examples=300, deadline=None)
+@example(data={"method": "isotonic", "params": {"x": [-745909.0, 8.917360380440835e-227], "y": [0.0, 0.1015625]}})
 @given(data=st.one_of(
     st.fixed_dictionaries({"method": st.just("platt"),
                            "params": st.fixed_dictionaries({"a": _numbers, "b": _numbers})}),
@@ -71,7 +72,8 @@ def test_a_stored_calibrator_is_sound_or_refused(data) -> None:
         assert str(error).startswith("calibrator")
         return
     margins = np.linspace(-50, 50, 201)
-    probability = calibrator.transform(margins)
+    with np.errstate(over="ignore"):  # a finite but huge Platt slope overflows to +-inf, which expit maps to 0 or 1
+        probability = calibrator.transform(margins)
     assert np.all(np.isfinite(probability)) and np.all((probability >= 0) & (probability <= 1))
     if calibrator.method == "isotonic":
-        assert np.all(np.diff(probability) >= 0)
+        assert np.all(np.diff(probability) >= -1e-12)  # np.interp's rounding near a knot, nothing more

@@ -29,7 +29,7 @@ class Calibrator:
         margin = np.asarray(margin, dtype=float)
         if self.method == "platt":
             return expit(self.params["a"] * margin + self.params["b"])
-        return np.interp(margin, self.params["x"], self.params["y"])
+        return np.clip(np.interp(margin, self.params["x"], self.params["y"]), 0.0, 1.0)  # interp can overshoot by 1 ulp
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (floats and lists only)."""
