@@ -296,3 +296,12 @@ def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path,
     log.append({"x": 1})
     assert verify_log(path, key=winner.encode()).ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "log.jsonl.key"]  # staging file removed
+
+
+def test_a_key_from_the_environment_still_gets_a_private_folder_made(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRSRISK_AUDIT_KEY", "e" * 40)
+    path = tmp_path / "made" / "log.jsonl"
+    AuditLog(path).append({"x": 1})
+    assert verify_log(path).ok and not (path.parent / "log.jsonl.key").exists()
+    assert path.parent.stat().st_mode & 0o777 == 0o700

@@ -169,6 +169,7 @@ class AuditLog:
     def append(self, content: Mapping[str, Any]) -> dict[str, Any]:
         """Add a record (time, seq and chain hashes are set here) and return it as stored. A torn last line
         left by a killed writer is first moved aside and a ``recovery`` record appended."""
+        self._prepare()
         key = self.key(create=True)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)

@@ -186,9 +186,11 @@ def sign_bundle(path: str | Path, key_path: str | os.PathLike) -> Path:
     document = signature_document(contents.manifest, load_private_key(key_path))
     target = contents.folder / SIGNATURE
     staging = contents.folder / f".{SIGNATURE}.tmp"
-    staging.unlink(missing_ok=True)
-    staging.write_bytes(document)
-    os.replace(staging, target)
+    try:
+        staging.write_bytes(document)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
     return target
 
 
