@@ -186,6 +186,8 @@ class AuditLog:
             elif last:
                 previous = _record_or_error(last, self.path)
             return self._write(fd, key, content, previous)
+        except OSError as error:  # disk full, recovery file not creatable, ...: said, never a traceback
+            raise AuditLogError(f"{self.path}: cannot append to the audit log ({error})") from None
         finally:
             os.close(fd)
 
