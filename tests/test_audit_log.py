@@ -1,13 +1,24 @@
-"""The prediction audit log: chained records, tamper detection by record, many writers, no raw ids."""
+"""The prediction audit log: HMAC-chained records, tamper detection by record, anchored heads, torn-line
+recovery, many writers sharing one key, clear errors for unwritable paths, no raw ids."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import multiprocessing
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from crsrisk.audit.log import AuditLog, prediction_record, resolve_log_path, verify_log
+from crsrisk.audit.log import AuditLog, _lines, log_head, prediction_record, resolve_log_path, verify_log
+from crsrisk.cli import app
+from crsrisk.errors import AuditLogError
 from tests_support import run_in_processes
 
 
@@ -43,7 +54,7 @@ def test_store_raw_keeps_the_id_when_configured(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, named", [
-    ("edit", "line 3 (seq 2): content does not match its hash"),
+    ("edit", "line 3 (seq 2): content does not match its HMAC: record edited"),
     ("delete", "line 3 (seq 3): expected seq 2"),
     ("swap", "line 2 (seq 2): expected seq 1"),
     ("truncate", "line 5: incomplete last record"),
@@ -65,9 +76,14 @@ def test_tampering_is_found_and_named(tmp_path: Path, damage: str, named: str) -
     rewrite(path, lines)
     result = verify_log(path)
     assert not result.ok and result.problems[0].startswith(named), result.problems
-    if damage == "truncate":
-        with pytest.raises(RuntimeError, match="incomplete"):
-            AuditLog(path).append({"x": 1})
+    if damage == "truncate":  # the next writer moves the torn line aside and says so; the chain stays whole
+        record = AuditLog(path).append({"x": 1})
+        after = verify_log(path)
+        assert after.ok and after.n_records == 6 and record["seq"] == 5, after.problems
+        assert len(after.notes) == 1 and "line 5 (seq 4): a torn last line (20 bytes)" in after.notes[0]
+        assert "the file holds exactly those bytes" in after.notes[0]
+        recovered = list(tmp_path.glob("log.jsonl.recovered-*"))
+        assert len(recovered) == 1 and recovered[0].read_text() == lines[4]
 
 
 def _writer(path: str, worker: int) -> None:
@@ -92,3 +108,200 @@ def test_location_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("CRSRISK_AUDIT_LOG")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert resolve_log_path(None) == tmp_path / "xdg" / "crsrisk" / "audit" / "predictions.jsonl"
+
+
+def rechain(path: Path, key: bytes) -> None:
+    """What an attacker without the log's key can do: edit a record and recompute the whole chain."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[1]["outputs"][0]["probability"] = 0.99
+    previous = "0" * 64
+    for record in records:
+        record["prev_hash"] = previous
+        body = json.dumps({k: v for k, v in record.items() if k != "hash"}, sort_keys=True, separators=(",", ":"))
+        record["hash"] = previous = (hmac.new(key, body.encode(), hashlib.sha256).hexdigest() if key
+                                     else hashlib.sha256(body.encode()).hexdigest())
+    path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in records))
+
+
+@pytest.mark.parametrize("key", [b"", b"a guessed key of at least thirty-two characters"])
+def test_a_chain_recomputed_without_the_key_is_refused(tmp_path: Path, key: bytes) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    head = log_head(path)
+    rechain(path, key)
+    result = verify_log(path)
+    assert not result.ok and len(result.problems) == 5
+    assert result.problems[0].startswith("line 1 (seq 0): content does not match its HMAC")
+    anchored = verify_log(path, expect_head=head)
+    assert anchored.problems[-1].startswith("record seq 4 has hash") and anchored.problems[-1].endswith("rewritten")
+
+
+def test_records_dropped_from_the_end_are_found_only_against_an_anchored_head(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    head = log_head(path)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert head == (4, records[4]["hash"])
+    assert verify_log(path, expect_head=head).ok
+    rewrite(path, path.read_text().splitlines(keepends=True)[:3])
+    assert verify_log(path).ok  # a shorter chain is still a valid chain ...
+    result = verify_log(path, expect_head=head)  # ... but not one that reaches the anchored head
+    assert result.problems == ["expected head seq 4 is not in the log, which ends at seq 2: records were dropped "
+                               "from the end, or the log was replaced"]
+    path.write_text("")
+    assert "which is empty" in verify_log(path, expect_head=head).problems[0]
+
+
+@pytest.mark.parametrize("line", [
+    b"\x00\xff\xfe garbage \x80\n",
+    b"[1, 2, 3]\n",
+    b'{"seq": "3", "hash": 5, "prev_hash": null}\n',
+    b'{"seq": true, "hash": "x", "prev_hash": "y"}\n',
+    b'{"seq": 2, "hash": "\\ud800", "prev_hash": "y", "p": NaN}\n',
+    b'{"seq": 2, "hash": "\xc3\xa9", "prev_hash": "y"}\n',
+    b"[" * 100000 + b"\n",
+])
+def test_verify_reports_a_damaged_line_and_never_crashes(tmp_path: Path, line: bytes) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [line] + lines[2:]))
+    result = verify_log(path)
+    assert not result.ok and result.problems[0].startswith("line 3"), result.problems
+    assert result.n_records >= 5
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(min_size=1, max_size=200), at=st.integers(0, 5))
+def test_verify_survives_any_inserted_bytes(tmp_path: Path, garbage: bytes, at: int) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    if not path.exists():
+        fill(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b"".join(lines[:at] + [garbage + b"\n"] + lines[at:]))
+    shutil.copy(path.with_name(path.name + ".key"), damaged.with_name(damaged.name + ".key"))
+    result = verify_log(damaged)
+    assert not result.ok and result.problems
+
+
+def test_verify_needs_the_key_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path, 2)
+    (tmp_path / "log.jsonl.key").rename(tmp_path / "elsewhere.key")
+    with pytest.raises(AuditLogError, match="no audit key"):
+        verify_log(path)
+    monkeypatch.setenv("CRSRISK_AUDIT_KEY", (tmp_path / "elsewhere.key").read_text())
+    assert verify_log(path).ok
+
+
+def test_files_and_new_folders_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "deeper" / "log.jsonl"
+    log = fill(path, 1)
+    assert log.hash_patient_id("x")
+    for folder in (tmp_path / "new", tmp_path / "new" / "deeper"):
+        assert folder.stat().st_mode & 0o777 == 0o700
+    for name in ("log.jsonl", "log.jsonl.key", "log.jsonl.salt"):
+        assert (path.parent / name).stat().st_mode & 0o777 == 0o600
+    assert len((path.parent / "log.jsonl.key").read_text()) == 64
+
+
+@pytest.mark.parametrize("where", ["directory", "under_a_file"])
+def test_an_unwritable_log_path_is_a_clear_error(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("x")
+    path = tmp_path if where == "directory" else tmp_path / "file" / "log.jsonl"
+    with pytest.raises(AuditLogError, match="cannot write the audit log"):
+        AuditLog(path).append({"x": 1})
+    result = CliRunner().invoke(app, ["audit-log", "head", str(path)])
+    assert result.exit_code == 2 and "AuditLogError" in result.output
+
+
+def test_a_foreign_file_is_not_appended_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRSRISK_AUDIT_KEY", "k" * 40)
+    path = tmp_path / "cohort.csv"
+    path.write_text("patient_id,age\nP1,3\n")
+    with pytest.raises(AuditLogError, match="not an audit record"):
+        AuditLog(path).append({"x": 1})
+    assert path.read_text() == "patient_id,age\nP1,3\n"
+
+
+def _first_writer(paths: list[str], worker: int, barrier) -> None:
+    for path in paths:  # every process starts each fresh log at the same moment
+        log = AuditLog(path)
+        barrier.wait()
+        for i in range(20):
+            log.append(prediction_record(log, {}, f"PAT-{i}", "fp", [{"worker": worker}]))
+
+
+@pytest.mark.slow
+def test_concurrent_first_writers_share_one_key_and_salt(tmp_path: Path) -> None:
+    paths = [tmp_path / f"race{round_}" / "log.jsonl" for round_ in range(5)]
+    barrier = multiprocessing.get_context("spawn").Barrier(4)
+    run_in_processes(_first_writer, [([str(p) for p in paths], w, barrier) for w in range(4)], timeout=120)
+    for path in paths:
+        result = verify_log(path)
+        assert result.ok and result.n_records == 80, result.problems
+        assert len({r["patient_hash"] for r in AuditLog(path).records()}) == 20  # one salt for every writer
+        assert not list(path.parent.glob(".log.jsonl.*"))  # no staging file left behind
+
+
+def test_cli_head_and_verify_with_expect_head(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    runner = CliRunner()
+    head = runner.invoke(app, ["audit-log", "head", str(path)])
+    assert head.exit_code == 0 and head.output.strip() == "{}:{}".format(*log_head(path))
+    anchored = head.output.strip()
+    ok = runner.invoke(app, ["audit-log", "verify", str(path), "--expect-head", anchored])
+    assert ok.exit_code == 0 and "chain intact; contains the expected head" in ok.output
+    rewrite(path, path.read_text().splitlines(keepends=True)[:4])
+    dropped = runner.invoke(app, ["audit-log", "verify", str(path), "--expect-head", anchored])
+    assert dropped.exit_code == 1 and "records were dropped from the end" in dropped.output
+    bad = runner.invoke(app, ["audit-log", "verify", str(path), "--expect-head", "4:xyz"])
+    assert bad.exit_code == 2 and "expected SEQ:HASH" in bad.output
+
+
+def test_a_lost_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path, 2)
+    (tmp_path / "log.jsonl.key").unlink()
+    with pytest.raises(AuditLogError, match="holds records but its key .* is missing"):
+        AuditLog(path).append({"x": 1})
+    assert len(path.read_text().splitlines()) == 2 and not (tmp_path / "log.jsonl.key").exists()
+
+
+def test_verify_reads_the_log_as_it_was_when_it_started(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    log = fill(path, 3)
+    with open(path, "rb") as handle:
+        lines = _lines(handle, path.stat().st_size)
+        first = next(lines)
+        log.append({"later": True})  # a writer appends while verify reads
+        assert [first, *lines] == path.read_bytes().splitlines(keepends=True)[:3]
+
+
+def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "log.jsonl"
+    winner = "w" * 64
+    real_link = os.link
+
+    def link_after_another_writer(source, target):  # another process links its complete key first
+        Path(target).write_text(winner)
+        return real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link_after_another_writer)
+    log = AuditLog(path)
+    assert log.key(create=True) == winner.encode()
+    log.append({"x": 1})
+    assert verify_log(path, key=winner.encode()).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl", "log.jsonl.key"]  # staging file removed
+
+
+def test_a_key_from_the_environment_still_gets_a_private_folder_made(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRSRISK_AUDIT_KEY", "e" * 40)
+    path = tmp_path / "made" / "log.jsonl"
+    AuditLog(path).append({"x": 1})
+    assert verify_log(path).ok and not (path.parent / "log.jsonl.key").exists()
+    assert path.parent.stat().st_mode & 0o777 == 0o700

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from crsrisk.calibration import Calibrator, fit_calibrator
 
@@ -39,3 +41,39 @@ def test_malformed_calibrator_is_refused() -> None:
         Calibrator.from_dict({"method": "platt", "params": {"a": 1.0}})
     with pytest.raises(ValueError, match="calibration method"):
         fit_calibrator(np.zeros(4), np.array([0, 1, 0, 1]), "beta")  # type: ignore[arg-type]
+
+
+_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**400, 10**400), st.booleans(),
+                     st.text(max_size=3), st.none())
+
+
+def _ordered_isotonic(n: int) -> st.SearchStrategy:
+    """Isotonic tables of n points with x and y sorted (y may stray outside [0, 1]): mostly sound ones."""
+    return st.fixed_dictionaries({"method": st.just("isotonic"), "params": st.fixed_dictionaries({
+        "x": st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n, unique=True).map(sorted),
+        "y": st.lists(st.floats(-0.1, 1.1), min_size=n, max_size=n).map(sorted)})})
+
+
+@settings(max_examples=300, deadline=None)
+@example(data={"method": "isotonic", "params": {"x": [-745909.0, 8.917360380440835e-227], "y": [0.0, 0.1015625]}})
+@given(data=st.one_of(
+    st.fixed_dictionaries({"method": st.just("platt"),
+                           "params": st.fixed_dictionaries({"a": _numbers, "b": _numbers})}),
+    st.integers(1, 6).flatmap(_ordered_isotonic),
+    st.fixed_dictionaries({"method": st.just("isotonic"),
+                           "params": st.fixed_dictionaries({"x": st.lists(_numbers, max_size=5),
+                                                            "y": st.lists(_numbers, max_size=5)})}),
+    st.recursive(_numbers, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                        max_size=3), max_leaves=8)))
+def test_a_stored_calibrator_is_sound_or_refused(data) -> None:
+    try:
+        calibrator = Calibrator.from_dict(data)
+    except ValueError as error:
+        assert str(error).startswith("calibrator")
+        return
+    margins = np.linspace(-50, 50, 201)
+    with np.errstate(over="ignore"):  # a finite but huge Platt slope overflows to +-inf, which expit maps to 0 or 1
+        probability = calibrator.transform(margins)
+    assert np.all(np.isfinite(probability)) and np.all((probability >= 0) & (probability <= 1))
+    if calibrator.method == "isotonic":
+        assert np.all(np.diff(probability) >= -1e-12)  # np.interp's rounding near a knot, nothing more

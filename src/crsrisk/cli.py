@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import BundleIntegrityError, CohortValidationError
+from crsrisk.errors import AuditLogError, BundleIntegrityError, CohortValidationError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
@@ -26,7 +26,8 @@ if not console.is_terminal:  # piped or captured: wide enough for the comparison
     console = Console(width=200)
 errors = Console(stderr=True)
 
-_EXPECTED = (CohortValidationError, BundleIntegrityError, FileExistsError, FileNotFoundError, ValueError, KeyError)
+_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, FileExistsError, FileNotFoundError, ValueError,
+             KeyError)
 
 
 def friendly(command: Callable) -> Callable:
@@ -282,7 +283,7 @@ def predict(
         from crsrisk.batch import BATCH_COLUMNS, score_partitioned
         from crsrisk.cohort.io import load_cohort
         from crsrisk.cohort.partitions import is_partitioned
-        from crsrisk.scoring import predict_cohort
+        from crsrisk.scoring import load_model, predict_cohort
 
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
@@ -296,10 +297,14 @@ def predict(
         if dask is not None:
             raise ValueError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
                              "folders of Parquet files) is scored on a cluster")
-        scores = predict_cohort(load_cohort(target), model, at_hours=at)
+        bundle, cohort = load_model(model), load_cohort(target)
+        scores = predict_cohort(cohort, bundle, at_hours=at)
+        if audit:
+            _audit_table(audit_log, bundle, scores, cohort, "batch_prediction")
         out.parent.mkdir(parents=True, exist_ok=True)
         scores[BATCH_COLUMNS].to_csv(out, index=False)
-        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
+        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
+                      f"model {bundle.path} ({escape(bundle.trust)})")
         return
     if at is not None:
         raise ValueError("--at: scores a cohort folder; for one patient use --now-hours")
@@ -330,7 +335,8 @@ def predict(
         console.print(f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
                       + (" ..." if len(result.missing_inputs) > 12 else ""))
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']}")
+    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']} "
+                  f"({escape(result.model['signature'])})")
 
 
 def _flag_text(flag: dict) -> str:
@@ -367,20 +373,29 @@ def explain(
     model: Optional[str] = _model_option(),
     now_hours: Optional[float] = typer.Option(None, "--now-hours"),
     out: Path = typer.Option(Path("explanations"), "--out", help="folder for the PNG plots and text"),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
+    audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
 ) -> None:
     """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence."""
     from crsrisk.explain import explain_cohort, explain_patient
+    from crsrisk.scoring import load_model
 
+    bundle = load_model(model)
     if target.is_dir():
         from crsrisk.cohort.io import load_cohort
 
-        table = explain_cohort(load_cohort(target), model, out)
+        cohort = load_cohort(target)
+        table = explain_cohort(cohort, bundle, out)
+        if audit:
+            _audit_table(audit_log, bundle, table, cohort, "explanation")
         for key, part in table.groupby("model", sort=False):
             console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
-        console.print(f"plots and global_importance.csv in {out}")
+        console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return
-    summary, files = explain_patient(target, model=model, now_hours=now_hours, out_dir=out)
+    summary, files = explain_patient(target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit,
+                                     audit_log=audit_log)
     console.print(summary, highlight=False)
+    console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
 
 
@@ -450,18 +465,59 @@ def recalibrate(
                   "check it on another local cohort with `crsrisk evaluate`")
 
 
+@app.command()
+@friendly
+def keygen(out: Path = typer.Option(..., "--out", help="file prefix: writes PREFIX.key (private, mode 0600) and "
+                                    "PREFIX.pub (public)")) -> None:
+    """Make an Ed25519 key pair for signing model bundles (never overwrites a key)."""
+    from crsrisk.bundle.signing import generate_keypair
+
+    private, public = generate_keypair(out)
+    console.print(f"private key {private} (keep it secret; mode 0600), public key {public} "
+                  "(add it to CRSRISK_TRUSTED_KEYS where bundles are loaded)")
+
+
+@app.command()
+@friendly
+def sign(bundle: Path = typer.Argument(..., help="model bundle folder"),
+         key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM) from `crsrisk keygen`")) -> None:
+    """Sign a model bundle's manifest (after checking every file against it): writes BUNDLE/signature.json."""
+    from crsrisk.bundle import sign_bundle
+
+    console.print(f"signed: {sign_bundle(bundle, key)}")
+
+
+@audit_log_app.command("head")
+@friendly
+def audit_log_head(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
+    """Print the latest record's SEQ:HASH; keep it elsewhere and pass it to `verify --expect-head` later."""
+    from crsrisk.audit.log import log_head, resolve_log_path
+
+    seq, digest = log_head(resolve_log_path(path))
+    typer.echo(f"{seq}:{digest}")
+
+
 @audit_log_app.command("verify")
 @friendly
-def audit_log_verify(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
-    """Check the hash chain of the prediction audit log; exit non-zero naming any broken record."""
-    from crsrisk.audit.log import resolve_log_path, verify_log
+def audit_log_verify(
+    path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)"),
+    expect_head: Optional[str] = typer.Option(None, "--expect-head", help="SEQ:HASH printed earlier by `crsrisk "
+                                              "audit-log head`: detects records dropped from the end and rewrites"),
+) -> None:
+    """Check every record's HMAC and the chain; exit 1 naming any broken record, 2 when the log cannot be read."""
+    from crsrisk.audit.log import parse_head, resolve_log_path, verify_log
 
     log_path = resolve_log_path(path)
-    result = verify_log(log_path)
+    result = verify_log(log_path, expect_head=parse_head(expect_head) if expect_head else None)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    head = "empty" if result.head is None else f"head {result.head[0]}:{result.head[1]}"
     if result.ok:
-        console.print(f"[green]ok[/]: checked {result.n_records} record(s) in {log_path}; chain intact")
+        anchored = f"; contains the expected head {expect_head}" if expect_head else ""
+        console.print(f"[green]ok[/]: checked {result.n_records} record(s) in {log_path}; chain intact{anchored}; "
+                      f"{head}", soft_wrap=True)
         return
-    errors.print(f"[red]BROKEN[/]: checked {result.n_records} record(s) in {log_path}")
+    errors.print(f"[red]BROKEN[/]: checked {result.n_records} record(s) in {log_path}; {head}", soft_wrap=True)
     for problem in result.problems:
         errors.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -547,6 +603,15 @@ def import_omop(
     """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
     condition_occurrence, resolved through its concept table) as a cohort."""
     _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
+
+
+def _audit_table(path: Path | None, bundle: Any, table: Any, cohort: Any, kind: str) -> None:
+    """Append one audit record for a cohort's outputs (batch scores or SHAP importance)."""
+    from crsrisk.audit.log import AuditLog, batch_record
+    from crsrisk.scoring import _model_info
+
+    log = AuditLog(path)
+    log.append(batch_record(log, _model_info(bundle), table, cohort.fingerprint(), kind))
 
 
 def print_json(data: object) -> None:

@@ -50,3 +50,7 @@ class CohortValidationError(ValueError):
 
 class BundleIntegrityError(RuntimeError):
     """A model bundle whose files do not match its manifest of SHA-256 hashes."""
+
+
+class AuditLogError(RuntimeError):
+    """The prediction audit log cannot be written or read as a log (a bad path, a missing key, a foreign file)."""

@@ -46,9 +46,11 @@ def _save(path: Path) -> Path:
 
 
 def explain_patient(patient, model=None, now_hours: float | None = None, out_dir: str | os.PathLike = ".",
-                    top: int = 8) -> tuple[str, list[Path]]:
-    """A waterfall PNG per applicable task and a text summary of the top contributors (not audited)."""
-    result = predict(patient, model=model, now_hours=now_hours, audit=False)
+                    top: int = 8, audit: bool = False, audit_log: str | os.PathLike | None = None
+                    ) -> tuple[str, list[Path]]:
+    """A waterfall PNG per applicable task and a text summary of the top contributors; with ``audit`` the
+    prediction behind them is written to the audit log like any other (the CLI does so by default)."""
+    result = predict(patient, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     lines, files = [], []

@@ -231,7 +231,7 @@ def _model_info(bundle: Bundle) -> dict[str, Any]:
     return {"path": str(bundle.path), "bundle_sha256": bundle.digest, "crsrisk_version": meta.get("crsrisk_version"),
             "created": meta.get("created"), "synthetic": bool(meta.get("synthetic", True)),
             "not_for_clinical_use": bool(meta.get("not_for_clinical_use", True)),
-            "training_cohort_fingerprint": meta.get("training_cohort_fingerprint")}
+            "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"), "signature": bundle.trust}
 
 
 def default_now(arrays: CohortArrays) -> float:

@@ -16,11 +16,9 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 import crsrisk
+from crsrisk.errors import BundleIntegrityError
 
 PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
-
-
-ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
 
 class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
@@ -48,9 +46,13 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
 def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, registered_model_name: str | None = None,
                          alias: str = "candidate") -> str:
     """Log the bundle as a pyfunc for one task/landmark in the active run; register it and set the alias."""
-    from crsrisk.bundle.store import load_bundle
+    from crsrisk.bundle.store import ENTRY_FILE, load_bundle
 
     bundle = load_bundle(bundle_dir)
+    entry = bundle.path / ENTRY_FILE  # the bundle's own copy: load_bundle refused it unless the manifest pins it
+    if not entry.is_file():
+        raise BundleIntegrityError(f"{bundle.path}: no {ENTRY_FILE} in the bundle (made by an older crsrisk): "
+                                   "save the bundle again before logging it to MLflow")
     model = next(m for m in bundle.for_task(task) if str(m.landmark) == str(landmark))
     example = pd.DataFrame(np.full((2, len(model.feature_names)), np.nan), columns=model.feature_names)
     example.iloc[0] = 0.0
@@ -58,7 +60,7 @@ def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, regis
     scorer.key, scorer.model = model.key, model
     output = scorer.predict(None, example)
     info = mlflow.pyfunc.log_model(
-        name=f"model_{task}", python_model=str(ENTRY), model_config={"key": model.key},
+        name=f"model_{task}", python_model=str(entry), model_config={"key": model.key},
         artifacts={"bundle": str(bundle.path)}, signature=infer_signature(example, output), input_example=example,
         pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_model_name)
     if registered_model_name:

@@ -1,0 +1,135 @@
+"""Ed25519 signatures over a bundle's manifest, and the trusted public keys that verify them.
+
+The signature (``signature.json``: algorithm, key id, signature) signs the exact bytes of ``manifest.json``;
+the manifest pins every other file by SHA-256, so one signature covers the whole bundle. Trusted keys come
+from ``$CRSRISK_TRUSTED_KEYS``: a list of PEM public-key files or folders of them, separated by ``os.pathsep``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from crsrisk.errors import BundleIntegrityError
+
+SIGNATURE = "signature.json"
+ENV_TRUSTED_KEYS = "CRSRISK_TRUSTED_KEYS"
+KEY_SUFFIXES = (".pem", ".pub")
+UNSIGNED = "unsigned"
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """A public key's id: the first 16 hex digits of the SHA-256 of its raw 32 bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (never overwrite it) with ``mode`` and write ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """Write a new Ed25519 key pair: ``PREFIX.key`` (private, PEM, mode 0600) and ``PREFIX.pub`` (public, PEM).
+
+    Refuses to overwrite either file, so an existing key is never lost."""
+    private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    for path in (private_path, public_path):
+        if path.exists():
+            raise FileExistsError(f"{path} already exists: choose another --out prefix")
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    _write_new(private_path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()), 0o600)
+    _write_new(public_path, private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    return private_path, public_path
+
+
+def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+    """An Ed25519 private key from an unencrypted PEM file, or a clear error."""
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"--key {path}: not a readable unencrypted PEM private key ({error})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"--key {path}: expected an Ed25519 private key, got {type(key).__name__}")
+    return key
+
+
+def _load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, OSError) as error:
+        raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is not a PEM public key ({error})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is not an Ed25519 public key")
+    return key
+
+
+def trusted_keys(setting: str | None = None) -> dict[str, Ed25519PublicKey]:
+    """The trusted public keys by id, from ``setting`` (default ``$CRSRISK_TRUSTED_KEYS``); empty when unset.
+
+    A listed path that is missing, or a folder without any ``.pem``/``.pub`` key, is an error: a typo must
+    not silently turn verification off."""
+    text = os.environ.get(ENV_TRUSTED_KEYS, "") if setting is None else setting
+    keys: dict[str, Ed25519PublicKey] = {}
+    for entry in filter(None, (part.strip() for part in text.split(os.pathsep))):
+        path = Path(entry)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in KEY_SUFFIXES and p.is_file())
+            if not files:
+                raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: folder {path} holds no .pem or .pub public key")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is neither a key file nor a folder of keys")
+        for file in files:
+            key = _load_public_key(file)
+            keys[key_id(key)] = key
+    return keys
+
+
+def signature_document(manifest: bytes, private_key: Ed25519PrivateKey) -> bytes:
+    """The bytes of ``signature.json`` for these manifest bytes."""
+    document = {"algorithm": "ed25519", "key_id": key_id(private_key.public_key()),
+                "signature": base64.b64encode(private_key.sign(manifest)).decode()}
+    return json.dumps(document, indent=1, sort_keys=True).encode()
+
+
+def check_signature(manifest: bytes, signature: bytes | None, keys: dict[str, Ed25519PublicKey], where: str) -> str:
+    """The bundle's trust status; raises ``BundleIntegrityError`` when trusted keys are configured and the
+    manifest is unsigned, signed by an unknown key, or the signature does not match."""
+    if signature is None:
+        if keys:
+            raise BundleIntegrityError(f"{where}: unsigned bundle refused: {ENV_TRUSTED_KEYS} names trusted keys "
+                                       f"(sign it with `crsrisk sign {where} --key KEY`)")
+        return UNSIGNED
+    try:
+        document = json.loads(signature)
+        if document.get("algorithm") != "ed25519":
+            raise ValueError(f"algorithm {document.get('algorithm')!r}, expected 'ed25519'")
+        signer, value = str(document["key_id"]), base64.b64decode(document["signature"], validate=True)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
+        raise BundleIntegrityError(f"{where}: unreadable {SIGNATURE} ({error})") from None
+    if not keys:
+        return f"signed by key {signer}, not verified: no trusted keys configured ({ENV_TRUSTED_KEYS})"
+    if signer not in keys:
+        raise BundleIntegrityError(f"{where}: signed by key {signer}, which is not among the trusted keys "
+                                   f"({', '.join(sorted(keys))})")
+    try:
+        keys[signer].verify(value, manifest)
+    except InvalidSignature:
+        raise BundleIntegrityError(f"{where}: the signature by key {signer} does not match manifest.json: "
+                                   "the bundle was changed after it was signed") from None
+    return f"signed by trusted key {signer}, verified"
