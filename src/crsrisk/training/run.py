@@ -198,7 +198,8 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
             loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI) | {"training_population": population})
         tracking.log_artifact_dir(out_dir, "results")
-        registered = tracking.register_models(bundle_dir, models) if register else {}
+        registered = (tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic)
+                      if register else {})
     return TrainResult(document, out_dir, bundle_dir, run_id, registered)
 
 
