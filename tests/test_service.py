@@ -20,7 +20,7 @@ from crsrisk.scoring import load_model, predict
 from crsrisk.service import create_app
 from crsrisk.service.guard import required_token, token_matches
 from crsrisk.service.local import free_port, local_server
-from crsrisk.service.predictions import example_record_text
+from crsrisk.service.predictions import example_record_text, with_intervals
 from tests_support import patient_record
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -51,7 +51,7 @@ def test_predict_returns_what_crsrisk_predict_returns_and_audits_each_call(bundl
         record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
         answer = api.post("/predict", json={**record, "now_hours": 40})
         assert answer.status_code == 200
-        expected = predict(record, model=bundle, now_hours=40, audit=False).to_dict()
+        expected = with_intervals(predict(record, model=bundle, now_hours=40, audit=False).to_dict(), bundle)
         assert answer.json()["predictions"] == json.loads(json.dumps(expected["predictions"]))
         assert answer.json()["missing_inputs"] == expected["missing_inputs"]
     log = verify_log(tmp_path / "audit.jsonl")
@@ -187,3 +187,15 @@ def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_pa
         text, value = shown[p["task"]]
         assert float(value) == p["probability"] and text == f"{100 * p['probability']:.1f}%"
     assert screenshot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_trained_bundle_states_an_interval_around_each_probability(trained, tmp_path: Path) -> None:
+    _, _, result = trained
+    api = client(load_model(result.bundle_dir), tmp_path)
+    answer = api.post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hours": 40}).json()
+    for p in answer["predictions"]:
+        low, high = p["probability_interval"]
+        assert low <= p["probability"] <= high and high - low > 0
+    page = api.post("/", data={"action": "example", "now_hours": "40"}).text
+    assert "95% interval" in page and "interval not available" not in page

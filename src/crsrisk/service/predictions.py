@@ -95,6 +95,16 @@ def trajectory_png(points: Any) -> bytes | None:
     return None
 
 
+def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
+    """Each prediction's ``probability_interval`` (95 %, over the calibrator's bootstrap refits; None when the
+    bundle has none), unless ``predict`` already states it."""
+    for p in document["predictions"]:
+        if "probability_interval" not in p:
+            model = bundle.models.get(f"{p['task']}__{p['landmark']}")
+            p["probability_interval"] = None if model is None else model.calibrator.interval(p["raw_score"])
+    return document
+
+
 def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
                      audit_log: str | None) -> tuple[dict[str, Any], Any | None]:
     """``crsrisk.predict(...).to_dict()`` for the request (audited), plus the trajectory object when asked for;
@@ -102,7 +112,7 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
     record = request.record()
     result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
                              top=request.top)
-    document = result.to_dict()
+    document = with_intervals(result.to_dict(), bundle)
     points = None
     if request.trajectory:
         points = trajectory(record, bundle, request.now_hours)
