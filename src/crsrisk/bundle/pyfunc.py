@@ -30,8 +30,8 @@ ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
 
 RECORD_COLUMN, NOW_COLUMN = "record", "now_hours"
-_RESULT_KEYS = ("task", "landmark", "landmark_hours", "probability", "band", "raw_score", "probability_interval",
-                "question", "horizon_hours")
+_RESULT_KEYS = ("task", "landmark", "landmark_hours", "horizon_hours", "question", "probability", "band", "raw_score",
+                "probability_interval", "model_key")
 
 
 def _refuse(message: str) -> MlflowException:
@@ -102,6 +102,8 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
                 raise _refuse(f"row {i}: {error}") from None
             rows += [{"row": i, **{k: p[k] for k in _RESULT_KEYS if k in p}} for p in result.predictions]
             rows += [{"row": i, "task": n["task"], "reason": n["reason"]} for n in result.not_applicable]
+            rows += [{"row": i, "task": n["task"], "reason": n.get("text", "already occurred")}
+                     for n in getattr(result, "already_occurred", [])]
         return pd.DataFrame(rows)
 
 

@@ -43,7 +43,7 @@ def model_document(bundle: Bundle) -> dict[str, Any]:
         "training_population": meta.get("training_population"),
         "training_cohort": {"fingerprint": meta.get("training_cohort_fingerprint"),
                             "size": meta.get("training_cohort_size")},
-        "models": [{"key": m.key, "task": m.task, "landmark": m.key.split("__", 1)[1],
+        "models": [{"key": m.key, "task": m.task, "landmark": m.landmark.label,
                     "description": m.definition.description, "label_rule_version": m.label_rule_version,
                     "n_features": len(m.feature_names), "bands": m.bands} for m in bundle.models.values()],
     })

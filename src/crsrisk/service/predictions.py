@@ -100,7 +100,7 @@ def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
     bundle has none), unless ``predict`` already states it."""
     for p in document["predictions"]:
         if "probability_interval" not in p:
-            model = bundle.models.get(f"{p['task']}__{p['landmark']}")
+            model = bundle.models.get(p.get("model_key") or f"{p['task']}__{p['landmark']}")
             p["probability_interval"] = None if model is None else model.calibrator.interval(p["raw_score"])
     return document
 

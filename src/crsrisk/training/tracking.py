@@ -101,20 +101,18 @@ def _param(value: Any) -> str:
 
 def registered_name(task: str, landmark: Any) -> str:
     """The registry name of one task's model at one landmark, e.g. ``crsrisk-severe_crs-36h``."""
-    from crsrisk.tasks import landmark_label
-
-    return f"crsrisk-{task}-{landmark_label(landmark)}"
+    return f"crsrisk-{task}-{landmark.label}"
 
 
 def _describe_version(client: mlflow.MlflowClient, name: str, version: str, model: Any, synthetic: bool) -> None:
     """Say on the registered version what it answers, what it takes, and whether it is synthetic."""
     status = "SYNTHETIC training data: " if synthetic else ""
     client.update_model_version(name, version, description=(
-        f"crsrisk {model.task} at landmark {model.key.split('__', 1)[1]}: {model.definition.description}. "
+        f"crsrisk {model.task} at landmark {model.landmark.label}: {model.definition.description}. "
         f"Input: this model's feature rows, or patient records (column 'record', JSON; optional 'now_hours') "
         f"scored by the whole bundle. {status}research software, not for clinical use."))
     client.set_model_version_tag(name, version, "synthetic", str(synthetic).lower())
-    client.set_model_version_tag(name, version, "landmark", model.key.split("__", 1)[1])
+    client.set_model_version_tag(name, version, "landmark", model.landmark.label)
 
 
 def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = True) -> dict[str, str]:
