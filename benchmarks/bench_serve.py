@@ -4,7 +4,8 @@ Run:  python benchmarks/bench_serve.py [--clients 8] [--seconds 20] [--model PAT
 
 Starts ``crsrisk serve`` on a free 127.0.0.1 port with a fresh audit log, first times one client alone (the
 latency a single caller sees), then N clients at once for the given time, each posting the example record
-(``examples/patient.json``) over a kept-alive connection. Prints requests/s, p50/p99 latency, errors, the
+(``examples/patient.json``) over a kept-alive connection, and checks every answer's probabilities against
+in-process ``predict`` (a mismatch counts as an error). Prints requests/s, p50/p99 latency, errors, the
 in-process ``predict`` (audit log on, ``to_dict()`` rendered: the server's own work without HTTP) p50 and the
 ratio, and whether the audit log holds exactly one verified record per answered request. The server is always
 stopped; nothing but loopback is contacted.
@@ -29,8 +30,9 @@ from crsrisk.service.local import free_port, local_server
 from crsrisk.service.predictions import example_record_text
 
 
-def load(url: str, body: bytes, clients: int, seconds: float) -> tuple[list[float], int]:
-    """Latencies (ms) of every answered request and the number of errors, ``clients`` threads for ``seconds``."""
+def load(url: str, body: bytes, expected: dict[str, float], clients: int, seconds: float) -> tuple[list[float], int]:
+    """Latencies (ms) of every answered (200) request and the number of errors (a failed request, or an answer
+    whose probabilities differ from ``expected``), ``clients`` threads for ``seconds``."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     deadline = time.monotonic() + seconds
@@ -40,12 +42,13 @@ def load(url: str, body: bytes, clients: int, seconds: float) -> tuple[list[floa
             while time.monotonic() < deadline:
                 start = time.perf_counter()
                 try:
-                    ok = session.post("/predict", content=body).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies[k].append((time.perf_counter() - start) * 1000)
-                else:
+                    answer = session.post("/predict", content=body)
+                    elapsed = (time.perf_counter() - start) * 1000
+                    if answer.status_code == 200:  # answered, so audited: counted for the audit check
+                        latencies[k].append(elapsed)
+                    if answer.status_code != 200 or probabilities(answer.json()) != expected:
+                        errors[k] += 1
+                except (httpx.HTTPError, ValueError):
                     errors[k] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -54,6 +57,11 @@ def load(url: str, body: bytes, clients: int, seconds: float) -> tuple[list[floa
     for thread in threads:
         thread.join(seconds + 60)
     return [x for part in latencies for x in part], sum(errors)
+
+
+def probabilities(document: dict) -> dict[str, float]:
+    """Each task's probability in a ``to_dict()`` document."""
+    return {p["task"]: p["probability"] for p in document["predictions"]}
 
 
 def in_process_ms(record: dict, model: str | None, now_hours: float, log: Path | None, calls: int = 200) -> np.ndarray:
@@ -77,21 +85,22 @@ def main() -> None:
     args = parser.parse_args()
     record = json.loads(example_record_text())
     body = json.dumps({**record, "now_hours": args.now_hours}).encode()
+    expected = probabilities(predict(record, model=args.model, now_hours=args.now_hours, audit=False).to_dict())
     with tempfile.TemporaryDirectory(prefix="crsrisk-bench-serve-") as scratch:
         audit, port = Path(scratch) / "audit.jsonl", free_port()
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "crsrisk.cli", "serve", "--port", str(port), "--audit-log", str(audit)]
         command += ["--model", args.model] if args.model else []
         with local_server(command, f"{url}/health", timeout=120):
-            single, single_errors = load(url, body, 1, min(5.0, args.seconds))
-            many, errors = load(url, body, args.clients, args.seconds)
+            single, single_errors = load(url, body, expected, 1, min(5.0, args.seconds))
+            many, errors = load(url, body, expected, args.clients, args.seconds)
         answered, errors = len(single) + len(many), errors + single_errors
         check = verify_log(audit)
         local = np.median(in_process_ms(record, args.model, args.now_hours, Path(scratch) / "local.jsonl"))
         unaudited = np.median(in_process_ms(record, args.model, args.now_hours, None))
     p50_one, p50, p99 = np.median(single), np.median(many), np.percentile(many, 99)
     print(f"clients {args.clients}, {args.seconds:g} s: {len(many) / args.seconds:.0f} requests/s, "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors}")
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors} (failed or answers differing from in-process predict)")
     print(f"one client alone: p50 {p50_one:.1f} ms ({len(single)} requests)")
     print(f"in-process predict + to_dict (audit on): p50 {local:.2f} ms; server p50 / in-process: "
           f"{p50_one / local:.1f}x with one client, {p50 / local:.1f}x with {args.clients} (target <= 3x)")
