@@ -42,6 +42,11 @@ def _question(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
     return f"{descriptions.get(prediction['task'], prediction['task'])} (model at {when})"
 
 
+def _horizon(prediction: Mapping[str, Any]) -> str:
+    hours = prediction.get("horizon_hours")
+    return "" if hours is None else f"{hours:g} h"
+
+
 def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) -> dict[str, Any]:
     """One task's card: probability, band, what it answers, interval, top reasons and the inputs it lacked."""
     contributions = prediction.get("contributions", [])
@@ -49,7 +54,7 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
     return {"task": prediction["task"], "probability": prediction["probability"],
             "probability_repr": repr(float(prediction["probability"])),
             "probability_text": percent(prediction["probability"]), "band": prediction.get("band", ""),
-            "question": _question(prediction, descriptions), "horizon_hours": prediction.get("horizon_hours"),
+            "question": _question(prediction, descriptions), "horizon": _horizon(prediction),
             "interval": _interval(prediction),
             "reasons": [{"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
                         for c in reasons],
