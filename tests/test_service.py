@@ -131,13 +131,14 @@ def test_shipped_example_is_the_repositorys_example() -> None:
 @pytest.fixture(scope="module")
 def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     """``crsrisk serve`` in its own process, on a free loopback port, with the venv's bin NOT on PATH."""
-    audit = tmp_path_factory.mktemp("served") / "audit.jsonl"
+    folder = tmp_path_factory.mktemp("served")
+    audit = folder / "audit.jsonl"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
     env["PATH"] = "/usr/bin:/bin"
     command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
                "--audit-log", str(audit)]
-    with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120):
+    with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
         yield f"http://127.0.0.1:{port}", audit
 
 
@@ -155,6 +156,14 @@ def test_real_server_round_trip(server, bundle, small_cohort: Cohort) -> None:
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "age_years"
     assert httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"].keys() >= {"/predict", "/health", "/model"}
     assert verify_log(audit).ok and verify_log(audit).n_records == before + 4
+    marked = json.loads(EXAMPLE.read_text())
+    marked["patient"]["patient_id"] = "MRN-0042-SECRET"
+    assert httpx.post(f"{url}/predict", json={**marked, "now_hours": 40}, timeout=30).status_code == 200
+    marked["patient"]["age_years"] = 500
+    assert httpx.post(f"{url}/predict", json=marked, timeout=30).status_code == 422
+    server_log = (audit.parent / "server.log").read_text()
+    assert "crsrisk serving on http://127.0.0.1" in server_log  # the log is captured ...
+    assert "MRN-0042-SECRET" not in server_log and "MRN-0042-SECRET" not in audit.read_text()  # ... and holds no id
 
 
 @pytest.mark.slow

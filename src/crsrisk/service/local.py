@@ -6,6 +6,7 @@ import contextlib
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 import time
 import urllib.error
 import urllib.request
@@ -21,10 +22,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(command: Sequence[str], ready_url: str, env: Mapping[str, str] | None = None,
-                 timeout: float = 120.0) -> Iterator[subprocess.Popen]:
+                 timeout: float = 120.0, log: Path | None = None) -> Iterator[subprocess.Popen]:
     """Run ``command`` until the block ends; yields once ``ready_url`` answers (RuntimeError with the server's
-    last output if it exits or does not answer within ``timeout`` seconds). The process is always stopped."""
-    output = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
+    last output if it exits or does not answer within ``timeout`` seconds). The process is always stopped. Its
+    output goes to ``log`` (a temporary file by default)."""
+    # a file, not a pipe: a chatty server never blocks on a full pipe
+    output = tempfile.TemporaryFile() if log is None else open(log, "w+b")
     server = subprocess.Popen(list(command), env=None if env is None else dict(env), stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + timeout
