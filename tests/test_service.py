@@ -210,33 +210,14 @@ def test_trained_bundle_states_an_interval_around_each_probability(trained, tmp_
     assert "95% interval" in page and "interval not available" not in page
 
 
-def test_a_trajectory_is_shown_when_crsrisk_offers_one(bundle, tmp_path: Path, monkeypatch) -> None:
-    """The page and /predict feature-detect ``crsrisk.scoring.risk_trajectory``; here a stand-in with its
-    documented surface (``to_dict()`` and a PNG) shows both are passed through unchanged."""
-    from matplotlib.figure import Figure
-
-    from crsrisk import scoring
-
-    class Points:
-        def to_dict(self) -> dict:
-            return {"points": [{"hours": 12.0, "probability": {"severe_crs": 0.1}}]}
-
-        def plot(self) -> Figure:
-            figure = Figure(figsize=(3, 2))
-            figure.add_subplot().plot([0, 12], [0.05, 0.1])
-            return figure
-
-    asked = {}
-
-    def risk_trajectory(patient, model=None, now_hours=None):
-        asked.update(now_hours=now_hours, model=model)
-        return Points()
+def test_the_risk_trajectory_reaches_the_page_and_the_api(bundle, tmp_path: Path) -> None:
+    from crsrisk import risk_trajectory
 
     api = client(bundle, tmp_path)
-    assert "Risk trajectory not available" in api.post("/", data={"action": "example", "now_hours": "40"}).text
-    monkeypatch.setattr(scoring, "risk_trajectory", risk_trajectory, raising=False)
-    page = api.post("/", data={"action": "example", "now_hours": "40"}).text
-    assert 'id="trajectory"' in page and "data:image/png;base64," in page and asked["now_hours"] == 40.0
-    answer = api.post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hours": 40, "trajectory": True})
-    assert answer.json()["trajectory"] == Points().to_dict() and asked["model"] is bundle
-    assert "trajectory" not in api.post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hours": 40}).json()
+    page = api.post("/", data={"action": "example", "now_hours": "60"}).text
+    assert 'id="trajectory"' in page and "data:image/png;base64," in page
+    record = json.loads(EXAMPLE.read_text())
+    answer = api.post("/predict", json={**record, "now_hours": 60, "trajectory": True}).json()
+    expected = risk_trajectory(record, model=bundle, until_hours=60).to_dict()
+    assert answer["trajectory"] == json.loads(json.dumps(expected)) and answer["trajectory"]["points"]
+    assert "trajectory" not in api.post("/predict", json={**record, "now_hours": 60}).json()

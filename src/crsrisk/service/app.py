@@ -25,7 +25,6 @@ from crsrisk.service.predictions import (
     predict_document,
     refusal,
     request_problems,
-    trajectory_available,
     trajectory_png,
 )
 from crsrisk.training.artifacts import json_ready
@@ -103,7 +102,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         """The bedside page: paste, upload or pick the example record."""
-        return render_page(bundle, needs_token=token is not None, trajectory_available=trajectory_available())
+        return render_page(bundle, needs_token=token is not None)
 
     @app.post("/", response_class=HTMLResponse)
     async def page_result(request: Request) -> HTMLResponse:
@@ -111,8 +110,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         text = example_record_text() if form.get("action") == "example" else form.get("record", "")
         now = form.get("now_hours", "").strip()
-        shown = {"record_text": text, "now_hours": now, "needs_token": token is not None,
-                 "trajectory_available": trajectory_available()}
+        shown = {"record_text": text, "now_hours": now, "needs_token": token is not None}
         if not token_matches(token, form.get("token")):
             return HTMLResponse(render_page(bundle, problems=["missing or wrong API token"], **shown), status_code=401)
         try:
@@ -126,6 +124,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
             return HTMLResponse(render_page(bundle, problems=problems, **shown), status_code=422)
         except _REFUSED as error:
             return HTMLResponse(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
-        return HTMLResponse(render_page(bundle, document=document, trajectory_png=trajectory_png(points), **shown))
+        image = trajectory_png(points) if points is not None and points.points else None
+        return HTMLResponse(render_page(bundle, document=document, trajectory_png=image, **shown))
 
     return app

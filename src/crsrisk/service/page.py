@@ -69,8 +69,8 @@ def model_view(model: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", document: Mapping[str, Any] | None = None,
-                trajectory_png: bytes | None = None, problems: list[str] | None = None, needs_token: bool = False,
-                trajectory_available: bool = False) -> str:
+                trajectory_png: bytes | None = None, problems: list[str] | None = None,
+                needs_token: bool = False) -> str:
     """The whole page: the form (kept filled in), and the result or the refusal when there is one."""
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     meta = bundle.metadata
@@ -78,7 +78,7 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
         "synthetic": bool(meta.get("synthetic", True)), "disclaimer": meta.get("disclaimer", ""),
         "record_text": record_text, "now_hours": now_hours, "needs_token": needs_token, "problems": problems or [],
         "tasks": [], "not_applicable": [], "already_occurred": [], "missing_inputs": [], "model": model_view({}),
-        "trajectory_image": None, "trajectory_points": None, "trajectory_available": trajectory_available,
+        "trajectory_image": None,
         "has_result": document is not None,
     }
     if document is not None:
@@ -86,6 +86,5 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
             tasks=[task_view(p, descriptions) for p in document.get("predictions", [])],
             not_applicable=document.get("not_applicable", []), already_occurred=document.get("already_occurred", []),
             missing_inputs=document.get("missing_inputs", []), model=model_view(document.get("model", {})),
-            trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None),
-            trajectory_points=document.get("trajectory"))
+            trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None))
     return _environment().get_template("page.html").render(**context)

@@ -3,9 +3,9 @@ read (every problem with its field and value), shared by the REST endpoint and t
 
 from __future__ import annotations
 
-import inspect
-import io
+import tempfile
 from importlib import resources
+from pathlib import Path
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +14,7 @@ from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.training.artifacts import json_ready
+from crsrisk.trajectory import Trajectory, risk_trajectory
 
 
 class PredictRequest(BaseModel):
@@ -31,7 +32,8 @@ class PredictRequest(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     now_hours: float | None = Field(None, allow_inf_nan=False, description="hours since infusion (default: the "
                                     "latest measurement or event)")
-    trajectory: bool = Field(False, description="also return the risk trajectory, where the model offers one")
+    trajectory: bool = Field(False, description="also return the risk every 12 h and after each new measurement, "
+                             "up to now_hours (crsrisk.risk_trajectory)")
     top: int | None = Field(None, ge=1, description="keep only the largest contributions per task (default: all)")
 
     def record(self) -> dict[str, Any]:
@@ -66,33 +68,10 @@ def refusal(error: CohortValidationError) -> dict[str, Any]:
     return {"detail": str(error), "problems": problem_dicts(error.problems), "truncated": error.truncated}
 
 
-def trajectory_available() -> bool:
-    """Whether this version of crsrisk computes risk trajectories (``crsrisk.scoring.risk_trajectory``)."""
-    return hasattr(scoring, "risk_trajectory")
-
-
-def trajectory(record: Mapping[str, Any], bundle: Bundle, now_hours: float | None) -> Any | None:
-    """The patient's risk over time from ``crsrisk.scoring.risk_trajectory`` when it exists, else None."""
-    if not trajectory_available():
-        return None
-    function = scoring.risk_trajectory
-    options = {"now_hours": now_hours} if "now_hours" in inspect.signature(function).parameters else {}
-    return function(record, model=bundle, **options)
-
-
-def trajectory_png(points: Any) -> bytes | None:
-    """The trajectory's own plot as PNG bytes (``to_png()``, or ``plot()`` giving bytes or a Figure), if any."""
-    for name in ("to_png", "png", "plot"):
-        method = getattr(points, name, None)
-        if callable(method):
-            made = method()
-            if isinstance(made, bytes):
-                return made
-            if hasattr(made, "savefig"):
-                buffer = io.BytesIO()
-                made.savefig(buffer, format="png", bbox_inches="tight")
-                return buffer.getvalue()
-    return None
+def trajectory_png(points: Trajectory) -> bytes:
+    """The trajectory's own plot (doses and grade changes marked) as PNG bytes."""
+    with tempfile.TemporaryDirectory(prefix="crsrisk-trajectory-") as scratch:
+        return points.plot(Path(scratch) / "trajectory.png").read_bytes()
 
 
 def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
@@ -106,15 +85,15 @@ def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
 
 
 def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
-                     audit_log: str | None) -> tuple[dict[str, Any], Any | None]:
-    """``crsrisk.predict(...).to_dict()`` for the request (audited), plus the trajectory object when asked for;
-    the trajectory's ``to_dict()`` goes into the document under ``trajectory``."""
+                     audit_log: str | None) -> tuple[dict[str, Any], Trajectory | None]:
+    """``crsrisk.predict(...).to_dict()`` for the request (audited), plus, when asked for, the risk trajectory up
+    to ``now_hours`` (``crsrisk.risk_trajectory``; its ``to_dict()`` goes into the document under ``trajectory``)."""
     record = request.record()
     result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
                              top=request.top)
     document = with_intervals(result.to_dict(), bundle)
     points = None
     if request.trajectory:
-        points = trajectory(record, bundle, request.now_hours)
-        document["trajectory"] = None if points is None else points.to_dict()
+        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours)
+        document["trajectory"] = points.to_dict()
     return json_ready(document), points
