@@ -221,3 +221,21 @@ def test_the_risk_trajectory_reaches_the_page_and_the_api(bundle, tmp_path: Path
     expected = risk_trajectory(record, model=bundle, until_hours=60).to_dict()
     assert answer["trajectory"] == json.loads(json.dumps(expected)) and answer["trajectory"]["points"]
     assert "trajectory" not in api.post("/predict", json={**record, "now_hours": 60}).json()
+
+
+def test_a_fhir_bundle_is_scored_like_crsrisk_predict_scores_it(bundle, small_cohort: Cohort, tmp_path: Path) -> None:
+    from fhir_export import patient_bundle
+
+    patient_id = small_cohort.patients["patient_id"].iloc[3]
+    fhir = patient_bundle(0, small_cohort.patients.iloc[3].to_dict(),
+                          small_cohort.measurements[small_cohort.measurements.patient_id == patient_id],
+                          small_cohort.events[small_cohort.events.patient_id == patient_id])
+    fhir = json.loads(json.dumps(fhir, default=float))
+    api = client(bundle, tmp_path)
+    answer = api.post("/predict", json={"fhir_bundle": fhir, "now_hours": 40})
+    assert answer.status_code == 200, answer.text
+    assert probabilities(answer.json()) == probabilities(predict(fhir, model=bundle, now_hours=40, audit=False).to_dict())
+    both = api.post("/predict", json={"fhir_bundle": fhir, "patient": {"patient_id": "x"}})
+    assert both.status_code == 422 and "either patient" in both.json()["detail"]
+    page = api.post("/", data={"action": "record", "record": json.dumps(fhir), "now_hours": "40"})
+    assert page.status_code == 200 and 'class="probability' in page.text

@@ -117,7 +117,8 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
             record = json.loads(text)
             if not isinstance(record, dict):
                 raise ValueError("expected a JSON object with patient, measurements and events")
-            body = PredictRequest(**{**record, "now_hours": float(now) if now else None, "trajectory": True})
+            fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
+            body = PredictRequest(**{**fields, "now_hours": float(now) if now else None, "trajectory": True})
             document, points = predict_document(bundle, body, audit, log_path)
         except ValidationError as error:
             problems = [str(p) for p in request_problems(error.errors())]

@@ -77,7 +77,8 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
     context = {
         "synthetic": bool(meta.get("synthetic", True)), "disclaimer": meta.get("disclaimer", ""),
         "record_text": record_text, "now_hours": now_hours, "needs_token": needs_token, "problems": problems or [],
-        "tasks": [], "not_applicable": [], "already_occurred": [], "missing_inputs": [], "model": model_view({}),
+        "tasks": [], "not_applicable": [], "already_occurred": [], "population_flags": [], "missing_inputs": [],
+        "model": model_view({}),
         "trajectory_image": None,
         "has_result": document is not None,
     }
@@ -85,6 +86,7 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
         context.update(
             tasks=[task_view(p, descriptions) for p in document.get("predictions", [])],
             not_applicable=document.get("not_applicable", []), already_occurred=document.get("already_occurred", []),
+            population_flags=document.get("population_flags", []),
             missing_inputs=document.get("missing_inputs", []), model=model_view(document.get("model", {})),
             trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None))
     return _environment().get_template("page.html").render(**context)

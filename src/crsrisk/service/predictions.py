@@ -8,18 +8,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.sources.fhir import record_from_fhir
 from crsrisk.training.artifacts import json_ready
 from crsrisk.trajectory import Trajectory, risk_trajectory
 
 
 class PredictRequest(BaseModel):
-    """Exactly what ``crsrisk.predict`` takes: the patient record (the cohort contract for one infusion) and
-    ``now_hours``; ``trajectory`` asks for the risk over time too, ``top`` keeps only the largest reasons."""
+    """Exactly what ``crsrisk.predict`` takes: the patient record (the cohort contract for one infusion, or one
+    patient's FHIR R4 Bundle in ``fhir_bundle``) and ``now_hours``; ``trajectory`` asks for the risk over time too,
+    ``top`` keeps only the largest reasons."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "patient": {"patient_id": "EXAMPLE-001", "age_years": 3.1, "product": "tisagenlecleucel",
@@ -27,7 +29,9 @@ class PredictRequest(BaseModel):
         "measurements": [{"hours_since_infusion": 12, "analyte": "il6", "value": 240, "unit": "pg/mL"}],
         "events": [{"hours_since_infusion": 20, "event": "crs_grade", "value": 1}], "now_hours": 40}]})
 
-    patient: dict[str, Any]
+    patient: dict[str, Any] | None = Field(None, description="the patients row of the contract (or give fhir_bundle)")
+    fhir_bundle: dict[str, Any] | None = Field(None, description="instead of patient/measurements/events: one "
+                                               "patient's FHIR R4 Bundle, read as crsrisk.predict reads it")
     measurements: list[dict[str, Any]] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
     now_hours: float | None = Field(None, allow_inf_nan=False, description="hours since infusion (default: the "
@@ -36,8 +40,18 @@ class PredictRequest(BaseModel):
                              "up to now_hours (crsrisk.risk_trajectory)")
     top: int | None = Field(None, ge=1, description="keep only the largest contributions per task (default: all)")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "PredictRequest":
+        if (self.patient is None) == (self.fhir_bundle is None):
+            raise ValueError("give either patient (with measurements and events) or fhir_bundle")
+        if self.fhir_bundle is not None and (self.measurements or self.events):
+            raise ValueError("fhir_bundle carries its own measurements and events: give them there only")
+        return self
+
     def record(self) -> dict[str, Any]:
-        """The patient record alone, as ``crsrisk.predict`` reads it."""
+        """The patient record alone, as ``crsrisk.predict`` reads it (a FHIR Bundle converted to it first)."""
+        if self.fhir_bundle is not None:
+            return record_from_fhir(self.fhir_bundle)
         return {"patient": self.patient, "measurements": self.measurements, "events": self.events}
 
 
