@@ -77,3 +77,20 @@ def test_a_stored_calibrator_is_sound_or_refused(data) -> None:
     assert np.all(np.isfinite(probability)) and np.all((probability >= 0) & (probability <= 1))
     if calibrator.method == "isotonic":
         assert np.all(np.diff(probability) >= -1e-12)  # np.interp's rounding near a knot, nothing more
+
+
+def test_bootstrap_refits_give_an_interval_that_narrows_with_more_data() -> None:
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (300, 3000):
+        margin = rng.normal(0, 2, n)
+        y = rng.random(n) < 1 / (1 + np.exp(-(0.5 * margin - 1.0)))
+        calibrator = fit_calibrator(margin, y, "platt", n_boot=200, seed=2)
+        assert len(calibrator.bootstrap) == 200
+        low, high = calibrator.interval(1.0)
+        assert low < float(calibrator.transform(1.0)) < high
+        widths.append(high - low)
+        assert Calibrator.from_dict(json.loads(json.dumps(calibrator.to_dict()))) == calibrator
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(n): ten times the data, about a third of the width
+    assert fit_calibrator(margin, y, "platt").interval(1.0) is None
+    assert "bootstrap" not in fit_calibrator(margin, y, "platt").to_dict()  # old bundles keep their bytes

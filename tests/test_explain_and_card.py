@@ -44,6 +44,7 @@ def card(trained, small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory
 def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
     work, _, _ = trained
     page = card.read_text()
+    assert "nan-nan" not in page and "nan to nan" not in page
     results = json.loads((work / "run" / "metrics.json").read_text())["results"]
     for row in results:
         auroc = row["metrics"]["auroc"]
@@ -74,3 +75,11 @@ def test_card_renders_in_headless_chromium_with_every_image(card: Path, tmp_path
     assert len(images) >= 15
     assert all(done and width > 100 and height > 100 for done, width, height in images)
     assert (tmp_path / "card.png").stat().st_size > 50_000
+
+
+def test_an_interval_without_both_classes_reads_not_computable_never_nan() -> None:
+    from crsrisk.training.artifacts import interval_text
+
+    assert interval_text(float("nan"), float("nan")) == "CI not computable"
+    assert interval_text(None, 0.9) == "CI not computable"
+    assert interval_text(0.7123, 0.8011) == "0.712-0.801"

@@ -1,22 +1,76 @@
-"""A registered model answers REST requests through `mlflow models serve` on localhost."""
+"""A registered model answers REST requests through `mlflow models serve` on localhost: feature rows and patient
+records; every landmark is registered, described and tagged synthetic."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from crsrisk.bundle import load_bundle
 from crsrisk.features import LandmarkFeatures
-from tests_support import served_probabilities
+from crsrisk.scoring import predict
+from crsrisk.service.local import free_port, local_server
+from crsrisk.training.tracking import registered_name
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 
 
 @pytest.mark.slow
 def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, tmp_path: Path) -> None:
     _, uri, result = trained
-    model = load_bundle(result.bundle_dir).models["severe_crs__36h"]
-    X = LandmarkFeatures(task="severe_crs", landmark=36.0).fit_transform(small_cohort).iloc[:5]
-    served = served_probabilities(uri, "models:/crsrisk-severe_crs@candidate", X, tmp_path / "serve.log")
-    expected = model.calibrator.transform(model.booster.inplace_predict(X.to_numpy(), predict_type="margin"))
-    np.testing.assert_allclose(served, expected, rtol=1e-6)
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("CRSRISK_AUDIT_LOG", None)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/crsrisk-severe_crs@candidate",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with local_server(command, f"http://127.0.0.1:{port}/ping", env=env, timeout=120):
+        model = load_bundle(result.bundle_dir).models["severe_crs__36h"]
+        X = LandmarkFeatures(task="severe_crs", landmark=36.0).fit_transform(small_cohort).iloc[:5]
+        answer = invoke(port, {"dataframe_split": {"columns": list(X.columns), "data": [
+            [None if np.isnan(v) else v for v in row] for row in X.to_numpy()]}})
+        served = [row["probability"] for row in answer["predictions"]]
+        expected = model.calibrator.transform(model.booster.inplace_predict(X.to_numpy(), predict_type="margin"))
+        np.testing.assert_allclose(served, expected, rtol=1e-6)
+
+        # the same patient record crsrisk serve takes, in a 'record' column: the same numbers as crsrisk.predict
+        record = EXAMPLE.read_text()
+        answer = invoke(port, {"dataframe_records": [{"record": record, "now_hours": 40}]})
+        served = {row["task"]: row["probability"] for row in answer["predictions"] if row.get("probability") is not None}
+        expected = predict(json.loads(record), model=result.bundle_dir, now_hours=40, audit=False)
+        assert served == {p["task"]: p["probability"] for p in expected.predictions}
+
+        bad = json.loads(record)
+        bad["patient"]["age_years"] = "-3"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            invoke(port, {"dataframe_records": [{"record": json.dumps(bad)}]})
+        assert refused.value.code == 400
+        message = json.loads(refused.value.read())["message"]
+        assert "age_years" in message and "-3" in message
+
+
+@pytest.mark.slow
+def test_every_landmark_is_registered_with_description_and_synthetic_tag(trained) -> None:
+    _, uri, result = trained
+    client = MlflowClient(tracking_uri=uri)
+    bundle = load_bundle(result.bundle_dir)
+    for model in bundle.models.values():
+        name = registered_name(model.task, model.landmark)
+        version = client.get_model_version_by_alias(name, "candidate")
+        assert version.tags["synthetic"] == "true" and model.task in version.description
+        assert "not for clinical use" in version.description
+    assert client.get_model_version_by_alias("crsrisk-severe_crs", "candidate").tags["landmark"] == "36h"
+
+
+def invoke(port: int, payload: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=60).read())

@@ -24,7 +24,8 @@ import yaml
 import crsrisk
 from crsrisk.bundle import load_bundle
 from crsrisk.features import LandmarkFeatures
-from tests_support import free_port, patient_record, running, served_probabilities, venv_env
+from crsrisk.service.local import free_port, local_server
+from tests_support import patient_record, served_probabilities, venv_env
 from conftest import TINY
 
 DATABASE, ROLE = "mlflow", "crsrisk"
@@ -91,7 +92,7 @@ def team_server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
                "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
-    with running(command, f"{url}/health", folder / "server.log", timeout=180):
+    with local_server(command, f"{url}/health", env=venv_env(), timeout=180, log=folder / "server.log"):
         yield url
 
 

@@ -78,10 +78,11 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     child = next(c for c in evaluations if c.data.params["model"] == "xgboost")
     assert 0.5 < child.data.metrics["auroc"] <= 1 and "auroc_ci_low" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} >= {"plots/roc.png"}
-    registrations = {c.data.tags["task"]: c.info.run_id for c in children if c.data.tags["kind"] == "registration"}
+    registrations = {c.data.tags["model_key"]: c.info.run_id for c in children
+                     if c.data.tags["kind"] == "registration"}
     for task in ("severe_crs", "icans", "toci_refractory"):
         version = client.get_model_version_by_alias(f"crsrisk-{task}", "candidate")
-        assert version.version and version.run_id == registrations[task]
+        assert version.version and version.run_id == registrations[f"{task}__{version.tags['landmark']}"]
     info = mlflow.models.get_model_info("models:/crsrisk-severe_crs@candidate")
     assert info.signature is not None and info.signature.inputs is not None
 

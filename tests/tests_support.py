@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
+from crsrisk.service.local import free_port, local_server
 
 
 def patient_record(cohort: Cohort, patient_id: str) -> dict:
@@ -65,44 +62,9 @@ def assert_same_tables(a: Cohort, b: Cohort) -> None:
                                       y.sort_values(list(y.columns)).reset_index(drop=True))
 
 
-def free_port() -> int:
-    """A TCP port on the loopback address that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def venv_env(**extra: str) -> dict[str, str]:
     """This environment with the venv's ``bin`` first on PATH (``mlflow models serve`` runs ``uvicorn``)."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
-
-
-@contextlib.contextmanager
-def running(command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None,
-            timeout: float = 120) -> Iterator[subprocess.Popen]:
-    """Start a server with its output in ``log`` (a pipe would fill and stall it), wait until ``ready_url``
-    answers, and stop it on the way out; fail with the log's tail if it dies or never answers."""
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, env=env or venv_env(), stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(ready_url, timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{command[:4]} did not answer {ready_url}: "
-                                         f"{log.read_text(errors='replace')[-2000:]}") from None
-                time.sleep(0.5)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
 
 
 def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log: Path) -> np.ndarray:
@@ -111,7 +73,8 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
                "-h", "127.0.0.1", "-p", str(port)]
-    with running(command, f"http://127.0.0.1:{port}/ping", log, env=venv_env(MLFLOW_TRACKING_URI=tracking_uri)):
+    with local_server(command, f"http://127.0.0.1:{port}/ping", env=venv_env(MLFLOW_TRACKING_URI=tracking_uri),
+                      log=log):
         payload = {"dataframe_split": {"columns": list(X.columns),
                                        "data": [[None if np.isnan(v) else v for v in row] for row in X.to_numpy()]}}
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),

@@ -19,10 +19,12 @@ METHODS: tuple[str, ...] = ("platt", "isotonic")
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Platt: p = sigmoid(a * margin + b). Isotonic: p = piecewise-linear interpolation through (x, y)."""
+    """Platt: p = sigmoid(a * margin + b). Isotonic: p = piecewise-linear interpolation through (x, y).
+    ``bootstrap``: Platt parameter sets refitted on resamples of the calibration data (for ``interval``)."""
 
     method: Method
     params: dict[str, Any]
+    bootstrap: tuple[dict[str, float], ...] = ()
 
     def transform(self, margin: np.ndarray) -> np.ndarray:
         """Map raw scores (log-odds) to calibrated probabilities."""
@@ -31,9 +33,18 @@ class Calibrator:
             return expit(self.params["a"] * margin + self.params["b"])
         return np.clip(np.interp(margin, self.params["x"], self.params["y"]), 0.0, 1.0)  # interp can overshoot by 1 ulp
 
+    def interval(self, margin: float, level: float = 0.95) -> list[float] | None:
+        """The probability's interval over the bootstrap refits of the calibrator (None when it has none)."""
+        if not self.bootstrap:
+            return None
+        a, b = (np.array([p[k] for p in self.bootstrap]) for k in ("a", "b"))
+        low, high = np.quantile(expit(a * float(margin) + b), [(1 - level) / 2, (1 + level) / 2])
+        return [float(low), float(high)]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (floats and lists only)."""
-        return {"method": self.method, "params": self.params}
+        return {"method": self.method, "params": self.params} | ({"bootstrap": list(self.bootstrap)}
+                                                                  if self.bootstrap else {})
 
     @classmethod
     def from_dict(cls, data: Any) -> "Calibrator":
@@ -41,8 +52,12 @@ class Calibrator:
         isotonic x strictly increasing and y non-decreasing within [0, 1]. Raises ValueError naming the fault."""
         method = data.get("method") if isinstance(data, dict) else None
         params = data.get("params") if isinstance(data, dict) else None
-        if method == "platt" and isinstance(params, dict) and set(params) == {"a", "b"}:
-            return cls("platt", {name: finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"})
+        boot = data.get("bootstrap", []) if isinstance(data, dict) else None
+        if (method == "platt" and isinstance(params, dict) and set(params) == {"a", "b"} and isinstance(boot, list)
+                and all(isinstance(p, dict) and set(p) == {"a", "b"} for p in boot)):
+            return cls("platt", {name: finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"},
+                       tuple({name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
+                             for i, p in enumerate(boot)))
         if (method == "isotonic" and isinstance(params, dict) and set(params) == {"x", "y"}
                 and all(isinstance(params[k], list) for k in "xy") and len(params["x"]) == len(params["y"]) > 0):
             x = [finite_number(v, f"calibrator: parameter x[{i}]") for i, v in enumerate(params["x"])]
@@ -65,15 +80,46 @@ def finite_number(value: Any, name: str) -> float:
     return float(value)
 
 
-def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method) -> Calibrator:
-    """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on)."""
+def _platt(margin: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt's two parameters (sklearn's logistic regression, effectively unpenalised)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
+    return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
+
+
+def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tuple[dict[str, float], ...]:
+    """Platt fits on ``n_boot`` bootstrap resamples at once: Newton steps on resample counts as weights (a plain
+    unpenalised logistic fit of two parameters per resample, vectorised over the resamples)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
+    events = weights @ y
+    keep = (events > 0) & (events < len(y))  # a resample without both classes has no fit
+    weights = weights[keep]
+    a, b = np.ones(len(weights)), np.zeros(len(weights))
+    step = np.full(len(weights), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a separable resample diverges: dropped
+        for _ in range(50):
+            p = expit(a[:, None] * margin + b[:, None])
+            r, h = weights * (y - p), weights * p * (1 - p)
+            ga, gb = r @ margin, r.sum(axis=1)
+            haa, hab, hbb = h @ (margin * margin), h @ margin, h.sum(axis=1)
+            det = haa * hbb - hab * hab
+            da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+            a, b, step = a + da, b + db, np.maximum(np.abs(da), np.abs(db))
+            if not np.nanmax(step, initial=0) > 1e-10:
+                break
+    converged = np.isfinite(a) & np.isfinite(b) & (step < 1e-6)
+    return tuple({"a": float(x), "b": float(z)} for x, z in zip(a[converged], b[converged]))
+
+
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0) -> Calibrator:
+    """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on); for Platt,
+    ``n_boot`` refits on resamples of those margins give each probability an interval."""
     margin = np.asarray(margin, dtype=float)
     y = np.asarray(y, dtype=float)
     if method == "platt":
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
-        return Calibrator("platt", {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])})
+        return Calibrator("platt", _platt(margin, y), _platt_resampled(margin, y, n_boot, seed) if n_boot else ())
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 

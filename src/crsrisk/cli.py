@@ -467,6 +467,26 @@ def recalibrate(
 
 @app.command()
 @friendly
+def serve(
+    model: Optional[str] = _model_option(),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind; anything but loopback needs "
+                             "$CRSRISK_API_TOKEN"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
+) -> None:
+    """Serve predictions over REST (POST /predict) and the bedside page (/) until interrupted."""
+    from crsrisk.service.guard import required_token
+    from crsrisk.service.run import serve as run_server
+
+    secured = required_token(host) is not None
+    console.print(f"crsrisk serving on http://{host}:{port}/ (page at /, API docs at /docs); "
+                  f"bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
+                  "[bold]Not for clinical use.[/]")
+    run_server(model=model, host=host, port=port, audit_log=audit_log)
+
+
+@app.command()
+@friendly
 def keygen(out: Path = typer.Option(..., "--out", help="file prefix: writes PREFIX.key (private, mode 0600) and "
                                     "PREFIX.pub (public)")) -> None:
     """Make an Ed25519 key pair for signing model bundles (never overwrites a key)."""

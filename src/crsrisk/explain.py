@@ -40,7 +40,7 @@ def _save(path: Path) -> Path:
     figure = plt.gcf()
     figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")  # long feature labels and the colour-bar label stay whole
     plt.close("all")
     return path
 

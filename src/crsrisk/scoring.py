@@ -24,6 +24,7 @@ from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
+from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
 from crsrisk.cohort.record import canonical_record, read_record, validate_record
 from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, known_at
@@ -70,23 +71,9 @@ def _registry_reachable(uri: str, tracking_uri: str) -> None:
                                     "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
 
 
-def _value_text(name: str, value: float) -> str:
-    info = feature_info(name)
-    if math.isnan(value):
-        return "(not measured)"
-    if info.unit.startswith("1 = "):
-        return "yes" if value >= 0.5 else "no"
-    if abs(value) >= 100 or value == int(value):
-        number = f"{value:,.0f}"
-    else:
-        number = f"{value:.1f}" if abs(value) >= 1 else f"{value:.3g}"
-    return f"{number} {info.unit}".strip()
-
-
 def _phrase(name: str, value: float, shap: float) -> str:
-    """A short clinical sentence, e.g. "IL-6, latest value 2,400 pg/mL raised the risk"."""
-    effect = "raised" if shap > 0 else ("lowered" if shap < 0 else "did not change")
-    return f"{feature_info(name).label} {_value_text(name, value)} {effect} the risk"
+    """A short clinical sentence, e.g. "ferritin 3.8x its baseline (raised the risk)" (``features/phrases.py``)."""
+    return phrase(name, value, shap)
 
 
 def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:

@@ -7,13 +7,19 @@ model is this code plus the verified bundle. The only module of the bundle packa
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import ColSpec, Schema
 
 import crsrisk
 from crsrisk.errors import BundleIntegrityError
@@ -21,26 +27,90 @@ from crsrisk.errors import BundleIntegrityError
 PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
 
 
+RECORD_COLUMN, NOW_COLUMN = "record", "now_hours"
+_RESULT_KEYS = ("task", "landmark", "landmark_hours", "horizon_hours", "question", "probability", "band", "raw_score",
+                "probability_interval", "model_key")
+
+
+def _refuse(message: str) -> MlflowException:
+    """An error ``mlflow models serve`` returns to the caller as a 400 with the cause in its message."""
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _record(value: Any, row: int) -> Mapping[str, Any]:
+    """One row's patient record: a JSON object given as text (or as a mapping, from Python). Never a file path."""
+    if isinstance(value, Mapping):
+        return value
+    if not isinstance(value, str):
+        raise _refuse(f"row {row}, column {RECORD_COLUMN!r}: expected the patient record as a JSON object text, "
+                      f"got {type(value).__name__}")
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        raise _refuse(f"row {row}, column {RECORD_COLUMN!r}: not valid JSON: {error}") from None
+    if not isinstance(data, Mapping):
+        raise _refuse(f"row {row}, column {RECORD_COLUMN!r}: expected a JSON object with patient, measurements, events")
+    return data
+
+
 class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
-    """Scores rows of one task/landmark's features: probability, band and raw score (log-odds)."""
+    """Scores either rows of one task/landmark's features (probability, band and raw score), or patient records
+    (column ``record``, JSON text, with optional ``now_hours``) through ``crsrisk.predict`` on the whole bundle:
+    one row per task, the same numbers as ``crsrisk serve``."""
 
     def load_context(self, context: Any) -> None:
         """Load (and verify) the bundle shipped as the model's artifact; the model key comes from model_config."""
         from crsrisk.bundle.store import load_bundle
 
         self.key = context.model_config["key"]
-        self.model = load_bundle(context.artifacts["bundle"]).models[self.key]
+        self.bundle = load_bundle(context.artifacts["bundle"])
+        self.model = self.bundle.models[self.key]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        """Calibrated risk for each row (columns = the model's feature names; missing values allowed)."""
+        """Calibrated risk for each row: feature rows (missing values allowed), or patient records."""
+        if RECORD_COLUMN in model_input.columns:
+            return self._predict_records(model_input)
         missing = [c for c in self.model.feature_names if c not in model_input.columns]
         if missing:
-            raise ValueError(f"model {self.key}: input lacks feature column(s) {missing[:10]}")
-        values = model_input[self.model.feature_names].to_numpy(dtype=float)
+            raise _refuse(f"model {self.key}: input lacks feature column(s) {missing[:10]}; or send a patient record "
+                          f"in a {RECORD_COLUMN!r} column")
+        try:
+            values = model_input[self.model.feature_names].to_numpy(dtype=float)
+        except (TypeError, ValueError) as error:
+            raise _refuse(f"model {self.key}: feature values must be numbers or null: {error}") from None
         raw = self.model.booster.inplace_predict(values, predict_type="margin")
         probability = self.model.calibrator.transform(raw)
         return pd.DataFrame({"probability": probability, "band": self.model.band(probability),
                              "raw_score": raw})
+
+    def _predict_records(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """``crsrisk.predict`` on each row's record (audited when ``$CRSRISK_AUDIT_LOG`` is set): one row per task
+        scored, and one per task not applicable (with its reason)."""
+        from crsrisk.errors import CohortValidationError
+        from crsrisk.scoring import predict
+
+        rows = []
+        for i, (value, now) in enumerate(zip(model_input[RECORD_COLUMN],
+                                             model_input.get(NOW_COLUMN, pd.Series([None] * len(model_input))))):
+            now = None if now is None or (isinstance(now, float) and math.isnan(now)) else float(now)
+            try:
+                result = predict(_record(value, i), model=self.bundle, now_hours=now,
+                                 audit=bool(os.environ.get("CRSRISK_AUDIT_LOG")))
+            except CohortValidationError as error:
+                raise _refuse(f"row {i}: {error}") from None
+            rows += [{"row": i, **{k: p[k] for k in _RESULT_KEYS if k in p}} for p in result.predictions]
+            rows += [{"row": i, "task": n["task"], "reason": n["reason"]} for n in result.not_applicable]
+            rows += [{"row": i, "task": n["task"], "reason": n.get("text", "already occurred")}
+                     for n in getattr(result, "already_occurred", [])]
+        return pd.DataFrame(rows)
+
+
+def model_signature(model: Any, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """Every feature column optional (nulls allowed), plus the optional ``record`` and ``now_hours`` columns, so the
+    served model takes feature rows or patient records."""
+    columns = [ColSpec("double", name, required=False) for name in model.feature_names]
+    columns += [ColSpec("string", RECORD_COLUMN, required=False), ColSpec("double", NOW_COLUMN, required=False)]
+    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
 
 
 def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, registered_model_name: str | None = None,
@@ -61,7 +131,7 @@ def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, regis
     output = scorer.predict(None, example)
     info = mlflow.pyfunc.log_model(
         name=f"model_{task}", python_model=str(entry), model_config={"key": model.key},
-        artifacts={"bundle": str(bundle.path)}, signature=infer_signature(example, output), input_example=example,
+        artifacts={"bundle": str(bundle.path)}, signature=model_signature(model, example, output), input_example=example,
         pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_model_name)
     if registered_model_name:
         mlflow.MlflowClient().set_registered_model_alias(registered_model_name, alias,

@@ -30,7 +30,7 @@ from crsrisk.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
 from crsrisk.scoring import load_model
 from crsrisk.summary import cohort_summary
-from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, skipped_lines
+from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
 from crsrisk.trajectory import trajectory_of
 
 INTENDED_USE = (
@@ -226,7 +226,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                  + _table(["task", "landmark", "folds", "mean Spearman", "top-10 overlap", "top features"],
                           _stability_rows(training)))
     if not subgroups.empty:
-        rows = [[r.model, r.group, r.level, r.n, r.events, r.auroc, f"{r.auroc_ci_low:.3f}-{r.auroc_ci_high:.3f}",
+        rows = [[r.model, r.group, r.level, r.n, r.events, r.auroc, interval_text(r.auroc_ci_low, r.auroc_ci_high),
                  r.mean_predicted, r.observed_rate, r.calibration_slope, r.warning] for r in subgroups.itertuples()]
         parts.append("<h2 id='subgroups'>Subgroup performance and calibration</h2><p class='warn'>Groups under 30 "
                      "infusions or 5 events are flagged: their numbers are unstable.</p>"

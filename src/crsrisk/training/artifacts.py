@@ -102,11 +102,21 @@ def write_json(path: Path, document: Any) -> None:
     os.replace(staging, path)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def interval_text(low: float | None, high: float | None) -> str:
+    """A bootstrap interval as reports show it (``0.712-0.801``), or "CI not computable" (a resample lacked a class)
+    - never "nan-nan"."""
+    return "CI not computable" if _missing(low) or _missing(high) else f"{low:.3f}-{high:.3f}"
+
+
 def _ci(metric: Mapping[str, Any]) -> str:
     value, low, high = (metric.get(k) for k in ("value", "ci_low", "ci_high"))
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
-    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+    return f"{value:.3f} ({interval_text(low, high)})"
 
 
 def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:

@@ -73,8 +73,9 @@ class FittedModel:
 
 
 def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, seed: int,
-              groups: np.ndarray | None = None) -> FittedModel:
+              groups: np.ndarray | None = None, calibration_boot: int = 0) -> FittedModel:
     """Tune on inner folds, calibrate on inner-fold margins, refit on all of ``X`` - nothing outside it is seen.
+    ``calibration_boot`` Platt refits on resampled margins give the final model's probabilities an interval.
 
     Inner folds are grouped by ``groups`` (the infusion), so a landmark super-model never tunes or calibrates on
     one landmark of an infusion while validating on another of the same infusion.
@@ -90,7 +91,7 @@ def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, se
         inner_margin = _xgb_oof_margin(tuned, X, y, inner, groups)
     else:
         inner_margin = cross_val_predict(tuned, X, y, cv=inner, groups=groups, method="decision_function")
-    calibrator = fit_calibrator(inner_margin, y, config.calibration)
+    calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed)
     return FittedModel(name, tuned.fit(X, y), calibrator, _plain(search.best_params_))
 
 

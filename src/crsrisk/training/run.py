@@ -32,6 +32,7 @@ from crsrisk.training.results import attribution_stability, dataset_rows, per_re
 from crsrisk.training.truth import ceiling_probabilities, read_truth
 
 BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
+CALIBRATION_BOOT = 200  # Platt refits on resampled inner-fold margins: the interval stated with each probability
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Planned:
         """Every outer fold, then the final model refitted on all rows: independent fits for the executor."""
         d, groups = self.data, self.data.patient_ids.to_numpy()
         folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.baselines)) for split in self.splits]
-        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups))]
+        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, CALIBRATION_BOOT))]
 
 
 def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfig
@@ -198,7 +199,8 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
             loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI) | {"training_population": population})
         tracking.log_artifact_dir(out_dir, "results")
-        registered = tracking.register_models(bundle_dir, models) if register else {}
+        registered = (tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic)
+                      if register else {})
     return TrainResult(document, out_dir, bundle_dir, run_id, registered)
 
 

@@ -100,22 +100,50 @@ def _param(value: Any) -> str:
     return text[:6000]
 
 
-def register_models(bundle_dir: Path, models: Sequence[Any]) -> dict[str, str]:
-    """Log the bundle as a pyfunc model per task (its latest landmark), each in a nested run of its own (a run's
-    params cannot change, and each logged model records its own config), and register
-    ``crsrisk-<task>@candidate``. MLflow's progress lines are kept back and shown only if something fails."""
+def registered_name(task: str, landmark: Any) -> str:
+    """The registry name of one task's model at one landmark, e.g. ``crsrisk-severe_crs-36h``."""
+    return f"crsrisk-{task}-{landmark.label}"
+
+
+def _describe_version(client: mlflow.MlflowClient, name: str, version: str, model: Any, synthetic: bool) -> None:
+    """Say on the registered version what it answers, what it takes, and whether it is synthetic."""
+    status = "SYNTHETIC training data: " if synthetic else ""
+    client.update_model_version(name, version, description=(
+        f"crsrisk {model.task} at landmark {model.landmark.label}: {model.definition.description}. "
+        f"Input: this model's feature rows, or patient records (column 'record', JSON; optional 'now_hours') "
+        f"scored by the whole bundle. {status}research software, not for clinical use."))
+    client.set_model_version_tag(name, version, "synthetic", str(synthetic).lower())
+    client.set_model_version_tag(name, version, "landmark", model.landmark.label)
+
+
+def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = True) -> dict[str, str]:
+    """Log the bundle as a pyfunc model per task and landmark, each in a nested run of its own (a run's params
+    cannot change, and each logged model records its own config), and register it as
+    ``crsrisk-<task>-<landmark>@candidate``; each task's latest landmark is also ``crsrisk-<task>@candidate``.
+    Every version carries a description and a ``synthetic`` tag. MLflow's progress lines are kept back and shown
+    only if something fails."""
     from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
 
     latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
+    client = mlflow.MlflowClient()
     uris = {}
-    for task, model in latest.items():
+    for model in models:
+        name = registered_name(model.task, model.landmark)
         chatter = io.StringIO()
         try:
-            with mlflow.start_run(run_name=f"register crsrisk-{task}", nested=True,
-                                  tags={"kind": "registration", "task": task}), \
+            with mlflow.start_run(run_name=f"register {name}", nested=True,
+                                  tags={"kind": "registration", "task": model.task, "model_key": model.key}), \
                     contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
-                uris[task] = log_bundle_to_mlflow(bundle_dir, task, model.landmark,
-                                                  registered_model_name=f"crsrisk-{task}", alias="candidate")
+                uris[name] = log_bundle_to_mlflow(bundle_dir, model.task, model.landmark,
+                                                  registered_model_name=name, alias="candidate")
+                names = [name] + ([f"crsrisk-{model.task}"] if latest[model.task] is model else [])
+                for registered in names:
+                    if registered != name:
+                        version = mlflow.register_model(uris[name], registered).version
+                        client.set_registered_model_alias(registered, "candidate", str(version))
+                        uris[registered] = uris[name]
+                    version = client.get_model_version_by_alias(registered, "candidate").version
+                    _describe_version(client, registered, str(version), model, synthetic)
         except BaseException:
             sys.stderr.write(chatter.getvalue())
             raise

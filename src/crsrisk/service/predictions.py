@@ -1,0 +1,113 @@
+"""One prediction request served: the request body's shape, the call to ``crsrisk.predict``, and how refusals
+read (every problem with its field and value), shared by the REST endpoint and the bedside page."""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from crsrisk import scoring
+from crsrisk.bundle.store import Bundle
+from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.sources.fhir import record_from_fhir
+from crsrisk.training.artifacts import json_ready
+from crsrisk.trajectory import Trajectory, risk_trajectory
+
+
+class PredictRequest(BaseModel):
+    """Exactly what ``crsrisk.predict`` takes: the patient record (the cohort contract for one infusion, or one
+    patient's FHIR R4 Bundle in ``fhir_bundle``) and ``now_hours``; ``trajectory`` asks for the risk over time too,
+    ``top`` keeps only the largest reasons."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "patient": {"patient_id": "EXAMPLE-001", "age_years": 3.1, "product": "tisagenlecleucel",
+                    "dose_1e6_cells_per_kg": 1.5},
+        "measurements": [{"hours_since_infusion": 12, "analyte": "il6", "value": 240, "unit": "pg/mL"}],
+        "events": [{"hours_since_infusion": 20, "event": "crs_grade", "value": 1}], "now_hours": 40}]})
+
+    patient: dict[str, Any] | None = Field(None, description="the patients row of the contract (or give fhir_bundle)")
+    fhir_bundle: dict[str, Any] | None = Field(None, description="instead of patient/measurements/events: one "
+                                               "patient's FHIR R4 Bundle, read as crsrisk.predict reads it")
+    measurements: list[dict[str, Any]] = Field(default_factory=list)
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    now_hours: float | None = Field(None, allow_inf_nan=False, description="hours since infusion (default: the "
+                                    "latest measurement or event)")
+    trajectory: bool = Field(False, description="also return the risk every 12 h and after each new measurement, "
+                             "up to now_hours (crsrisk.risk_trajectory)")
+    top: int | None = Field(None, ge=1, description="keep only the largest contributions per task (default: all)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PredictRequest":
+        if (self.patient is None) == (self.fhir_bundle is None):
+            raise ValueError("give either patient (with measurements and events) or fhir_bundle")
+        if self.fhir_bundle is not None and (self.measurements or self.events):
+            raise ValueError("fhir_bundle carries its own measurements and events: give them there only")
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """The patient record alone, as ``crsrisk.predict`` reads it (a FHIR Bundle converted to it first)."""
+        if self.fhir_bundle is not None:
+            return record_from_fhir(self.fhir_bundle)
+        return {"patient": self.patient, "measurements": self.measurements, "events": self.events}
+
+
+def example_record_text() -> str:
+    """The example patient shipped with the package (a copy of the repository's ``examples/patient.json``)."""
+    return resources.files("crsrisk.service").joinpath("example_patient.json").read_text(encoding="utf-8")
+
+
+def _plain(value: Any) -> Any:
+    value = json_ready(value)
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)[:200]
+
+
+def problem_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
+    """Each problem as JSON: table, field, row, patient_id, value, message."""
+    return [{"table": p.table, "field": p.field, "row": p.row, "patient_id": p.patient_id, "value": _plain(p.value),
+             "message": p.message} for p in problems]
+
+
+def request_problems(errors: list[Mapping[str, Any]]) -> list[Problem]:
+    """pydantic's errors on the request body, as the package's own problems (field path and value)."""
+    return [Problem("request", ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
+                    error["msg"], value=_plain(error.get("input"))) for error in errors]
+
+
+def refusal(error: CohortValidationError) -> dict[str, Any]:
+    """The 422 body: the whole message and every problem."""
+    return {"detail": str(error), "problems": problem_dicts(error.problems), "truncated": error.truncated}
+
+
+def trajectory_png(points: Trajectory) -> bytes:
+    """The trajectory's own plot (doses and grade changes marked) as PNG bytes."""
+    with tempfile.TemporaryDirectory(prefix="crsrisk-trajectory-") as scratch:
+        return points.plot(Path(scratch) / "trajectory.png").read_bytes()
+
+
+def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
+    """Each prediction's ``probability_interval`` (95 %, over the calibrator's bootstrap refits; None when the
+    bundle has none), unless ``predict`` already states it."""
+    for p in document["predictions"]:
+        if "probability_interval" not in p:
+            model = bundle.models.get(p.get("model_key") or f"{p['task']}__{p['landmark']}")
+            p["probability_interval"] = None if model is None else model.calibrator.interval(p["raw_score"])
+    return document
+
+
+def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
+                     audit_log: str | None) -> tuple[dict[str, Any], Trajectory | None]:
+    """``crsrisk.predict(...).to_dict()`` for the request (audited), plus, when asked for, the risk trajectory up
+    to ``now_hours`` (``crsrisk.risk_trajectory``; its ``to_dict()`` goes into the document under ``trajectory``)."""
+    record = request.record()
+    result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
+                             top=request.top)
+    document = with_intervals(result.to_dict(), bundle)
+    points = None
+    if request.trajectory:
+        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours)
+        document["trajectory"] = points.to_dict()
+    return json_ready(document), points

@@ -1,0 +1,241 @@
+"""crsrisk serve: the REST contract (same numbers as crsrisk.predict, refusals naming field and value, audit log,
+token, size limit), the bedside page, and a real server in its own process driven over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crsrisk.audit.log import verify_log
+from crsrisk.cohort.validated import Cohort
+from crsrisk.scoring import load_model, predict
+from crsrisk.service import create_app
+from crsrisk.service.guard import required_token, token_matches
+from crsrisk.service.local import free_port, local_server
+from crsrisk.service.predictions import example_record_text, with_intervals
+from tests_support import patient_record
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def bundle(small_bundle: Path):
+    return load_model(small_bundle)
+
+
+def client(bundle, tmp_path: Path, token: str | None = None):
+    from fastapi.testclient import TestClient
+
+    return TestClient(create_app(model=bundle, audit_log=tmp_path / "audit.jsonl", token=token))
+
+
+def probabilities(document: dict) -> dict[str, float]:
+    return {p["task"]: p["probability"] for p in document["predictions"]}
+
+
+def test_predict_returns_what_crsrisk_predict_returns_and_audits_each_call(bundle, small_cohort: Cohort,
+                                                                          tmp_path: Path) -> None:
+    api = client(bundle, tmp_path)
+    ids = small_cohort.patients["patient_id"].iloc[:6].tolist()
+    for patient_id in ids:
+        record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
+        answer = api.post("/predict", json={**record, "now_hours": 40})
+        assert answer.status_code == 200
+        expected = with_intervals(predict(record, model=bundle, now_hours=40, audit=False).to_dict(), bundle)
+        assert answer.json()["predictions"] == json.loads(json.dumps(expected["predictions"]))
+        assert answer.json()["missing_inputs"] == expected["missing_inputs"]
+    log = verify_log(tmp_path / "audit.jsonl")
+    assert log.ok and log.n_records == len(ids)
+    assert "EXAMPLE" not in (tmp_path / "audit.jsonl").read_text()  # hashed ids only
+    assert oct((tmp_path / "audit.jsonl").stat().st_mode & 0o777) == "0o600"
+
+
+def test_bad_record_is_a_422_naming_field_and_value(bundle, tmp_path: Path) -> None:
+    api = client(bundle, tmp_path)
+    record = json.loads(EXAMPLE.read_text())
+    record["patient"]["age_years"] = "-3"
+    record["measurements"][1]["unit"] = "furlongs"
+    answer = api.post("/predict", json={**record, "now_hours": 40})
+    assert answer.status_code == 422
+    problems = {(p["field"], p["value"]) for p in answer.json()["problems"]}
+    assert problems == {("age_years", "-3"), ("unit", "furlongs")}
+    typo = api.post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hour": 40})
+    assert typo.status_code == 422 and typo.json()["problems"][0]["field"] == "now_hour"
+    assert not (tmp_path / "audit.jsonl").exists()  # nothing scored, nothing logged
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=3), max_leaves=12),
+       patient=st.dictionaries(st.sampled_from(["patient_id", "age_years", "product", "sex", "dose_1e6_cells_per_kg"]),
+                               st.none() | st.floats() | st.text(max_size=6) | st.integers(), max_size=5))
+def test_any_malformed_body_is_refused_with_a_reason_never_a_500(bundle, tmp_path: Path, body, patient) -> None:
+    api = client(bundle, tmp_path)
+    for payload in (body, {"patient": patient, "measurements": body if isinstance(body, list) else []}):
+        answer = api.post("/predict", content=json.dumps(payload, allow_nan=True))
+        assert answer.status_code in (200, 422), answer.text
+        if answer.status_code == 422:
+            assert answer.json()["problems"] and all(p["field"] for p in answer.json()["problems"])
+
+
+def test_token_body_limit_and_bind_policy(bundle, tmp_path: Path) -> None:
+    api = client(bundle, tmp_path, token="s3cret")
+    record = {**json.loads(EXAMPLE.read_text()), "now_hours": 40}
+    assert api.post("/predict", json=record).status_code == 401
+    assert api.post("/predict", json=record, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert api.post("/predict", json=record, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert api.get("/model").status_code == 401 and api.get("/health").status_code == 200
+    too_big = api.post("/predict", content=b" " * (5 * 1024 * 1024 + 1), headers={"Authorization": "Bearer s3cret"})
+    assert too_big.status_code == 413
+    assert token_matches(None, None) and not token_matches("a", None) and token_matches("a", "Bearer a")
+    assert required_token("127.0.0.1", {}) is None and required_token("::1", {}) is None
+    with pytest.raises(ValueError, match="CRSRISK_API_TOKEN"):
+        required_token("0.0.0.0", {})
+    assert required_token("0.0.0.0", {"CRSRISK_API_TOKEN": "t"}) == "t"
+
+
+def test_model_endpoint_describes_the_bundle(bundle, tmp_path: Path) -> None:
+    document = client(bundle, tmp_path).get("/model").json()
+    assert document["bundle_sha256"] == bundle.digest and document["synthetic"] is True
+    assert {m["key"] for m in document["models"]} == set(bundle.models)
+
+
+def test_page_shows_each_probability_band_and_the_synthetic_banner(bundle, tmp_path: Path) -> None:
+    api = client(bundle, tmp_path)
+    assert "Synthetic model, not for clinical use." in api.get("/").text
+    page = api.post("/", data={"action": "example", "now_hours": "40"})
+    assert page.status_code == 200
+    expected = predict(json.loads(example_record_text()), model=bundle, now_hours=40, audit=False)
+    for p in expected.predictions:
+        assert f'data-value="{p["probability"]!r}"' in page.text and f"{100 * p['probability']:.1f}%" in page.text
+    assert "interval not available" in page.text or "95% interval" in page.text
+    refused = api.post("/", data={"action": "record", "record": '{"patient": {"age_years": 300}}'})
+    assert refused.status_code == 422 and "age_years" in refused.text
+
+
+def test_shipped_example_is_the_repositorys_example() -> None:
+    assert json.loads(example_record_text()) == json.loads(EXAMPLE.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``crsrisk serve`` in its own process, on a free loopback port, with the venv's bin NOT on PATH."""
+    folder = tmp_path_factory.mktemp("served")
+    audit = folder / "audit.jsonl"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
+    env["PATH"] = "/usr/bin:/bin"
+    command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
+               "--audit-log", str(audit)]
+    with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
+        yield f"http://127.0.0.1:{port}", audit
+
+
+@pytest.mark.slow
+def test_real_server_round_trip(server, bundle, small_cohort: Cohort) -> None:
+    url, audit = server
+    before = verify_log(audit).n_records if audit.exists() else 0
+    for patient_id in small_cohort.patients["patient_id"].iloc[10:14]:
+        record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
+        answer = httpx.post(f"{url}/predict", json={**record, "now_hours": 60}, timeout=30)
+        assert answer.status_code == 200
+        assert probabilities(answer.json()) == probabilities(predict(record, model=bundle, now_hours=60,
+                                                                     audit=False).to_dict())
+    bad = httpx.post(f"{url}/predict", json={"patient": {"patient_id": "X", "age_years": 500}}, timeout=30)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "age_years"
+    assert httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"].keys() >= {"/predict", "/health", "/model"}
+    assert verify_log(audit).ok and verify_log(audit).n_records == before + 4
+    marked = json.loads(EXAMPLE.read_text())
+    marked["patient"]["patient_id"] = "MRN-0042-SECRET"
+    assert httpx.post(f"{url}/predict", json={**marked, "now_hours": 40}, timeout=30).status_code == 200
+    marked["patient"]["age_years"] = 500
+    assert httpx.post(f"{url}/predict", json=marked, timeout=30).status_code == 422
+    server_log = (audit.parent / "server.log").read_text()
+    assert "crsrisk serving on http://127.0.0.1" in server_log  # the log is captured ...
+    assert "MRN-0042-SECRET" not in server_log and "MRN-0042-SECRET" not in audit.read_text()  # ... and holds no id
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/")
+        banner = page.inner_text("#banner")
+        page.fill("#now_hours", "40")
+        page.click("#score-example")
+        page.wait_for_selector("#results")
+        shown = {section.get_attribute("data-task"): (section.query_selector(".probability").inner_text(),
+                                                      section.query_selector(".probability").get_attribute("data-value"))
+                 for section in page.query_selector_all("section.task")}
+        screenshot = tmp_path / "bedside-page.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    print(f"screenshot of the bedside page: {screenshot}")
+    assert "Synthetic model, not for clinical use." in banner
+    expected = predict(json.loads(EXAMPLE.read_text()), model=bundle, now_hours=40, audit=False)
+    assert set(shown) == {p["task"] for p in expected.predictions}
+    for p in expected.predictions:
+        text, value = shown[p["task"]]
+        assert float(value) == p["probability"] and text == f"{100 * p['probability']:.1f}%"
+    assert screenshot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_trained_bundle_states_an_interval_around_each_probability(trained, tmp_path: Path) -> None:
+    _, _, result = trained
+    api = client(load_model(result.bundle_dir), tmp_path)
+    answer = api.post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hours": 40}).json()
+    for p in answer["predictions"]:
+        low, high = p["probability_interval"]
+        assert low <= p["probability"] <= high and high - low > 0
+    page = api.post("/", data={"action": "example", "now_hours": "40"}).text
+    assert "95% interval" in page and "interval not available" not in page
+
+
+def test_the_risk_trajectory_reaches_the_page_and_the_api(bundle, tmp_path: Path) -> None:
+    from crsrisk import risk_trajectory
+
+    api = client(bundle, tmp_path)
+    page = api.post("/", data={"action": "example", "now_hours": "60"}).text
+    assert 'id="trajectory"' in page and "data:image/png;base64," in page
+    record = json.loads(EXAMPLE.read_text())
+    answer = api.post("/predict", json={**record, "now_hours": 60, "trajectory": True}).json()
+    expected = risk_trajectory(record, model=bundle, until_hours=60).to_dict()
+    assert answer["trajectory"] == json.loads(json.dumps(expected)) and answer["trajectory"]["points"]
+    assert "trajectory" not in api.post("/predict", json={**record, "now_hours": 60}).json()
+
+
+def test_a_fhir_bundle_is_scored_like_crsrisk_predict_scores_it(bundle, small_cohort: Cohort, tmp_path: Path) -> None:
+    from fhir_export import patient_bundle
+
+    patient_id = small_cohort.patients["patient_id"].iloc[3]
+    fhir = patient_bundle(0, small_cohort.patients.iloc[3].to_dict(),
+                          small_cohort.measurements[small_cohort.measurements.patient_id == patient_id],
+                          small_cohort.events[small_cohort.events.patient_id == patient_id])
+    fhir = json.loads(json.dumps(fhir, default=float))
+    api = client(bundle, tmp_path)
+    answer = api.post("/predict", json={"fhir_bundle": fhir, "now_hours": 40})
+    assert answer.status_code == 200, answer.text
+    assert probabilities(answer.json()) == probabilities(predict(fhir, model=bundle, now_hours=40, audit=False).to_dict())
+    both = api.post("/predict", json={"fhir_bundle": fhir, "patient": {"patient_id": "x"}})
+    assert both.status_code == 422 and "either patient" in both.json()["detail"]
+    page = api.post("/", data={"action": "record", "record": json.dumps(fhir), "now_hours": "40"})
+    assert page.status_code == 200 and 'class="probability' in page.text
