@@ -59,7 +59,7 @@ def test_unknown_concepts_date_only_rows_and_the_same_day_option(database):
     unknown = imported.report["unknown_codes"]
     assert unknown == [{"where": "measurement", "system": "LOINC", "code": "718-7", "display": "Hemoglobin",
                         "count": 2, "example": "measurement_id 900001"}]
-    first = imported.cohort.patients["patient_id"].iloc[0]
+    first = imported.cohort.patients["patient_id"].iloc[0]  # noqa: F841 (read by the query below)
     il6_rows = imported.cohort.measurements.query("patient_id == @first and analyte == 'il6'")
     assert {1.0, 22.0} <= set(il6_rows["hours_since_infusion"])  # after: +1 h; next day 08:00 = 24 + 8 - 10
     assert imported.report["date_only"]["measurements"] == 2 and imported.report["time_rule"]["same_day_labs"] == "after"

@@ -113,6 +113,9 @@ def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int) 
     return tuple({"a": float(x), "b": float(z)} for x, z in zip(a[converged], b[converged]))
 
 
+INTERVAL_REFITS = 200  # Platt refits on resampled margins behind the interval stated with a model's probabilities
+
+
 def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0) -> Calibrator:
     """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on); for Platt,
     ``n_boot`` refits on resamples of those margins give each probability an interval."""

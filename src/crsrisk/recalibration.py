@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from crsrisk.bundle import Bundle, TaskModel, save_bundle
-from crsrisk.calibration import Method, fit_calibrator
+from crsrisk.calibration import INTERVAL_REFITS, Method, fit_calibrator
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.bootstrap import bootstrap_ci
@@ -65,7 +65,7 @@ def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Metho
             continue
         margin = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(),
                                                     predict_type="margin", missing=np.nan)
-        calibrator = fit_calibrator(margin, y, method)
+        calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS)
         before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
         entry |= {"status": "recalibrated", "calibrator": calibrator.to_dict(),
                   "before": _calibration(y, before, groups, n_boot, seed),

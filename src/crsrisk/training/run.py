@@ -14,6 +14,7 @@ import yaml
 
 from crsrisk.baselines import baselines_for
 from crsrisk.bundle import TaskModel, save_bundle
+from crsrisk.calibration import INTERVAL_REFITS
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.io import load_cohort
 from crsrisk.cohort.validated import Cohort
@@ -32,7 +33,6 @@ from crsrisk.training.results import attribution_stability, dataset_rows, per_re
 from crsrisk.training.truth import ceiling_probabilities, read_truth
 
 BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
-CALIBRATION_BOOT = 200  # Platt refits on resampled inner-fold margins: the interval stated with each probability
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Planned:
         """Every outer fold, then the final model refitted on all rows: independent fits for the executor."""
         d, groups = self.data, self.data.patient_ids.to_numpy()
         folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.baselines)) for split in self.splits]
-        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, CALIBRATION_BOOT))]
+        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, INTERVAL_REFITS))]
 
 
 def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfig
