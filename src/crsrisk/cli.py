@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import BundleIntegrityError, CohortValidationError
+from crsrisk.errors import BundleIntegrityError, CohortValidationError, shown
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
@@ -26,7 +25,8 @@ if not console.is_terminal:  # piped or captured: wide enough for the comparison
     console = Console(width=200)
 errors = Console(stderr=True)
 
-_EXPECTED = (CohortValidationError, BundleIntegrityError, FileExistsError, FileNotFoundError, ValueError, KeyError)
+# OSError: a path the system refuses (too long, a folder where a file belongs, no permission, disk full)
+_EXPECTED = (CohortValidationError, BundleIntegrityError, OSError, ValueError, KeyError)
 
 
 def friendly(command: Callable) -> Callable:
@@ -38,6 +38,8 @@ def friendly(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except _EXPECTED as error:
             text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            if isinstance(error, OSError) and error.strerror:
+                text = f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
             errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(str(text))}", highlight=False,
                          soft_wrap=True)
             raise typer.Exit(2) from None
@@ -112,10 +114,11 @@ def features(
     it."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.features import describe_features
-    from crsrisk.tasks import get_task, task_summary
+    from crsrisk.outputs import write_table
+    from crsrisk.tasks import get_task
 
     if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")
+        raise ValueError(f"--out: expected a .parquet or .csv file name, got {shown(out.name)}")
     from crsrisk.training.config import load_config
 
     task_def = get_task(task).with_overrides(**load_config(config).task_overrides.get(task, {}))
@@ -126,8 +129,7 @@ def features(
     table = matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
     first = ["patient_id", "landmark_hours", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out, index=False) if out.suffix == ".parquet" else table.to_csv(out, index=False)
+    write_table(table, out)
     summary = {"risk_set": dataset.risk_set, "labelled": len(dataset.y), "events": int(dataset.y.sum()),
                "excluded": dataset.excluded}
     console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
@@ -274,14 +276,15 @@ def predict(
     from crsrisk.scoring import predict as predict_one
     from crsrisk.scoring import predict_cohort
 
-    if target.is_dir():
-        from crsrisk.cohort.io import load_cohort
+    from crsrisk.cohort.io import is_folder, load_cohort
 
+    if is_folder(target):
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
+        from crsrisk.outputs import write_table
+
         scores = predict_cohort(load_cohort(target), model, at_hours=at)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]].to_csv(out, index=False)
+        write_table(scores[["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]], out)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}")
         return
     if at is not None:
@@ -354,9 +357,9 @@ def explain(
     """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence."""
     from crsrisk.explain import explain_cohort, explain_patient
 
-    if target.is_dir():
-        from crsrisk.cohort.io import load_cohort
+    from crsrisk.cohort.io import is_folder, load_cohort
 
+    if is_folder(target):
         table = explain_cohort(load_cohort(target), model, out)
         for key, part in table.groupby("model", sort=False):
             console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
@@ -528,8 +531,10 @@ def import_omop(
 
 
 def print_json(data: object) -> None:
-    """Print plain JSON (no colour) so other tools can read the output."""
-    typer.echo(json.dumps(data, indent=1, sort_keys=False, default=str))
+    """Print plain, strict JSON (no colour; null, never NaN) so other tools can read the output."""
+    from crsrisk.outputs import json_text
+
+    typer.echo(json_text(data))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,12 @@ def _exists(path: Path) -> bool:
     return True
 
 
+def is_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder; a path the system cannot look up (too long, a NUL byte) is the validation
+    error saying so, never an ``OSError``."""
+    return _exists(Path(path)) and Path(path).is_dir()
+
+
 def read_limited(path: str | os.PathLike, limit: int, table: str) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes, or the validation error saying why not.
 
@@ -55,16 +61,19 @@ def read_limited(path: str | os.PathLike, limit: int, table: str) -> bytes:
         raise _cannot_read(path, table, "no such file") from None
     except (OSError, ValueError) as error:  # too long, a folder on some systems, no permission, a NUL byte
         raise _cannot_read(path, table, getattr(error, "strerror", None) or str(error)) from None
-    with os.fdopen(descriptor, "rb") as handle:
+    handle = None
+    try:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise _cannot_read(path, table, f"it is {_kind(info.st_mode)}, expected a regular file")
         if info.st_size > limit:
             raise _cannot_read(path, table, f"{info.st_size:,} bytes is more than the limit of {limit:,}")
-        try:
-            data = handle.read(limit + 1)
-        except OSError as error:
-            raise _cannot_read(path, table, error.strerror or str(error)) from None
+        handle = os.fdopen(descriptor, "rb")
+        data = handle.read(limit + 1)
+    except OSError as error:
+        raise _cannot_read(path, table, error.strerror or str(error)) from None
+    finally:
+        handle.close() if handle is not None else os.close(descriptor)
     if len(data) > limit:
         raise _cannot_read(path, table, f"more than the limit of {limit:,} bytes")
     return data
@@ -112,7 +121,7 @@ def _metadata(folder: Path) -> dict:
 def load_cohort(path: str | os.PathLike) -> Cohort:
     """Read, validate and unit-normalise a cohort folder; raise ``CohortValidationError`` naming every problem."""
     folder = Path(path)
-    if not _exists(folder) or not folder.is_dir():
+    if not is_folder(folder):
         raise CohortValidationError([Problem("cohort", "<folder>", f"{shown(str(folder))} is not a folder holding "
                                              "patients, measurements and events tables")])
     files = {name: _table_file(folder, name) for name in TABLES}
