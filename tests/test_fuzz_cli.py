@@ -160,3 +160,19 @@ def test_unknown_key_in_patient_file_exits_2_naming_it(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text(json.dumps(record))
     code, _, err = run("predict", tmp_path / "p.json", "--no-audit")
     assert code == 2 and "'measurement'" in err and "measurements" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["fifo", "junk"])
+def test_regression_train_config_that_is_not_yaml_exits_2(small_cohort_dir: Path, tmp_path: Path, kind: str) -> None:
+    """Was: a FIFO as --config blocked ``crsrisk train``; bytes that are not YAML gave a yaml traceback."""
+    config = tmp_path / "experiment.yaml"
+    if kind == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_bytes(b"\xff\x00: [")
+    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "train", str(small_cohort_dir), "--config", str(config),
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ("FIFO" if kind == "fifo" else "not valid YAML") in done.stderr

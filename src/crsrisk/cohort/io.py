@@ -20,7 +20,7 @@ METADATA_FILE = "cohort.json"  # optional: {"synthetic": true, ...}; written by 
 TRUTH_FILE = "truth.csv"  # a synthetic cohort's true outcome probabilities: beside the tables, never read as data
 SUFFIXES = (".csv", ".parquet")
 MAX_TABLE_BYTES = 1024**3  # a cohort table file larger than 1 GiB is refused before it is read
-MAX_METADATA_BYTES = 1024**2
+MAX_SETTINGS_BYTES = 1024**2  # cohort.json and experiment configs
 
 
 def _cannot_read(path: str | os.PathLike, table: str, reason: str) -> CohortValidationError:
@@ -110,7 +110,7 @@ def _metadata(folder: Path) -> dict:
     if not _exists(path):
         return {}
     try:
-        meta = json.loads(read_limited(path, MAX_METADATA_BYTES, "cohort.json"))
+        meta = json.loads(read_limited(path, MAX_SETTINGS_BYTES, "cohort.json"))
     except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deeply
         raise CohortValidationError([Problem("cohort.json", "<file>", f"not valid JSON: {error}")]) from None
     if not isinstance(meta, dict):
