@@ -5,7 +5,8 @@ path accepts records whose every value is plainly valid (numbers as numbers or d
 accepted units, values in range) in pure Python, in tens of microseconds. Anything else goes to the
 table validator, which is the single authority on errors: it either accepts the record too, or raises the
 ``CohortValidationError`` naming every problem. Tests check that whatever the fast path accepts, the table
-validator accepts with exactly the same canonical values.
+validator accepts with exactly the same canonical values. A key the contract does not know, at any level, is
+refused by name (a misspelt table would otherwise be scored as absent).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ from crsrisk.cohort.io import read_limited
 from crsrisk.cohort.validate import FALSE_TEXT, TRUE_TEXT, WHITESPACE, encodable, parse_number, validate_tables
 
 _COLUMN = {c.name: c for c in (*MEASUREMENT_COLUMNS, *EVENT_COLUMNS)}
-_MAX_EXACT_INT = 2**53
 MAX_RECORD_BYTES = 50 * 1024 * 1024  # a patient JSON file larger than this is refused before it is read
-RECORD_KEYS = ("patient", "measurements", "events")
 _KEYS = MappingProxyType({"patient": frozenset(c.name for c in PATIENT_COLUMNS),
                           "measurements": frozenset(c.name for c in MEASUREMENT_COLUMNS),
                           "events": frozenset(c.name for c in EVENT_COLUMNS)})
@@ -60,8 +59,6 @@ def _blank(value: Any) -> bool:
 def _number(value: Any, column: Column) -> float:
     """A finite float within the column's range (parsed as the table validator parses it), or ``_NotPlain``;
     NaN when blank."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and abs(value) > _MAX_EXACT_INT:
-        raise _NotPlain
     number = parse_number(value)
     if number is None:
         raise _NotPlain
