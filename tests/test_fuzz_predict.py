@@ -127,7 +127,7 @@ def test_regression_numbers_are_never_coerced(bundle: Bundle, path: tuple, value
         validate_record(changed(path, value))
 
 
-@pytest.mark.parametrize("value", ["abc", [40], {}, 10**400, math.nan, math.inf, True, 1j, "1e999", 10**6])
+@pytest.mark.parametrize("value", ["abc", [40], {}, 10**400, math.nan, math.inf, True, 1j, "1e999", 10**6, -1])
 def test_regression_non_numeric_now_hours_is_named(bundle: Bundle, value: Any) -> None:
     """Was: ValueError/TypeError/OverflowError from float(now_hours); NaN scored silently."""
     assert names(refusal(EXAMPLE, bundle, now_hours=value), "now_hours")

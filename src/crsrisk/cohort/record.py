@@ -336,15 +336,15 @@ def validate_record(patient: Mapping[str, Any] | str | os.PathLike) -> CohortArr
 
 
 def parse_hours(value: Any, field: str = "now_hours") -> float | None:
-    """A time argument such as ``predict``'s ``now_hours``: None when not given, else a number of hours since
-    infusion in the contract's range (parsed as every number of the contract), or the validation error naming
-    ``field`` and the value."""
+    """A time argument such as ``predict``'s ``now_hours``: None when not given, else a number of hours after
+    infusion, from 0 to the contract's last hour (parsed as every number of the contract), or the validation
+    error naming ``field`` and the value."""
     if value is None:
         return None
     number = parse_number(value)
-    if number is None or not _HOURS.low <= number <= _HOURS.high:  # also refuses NaN and infinity
-        raise CohortValidationError([Problem("arguments", field, "expected a number of hours since infusion "
-                                             f"from {_HOURS.low:g} to {_HOURS.high:g}", value=value)])
+    if number is None or not 0 <= number <= _HOURS.high:  # also refuses NaN and infinity
+        raise CohortValidationError([Problem("arguments", field, "expected a number of hours after infusion "
+                                             f"from 0 to {_HOURS.high:g}", value=value)])
     return number
 
 
