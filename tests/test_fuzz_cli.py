@@ -53,11 +53,12 @@ file_contents = (st.binary(max_size=400) | records().map(_json_or_none).filter(b
 
 @FUZZ
 @given(content=file_contents, now=st.none() | number_text)
-def test_fuzz_cli_predict_on_any_file_exits_0_or_2(content: bytes, now: str | None) -> None:
+def test_fuzz_cli_predict_on_any_file_exits_0_or_2(small_bundle: Path, content: bytes, now: str | None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "patient.json"
         path.write_bytes(content)
-        code, out, _ = run("predict", path, "--no-audit", "--json", *(["--now-hours", now] if now else []))
+        code, out, _ = run("predict", path, "--model", small_bundle, "--no-audit", "--json",
+                           *(["--now-hours", now] if now else []))
     if code == 0:
         assert "predictions" in strict_json(out)
 
@@ -105,7 +106,8 @@ def test_regression_over_long_path_exits_2_naming_it(args: tuple[str, ...]) -> N
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
-def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(tmp_path: Path, kind: str) -> None:
+def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(small_bundle: Path, tmp_path: Path,
+                                                                             kind: str) -> None:
     """Was: a FIFO blocked ``crsrisk predict`` forever; a device was read without limit. Run in a subprocess
     with a timeout, so a regression fails instead of hanging the suite."""
     path = {"fifo": tmp_path / "p.json", "device": Path("/dev/zero"), "folder": tmp_path / "empty"}[kind]
@@ -113,7 +115,7 @@ def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(tmp
         os.mkfifo(path)
     if kind == "folder":
         path.mkdir()
-    command = [sys.executable, "-m", "crsrisk.cli", "predict", str(path), "--no-audit"]
+    command = [sys.executable, "-m", "crsrisk.cli", "predict", str(path), "--model", str(small_bundle), "--no-audit"]
     if kind == "folder":
         command += ["--out", str(tmp_path / "s.csv")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120,
@@ -135,8 +137,8 @@ def test_regression_cohort_table_that_is_a_fifo_exits_2_without_blocking(small_c
     assert done.returncode == 2 and "FIFO" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_regression_out_that_is_a_folder_exits_2(small_cohort_dir: Path, tmp_path: Path) -> None:
-    code, _, err = run("predict", small_cohort_dir, "--no-audit", "--out", tmp_path)
+def test_regression_out_that_is_a_folder_exits_2(small_cohort_dir: Path, small_bundle: Path, tmp_path: Path) -> None:
+    code, _, err = run("predict", small_cohort_dir, "--model", small_bundle, "--no-audit", "--out", tmp_path)
     assert code == 2 and "is a folder" in err
 
 
@@ -145,20 +147,20 @@ def test_regression_features_landmark_must_be_a_time(small_cohort_dir: Path, tmp
     """Was: ``--landmark nan`` wrote a feature matrix at landmark NaN, silently."""
     code, _, err = run("features", small_cohort_dir, "--task", "severe_crs", "--landmark", landmark,
                        "--out", tmp_path / "x.csv")
-    assert code == 2 and "--landmark" in err and not (tmp_path / "x.csv").exists()
+    assert code == 2 and "landmark" in err and not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.parametrize("now", ["nan", "inf", "1e9"])
-def test_regression_cli_now_hours_must_be_a_time(now: str) -> None:
-    code, _, err = run("predict", EXAMPLE, "--no-audit", "--now-hours", now)
+def test_regression_cli_now_hours_must_be_a_time(small_bundle: Path, now: str) -> None:
+    code, _, err = run("predict", EXAMPLE, "--model", small_bundle, "--no-audit", "--now-hours", now)
     assert code == 2 and "now_hours" in err
 
 
-def test_unknown_key_in_patient_file_exits_2_naming_it(tmp_path: Path) -> None:
+def test_unknown_key_in_patient_file_exits_2_naming_it(small_bundle: Path, tmp_path: Path) -> None:
     record = json.loads(EXAMPLE.read_text())
     record["measurement"] = record.pop("measurements")
     (tmp_path / "p.json").write_text(json.dumps(record))
-    code, _, err = run("predict", tmp_path / "p.json", "--no-audit")
+    code, _, err = run("predict", tmp_path / "p.json", "--model", small_bundle, "--no-audit")
     assert code == 2 and "'measurement'" in err and "measurements" in err
 
 

@@ -91,10 +91,11 @@ def hostile_cohort(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactor
     return write_tables(tables, tmp_path_factory.mktemp("hostile") / "cohort")
 
 
-def test_batch_scores_csv_is_private_and_formula_free(hostile_cohort: Path, tmp_path: Path) -> None:
+def test_batch_scores_csv_is_private_and_formula_free(hostile_cohort: Path, small_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     out.write_text("an older file\n")
-    result = runner.invoke(app, ["predict", str(hostile_cohort), "--no-audit", "--out", str(out)])
+    result = runner.invoke(app, ["predict", str(hostile_cohort), "--model", str(small_bundle), "--no-audit",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert mode(out) == 0o600
     rows = list(csv.DictReader(out.open()))
@@ -119,9 +120,10 @@ def test_feature_matrix_is_private(hostile_cohort: Path, tmp_path: Path, suffix:
 
 
 @pytest.mark.slow
-def test_patient_explanations_are_private(tmp_path: Path) -> None:
+def test_patient_explanations_are_private(small_bundle: Path, tmp_path: Path) -> None:
     from crsrisk.explain import explain_patient
 
-    _, files = explain_patient(Path(__file__).resolve().parents[1] / "examples" / "patient.json", out_dir=tmp_path)
+    _, files = explain_patient(Path(__file__).resolve().parents[1] / "examples" / "patient.json", model=small_bundle,
+                               now_hours=10, out_dir=tmp_path)
     assert files and all(mode(f) == 0o600 for f in files)
     assert mode(tmp_path / "summary.txt") == 0o600
