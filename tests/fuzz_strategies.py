@@ -119,3 +119,15 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
                 if isinstance(row, dict):
                     row["patient_id"] = owner
     return record
+
+
+_FHIR_TYPES = st.sampled_from(["Patient", "Observation", "Procedure", "MedicationAdministration", "Condition",
+                               "Medication", "Encounter"])
+fhir_resources = st.fixed_dictionaries({"resourceType": _FHIR_TYPES}, optional={
+    "id": junk | st.just("p1"), "status": junk | st.just("final"), "subject": junk | st.just({"reference": "Patient/p1"}),
+    "code": junk, "valueQuantity": junk | st.fixed_dictionaries({"value": scalars, "unit": any_text}),
+    "effectiveDateTime": junk | st.just("2024-01-01T10:00:00Z"), "birthDate": junk | st.just("2015-01-01")})
+# What ``crsrisk.predict`` reads as a FHIR Bundle: entries of junk or of loosely shaped resources.
+fhir_bundles = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={
+    "type": junk, "entry": junk | st.lists(junk | st.fixed_dictionaries({}, optional={"resource": fhir_resources,
+                                                                                       "fullUrl": junk}), max_size=4)})

@@ -181,3 +181,21 @@ def test_regression_train_config_that_is_a_fifo_is_named_without_blocking(tmp_pa
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 1 and "CohortValidationError" in done.stderr and "FIFO" in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["ndjson fifo", "bundle fifo", "deep json"])
+def test_regression_import_fhir_source_that_is_not_a_file_exits_2_without_blocking(tmp_path: Path, kind: str) -> None:
+    """Was: a FIFO among the .ndjson files blocked ``crsrisk import fhir``; deep JSON was a RecursionError."""
+    source = tmp_path / ("bulk" if kind == "ndjson fifo" else "bundle.json")
+    if kind == "ndjson fifo":
+        source.mkdir()
+        os.mkfifo(source / "Patient.ndjson")
+    elif kind == "bundle fifo":
+        os.mkfifo(source)
+    else:
+        source.write_text("[" * 100_000)
+    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "import", "fhir", str(source), "--out",
+                           str(tmp_path / "cohort")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ("nested too deeply" if kind == "deep json" else "FIFO") in done.stderr

@@ -8,6 +8,7 @@ import copy
 import functools
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from crsrisk.cohort.record import MAX_RECORD_BYTES, validate_record
 from crsrisk.errors import CohortValidationError
 from crsrisk.outputs import json_text
 from crsrisk.scoring import load_model, predict
-from fuzz_strategies import FUZZ, junk, records
+from fuzz_strategies import FUZZ, fhir_bundles, junk, records
 
 EXAMPLE = json.loads((Path(__file__).resolve().parents[1] / "examples" / "patient.json").read_text())
 
@@ -58,6 +59,15 @@ def outcome(record: Any, bundle: Bundle, **options: Any) -> dict | CohortValidat
 @given(record=records(), now=st.none() | st.floats(-100, 800) | junk)
 def test_fuzz_predict_is_a_sound_prediction_or_a_named_refusal(small_bundle: Path, record: dict, now: Any) -> None:
     outcome(record, loaded(small_bundle), now_hours=now)
+
+
+@FUZZ
+@given(bundle_json=fhir_bundles)
+def test_fuzz_predict_on_fhir_bundles_is_a_sound_prediction_or_a_named_refusal(small_bundle: Path,
+                                                                              bundle_json: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unknown FHIR codes are warned about, by design
+        outcome(bundle_json, loaded(small_bundle), now_hours=10)
 
 
 @FUZZ
@@ -210,3 +220,9 @@ def test_regression_feature_beyond_float32_range_is_scored(bundle: Bundle) -> No
     document = outcome(record, bundle, now_hours=40)
     ratio = [c for p in document["predictions"] for c in p["contributions"] if c["feature"] == "il6_sgp130_ratio"]
     assert document["predictions"] and ratio and ratio[0]["value"] == float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("entry", [5, "x", {"resource": {}}, True])
+def test_regression_fhir_bundle_entry_that_is_not_a_list_is_named(bundle: Bundle, entry: Any) -> None:
+    """Was: TypeError ('int' object is not iterable) for a Bundle whose "entry" is not a list."""
+    assert names(refusal({"resourceType": "Bundle", "entry": entry}, bundle), "entry")
