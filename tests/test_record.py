@@ -17,6 +17,7 @@ from crsrisk.errors import CohortValidationError
 from crsrisk.cohort import record as R
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
+from fuzz_strategies import junk as junk_values
 from tests_support import patient_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
@@ -70,9 +71,16 @@ def test_canonical_record_is_in_canonical_units_and_time_order() -> None:
 
 NUMBER_SPELLINGS = [lambda v: str(v), lambda v: f"  {v}  ", lambda v: f"{v:e}", lambda v: int(v) if v == int(v) else v,
                     lambda v: np.float64(v), lambda v: True, lambda v: "nan", lambda v: None, lambda v: float("inf"),
-                    lambda v: "1_000", lambda v: [v], lambda v: -v - 1, lambda v: v * 1e9, lambda v: "", lambda v: "abc"]
+                    lambda v: "1_000", lambda v: [v], lambda v: -v - 1, lambda v: v * 1e9, lambda v: "", lambda v: "abc",
+                    # shapes the fast path must not coerce either (issue 14): huge integers, bytes, complex
+                    # numbers, non-ASCII digits and blanks, objects, numpy booleans
+                    lambda v: 10**400, lambda v: -(10**400), lambda v: 2**53 + 1, lambda v: str(v).encode(),
+                    lambda v: complex(v), lambda v: complex(v, 1), lambda v: "\u0661\u0662", lambda v: f"\u00a0{v}",
+                    lambda v: f"{v}\u2003", lambda v: {"value": v}, lambda v: np.bool_(True), lambda v: f"\t{v}\n"]
 TEXT_SPELLINGS = [lambda t: f" {t} ", lambda t: t.upper(), lambda t: "", lambda t: None, lambda t: 3,
-                  lambda t: t + "x", lambda t: t]
+                  lambda t: t + "x", lambda t: t, lambda t: [t], lambda t: {"name": t}, lambda t: t + "\ud800",
+                  lambda t: True, lambda t: t.encode(), lambda t: 3.0, lambda t: f"\u00a0{t}", lambda t: f"\t{t}\r",
+                  lambda t: 10**400]
 
 
 @st.composite
@@ -80,8 +88,11 @@ def mutated(draw, records: list[dict]) -> dict:
     """A real record with a few random changes of spelling, type, presence or value."""
     record = copy.deepcopy(draw(st.sampled_from(records)))
     for _ in range(draw(st.integers(1, 4))):
-        where = draw(st.sampled_from(["patient", "measurements", "events", "owner"]))
-        if where == "patient":
+        where = draw(st.sampled_from(["patient", "measurements", "events", "owner", "unknown key"]))
+        if where == "unknown key":
+            place = draw(st.sampled_from([record, record["patient"]]))
+            place[draw(st.sampled_from(["measurement", "event", "agee", "Patient_ID"]))] = 1
+        elif where == "patient":
             key = draw(st.sampled_from(sorted(record["patient"])))
             value = record["patient"][key]
             if draw(st.booleans()):
@@ -94,7 +105,7 @@ def mutated(draw, records: list[dict]) -> dict:
                 record["patient"][key] = draw(st.sampled_from(TEXT_SPELLINGS))(value)
         elif where == "owner":
             rows = record[draw(st.sampled_from(["measurements", "events"]))]
-            owner = draw(st.sampled_from([record["patient"].get("patient_id"), "someone else", None]))
+            owner = draw(st.sampled_from([record["patient"].get("patient_id"), "someone else", None, ["x"], 7]))
             for row in rows[: draw(st.integers(0, len(rows)))]:
                 row["patient_id"] = owner
         elif record[where]:
@@ -132,13 +143,8 @@ def test_fast_path_accepts_only_what_the_table_validator_accepts(records: list[d
         assert answer == authority
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                       max_size=3), max_leaves=12)
-
-
 @settings(max_examples=200, deadline=None)
-@given(junk=st.dictionaries(st.sampled_from(["patient", "measurements", "events", "other"]), json_values, max_size=4))
+@given(junk=st.dictionaries(st.sampled_from(["patient", "measurements", "events", "other"]), junk_values, max_size=4))
 def test_junk_records_get_the_validation_error_and_nothing_else(junk: dict) -> None:
     try:
         R.validate_record(junk)

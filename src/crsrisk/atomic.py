@@ -1,8 +1,9 @@
-"""Write a folder all at once: a failure half-way never leaves a half-written folder or loses the old one."""
+"""Write a folder or a file all at once: a failure half-way never leaves a half-written output or loses the old one."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,3 +23,33 @@ def staged_folder(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, private: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary sibling that is flushed to disk and renamed over the old
+    file, so a failure leaves the old file intact. ``private`` files (patient data) are created readable and
+    writable by the owner only (0600); others get the usual permissions (0666 less the umask)."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder: expected a file name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)  # 0600
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if not private:
+            os.chmod(staging, 0o666 & ~_umask())
+        os.replace(staging, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staging)
+        raise
+    return target

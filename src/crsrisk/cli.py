@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import AuditLogError, BundleIntegrityError, CohortValidationError
+from crsrisk.errors import AuditLogError, BundleIntegrityError, CohortValidationError, shown
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
@@ -26,8 +25,8 @@ if not console.is_terminal:  # piped or captured: wide enough for the comparison
     console = Console(width=200)
 errors = Console(stderr=True)
 
-_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, FileExistsError, FileNotFoundError, ValueError,
-             KeyError)
+# OSError: a path the system refuses (too long, a folder where a file belongs, no permission, disk full)
+_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, OSError, ValueError, KeyError)
 
 
 def friendly(command: Callable) -> Callable:
@@ -39,6 +38,8 @@ def friendly(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except _EXPECTED as error:
             text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            if isinstance(error, OSError) and error.strerror:
+                text = f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
             errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(str(text))}", highlight=False,
                          soft_wrap=True)
             raise typer.Exit(2) from None
@@ -113,10 +114,11 @@ def features(
     it."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.features import describe_features
+    from crsrisk.outputs import write_table
     from crsrisk.tasks import get_task
 
     if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"--out: expected a .parquet or .csv file name, got {out.name!r}")
+        raise ValueError(f"--out: expected a .parquet or .csv file name, got {shown(out.name)}")
     from crsrisk.training.config import load_config
 
     task_def = get_task(task).with_overrides(**load_config(config).task_overrides.get(task, {}))
@@ -127,8 +129,7 @@ def features(
     table = matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
     first = ["patient_id", "landmark_hours", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out, index=False) if out.suffix == ".parquet" else table.to_csv(out, index=False)
+    write_table(table, out)
     summary = {"risk_set": dataset.risk_set, "labelled": len(dataset.y), "events": int(dataset.y.sum()),
                "excluded": dataset.excluded}
     console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
@@ -277,12 +278,14 @@ def predict(
                                        "scheduler at tcp://HOST:PORT, or 'local' for a local cluster"),
 ) -> None:
     """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
+    from crsrisk.cohort.io import is_folder
     from crsrisk.scoring import predict as predict_one
 
-    if target.is_dir():
+    if is_folder(target):
         from crsrisk.batch import BATCH_COLUMNS, score_partitioned
         from crsrisk.cohort.io import load_cohort
         from crsrisk.cohort.partitions import is_partitioned
+        from crsrisk.outputs import write_table
         from crsrisk.scoring import load_model, predict_cohort
 
         if out is None:
@@ -301,8 +304,7 @@ def predict(
         scores = predict_cohort(cohort, bundle, at_hours=at)
         if audit:
             _audit_table(audit_log, bundle, scores, cohort, "batch_prediction")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scores[BATCH_COLUMNS].to_csv(out, index=False)
+        write_table(scores[BATCH_COLUMNS], out)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
                       f"model {bundle.path} ({escape(bundle.trust)})")
         return
@@ -380,10 +382,10 @@ def explain(
     from crsrisk.explain import explain_cohort, explain_patient
     from crsrisk.scoring import load_model
 
-    bundle = load_model(model)
-    if target.is_dir():
-        from crsrisk.cohort.io import load_cohort
+    from crsrisk.cohort.io import is_folder, load_cohort
 
+    bundle = load_model(model)
+    if is_folder(target):
         cohort = load_cohort(target)
         table = explain_cohort(cohort, bundle, out)
         if audit:
@@ -635,8 +637,10 @@ def _audit_table(path: Path | None, bundle: Any, table: Any, cohort: Any, kind: 
 
 
 def print_json(data: object) -> None:
-    """Print plain JSON (no colour) so other tools can read the output."""
-    typer.echo(json.dumps(data, indent=1, sort_keys=False, default=str))
+    """Print plain, strict JSON (no colour; null, never NaN) so other tools can read the output."""
+    from crsrisk.outputs import json_text
+
+    typer.echo(json_text(data))
 
 
 if __name__ == "__main__":

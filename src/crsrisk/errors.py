@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 80, 80, 40
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = _SHORT.maxset = 6
+
+
+def shown(value: object) -> str:
+    """A value as Python would write it, cut short: nested junk, huge integers and long text stay readable."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # an integer beyond Python's digit limit, or an object whose repr fails
+        return f"<{type(value).__name__} that cannot be shown>"
 
 
 @dataclass(frozen=True)
@@ -28,8 +41,8 @@ class Problem:
         if self.patient_id is not None:
             where.append(f"patient_id={self.patient_id!r}")
         where.append(f"field {self.field!r}")
-        shown = "" if self.value is None else f": value {self.value!r}"
-        return f"{', '.join(where)}{shown}: {self.message}"
+        value = "" if self.value is None else f": value {shown(self.value)}"
+        return f"{', '.join(where)}{value}: {self.message}"
 
 
 class CohortValidationError(ValueError):

@@ -6,6 +6,7 @@ functions fed with those values, so what is drawn is exactly what ``predict`` re
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -16,9 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from crsrisk.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
+from crsrisk.outputs import write_table  # noqa: E402
 from crsrisk.scoring import CohortAttributions, cohort_attributions, predict  # noqa: E402
 
 
@@ -37,12 +40,14 @@ def _explanation(values: np.ndarray, base: np.ndarray, data: np.ndarray, names: 
 
 
 def _save(path: Path) -> Path:
+    """The current figure as a PNG, written atomically and readable by the owner only (it shows patients' values)."""
     figure = plt.gcf()
     figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
     figure.tight_layout()
-    figure.savefig(path, dpi=90, bbox_inches="tight")  # long feature labels and the colour-bar label stay whole
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # long labels and the colour-bar label stay whole
     plt.close("all")
-    return path
+    return write_bytes(path, buffer.getvalue(), private=True)
 
 
 def explain_patient(patient, model=None, now_hours: float | None = None, out_dir: str | os.PathLike = ".",
@@ -67,7 +72,7 @@ def explain_patient(patient, model=None, now_hours: float | None = None, out_dir
         lines += [f"  {c['shap']:+.3f}  {c['phrase']}" for c in p["contributions"][:top]]
     lines += [f"{s['task']}: not scored ({s['reason']})" for s in result.not_applicable]
     summary = "\n".join(lines) + "\n"
-    (folder / "summary.txt").write_text(summary)
+    write_bytes(folder / "summary.txt", summary.encode(), private=True)
     return summary, files
 
 
@@ -104,5 +109,5 @@ def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out
     if not tables:
         raise ValueError("no infusion of the cohort is in any bundled task's risk set: nothing to explain")
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(folder / "global_importance.csv", index=False)
+    write_table(table, folder / "global_importance.csv", private=False)  # mean |SHAP| per feature: no patient rows
     return table

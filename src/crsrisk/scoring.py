@@ -26,11 +26,19 @@ from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
-from crsrisk.cohort.record import canonical_record, read_record, validate_record
+from crsrisk.cohort.record import canonical_record, parse_hours, read_record, validate_record
 from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, known_at
 from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def model_ready(matrix: np.ndarray) -> np.ndarray:
+    """Features within float32's range (NaN kept): XGBoost reads float32 and refuses a larger value (an
+    IL-6/sgp130 ratio over a near-zero sgp130), and every split threshold is a float32, so a value beyond the
+    largest float32 takes exactly the branch the largest float32 takes: the model's answer does not change."""
+    return np.clip(matrix, -_FLOAT32_MAX, _FLOAT32_MAX)
 
 
 def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
@@ -231,8 +239,8 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
     """The predictions of each plan (one patient, many hours): one feature matrix for every distinct landmark
     hour, one exact-SHAP call per model over all its rows (single-threaded: one-row OpenMP calls spin)."""
     hours = sorted({h for p in plans for _, h in p.chosen})
-    matrix = feature_matrix(arrays, np.zeros(len(hours), dtype=np.int64), np.array(hours, dtype=np.float64),
-                            window=True)
+    matrix = model_ready(feature_matrix(arrays, np.zeros(len(hours), dtype=np.int64),
+                                        np.array(hours, dtype=np.float64), window=True))
     row_of = {h: i for i, h in enumerate(hours)}
     requests: dict[str, list[tuple[int, int, float]]] = {}  # model key -> (plan, slot, hour)
     for i, p in enumerate(plans):
@@ -290,13 +298,8 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
 
 
 def _hour(value: Any) -> float:
-    """``now_hours`` as a finite number of hours >= 0, or a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"now_hours: expected a number of hours after infusion, got {value!r}")
-    hours = float(value)
-    if not math.isfinite(hours) or hours < 0:
-        raise ValueError(f"now_hours: expected a finite number of hours >= 0, got {value!r}")
-    return hours
+    """``now_hours`` as a finite number of hours >= 0, or the validation error naming it."""
+    return parse_hours(value)
 
 
 def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLike | None) -> None:
@@ -349,7 +352,7 @@ def _model_inputs(arrays: CohortArrays, bundle: Bundle, at_hours: float | None =
     pairs = np.column_stack([np.concatenate([codes for _, codes, _ in planned]).astype(np.float64),
                              np.concatenate([hours for _, _, hours in planned])]) if planned else np.empty((0, 2))
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    matrix = feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True)
+    matrix = model_ready(feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True))
     inverse, start = inverse.ravel(), 0
     for task_model, codes, hours in planned:
         rows = inverse[start:start + codes.size]

@@ -7,6 +7,7 @@ itself, outcomes already reached reported (and the task's line stopped), never s
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from crsrisk.atomic import write_bytes
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
@@ -61,10 +63,10 @@ class Trajectory:
         ax.set_title("Risk over time (SYNTHETIC model, not for clinical use)" if self.model.get("synthetic")
                      else "Risk over time (not for clinical use)", fontsize=9)
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", bbox_inches="tight")
-        return path
+        image = io.BytesIO()
+        fig.savefig(image, format="png", bbox_inches="tight")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return write_bytes(path, image.getvalue(), private=True)  # a patient's course: owner only, atomic
 
 
 def _hours(arrays: CohortArrays, step: float, until: float) -> list[float]:

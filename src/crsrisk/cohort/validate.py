@@ -8,6 +8,8 @@ with its line at once, which the contract requires.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import (
     COLUMNS,
@@ -32,6 +34,66 @@ from crsrisk.schema.tables import (
 MAX_PROBLEMS = 50
 TRUE_TEXT = {"true", "t", "yes", "y", "1", "1.0"}
 FALSE_TEXT = {"false", "f", "no", "n", "0", "0.0"}
+WHITESPACE = " \t\n\r\f\v"  # stripped around every value: ASCII only, so Python and Arrow strip alike
+NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
+_NOT_TEXT = object()
+
+
+def parse_number(value: Any) -> float | None:
+    """One cell as a float: NaN when blank, infinity for an integer beyond float range, None when it is not a
+    number. Booleans, complex numbers, bytes, containers and non-decimal text (``'\u0661'``, ``'1_000'``,
+    ``'nan'``) are never coerced."""
+    if type(value) is float:
+        return value
+    if value is None or value is pd.NA:
+        return math.nan
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip(WHITESPACE)
+        if not text:
+            return math.nan
+        return float(text) if NUMBER_TEXT.fullmatch(text) else None
+    return None
+
+
+def encodable(text: str) -> bool:
+    """True when the text can be written as UTF-8 (no lone surrogate halves)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _cell_text(value: Any, booleans: bool) -> Any:
+    """One cell of a text column: stripped text, None when blank, ``_NOT_TEXT`` for anything else (lists,
+    objects, bytes, unencodable text; booleans and floats too unless the column is boolean)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        if not encodable(value):
+            return _NOT_TEXT
+        return value.strip(WHITESPACE) or None
+    if isinstance(value, (bool, np.bool_)):
+        return ("true" if value else "false") if booleans else _NOT_TEXT
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else str(float(value)) if booleans else _NOT_TEXT
+    if isinstance(value, (int, np.integer)):
+        try:
+            return str(int(value))
+        except ValueError:  # more digits than Python will print
+            return _NOT_TEXT
+    return _NOT_TEXT
 
 
 @dataclass
@@ -67,7 +129,12 @@ class _Collector:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    """A row's patient id for messages: text as is, None when blank, anything else as a short repr."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return shown(value)
 
 
 def _plain(value: Any) -> Any:
@@ -79,27 +146,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    """Strings with surrounding blanks stripped; empty strings become NA."""
-    text = series.astype("string").str.strip()
-    return text.mask(text == "")
+def _as_text(series: pd.Series, booleans: bool = False) -> tuple[pd.Series, pd.Series]:
+    """Text with surrounding blanks stripped (NA when blank or not text) and the mask of cells that are not
+    text (see ``_cell_text``); numeric and boolean columns of a Parquet file read as their text."""
+    dtype = series.dtype
+    if pd.api.types.is_object_dtype(dtype):
+        cells = [_cell_text(v, booleans) for v in series.tolist()]
+        bad = pd.Series([c is _NOT_TEXT for c in cells], index=series.index, dtype=bool)
+        text = pd.Series([None if c is _NOT_TEXT else c for c in cells], index=series.index, dtype="string")
+        return text, bad
+    if pd.api.types.is_bool_dtype(dtype) and not booleans:
+        return pd.Series(pd.NA, index=series.index, dtype="string"), series.notna().astype(bool)
+    text = series.astype("string")
+    text = (text.str.lower() if pd.api.types.is_bool_dtype(dtype) else text).str.strip(WHITESPACE)
+    return text.mask(text == ""), pd.Series(False, index=series.index)
 
 
-def _given(series: pd.Series) -> pd.Series:
-    """Where a value was given: not missing, and for text not blank (a numeric column is never turned into
-    text for this: on a Parquet table of a million rows that alone took seconds)."""
-    if pd.api.types.is_numeric_dtype(series):
-        return series.notna()
-    return _as_text(series).notna()
-
-
-def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
+def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> tuple[pd.Series, pd.Series]:
+    """The column as float64 (NaN when blank or wrong) and the mask of blank cells."""
     values = raw[column.name]
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-    given = _given(values)
-    bad = given & numbers.isna()
+    dtype = values.dtype
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        text = values.str.strip(WHITESPACE)
+        blank = (text.isna() | (text == "")).astype(bool)
+        number = text.str.fullmatch(NUMBER_TEXT.pattern).fillna(False).astype(bool)
+        numbers = pd.to_numeric(text.where(number), errors="coerce").astype("float64")
+        bad = ~blank & ~number
+    elif (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+          and not pd.api.types.is_complex_dtype(dtype)):
+        numbers = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+        blank, bad = numbers.isna(), pd.Series(False, index=values.index)
+    else:
+        parsed = [parse_number(v) for v in values.tolist()]
+        bad = pd.Series([p is None for p in parsed], index=values.index, dtype=bool)
+        numbers = pd.Series([math.nan if p is None else p for p in parsed], index=values.index, dtype="float64")
+        blank = numbers.isna() & ~bad
     if bad.any():
-        out.add(table, column.name, "expected a number", raw[bad])
+        out.add(table, column.name, "expected a number (digits 0-9, a point, an exponent)", raw[bad])
     infinite = np.isinf(numbers)
     if infinite.any():
         out.add(table, column.name, "expected a finite number", raw[infinite])
@@ -109,23 +192,24 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
         if outside.any():
             out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}",
                     raw[outside])
-    return numbers
+    return numbers, blank
 
 
-def _boolean(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
-    text = _as_text(raw[column.name]).str.lower()
+def _boolean(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
+             out: _Collector) -> pd.Series:
+    text = text.str.lower()
     result = pd.Series(pd.NA, index=raw.index, dtype="boolean")
     result[text.isin(TRUE_TEXT).fillna(False).astype(bool)] = True
     result[text.isin(FALSE_TEXT).fillna(False).astype(bool)] = False
-    bad = text.notna() & result.isna()
+    bad = (text.notna() & result.isna()).astype(bool) | wrong
     if bad.any():
         out.add(table, column.name, "expected true/false (also accepted: yes/no, 1/0)", raw[bad])
     return result
 
 
-def _category(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> pd.Series:
-    text = _as_text(raw[column.name])
-    bad = text.notna() & ~text.isin(column.choices).fillna(False).astype(bool)
+def _category(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
+              out: _Collector) -> pd.Series:
+    bad = (text.notna() & ~text.isin(column.choices).fillna(False)).astype(bool) | wrong
     if bad.any():
         out.add(table, column.name, f"expected one of {list(column.choices)}", raw[bad])
     return text.mask(bad).astype("string")
@@ -147,15 +231,19 @@ def _typed_table(table: str, raw: pd.DataFrame, out: _Collector) -> pd.DataFrame
             typed[column.name] = pd.Series(None, index=raw.index, dtype=_dtype(column))
             continue
         if column.kind == "float":
-            typed[column.name] = _numeric(table, column, raw, out)
-        elif column.kind == "bool":
-            typed[column.name] = _boolean(table, column, raw, out)
-        elif column.kind == "category":
-            typed[column.name] = _category(table, column, raw, out)
+            typed[column.name], blank = _numeric(table, column, raw, out)
         else:
-            typed[column.name] = _as_text(raw[column.name])
-        if column.required and column.name not in missing:
-            blank = ~_given(raw[column.name])
+            text, wrong = _as_text(raw[column.name], booleans=column.kind == "bool")
+            blank = text.isna().astype(bool) & ~wrong
+            if column.kind == "bool":
+                typed[column.name] = _boolean(table, column, raw, text, wrong, out)
+            elif column.kind == "category":
+                typed[column.name] = _category(table, column, raw, text, wrong, out)
+            else:
+                if wrong.any():
+                    out.add(table, column.name, "expected text (UTF-8), not a number, list or object", raw[wrong])
+                typed[column.name] = text
+        if column.required:
             if blank.any():
                 out.add(table, column.name, "a value is required", raw[blank], show_value=False)
     return typed

@@ -31,6 +31,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from crsrisk.cohort.io import MAX_TABLE_BYTES, is_folder, read_limited
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.codes import FHIR_GENDER, Kind, Meaning, meaning, product_in_text
 from crsrisk.schema.tables import DRUG_EVENTS, GRADE_EVENTS
@@ -50,7 +51,11 @@ def is_fhir_bundle(obj: Any) -> bool:
 
 def _resources_of(data: Mapping[str, Any], where: str) -> Iterator[tuple[dict, str]]:
     if data.get("resourceType") == "Bundle":
-        for i, entry in enumerate(data.get("entry") or []):
+        entries = data.get("entry") or []
+        if not isinstance(entries, list):
+            raise CohortValidationError([Problem("fhir", "entry", f"{where}: expected a list of entries",
+                                                 value=entries)])
+        for i, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, Mapping) else None
             if isinstance(resource, Mapping):
                 yield dict(resource), str(entry.get("fullUrl") or f"{where} entry {i}")
@@ -64,26 +69,25 @@ def _read_source(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tupl
         yield from _resources_of(source, "bundle")
         return
     path = Path(source)
-    if path.is_dir():
+    if is_folder(path):
         files = sorted(path.glob("*.ndjson"))
         if not files:
             raise CohortValidationError([Problem("fhir", "<folder>", f"{path}: no .ndjson files (Bulk Data layout: "
                                                  "one Patient.ndjson, Observation.ndjson, ... per resource type)")])
-        for file in files:
-            with file.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        yield from _resources_of(_json(line, f"{file.name} line {number}"), f"{file.name} line {number}")
+        for file in files:  # each bounded, and never a FIFO or device (read_limited)
+            for number, line in enumerate(read_limited(file, MAX_TABLE_BYTES, "fhir").splitlines(), start=1):
+                if line.strip():
+                    yield from _resources_of(_json(line, f"{file.name} line {number}"), f"{file.name} line {number}")
         return
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected a FHIR Bundle .json file or a folder of .ndjson files")
-    yield from _resources_of(_json(path.read_text(encoding="utf-8"), path.name), path.name)
+    yield from _resources_of(_json(read_limited(path, MAX_TABLE_BYTES, "fhir"), path.name), path.name)
 
 
-def _json(text: str, where: str) -> Mapping[str, Any]:
+def _json(text: str | bytes, where: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
-    except ValueError as error:
+    except RecursionError:
+        raise CohortValidationError([Problem("fhir", "<json>", f"{where}: not valid JSON (nested too deeply)")]) from None
+    except ValueError as error:  # also bytes that are not UTF-8
         raise CohortValidationError([Problem("fhir", "<json>", f"{where}: not valid JSON ({error})")]) from None
     if not isinstance(data, Mapping):
         raise CohortValidationError([Problem("fhir", "<json>", f"{where}: expected a JSON object")])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from crsrisk.cohort.validated import Cohort
+from crsrisk import outputs
+from crsrisk.outputs import json_ready
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
 from crsrisk.summary import cohort_section, disclaimer
 from crsrisk.tasks import TaskBase
@@ -82,24 +82,9 @@ def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, Ta
     }
 
 
-def json_ready(value: Any) -> Any:
-    """NaN and infinity become null so the JSON is valid for every reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_ready(value.item())
-    return value
-
-
 def write_json(path: Path, document: Any) -> None:
     """Write JSON atomically (temp file + rename) so a crash never leaves half a file."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(json_ready(document), indent=1, allow_nan=False))
-    os.replace(staging, path)
+    outputs.write_json(path, document)
 
 
 def _missing(value: Any) -> bool:

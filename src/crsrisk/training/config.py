@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crsrisk.calibration import Method
+from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
 from crsrisk.tasks.definitions import DEFAULT_TASKS
 
 ModelName = Literal["logistic", "xgboost"]
@@ -61,7 +62,10 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     """Read a YAML experiment file (or defaults), apply overrides, and validate every field."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        try:  # a bounded read that refuses FIFOs and devices without blocking (issue 14)
+            loaded = yaml.safe_load(read_limited(path, MAX_SETTINGS_BYTES, "config"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of settings at the top level")
         data = dict(loaded or {})
