@@ -150,11 +150,13 @@ def _print_comparison(results: list[dict], title: str = "cross-validated compari
     from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, landmark_lines
 
     console.print(f"[bold]{escape(title)}[/]")
-    table = Table()
-    for name in COMPARISON_HEADER:
-        table.add_column(name, overflow="fold")
+    narrow = console.width < 120  # an 80-column terminal: the columns that decide, all of them in comparison.md
+    keep = [0, 1, 2, 5, 9] if narrow else list(range(len(COMPARISON_HEADER)))
+    table = Table(show_edge=not narrow)
+    for i in keep:
+        table.add_column(COMPARISON_HEADER[i], overflow="fold")
     for row in comparison_rows([r for r in results if "model_landmark" not in r]):
-        table.add_row(*row)
+        table.add_row(*(row[i] for i in keep))
     console.print(table)
     for line in landmark_lines(results):
         console.print(escape(line), highlight=False)
