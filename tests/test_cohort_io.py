@@ -169,3 +169,59 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(good)], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "valid cohort" in out.stdout and "crp: mg/dL -> mg/L" in out.stdout
+
+
+def test_validate_counts_every_problem_by_kind_and_writes_them_all(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    pd.DataFrame({"patient_id": [f"P{i}" for i in range(80)], "age_years": [-1.0] * 70 + [10.0] * 10,
+                  "product": "tisagenlecleucel"}).to_csv(folder / "patients.csv", index=False)
+    pd.DataFrame({"patient_id": ["P1"] * 5, "hours_since_infusion": 1.0, "analyte": "il6", "value": 10.0,
+                  "unit": "Pg/mL"}).to_csv(folder / "measurements.csv", index=False)  # not a UCUM spelling
+    pd.DataFrame(columns=["patient_id", "hours_since_infusion", "event", "value"]).to_csv(folder / "events.csv",
+                                                                                         index=False)
+    out = tmp_path / "problems.csv"
+    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(folder), "--problems-out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    text = " ".join(done.stderr.split())
+    assert "75 problem(s)" in text and "by kind:" in text and "70 x patients.age_years" in text
+    written = pd.read_csv(out)
+    assert len(written) == 75 and set(written["field"]) == {"age_years", "unit"}
+    assert (out.stat().st_mode & 0o777) == 0o600
+
+
+def test_defaults_that_change_meaning_are_noted_and_recorded(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from crsrisk.cohort.validate import validate_tables
+
+    patients = pd.DataFrame({"patient_id": ["A", "B"], "age_years": [9.0, 12.0], "product": "tisagenlecleucel",
+                             "diagnosis": ["B-ALL", None], "followup_hours": [None, 300.0]})
+    empty_m = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
+    events = pd.DataFrame({"patient_id": ["A"], "hours_since_infusion": [20.0], "event": ["crs_grade"], "value": [2]})
+    cohort = validate_tables({"patients": patients, "measurements": empty_m, "events": events})
+    assert cohort.metadata["defaults_applied"] == {"diagnosis": 1, "followup_hours": 1, "no_icans_records": 2}
+    notes = " ".join(cohort.metadata["notes"])
+    assert "1 infusion(s) with no diagnosis: taken as B-ALL" in notes and "no icans_grade record at all" in notes
+
+
+def test_units_are_matched_the_way_ucum_matches_them() -> None:
+    import pandas as pd
+
+    from crsrisk.cohort.validate import validate_tables
+
+    patients = pd.DataFrame({"patient_id": ["A"], "age_years": [9.0], "product": "tisagenlecleucel"})
+    measurements = pd.DataFrame({"patient_id": "A", "hours_since_infusion": [1.0, 2.0, 3.0],
+                                 "analyte": ["il6", "il6", "platelets"], "value": [40.0, 2400.0, 80.0],
+                                 "unit": ["pg/ml", "PG/ML", "10*9/L"]})
+    events = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "event", "value"])
+    cohort = validate_tables({"patients": patients, "measurements": measurements, "events": events})
+    assert list(cohort.measurements["unit"]) == ["pg/mL", "pg/mL", "10^9/L"]
+    assert list(cohort.measurements["value"]) == [40.0, 2400.0, 80.0]
+    assert "1 il6 value(s) with unit 'pg/ml' read as 'pg/mL' (UCUM)" in " ".join(cohort.metadata["notes"])

@@ -53,6 +53,22 @@ def _model_option() -> Any:
                         "model)")
 
 
+MAX_SHOWN = 50  # problems shown on the terminal; --problems-out writes every one
+
+
+def _write_problems(error: CohortValidationError, path: Path) -> None:
+    """Every problem of a failed validation as a CSV (owner-only: it quotes patient data), and say where."""
+    import pandas as pd
+
+    from crsrisk.outputs import write_table
+
+    rows = [{"table": p.table, "line_or_row": None if p.row is None else (p.row + 1 if p.csv else p.row),
+             "patient_id": p.patient_id, "field": p.field, "value": None if p.value is None else str(p.value),
+             "rule": p.message} for p in error.problems]
+    write_table(pd.DataFrame(rows, columns=["table", "line_or_row", "patient_id", "field", "value", "rule"]), path)
+    errors.print(f"wrote all {len(rows)} problem(s) to {escape(str(path))}", highlight=False)
+
+
 def _print_counts(title: str, counts: dict) -> None:
     console.print(f"[bold]{escape(title)}[/]")  # above the table: a title inside would wrap to its width
     table = Table()
@@ -65,12 +81,23 @@ def _print_counts(title: str, counts: dict) -> None:
 
 @app.command()
 @friendly
-def validate(path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events")) -> None:
-    """Validate a cohort folder against the contract and print a summary."""
+def validate(path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events"),
+             problems_out: Optional[Path] = typer.Option(None, "--problems-out", help="on failure, write every "
+                                                         "problem (table, line, patient, field, value, rule) to this "
+                                                         "CSV")) -> None:
+    """Validate a cohort folder against the contract and print a summary (or every problem, counted by kind)."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.summary import cohort_summary
 
-    summary = cohort_summary(load_cohort(path))
+    try:
+        cohort = load_cohort(path, max_problems=10**7 if problems_out else MAX_SHOWN)
+    except CohortValidationError as error:
+        if problems_out is not None:
+            _write_problems(error, problems_out)
+            error = CohortValidationError(error.problems[:MAX_SHOWN], error.truncated + len(error.problems[MAX_SHOWN:]),
+                                          error.counts)
+        raise error from None
+    summary = cohort_summary(cohort)
     console.print(f"[bold green]valid[/] cohort {path}: {summary['infusions']} infusions, "
                   f"{len(summary['centres'])} centre(s), synthetic={summary['synthetic']}")
     console.print(f"fingerprint {summary['fingerprint']}")

@@ -48,17 +48,22 @@ class Problem:
 class CohortValidationError(ValueError):
     """Input that breaks the cohort contract; holds every problem found (up to a limit)."""
 
-    def __init__(self, problems: list[Problem], truncated: int = 0) -> None:
+    def __init__(self, problems: list[Problem], truncated: int = 0,
+                 counts: list[tuple[str, str, str, int]] | None = None) -> None:
         self.problems = problems
         self.truncated = truncated
+        self.counts = counts or []  # every problem counted by kind (table, field, rule), shown examples or not
         lines = [str(p) for p in problems]
         if truncated:
             lines.append(f"... and {truncated} more problem(s) not shown")
-        super().__init__(f"{len(problems) + truncated} problem(s) in the input:\n  " + "\n  ".join(lines))
+        kinds = [f"{n} x {table}.{field}: {rule}" for table, field, rule, n in self.counts] if len(self.counts) > 1 \
+            or truncated else []
+        by_kind = ("by kind:\n  " + "\n  ".join(kinds) + "\nfirst examples:\n  ") if kinds else ""
+        super().__init__(f"{len(problems) + truncated} problem(s) in the input:\n  {by_kind}" + "\n  ".join(lines))
 
     def __reduce__(self) -> tuple:
         """Pickle from the problems (a Dask worker sends the error back to the driver), not from the message."""
-        return type(self), (self.problems, self.truncated)
+        return type(self), (self.problems, self.truncated, self.counts)
 
 
 class BundleIntegrityError(RuntimeError):

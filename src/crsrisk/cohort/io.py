@@ -14,7 +14,7 @@ from crsrisk.atomic import staged_folder
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.tables import TABLES
-from crsrisk.cohort.validate import validate_tables
+from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
 
 METADATA_FILE = "cohort.json"  # optional: {"synthetic": true, ...}; written by the generator
 TRUTH_FILE = "truth.csv"  # a synthetic cohort's true outcome probabilities: beside the tables, never read as data
@@ -125,8 +125,9 @@ def stored_metadata(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if k not in ("source", "files", "units_converted", "notes")}
 
 
-def load_cohort(path: str | os.PathLike) -> Cohort:
-    """Read, validate and unit-normalise a cohort folder; raise ``CohortValidationError`` naming every problem."""
+def load_cohort(path: str | os.PathLike, max_problems: int = MAX_PROBLEMS) -> Cohort:
+    """Read, validate and unit-normalise a cohort folder; raise ``CohortValidationError`` counting every problem by
+    kind, with the first ``max_problems`` as examples."""
     folder = Path(path)
     if not is_folder(folder):
         raise CohortValidationError([Problem("cohort", "<folder>", f"{shown(str(folder))} is not a folder holding "
@@ -137,7 +138,7 @@ def load_cohort(path: str | os.PathLike) -> Cohort:
     metadata["source"] = str(folder)
     metadata["files"] = {name: file.name for name, file in files.items()}
     return validate_tables(raw, csv={name: file.suffix == ".csv" for name, file in files.items()},
-                           metadata=metadata)
+                           metadata=metadata, max_problems=max_problems)
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, extra: dict[str, bytes] | None = None,

@@ -19,6 +19,7 @@ import pandas as pd
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.units import match_unit
 from crsrisk.schema.tables import (
     COLUMNS,
     DEFAULT_DIAGNOSIS,
@@ -98,23 +99,27 @@ def _cell_text(value: Any, booleans: bool) -> Any:
 
 @dataclass
 class _Collector:
-    """Gathers problems (up to MAX_PROBLEMS, counting the rest) and notes."""
+    """Gathers problems (up to ``limit`` examples, counting the rest, and every one by kind) and notes."""
 
     csv: Mapping[str, bool]
+    limit: int = MAX_PROBLEMS
     problems: list[Problem] = field(default_factory=list)
     truncated: int = 0
     notes: list[str] = field(default_factory=list)
+    kinds: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (table, field, rule) -> count
 
     def add(self, table: str, column: str, message: str, rows: pd.DataFrame | None = None,
             show_value: bool = True) -> None:
         """Record one problem per offending row of the raw table (``rows`` holds ``_row`` and ``patient_id``),
         showing the row's raw ``column`` value when asked and when the table has that column at all."""
+        kind = (table, column, message)
+        self.kinds[kind] = self.kinds.get(kind, 0) + (1 if rows is None else len(rows))
         if rows is None:
             self._push(Problem(table, column, message, csv=self.csv.get(table, True)))
             return
         values = rows[column] if show_value and column in rows.columns else None
         for position, (_, record) in enumerate(rows.iterrows()):
-            if len(self.problems) >= MAX_PROBLEMS:
+            if len(self.problems) >= self.limit:
                 self.truncated += len(rows) - position
                 return
             value = None if values is None else values.loc[record.name]
@@ -122,7 +127,7 @@ class _Collector:
                                _plain(value), csv=self.csv.get(table, True)))
 
     def _push(self, problem: Problem) -> None:
-        if len(self.problems) >= MAX_PROBLEMS:
+        if len(self.problems) >= self.limit:
             self.truncated += 1
         else:
             self.problems.append(problem)
@@ -273,6 +278,27 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
     return typed
 
 
+def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.DataFrame],
+                      out: _Collector) -> dict[str, int]:
+    """Defaults that change meaning, counted, stated as notes and recorded in the metadata (never silent): a blank
+    diagnosis read as B-ALL, a blank follow-up as complete to day 28, no ICANS records at all as no ICANS."""
+    patients = raws["patients"]
+    applied = {}
+    for column, default, meaning in (("diagnosis", DEFAULT_DIAGNOSIS, f"taken as {DEFAULT_DIAGNOSIS}"),
+                                     ("followup_hours", DEFAULT_FOLLOWUP_HOURS,
+                                      f"taken as complete to day 28 ({DEFAULT_FOLLOWUP_HOURS:g} h)")):
+        blank = len(patients) if column not in patients.columns else int(
+            (patients[column].isna() | (patients[column].astype(str).str.strip() == "")).sum())
+        if blank:
+            applied[column] = blank
+            out.notes.append(f"patients: {blank} infusion(s) with no {column}: {meaning}")
+    if len(typed["patients"]) and not (typed["events"]["event"] == "icans_grade").any():
+        applied["no_icans_records"] = int(len(typed["patients"]))
+        out.notes.append("events: no icans_grade record at all: every infusion taken as without ICANS (labels of "
+                         "the ICANS tasks are only as good as that)")
+    return applied
+
+
 def _unit_table() -> pd.DataFrame:
     """Every accepted (analyte, unit) pair with its conversion and the analyte's canonical range."""
     rows = [(name, unit, c.scale, c.offset, a.unit, a.low, a.high)
@@ -283,8 +309,26 @@ def _unit_table() -> pd.DataFrame:
 _UNITS = _unit_table()
 
 
+def _ucum_units(typed: pd.DataFrame, out: _Collector) -> pd.Series:
+    """Each measurement's unit in the contract's spelling where UCUM's matching rules name one (schema/units.py),
+    else as written (then refused by name below); every respelling is counted in a note."""
+    distinct = typed[["analyte", "unit"]].dropna().drop_duplicates()
+    respelled = {(a, u): match_unit(a, u) for a, u in zip(distinct["analyte"], distinct["unit"])}
+    respelled = {k: v for k, v in respelled.items() if v is not None and v != k[1]}
+    if not respelled:
+        return typed["unit"]
+    keys = pd.Series(list(zip(typed["analyte"], typed["unit"])), index=typed.index)
+    units = keys.map(respelled).fillna(typed["unit"])
+    for (analyte, written), unit in respelled.items():
+        n = int((keys == (analyte, written)).sum())
+        out.notes.append(f"measurements: {n} {analyte} value(s) with unit {written!r} read as {unit!r} (UCUM)")
+    return units.astype(typed["unit"].dtype)
+
+
 def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> tuple[pd.DataFrame, dict]:
-    """Check analyte and unit pairs and plausible ranges; convert values to canonical units (one merge)."""
+    """Check analyte and unit pairs and plausible ranges; convert values to canonical units (one merge). A unit
+    written another way UCUM allows (``pg/ml``, ``PG/ML``, ``10*9/L``) is read as the contract's, and noted."""
+    typed = typed.assign(unit=_ucum_units(typed, out))
     pairs = typed[["analyte", "unit"]].astype(object).merge(_UNITS.astype({"analyte": object, "unit": object}),
                                                             on=["analyte", "unit"], how="left")
     pairs.index = typed.index
@@ -337,9 +381,10 @@ def _check_references(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFr
 
 
 def validate_tables(raw_tables: Mapping[str, pd.DataFrame], csv: Mapping[str, bool] | None = None,
-                    metadata: Mapping[str, Any] | None = None) -> Cohort:
-    """Validate the three raw tables and return the canonical ``Cohort``, or raise with every problem."""
-    out = _Collector(csv=dict(csv or {}))
+                    metadata: Mapping[str, Any] | None = None, max_problems: int = MAX_PROBLEMS) -> Cohort:
+    """Validate the three raw tables and return the canonical ``Cohort``, or raise with every problem counted by
+    kind and the first ``max_problems`` of them as examples."""
+    out = _Collector(csv=dict(csv or {}), limit=max_problems)
     raws = {name: raw_tables[name].reset_index(drop=True).assign(_row=lambda t: np.arange(1, len(t) + 1))
             for name in TABLES}
     typed = {name: _typed_table(name, raws[name], out) for name in TABLES}
@@ -350,8 +395,10 @@ def validate_tables(raw_tables: Mapping[str, pd.DataFrame], csv: Mapping[str, bo
     if out.problems:
         order = {name: i for i, name in enumerate(TABLES)}
         ranked = sorted(out.problems, key=lambda p: (order.get(p.table, -1), p.row or 0))
-        raise CohortValidationError(ranked, out.truncated)
+        counts = sorted(((*kind, n) for kind, n in out.kinds.items()), key=lambda k: (order.get(k[0], -1), -k[3]))
+        raise CohortValidationError(ranked, out.truncated, counts)
     meta = dict(metadata or {})
+    meta["defaults_applied"] = _defaults_applied(raws, typed, out)
     meta["units_converted"] = converted
     meta["notes"] = meta.get("notes", []) + out.notes
     return Cohort(
