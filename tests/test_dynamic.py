@@ -148,7 +148,7 @@ def test_cli_batch_at_an_hour(small_cohort_dir: Path, small_bundle: Path, tmp_pa
 def test_trajectory_points_are_predictions_at_those_hours(small_cohort: Cohort, bundle: Bundle,
                                                           tmp_path: Path) -> None:
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[11])
-    trajectory = risk_trajectory(record, bundle, until_hours=100)
+    trajectory = risk_trajectory(record, bundle, until_hours=100, audit=False)
     hours = sorted({p["hours"] for p in trajectory.points})
     assert {0.0, 12.0, 24.0, 48.0, 96.0} <= set(hours) and max(hours) <= 100
     measured = [m["hours_since_infusion"] for m in record["measurements"] if 0 <= m["hours_since_infusion"] < 100]
@@ -163,11 +163,16 @@ def test_trajectory_points_are_predictions_at_those_hours(small_cohort: Cohort, 
 
 
 def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bundle: Path, tmp_path: Path) -> None:
-    plot = tmp_path / "example.png"
+    from crsrisk.audit.log import AuditLog, verify_log
+
+    plot, log = tmp_path / "example.png", tmp_path / "audit.jsonl"
     cli = [sys.executable, "-m", "crsrisk.cli", "predict", str(EXAMPLE), "--model", str(small_bundle),
-           "--trajectory", "--plot", str(plot), "--json"]
+           "--trajectory", "--plot", str(plot), "--json", "--audit-log", str(log)]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    (record,) = AuditLog(log).records()  # the trajectory is a scoring path too: one record holds every point
+    assert verify_log(log).ok and sum("trajectory_point" in o for o in record["outputs"]) == len(
+        json.loads(out.stdout)["points"])
     document = json.loads(out.stdout)
     assert document["plot"] == str(plot) and plot.stat().st_size > 10_000
     assert "severe_crs" in document["already_occurred"]

@@ -180,3 +180,17 @@ def test_dask_cluster_gives_the_serial_numbers_even_when_a_worker_dies(small_coh
     # JSON text compares NaN (an undefined metric) equal to itself, and every other number to the last bit.
     assert json.dumps(on_dask.metrics["results"], sort_keys=True) == json.dumps(serial.metrics["results"],
                                                                                 sort_keys=True)
+
+
+@pytest.mark.slow
+def test_a_second_run_that_moves_a_registry_alias_says_so(small_cohort, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    cohort = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:160])
+    config = TINY.model_copy(update={"tasks": ["severe_crs"]})
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    first = train(cohort, config=config, tracking_uri=uri, out=tmp_path / "one", show_progress=False)
+    second = train(cohort, config=config, tracking_uri=uri, out=tmp_path / "two", show_progress=False)
+    assert first.repointed == []
+    assert "crsrisk-severe_crs-36h@candidate re-pointed from version 1 to 2" in second.repointed
+    assert "crsrisk-severe_crs@candidate re-pointed from version 1 to 2" in second.repointed

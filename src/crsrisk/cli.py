@@ -201,6 +201,8 @@ def _report_run(result, tracking_uri: str | None) -> None:
     console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
                   f"MLflow run {result.run_id} (browse: {browse}); "
                   f"registered: {', '.join(result.registered) or 'none'}")
+    for line in result.repointed:
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     console.print(result.metrics["disclaimer"])
 
 
@@ -340,7 +342,7 @@ def predict(
     if at is not None:
         raise ValueError("--at: scores a cohort folder; for one patient use --now-hours")
     if trajectory:
-        _print_trajectory(target, model, plot, as_json, top)
+        _print_trajectory(target, model, plot, as_json, top, audit, audit_log)
         return
     result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     if as_json:
@@ -376,11 +378,12 @@ def _flag_text(flag: dict) -> str:
     return f"{flag['kind']} ({where}): {flag.get('value')!s}; expected {flag['expected']}"
 
 
-def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], as_json: bool, top: int) -> None:
-    """``predict --trajectory``: the table (or JSON) of risk over time and its PNG."""
+def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], as_json: bool, top: int, audit: bool,
+                      audit_log: Optional[Path]) -> None:
+    """``predict --trajectory``: the table (or JSON) of risk over time and its PNG; audited like predict."""
     from crsrisk.trajectory import risk_trajectory
 
-    result = risk_trajectory(target, model, top=min(top, 3))
+    result = risk_trajectory(target, model, top=min(top, 3), audit=audit, audit_log=audit_log)
     path = result.plot(plot or Path(f"{target.stem}_trajectory.png"))
     if as_json:
         print_json(result.to_dict() | {"plot": str(path)})

@@ -303,17 +303,24 @@ def _hour(value: Any) -> float:
 
 
 def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLike | None) -> None:
-    from crsrisk.audit.log import AuditLog, prediction_record
-
-    log = AuditLog(path)
     outputs = [{k: p[k] for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score",
                                   "base_value")}
                | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))} for p in result.predictions]
     outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in result.already_occurred]
     outputs += [{"population_flag": flag} for flag in result.population_flags]
+    audit_patient(arrays, result.model, outputs, path)
+
+
+def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: list[Mapping[str, Any]],
+                  path: str | os.PathLike | None) -> None:
+    """Append one record of what was said about one patient (patient 0 of ``arrays``) to the audit log: the
+    salted patient hash, the fingerprint of the canonical input, the outputs."""
+    from crsrisk.audit.log import AuditLog, prediction_record
+
+    log = AuditLog(path)
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    log.append(prediction_record(log, result.model, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
+    log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
 
 
 def _cohort_plan(arrays: CohortArrays, bundle: Bundle, at_hours: float | None

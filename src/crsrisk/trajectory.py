@@ -19,7 +19,7 @@ from crsrisk.atomic import write_bytes
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
-from crsrisk.scoring import _model_info, default_now, load_model, plan, score_plans
+from crsrisk.scoring import _model_info, audit_patient, default_now, load_model, plan, score_plans
 
 DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
 
@@ -96,12 +96,21 @@ def _events(arrays: CohortArrays) -> list[dict[str, Any]]:
 
 
 def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
-                    step_hours: float = 12.0, until_hours: float | None = None, top: int = 3) -> Trajectory:
+                    step_hours: float = 12.0, until_hours: float | None = None, top: int = 3, audit: bool = True,
+                    audit_log: str | os.PathLike | None = None) -> Trajectory:
     """The risk every ``step_hours`` (and just after each new measurement) from infusion to ``until_hours``
-    (default: just after the latest record), each point with its ``top`` reasons."""
+    (default: just after the latest record), each point with its ``top`` reasons; one audit record holds every
+    point (``audit=False`` opts out, as for ``predict``)."""
     if not (isinstance(step_hours, (int, float)) and step_hours > 0):
         raise ValueError(f"step_hours: expected a positive number of hours, got {step_hours!r}")
-    return trajectory_of(load_model(model), validate_record(patient), step_hours, until_hours, top)
+    arrays = validate_record(patient)
+    trajectory = trajectory_of(load_model(model), arrays, step_hours, until_hours, top)
+    if audit:
+        audit_patient(arrays, trajectory.model, [{"trajectory_point": {k: point[k] for k in (
+            "hours", "task", "landmark_hours", "horizon_hours", "probability", "band")}} for point in trajectory.points]
+            + [{"task": task, "already_occurred_hours": hours} for task, hours in trajectory.already_occurred.items()],
+            audit_log)
+    return trajectory
 
 
 def trajectory_of(bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0, until_hours: float | None = None,

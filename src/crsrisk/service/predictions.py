@@ -108,6 +108,7 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
     document = with_intervals(result.to_dict(), bundle)
     points = None
     if request.trajectory:
-        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours)
+        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours, audit=audit,
+                                 audit_log=audit_log)
         document["trajectory"] = points.to_dict()
     return json_ready(document), points

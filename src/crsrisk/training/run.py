@@ -44,6 +44,7 @@ class TrainResult:
     bundle_dir: Path | None
     run_id: str
     registered: dict[str, str] = field(default_factory=dict)
+    repointed: list[str] = field(default_factory=list)  # registry aliases this run moved from an earlier version
 
 
 @dataclass
@@ -199,9 +200,9 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
         bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
             loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI) | {"training_population": population})
         tracking.log_artifact_dir(out_dir, "results")
-        registered = (tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic)
-                      if register else {})
-    return TrainResult(document, out_dir, bundle_dir, run_id, registered)
+        registered, repointed = (tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic)
+                                 if register else ({}, []))
+    return TrainResult(document, out_dir, bundle_dir, run_id, registered, repointed)
 
 
 def _job_name(p: Planned, index: int) -> str:

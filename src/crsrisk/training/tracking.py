@@ -116,17 +116,21 @@ def _describe_version(client: mlflow.MlflowClient, name: str, version: str, mode
     client.set_model_version_tag(name, version, "landmark", model.landmark.label)
 
 
-def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = True) -> dict[str, str]:
+def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = True
+                    ) -> tuple[dict[str, str], list[str]]:
     """Log the bundle as a pyfunc model per task and landmark, each in a nested run of its own (a run's params
     cannot change, and each logged model records its own config), and register it as
     ``crsrisk-<task>-<landmark>@candidate``; each task's latest landmark is also ``crsrisk-<task>@candidate``.
     Every version carries a description and a ``synthetic`` tag. MLflow's progress lines are kept back and shown
-    only if something fails."""
+    only if something fails. Returns the model URIs and one sentence per alias that now points elsewhere (a
+    registry others read from must never change under them silently)."""
     from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
 
     latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
     client = mlflow.MlflowClient()
-    uris = {}
+    uris: dict[str, str] = {}
+    names = [registered_name(m.task, m.landmark) for m in models] + [f"crsrisk-{task}" for task in latest]
+    before = {name: _alias_version(client, name) for name in names}
     for model in models:
         name = registered_name(model.task, model.landmark)
         chatter = io.StringIO()
@@ -147,7 +151,17 @@ def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = T
         except BaseException:
             sys.stderr.write(chatter.getvalue())
             raise
-    return uris
+    moved = [f"{name}@candidate re-pointed from version {before[name]} to {after}" for name in names
+             if before[name] is not None and (after := _alias_version(client, name)) != before[name]]
+    return uris, moved
+
+
+def _alias_version(client: Any, name: str) -> str | None:
+    """The version ``name@candidate`` points at, or None when the model or the alias does not exist yet."""
+    try:
+        return str(client.get_model_version_by_alias(name, "candidate").version)
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
 def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
