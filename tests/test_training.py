@@ -194,3 +194,18 @@ def test_a_second_run_that_moves_a_registry_alias_says_so(small_cohort, tmp_path
     assert first.repointed == []
     assert "crsrisk-severe_crs-36h@candidate re-pointed from version 1 to 2" in second.repointed
     assert "crsrisk-severe_crs@candidate re-pointed from version 1 to 2" in second.repointed
+
+
+def test_too_few_events_names_the_infusions_cut_short(small_cohort) -> None:
+    from crsrisk.cohort.validated import Cohort
+    from crsrisk.tasks import tasks_from_config
+    from crsrisk.training.config import TrainConfig
+    from crsrisk.training.run import plan_training
+
+    few = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:12])
+    short = Cohort(few.patients.assign(followup_hours=100.0), few.measurements, few.events, few.metadata)
+    planned, skipped = plan_training(short, tasks_from_config({"tasks": {"severe_crs": {}}}), TrainConfig())
+    assert not planned and len(skipped) == 2
+    first = sorted(short.patients["patient_id"])[0]
+    assert "excluded because follow-up ended before the outcome window closed" in skipped[0]["reason"]
+    assert first in skipped[0]["reason"] and "horizon_hours" in skipped[0]["reason"]

@@ -80,18 +80,22 @@ def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfi
                 check_events(data.y, splits, config, data.patient_ids.to_numpy())
             except TooFewEvents as reason:
                 skipped.append({"task": task.name, "landmark": landmark.label, "n": len(data.y),
-                                "events": int(data.y.sum()), "reason": _too_few(str(reason), data)})
+                                "events": int(data.y.sum()), "reason": _too_few(str(reason), data, cohort)})
                 continue
             planned.append(Planned(data, baselines_for(task.name, landmark), splits))
     return planned, skipped
 
 
-def _too_few(reason: str, data: Dataset) -> str:
-    """The reason, plus the infusions left out for short follow-up (a real cohort's usual cause)."""
+def _too_few(reason: str, data: Dataset, cohort: Cohort) -> str:
+    """The reason, plus the infusions left out for short follow-up (a real cohort's usual cause), by name."""
     if not data.excluded:
         return reason
+    labels = data.task.label_table(cohort, data.landmark)
+    ids = list(dict.fromkeys(labels.loc[labels["excluded"], "patient_id"]))
+    named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     return f"{reason}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before " \
-           "the outcome window closed without an event (set followup_hours, or shorten the task's horizon)"
+           f"the outcome window closed without an event (infusions {named}): record followup_hours, or shorten " \
+           "the task's horizon_hours in the experiment file's task_overrides"
 
 
 def _threshold(config: TrainConfig, y: np.ndarray) -> float:
