@@ -71,8 +71,7 @@ def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published
     common = {"label_rule_version": data.task.rule_version, **dict(extra or {})}
     rows = result_rows(data.task.name, data.landmark, data.y, predictions, threshold(data.y), n_boot, seed,
                        set(published), {"risk_set": data.risk_set, "excluded": data.excluded,
-                                        "horizon_hours": data.task.horizon(first.hours if grid else
-                                                                           _hours_or_zero(first)),
+                                        "horizon_hours": data.task.horizon(_hours_or_zero(first)),
                                         "scope": "pooled" if grid else "landmark", **common},
                        groups=data.patient_ids.to_numpy() if grid else None)
     if not grid:
