@@ -33,3 +33,10 @@ def test_every_feature_reads_as_words() -> None:
         for value in (0.0, 1.0, 37.5, NAN):
             text = phrase(name, value, 0.1)
             assert "1 = " not in text and "nan" not in text.lower().replace("infusion", "") and "_" not in text, text
+
+
+def test_regression_a_trend_too_steep_for_exp_is_phrased_not_an_overflow() -> None:
+    # The long fuzzing run drew two IL-6 values minutes apart and orders of magnitude apart: a log-slope whose
+    # 12-hour fold overflows a float. It must read as words, never raise OverflowError.
+    assert phrase("il6_log_slope", 500.0, 1.0) == "IL-6 rising more than a million-fold per 12 h (raised the risk)"
+    assert "falling" in phrase("il6_log_slope", -500.0, -1.0)

@@ -32,6 +32,8 @@ def _hours(value: float) -> str:
 
 
 def _trend(label: str, slope: float) -> str:
+    if slope * TREND_HOURS > math.log(1e6):  # exp() of a slope this steep overflows: say it in words
+        return f"{label} rising more than a million-fold per {TREND_HOURS} h"
     fold = math.exp(slope * TREND_HOURS)
     if 0.9 <= fold <= 1.1:
         return f"{label} steady over the last values"
