@@ -1,20 +1,26 @@
 """crsrisk serve under load: N concurrent clients for a bounded time against a local server it starts.
 
-Run:  python benchmarks/bench_serve.py [--clients 8] [--seconds 20] [--model PATH] [--now-hours 40]
+Run:  python benchmarks/bench_serve.py [--clients 8] [--seconds 20] [--workers W] [--model PATH] [--now-hours 40]
 
-Starts ``crsrisk serve`` on a free 127.0.0.1 port with a fresh audit log, first times one client alone (the
-latency a single caller sees), then N clients at once for the given time, each posting the example record
-(``examples/patient.json``) over a kept-alive connection, and checks every answer's probabilities against
-in-process ``predict`` (a mismatch counts as an error). Prints requests/s, p50/p99 latency, errors, the
-in-process ``predict`` (audit log on, ``to_dict()`` rendered: the server's own work without HTTP) p50 and the
-ratio, and whether the audit log holds exactly one verified record per answered request. The server is always
-stopped; nothing but loopback is contacted.
+Starts ``crsrisk serve`` (W worker processes, default one per core) on a free 127.0.0.1 port with a fresh audit
+log, then loads it with 1 client, with one client per core, and with N clients, each client posting the example
+record (``examples/patient.json``) over a kept-alive connection for the given time. The first answer is checked
+against in-process ``predict`` (every probability equal); every later answer must be byte-identical to it (a
+difference or a failed request counts as an error). Prints requests/s, p50/p99 latency and errors per load, and
+whether the audit log holds exactly one verified record per answered request.
+
+Two baselines, measured in the same run: one in-process caller (``predict(...).to_dict()`` with the audit log
+on: the server's own work without HTTP), and N in-process callers at once, each its own process appending to one
+shared audit log - the best any caller could do at that concurrency on these cores. With more callers than cores
+no server can answer faster than callers / cores x the single call (Little's law), so the N-client p50 is set
+against both. The server is always stopped; nothing but loopback is contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import tempfile
 import threading
@@ -25,14 +31,15 @@ import httpx
 import numpy as np
 
 from crsrisk.audit.log import verify_log
+from crsrisk.cluster import available_cores
 from crsrisk.scoring import load_model, predict
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.predictions import example_record_text
 
 
-def load(url: str, body: bytes, expected: dict[str, float], clients: int, seconds: float) -> tuple[list[float], int]:
+def load(url: str, body: bytes, reference: bytes, clients: int, seconds: float) -> tuple[list[float], int]:
     """Latencies (ms) of every answered (200) request and the number of errors (a failed request, or an answer
-    whose probabilities differ from ``expected``), ``clients`` threads for ``seconds``."""
+    not byte-identical to ``reference``), ``clients`` threads for ``seconds``."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     deadline = time.monotonic() + seconds
@@ -46,9 +53,9 @@ def load(url: str, body: bytes, expected: dict[str, float], clients: int, second
                     elapsed = (time.perf_counter() - start) * 1000
                     if answer.status_code == 200:  # answered, so audited: counted for the audit check
                         latencies[k].append(elapsed)
-                    if answer.status_code != 200 or probabilities(answer.json()) != expected:
+                    if answer.status_code != 200 or answer.content != reference:
                         errors[k] += 1
-                except (httpx.HTTPError, ValueError):
+                except httpx.HTTPError:
                     errors[k] += 1
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -64,50 +71,86 @@ def probabilities(document: dict) -> dict[str, float]:
     return {p["task"]: p["probability"] for p in document["predictions"]}
 
 
-def in_process_ms(record: dict, model: str | None, now_hours: float, log: Path | None, calls: int = 200) -> np.ndarray:
-    """Milliseconds per in-process ``predict(...).to_dict()`` with the audit log at ``log`` (None: off)."""
+def in_process_ms(record: dict, model: str | None, now_hours: float, log: Path | None, seconds: float,
+                  start: object = None) -> list[float]:
+    """Milliseconds per in-process ``predict(...).to_dict()`` (audit log at ``log``; None: off) for ``seconds``
+    after a warm-up; ``start``, a barrier, lines up several such callers."""
     bundle = load_model(model)
-    samples = []
-    for i in range(-20, calls):
-        start = time.perf_counter()
+    for _ in range(20):
+        predict(record, model=bundle, now_hours=now_hours, audit=False).to_dict()
+    if start is not None:
+        start.wait()
+    samples, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        begin = time.perf_counter()
         predict(record, model=bundle, now_hours=now_hours, audit=log is not None, audit_log=log).to_dict()
-        if i >= 0:
-            samples.append((time.perf_counter() - start) * 1000)
-    return np.array(samples)
+        samples.append((time.perf_counter() - begin) * 1000)
+    return samples
+
+
+def concurrent_in_process_ms(record: dict, model: str | None, now_hours: float, log: Path, callers: int,
+                             seconds: float) -> list[float]:
+    """``in_process_ms`` in ``callers`` processes at once (fresh interpreters), all appending to ``log``."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(callers) as pool:
+        start = manager.Barrier(callers)
+        parts = pool.starmap(in_process_ms, [(record, model, now_hours, log, seconds, start)] * callers)
+    return [x for part in parts for x in part]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=None, help="server processes (default: one per core)")
     parser.add_argument("--model", default=None, help="bundle folder (default: the shipped synthetic model)")
     parser.add_argument("--now-hours", type=float, default=40.0)
     args = parser.parse_args()
+    cores = available_cores()
     record = json.loads(example_record_text())
     body = json.dumps({**record, "now_hours": args.now_hours}).encode()
     expected = probabilities(predict(record, model=args.model, now_hours=args.now_hours, audit=False).to_dict())
+    loads = sorted({1, cores, args.clients})
+    results: dict[int, tuple[list[float], int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="crsrisk-bench-serve-") as scratch:
         audit, port = Path(scratch) / "audit.jsonl", free_port()
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "crsrisk.cli", "serve", "--port", str(port), "--audit-log", str(audit)]
         command += ["--model", args.model] if args.model else []
+        command += ["--workers", str(args.workers)] if args.workers else []
         with local_server(command, f"{url}/health", timeout=120):
-            single, single_errors = load(url, body, expected, 1, min(5.0, args.seconds))
-            many, errors = load(url, body, expected, args.clients, args.seconds)
-        answered, errors = len(single) + len(many), errors + single_errors
+            first = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"},
+                               timeout=60)
+            errors = int(first.status_code != 200 or probabilities(first.json()) != expected)
+            for clients in loads:
+                seconds = min(5.0, args.seconds) if clients == 1 else args.seconds
+                latencies, failed = load(url, body, first.content, clients, seconds)
+                results[clients] = (latencies, failed, seconds)
+        answered = 1 + sum(len(latencies) for latencies, _, _ in results.values())
+        errors += sum(failed for _, failed, _ in results.values())
         check = verify_log(audit)
-        local = np.median(in_process_ms(record, args.model, args.now_hours, Path(scratch) / "local.jsonl"))
-        unaudited = np.median(in_process_ms(record, args.model, args.now_hours, None))
-    p50_one, p50, p99 = np.median(single), np.median(many), np.percentile(many, 99)
-    print(f"clients {args.clients}, {args.seconds:g} s: {len(many) / args.seconds:.0f} requests/s, "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, errors {errors} (failed or answers differing from in-process predict)")
-    print(f"one client alone: p50 {p50_one:.1f} ms ({len(single)} requests)")
-    print(f"in-process predict + to_dict (audit on): p50 {local:.2f} ms; server p50 / in-process: "
-          f"{p50_one / local:.1f}x with one client, {p50 / local:.1f}x with {args.clients} (target <= 3x)")
-    print(f"in-process predict + to_dict without the audit log: p50 {unaudited:.2f} ms (the audit append, fsync'd "
-          f"under a file lock, is the rest: one at a time, it caps the server's rate)")
+        single = float(np.median(in_process_ms(record, args.model, args.now_hours, Path(scratch) / "one.jsonl",
+                                               min(5.0, args.seconds))))
+        together = float(np.median(concurrent_in_process_ms(record, args.model, args.now_hours,
+                                                            Path(scratch) / "many.jsonl", args.clients,
+                                                            min(10.0, args.seconds))))
+        unaudited = float(np.median(in_process_ms(record, args.model, args.now_hours, None, 3.0)))
+    print(f"{cores} core(s); server: {args.workers or cores} worker process(es); audit log on; example record at "
+          f"hour {args.now_hours:g}")
+    print(f"in-process predict + to_dict, one caller: p50 {single:.2f} ms ({unaudited:.2f} ms without the audit log)")
+    print(f"in-process, {args.clients} callers at once (one process each, one shared audit log): p50 {together:.2f} ms"
+          f" (Little's law floor on {cores} core(s): {max(1.0, args.clients / cores) * single:.2f} ms)")
+    for clients in loads:
+        latencies, failed, seconds = results[clients]
+        p50 = float(np.median(latencies))
+        against = f"{p50 / single:.1f}x one in-process caller"
+        if clients == args.clients and clients > 1:
+            against += f", {p50 / together:.1f}x {clients} in-process callers"
+        print(f"{clients} client(s), {seconds:g} s: {len(latencies) / seconds:.0f} requests/s, p50 {p50:.1f} ms "
+              f"({against}; target <= 3x), p99 {np.percentile(latencies, 99):.1f} ms, errors {failed}")
     lost = answered - check.n_records
-    print(f"audit log: {check.n_records} record(s) for {answered} answered request(s), chain "
+    print(f"errors in all: {errors} (failed, or an answer differing from in-process predict); audit log: "
+          f"{check.n_records} record(s) for {answered} answered request(s), chain "
           f"{'intact' if check.ok else 'BROKEN'}; lost {lost}")
 
 

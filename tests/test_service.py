@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -130,14 +131,14 @@ def test_shipped_example_is_the_repositorys_example() -> None:
 
 @pytest.fixture(scope="module")
 def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``crsrisk serve`` in its own process, on a free loopback port, with the venv's bin NOT on PATH."""
+    """``crsrisk serve`` with two worker processes, on a free loopback port, with the venv's bin NOT on PATH."""
     folder = tmp_path_factory.mktemp("served")
     audit = folder / "audit.jsonl"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
     env["PATH"] = "/usr/bin:/bin"
     command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
-               "--audit-log", str(audit)]
+               "--audit-log", str(audit), "--workers", "2"]
     with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
         yield f"http://127.0.0.1:{port}", audit
 
@@ -164,6 +165,46 @@ def test_real_server_round_trip(server, bundle, small_cohort: Cohort) -> None:
     server_log = (audit.parent / "server.log").read_text()
     assert "crsrisk serving on http://127.0.0.1" in server_log  # the log is captured ...
     assert "MRN-0042-SECRET" not in server_log and "MRN-0042-SECRET" not in audit.read_text()  # ... and holds no id
+
+
+@pytest.mark.slow
+def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(server, bundle, small_cohort: Cohort
+                                                                          ) -> None:
+    url, audit = server
+    before = verify_log(audit).n_records if audit.exists() else 0
+    ids = small_cohort.patients["patient_id"].iloc[20:36].tolist()
+    records = [json.loads(json.dumps(patient_record(small_cohort, i), default=float)) for i in ids]
+
+    def post(record: dict) -> httpx.Response:
+        return httpx.post(f"{url}/predict", json={**record, "now_hours": 50}, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, records))
+    assert [a.status_code for a in answers] == [200] * len(ids)
+    for record, answer in zip(records, answers):
+        assert probabilities(answer.json()) == probabilities(predict(record, model=bundle, now_hours=50,
+                                                                     audit=False).to_dict())
+    check = verify_log(audit)
+    assert check.ok and check.n_records == before + len(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+def test_api_docs_render_from_the_server_alone(server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    asked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.on("request", lambda request: asked.append(request.url))
+        page.goto(url + "/docs")
+        title = page.wait_for_selector(".swagger-ui .info .title", timeout=30_000).inner_text()
+        page.wait_for_selector("#operations-default-predict_predict_post", timeout=30_000)
+        browser.close()
+    assert title.startswith("crsrisk")
+    assert asked and all(u.startswith(url) for u in asked), [u for u in asked if not u.startswith(url)]
 
 
 @pytest.mark.slow

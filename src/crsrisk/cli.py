@@ -507,16 +507,19 @@ def serve(
                              "$CRSRISK_API_TOKEN"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="server processes (default: the cores "
+                                          "available); they share the socket and the audit log"),
 ) -> None:
     """Serve predictions over REST (POST /predict) and the bedside page (/) until interrupted."""
     from crsrisk.service.guard import required_token
     from crsrisk.service.run import serve as run_server
+    from crsrisk.service.run import worker_count
 
-    secured = required_token(host) is not None
-    console.print(f"crsrisk serving on http://{host}:{port}/ (page at /, API docs at /docs); "
-                  f"bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
+    secured, workers = required_token(host) is not None, worker_count(workers)
+    console.print(f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
+                  f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
                   "[bold]Not for clinical use.[/]")
-    run_server(model=model, host=host, port=port, audit_log=audit_log)
+    run_server(model=model, host=host, port=port, audit_log=audit_log, workers=workers)
 
 
 @app.command()

@@ -1,16 +1,20 @@
 """The FastAPI app: ``POST /predict`` (the patient record in, ``crsrisk.predict(...).to_dict()`` out, audited),
-``GET /health``, ``GET /model``, the bedside page at ``/`` and OpenAPI docs at ``/docs``."""
+``GET /health``, ``GET /model``, the bedside page at ``/`` and OpenAPI docs at ``/docs`` and ``/redoc`` (their
+scripts served from the package, not a CDN: a hospital network may reach nothing outside)."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 import crsrisk
@@ -21,6 +25,7 @@ from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
 from crsrisk.service.page import render_page
 from crsrisk.service.predictions import (
     PredictRequest,
+    document_json,
     example_record_text,
     predict_document,
     refusal,
@@ -60,9 +65,18 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     on the page need it (``Authorization: Bearer``, or the page's token field); ``audit_log`` as for ``predict``."""
     bundle = load_model(model)
     log_path = None if audit_log is None else str(audit_log)
-    app = FastAPI(title="crsrisk", version=crsrisk.__version__,
+    # Scoring is CPU-bound Python: requests interleaved on threads of one process only take turns at the GIL, and
+    # one preempted while holding the audit log's lock stalls the other processes too. One at a time per process
+    # (a process per core: ``crsrisk serve --workers``); the others wait here, off the event loop.
+    one_at_a_time = threading.Lock()
+
+    def scored(body: PredictRequest) -> tuple[dict[str, Any], Any]:
+        with one_at_a_time:
+            return predict_document(bundle, body, audit, log_path)
+    app = FastAPIOffline(title="crsrisk", version=crsrisk.__version__,
                   description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
-                              "Research software, synthetic model: not for clinical use.")
+                              "Research software, synthetic model: not for clinical use.",
+                         swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     def authorised(request: Request) -> None:
@@ -92,12 +106,12 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     def predict(body: PredictRequest) -> Response:
         """Calibrated risk per task with every reason (``crsrisk.predict(...).to_dict()``); written to the audit log."""
         try:
-            document, _ = predict_document(bundle, body, audit, log_path)
+            document, _ = scored(body)
         except CohortValidationError:
             raise
         except (ValueError, KeyError) as error:
             raise CohortValidationError([Problem("request", "<record>", _problem_texts(error)[0])]) from None
-        return Response(json.dumps(document), media_type="application/json")
+        return Response(document_json(document), media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -119,13 +133,13 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
                 raise ValueError("expected a JSON object with patient, measurements and events")
             fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
             body = PredictRequest(**{**fields, "now_hours": float(now) if now else None, "trajectory": True})
-            document, points = predict_document(bundle, body, audit, log_path)
+            document, points = await run_in_threadpool(scored, body)
         except ValidationError as error:
             problems = [str(p) for p in request_problems(error.errors())]
             return HTMLResponse(render_page(bundle, problems=problems, **shown), status_code=422)
         except _REFUSED as error:
             return HTMLResponse(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
-        image = trajectory_png(points) if points is not None and points.points else None
-        return HTMLResponse(render_page(bundle, document=document, trajectory_png=image, **shown))
+        image = await run_in_threadpool(trajectory_png, points) if points is not None and points.points else None
+        return HTMLResponse(render_page(bundle, document=json_ready(document), trajectory_png=image, **shown))
 
     return app
