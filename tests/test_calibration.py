@@ -94,3 +94,24 @@ def test_bootstrap_refits_give_an_interval_that_narrows_with_more_data() -> None
     assert widths[1] < widths[0] / 2  # ~1/sqrt(n): ten times the data, about a third of the width
     assert fit_calibrator(margin, y, "platt").interval(1.0) is None
     assert "bootstrap" not in fit_calibrator(margin, y, "platt").to_dict()  # old bundles keep their bytes
+
+
+def test_rows_of_one_infusion_are_resampled_together_so_repeats_do_not_narrow_the_interval() -> None:
+    # A super-model's calibration rows: each infusion at ten landmarks, nearly the same margin and one outcome.
+    rng = np.random.default_rng(3)
+    margin = rng.normal(0, 2, 300)
+    y = rng.random(300) < 1 / (1 + np.exp(-(0.5 * margin - 1.0)))
+    repeated, outcome = np.repeat(margin, 10) + rng.normal(0, 0.01, 3000), np.repeat(y, 10)
+    infusion = np.repeat(np.arange(300), 10)
+
+    def width(calibrator: Calibrator) -> float:
+        low, high = calibrator.interval(1.0)
+        return high - low
+
+    alone = width(fit_calibrator(margin, y, "platt", n_boot=300, seed=4))
+    by_row = width(fit_calibrator(repeated, outcome, "platt", n_boot=300, seed=4))
+    by_infusion = width(fit_calibrator(repeated, outcome, "platt", n_boot=300, seed=4, groups=infusion))
+    assert by_row < alone / 2  # rows resampled one by one: ten copies look like ten times the data
+    assert 0.75 < by_infusion / alone < 1.33  # whole infusions: as wide as the 300 infusions warrant
+    assert fit_calibrator(margin, y, "platt", n_boot=50, seed=5) == fit_calibrator(
+        margin, y, "platt", n_boot=50, seed=5, groups=np.arange(300))  # one row per infusion: the same refits

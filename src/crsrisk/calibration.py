@@ -88,13 +88,18 @@ def _platt(margin: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
-def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> tuple[dict[str, float], ...]:
+def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+                     groups: np.ndarray | None = None) -> tuple[dict[str, float], ...]:
     """Platt fits on ``n_boot`` bootstrap resamples at once: Newton steps on resample counts as weights (a plain
-    unpenalised logistic fit of two parameters per resample, vectorised over the resamples)."""
+    unpenalised logistic fit of two parameters per resample, vectorised over the resamples). ``groups`` (the
+    infusion of each row) are resampled whole: a super-model's rows at many landmarks of one infusion are not
+    independent, and resampling them one by one would make the interval too narrow."""
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
+    codes = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    weights = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot).astype(float)[:, codes]
     events = weights @ y
-    keep = (events > 0) & (events < len(y))  # a resample without both classes has no fit
+    keep = (events > 0) & (events < weights.sum(axis=1))  # a resample without both classes has no fit
     weights = weights[keep]
     a, b = np.ones(len(weights)), np.zeros(len(weights))
     step = np.full(len(weights), np.inf)
@@ -116,13 +121,16 @@ def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int) 
 INTERVAL_REFITS = 200  # Platt refits on resampled margins behind the interval stated with a model's probabilities
 
 
-def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0) -> Calibrator:
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0,
+                   groups: np.ndarray | None = None) -> Calibrator:
     """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on); for Platt,
-    ``n_boot`` refits on resamples of those margins give each probability an interval."""
+    ``n_boot`` refits on resamples of those margins (whole ``groups`` at a time) give each probability an
+    interval."""
     margin = np.asarray(margin, dtype=float)
     y = np.asarray(y, dtype=float)
     if method == "platt":
-        return Calibrator("platt", _platt(margin, y), _platt_resampled(margin, y, n_boot, seed) if n_boot else ())
+        return Calibrator("platt", _platt(margin, y), _platt_resampled(margin, y, n_boot, seed, groups) if n_boot
+                           else ())
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 

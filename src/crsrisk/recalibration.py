@@ -65,7 +65,7 @@ def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Metho
             continue
         margin = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(),
                                                     predict_type="margin", missing=np.nan)
-        calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS)
+        calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS, groups=groups)
         before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
         entry |= {"status": "recalibrated", "calibrator": calibrator.to_dict(),
                   "before": _calibration(y, before, groups, n_boot, seed),

@@ -91,7 +91,8 @@ def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, se
         inner_margin = _xgb_oof_margin(tuned, X, y, inner, groups)
     else:
         inner_margin = cross_val_predict(tuned, X, y, cv=inner, groups=groups, method="decision_function")
-    calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed)
+    calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed,
+                                groups=groups)
     return FittedModel(name, tuned.fit(X, y), calibrator, _plain(search.best_params_))
 
 
