@@ -16,7 +16,9 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
+from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
+from crsrisk.features.build import TrendEnds, trend_ends
 from crsrisk.features import LandmarkFeatures, LogTransform, build_features, describe_features, feature_info, \
     feature_names, log_scale_columns
 from crsrisk.cohort.validate import validate_tables
@@ -62,6 +64,17 @@ def test_hand_computed_values_at_36_h() -> None:
     assert f["hours_since_crs_onset"] == 16 and f["landmark_hours"] == 36
     assert f["il6_missing"] == 0 and f["ifng_missing"] == 1 and math.isnan(f["ifng_max"])
     assert (f["sex_male"], f["costim_cd28"], f["lymphodepletion_flu_cy"], f["prior_hsct"]) == (1, 0, 1, 1)
+
+
+def test_trend_ends_are_the_first_and_latest_value_the_slope_is_fitted_over() -> None:
+    arrays = cohort_arrays(hand_cohort())
+    a, b = trend_ends(arrays, arrays.codes(["A", "B"]), np.array([36.0, 36.0]))
+    assert a["il6"] == TrendEnds(6.0, 10.0, 30.0, 100.0)  # IL-6 at 40 h is after the landmark
+    assert a["temperature"] == TrendEnds(0.0, 37.0, 30.0, 37.5)  # from infusion (hour 0) on
+    assert "ldh" not in a and b == {}  # one value since infusion (the others are baselines): no trend
+    at_30, at_18 = trend_ends(arrays, arrays.codes(["A", "A"]), np.array([30.0, 18.0]))
+    assert at_30["il6"] == TrendEnds(6.0, 10.0, 18.0, 1000.0)  # a value at the landmark itself is not known yet
+    assert "il6" not in at_18
 
 
 def test_patient_encodings_keep_missing_as_missing() -> None:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from crsrisk.features.build import TrendEnds
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_names
 
@@ -28,11 +29,29 @@ def test_pinned_phrases(name: str, value: float, shap: float, expected: str) -> 
     assert phrase(name, value, shap) == expected
 
 
+@pytest.mark.parametrize(("name", "ends", "expected"), [
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 16.0, 2400.0), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
+    ("ferritin_log_slope", TrendEnds(3.7, 1275.0, 25.9, 254.8), "ferritin fell from 1,275 to 255 ng/mL over 22 h"),
+    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 44.0), "CRP about 44 mg/L, steady over 24 h"),  # within 10 %
+    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 35.9), "CRP fell from 40 to 35.9 mg/L over 24 h"),  # beyond it
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.5, 90.0), "IL-6 rose from 40 to 90 pg/mL over 0.5 h"),
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9), "temperature rose from 37 to 39.9 degC over 30 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5), "temperature about 38.5 degC, steady over 6 h"),
+])
+def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: str) -> None:
+    analyte = name.removesuffix("_log_slope")
+    assert phrase(name, 0.3, 0.2, {analyte: ends}) == f"{expected} (raised the risk)"
+    assert phrase(name, 0.3, 0.2, {"sgp130": ends}) == phrase(name, 0.3, 0.2)  # another analyte's ends: fold wording
+    assert phrase(name, NAN, 0.2, {analyte: ends}).endswith("too few values for a trend (raised the risk)")
+
+
 def test_every_feature_reads_as_words() -> None:
+    trends = {"il6": TrendEnds(4.0, 40.0, 16.0, 2400.0), "temperature": TrendEnds(0.0, 37.0, 30.0, 37.5)}
     for name in feature_names(True):
         for value in (0.0, 1.0, 37.5, NAN):
-            text = phrase(name, value, 0.1)
-            assert "1 = " not in text and "nan" not in text.lower().replace("infusion", "") and "_" not in text, text
+            for text in (phrase(name, value, 0.1), phrase(name, value, 0.1, trends)):
+                assert "1 = " not in text and "nan" not in text.lower().replace("infusion", "") and "_" not in text, text
 
 
 def test_regression_a_trend_too_steep_for_exp_is_phrased_not_an_overflow() -> None:

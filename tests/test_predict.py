@@ -86,6 +86,56 @@ def test_missing_inputs_are_allowed_and_listed(small_bundle: Path) -> None:
     assert "2,400 pg/mL" in il6["phrase"]
 
 
+def il6_record(*measured: tuple[float, float]) -> dict:
+    """A new patient with only the given (hours, IL-6 pg/mL) measurements, one before infusion among them."""
+    return {"patient": {"patient_id": "NEW", "age_years": 7, "product": "tisagenlecleucel"},
+            "measurements": [{"hours_since_infusion": h, "analyte": "il6", "value": v, "unit": "pg/mL"}
+                             for h, v in ((-10.0, 5.0), *measured)]}
+
+
+def trend_phrases(result) -> list[str]:
+    """The IL-6 trend's phrase in every prediction that reads it."""
+    return [c["phrase"] for p in result.predictions for c in p["contributions"] if c["feature"] == "il6_log_slope"]
+
+
+@pytest.mark.parametrize("measured, said", [
+    (((4.0, 40.0), (16.0, 2400.0)), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
+    (((4.0, 2400.0), (10.0, 900.0), (16.0, 40.0)), "IL-6 fell from 2,400 to 40 pg/mL over 12 h"),
+    (((3.5, 40.0), (9.0, 60.0), (18.5, 42.0)), "IL-6 about 42 pg/mL, steady over 15 h"),
+])
+def test_a_trend_reads_as_what_the_values_did(small_bundle: Path, measured: tuple, said: str) -> None:
+    phrases = trend_phrases(predict(il6_record(*measured), model=small_bundle, now_hours=20, audit=False))
+    assert len(phrases) == 2  # both super-models, asked at hour 20 (the day-28 models read no trend at 0 h)
+    assert all(text.startswith(said + " (") for text in phrases), phrases
+
+
+def test_a_value_at_or_after_the_hour_asked_never_enters_the_trend(small_bundle: Path) -> None:
+    known = ((4.0, 40.0), (16.0, 2400.0))
+    before = predict(il6_record(*known), model=small_bundle, now_hours=20, audit=False)
+    later = predict(il6_record(*known, (20.0, 90_000.0), (21.0, 7.0)), model=small_bundle, now_hours=20,
+                    audit=False)
+    assert trend_phrases(later) == trend_phrases(before)
+    assert trend_phrases(later)[0].startswith("IL-6 rose from 40 to 2,400 pg/mL over 12 h (")
+    after = predict(il6_record(*known, (20.0, 90_000.0)), model=small_bundle, now_hours=20.5, audit=False)
+    assert trend_phrases(after)[0].startswith("IL-6 rose from 40 to 90,000 pg/mL over 16 h (")  # known from then
+
+
+def test_trend_ends_are_found_once_for_every_hour_and_only_when_reasons_are_read(
+        small_cohort: Cohort, small_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crsrisk.scoring as scoring
+
+    asked: list[list[float]] = []
+    found = scoring.trend_ends
+    monkeypatch.setattr(scoring, "trend_ends", lambda arrays, codes, hours: asked.append(hours.tolist())
+                        or found(arrays, codes, hours))
+    result = predict(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]), model=small_bundle,
+                     now_hours=40, audit=False)
+    assert [p["probability"] for p in result.predictions] and asked == []
+    result.to_dict()
+    result.to_dict()
+    assert asked == [sorted({p["landmark_hours"] for p in result.predictions})]
+
+
 def test_predictions_are_audited_unless_opted_out(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
     from crsrisk.audit.log import AuditLog, verify_log
 

@@ -11,9 +11,9 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
-from crsrisk.features.build import feature_matrix
+from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
 from crsrisk.cohort.record import canonical_record, parse_hours, read_record, validate_record
@@ -79,9 +79,9 @@ def _registry_reachable(uri: str, tracking_uri: str) -> None:
                                     "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
 
 
-def _phrase(name: str, value: float, shap: float) -> str:
+def _phrase(name: str, value: float, shap: float, trends: Mapping[str, TrendEnds]) -> str:
     """A short clinical sentence, e.g. "ferritin 3.8x its baseline (raised the risk)" (``features/phrases.py``)."""
-    return phrase(name, value, shap)
+    return phrase(name, value, shap, trends)
 
 
 def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
@@ -94,11 +94,12 @@ class TaskPrediction(Mapping[str, Any]):
 
     Reads like the documented dict (``p["probability"]``, ``p["contributions"]``); the per-feature
     contribution records (value, unit, phrase) are rendered on first access, since a caller that wants only
-    the risk should not pay for 140 sentences.
+    the risk should not pay for 140 sentences. ``trends`` is asked then, once, for each analyte's
+    ``TrendEnds`` at this landmark, so a trend reads as what the values did (none given: as a fold change).
     """
 
     def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, contributions: np.ndarray,
-                 top: int | None = None) -> None:
+                 top: int | None = None, trends: Callable[[], Mapping[str, TrendEnds]] = dict) -> None:
         self.model = model
         self.values = values  # the model's inputs, in model.feature_names order
         self.shap = contributions[:-1]
@@ -106,6 +107,7 @@ class TaskPrediction(Mapping[str, Any]):
         probability = float(model.calibrator.transform(raw))
         definition = model.definition
         self._top = top
+        self._trends = trends
         self._fields = {"task": model.task, "landmark_hours": landmark_hours,
                         "landmark": _point_label(model, landmark_hours),
                         "horizon_hours": definition.horizon(landmark_hours),
@@ -125,14 +127,14 @@ class TaskPrediction(Mapping[str, Any]):
     @cached_property
     def contributions(self) -> list[dict[str, Any]]:
         """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase."""
-        names, values, shap = self.model.feature_names, self.values, self.shap
+        names, values, shap, trends = self.model.feature_names, self.values, self.shap, self._trends()
         out = []
         for i in np.argsort(-np.abs(shap), kind="stable")[: self._top or None].tolist():
             info, value, effect = feature_info(names[i]), float(values[i]), float(shap[i])
             out.append({"feature": names[i], "label": info.label, "value": None if math.isnan(value) else value,
                         "unit": info.unit, "shap": effect,
                         "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                        "phrase": _phrase(names[i], value, effect)})
+                        "phrase": _phrase(names[i], value, effect, trends)})
         return out
 
     def missing(self) -> list[str]:
@@ -237,10 +239,12 @@ def default_now(arrays: CohortArrays) -> float:
 
 def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None) -> list[list[TaskPrediction]]:
     """The predictions of each plan (one patient, many hours): one feature matrix for every distinct landmark
-    hour, one exact-SHAP call per model over all its rows (single-threaded: one-row OpenMP calls spin)."""
+    hour, one exact-SHAP call per model over all its rows (single-threaded: one-row OpenMP calls spin); every
+    hour's trend ends at once, when a first prediction's reasons are rendered."""
     hours = sorted({h for p in plans for _, h in p.chosen})
-    matrix = model_ready(feature_matrix(arrays, np.zeros(len(hours), dtype=np.int64),
-                                        np.array(hours, dtype=np.float64), window=True))
+    codes, landmarks = np.zeros(len(hours), dtype=np.int64), np.array(hours, dtype=np.float64)
+    matrix = model_ready(feature_matrix(arrays, codes, landmarks, window=True))
+    every_trend = cache(lambda: trend_ends(arrays, codes, landmarks))
     row_of = {h: i for i, h in enumerate(hours)}
     requests: dict[str, list[tuple[int, int, float]]] = {}  # model key -> (plan, slot, hour)
     for i, p in enumerate(plans):
@@ -264,7 +268,8 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
         values = matrix[np.ix_(rows, model.columns)]
         contributions = model.row_booster.predict(dmatrix, pred_contribs=True)
         for j, (i, slot, h) in enumerate(wanted):
-            out[i][slot] = TaskPrediction(model, h, values[j], contributions[j], top)
+            out[i][slot] = TaskPrediction(model, h, values[j], contributions[j], top,
+                                          lambda row=row_of[h]: every_trend()[row])
     return out  # type: ignore[return-value]
 
 

@@ -9,7 +9,7 @@ reduce per group, scatter into the matrix; no per-patient Python loop and no pan
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,13 @@ def _before(rows: Rows, patients: np.ndarray, landmarks: np.ndarray) -> tuple[np
     owner, hours, code, value = owner[keep], hours[keep], rows.code[positions][keep], rows.value[positions][keep]
     order = np.lexsort((hours, code, owner))
     return owner[order], hours[order], code[order], value[order]
+
+
+def _since_infusion(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray
+                    ) -> tuple[np.ndarray, ...]:
+    """The records from infusion (hour 0) on, order kept: what the window statistics, fever and trend ends read."""
+    after = hours >= 0
+    return owner[after], hours[after], code[after], value[after]
 
 
 def _starts(*keys: np.ndarray) -> np.ndarray:
@@ -188,15 +195,44 @@ def feature_matrix(arrays: CohortArrays, patients: np.ndarray, landmarks: np.nda
                                       f("baseline_platelets"))
     if not window:
         return out
-    after = hours >= 0
-    _window_stats(owner[after], hours[after], code[after], value[after], out, columns)
+    since = _since_infusion(owner, hours, code, value)
+    _window_stats(*since, out, columns)
     out[:, columns["missing"]] = np.isnan(out[:, columns["max"]])
-    _fever(owner[after], hours[after], code[after], value[after], landmarks, out, index)
+    _fever(*since, landmarks, out, index)
     _course(arrays.events, patients, landmarks, out, index)
     f("m_easix_last")[:] = _ratio(f("ldh_last") * f("crp_last") * CRP_MG_DL_PER_MG_L, f("platelets_last"))
     f("ferritin_fold_change")[:] = _ratio(f("ferritin_last"), f("baseline_ferritin"))
     f("crp_fold_change")[:] = _ratio(f("crp_last"), f("baseline_crp"))
     f("il6_sgp130_ratio")[:] = _ratio(f("il6_last"), f("sgp130_last"))
+    return out
+
+
+class TrendEnds(NamedTuple):
+    """An analyte's first and latest value since infusion known at a landmark, with their hours: the ends of
+    the span its ``log_slope`` is fitted over, so a trend can be said as what the values did."""
+
+    first_hours: float
+    first: float
+    last_hours: float
+    last: float
+
+
+_ANALYTE_NAMES = tuple(ANALYTE_CODES)  # analyte name by code
+
+
+def trend_ends(arrays: CohortArrays, patients: np.ndarray, landmarks: np.ndarray) -> list[dict[str, TrendEnds]]:
+    """Per (patient code, landmark hours) pair, the ``TrendEnds`` of each analyte with two values or more in the
+    kernel's own window (``_before`` and ``_since_infusion``: from infusion on, strictly before the landmark)."""
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    owner, hours, code, value = _since_infusion(*_before(arrays.measurements, np.asarray(patients, dtype=np.int64),
+                                                         landmarks))
+    starts, ends = _runs(owner, code)
+    several = ends - starts >= 2
+    first, last = starts[several], ends[several] - 1
+    out: list[dict[str, TrendEnds]] = [{} for _ in range(landmarks.size)]
+    for row, analyte, *points in zip(owner[first].tolist(), code[first].tolist(), hours[first].tolist(),
+                                     value[first].tolist(), hours[last].tolist(), value[last].tolist()):
+        out[row][_ANALYTE_NAMES[analyte]] = TrendEnds(*points)
     return out
 
 

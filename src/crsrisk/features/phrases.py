@@ -1,20 +1,25 @@
-"""Each feature's reason in the words a clinician would use ("IL-6 rising about 2.6-fold per 12 h", "ferritin 3.8x
-its baseline", "febrile since hour 9", "platelets not measured yet", "product: obecabtagene autoleucel").
+"""Each feature's reason in the words a clinician would use ("IL-6 rose from 40 to 2,400 pg/mL over 12 h",
+"ferritin 3.8x its baseline", "febrile since hour 9", "platelets not measured yet", "product: obecabtagene
+autoleucel").
 
 The templates sit beside the feature spec: a feature is phrased by what it is (its spec's source and, for the
-analyte window statistics, which statistic), with the analyte's label and unit from the analyte registry.
+analyte window statistics, which statistic), with the analyte's label and unit from the analyte registry. A
+trend is said as what the patient's values did when the caller gives their ends (``trend_ends``), else as the
+fold change its slope implies.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping
 
+from crsrisk.features.build import TrendEnds
 from crsrisk.features.spec import WINDOW_STATS, feature_info
-from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.analytes import ANALYTES, Analyte
 from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
 
-TREND_HOURS = 12  # a log-slope per hour is said as the fold change over this many hours
+TREND_HOURS = 12  # without its ends, a log-slope per hour is said as the fold change over this many hours
+STEADY = 0.1  # a latest value within this fraction of the first reads as steady (a fold within 1 +- this)
 
 
 def number(value: float) -> str:
@@ -31,18 +36,43 @@ def _hours(value: float) -> str:
     return f"{value:.0f}"
 
 
+def _span(hours: float) -> str:
+    """Hours between two values: whole hours, one decimal below an hour (two significant figures where one
+    decimal would read 0.0: values minutes apart)."""
+    if round(hours) >= 1:
+        return f"{hours:.0f}"
+    return f"{hours:.1f}" if hours >= 0.05 else number(hours)
+
+
+def _steady(a: Analyte, ends: TrendEnds) -> bool:
+    """The latest value within ``STEADY`` of the first; on a scale whose zero is not "none" (degC) only when equal,
+    since a percentage of it means nothing (37 -> 40 degC is a change of 8 %)."""
+    return abs(ends.last - ends.first) <= (STEADY * ends.first if a.ratio_scale else 0.0)
+
+
+def _course(a: Analyte, ends: TrendEnds) -> str:
+    """What the values did from the first to the latest: ``IL-6 rose from 40 to 2,400 pg/mL over 12 h``."""
+    span = _span(ends.last_hours - ends.first_hours)
+    if _steady(a, ends):
+        return f"{a.label} about {number(ends.last)} {a.unit}, steady over {span} h"
+    moved = "rose" if ends.last > ends.first else "fell"
+    return f"{a.label} {moved} from {number(ends.first)} to {number(ends.last)} {a.unit} over {span} h"
+
+
 def _trend(label: str, slope: float) -> str:
+    """The fold change a log-slope implies over ``TREND_HOURS``: the trend said without its ends."""
     if slope * TREND_HOURS > math.log(1e6):  # exp() of a slope this steep overflows: say it in words
         return f"{label} rising more than a million-fold per {TREND_HOURS} h"
     fold = math.exp(slope * TREND_HOURS)
-    if 0.9 <= fold <= 1.1:
+    if 1 - STEADY <= fold <= 1 + STEADY:
         return f"{label} steady over the last values"
     if fold > 1:
         return f"{label} rising about {number(fold)}-fold per {TREND_HOURS} h"
     return f"{label} falling to about {number(fold)}x per {TREND_HOURS} h"
 
 
-def _window(analyte: str, stat: str, value: float) -> str:
+def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None) -> str:
+    """One window statistic of one analyte; its trend from ``ends`` when given."""
     a = ANALYTES[analyte]
     if stat == "missing":
         return f"{a.label} not measured yet" if value >= 0.5 else f"{a.label} measured since infusion"
@@ -50,7 +80,7 @@ def _window(analyte: str, stat: str, value: float) -> str:
         return (f"{a.label}: too few values for a trend" if stat == "log_slope" else f"{a.label} not measured yet")
     return {"last": lambda: f"{a.label} latest {number(value)} {a.unit}",
             "max": lambda: f"{a.label} highest so far {number(value)} {a.unit}",
-            "log_slope": lambda: _trend(a.label, value),
+            "log_slope": lambda: _trend(a.label, value) if ends is None else _course(a, ends),
             "hours_to_max": lambda: f"{a.label} peaked at hour {_hours(value)}"}[stat]()
 
 
@@ -98,13 +128,14 @@ _FIXED: dict[str, Callable[[float], str]] = {
 }
 
 
-def describe_value(name: str, value: float) -> str:
-    """What the patient's value of one feature says, without its effect (e.g. ``febrile since hour 9``)."""
+def describe_value(name: str, value: float, trends: Mapping[str, TrendEnds] | None = None) -> str:
+    """What the patient's value of one feature says, without its effect (e.g. ``febrile since hour 9``);
+    ``trends`` (analyte -> ``TrendEnds`` at the same landmark) lets a trend say what the values did."""
     info = feature_info(name)
     for known in WINDOW_STATS:
         head, _, tail = name.rpartition(f"_{known}")
         if not tail and head in ANALYTES:
-            return _window(head, known, value)
+            return _window(head, known, value, trends.get(head) if trends else None)
     if name in _FIXED and not math.isnan(value):
         return _FIXED[name](value)
     if info.source == "baseline":
@@ -117,7 +148,8 @@ def describe_value(name: str, value: float) -> str:
     return f"{info.label} {number(value)} {info.unit}"
 
 
-def phrase(name: str, value: float, shap: float) -> str:
-    """One reason as a clinician would say it, with its effect: ``ferritin 3.8x its baseline (raised the risk)``."""
+def phrase(name: str, value: float, shap: float, trends: Mapping[str, TrendEnds] | None = None) -> str:
+    """One reason as a clinician would say it, with its effect: ``ferritin 3.8x its baseline (raised the risk)``
+    (``trends`` as for ``describe_value``)."""
     effect = "raised the risk" if shap > 0 else ("lowered the risk" if shap < 0 else "did not change the risk")
-    return f"{describe_value(name, value)} ({effect})"
+    return f"{describe_value(name, value, trends)} ({effect})"

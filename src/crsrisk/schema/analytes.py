@@ -39,6 +39,7 @@ class Analyte:
     log_scale: bool
     alternatives: Mapping[str, UnitConversion] = field(default_factory=dict)
     loinc: tuple[str, ...] = ()  # LOINC codes read as this analyte by the FHIR and OMOP importers
+    ratio_scale: bool = True  # zero means none of it, so a change can be said as a percentage (not so in degC)
 
     @property
     def conversions(self) -> dict[str, UnitConversion]:
@@ -80,7 +81,7 @@ _ALL: tuple[Analyte, ...] = (
             ("2160-0", "38483-4")),
     Analyte(
         "temperature", "temperature", "degC", 25.0, 45.0, False,
-        {"degF": UnitConversion(5 / 9, -32 * 5 / 9)}, ("8310-5", "8331-1"),
+        {"degF": UnitConversion(5 / 9, -32 * 5 / 9)}, ("8310-5", "8331-1"), ratio_scale=False,
     ),
 )
 
