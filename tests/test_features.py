@@ -69,11 +69,11 @@ def test_hand_computed_values_at_36_h() -> None:
 def test_trend_ends_are_the_first_and_latest_value_the_slope_is_fitted_over() -> None:
     arrays = cohort_arrays(hand_cohort())
     a, b = trend_ends(arrays, arrays.codes(["A", "B"]), np.array([36.0, 36.0]))
-    assert a["il6"] == TrendEnds(6.0, 10.0, 30.0, 100.0)  # IL-6 at 40 h is after the landmark
-    assert a["temperature"] == TrendEnds(0.0, 37.0, 30.0, 37.5)  # from infusion (hour 0) on
+    assert a["il6"] == TrendEnds(6.0, 10.0, 30.0, 100.0, 1000.0)  # IL-6 at 40 h is after the landmark
+    assert a["temperature"] == pytest.approx(TrendEnds(0.0, 37.0, 30.0, 37.5, 39.0))  # from infusion (hour 0) on
     assert "ldh" not in a and b == {}  # one value since infusion (the others are baselines): no trend
     at_30, at_18 = trend_ends(arrays, arrays.codes(["A", "A"]), np.array([30.0, 18.0]))
-    assert at_30["il6"] == TrendEnds(6.0, 10.0, 18.0, 1000.0)  # a value at the landmark itself is not known yet
+    assert at_30["il6"] == TrendEnds(6.0, 10.0, 18.0, 1000.0, 1000.0)  # a value at the landmark itself is not known yet
     assert "il6" not in at_18
 
 

@@ -30,14 +30,18 @@ def test_pinned_phrases(name: str, value: float, shap: float, expected: str) -> 
 
 
 @pytest.mark.parametrize(("name", "ends", "expected"), [
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 16.0, 2400.0), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
-    ("ferritin_log_slope", TrendEnds(3.7, 1275.0, 25.9, 254.8), "ferritin fell from 1,275 to 255 ng/mL over 22 h"),
-    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 44.0), "CRP about 44 mg/L, steady over 24 h"),  # within 10 %
-    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 35.9), "CRP fell from 40 to 35.9 mg/L over 24 h"),  # beyond it
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.5, 90.0), "IL-6 rose from 40 to 90 pg/mL over 0.5 h"),
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9), "temperature rose from 37 to 39.9 degC over 30 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5), "temperature about 38.5 degC, steady over 6 h"),
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
+    ("ferritin_log_slope", TrendEnds(3.7, 1275.0, 25.9, 254.8, 1275.0),
+     "ferritin fell from 1,275 to 255 ng/mL over 22 h"),
+    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 44.0, 44.0), "CRP about 44 mg/L, steady over 24 h"),  # within 10 %
+    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 35.9, 40.0), "CRP fell from 40 to 35.9 mg/L over 24 h"),  # beyond it
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.5, 90.0, 90.0), "IL-6 rose from 40 to 90 pg/mL over 0.5 h"),
+    ("il6_log_slope", TrendEnds(6.0, 10.0, 30.0, 100.0, 1000.0),  # up then down: never told as a plain rise
+     "IL-6 rose from 10 to a peak of 1,000, now 100 pg/mL, over 24 h"),
+    ("ferritin_log_slope", TrendEnds(0.0, 900.0, 24.0, 300.0, 950.0), "ferritin fell from 900 to 300 ng/mL over 24 h"),
+    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9, 39.9), "temperature rose from 37 to 39.9 degC over 30 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5, 38.5), "temperature about 38.5 degC, steady over 6 h"),
 ])
 def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: str) -> None:
     analyte = name.removesuffix("_log_slope")
@@ -47,7 +51,8 @@ def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: 
 
 
 def test_every_feature_reads_as_words() -> None:
-    trends = {"il6": TrendEnds(4.0, 40.0, 16.0, 2400.0), "temperature": TrendEnds(0.0, 37.0, 30.0, 37.5)}
+    trends = {"il6": TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0),
+              "temperature": TrendEnds(0.0, 37.0, 30.0, 37.5, 37.5)}
     for name in feature_names(True):
         for value in (0.0, 1.0, 37.5, NAN):
             for text in (phrase(name, value, 0.1), phrase(name, value, 0.1, trends)):

@@ -101,7 +101,8 @@ def trend_phrases(result) -> list[str]:
 @pytest.mark.parametrize("measured, said", [
     (((4.0, 40.0), (16.0, 2400.0)), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
     (((4.0, 2400.0), (10.0, 900.0), (16.0, 40.0)), "IL-6 fell from 2,400 to 40 pg/mL over 12 h"),
-    (((3.5, 40.0), (9.0, 60.0), (18.5, 42.0)), "IL-6 about 42 pg/mL, steady over 15 h"),
+    (((3.5, 40.0), (9.0, 43.0), (18.5, 42.0)), "IL-6 about 42 pg/mL, steady over 15 h"),
+    (((3.5, 40.0), (9.0, 600.0), (18.5, 42.0)), "IL-6 rose from 40 to a peak of 600, now 42 pg/mL, over 15 h"),
 ])
 def test_a_trend_reads_as_what_the_values_did(small_bundle: Path, measured: tuple, said: str) -> None:
     phrases = trend_phrases(predict(il6_record(*measured), model=small_bundle, now_hours=20, audit=False))

@@ -208,13 +208,14 @@ def feature_matrix(arrays: CohortArrays, patients: np.ndarray, landmarks: np.nda
 
 
 class TrendEnds(NamedTuple):
-    """An analyte's first and latest value since infusion known at a landmark, with their hours: the ends of
+    """An analyte's first and latest value since infusion known at a landmark, with their hours, and its peak:
     the span its ``log_slope`` is fitted over, so a trend can be said as what the values did."""
 
     first_hours: float
     first: float
     last_hours: float
     last: float
+    peak: float  # the highest value in between (or at an end), so a rise and fall is not told as a fall
 
 
 _ANALYTE_NAMES = tuple(ANALYTE_CODES)  # analyte name by code
@@ -229,9 +230,11 @@ def trend_ends(arrays: CohortArrays, patients: np.ndarray, landmarks: np.ndarray
     starts, ends = _runs(owner, code)
     several = ends - starts >= 2
     first, last = starts[several], ends[several] - 1
+    peak = np.maximum.reduceat(value, starts)[several] if starts.size else value[:0]
     out: list[dict[str, TrendEnds]] = [{} for _ in range(landmarks.size)]
     for row, analyte, *points in zip(owner[first].tolist(), code[first].tolist(), hours[first].tolist(),
-                                     value[first].tolist(), hours[last].tolist(), value[last].tolist()):
+                                     value[first].tolist(), hours[last].tolist(), value[last].tolist(),
+                                     peak.tolist()):
         out[row][_ANALYTE_NAMES[analyte]] = TrendEnds(*points)
     return out
 

@@ -44,16 +44,20 @@ def _span(hours: float) -> str:
     return f"{hours:.1f}" if hours >= 0.05 else number(hours)
 
 
-def _steady(a: Analyte, ends: TrendEnds) -> bool:
-    """The latest value within ``STEADY`` of the first; on a scale whose zero is not "none" (degC) only when equal,
+def _close(a: Analyte, reference: float, other: float) -> bool:
+    """``other`` within ``STEADY`` of ``reference``; on a scale whose zero is not "none" (degC) only when equal,
     since a percentage of it means nothing (37 -> 40 degC is a change of 8 %)."""
-    return abs(ends.last - ends.first) <= (STEADY * ends.first if a.ratio_scale else 0.0)
+    return abs(other - reference) <= (STEADY * reference if a.ratio_scale else 0.0)
 
 
 def _course(a: Analyte, ends: TrendEnds) -> str:
-    """What the values did from the first to the latest: ``IL-6 rose from 40 to 2,400 pg/mL over 12 h``."""
+    """What the values did from the first to the latest: ``IL-6 rose from 40 to 2,400 pg/mL over 12 h``; a peak
+    well above both ends is said too (``rose from 40 to a peak of 5,000, now 2,400 pg/mL``)."""
     span = _span(ends.last_hours - ends.first_hours)
-    if _steady(a, ends):
+    if not _close(a, max(ends.first, ends.last), ends.peak):
+        return (f"{a.label} rose from {number(ends.first)} to a peak of {number(ends.peak)}, now "
+                f"{number(ends.last)} {a.unit}, over {span} h")
+    if _close(a, ends.first, ends.last):
         return f"{a.label} about {number(ends.last)} {a.unit}, steady over {span} h"
     moved = "rose" if ends.last > ends.first else "fell"
     return f"{a.label} {moved} from {number(ends.first)} to {number(ends.last)} {a.unit} over {span} h"
