@@ -73,9 +73,10 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     def scored(body: PredictRequest) -> tuple[dict[str, Any], Any]:
         with one_at_a_time:
             return predict_document(bundle, body, audit, log_path)
+
     app = FastAPIOffline(title="crsrisk", version=crsrisk.__version__,
-                  description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
-                              "Research software, synthetic model: not for clinical use.",
+                         description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell "
+                                     "therapy. Research software, synthetic model: not for clinical use.",
                          swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -92,9 +93,11 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         return JSONResponse(refusal(CohortValidationError(request_problems(error.errors()))), status_code=422)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        """Liveness: the service is up and which bundle it serves."""
-        return {"status": "ok", "bundle_sha256": bundle.digest, "synthetic": bool(bundle.metadata.get("synthetic", True))}
+    async def health() -> dict[str, Any]:
+        """Liveness: the service is up and which bundle it serves (answered on the event loop, never queued
+        behind scoring)."""
+        return {"status": "ok", "bundle_sha256": bundle.digest,
+                "synthetic": bool(bundle.metadata.get("synthetic", True))}
 
     @app.get("/model", dependencies=[Depends(authorised)])
     def model_info() -> dict[str, Any]:
