@@ -24,6 +24,7 @@ NAN = math.nan
     ("product_tisagenlecleucel", 0.0, 0.1, "product not tisagenlecleucel (raised the risk)"),
     ("costim_cd28", 0.0, 0.0, "4-1BB costimulatory domain (did not change the risk)"),
     ("tocilizumab_doses", 2.0, 0.4, "2 tocilizumab dose(s) so far (raised the risk)"),
+    ("temperature_max", 39.4, 0.2, "temperature highest so far 39.4 °C (raised the risk)"),  # as written, not degC
 ])
 def test_pinned_phrases(name: str, value: float, shap: float, expected: str) -> None:
     assert phrase(name, value, shap) == expected
@@ -40,8 +41,8 @@ def test_pinned_phrases(name: str, value: float, shap: float, expected: str) -> 
      "IL-6 rose from 10 to a peak of 1,000, now 100 pg/mL, over 24 h"),
     ("ferritin_log_slope", TrendEnds(0.0, 900.0, 24.0, 300.0, 950.0), "ferritin fell from 900 to 300 ng/mL over 24 h"),
     ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9, 39.9), "temperature rose from 37 to 39.9 degC over 30 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5, 38.5), "temperature about 38.5 degC, steady over 6 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9, 39.9), "temperature rose from 37 to 39.9 °C over 30 h"),
+    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5, 38.5), "temperature about 38.5 °C, steady over 6 h"),
 ])
 def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: str) -> None:
     analyte = name.removesuffix("_log_slope")

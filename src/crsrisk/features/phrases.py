@@ -56,11 +56,11 @@ def _course(a: Analyte, ends: TrendEnds) -> str:
     span = _span(ends.last_hours - ends.first_hours)
     if not _close(a, max(ends.first, ends.last), ends.peak):
         return (f"{a.label} rose from {number(ends.first)} to a peak of {number(ends.peak)}, now "
-                f"{number(ends.last)} {a.unit}, over {span} h")
+                f"{number(ends.last)} {a.shown_unit}, over {span} h")
     if _close(a, ends.first, ends.last):
-        return f"{a.label} about {number(ends.last)} {a.unit}, steady over {span} h"
+        return f"{a.label} about {number(ends.last)} {a.shown_unit}, steady over {span} h"
     moved = "rose" if ends.last > ends.first else "fell"
-    return f"{a.label} {moved} from {number(ends.first)} to {number(ends.last)} {a.unit} over {span} h"
+    return f"{a.label} {moved} from {number(ends.first)} to {number(ends.last)} {a.shown_unit} over {span} h"
 
 
 def _trend(label: str, slope: float) -> str:
@@ -82,8 +82,8 @@ def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None) -> st
         return f"{a.label} not measured yet" if value >= 0.5 else f"{a.label} measured since infusion"
     if math.isnan(value):
         return (f"{a.label}: too few values for a trend" if stat == "log_slope" else f"{a.label} not measured yet")
-    return {"last": lambda: f"{a.label} latest {number(value)} {a.unit}",
-            "max": lambda: f"{a.label} highest so far {number(value)} {a.unit}",
+    return {"last": lambda: f"{a.label} latest {number(value)} {a.shown_unit}",
+            "max": lambda: f"{a.label} highest so far {number(value)} {a.shown_unit}",
             "log_slope": lambda: _trend(a.label, value) if ends is None else _course(a, ends),
             "hours_to_max": lambda: f"{a.label} peaked at hour {_hours(value)}"}[stat]()
 
@@ -146,7 +146,7 @@ def describe_value(name: str, value: float, trends: Mapping[str, TrendEnds] | No
         analyte = name.removeprefix("baseline_")
         a = ANALYTES[analyte]
         return (f"{a.label} not measured before infusion" if math.isnan(value)
-                else f"{a.label} before infusion {number(value)} {a.unit}")
+                else f"{a.label} before infusion {number(value)} {a.shown_unit}")
     if math.isnan(value):
         return f"{info.label.replace('_', ' ')}: not recorded"
     return f"{info.label} {number(value)} {info.unit}"

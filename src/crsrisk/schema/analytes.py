@@ -40,6 +40,12 @@ class Analyte:
     alternatives: Mapping[str, UnitConversion] = field(default_factory=dict)
     loinc: tuple[str, ...] = ()  # LOINC codes read as this analyte by the FHIR and OMOP importers
     ratio_scale: bool = True  # zero means none of it, so a change can be said as a percentage (not so in degC)
+    symbol: str = ""  # how people write the unit, where the contract's code differs ("degC" is written "°C")
+
+    @property
+    def shown_unit(self) -> str:
+        """The unit as the phrases and the page print it."""
+        return self.symbol or self.unit
 
     @property
     def conversions(self) -> dict[str, UnitConversion]:
@@ -82,6 +88,7 @@ _ALL: tuple[Analyte, ...] = (
     Analyte(
         "temperature", "temperature", "degC", 25.0, 45.0, False,
         {"degF": UnitConversion(5 / 9, -32 * 5 / 9)}, ("8310-5", "8331-1"), ratio_scale=False,
+        symbol="°C",
     ),
 )
 

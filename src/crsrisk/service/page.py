@@ -34,12 +34,13 @@ def _interval(prediction: Mapping[str, Any]) -> str:
 
 
 def _question(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) -> str:
-    """What the probability answers: the prediction's own ``question`` when given, else the task's definition at
-    its landmark."""
-    if prediction.get("question"):
-        return str(prediction["question"])
-    when = prediction.get("landmark") or f"{prediction.get('landmark_hours')} h"
-    return f"{descriptions.get(prediction['task'], prediction['task'])} (model at {when})"
+    """What the probability answers, as the card's heading: the prediction's own ``question`` when given, else the
+    task's definition at its landmark; capitalised, since it opens the card."""
+    text = str(prediction.get("question") or "")
+    if not text:
+        when = prediction.get("landmark") or f"{prediction.get('landmark_hours')} h"
+        text = f"{descriptions.get(prediction['task'], prediction['task'])} (model at {when})"
+    return text[:1].upper() + text[1:]
 
 
 def _horizon(prediction: Mapping[str, Any]) -> str:
@@ -55,6 +56,7 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
             "probability_repr": repr(float(prediction["probability"])),
             "probability_text": percent(prediction["probability"]), "band": prediction.get("band", ""),
             "question": _question(prediction, descriptions), "horizon": _horizon(prediction),
+            "landmark": prediction.get("landmark", ""),
             "interval": _interval(prediction),
             "reasons": [{"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
                         for c in reasons],
