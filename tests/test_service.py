@@ -90,6 +90,22 @@ def test_any_malformed_body_is_refused_with_a_reason_never_a_500(bundle, tmp_pat
             assert answer.json()["problems"] and all(p["field"] for p in answer.json()["problems"])
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+                        st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=6),
+                                     lambda inner: st.lists(inner, max_size=3)
+                                     | st.dictionaries(st.sampled_from(["patient", "measurements", "events",
+                                                                        "resourceType", "entry", "x"]),
+                                                       inner, max_size=3), max_leaves=10).map(json.dumps)),
+       now=st.one_of(st.just(""), st.text(max_size=6), st.floats().map(str)))
+def test_any_pasted_record_on_the_page_is_shown_back_with_a_reason_never_a_500(bundle, tmp_path: Path, record: str,
+                                                                              now: str) -> None:
+    page = client(bundle, tmp_path).post("/", data={"action": "record", "record": record, "now_hours": now})
+    assert page.status_code in (200, 422), page.text[-500:]
+    if page.status_code == 422:
+        assert 'id="problems"' in page.text and "Synthetic model, not for clinical use." in page.text
+
+
 def test_token_body_limit_and_bind_policy(bundle, tmp_path: Path) -> None:
     api = client(bundle, tmp_path, token="s3cret")
     record = {**json.loads(EXAMPLE.read_text()), "now_hours": 40}
