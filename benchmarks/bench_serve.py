@@ -162,6 +162,13 @@ def main() -> None:
     print(f"errors in all: {errors} (failed, or an answer differing from in-process predict); audit log: "
           f"{check.n_records} record(s) for {answered} answered request(s), chain "
           f"{'intact' if check.ok else 'BROKEN'}; lost {lost}")
+    floor = max(1.0, args.clients / cores)
+    p50 = float(np.median(results[args.clients][0]))
+    verdict = "met" if p50 <= 3 * single else (
+        f"not met; no server can meet it here: {args.clients} callers on {cores} core(s) wait at least {floor:g}x "
+        f"one call (Little's law), and the server's p50 is {p50 / together:.1f}x that of {args.clients} in-process "
+        "callers" if floor > 3 else "not met")
+    print(f"target p50 <= 3x one in-process call with {args.clients} clients: {verdict}")
 
 
 if __name__ == "__main__":
