@@ -152,6 +152,12 @@ def _point_label(model: TaskModel, hours: float) -> str:
     return Hours(hours).label if isinstance(model.landmark, Grid) else model.landmark.label
 
 
+def _point_labels(model: TaskModel, hours: np.ndarray) -> np.ndarray:
+    """``_point_label`` of many rows, formatted once per distinct hour (a cohort has few)."""
+    distinct, where = np.unique(hours, return_inverse=True)
+    return np.array([_point_label(model, h) for h in distinct.tolist()], dtype=object)[where.ravel()]
+
+
 @dataclass
 class PredictionResult:
     """Predictions for one patient at one hour, with reasons; ``to_dict`` is the documented JSON shape."""
@@ -428,6 +434,6 @@ def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = No
         frames.append(pd.DataFrame({
             "patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task, "landmark_hours": hours,
             "horizon_hours": definition.horizon_end(hours) - hours,
-            "landmark": [_point_label(task_model, h) for h in hours.tolist()], "probability": probability,
+            "landmark": _point_labels(task_model, hours), "probability": probability,
             "band": task_model.band(probability), "raw_score": raw, "model_key": task_model.key}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
