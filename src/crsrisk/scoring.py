@@ -79,11 +79,6 @@ def _registry_reachable(uri: str, tracking_uri: str) -> None:
                                     "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
 
 
-def _phrase(name: str, value: float, shap: float, trends: Mapping[str, TrendEnds]) -> str:
-    """A short clinical sentence, e.g. "ferritin 3.8x its baseline (raised the risk)" (``features/phrases.py``)."""
-    return phrase(name, value, shap, trends)
-
-
 def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
     """Exact tree SHAP: one column per feature plus the base value last (rows sum to the raw score)."""
     return model.booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
@@ -134,7 +129,7 @@ class TaskPrediction(Mapping[str, Any]):
             out.append({"feature": names[i], "label": info.label, "value": None if math.isnan(value) else value,
                         "unit": info.unit, "shap": effect,
                         "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                        "phrase": _phrase(names[i], value, effect, trends)})
+                        "phrase": phrase(names[i], value, effect, trends)})
         return out
 
     def missing(self) -> list[str]:
