@@ -26,11 +26,12 @@ import xgboost as xgb
 
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.features.build import feature_matrix
-from crsrisk.scoring import _model_inputs, cohort_attributions, load_model, predict, predict_cohort
+from crsrisk.scoring import cohort_attributions, load_model, predict, predict_cohort
+from crsrisk.scoring.cohort import _model_inputs
 from crsrisk.cohort.record import validate_record
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
-from crsrisk.trajectory import risk_trajectory
+from crsrisk.scoring.trajectory import risk_trajectory
 
 
 def timed(functions: list[Callable[[], object]], calls: int) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ Run:  python benchmarks/bench_scale.py [--sizes 10000 100000] [--chunk-size 5000
 Each synthetic cohort is generated in chunks of 5,000 infusions (``simulate_cohort`` with a seed per chunk, ids
 prefixed so they stay distinct) and written bucketed by patient id with ``write_partitioned`` (buckets of about
 2,500 infusions, so both sizes are scored in chunks of the same size), holding one chunk in memory at a time. Then a fresh process scores it with the shipped default model through
-``crsrisk.batch.score_partitioned`` (what ``crsrisk predict FOLDER --out scores.csv`` runs) and reports wall time,
+``crsrisk.scoring.batch.score_partitioned`` (what ``crsrisk predict FOLDER --out scores.csv`` runs) and reports wall time,
 infusions/s, score rows/s and its peak resident memory (``ru_maxrss``), beside its peak before scoring
 (interpreter, libraries and model). The peak should be about the same at both sizes: a chunk sets it, not the
 cohort. With ``--dask`` the workers' peak (``RUSAGE_CHILDREN``) is shown too.
@@ -54,7 +54,7 @@ def generate(n: int, folder: Path, bucket_size: int) -> None:
 
 def score(folder: Path, chunk_size: int, dask: str | None) -> dict:
     """Score the cohort in this process; return the figures as a dict."""
-    from crsrisk.batch import score_partitioned
+    from crsrisk.scoring.batch import score_partitioned
     from crsrisk.scoring import load_model
 
     model = load_model()

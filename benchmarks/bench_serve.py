@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from crsrisk.audit.log import verify_log
-from crsrisk.cluster import available_cores
+from crsrisk.util.cluster import available_cores
 from crsrisk.scoring import load_model, predict
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.predictions import example_record_text

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from crsrisk.simulate import simulate_cohort, write_simulated
-from crsrisk.cluster import available_cores
+from crsrisk.util.cluster import available_cores
 
 TRAIN = """
 import json, sys

@@ -8,10 +8,10 @@ import pytest
 from xgboost import XGBClassifier
 
 from crsrisk.bundle import TaskModel, save_bundle
-from crsrisk.calibration import fit_calibrator
+from crsrisk.bundle.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort
-from crsrisk.population import training_population
+from crsrisk.cohort.population import training_population
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS
 from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig

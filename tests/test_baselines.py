@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from crsrisk.baselines import BASELINES, PublishedScore, baselines_for
+from crsrisk.evaluation.published import BASELINES, PublishedScore, baselines_for
 
 
 def frame(**columns) -> pd.DataFrame:

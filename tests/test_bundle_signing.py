@@ -246,7 +246,7 @@ def test_cli_keygen_sign_and_refusal(bundle_copy: Path, tmp_path: Path, small_co
 
 
 def test_a_bundle_from_before_the_entry_point_loads_but_is_not_logged_to_mlflow(bundle_copy: Path) -> None:
-    from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
+    from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
     (bundle_copy / store.ENTRY_FILE).unlink()
     remanifest(bundle_copy)
@@ -259,7 +259,7 @@ def test_a_bundle_from_before_the_entry_point_loads_but_is_not_logged_to_mlflow(
 def test_the_logged_mlflow_model_runs_the_bundles_pinned_entry_point(small_bundle: Path, tmp_path: Path) -> None:
     import mlflow
 
-    from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
+    from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.calibration import Calibrator, fit_calibrator
+from crsrisk.bundle.calibration import Calibrator, fit_calibrator
 
 
 @pytest.mark.parametrize("method", ["platt", "isotonic"])

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import predict, predict_cohort
-from crsrisk.trajectory import risk_trajectory
+from crsrisk.scoring.trajectory import risk_trajectory
 from tests_support import patient_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"

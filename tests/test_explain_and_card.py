@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk.explain import explain_cohort, explain_patient
+from crsrisk.reporting.explain import explain_cohort, explain_patient
 from crsrisk.reporting.model_card import write_model_card
 from tests_support import patient_record
 

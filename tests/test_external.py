@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crsrisk.cohort.io import load_cohort
-from crsrisk.external import evaluate_bundle
+from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.simulate import simulate_cohort, write_simulated
 
 

@@ -19,7 +19,8 @@ from sklearn.utils.estimator_checks import (
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.features.build import TrendEnds, trend_ends
-from crsrisk.features import LandmarkFeatures, LogTransform, build_features, describe_features, feature_info, \
+from crsrisk.tasks import LandmarkFeatures
+from crsrisk.features import LogTransform, build_features, describe_features, feature_info, \
     feature_names, log_scale_columns
 from crsrisk.cohort.validate import validate_tables
 

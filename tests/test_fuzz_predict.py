@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.record import MAX_RECORD_BYTES, validate_record
 from crsrisk.errors import CohortValidationError
-from crsrisk.outputs import json_text
+from crsrisk.util.outputs import json_text
 from crsrisk.scoring import load_model, predict
 from fuzz_strategies import FUZZ, fhir_bundles, junk, records
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk.features import LandmarkFeatures
+from crsrisk.tasks import LandmarkFeatures
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
 from crsrisk.tasks import get_task

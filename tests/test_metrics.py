@@ -211,7 +211,7 @@ def test_paired_auroc_difference_says_beats_only_when_its_ci_excludes_zero() -> 
     from crsrisk.evaluation import metrics as m
     from crsrisk.evaluation.bootstrap import paired_difference
     from crsrisk.landmarks import Hours
-    from crsrisk.training.results import result_rows
+    from crsrisk.evaluation.comparison import result_rows
 
     rng = np.random.default_rng(4)
     y = (rng.random(600) < 0.3).astype(int)

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from crsrisk.atomic import write_bytes
+from crsrisk.util.atomic import write_bytes
 from crsrisk.cli import app, print_json
 from crsrisk.cohort.io import write_tables
 from crsrisk.cohort.validated import Cohort
-from crsrisk.outputs import json_text, write_table
+from crsrisk.util.outputs import json_text, write_table
 from crsrisk.training.artifacts import write_json
 
 runner = CliRunner()
@@ -121,7 +121,7 @@ def test_feature_matrix_is_private(hostile_cohort: Path, tmp_path: Path, suffix:
 
 @pytest.mark.slow
 def test_patient_explanations_are_private(small_bundle: Path, tmp_path: Path) -> None:
-    from crsrisk.explain import explain_patient
+    from crsrisk.reporting.explain import explain_patient
 
     _, files = explain_patient(Path(__file__).resolve().parents[1] / "examples" / "patient.json", model=small_bundle,
                                now_hours=10, out_dir=tmp_path)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.batch import BATCH_COLUMNS, score_partitioned
+from crsrisk.scoring.batch import BATCH_COLUMNS, score_partitioned
 from crsrisk.cohort.io import load_cohort
 from crsrisk.cohort.partitions import bucket_of, is_partitioned, iter_chunks, write_partitioned
 from crsrisk.errors import CohortValidationError, Problem

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from crsrisk.bundle.store import load_bundle
 from crsrisk.cohort.validated import Cohort
-from crsrisk.external import evaluate_bundle
+from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.scoring import predict
 from tests_support import patient_record
 

@@ -123,7 +123,7 @@ def test_a_value_at_or_after_the_hour_asked_never_enters_the_trend(small_bundle:
 
 def test_trend_ends_are_found_once_for_every_hour_and_only_when_reasons_are_read(
         small_cohort: Cohort, small_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crsrisk.scoring as scoring
+    import crsrisk.scoring.patient as scoring
 
     asked: list[list[float]] = []
     found = scoring.trend_ends
@@ -213,7 +213,7 @@ def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Co
 def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort, small_bundle: Path) -> None:
     from crsrisk.bundle.store import load_bundle
     from crsrisk.features import build_features
-    from crsrisk.scoring import explain_rows
+    from crsrisk.scoring.patient import explain_rows
 
     bundle = load_bundle(small_bundle)
     for patient_id in small_cohort.patients["patient_id"].iloc[20:30]:

@@ -12,7 +12,7 @@ from crsrisk.cli import app
 from crsrisk.cohort.io import write_cohort
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.evaluation.metrics import calibration_intercept
-from crsrisk.recalibration import recalibrate, write_recalibrated
+from crsrisk.evaluation.recalibration import recalibrate, write_recalibrated
 from crsrisk.reporting.model_card import _recalibration_section
 from crsrisk.simulate import simulate_cohort
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from crsrisk.bundle import load_bundle
-from crsrisk.features import LandmarkFeatures
+from crsrisk.tasks import LandmarkFeatures
 from crsrisk.scoring import predict
 from crsrisk.service.local import free_port, local_server
 from crsrisk.training.tracking import registered_name

@@ -23,7 +23,7 @@ import yaml
 
 import crsrisk
 from crsrisk.bundle import load_bundle
-from crsrisk.features import LandmarkFeatures
+from crsrisk.tasks import LandmarkFeatures
 from crsrisk.service.local import free_port, local_server
 from tests_support import patient_record, served_probabilities, venv_env
 from conftest import TINY

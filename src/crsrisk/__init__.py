@@ -19,7 +19,7 @@ _LAZY = {
     "predict": "crsrisk.scoring",
     "load_model": "crsrisk.scoring",
     "predict_cohort": "crsrisk.scoring",
-    "risk_trajectory": "crsrisk.trajectory",
+    "risk_trajectory": "crsrisk.scoring.trajectory",
     "train": "crsrisk.training.run",
 }
 

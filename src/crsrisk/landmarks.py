@@ -15,14 +15,13 @@ Three kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import numpy as np
 
+from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.schema.tables import DRUG_EVENTS
 
-if TYPE_CHECKING:
-    from crsrisk.cohort.arrays import CohortArrays
 
 
 def known_at(record_hours: np.ndarray, landmark_hours: np.ndarray | float) -> np.ndarray:
@@ -90,8 +89,6 @@ class FirstEvent:
 
     def times(self, arrays: "CohortArrays") -> np.ndarray:
         """Hour of each infusion's first dose within its follow-up; NaN when there is none."""
-        from crsrisk.cohort.arrays import EVENT_CODES
-
         events = arrays.events
         dose = (events.code == EVENT_CODES[self.event]) & (events.hours <= arrays.followup[events.patient])
         first = np.full(arrays.patient_ids.size, np.inf)

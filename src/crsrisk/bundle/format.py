@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from crsrisk.calibration import Calibrator
+from crsrisk.bundle.calibration import Calibrator
 from crsrisk.features.spec import feature_names
 from crsrisk.landmarks import Landmark, parse_landmark
 from crsrisk.tasks import TaskBase, get_task, task_from_settings

@@ -1,7 +1,7 @@
-"""MLflow "model from code" entry point: the served crsrisk model (see pyfunc.py)."""
+"""MLflow "model from code" entry point: the served crsrisk model (see crsrisk/service/pyfunc.py)."""
 
 import mlflow
 
-from crsrisk.bundle.pyfunc import CrsriskPyfunc
+from crsrisk.service.pyfunc import CrsriskPyfunc
 
 mlflow.models.set_model(CrsriskPyfunc())

@@ -24,14 +24,14 @@ from typing import Any
 import xgboost as xgb
 
 import crsrisk
-from crsrisk.atomic import staged_folder
+from crsrisk.util.atomic import staged_folder
 from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
 from crsrisk.bundle.signing import (SIGNATURE, UNSIGNED, check_signature, load_private_key, signature_document,
                                     trusted_keys)
-from crsrisk.calibration import Calibrator, finite_number
+from crsrisk.bundle.calibration import Calibrator, finite_number
 from crsrisk.errors import BundleIntegrityError
 from crsrisk.features.spec import feature_info
-from crsrisk.population import Population
+from crsrisk.cohort.population import Population
 
 MANIFEST = "manifest.json"
 BUNDLE_FILE = "bundle.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crsrisk.atomic import staged_folder
+from crsrisk.util.atomic import staged_folder
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.tables import TABLES

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from crsrisk.atomic import staged_folder
+from crsrisk.util.atomic import staged_folder
 from crsrisk.cohort.io import METADATA_FILE, read_metadata, stored_metadata
 from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
 from crsrisk.cohort.validated import Cohort

@@ -2,7 +2,7 @@
 
 from crsrisk.features.build import build_features
 from crsrisk.features.spec import FeatureInfo, describe_features, feature_info, feature_names, log_scale_columns
-from crsrisk.features.transformer import LandmarkFeatures, LogTransform
+from crsrisk.features.transformer import LogTransform
 
-__all__ = ["FeatureInfo", "LandmarkFeatures", "LogTransform", "build_features", "describe_features", "feature_info",
+__all__ = ["FeatureInfo", "LogTransform", "build_features", "describe_features", "feature_info",
            "feature_names", "log_scale_columns"]

@@ -25,13 +25,14 @@ from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, landmark_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
-from crsrisk.explain import cohort_attributions, cohort_plots
-from crsrisk.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
+from crsrisk.reporting.explain import cohort_attributions, cohort_plots
+from crsrisk.evaluation.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
-from crsrisk.scoring import load_model
-from crsrisk.summary import cohort_summary
+from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
+from crsrisk.scoring.load import load_model
+from crsrisk.cohort.summary import cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
-from crsrisk.trajectory import trajectory_of
+from crsrisk.scoring.trajectory import trajectory_of
 
 INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
@@ -145,8 +146,6 @@ def _recalibration_section(lineage: Mapping[str, Any] | None) -> str:
     """The bundle's recalibration lineage (parent, cohorts, method, calibration before/after), when it has one."""
     if not lineage:
         return ""
-    from crsrisk.recalibration import LINEAGE_HEADER, lineage_rows
-
     return ("<h2 id='recalibration'>Local recalibration</h2><p>The boosters are the parent bundle's; only the "
             "calibrators were refitted on a local cohort. 'After' is measured on that same cohort (optimistic).</p>"
             + _table(["field", "value"], [[k, lineage.get(k)] for k in (

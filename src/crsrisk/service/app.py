@@ -20,7 +20,7 @@ from pydantic import ValidationError
 import crsrisk
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
-from crsrisk.scoring import load_model
+from crsrisk.scoring.load import load_model
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
 from crsrisk.service.page import render_page
 from crsrisk.service.predictions import (
@@ -32,7 +32,7 @@ from crsrisk.service.predictions import (
     request_problems,
     trajectory_png,
 )
-from crsrisk.training.artifacts import json_ready
+from crsrisk.util.outputs import json_ready
 
 _REFUSED = (CohortValidationError, ValueError, KeyError)
 

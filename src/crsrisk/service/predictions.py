@@ -15,8 +15,8 @@ from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.sources.fhir import record_from_fhir
-from crsrisk.training.artifacts import json_ready
-from crsrisk.trajectory import Trajectory, risk_trajectory
+from crsrisk.util.outputs import json_ready
+from crsrisk.scoring.trajectory import Trajectory, risk_trajectory
 
 
 class PredictRequest(BaseModel):

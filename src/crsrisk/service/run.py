@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from crsrisk.cluster import available_cores
+from crsrisk.util.cluster import available_cores
 from crsrisk.service.guard import MAX_BODY_BYTES, required_token
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -41,7 +41,7 @@ def serve(model: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port
     bundle is loaded and verified here first, so a bad model is one clear error, not a worker crash loop."""
     import uvicorn
 
-    from crsrisk.scoring import load_model
+    from crsrisk.scoring.load import load_model
 
     required_token(host)
     load_model(model)

@@ -12,10 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk import outputs
-from crsrisk.outputs import json_ready
+from crsrisk.util import outputs
+from crsrisk.util.outputs import json_ready
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
-from crsrisk.summary import cohort_section, disclaimer
+from crsrisk.cohort.summary import cohort_section, disclaimer
 from crsrisk.tasks import TaskBase
 from crsrisk.training.config import TrainConfig
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crsrisk.calibration import Method
+from crsrisk.bundle.calibration import Method
 from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
 from crsrisk.tasks.definitions import DEFAULT_TASKS
 

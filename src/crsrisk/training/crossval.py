@@ -11,7 +11,7 @@ import xgboost as xgb
 from sklearn.base import clone
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
-from crsrisk.baselines import PublishedScore
+from crsrisk.evaluation.published import PublishedScore
 from crsrisk.training.config import TrainConfig
 from crsrisk.training.estimators import FittedModel, fit_model
 

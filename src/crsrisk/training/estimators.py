@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-from crsrisk.calibration import Calibrator, fit_calibrator
+from crsrisk.bundle.calibration import Calibrator, fit_calibrator
 from crsrisk.features import LogTransform, log_scale_columns
 from crsrisk.training.config import TrainConfig
 

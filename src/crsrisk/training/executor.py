@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from joblib import Parallel, delayed, parallel_config
 
-from crsrisk.cluster import available_cores, dask_client
+from crsrisk.util.cluster import available_cores, dask_client
 
 
 def _indexed(index: int, function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any]:

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from crsrisk.baselines import baselines_for
+from crsrisk.evaluation.published import baselines_for
 from crsrisk.bundle import TaskModel, save_bundle
-from crsrisk.calibration import INTERVAL_REFITS
+from crsrisk.bundle.calibration import INTERVAL_REFITS
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.io import load_cohort
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.decision import net_benefit
 from crsrisk.evaluation.plots import landmark_plot
 from crsrisk.landmarks import Grid
-from crsrisk.population import training_population
+from crsrisk.cohort.population import training_population
 from crsrisk.tasks import Dataset, TaskBase, tasks_from_config
 from crsrisk.training import artifacts, tracking
 from crsrisk.training.config import TrainConfig, load_config
@@ -29,7 +29,9 @@ from crsrisk.training.crossval import Split, TooFewEvents, check_events, combine
 from crsrisk.training.estimators import FittedModel, fit_model
 from crsrisk.training.executor import run_all
 from crsrisk.training.progress import Progress
-from crsrisk.training.results import attribution_stability, dataset_rows, per_repeat_auroc, pooled_predictions
+from crsrisk.evaluation.comparison import dataset_rows
+from crsrisk.training.results import attribution_stability, per_repeat_auroc, pooled_predictions
+from crsrisk.util.outputs import json_ready
 from crsrisk.training.truth import ceiling_probabilities, read_truth
 
 BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
@@ -133,7 +135,7 @@ def final_model(data: Dataset, fitted: FittedModel, metrics: list[dict[str, Any]
     """The XGBoost model refitted (tuned and calibrated) on every row of the dataset, for the bundle."""
     kept = ("auroc", "brier", "calibration_slope")
     pooled = [r for r in metrics if r["landmark"] == data.landmark.label]
-    summary = artifacts.json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in pooled})
+    summary = json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in pooled})
     return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
                      calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
                      metrics=summary, label_rule_version=data.task.rule_version,

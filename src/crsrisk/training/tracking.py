@@ -124,7 +124,7 @@ def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = T
     Every version carries a description and a ``synthetic`` tag. MLflow's progress lines are kept back and shown
     only if something fails. Returns the model URIs and one sentence per alias that now points elsewhere (a
     registry others read from must never change under them silently)."""
-    from crsrisk.bundle.pyfunc import log_bundle_to_mlflow
+    from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
     latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
     client = mlflow.MlflowClient()

@@ -15,11 +15,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from crsrisk.atomic import write_bytes
+from crsrisk.util.atomic import write_bytes
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
-from crsrisk.scoring import _model_info, audit_patient, default_now, load_model, plan, score_plans
+from crsrisk.scoring.audited import audit_patient
+from crsrisk.scoring.load import load_model
+from crsrisk.scoring.patient import _model_info, default_now, score_plans
+from crsrisk.scoring.plan import plan
 
 DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
 

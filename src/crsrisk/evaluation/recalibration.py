@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from crsrisk.bundle import Bundle, TaskModel, save_bundle
-from crsrisk.calibration import INTERVAL_REFITS, Method, fit_calibrator
+from crsrisk.bundle.calibration import INTERVAL_REFITS, Method, fit_calibrator
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.bootstrap import bootstrap_ci
 from crsrisk.evaluation.metrics import calibration_intercept, calibration_slope
-from crsrisk.scoring import load_model
-from crsrisk.training.artifacts import json_ready
+from crsrisk.scoring.load import load_model
+from crsrisk.util.outputs import json_ready
 
 MIN_EACH_CLASS = 5  # fewer local events (or non-events) than this: the model keeps its calibrator
 _RUN_KEYS = ("mlflow_run_id", "mlflow_tracking_uri")  # the parent's run; the new bundle was not made by it

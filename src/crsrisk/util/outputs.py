@@ -1,5 +1,5 @@
 """Files and text made for people and other tools to open: JSON without NaN, CSV without formulas, written
-atomically (``crsrisk.atomic``), private to the owner when they hold patient data."""
+atomically (``crsrisk.util.atomic``), private to the owner when they hold patient data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crsrisk.atomic import write_bytes
+from crsrisk.util.atomic import write_bytes
 from crsrisk.cohort.validate import NUMBER_TEXT
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)

@@ -22,8 +22,9 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.partitions import Chunk, PartitionedCohort, open_partitioned, plan_chunks, read_chunk
 from crsrisk.cohort.validate import MAX_PROBLEMS
 from crsrisk.errors import CohortValidationError
-from crsrisk.scoring import load_model, predict_cohort
-from crsrisk.cluster import dask_client
+from crsrisk.scoring.cohort import predict_cohort
+from crsrisk.scoring.load import load_model
+from crsrisk.util.cluster import dask_client
 
 BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
 """The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``)."""

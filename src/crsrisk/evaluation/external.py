@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from crsrisk.baselines import PublishedScore, baseline_computable, baselines_for
+from crsrisk.evaluation.published import PublishedScore, baseline_computable, baselines_for
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
-from crsrisk.scoring import load_model
-from crsrisk.summary import cohort_section, disclaimer
-from crsrisk.training.results import dataset_rows
+from crsrisk.scoring.load import load_model
+from crsrisk.cohort.summary import cohort_section, disclaimer
+from crsrisk.evaluation.comparison import dataset_rows
 
 BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
 

@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from crsrisk.atomic import write_bytes  # noqa: E402
+from crsrisk.util.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
-from crsrisk.outputs import write_table  # noqa: E402
-from crsrisk.scoring import CohortAttributions, cohort_attributions, predict  # noqa: E402
+from crsrisk.util.outputs import write_table  # noqa: E402
+from crsrisk.scoring.cohort import CohortAttributions, cohort_attributions  # noqa: E402
+from crsrisk.scoring.patient import predict  # noqa: E402
 
 
 def _shap():

@@ -1,4 +1,4 @@
-"""The clinician's path: one patient (or a cohort) -> calibrated risk, band, and the reasons (exact tree SHAP).
+"""One patient at one hour -> calibrated risk, band, and the reasons (exact tree SHAP).
 
 Imports neither mlflow nor shap: XGBoost's own ``pred_contribs`` is exact tree SHAP, and attributions plus
 the base value add up to the booster's raw score (log-odds), which the calibrator maps to the probability.
@@ -6,31 +6,29 @@ the base value add up to the booster's raw score (log-odds), which the calibrato
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
-import pandas as pd
 import xgboost as xgb
 
 from crsrisk.bundle.format import TaskModel
-from crsrisk.bundle.store import Bundle, load_bundle
-from crsrisk.cohort.validated import Cohort
-from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
+from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
-from crsrisk.cohort.record import canonical_record, parse_hours, read_record, validate_record
-from crsrisk.landmarks import FirstEvent, Grid, Hours, Landmark, known_at
+from crsrisk.cohort.record import parse_hours, read_record, validate_record
+from crsrisk.landmarks import Grid, Hours
 from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models_data" / "default"
+from crsrisk.scoring.audited import audit_patient
+from crsrisk.scoring.load import load_model
+from crsrisk.scoring.plan import Plan, plan
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -41,42 +39,6 @@ def model_ready(matrix: np.ndarray) -> np.ndarray:
     return np.clip(matrix, -_FLOAT32_MAX, _FLOAT32_MAX)
 
 
-def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
-    """A verified, loaded bundle from a folder, an MLflow ``models:/`` URI, or the shipped default (None).
-
-    Load once and pass the bundle to ``predict`` when scoring many patients: its files are hashed once."""
-    if isinstance(model, Bundle):
-        return model
-    if model is None:
-        if not (DEFAULT_MODEL / "manifest.json").exists():
-            raise FileNotFoundError(f"no default model at {DEFAULT_MODEL}: run `python models/train_default.py` "
-                                    "from the repository, or pass model=PATH")
-        return load_bundle(DEFAULT_MODEL)
-    text = str(model)
-    if text.startswith(("models:/", "runs:/")):
-        import mlflow  # only for registry URIs: the file path never needs it
-
-        _registry_reachable(text, mlflow.get_tracking_uri())
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
-        except mlflow.exceptions.MlflowException as error:
-            raise FileNotFoundError(f"{text}: not found in the MLflow registry at {mlflow.get_tracking_uri()} "
-                                    f"({error.message.splitlines()[0]})") from None
-        manifests = sorted(local.rglob("manifest.json"))
-        if not manifests:
-            raise FileNotFoundError(f"{text}: no crsrisk bundle inside the MLflow model")
-        return load_bundle(manifests[0].parent)
-    return load_bundle(text)
-
-
-def _registry_reachable(uri: str, tracking_uri: str) -> None:
-    """Refuse a registry URI when the tracking store is a SQLite file that does not exist: opening it would create
-    an empty ``mlflow.db`` and then fail obscurely. The message says where it looked and how to point elsewhere."""
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri[len("sqlite:///"):])
-        if not database.is_file():
-            raise FileNotFoundError(f"{uri}: no MLflow registry at {tracking_uri} ({database} does not exist); set "
-                                    "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
 
 
 def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
@@ -178,50 +140,6 @@ class PredictionResult:
                 "model": self.model}
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Which model answers each task for one patient at one hour, and why the other tasks are not scored."""
-
-    now: float
-    chosen: list[tuple[TaskModel, float]]  # (model, landmark hour)
-    already_occurred: list[dict[str, Any]]
-    not_applicable: list[dict[str, str]]
-
-
-def _not_reached(landmark: Landmark, now: float) -> str:
-    if isinstance(landmark, Grid):
-        return f"hour {now:g} is outside the trained range {landmark.start:g}-{landmark.stop:g} h"
-    if isinstance(landmark, FirstEvent):
-        return f"no {landmark.event} given before hour {now:g}"
-    return f"no landmark before hour {now:g}"
-
-
-def plan(bundle: Bundle, arrays: CohortArrays, now: float, onsets: Mapping[str, float] | None = None) -> Plan:
-    """For patient 0 of ``arrays`` at hour ``now``: per task, the model at the latest landmark reached by then (a
-    super-model at ``now`` itself), unless the outcome already happened before ``now`` ("already occurred at hour
-    X", never scored) or the question's window has closed. ``onsets`` (task -> first outcome hour, NaN if none)
-    can be passed in when planning many hours for one patient."""
-    chosen, occurred, skipped = [], [], []
-    for task in bundle.tasks:
-        models = bundle.for_task(task)
-        definition = models[0].definition
-        onset = onsets[task] if onsets is not None else float(definition.occurrence(arrays)[0])
-        if known_at(onset, now):
-            occurred.append({"task": task, "hours": onset, "question": definition.question(now),
-                             "text": f"already occurred at hour {onset:g}"})
-            continue
-        reached = [(m, float(m.landmark.hours_at(arrays, now)[0])) for m in models]
-        reached = [(m, h) for m, h in reached if not math.isnan(h)]
-        if not reached:
-            skipped.append({"task": task, "reason": _not_reached(models[-1].landmark, now)})
-            continue
-        model, hours = max(reached, key=lambda pair: pair[1])
-        closes = hours + definition.horizon(hours)
-        if closes <= now:
-            skipped.append({"task": task, "reason": f"its outcome window closed at hour {closes:g} without the outcome"})
-            continue
-        chosen.append((model, hours))
-    return Plan(now, chosen, occurred, skipped)
 
 
 def _model_info(bundle: Bundle) -> dict[str, Any]:
@@ -317,118 +235,8 @@ def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLi
     audit_patient(arrays, result.model, outputs, path)
 
 
-def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: list[Mapping[str, Any]],
-                  path: str | os.PathLike | None) -> None:
-    """Append one record of what was said about one patient (patient 0 of ``arrays``) to the audit log: the
-    salted patient hash, the fingerprint of the canonical input, the outputs."""
-    from crsrisk.audit.log import AuditLog, prediction_record
-
-    log = AuditLog(path)
-    inputs = canonical_record(arrays)
-    fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
 
 
-def _cohort_plan(arrays: CohortArrays, bundle: Bundle, at_hours: float | None
-                 ) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray]]:
-    """Each model with the infusions it scores (patient codes) and their landmark hours.
-
-    Without ``at_hours``: every infusion in each model's risk set at each of its landmarks (a grid: every point).
-    At ``at_hours`` = T: per task, the model ``predict`` would choose at hour T, for every infusion still observed
-    at T (follow-up not ended), whose outcome had not happened before T and whose window is still open.
-    """
-    if at_hours is None:
-        for task_model in bundle.models.values():
-            pairs = [task_model.definition.at_risk(arrays, point) for point in task_model.landmark.points()]
-            yield task_model, np.concatenate([c for c, _ in pairs]), np.concatenate([h for _, h in pairs])
-        return
-    now = _hour(at_hours)
-    observed = ~known_at(arrays.followup, now)
-    for task in bundle.tasks:
-        models = bundle.for_task(task)
-        definition = models[0].definition
-        reached = np.column_stack([m.landmark.hours_at(arrays, now) for m in models])
-        best = np.where(np.isnan(reached), -np.inf, reached).argmax(axis=1)
-        hours = reached[np.arange(best.size), best]
-        keep = observed & ~np.isnan(hours) & ~known_at(definition.occurrence(arrays), now)
-        keep &= definition.horizon_end(np.where(np.isnan(hours), 0.0, hours)) > now  # the window is still open
-        for index, task_model in enumerate(models):
-            codes = np.flatnonzero(keep & (best == index))
-            yield task_model, codes, hours[codes]
 
 
-def _model_inputs(arrays: CohortArrays, bundle: Bundle, at_hours: float | None = None
-                  ) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
-    """Each model with the infusions it scores, their landmark hours and input matrix, all cut from one feature
-    matrix built once over every distinct (infusion, landmark hour) pair (tasks share landmarks)."""
-    planned = list(_cohort_plan(arrays, bundle, at_hours))
-    pairs = np.column_stack([np.concatenate([codes for _, codes, _ in planned]).astype(np.float64),
-                             np.concatenate([hours for _, _, hours in planned])]) if planned else np.empty((0, 2))
-    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    matrix = model_ready(feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True))
-    inverse, start = inverse.ravel(), 0
-    for task_model, codes, hours in planned:
-        rows = inverse[start:start + codes.size]
-        start += codes.size
-        yield task_model, codes, hours, matrix[np.ix_(rows, task_model.columns)]
 
-
-@dataclass
-class CohortAttributions:
-    """Exact SHAP values of one model over a cohort's risk set."""
-
-    model: TaskModel
-    X: pd.DataFrame
-    shap: np.ndarray  # rows x features
-    base: np.ndarray
-
-    def importance(self) -> pd.Series:
-        """Mean |SHAP| per feature, largest first."""
-        return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
-
-
-def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
-                        at_hours: float | None = None) -> dict[str, CohortAttributions]:
-    """Exact SHAP values of every bundled model over what it scores in the cohort (see ``predict_cohort``; models
-    nobody is at risk for are left out); features are built once for every distinct (infusion, landmark) pair."""
-    bundle = load_model(model)
-    arrays = cohort_arrays(cohort)
-    out = {}
-    for task_model, codes, _, X in _model_inputs(arrays, bundle, at_hours):
-        if codes.size:
-            contributions = explain_rows(task_model, X)
-            frame = pd.DataFrame(X, index=pd.Index(arrays.patient_ids[codes], name="patient_id"),
-                                 columns=task_model.feature_names)
-            out[task_model.key] = CohortAttributions(task_model, frame, contributions[:, :-1], contributions[:, -1])
-    return out
-
-
-SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "landmark", "probability", "band",
-                 "raw_score", "model_key"]
-
-
-def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
-                   at_hours: float | None = None) -> pd.DataFrame:
-    """Score a cohort: one row per infusion, task and landmark hour (``SCORE_COLUMNS``).
-
-    Without ``at_hours``, every infusion in each model's risk set at each of its landmarks (every grid point of a
-    super-model). With ``at_hours`` = T, what ``predict(..., now_hours=T)`` would give each infusion still observed
-    at T: per task, the model at the latest landmark reached by T (a super-model at T itself), for infusions whose
-    outcome had not happened before T and whose window is still open. Features are built once for every distinct
-    (infusion, landmark hour) pair.
-    """
-    bundle = load_model(model)
-    arrays = cohort_arrays(cohort)
-    frames = []
-    for task_model, codes, hours, X in _model_inputs(arrays, bundle, at_hours):
-        if not codes.size:
-            continue
-        raw = task_model.booster.inplace_predict(X, predict_type="margin", missing=np.nan)
-        probability = task_model.calibrator.transform(raw)
-        definition = task_model.definition
-        frames.append(pd.DataFrame({
-            "patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task, "landmark_hours": hours,
-            "horizon_hours": definition.horizon_end(hours) - hours,
-            "landmark": _point_labels(task_model, hours), "probability": probability,
-            "band": task_model.band(probability), "raw_score": raw, "model_key": task_model.key}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)

@@ -1,8 +1,8 @@
 """The bundle as an MLflow pyfunc model (calibrated probabilities, not XGBoost's class labels).
 
 Logged as a "model from code" (``pyfunc_entry.py``), so MLflow stores no pickled Python object: the served
-model is this code plus the verified bundle. The only module of the bundle package that imports mlflow;
-``crsrisk.scoring`` (the clinician path) never touches it.
+model is this code plus the verified bundle. A serving adapter above the scoring path; ``crsrisk.scoring`` (the
+clinician path) never imports mlflow.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, Schema
 
 import crsrisk
-from crsrisk.errors import BundleIntegrityError
+from crsrisk.bundle.store import ENTRY_FILE, load_bundle
+from crsrisk.errors import BundleIntegrityError, CohortValidationError
+from crsrisk.scoring.patient import predict
 
 PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
 
@@ -60,8 +62,6 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load (and verify) the bundle shipped as the model's artifact; the model key comes from model_config."""
-        from crsrisk.bundle.store import load_bundle
-
         self.key = context.model_config["key"]
         self.bundle = load_bundle(context.artifacts["bundle"])
         self.model = self.bundle.models[self.key]
@@ -86,9 +86,6 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
     def _predict_records(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """``crsrisk.predict`` on each row's record (audited when ``$CRSRISK_AUDIT_LOG`` is set): one row per task
         scored, and one per task not applicable (with its reason)."""
-        from crsrisk.errors import CohortValidationError
-        from crsrisk.scoring import predict
-
         rows = []
         for i, (value, now) in enumerate(zip(model_input[RECORD_COLUMN],
                                              model_input.get(NOW_COLUMN, pd.Series([None] * len(model_input))))):
@@ -116,8 +113,6 @@ def model_signature(model: Any, example: pd.DataFrame, output: pd.DataFrame) -> 
 def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, registered_model_name: str | None = None,
                          alias: str = "candidate") -> str:
     """Log the bundle as a pyfunc for one task/landmark in the active run; register it and set the alias."""
-    from crsrisk.bundle.store import ENTRY_FILE, load_bundle
-
     bundle = load_bundle(bundle_dir)
     entry = bundle.path / ENTRY_FILE  # the bundle's own copy: load_bundle refused it unless the manifest pins it
     if not entry.is_file():

@@ -1,0 +1,194 @@
+"""Commands on data: validate, simulate, features, and import from FHIR R4 and OMOP CDM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from crsrisk.errors import CohortValidationError, shown
+
+from crsrisk.cli.common import (MAX_SHOWN, _print_counts, _write_problems,
+                                 app, console, friendly, import_app)
+
+
+@app.command()
+@friendly
+def validate(path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events"),
+             problems_out: Optional[Path] = typer.Option(None, "--problems-out", help="on failure, write every "
+                                                         "problem (table, line, patient, field, value, rule) to this "
+                                                         "CSV")) -> None:
+    """Validate a cohort folder against the contract and print a summary (or every problem, counted by kind)."""
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.cohort.summary import cohort_summary
+
+    try:
+        cohort = load_cohort(path, max_problems=10**7 if problems_out else MAX_SHOWN)
+    except CohortValidationError as error:
+        if problems_out is not None:
+            _write_problems(error, problems_out)
+            error = CohortValidationError(error.problems[:MAX_SHOWN], error.truncated + len(error.problems[MAX_SHOWN:]),
+                                          error.counts)
+        raise error from None
+    summary = cohort_summary(cohort)
+    console.print(f"[bold green]valid[/] cohort {path}: {summary['infusions']} infusions, "
+                  f"{len(summary['centres'])} centre(s), synthetic={summary['synthetic']}")
+    console.print(f"fingerprint {summary['fingerprint']}")
+    _print_counts("infusions per centre", summary["centres"])
+    _print_counts("measurements per analyte", summary["measurements_per_analyte"])
+    _print_counts("events per kind", summary["events_per_kind"])
+    _print_counts("values converted to canonical units", summary["units_converted"] or {"(none)": 0})
+    for note in summary["notes"]:
+        console.print(f"note: {note}")
+
+
+@app.command()
+@friendly
+def simulate(
+    n: int = typer.Option(1500, "--n", min=1, help="number of infusions"),
+    seed: int = typer.Option(0, "--seed", help="random seed (same seed + version = same bytes)"),
+    out: Path = typer.Option(..., "--out", help="folder to write (must not exist or be empty)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+) -> None:
+    """Write a synthetic multi-centre cohort (clearly labelled synthetic) plus its truth file."""
+    from crsrisk.simulate import simulate_cohort, write_simulated
+
+    write_simulated(simulate_cohort(n=n, seed=seed), out, overwrite=overwrite)
+    console.print(f"wrote synthetic cohort of {n} infusions (seed {seed}) to {out}; "
+                  f"truth.csv beside it is not part of the cohort")
+
+
+@app.command()
+@friendly
+def features(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
+    task: str = typer.Option(..., "--task", help="a task name: severe_crs, icans, severe_crs_dynamic, icans_dynamic, toci_refractory"),
+    landmark: Optional[str] = typer.Option(None, "--landmark", help="hours after infusion (default: the "
+                                             "task's last landmark; toci_refractory: the first dose)"),
+    label: str = typer.Option("primary", "--label", help="primary, or a second label such as icans_severe"),
+    out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML whose task_overrides (grids, "
+                                          "horizons, thresholds) define the task, as train reads it"),
+) -> None:
+    """Write one task's feature matrix with patient_id, landmark_hours and label (the task's ``dataset``), and report
+    it."""
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.features import describe_features
+    from crsrisk.util.outputs import write_table
+    from crsrisk.tasks import get_task
+
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out: expected a .parquet or .csv file name, got {shown(out.name)}")
+    from crsrisk.training.config import load_config
+
+    task_def = get_task(task).with_overrides(**load_config(config).task_overrides.get(task, {}))
+    data = load_cohort(cohort)
+    point = task_def.landmarks[-1] if landmark is None else landmark
+    dataset = task_def.dataset(data, point, label=label)
+    matrix = dataset.X
+    table = matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
+    first = ["patient_id", "landmark_hours", "label"]
+    table = table[first + [c for c in table.columns if c not in first]]
+    write_table(table, out)
+    summary = {"risk_set": dataset.risk_set, "labelled": len(dataset.y), "events": int(dataset.y.sum()),
+               "excluded": dataset.excluded}
+    console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    described = describe_features(matrix)
+    report = Table(title=f"{matrix.shape[1]} features", title_justify="left")
+    for column in described.columns:
+        report.add_column(str(column))
+    for row in described.itertuples(index=False):
+        report.add_row(*[f"{v:.1%}" if isinstance(v, float) else str(v) for v in row])
+    console.print(report)
+    console.print(f"wrote {len(table)} rows to {out}")
+
+
+def _time_rule(hour: float, infusion_hour: float, same_day_labs: Optional[str]) -> Any:
+    from crsrisk.sources.daily import TimeRule
+
+    return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)
+
+
+_DATE_ONLY_HOUR = typer.Option(8.0, "--date-only-hour", help="hour of the day at which a value with a date but no "
+                               "time is placed")
+
+
+_INFUSION_HOUR = typer.Option(12.0, "--infusion-hour", help="hour of the day of an infusion recorded with a date only")
+
+
+_SAME_DAY = typer.Option(None, "--same-day-labs", help="before|after: side of the infusion for labs dated the "
+                         "infusion day without a time (required when there are any)")
+
+
+_IMPORT_OUT = typer.Option(..., "--out", help="cohort folder to write (must not exist or be empty)")
+
+
+def _report_import(imported: Any, out: Path) -> None:
+    """What an import read, what it placed by the daily rule, and every code it did not recognise."""
+    report = imported.report
+    console.print(f"[bold green]imported[/] {report['counts']['patients']} infusions, "
+                  f"{report['counts']['measurements']} measurements, {report['counts']['events']} events into {out}")
+    only = report["date_only"]
+    console.print(f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
+                  f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
+    without = report["without_infusion"]
+    if without["patients"]:
+        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion (e.g. "
+                      f"{', '.join(map(str, without['examples']))}), with their {without['measurements']} "
+                      f"measurements and {without['events']} events", highlight=False)
+    for reason, count in report["skipped"].items():
+        console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
+    unknown = report["unknown_codes"]
+    if unknown:
+        table = Table(title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
+                      title_justify="left")
+        for column in ("where", "system", "code", "display", "count", "example"):
+            table.add_column(column, overflow="fold")
+        for u in unknown:
+            table.add_row(*(escape(str(u[k])) for k in ("where", "system", "code", "display", "count", "example")))
+        console.print(table)
+    for note in imported.cohort.metadata.get("notes", []):
+        console.print(f"note: {escape(note)}", highlight=False)
+
+
+def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], date_only_hour: float,
+            infusion_hour: float, overwrite: bool) -> None:
+    """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report."""
+    import importlib
+
+    from crsrisk.sources.assemble import write_imported
+
+    read = getattr(importlib.import_module(f"crsrisk.sources.{reader}"), f"import_{reader}")
+    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    write_imported(imported, out, overwrite=overwrite)
+    _report_import(imported, out)
+
+
+_OVERWRITE = typer.Option(False, "--overwrite", help="replace a non-empty folder")
+
+
+@import_app.command("fhir")
+@friendly
+def import_fhir(
+    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json) or a Bulk Data folder of .ndjson files"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
+    _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
+
+
+@import_app.command("omop")
+@friendly
+def import_omop(
+    database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
+                                       "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
+    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
+    condition_occurrence, resolved through its concept table) as a cohort."""
+    _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite)

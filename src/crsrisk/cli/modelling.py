@@ -1,0 +1,160 @@
+"""Commands for data scientists: train, demo, evaluate, recalibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+
+from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly)
+
+
+def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
+                      ) -> None:
+    """The comparison table of each model's own rows; a landmark super-model's per-landmark rows as one line each
+    (all of them are in metrics.json and comparison.md)."""
+    from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, landmark_lines
+
+    console.print(f"[bold]{escape(title)}[/]")
+    narrow = console.width < 120  # an 80-column terminal: the columns that decide, all of them in comparison.md
+    keep = [0, 1, 2, 5, 9] if narrow else list(range(len(COMPARISON_HEADER)))
+    table = Table(show_edge=not narrow)
+    for i in keep:
+        table.add_column(COMPARISON_HEADER[i], overflow="fold")
+    for row in comparison_rows([r for r in results if "model_landmark" not in r]):
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+    for line in landmark_lines(results):
+        console.print(escape(line), highlight=False)
+
+
+def _report_run(result, tracking_uri: str | None) -> None:
+    """The comparison table and where everything went."""
+    from crsrisk.training.artifacts import skipped_lines
+
+    _print_comparison(result.metrics["results"])
+    for line in skipped_lines(result.metrics.get("skipped", [])):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    uri = tracking_uri or "sqlite:///mlflow.db"
+    browse = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+    console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
+                  f"MLflow run {result.run_id} (browse: {browse}); "
+                  f"registered: {', '.join(result.registered) or 'none'}")
+    for line in result.repointed:
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    console.print(result.metrics["disclaimer"])
+
+
+@app.command()
+@friendly
+def train(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
+    task: str = typer.Option("all", "--task", help="all, or one task: severe_crs, icans, severe_crs_dynamic, "
+                             "icans_dynamic, toci_refractory"),
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (see experiments/)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
+    out: Path = typer.Option(Path("runs/latest"), "--out", help="folder for metrics.json, plots and model/"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="fits run side by side in this many "
+                                          "single-threaded processes (default: the cores available)"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="run the fits on a Dask cluster: tcp://SCHEDULER:8786, "
+                                       "or 'local' for a local cluster of --workers processes"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
+    from crsrisk.training.config import load_config
+    from crsrisk.training.run import train as run_training
+
+    settings = load_config(config, workers=workers, dask=dask)
+    _report_run(run_training(cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out,
+                             show_progress=progress), tracking_uri)
+
+
+@app.command()
+@friendly
+def demo(
+    n: int = typer.Option(800, "--n", min=100, help="infusions in the synthetic cohort"),
+    seed: int = typer.Option(2026, "--seed"),
+    out: Path = typer.Option(Path("demo-output"), "--out", help="folder for the cohort and the run"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
+) -> None:
+    """Simulate a cohort, train every task on it and print the comparison: the whole package end to end."""
+    from crsrisk.simulate import simulate_cohort, write_simulated
+    from crsrisk.training.config import DEMO_CONFIG
+    from crsrisk.training.run import train as run_training
+
+    cohort_dir = out / "cohort"
+    write_simulated(simulate_cohort(n=n, seed=seed), cohort_dir, overwrite=True)
+    console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
+    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"),
+                tracking_uri)
+
+
+@app.command()
+@friendly
+def evaluate(
+    cohort: Path = typer.Argument(..., help="cohort folder in the contract (one the model never saw)"),
+    model: Optional[str] = _model_option(),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for metrics.json (same shape as train's)"),
+    n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+) -> None:
+    """External validation: score a cohort with a trained bundle, beside the published scores."""
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.evaluation.external import evaluate_bundle
+    from crsrisk.training.artifacts import skipped_lines, write_json
+
+    document = evaluate_bundle(load_cohort(cohort), model, n_boot=n_boot).document
+    _print_comparison(document["results"], f"{document['cohort']['size']} infusions of {cohort}, scored by "
+                      f"{document['model']['path']} (published scores fitted on this cohort: optimistic)")
+    for line in skipped_lines(document["skipped"]):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    flags = document["population_flags"]
+    if not flags["recorded"]:
+        console.print("[yellow]note:[/] the bundle records no training population: nothing checked against it")
+    for kind, count in flags["infusions"].items():
+        console.print(f"[yellow]outside the training population:[/] {count} infusion(s) flagged {kind}")
+    for flag in flags["rows"]:
+        console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(flag))} (rows)", highlight=False)
+    if document["same_cohort_as_training"]:
+        console.print("[yellow]note:[/] this is the cohort the model was trained on: not an external validation")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "metrics.json", document)
+        console.print(f"metrics: {out / 'metrics.json'}")
+    console.print(document["disclaimer"])
+
+
+@app.command()
+@friendly
+def recalibrate(
+    model: str = typer.Argument(..., help="the bundle to recalibrate (folder or models:/NAME@ALIAS)"),
+    cohort: Path = typer.Argument(..., help="the local cohort folder to fit the calibrators on"),
+    out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
+    method: str = typer.Option("platt", "--method", help="platt (intercept and slope on the booster margin) or "
+                               "isotonic"),
+    n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+) -> None:
+    """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
+    from crsrisk.bundle.calibration import METHODS
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
+
+    if method not in METHODS:
+        raise ValueError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)
+    lineage = result.lineage
+    console.print(f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
+                  f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]")
+    table = Table()
+    for name in LINEAGE_HEADER:
+        table.add_column(name, overflow="fold")
+    for row in lineage_rows(lineage):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
+                  "check it on another local cohort with `crsrisk evaluate`")
