@@ -1,4 +1,4 @@
-"""Commands for data scientists: train, demo, evaluate, recalibrate."""
+"""Commands for data scientists: train, demo, evaluate, recalibrate, samplesize."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 
-from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly)
+from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly, print_json)
 
 
 def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
@@ -158,3 +158,51 @@ def recalibrate(
     console.print(table)
     console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
                   "check it on another local cohort with `crsrisk evaluate`")
+
+
+@app.command()
+@friendly
+def samplesize(
+    prevalence: float = typer.Option(..., "--prevalence", help="anticipated outcome prevalence (0-1)"),
+    parameters: Optional[int] = typer.Option(None, "--parameters", min=1, help="candidate predictor parameters "
+                                             "(development)"),
+    r2_cs: Optional[float] = typer.Option(None, "--r2-cs", help="anticipated Cox-Snell R2 (development)"),
+    cstatistic: Optional[float] = typer.Option(None, "--cstatistic", help="anticipated C-statistic (in place of "
+                                               "--r2-cs; required with --validation)"),
+    shrinkage: float = typer.Option(0.9, "--shrinkage", help="target expected shrinkage (development)"),
+    validation: bool = typer.Option(False, "--validation", help="size an external validation instead (O/E, "
+                                    "calibration slope and C-statistic CI widths)"),
+    oe_width: float = typer.Option(0.2, "--oe-width", help="target 95% CI width of O/E (validation)"),
+    slope_width: float = typer.Option(0.2, "--slope-width", help="target 95% CI width of the calibration slope "
+                                      "(validation)"),
+    c_width: float = typer.Option(0.1, "--c-width", help="target 95% CI width of the C-statistic (validation)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (minimum_n is the largest)"),
+) -> None:
+    """How much data is enough (Riley et al.): minimum n to develop a binary-outcome model, or to validate one."""
+    from crsrisk.evaluation.samplesize import development_sample_size, validation_sample_size
+
+    if validation:
+        if cstatistic is None:
+            raise typer.BadParameter("--validation needs --cstatistic (the anticipated C-statistic)")
+        result = validation_sample_size(prevalence, cstatistic, oe_width, slope_width, c_width)
+    else:
+        if parameters is None:
+            raise typer.BadParameter("--parameters is needed to size a development cohort")
+        if r2_cs is not None and cstatistic is not None:
+            raise typer.BadParameter("give --r2-cs or --cstatistic, not both")
+        result = development_sample_size(prevalence, parameters, r2_cs=r2_cs, cstatistic=cstatistic,
+                                         shrinkage=shrinkage)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(f"[bold]minimum sample size for {result.purpose}[/] (Riley et al.), prevalence {prevalence}; "
+                  + ", ".join(f"{k} {v}" for k, v in result.assumptions.items()), highlight=False)
+    columns = ("criterion", "n", "events") + (("events/parameter",) if result.purpose == "development" else ())
+    table = Table()
+    for column in columns:
+        table.add_column(column, justify="left" if column == "criterion" else "right")
+    for c in result.criteria:
+        per_parameter = () if c.events_per_parameter is None else (f"{c.events_per_parameter:.2f}",)
+        table.add_row(c.description, str(c.n), str(c.events), *per_parameter)
+    console.print(table)
+    console.print(f"minimum n = {result.minimum_n} ({result.minimum_events} events): the largest of the criteria")
