@@ -149,7 +149,11 @@ def test_calibration_slope_n_matches_adaptive_quadrature() -> None:
 def test_oe_and_cstatistic_criteria_are_the_smallest_n_meeting_the_width() -> None:
     phi = 0.22
     n = math.ceil(n_for_oe(phi, 0.2))
-    width = lambda m: math.exp(1.96 * math.sqrt((1 - phi) / (m * phi))) - math.exp(-1.96 * math.sqrt((1 - phi) / (m * phi)))  # noqa: E501, E731
+
+    def width(m: int) -> float:  # the 95% CI exp(ln(O/E) +- 1.96 SE) at O/E = 1
+        se = math.sqrt((1 - phi) / (m * phi))
+        return math.exp(1.96 * se) - math.exp(-1.96 * se)
+
     assert width(n) <= 0.2 < width(n - 1)
 
     def newcombe_width(m: int, c: float = 0.75) -> float:  # Newcombe 2006 with m * phi events and m (1 - phi) others

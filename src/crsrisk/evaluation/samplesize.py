@@ -84,7 +84,7 @@ def r2_cs_from_cstatistic(cstatistic: float, prevalence: float) -> float:
     c = _check_fraction("cstatistic", cstatistic, 0.5, 1.0)
     phi = _check_fraction("prevalence", prevalence)
     mu = math.sqrt(2.0) * norm.ppf(c)
-    log_odds = lambda x: logit(phi) + mu * x - mu * mu / 2.0  # noqa: E731 - the true model, used twice
+    log_odds = lambda x: logit(phi) + mu * x - mu * mu / 2.0  # the true model
     events = np.sum(_WEIGHTS * np.log(expit(log_odds(mu + _NODES)) / phi))  # E[ln P(1|x)/phi | Y=1]
     non_events = np.sum(_WEIGHTS * np.log(expit(-log_odds(_NODES)) / (1.0 - phi)))  # E[ln P(0|x)/(1-phi) | Y=0]
     information = phi * events + (1.0 - phi) * non_events
@@ -179,7 +179,7 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
 def expected_shrinkage(n: int, parameters: int, r2_cs: float) -> float:
     """The shrinkage criterion (i) expects at a given n: the S solving n = p / ((S - 1) ln(1 - R2_CS / S))."""
     n, p, r2 = _check_count("n", n), _check_count("parameters", parameters), _check_fraction("r2_cs", r2_cs)
-    gap = lambda s: n * (s - 1.0) * math.log(1.0 - r2 / s) - p  # noqa: E731 - decreasing from +inf to -p on (R2, 1)
+    gap = lambda s: n * (s - 1.0) * math.log(1.0 - r2 / s) - p  # falls from +inf to -p on (R2, 1)
     return brentq(gap, r2 * (1.0 + 1e-12) + 1e-300, 1.0 - 1e-12, xtol=1e-12)
 
 
