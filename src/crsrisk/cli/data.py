@@ -52,13 +52,47 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="random seed (same seed + version = same bytes)"),
     out: Path = typer.Option(..., "--out", help="folder to write (must not exist or be empty)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
+    shift_file: Optional[Path] = typer.Option(None, "--shift", help="YAML of case-mix/miscalibration knobs (see "
+                                              "examples/shifts/); the options below override it"),
+    adult_fraction: Optional[float] = typer.Option(None, "--adult-fraction", help="share of infusions drawn from an "
+                                                   "adult population"),
+    product_mix: Optional[list[str]] = typer.Option(None, "--product-mix", help="PRODUCT=SHARE, repeatable: "
+                                                    "replaces the product shares"),
+    centre_share: Optional[list[str]] = typer.Option(None, "--centre-share", help="CENTRE=SHARE, repeatable: "
+                                                     "replaces the centre shares"),
+    centre_effect: Optional[list[str]] = typer.Option(None, "--centre-effect", help="CENTRE=SHIFT, repeatable: "
+                                                      "latent severity shift at a centre (miscalibration)"),
 ) -> None:
-    """Write a synthetic multi-centre cohort (clearly labelled synthetic) plus its truth file."""
-    from crsrisk.simulate import simulate_cohort, write_simulated
+    """Write a synthetic multi-centre cohort (clearly labelled synthetic) plus its truth file, optionally shifted."""
+    from crsrisk.simulate import Shift, load_shift, simulate_cohort, write_simulated
+    from crsrisk.simulate.shift import shift_from_mapping
 
-    write_simulated(simulate_cohort(n=n, seed=seed), out, overwrite=overwrite)
-    console.print(f"wrote synthetic cohort of {n} infusions (seed {seed}) to {out}; "
-                  f"truth.csv beside it is not part of the cohort")
+    knobs = (load_shift(shift_file) if shift_file is not None else Shift()).to_dict()
+    options = {"adult_fraction": adult_fraction, "product_mix": _pairs(product_mix, "--product-mix"),
+               "centre_shares": _pairs(centre_share, "--centre-share"),
+               "centre_effect": _pairs(centre_effect, "--centre-effect")}
+    shift = shift_from_mapping(knobs | {k: v for k, v in options.items() if v is not None})
+    sim = simulate_cohort(n=n, seed=seed, shift=shift)
+    write_simulated(sim, out, overwrite=overwrite)
+    shifted = f", shifted: {sim.metadata['shift']}" if "shift" in sim.metadata else ""
+    console.print(f"wrote synthetic cohort of {n} infusions (seed {seed}{escape(shifted)}) to {out}; "
+                  f"truth.csv beside it is not part of the cohort", highlight=False)
+
+
+def _pairs(values: Optional[list[str]], flag: str) -> Optional[dict[str, float]]:
+    """NAME=NUMBER options as a mapping (None when the option was not given)."""
+    if not values:
+        return None
+    out = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        try:
+            out[name.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{flag}: expected NAME=NUMBER, got {value!r}")
+    return out
 
 
 @app.command()

@@ -30,6 +30,7 @@ class Latent:
     steps: np.ndarray  # (3, n) hours between grade 1->2, 2->3, 3->4
     duration: np.ndarray  # hours from onset to resolution
     icans_delay: np.ndarray  # hours from CRS onset (or 48 h) to ICANS onset
+    severity_shift: np.ndarray | float = 0.0  # a centre effect on the outcomes only (simulate.shift)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Course:
 
 def clinical_course(latent: Latent, noise: Noise, p: SimulationParams) -> Course:
     """Grades, treatment and ICANS from the latent state and the noise, by the policy in ``params``."""
-    severity = latent.response + noise.grade
+    severity = latent.response + latent.severity_shift + noise.grade
     cuts = np.asarray(p.grade_cuts)
     grade = np.where(latent.crs, 1 + (severity[..., None] > cuts).sum(-1), 0)
     reach = latent.onset + np.concatenate([np.zeros((1, *latent.onset.shape)), np.cumsum(latent.steps, 0)])

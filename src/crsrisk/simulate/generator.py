@@ -27,6 +27,7 @@ from crsrisk.simulate.course import (
     sigmoid,
 )
 from crsrisk.simulate.params import SimulationParams
+from crsrisk.simulate.shift import SHIFT_SUBSEED, Shift
 
 CYTOKINE_PANEL = ("il6", "ifng", "sgp130", "il1ra", "mcp1", "il10")
 DAILY_LABS = ("crp", "ferritin", "ldh", "platelets", "creatinine", "fibrinogen")
@@ -52,11 +53,13 @@ def _zscore(x: np.ndarray, centre: float, scale: float) -> np.ndarray:
     return (x - centre) / scale
 
 
-def _patients(n: int, rng: np.random.Generator, p: SimulationParams) -> pd.DataFrame:
+def _patients(n: int, rng: np.random.Generator, p: SimulationParams, shift: Shift,
+              shift_rng: np.random.Generator) -> pd.DataFrame:
     shares = np.array([c.share for c in p.centres])
     centre = rng.choice(len(p.centres), n, p=shares / shares.sum())
-    age = np.round(np.clip(rng.gamma(2.6, 4.5, n) + 1, *p.age_range), 1)
-    weight = np.round(np.where(age < 16, 8 + 3.1 * age, 55 + 0.8 * (age - 16)) * np.exp(rng.normal(0, 0.15, n)), 1)
+    age = shift.ages(np.round(np.clip(rng.gamma(2.6, 4.5, n) + 1, *p.age_range), 1), shift_rng)
+    grown = 55 + 0.8 * (np.minimum(age, 40) - 16)  # adult weight levels off at ~74 kg (assumption)
+    weight = np.round(np.where(age < 16, 8 + 3.1 * age, grown) * np.exp(rng.normal(0, 0.15, n)), 1)
     low = rng.random(n) < p.low_burden_share
     blasts = np.round(np.where(low, rng.uniform(0, 5, n), 5 + 95 * rng.beta(1.1, 1.6, n)), 1)
     names = list(p.product_shares)
@@ -102,7 +105,7 @@ def _baseline_labs(patients: pd.DataFrame, rng: np.random.Generator, p: Simulati
 
 
 def _latent(patients: pd.DataFrame, labs: dict[str, np.ndarray], rng: np.random.Generator,
-            p: SimulationParams) -> Latent:
+            p: SimulationParams, shift: Shift) -> Latent:
     n = len(patients)
     cd28 = (patients["costim_domain"] == "CD28").to_numpy()
     response = (p.response_intercept
@@ -120,7 +123,8 @@ def _latent(patients: pd.DataFrame, labs: dict[str, np.ndarray], rng: np.random.
     duration = rng.uniform(*p.crs_duration_hours, n)
     delay_median = np.where(cd28, p.icans_delay_median_hours["CD28"], p.icans_delay_median_hours["4-1BB"])
     icans_delay = delay_median * np.exp(rng.normal(0, 0.4, n))
-    return Latent(response, crs, cd28, np.round(onset, 1), np.round(steps, 1), duration, np.round(icans_delay, 1))
+    return Latent(response, crs, cd28, np.round(onset, 1), np.round(steps, 1), duration, np.round(icans_delay, 1),
+                  shift.severity_shift(patients["center"].to_numpy()))
 
 
 def _bump(t: np.ndarray, peak: np.ndarray, decay: float) -> np.ndarray:
@@ -290,15 +294,20 @@ def _truth(patients: pd.DataFrame, latent: Latent, seed: int, p: SimulationParam
                          "latent_response": np.round(latent.response, 4)})
 
 
-def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None) -> SimulatedCohort:
-    """Simulate ``n`` infusions; the same ``n``, ``seed`` and package version give identical tables."""
+def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None,
+                    shift: Shift | None = None) -> SimulatedCohort:
+    """Simulate ``n`` infusions; the same ``n``, ``seed``, shift and package version give identical tables.
+
+    ``shift`` moves the case mix or the outcomes (see ``Shift``); without one the cohort is the default one.
+    """
     if n < 1:
         raise ValueError(f"n: expected at least 1 infusion, got {n}")
-    p = params or SimulationParams()
+    shift = shift or Shift()
+    p = shift.params(params or SimulationParams())
     rng = np.random.default_rng(seed)
-    patients = _patients(n, rng, p)
+    patients = _patients(n, rng, p, shift, np.random.default_rng([seed, SHIFT_SUBSEED]))
     labs = _baseline_labs(patients, rng, p)
-    latent = _latent(patients, labs, rng, p)
+    latent = _latent(patients, labs, rng, p, shift)
     course = clinical_course(latent, draw_noise(rng, (n,), p), p)
     measurements = _measurements(patients, labs, latent, course, rng, p)
     events = _events(patients, latent, course)
@@ -306,6 +315,8 @@ def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None) -
     metadata = {"synthetic": True, "generator": "crsrisk.simulate", "version": crsrisk.__version__,
                 "seed": seed, "n": n,
                 "note": "SYNTHETIC cohort generated from published effect sizes; not clinical evidence"}
+    if not shift.is_default:
+        metadata["shift"] = shift.to_dict()
     return SimulatedCohort(_blank_costim(patients.drop(columns="_centre"), rng), measurements, events, truth,
                            metadata)
 
