@@ -250,3 +250,22 @@ def test_cli_prints_each_criterion_and_takes_a_cstatistic() -> None:
 def test_cli_bad_input_exits_2_with_a_message(args: list[str]) -> None:
     result = CliRunner().invoke(app, ["samplesize", *args])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+_NUMBER_TEXT = st.one_of(st.floats(0, 1).map(str), st.floats(0.49, 1.01).map(str), st.integers(-2, 10**7).map(str),
+                         st.floats(allow_nan=True, allow_infinity=True).map(str), st.text(max_size=8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_NUMBER_TEXT, _NUMBER_TEXT, _NUMBER_TEXT, st.booleans(), _NUMBER_TEXT, _NUMBER_TEXT)
+def test_fuzz_cli_samplesize_exits_0_or_2(prevalence: str, parameters: str, measure: str, validation: bool,
+                                          width: str, shrinkage: str) -> None:
+    args = ["samplesize", "--prevalence", prevalence, "--parameters", parameters, "--cstatistic" if validation
+            else "--r2-cs", measure, "--shrinkage", shrinkage, "--json"]
+    if validation:
+        args += ["--validation", "--c-width", width, "--oe-width", width, "--slope-width", width]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 2), (args, result.output, result.exception)
+    if result.exit_code == 0:
+        document = json.loads(result.output)
+        assert document["minimum_n"] == max(c["n"] for c in document["criteria"]) >= 1

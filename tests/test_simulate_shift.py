@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +165,15 @@ def test_simulate_command_reads_a_shift_file_and_options(tmp_path: Path) -> None
 def test_simulate_command_bad_knob_exits_2(args: list[str], tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "--n", "10", "--out", str(tmp_path / "c"), *args])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_regression_shift_file_that_is_a_fifo_or_not_yaml_is_named_without_blocking(tmp_path: Path) -> None:
+    """A FIFO as ``--shift`` must be refused at once (a subprocess, so a hang fails by timeout), and bad YAML named."""
+    os.mkfifo(tmp_path / "shift.yaml")
+    code = f"from crsrisk.simulate import load_shift; load_shift({str(tmp_path / 'shift.yaml')!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 1 and "FIFO" in done.stderr
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\x00: [")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_shift(tmp_path / "bad.yaml")

@@ -158,6 +158,9 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
         r2, source = _check_fraction("r2_cs", r2_cs), "given"
     elif cstatistic is not None:
         r2, source = r2_cs_from_cstatistic(cstatistic, prevalence), f"from C-statistic {cstatistic}"
+        if not 1e-6 < r2 < shrinkage:
+            raise ValueError(f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
+                             f"a sample size needs one above 0 and below the shrinkage target {shrinkage}")
     else:
         r2, source = conservative_r2_cs(prevalence), "conservative default (Nagelkerke R2 0.15)"
     phi = _check_fraction("prevalence", prevalence)
@@ -249,7 +252,10 @@ def _normal_lp_cstatistic(mean: float, sd: float) -> float:
 
 def _normal_lp_mean(prevalence: float, sd: float) -> float:
     """The LP mean that makes E[expit(LP)] = prevalence for LP ~ N(mean, sd^2)."""
-    return brentq(lambda m: float(np.sum(_WEIGHTS * expit(m + sd * _NODES))) - prevalence, -40.0, 40.0, xtol=1e-12)
+    def gap(mean: float) -> float:
+        return float(np.sum(_WEIGHTS * expit(mean + sd * _NODES))) - prevalence
+
+    return brentq(gap, -200.0, 200.0, xtol=1e-12)
 
 
 def lp_distribution(prevalence: float, cstatistic: float) -> tuple[float, float]:
@@ -257,8 +263,12 @@ def lp_distribution(prevalence: float, cstatistic: float) -> tuple[float, float]
     distribution for the LP; pmvalsampsize's ``lpcstat`` finds it by simulation, this by root finding on integrals)."""
     phi = _check_fraction("prevalence", prevalence)
     c = _check_fraction("cstatistic", cstatistic, 0.5, 0.99)
-    sd = brentq(lambda s: _normal_lp_cstatistic(_normal_lp_mean(phi, s), s) - c, 1e-4, 12.0, xtol=1e-10)
-    return _normal_lp_mean(phi, sd), sd
+    try:
+        sd = brentq(lambda s: _normal_lp_cstatistic(_normal_lp_mean(phi, s), s) - c, 1e-4, 12.0, xtol=1e-10)
+        return _normal_lp_mean(phi, sd), sd
+    except ValueError:  # brentq: no root in the bracket
+        raise ValueError(f"prevalence, cstatistic: no normal linear predictor with an SD from 0.0001 to 12 gives "
+                         f"prevalence {phi} and C-statistic {c}") from None
 
 
 def _slope_variance_unit(mean: float, sd: float) -> float:
@@ -294,10 +304,15 @@ def cstatistic_se(cstatistic: float, prevalence: float, n: float) -> float:
 
 
 def n_for_cstatistic(cstatistic: float, prevalence: float, width: float = 0.1) -> float:
-    """C-statistic criterion: the n at which the 95% CI (C +- 1.96 SE, Newcombe's SE) has the target width."""
-    if not width > 0:
-        raise ValueError(f"width: expected a positive number, got {width!r}")
-    return brentq(lambda n: 2 * Z * cstatistic_se(cstatistic, prevalence, n) - width, 2.0, 1e9, xtol=1e-9)
+    """C-statistic criterion: the n at which the 95% CI (C +- 1.96 SE, Newcombe's SE) has the target width; the CI
+    narrows as n grows, so 2 when even two infusions give it."""
+    width = _check_fraction("width", width, 0.0, 1.0)
+    gap = lambda n: 2 * Z * cstatistic_se(cstatistic, prevalence, n) - width  # decreasing in n
+    if gap(2.0) <= 0:
+        return 2.0
+    if gap(1e15) > 0:
+        raise ValueError(f"width: a C-statistic CI of width {width} needs more than 1e15 infusions")
+    return brentq(gap, 2.0, 1e15, xtol=1e-6, rtol=1e-14)
 
 
 def validation_sample_size(prevalence: float, cstatistic: float, oe_width: float = 0.2, slope_width: float = 0.2,

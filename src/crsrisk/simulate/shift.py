@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
 from crsrisk.schema.tables import PRODUCTS
 from crsrisk.simulate.params import SimulationParams
 
@@ -134,9 +135,9 @@ def shift_from_mapping(data: object, source: str = "shift") -> Shift:
 
 
 def load_shift(path: str | Path) -> Shift:
-    """Read a Shift from a YAML file of knobs (see ``Shift``)."""
+    """Read a Shift from a YAML file of knobs (see ``Shift``), by the bounded read that refuses FIFOs and devices."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_limited(path, MAX_SETTINGS_BYTES, "shift"))
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+        raise ValueError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
     return shift_from_mapping(data, str(path))
