@@ -84,7 +84,9 @@ def r2_cs_from_cstatistic(cstatistic: float, prevalence: float) -> float:
     c = _check_fraction("cstatistic", cstatistic, 0.5, 1.0)
     phi = _check_fraction("prevalence", prevalence)
     mu = math.sqrt(2.0) * norm.ppf(c)
-    log_odds = lambda x: logit(phi) + mu * x - mu * mu / 2.0  # the true model
+    def log_odds(x: np.ndarray) -> np.ndarray:  # the true model
+        return logit(phi) + mu * x - mu * mu / 2.0
+
     events = np.sum(_WEIGHTS * np.log(expit(log_odds(mu + _NODES)) / phi))  # E[ln P(1|x)/phi | Y=1]
     non_events = np.sum(_WEIGHTS * np.log(expit(-log_odds(_NODES)) / (1.0 - phi)))  # E[ln P(0|x)/(1-phi) | Y=0]
     information = phi * events + (1.0 - phi) * non_events
@@ -166,8 +168,8 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
     phi = _check_fraction("prevalence", prevalence)
     s_optimism = shrinkage_for_optimism(r2, phi, delta)
     criteria = (
-        _criterion("shrinkage", f"expected uniform shrinkage >= {shrinkage}", n_for_shrinkage(parameters, r2, shrinkage),
-                   phi, parameters, shrinkage),
+        _criterion("shrinkage", f"expected uniform shrinkage >= {shrinkage}",
+                   n_for_shrinkage(parameters, r2, shrinkage), phi, parameters, shrinkage),
         _criterion("optimism", f"optimism in Nagelkerke R2 <= {delta}", n_for_shrinkage(parameters, r2, s_optimism),
                    phi, parameters, s_optimism),
         _criterion("overall_risk", f"overall risk within +-{margin}", n_for_overall_risk(phi, margin), phi, parameters),
@@ -182,7 +184,9 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
 def expected_shrinkage(n: int, parameters: int, r2_cs: float) -> float:
     """The shrinkage criterion (i) expects at a given n: the S solving n = p / ((S - 1) ln(1 - R2_CS / S))."""
     n, p, r2 = _check_count("n", n), _check_count("parameters", parameters), _check_fraction("r2_cs", r2_cs)
-    gap = lambda s: n * (s - 1.0) * math.log(1.0 - r2 / s) - p  # falls from +inf to -p on (R2, 1)
+    def gap(s: float) -> float:  # falls from +inf to -p on (R2, 1)
+        return n * (s - 1.0) * math.log(1.0 - r2 / s) - p
+
     return brentq(gap, r2 * (1.0 + 1e-12) + 1e-300, 1.0 - 1e-12, xtol=1e-12)
 
 
@@ -307,7 +311,9 @@ def n_for_cstatistic(cstatistic: float, prevalence: float, width: float = 0.1) -
     """C-statistic criterion: the n at which the 95% CI (C +- 1.96 SE, Newcombe's SE) has the target width; the CI
     narrows as n grows, so 2 when even two infusions give it."""
     width = _check_fraction("width", width, 0.0, 1.0)
-    gap = lambda n: 2 * Z * cstatistic_se(cstatistic, prevalence, n) - width  # decreasing in n
+    def gap(n: float) -> float:  # decreasing in n
+        return 2 * Z * cstatistic_se(cstatistic, prevalence, n) - width
+
     if gap(2.0) <= 0:
         return 2.0
     if gap(1e15) > 0:
