@@ -365,5 +365,5 @@ def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0
     c_w = 2 * Z * cstatistic_se(cstatistic, phi, n)
     statement = (f"{n} infusions with {events} events can estimate O/E to a 95% CI width of about {oe_w:.2f}, "
                  f"the calibration slope to {slope_w:.2f} and a C-statistic near {cstatistic} to {c_w:.3f} "
-                 f"(Riley et al. 2021 suggest 0.2, 0.2 and 0.1).")
+                 f"(the default targets of validation_sample_size: 0.2, 0.2 and 0.1).")
     return Precision(n, events, round(oe_w, 4), round(slope_w, 4), round(c_w, 4), statement)
