@@ -220,7 +220,22 @@ def test_r2_beyond_the_shrinkage_target_is_refused() -> None:
     with pytest.raises(ValueError, match="r2_cs, cstatistic"):
         development_sample_size(0.5, 10, r2_cs=0.1, cstatistic=0.7)
     with pytest.raises(ValueError, match="events"):
-        train_readiness(10, 10, 3)
+        train_readiness(10, 11, 3)
+    with pytest.raises(ValueError, match="events"):
+        validation_precision(10, -1, 0.7)
+
+
+@pytest.mark.parametrize("events", [0, 40])
+def test_one_outcome_class_gets_a_statement_not_an_error(events: int) -> None:
+    readiness, precision = train_readiness(40, events, 5), validation_precision(40, events, 0.7)
+    assert not readiness.meets and readiness.required is None and "no model" in readiness.statement
+    assert precision.oe_width is None and precision.slope_width is None and "neither" in precision.statement
+
+
+def test_a_c_statistic_at_or_below_one_half_leaves_the_slope_unsized() -> None:
+    precision = validation_precision(200, 40, 0.45)  # a model that ranks worse than chance on a local cohort
+    assert precision.slope_width is None and "not sized" in precision.statement
+    assert precision.cstatistic_width == pytest.approx(2 * 1.96 * cstatistic_se(0.45, 0.2, 200), abs=1e-4)
 
 
 # --- the command ------------------------------------------------------------------------------------------------
@@ -272,3 +287,15 @@ def test_fuzz_cli_samplesize_exits_0_or_2(prevalence: str, parameters: str, meas
     if result.exit_code == 0:
         document = json.loads(result.output)
         assert document["minimum_n"] == max(c["n"] for c in document["criteria"]) >= 1
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(1, 10**6), st.floats(0, 1), st.integers(1, 500), st.floats(0.001, 0.999))
+def test_readiness_and_precision_never_refuse_a_real_cohort(n: int, share: float, parameters: int, c: float) -> None:
+    events = round(n * share)
+    readiness, precision = train_readiness(n, events, parameters), validation_precision(n, events, c)
+    assert readiness.statement.startswith(f"{n} infusions with {events} events")
+    assert precision.statement.startswith(f"{n} infusions with {events} events")
+    if 0 < events < n:
+        assert 0 < readiness.expected_shrinkage < 1 and readiness.meets == (n >= readiness.required.minimum_n)
+        assert precision.oe_width > 0 and precision.cstatistic_width > 0

@@ -196,18 +196,20 @@ class Readiness:
 
     meets: bool
     statement: str
-    required: SampleSize
-    expected_shrinkage: float
-    risk_margin: float  # 95% margin of error of the overall risk at this n
+    required: SampleSize | None  # None when the cohort has no events or no non-events
+    expected_shrinkage: float | None
+    risk_margin: float | None  # 95% margin of error of the overall risk at this n
 
 
 def train_readiness(n: int, events: int, parameters: int, r2_cs: float | None = None,
                     shrinkage: float = 0.9) -> Readiness:
     """A short statement, before fitting, of whether ``n`` infusions with ``events`` events are enough for
-    ``parameters`` candidate parameters (Riley's criteria), and the overfitting to expect if not. Never refuses."""
-    n, events = _check_count("n", n), _check_count("events", events)
-    if events >= n:
-        raise ValueError(f"events: expected fewer than n={n} (some infusions without the outcome), got {events}")
+    ``parameters`` candidate parameters (Riley's criteria), and the overfitting to expect if not. Never refuses a
+    cohort: one with no events (or only events) gets a statement saying so."""
+    n, events = _counts(n, events)
+    if events in (0, n):
+        return Readiness(False, f"{n} infusions with {events} events: with {_one_class(n, events)} no model of this "
+                                f"outcome can be fitted or checked.", None, None, None)
     required = development_sample_size(events / n, parameters, r2_cs=r2_cs, shrinkage=shrinkage)
     r2 = float(required.assumptions["r2_cs"])
     s_now = expected_shrinkage(n, parameters, r2)
@@ -347,23 +349,43 @@ class Precision:
 
     n: int
     events: int
-    oe_width: float
-    slope_width: float
-    cstatistic_width: float
+    oe_width: float | None  # None: not estimable (no events, or no non-events)
+    slope_width: float | None  # None also when no normal LP has this prevalence and C (e.g. C <= 0.5)
+    cstatistic_width: float | None
     statement: str
 
 
 def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0) -> Precision:
     """The CI widths of O/E, calibration slope and C-statistic that ``n`` infusions with ``events`` events give,
-    inverting Riley 2021's formulas; ``cstatistic`` is the anticipated C (e.g. the model card's). Never refuses."""
-    n, events = _check_count("n", n), _check_count("events", events)
-    if events >= n:
-        raise ValueError(f"events: expected fewer than n={n} (some infusions without the outcome), got {events}")
+    inverting Riley 2021's formulas; ``cstatistic`` is the anticipated C (e.g. the model card's). Never refuses a
+    cohort: what cannot be estimated is None, and the statement says why."""
+    n, events = _counts(n, events)
+    c = _check_fraction("cstatistic", cstatistic)
+    if events in (0, n):
+        return Precision(n, events, None, None, None, f"{n} infusions with {events} events: with "
+                         f"{_one_class(n, events)} neither calibration nor discrimination can be estimated.")
     phi = events / n
-    oe_w = oe_ci_width(math.sqrt((1 - phi) / (n * phi)), oe)
-    slope_w = 2 * Z * math.sqrt(_slope_variance_unit(*lp_distribution(phi, cstatistic)) / n)
-    c_w = 2 * Z * cstatistic_se(cstatistic, phi, n)
+    oe_w = round(oe_ci_width(math.sqrt((1 - phi) / (n * phi)), oe), 4)
+    c_w = round(2 * Z * cstatistic_se(c, phi, n), 4)
+    try:
+        slope_w: float | None = round(2 * Z * math.sqrt(_slope_variance_unit(*lp_distribution(phi, c)) / n), 4)
+        slope = f"the calibration slope to {slope_w:.2f}"
+    except ValueError:  # no normal LP with this prevalence and C (C at or below 0.5, or 0.99 and above)
+        slope_w, slope = None, f"the calibration slope: not sized (no normal LP gives C {c} at this prevalence)"
     statement = (f"{n} infusions with {events} events can estimate O/E to a 95% CI width of about {oe_w:.2f}, "
-                 f"the calibration slope to {slope_w:.2f} and a C-statistic near {cstatistic} to {c_w:.3f} "
+                 f"{slope} and a C-statistic near {c} to {c_w:.3f} "
                  f"(the default targets of validation_sample_size: 0.2, 0.2 and 0.1).")
-    return Precision(n, events, round(oe_w, 4), round(slope_w, 4), round(c_w, 4), statement)
+    return Precision(n, events, oe_w, slope_w, c_w, statement)
+
+
+def _counts(n: int, events: int) -> tuple[int, int]:
+    """``n`` >= 1 infusions and 0 <= ``events`` <= n, else a ValueError naming the field."""
+    n, events = _check_count("n", n), _check_count("events", events, minimum=0)
+    if events > n:
+        raise ValueError(f"events: expected at most n={n}, got {events}")
+    return n, events
+
+
+def _one_class(n: int, events: int) -> str:
+    """How a cohort with one outcome class is described."""
+    return "no events" if events == 0 else "no infusion without the event"
