@@ -2,7 +2,7 @@
 
 Written from the published formulas (not from pmsampsize/pmvalsampsize, which are GPL-3):
 - development: Riley et al., Stat Med 2019;38:1276-1296 ("Part II: binary and time-to-event outcomes"),
-  criteria (i)-(iii), and Riley et al., BMJ 2020;368:m441, steps 1-4 (same criteria, worked through);
+  criteria (i)-(iii), and Riley et al., BMJ 2020;368:m441 (the same criteria, worked through);
 - R2_CS from a C-statistic: Riley, Van Calster, Collins, Stat Med 2021;40:859-864;
 - external validation: Riley et al., Stat Med 2021;40:4230-4251, criteria for O/E, calibration slope and C.
 Equation numbers were not re-read from the papers; each docstring names the criterion and the formula itself.
@@ -45,14 +45,14 @@ def _check_count(name: str, value: int, minimum: int = 1) -> int:
 
 def max_r2_cs(prevalence: float) -> float:
     """Largest Cox-Snell R2 a binary outcome allows: 1 - exp(2 ln L_null / n), with
-    ln L_null / n = phi ln(phi) + (1 - phi) ln(1 - phi) (Riley 2019, criterion (ii); BMJ 2020, step 4)."""
+    ln L_null / n = phi ln(phi) + (1 - phi) ln(1 - phi) (Riley 2019, criterion (ii))."""
     phi = _check_fraction("prevalence", prevalence)
     return 1.0 - math.exp(2.0 * (phi * math.log(phi) + (1.0 - phi) * math.log(1.0 - phi)))
 
 
 def n_for_shrinkage(parameters: int, r2_cs: float, shrinkage: float) -> float:
-    """Criterion (i), expected uniform shrinkage >= S: n = p / ((S - 1) ln(1 - R2_CS / S)) (Riley 2019; BMJ 2020
-    step 3). Unrounded; the criteria round up."""
+    """Criterion (i), expected uniform shrinkage >= S: n = p / ((S - 1) ln(1 - R2_CS / S)) (Riley 2019; BMJ 2020).
+    Unrounded; the criteria round up."""
     s = _check_fraction("shrinkage", shrinkage)
     r2 = _check_fraction("r2_cs", r2_cs, 0.0, s)
     return _check_count("parameters", parameters) / ((s - 1.0) * math.log(1.0 - r2 / s))
@@ -60,14 +60,13 @@ def n_for_shrinkage(parameters: int, r2_cs: float, shrinkage: float) -> float:
 
 def shrinkage_for_optimism(r2_cs: float, prevalence: float, delta: float = 0.05) -> float:
     """Criterion (ii): the shrinkage that keeps optimism in Nagelkerke's R2 at most delta,
-    S = R2_CS / (R2_CS + delta * max R2_CS) (Riley 2019; BMJ 2020 step 4); n then follows criterion (i)."""
+    S = R2_CS / (R2_CS + delta * max R2_CS) (Riley 2019; BMJ 2020); n then follows criterion (i)."""
     r2 = _check_fraction("r2_cs", r2_cs)
     return r2 / (r2 + _check_fraction("delta", delta) * max_r2_cs(prevalence))
 
 
 def n_for_overall_risk(prevalence: float, margin: float = 0.05) -> float:
-    """Criterion (iii), overall risk within +-margin: n = (1.96 / margin)^2 phi (1 - phi) (Riley 2019; BMJ 2020
-    step 1)."""
+    """Criterion (iii), overall risk within +-margin: n = (1.96 / margin)^2 phi (1 - phi) (Riley 2019; BMJ 2020)."""
     phi = _check_fraction("prevalence", prevalence)
     return (Z / _check_fraction("margin", margin, 0.0, 0.5)) ** 2 * phi * (1.0 - phi)
 
@@ -94,8 +93,8 @@ def r2_cs_from_cstatistic(cstatistic: float, prevalence: float) -> float:
 
 
 def conservative_r2_cs(prevalence: float) -> float:
-    """R2_CS when nothing is known: 15% of its maximum (Nagelkerke R2 = 0.15), the conservative default
-    Riley et al. (BMJ 2020) suggest."""
+    """R2_CS when nothing is known: 15% of its maximum (Nagelkerke R2 = 0.15), the conservative choice Riley et al.
+    suggest for that case (Stat Med 2019; BMJ 2020; as widely cited, the passage not re-read)."""
     return 0.15 * max_r2_cs(prevalence)
 
 
