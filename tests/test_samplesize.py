@@ -297,5 +297,13 @@ def test_readiness_and_precision_never_refuse_a_real_cohort(n: int, share: float
     assert readiness.statement.startswith(f"{n} infusions with {events} events")
     assert precision.statement.startswith(f"{n} infusions with {events} events")
     if 0 < events < n:
-        assert 0 < readiness.expected_shrinkage < 1 and readiness.meets == (n >= readiness.required.minimum_n)
+        assert 0 < readiness.expected_shrinkage <= 1 and readiness.meets == (n >= readiness.required.minimum_n)
         assert precision.oe_width > 0 and precision.cstatistic_width > 0
+
+
+def test_regression_expected_shrinkage_of_a_tiny_cohort_with_many_parameters() -> None:
+    """Was: n=2 with 50 parameters put the root within 1e-12 of R2 and the root finder's bracket failed."""
+    s = expected_shrinkage(2, 50, 0.1125)
+    assert 0.1125 <= s < 0.1126
+    assert 2 * (s - 1) * math.log(1 - 0.1125 / s) == pytest.approx(50, rel=1e-3)
+    assert "2 infusions with 1 events" in train_readiness(2, 1, 50).statement

@@ -183,10 +183,14 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
 def expected_shrinkage(n: int, parameters: int, r2_cs: float) -> float:
     """The shrinkage criterion (i) expects at a given n: the S solving n = p / ((S - 1) ln(1 - R2_CS / S))."""
     n, p, r2 = _check_count("n", n), _check_count("parameters", parameters), _check_fraction("r2_cs", r2_cs)
-    def gap(s: float) -> float:  # falls from +inf to -p on (R2, 1)
-        return n * (s - 1.0) * math.log(1.0 - r2 / s) - p
 
-    return brentq(gap, r2 * (1.0 + 1e-12) + 1e-300, 1.0 - 1e-12, xtol=1e-12)
+    def shrinkage(u: float) -> float:  # solved in u = ln(1 - R2/S): S can sit within 1e-300 of R2 (tiny n, many p)
+        return r2 / -math.expm1(u)
+
+    def gap(u: float) -> float:  # falls from about n (1 - R2) |u| - p to -p as u rises to ln(1 - R2), where S = 1
+        return n * (shrinkage(u) - 1.0) * u - p
+
+    return shrinkage(brentq(gap, -(2.0 * p / (n * (1.0 - r2)) + 50.0), math.log1p(-r2), xtol=1e-14))
 
 
 @dataclass(frozen=True)
