@@ -27,7 +27,7 @@ import xgboost as xgb
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.features.build import feature_matrix
 from crsrisk.scoring import cohort_attributions, load_model, predict, predict_cohort
-from crsrisk.scoring.cohort import _model_inputs
+from crsrisk.scoring.cohort import _inputs, _planned
 from crsrisk.cohort.record import validate_record
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.simulate import simulate_cohort
@@ -114,7 +114,7 @@ def main() -> None:
     print(line(f"risk_trajectory to 168 h ({points} task-points)", trajectory))
 
     full = cohort_arrays(cohort)
-    matrices = [(model, X) for model, _, _, X in _model_inputs(full, bundle, now) if len(X)]
+    matrices = [(model, X) for model, _, _, X in _inputs(full, _planned(full, bundle, now)[1]) if len(X)]
     n_rows = sum(len(X) for _, X in matrices)
 
     def raw_batch() -> None:

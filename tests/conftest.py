@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from xgboost import XGBClassifier
 
-from crsrisk.bundle import TaskModel, save_bundle
+# Every default location (the audit log, its keys and witness, the user's signing key) points into a folder of this
+# test session, set before anything is imported, so no test writes into the real home and subprocesses agree.
+_HOME = tempfile.mkdtemp(prefix="crsrisk-test-home-")
+for _variable in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
+    os.environ[_variable] = os.path.join(_HOME, _variable.lower())
+
+from crsrisk.bundle import TaskModel, save_bundle  # noqa: E402
 from crsrisk.bundle.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort

@@ -116,6 +116,7 @@ def test_outside_the_trained_hours_a_super_model_says_so(small_cohort: Cohort, b
 @pytest.mark.parametrize("hours", [48.0, 72.0, 96.0])
 def test_batch_at_an_hour_equals_predict_at_that_hour(small_cohort: Cohort, bundle: Bundle, hours: float) -> None:
     batch = predict_cohort(small_cohort, bundle, at_hours=hours)
+    batch = batch[batch["status"] == "scored"]
     assert set(batch.loc[batch["task"].str.endswith("_dynamic"), "landmark_hours"]) == {hours}
     assert set(batch.loc[batch["task"].str.endswith("_dynamic"), "horizon_hours"]) == {48.0}
     by_patient = batch.groupby("patient_id")
@@ -140,8 +141,10 @@ def test_cli_batch_at_an_hour(small_cohort_dir: Path, small_bundle: Path, tmp_pa
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(scores)
-    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
-    dynamic = table[table["task"] == "icans_dynamic"]
+    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band",
+                                   "status", "reason"]
+    assert len(table) == table["patient_id"].nunique() * table["task"].nunique()  # every infusion and task, once
+    dynamic = table[(table["task"] == "icans_dynamic") & (table["status"] == "scored")]
     assert len(dynamic) > 100 and set(dynamic["landmark_hours"]) == {72.0} and set(dynamic["horizon_hours"]) == {48}
 
 

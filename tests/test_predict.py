@@ -182,7 +182,9 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(scores)
-    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
+    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band",
+                                   "status", "reason"]
+    assert set(table["status"]) == {"scored"}  # every model at its own landmarks: only rows it scores
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
 
 
@@ -213,7 +215,6 @@ def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Co
 def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort, small_bundle: Path) -> None:
     from crsrisk.bundle.store import load_bundle
     from crsrisk.features import build_features
-    from crsrisk.scoring.patient import explain_rows
 
     bundle = load_bundle(small_bundle)
     for patient_id in small_cohort.patients["patient_id"].iloc[20:30]:
@@ -221,7 +222,7 @@ def test_predict_equals_features_and_trees_applied_by_hand(small_cohort: Cohort,
         for p in result.predictions:
             model = bundle.models[p["model_key"]]
             X = build_features(small_cohort, pd.Series({patient_id: p["landmark_hours"]}), window=model.landmark.window)
-            by_hand = explain_rows(model, X[model.feature_names].to_numpy())[0]
+            by_hand = model.contributions(X[model.feature_names].to_numpy())[0]
             np.testing.assert_allclose(p.shap, by_hand[:-1], rtol=1e-6, atol=1e-6)
             assert p["raw_score"] == pytest.approx(float(by_hand.sum()), abs=1e-5)
             assert p["probability"] == pytest.approx(float(model.calibrator.transform(by_hand.sum())), abs=1e-6)
@@ -244,6 +245,7 @@ def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, sm
     from crsrisk.scoring import cohort_attributions
 
     scores = predict_cohort(small_cohort, small_bundle, at_hours=60)
+    scores = scores[scores["status"] == "scored"]
     attributions = cohort_attributions(small_cohort, small_bundle, at_hours=60)
     assert set(attributions) == set(scores["model_key"])
     for key, a in attributions.items():

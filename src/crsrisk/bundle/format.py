@@ -16,6 +16,15 @@ from crsrisk.tasks import TaskBase, get_task, task_from_settings
 
 FORMAT_VERSION = 2  # 2: typed landmarks (a grid is {start, stop, step}), dynamic tasks
 BAND_NAMES = ("low", "intermediate", "high")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FEW_ROWS = 64  # up to this many rows, the single-threaded booster copy answers (see ``row_booster``)
+
+
+def model_ready(matrix: np.ndarray) -> np.ndarray:
+    """Features within float32's range (NaN kept): XGBoost reads float32 and refuses a larger value (an
+    IL-6/sgp130 ratio over a near-zero sgp130), and every split threshold is a float32, so a value beyond the
+    largest float32 takes exactly the branch the largest float32 takes: the model's answer does not change."""
+    return np.clip(np.asarray(matrix, dtype=np.float64), -FLOAT32_MAX, FLOAT32_MAX)
 
 
 @dataclass
@@ -62,6 +71,28 @@ class TaskModel:
         if unknown:
             raise ValueError(f"model {self.key}: features {unknown} are not features of this crsrisk version")
         return np.array([position[name] for name in self.feature_names])
+
+    def _booster_for(self, rows: int) -> xgb.Booster:
+        return self.row_booster if rows <= _FEW_ROWS else self.booster
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        """The raw score (log-odds margin) of each row of ``X`` (columns in ``feature_names`` order, NaN = missing):
+        the one place a raw score is computed. Values beyond float32's range are clipped (``model_ready``)."""
+        values = model_ready(X)
+        if values.ndim != 2 or values.shape[1] != len(self.feature_names):
+            raise ValueError(f"model {self.key}: expected rows of {len(self.feature_names)} features, got shape "
+                             f"{values.shape}")
+        return self._booster_for(len(values)).inplace_predict(values, predict_type="margin", missing=np.nan)
+
+    def contributions(self, X: np.ndarray | xgb.DMatrix) -> np.ndarray:
+        """Exact tree SHAP of each row: one column per feature plus the base value last; a row adds up to its
+        ``margin`` (to float32 rounding). A prepared DMatrix (already ``model_ready``) is used as it is."""
+        matrix = X if isinstance(X, xgb.DMatrix) else xgb.DMatrix(model_ready(X), missing=np.nan, nthread=1)
+        return self._booster_for(matrix.num_row()).predict(matrix, pred_contribs=True)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each row."""
+        return self.calibrator.transform(self.margin(X))
 
     def band(self, probability: float | np.ndarray) -> Any:
         """The risk band of a calibrated probability (a str), or of each of an array of them (an array)."""

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import xgboost as xgb
 
 import crsrisk
 from crsrisk.util.atomic import staged_folder
 from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
+from crsrisk.bundle.metadata import BundleMetadata, ModelIdentity
 from crsrisk.bundle.signing import (SIGNATURE, UNSIGNED, check_signature, load_private_key, signature_document,
                                     trusted_keys)
 from crsrisk.bundle.calibration import Calibrator, finite_number
@@ -48,7 +49,7 @@ class Bundle:
     status (``unsigned``, signed but not verified, or signed by a trusted key), which every output shows."""
 
     path: Path
-    metadata: dict[str, Any]
+    metadata: BundleMetadata
     models: dict[str, TaskModel]
     digest: str
     trust: str = UNSIGNED
@@ -56,7 +57,12 @@ class Bundle:
     @cached_property
     def population(self) -> Population:
         """The training population recorded in the bundle (empty for bundles that predate it), ready for checks."""
-        return Population(self.metadata.get("training_population"))
+        return Population(self.metadata.training_population)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model's one identity (name, version, SHA-256, synthetic flag, trust), as every output names it."""
+        return ModelIdentity.of(self.path, self.metadata, self.digest, self.trust)
 
     def for_task(self, task: str) -> list[TaskModel]:
         """The task's models, in landmark order as trained."""
@@ -87,8 +93,13 @@ def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode()
 
 
-def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write the bundle folder atomically with its manifest of SHA-256 hashes (unsigned: see ``crsrisk sign``)."""
+def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: BundleMetadata | Mapping[str, Any]) -> Path:
+    """Write the bundle folder atomically with its manifest of SHA-256 hashes (unsigned: see ``crsrisk sign``).
+    The format version, crsrisk version and creation time are this save's own."""
+    fields = metadata.to_dict() if isinstance(metadata, BundleMetadata) else dict(metadata)
+    checked = BundleMetadata.from_dict(fields | {
+        "format_version": FORMAT_VERSION, "crsrisk_version": crsrisk.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}, "bundle metadata to save")
     target = Path(out_dir)
     with staged_folder(target) as staging:
         entries = []
@@ -103,9 +114,7 @@ def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: dict[str
             entries.append({"key": model.key, "task": model.task, "landmark": model.landmark.to_json(), "bands": model.bands,
                             "metrics": model.metrics, "label_rule_version": model.label_rule_version,
                             "task_settings": model.task_settings})
-        document = {"format_version": FORMAT_VERSION, "crsrisk_version": crsrisk.__version__,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": entries,
-                    **metadata}
+        document = {**checked.to_dict(), "models": entries}
         (staging / BUNDLE_FILE).write_bytes(_json_bytes(document))
         (staging / ENTRY_FILE).write_bytes(ENTRY_SOURCE.read_bytes())
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
@@ -286,4 +295,6 @@ def _parse(contents: BundleFiles) -> Bundle:
     for entry in document["models"]:
         model = _model(contents, entry)  # checks the entry is an object with a plain key
         models[entry["key"]] = model
-    return Bundle(contents.folder, {k: v for k, v in document.items() if k != "models"}, models, contents.digest)
+    metadata = BundleMetadata.from_dict({k: v for k, v in document.items() if k != "models"},
+                                        str(contents.folder / BUNDLE_FILE))
+    return Bundle(contents.folder, metadata, models, contents.digest)

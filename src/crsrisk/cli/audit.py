@@ -31,8 +31,8 @@ def audit(
     bundle = load_model(model)
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
     console.print(f"model card: {path}")
-    run_id = bundle.metadata.get("mlflow_run_id")
-    uri = tracking_uri or shared_tracking_uri(bundle.metadata.get("mlflow_tracking_uri"))
+    run_id = bundle.metadata.mlflow_run_id
+    uri = tracking_uri or shared_tracking_uri(bundle.metadata.mlflow_tracking_uri)
     if not run_id:
         console.print("no MLflow run recorded in the bundle: report not logged")
         return

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 
-from crsrisk.cli.common import (_audit_table, _flag_text, _model_option, app, console, friendly, print_json)
+from crsrisk.scoring.audited import audit_table
+from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly, print_json)
 
 
 @app.command()
@@ -51,7 +52,8 @@ def predict(
         if out is None:
             raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
         if is_partitioned(target):
-            done = score_partitioned(target, out, model, chunk_size=chunk_size, dask=dask, at_hours=at)
+            done = score_partitioned(target, out, model, chunk_size=chunk_size, dask=dask, audit=audit,
+                                     audit_log=audit_log, at_hours=at)
             for note in done.notes:
                 console.print(f"note: {escape(note)}", highlight=False)
             console.print(f"scored {done.infusions} infusions ({done.rows} rows, {done.chunks} chunks) into {out} "
@@ -61,9 +63,7 @@ def predict(
             raise ValueError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
                              "folders of Parquet files) is scored on a cluster")
         bundle, cohort = load_model(model), load_cohort(target)
-        scores = predict_cohort(cohort, bundle, at_hours=at)
-        if audit:
-            _audit_table(audit_log, bundle, scores, cohort, "batch_prediction")
+        scores = predict_cohort(cohort, bundle, at_hours=at, audit=audit, audit_log=audit_log)
         write_table(scores[BATCH_COLUMNS], out)
         console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
                       f"model {bundle.path} ({escape(bundle.trust)})")
@@ -144,7 +144,7 @@ def explain(
         cohort = load_cohort(target)
         table = explain_cohort(cohort, bundle, out)
         if audit:
-            _audit_table(audit_log, bundle, table, cohort, "explanation")
+            audit_table(bundle, table, cohort.fingerprint(), "explanation", audit_log)
         for key, part in table.groupby("model", sort=False):
             console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
         console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")

@@ -86,15 +86,6 @@ def _flag_text(flag: dict) -> str:
     return f"{flag['kind']} ({where}): {flag.get('value')!s}; expected {flag['expected']}"
 
 
-def _audit_table(path: Path | None, bundle: Any, table: Any, cohort: Any, kind: str) -> None:
-    """Append one audit record for a cohort's outputs (batch scores or SHAP importance)."""
-    from crsrisk.audit.log import AuditLog, batch_record
-    from crsrisk.scoring.patient import _model_info
-
-    log = AuditLog(path)
-    log.append(batch_record(log, _model_info(bundle), table, cohort.fingerprint(), kind))
-
-
 def print_json(data: object) -> None:
     """Print plain, strict JSON (no colour; null, never NaN) so other tools can read the output."""
     from crsrisk.util.outputs import json_text

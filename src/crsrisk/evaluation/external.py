@@ -73,11 +73,8 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
                                                      data.X[task_model.feature_names].to_numpy())
     meta, section = bundle.metadata, cohort_section(cohort)
     document = {"kind": "external_validation", "cohort": section,
-                "model": {"path": str(bundle.path), "bundle_sha256": bundle.digest,
-                          "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"),
-                          "synthetic": meta.get("synthetic"), "git_commit": meta.get("git_commit"),
-                          "signature": bundle.trust},
-                "same_cohort_as_training": meta.get("training_cohort_fingerprint") == section["fingerprint"],
+                "model": bundle.identity.to_dict() | {"git_commit": meta.git_commit},
+                "same_cohort_as_training": meta.training_cohort_fingerprint == section["fingerprint"],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "disclaimer": disclaimer(cohort), "n_boot": n_boot, "seed": seed,
                 "results": results, "skipped": skipped,

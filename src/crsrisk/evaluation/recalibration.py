@@ -29,7 +29,6 @@ from crsrisk.scoring.load import load_model
 from crsrisk.util.outputs import json_ready
 
 MIN_EACH_CLASS = 5  # fewer local events (or non-events) than this: the model keeps its calibrator
-_RUN_KEYS = ("mlflow_run_id", "mlflow_tracking_uri")  # the parent's run; the new bundle was not made by it
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,8 @@ def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Metho
         report[key] = entry
     meta = bundle.metadata
     lineage = {"parent_bundle_sha256": bundle.digest, "parent_bundle_path": str(bundle.path),
-               "parent_created": meta.get("created"), "parent_mlflow_run_id": meta.get("mlflow_run_id"),
-               "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"),
+               "parent_created": meta.created, "parent_mlflow_run_id": meta.mlflow_run_id,
+               "training_cohort_fingerprint": meta.training_cohort_fingerprint,
                "local_cohort_fingerprint": cohort.fingerprint(), "local_cohort_size": int(len(cohort.patients)),
                "local_cohort_synthetic": cohort.synthetic, "method": method,
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,12 +107,10 @@ LINEAGE_HEADER = ["model", "n", "events", "status", "intercept before", "slope b
 def write_recalibrated(result: Recalibrated, parent: str | os.PathLike | Bundle, out_dir: str | os.PathLike) -> Recalibrated:
     """Save the recalibrated models as a new bundle (the parent's metadata plus ``recalibration``)."""
     bundle = load_model(parent)
-    meta = {k: v for k, v in bundle.metadata.items()
-            if k not in ("format_version", "crsrisk_version", "created", "recalibration", *_RUN_KEYS)}
-    meta["synthetic"] = bool(meta.get("synthetic", False) or result.lineage["local_cohort_synthetic"])
     lineage = json_ready(result.lineage)  # an undefined CI bound (NaN) is stored as null
-    if "recalibration" in bundle.metadata:
-        lineage["parent_recalibration"] = bundle.metadata["recalibration"]
-    meta["recalibration"] = lineage
+    if bundle.metadata.recalibration is not None:
+        lineage["parent_recalibration"] = bundle.metadata.recalibration
+    meta = replace(bundle.metadata, mlflow_run_id=None, mlflow_tracking_uri=None, recalibration=lineage,
+                   synthetic=bundle.metadata.synthetic or bool(result.lineage["local_cohort_synthetic"]))
     path = save_bundle(result.models, out_dir, meta)
     return replace(result, path=path)

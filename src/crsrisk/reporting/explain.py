@@ -52,10 +52,10 @@ def _save(path: Path) -> Path:
 
 
 def explain_patient(patient, model=None, now_hours: float | None = None, out_dir: str | os.PathLike = ".",
-                    top: int = 8, audit: bool = False, audit_log: str | os.PathLike | None = None
+                    top: int = 8, audit: bool = True, audit_log: str | os.PathLike | None = None
                     ) -> tuple[str, list[Path]]:
-    """A waterfall PNG per applicable task and a text summary of the top contributors; with ``audit`` the
-    prediction behind them is written to the audit log like any other (the CLI does so by default)."""
+    """A waterfall PNG per applicable task and a text summary of the top contributors; the prediction behind
+    them is written to the audit log like any other (``audit=False`` opts out)."""
     result = predict(patient, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -166,29 +166,29 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
     """The model card as one HTML string."""
     bundle = load_model(model)
     meta = bundle.metadata
-    training = meta.get("training_metrics", {})
+    training = meta.training_metrics
     summary = cohort_summary(cohort)
     evaluation = evaluate_bundle(cohort, bundle, n_boot, seed)
     per_model = evaluation.per_model
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
     work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     parts = [f"<h1>crsrisk model card</h1><p class='banner'>NOT FOR CLINICAL USE. "
-             f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.get('synthetic') else ''}"
-             f"{html.escape(meta.get('disclaimer', ''))}</p>",
+             f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.synthetic else ''}"
+             f"{html.escape(meta.disclaimer)}</p>",
              f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
-             f"{html.escape(str(meta.get('crsrisk_version')))}.</p>",
+             f"{html.escape(str(meta.crsrisk_version))}.</p>",
              f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>",
              "<h2 id='model'>Model</h2>" + _table(["field", "value"], [
                  ["bundle", str(bundle.path)], ["bundle manifest SHA-256", bundle.digest],
-                 ["created", meta.get("created")], ["git commit", meta.get("git_commit")],
-                 ["MLflow run", meta.get("mlflow_run_id")], ["synthetic", meta.get("synthetic")],
+                 ["created", meta.created], ["git commit", meta.git_commit],
+                 ["MLflow run", meta.mlflow_run_id], ["synthetic", meta.synthetic],
                  ["risk bands", "; ".join(f"{m.key}: low < {m.bands['low']:.3f} <= intermediate < {m.bands['high']:.3f}"
                                           f" <= high" for m in bundle.models.values())]]),
              "<h2 id='training-data'>Training data</h2>" + _table(["field", "value"], [
-                 ["fingerprint", meta.get("training_cohort_fingerprint")], ["infusions", meta.get("training_cohort_size")],
-                 ["synthetic", meta.get("synthetic")],
+                 ["fingerprint", meta.training_cohort_fingerprint], ["infusions", meta.training_cohort_size],
+                 ["synthetic", meta.synthetic],
                  ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
-             _recalibration_section(meta.get("recalibration")),
+             _recalibration_section(meta.recalibration),
              "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
                  [m.task, m.label_rule_version, m.task_settings.get("description", ""), m.landmark.label]
                  for m in bundle.models.values()]) +

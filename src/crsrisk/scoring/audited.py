@@ -1,4 +1,10 @@
-"""The audit record of what was said about one patient, appended to the prediction audit log."""
+"""The one audit policy of the scoring paths: every request that scores for care writes exactly one record.
+
+``predict``, the risk trajectory, ``explain`` of a patient, batch ``predict_cohort``, streaming batch scoring,
+the pyfunc and the service all audit by default and skip only when the caller says so (``audit=False``,
+``--no-audit``). A request that gives several answers (a prediction with its trajectory) writes one record
+holding all of them. The record layouts themselves belong to ``crsrisk.audit``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ import json
 import os
 from typing import Any, Mapping
 
-from crsrisk.audit.log import AuditLog, prediction_record
+import pandas as pd
+
+from crsrisk.audit.log import AuditLog, batch_record, prediction_record
+from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.cohort.record import canonical_record
 
@@ -20,3 +29,19 @@ def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: 
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
+
+
+def audit_table(bundle: Bundle, table: pd.DataFrame, input_fingerprint: str, kind: str,
+                path: str | os.PathLike | None) -> None:
+    """Append one record for a cohort's outputs (batch scores, SHAP importance), patient ids salted."""
+    log = AuditLog(path)
+    log.append(batch_record(log, bundle.identity.to_dict(), table, input_fingerprint, kind))
+
+
+def audit_stream(bundle: Bundle, summary: Mapping[str, Any], input_fingerprint: str, output_sha256: str,
+                 path: str | os.PathLike | None) -> None:
+    """Append one record for a streamed batch (a cohort larger than memory): what was scored and the SHA-256 of
+    the score file written, so the file can be checked against the log without the log holding every row."""
+    log = AuditLog(path)
+    log.append({"kind": "batch_prediction_stream", "model": bundle.identity.to_dict(),
+                "input_fingerprint": input_fingerprint, "output_sha256": output_sha256, **dict(summary)})

@@ -9,6 +9,7 @@ sibling and renamed into place at the end: a failure leaves no half file and kee
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import tempfile
 import time
@@ -22,12 +23,14 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.partitions import Chunk, PartitionedCohort, open_partitioned, plan_chunks, read_chunk
 from crsrisk.cohort.validate import MAX_PROBLEMS
 from crsrisk.errors import CohortValidationError
+from crsrisk.scoring.audited import audit_stream
 from crsrisk.scoring.cohort import predict_cohort
 from crsrisk.scoring.load import load_model
 from crsrisk.util.cluster import dask_client
 
-BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band"]
-"""The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``)."""
+BATCH_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band", "status", "reason"]
+"""The columns of a batch score file (``crsrisk predict COHORT --out scores.csv``); at an hour, every infusion and
+task has a row, its ``status`` saying whether it was scored and ``reason`` why not."""
 
 
 @dataclass
@@ -41,7 +44,7 @@ class BatchSummary:
     notes: list[str] = field(default_factory=list)
 
 
-Scored = tuple[pd.DataFrame, int, list[str]]  # a chunk's score rows, its number of infusions, validator notes
+Scored = tuple[pd.DataFrame, int, list[str], str]  # a chunk's score rows, infusions, validator notes, fingerprint
 
 
 def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
@@ -53,8 +56,8 @@ def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
         cohort = read_chunk(source, chunk)
     except CohortValidationError as error:
         return error
-    scores = predict_cohort(cohort, bundle, **predict_kwargs)
-    return scores[BATCH_COLUMNS], len(cohort.patients), list(cohort.metadata.get("notes", []))
+    scores = predict_cohort(cohort, bundle, audit=False, **predict_kwargs)  # the whole stream is audited once
+    return scores[BATCH_COLUMNS], len(cohort.patients), list(cohort.metadata.get("notes", [])), cohort.fingerprint()
 
 
 def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
@@ -75,12 +78,14 @@ def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
 
 
 def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: Any = None, chunk_size: int = 5000,
-                      dask: str | None = None, **predict_kwargs: Any) -> BatchSummary:
+                      dask: str | None = None, audit: bool = True, audit_log: str | os.PathLike | None = None,
+                      **predict_kwargs: Any) -> BatchSummary:
     """Score every infusion of a partitioned cohort into the CSV ``out`` (``BATCH_COLUMNS``), chunk by chunk.
 
     ``dask``: a scheduler address (``tcp://HOST:8786``) or ``local``; None scores in this process. Keyword
     arguments go to ``predict_cohort`` untouched. Bad rows anywhere raise ``CohortValidationError`` naming the
-    file, patient and field (every chunk is still checked, up to the problem limit); nothing is written then."""
+    file, patient and field (every chunk is still checked, up to the problem limit); nothing is written then.
+    One audit record describes the whole run: the chunks' fingerprints and the SHA-256 of the file written."""
     started = time.perf_counter()
     source = open_partitioned(folder)
     chunks = plan_chunks(source, chunk_size)
@@ -88,7 +93,7 @@ def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: 
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    summary, problems, truncated = BatchSummary(), [], 0
+    summary, problems, truncated, fingerprints = BatchSummary(), [], 0, hashlib.sha256()
     results = ((score_chunk(source, chunk, bundle, predict_kwargs) for chunk in chunks) if dask is None
                else _on_dask(dask, str(source.folder), chunks, bundle, predict_kwargs))
     try:
@@ -101,7 +106,8 @@ def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: 
                     if len(problems) >= MAX_PROBLEMS:
                         break
                     continue
-                scores, infusions, notes = outcome
+                scores, infusions, notes, fingerprint = outcome
+                fingerprints.update(fingerprint.encode())
                 if not problems:
                     scores.to_csv(sink, index=False, header=False)
                 summary.infusions += infusions
@@ -117,4 +123,7 @@ def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: 
     finally:
         results.close()
     summary.seconds = time.perf_counter() - started
+    if audit:
+        audit_stream(bundle, {"n_rows": summary.rows, "n_infusions": summary.infusions, "chunks": summary.chunks},
+                     fingerprints.hexdigest(), hashlib.sha256(target.read_bytes()).hexdigest(), audit_log)
     return summary

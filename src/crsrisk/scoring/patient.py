@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import xgboost as xgb
 
-from crsrisk.bundle.format import TaskModel
+from crsrisk.bundle.format import TaskModel, model_ready
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
@@ -27,24 +27,7 @@ from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
 from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
-from crsrisk.scoring.plan import Plan, plan
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def model_ready(matrix: np.ndarray) -> np.ndarray:
-    """Features within float32's range (NaN kept): XGBoost reads float32 and refuses a larger value (an
-    IL-6/sgp130 ratio over a near-zero sgp130), and every split threshold is a float32, so a value beyond the
-    largest float32 takes exactly the branch the largest float32 takes: the model's answer does not change."""
-    return np.clip(matrix, -_FLOAT32_MAX, _FLOAT32_MAX)
-
-
-
-
-def explain_rows(model: TaskModel, X: np.ndarray) -> np.ndarray:
-    """Exact tree SHAP: one column per feature plus the base value last (rows sum to the raw score)."""
-    return model.booster.predict(xgb.DMatrix(X, missing=np.nan), pred_contribs=True)
-
+from crsrisk.scoring.plan import Plan, plan_at
 
 class TaskPrediction(Mapping[str, Any]):
     """One task's calibrated risk at one hour and its exact SHAP attributions.
@@ -55,12 +38,13 @@ class TaskPrediction(Mapping[str, Any]):
     ``TrendEnds`` at this landmark, so a trend reads as what the values did (none given: as a fold change).
     """
 
-    def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, contributions: np.ndarray,
-                 top: int | None = None, trends: Callable[[], Mapping[str, TrendEnds]] = dict) -> None:
+    def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, raw: float,
+                 contributions: np.ndarray, top: int | None = None,
+                 trends: Callable[[], Mapping[str, TrendEnds]] = dict) -> None:
         self.model = model
         self.values = values  # the model's inputs, in model.feature_names order
-        self.shap = contributions[:-1]
-        raw, base = float(contributions.sum()), float(contributions[-1])
+        self.shap = contributions[:-1]  # they add up, with the base value, to ``raw`` (to float32 rounding)
+        base = float(contributions[-1])
         probability = float(model.calibrator.transform(raw))
         definition = model.definition
         self._top = top
@@ -125,11 +109,22 @@ class PredictionResult:
     already_occurred: list[dict[str, Any]] = field(default_factory=list)
     not_applicable: list[dict[str, str]] = field(default_factory=list)
     population_flags: list[dict[str, Any]] = field(default_factory=list)  # outside the training population
+    inputs: CohortArrays | None = field(default=None, repr=False)  # the validated record, for the audit record
 
     @cached_property
     def missing_inputs(self) -> list[str]:
         """Inputs any of the used models would have read but the record does not give (allowed; listed)."""
         return sorted({name for p in self.predictions for name in p.missing()})
+
+    def audit_outputs(self) -> list[dict[str, Any]]:
+        """What the audit record keeps of this answer: every prediction with its SHAP values, the outcomes
+        already recorded and the population flags."""
+        outputs: list[dict[str, Any]] = [
+            {k: p[k] for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score",
+                               "base_value")} | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))}
+            for p in self.predictions]
+        outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in self.already_occurred]
+        return outputs + [{"population_flag": flag} for flag in self.population_flags]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"now_hours", "predictions", "already_occurred", "not_applicable", "population_flags",
@@ -142,14 +137,6 @@ class PredictionResult:
 
 
 
-def _model_info(bundle: Bundle) -> dict[str, Any]:
-    meta = bundle.metadata
-    return {"path": str(bundle.path), "bundle_sha256": bundle.digest, "crsrisk_version": meta.get("crsrisk_version"),
-            "created": meta.get("created"), "synthetic": bool(meta.get("synthetic", True)),
-            "not_for_clinical_use": bool(meta.get("not_for_clinical_use", True)),
-            "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"), "signature": bundle.trust}
-
-
 def default_now(arrays: CohortArrays) -> float:
     """Just after the latest measurement or event (so that it is known), and never before infusion (0)."""
     times = np.concatenate([arrays.measurements.hours, arrays.events.hours])
@@ -160,9 +147,9 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
     """The predictions of each plan (one patient, many hours): one feature matrix for every distinct landmark
     hour, one exact-SHAP call per model over all its rows (single-threaded: one-row OpenMP calls spin); every
     hour's trend ends at once, when a first prediction's reasons are rendered."""
-    hours = sorted({h for p in plans for _, h in p.chosen})
+    hours = sorted({h for p in plans for h in p.hours})
     codes, landmarks = np.zeros(len(hours), dtype=np.int64), np.array(hours, dtype=np.float64)
-    matrix = model_ready(feature_matrix(arrays, codes, landmarks, window=True))
+    matrix = model_ready(feature_matrix(arrays, codes, landmarks, window=True))  # DMatrix slices skip margin()'s clip
     every_trend = cache(lambda: trend_ends(arrays, codes, landmarks))
     row_of = {h: i for i, h in enumerate(hours)}
     requests: dict[str, list[tuple[int, int, float]]] = {}  # model key -> (plan, slot, hour)
@@ -185,9 +172,9 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
                 slices[(columns, rows.tobytes())] = groups[columns].slice(rows.tolist())
             dmatrix = slices[(columns, rows.tobytes())]
         values = matrix[np.ix_(rows, model.columns)]
-        contributions = model.row_booster.predict(dmatrix, pred_contribs=True)
+        contributions, raw = model.contributions(dmatrix), model.margin(values)
         for j, (i, slot, h) in enumerate(wanted):
-            out[i][slot] = TaskPrediction(model, h, values[j], contributions[j], top,
+            out[i][slot] = TaskPrediction(model, h, values[j], float(raw[j]), contributions[j], top,
                                           lambda row=row_of[h]: every_trend()[row])
     return out  # type: ignore[return-value]
 
@@ -207,36 +194,15 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     if is_fhir_bundle(patient := read_record(patient)):  # a FHIR R4 Bundle for one patient is read as its record
         patient = record_from_fhir(patient)
     arrays = validate_record(patient)
-    now = default_now(arrays) if now_hours is None else _hour(now_hours)
-    chosen = plan(bundle, arrays, now)
+    now = default_now(arrays) if now_hours is None else parse_hours(now_hours)
+    chosen = plan_at(bundle, arrays, now).patient(0)
     predictions = score_plans([chosen], arrays, top)[0]
     population = bundle.population
     flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
     for p in predictions:
         flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
-    result = PredictionResult(now, predictions, _model_info(bundle), chosen.already_occurred,
-                              chosen.not_applicable, flags)
+    result = PredictionResult(now, predictions, bundle.identity.to_dict(), chosen.already_occurred,
+                              chosen.not_applicable, flags, arrays)
     if audit:
-        _audit(result, arrays, audit_log)
+        audit_patient(arrays, result.model, result.audit_outputs(), audit_log)
     return result
-
-
-def _hour(value: Any) -> float:
-    """``now_hours`` as a finite number of hours >= 0, or the validation error naming it."""
-    return parse_hours(value)
-
-
-def _audit(result: PredictionResult, arrays: CohortArrays, path: str | os.PathLike | None) -> None:
-    outputs = [{k: p[k] for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score",
-                                  "base_value")}
-               | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))} for p in result.predictions]
-    outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in result.already_occurred]
-    outputs += [{"population_flag": flag} for flag in result.population_flags]
-    audit_patient(arrays, result.model, outputs, path)
-
-
-
-
-
-
-

@@ -21,8 +21,8 @@ from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
 from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
-from crsrisk.scoring.patient import _model_info, default_now, score_plans
-from crsrisk.scoring.plan import plan
+from crsrisk.scoring.patient import default_now, score_plans
+from crsrisk.scoring.plan import plan_at, task_onsets
 
 DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
 
@@ -35,6 +35,12 @@ class Trajectory:
     already_occurred: dict[str, float]  # task -> hour the outcome happened
     events: list[dict[str, Any]]  # doses and grade changes: hours, event, value
     model: dict[str, Any]
+
+    def audit_outputs(self) -> list[dict[str, Any]]:
+        """What the audit record keeps: every point's risk, and the outcomes already recorded."""
+        return [{"trajectory_point": {k: point[k] for k in (
+            "hours", "task", "landmark_hours", "horizon_hours", "probability", "band")}} for point in self.points] \
+            + [{"task": task, "already_occurred_hours": hours} for task, hours in self.already_occurred.items()]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...}}``."""
@@ -109,10 +115,7 @@ def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str |
     arrays = validate_record(patient)
     trajectory = trajectory_of(load_model(model), arrays, step_hours, until_hours, top)
     if audit:
-        audit_patient(arrays, trajectory.model, [{"trajectory_point": {k: point[k] for k in (
-            "hours", "task", "landmark_hours", "horizon_hours", "probability", "band")}} for point in trajectory.points]
-            + [{"task": task, "already_occurred_hours": hours} for task, hours in trajectory.already_occurred.items()],
-            audit_log)
+        audit_patient(arrays, trajectory.model, trajectory.audit_outputs(), audit_log)
     return trajectory
 
 
@@ -121,15 +124,15 @@ def trajectory_of(bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0
     """``risk_trajectory`` on an already validated patient (patient 0 of ``arrays``, e.g. one infusion of a
     cohort for the model card)."""
     until = default_now(arrays) if until_hours is None else float(until_hours)
-    onsets = {task: float(bundle.for_task(task)[0].definition.occurrence(arrays)[0]) for task in bundle.tasks}
-    plans = [plan(bundle, arrays, hours, onsets) for hours in _hours(arrays, float(step_hours), until)]
+    onsets = task_onsets(bundle, arrays)
+    plans = [plan_at(bundle, arrays, hours, onsets).patient(0) for hours in _hours(arrays, float(step_hours), until)]
     points = []
     for chosen, predictions in zip(plans, score_plans(plans, arrays, top)):
         for p in predictions:
             points.append({"hours": chosen.now, "task": p["task"], "landmark_hours": p["landmark_hours"],
                            "horizon_hours": p["horizon_hours"], "question": p["question"],
-                           "horizon_text": p["question"].split(", as of")[0],
+                           "horizon_text": p.model.definition.outcome_window(p["landmark_hours"]),
                            "probability": p["probability"], "band": p["band"],
                            "reasons": [c["phrase"] for c in p["contributions"]]})
-    occurred = {task: hours for task, hours in onsets.items() if hours == hours and hours < until}
-    return Trajectory(points, occurred, _events(arrays), _model_info(bundle))
+    occurred = {task: float(hours[0]) for task, hours in onsets.items() if hours[0] == hours[0] and hours[0] < until}
+    return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict())

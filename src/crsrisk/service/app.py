@@ -41,12 +41,10 @@ def model_document(bundle: Bundle) -> dict[str, Any]:
     """What ``GET /model`` says: the bundle's identity and status, its training population and every model."""
     meta = bundle.metadata
     return json_ready({
-        "path": str(bundle.path), "bundle_sha256": bundle.digest, "crsrisk_version": meta.get("crsrisk_version"),
-        "created": meta.get("created"), "synthetic": bool(meta.get("synthetic", True)),
-        "not_for_clinical_use": bool(meta.get("not_for_clinical_use", True)), "disclaimer": meta.get("disclaimer"),
-        "training_population": meta.get("training_population"),
-        "training_cohort": {"fingerprint": meta.get("training_cohort_fingerprint"),
-                            "size": meta.get("training_cohort_size")},
+        **bundle.identity.to_dict(), "disclaimer": meta.disclaimer,
+        "training_population": meta.training_population,
+        "training_cohort": {"fingerprint": meta.training_cohort_fingerprint,
+                            "size": meta.training_cohort_size},
         "models": [{"key": m.key, "task": m.task, "landmark": m.landmark.label,
                     "description": m.definition.description, "label_rule_version": m.label_rule_version,
                     "n_features": len(m.feature_names), "bands": m.bands} for m in bundle.models.values()],
@@ -97,7 +95,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         """Liveness: the service is up and which bundle it serves (answered on the event loop, never queued
         behind scoring)."""
         return {"status": "ok", "bundle_sha256": bundle.digest,
-                "synthetic": bool(bundle.metadata.get("synthetic", True))}
+                "synthetic": bundle.metadata.synthetic}
 
     @app.get("/model", dependencies=[Depends(authorised)])
     def model_info() -> dict[str, Any]:

@@ -77,7 +77,7 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     meta = bundle.metadata
     context = {
-        "synthetic": bool(meta.get("synthetic", True)), "disclaimer": meta.get("disclaimer", ""),
+        "synthetic": meta.synthetic, "disclaimer": meta.disclaimer,
         "record_text": record_text, "now_hours": now_hours, "needs_token": needs_token, "problems": problems or [],
         "tasks": [], "not_applicable": [], "already_occurred": [], "population_flags": [], "missing_inputs": [],
         "model": model_view({}),

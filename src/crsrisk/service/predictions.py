@@ -16,6 +16,7 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.sources.fhir import record_from_fhir
 from crsrisk.util.outputs import json_ready
+from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.trajectory import Trajectory, risk_trajectory
 
 
@@ -105,14 +106,16 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
     to ``now_hours`` (``crsrisk.risk_trajectory``; its ``to_dict()`` goes into the document under ``trajectory``).
     Numbers are left as computed (NaN included): ``document_json`` and ``json_ready`` make them JSON."""
     record = request.record()
-    result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
-                             top=request.top)
+    result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=False, top=request.top)
     document = with_intervals(result.to_dict(), bundle)
     points = None
+    outputs = result.audit_outputs()
     if request.trajectory:
-        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours, audit=audit,
-                                 audit_log=audit_log)
+        points = risk_trajectory(record, model=bundle, until_hours=request.now_hours, audit=False)
         document["trajectory"] = points.to_dict()
+        outputs += points.audit_outputs()
+    if audit:  # one record per request, the trajectory's points included
+        audit_patient(result.inputs, result.model, outputs, audit_log)
     return document, points
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,7 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import crsrisk
 from crsrisk.bundle.store import ENTRY_FILE, load_bundle
@@ -69,7 +68,7 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Calibrated risk for each row: feature rows (missing values allowed), or patient records."""
         if RECORD_COLUMN in model_input.columns:
-            return self._predict_records(model_input)
+            return self._predict_records(model_input, bool((params or {}).get("audit", True)))
         missing = [c for c in self.model.feature_names if c not in model_input.columns]
         if missing:
             raise _refuse(f"model {self.key}: input lacks feature column(s) {missing[:10]}; or send a patient record "
@@ -83,16 +82,16 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"probability": probability, "band": self.model.band(probability),
                              "raw_score": raw})
 
-    def _predict_records(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        """``crsrisk.predict`` on each row's record (audited when ``$CRSRISK_AUDIT_LOG`` is set): one row per task
-        scored, and one per task not applicable (with its reason)."""
+    def _predict_records(self, model_input: pd.DataFrame, audit: bool) -> pd.DataFrame:
+        """``crsrisk.predict`` on each row's record, each audited like any prediction unless the caller passes
+        ``params={"audit": False}``: one row per task scored, and one per task not applicable (with its reason)."""
         rows = []
         for i, (value, now) in enumerate(zip(model_input[RECORD_COLUMN],
                                              model_input.get(NOW_COLUMN, pd.Series([None] * len(model_input))))):
             now = None if now is None or (isinstance(now, float) and math.isnan(now)) else float(now)
             try:
                 result = predict(_record(value, i), model=self.bundle, now_hours=now,
-                                 audit=bool(os.environ.get("CRSRISK_AUDIT_LOG")))
+                                 audit=audit)
             except CohortValidationError as error:
                 raise _refuse(f"row {i}: {error}") from None
             rows += [{"row": i, **{k: p[k] for k in _RESULT_KEYS if k in p}} for p in result.predictions]
@@ -107,7 +106,8 @@ def model_signature(model: Any, example: pd.DataFrame, output: pd.DataFrame) -> 
     served model takes feature rows or patient records."""
     columns = [ColSpec("double", name, required=False) for name in model.feature_names]
     columns += [ColSpec("string", RECORD_COLUMN, required=False), ColSpec("double", NOW_COLUMN, required=False)]
-    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs)
+    return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs,
+                          params=ParamSchema([ParamSpec("audit", "boolean", True)]))
 
 
 def log_bundle_to_mlflow(bundle_dir: str | Path, task: str, landmark: Any, registered_model_name: str | None = None,

@@ -49,6 +49,8 @@ class Task(Protocol):
 
     def horizon(self, hours: float) -> float: ...
 
+    def outcome_window(self, hours: float) -> str: ...
+
     def question(self, hours: float) -> str: ...
 
     def risk_set(self, cohort: Cohort | CohortArrays, landmark: Any) -> pd.Series: ...
@@ -136,10 +138,14 @@ class TaskBase:
                             else dict(value) if f.name == "second_labels" else value)
         return data
 
+    def horizons(self, hours: np.ndarray) -> np.ndarray:
+        """``horizon`` of each of many prediction hours (computed once per distinct hour)."""
+        distinct, where = np.unique(np.asarray(hours, dtype=float), return_inverse=True)
+        return np.array([self.horizon(h) for h in distinct.tolist()], dtype=float)[where.reshape(np.shape(hours))]
+
     def horizon_end(self, hours: np.ndarray) -> np.ndarray:
         """Hour after infusion at which the outcome window of a prediction at ``hours`` closes."""
-        hours = np.asarray(hours, dtype=float)
-        return np.array([h + self.horizon(h) for h in hours.ravel().tolist()]).reshape(hours.shape)
+        return np.asarray(hours, dtype=float) + self.horizons(hours)
 
     def risk_set(self, cohort: Cohort | CohortArrays, landmark: Any) -> pd.Series:
         """Landmark hour of every infusion in the risk set (index patient_id; a grid's points stacked)."""

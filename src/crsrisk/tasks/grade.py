@@ -94,8 +94,12 @@ class GradeOnset(TaskBase):
         """Hours from a prediction at ``hours`` to the close of its window."""
         return float(self.horizon_hours) if self.horizon_from == "landmark" else float(self.horizon_hours - hours)
 
+    def outcome_window(self, hours: float) -> str:
+        """What a prediction at ``hours`` is about and over which window, in words (a plot legend's label)."""
+        if self.horizon_from == "landmark":
+            return f"{self.outcome_text} in the next {self.horizon_hours:g} h"
+        return f"{self.outcome_text} by day {self.horizon_hours / 24:g}"
+
     def question(self, hours: float) -> str:
         """What a prediction at ``hours`` answers, in words."""
-        if self.horizon_from == "landmark":
-            return f"{self.outcome_text} in the next {self.horizon_hours:g} h, as of hour {hours:g}"
-        return f"{self.outcome_text} by day {self.horizon_hours / 24:g}, as of hour {hours:g}"
+        return f"{self.outcome_window(hours)}, as of hour {hours:g}"

@@ -84,7 +84,10 @@ class TociRefractory(TaskBase):
         """Hours from the first dose to the close of the window."""
         return float(self.window_hours)
 
+    def outcome_window(self, hours: float) -> str:
+        """What a prediction at the first dose is about and over which window, in words."""
+        return f"tocilizumab-refractory CRS within {self.window_hours:g} h of the first tocilizumab dose"
+
     def question(self, hours: float) -> str:
         """What a prediction at the first dose answers, in words."""
-        return (f"tocilizumab-refractory CRS within {self.window_hours:g} h of the first tocilizumab dose "
-                f"(hour {hours:g})")
+        return f"{self.outcome_window(hours)} (hour {hours:g})"
