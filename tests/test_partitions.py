@@ -40,7 +40,10 @@ def expected(sim, small_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def sorted_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    return scores.astype({"patient_id": str}).sort_values(KEY).reset_index(drop=True)
+    """In key order, with a blank reason read from CSV (NaN) as the empty text it was written from."""
+    plain = scores.assign(reason=scores["reason"].fillna(""))
+    plain = plain.astype({c: object for c in ("task", "band", "status", "reason")})
+    return plain.astype({"patient_id": str}).sort_values(KEY).reset_index(drop=True)
 
 
 def scored(folder: Path, out: Path, bundle: Path, **options) -> pd.DataFrame:

@@ -35,7 +35,8 @@ def audit_table(bundle: Bundle, table: pd.DataFrame, input_fingerprint: str, kin
                 path: str | os.PathLike | None) -> None:
     """Append one record for a cohort's outputs (batch scores, SHAP importance), patient ids salted."""
     log = AuditLog(path)
-    log.append(batch_record(log, bundle.identity.to_dict(), table, input_fingerprint, kind))
+    plain = table.astype(object).where(table.notna(), None)  # strict JSON: an unscored row's NaN is null
+    log.append(batch_record(log, bundle.identity.to_dict(), plain, input_fingerprint, kind))
 
 
 def audit_stream(bundle: Bundle, summary: Mapping[str, Any], input_fingerprint: str, output_sha256: str,
