@@ -43,6 +43,7 @@ def sorted_scores(scores: pd.DataFrame) -> pd.DataFrame:
     """In key order, with a blank reason read from CSV (NaN) as the empty text it was written from."""
     plain = scores.assign(reason=scores["reason"].fillna(""))
     plain = plain.astype({c: object for c in ("task", "band", "status", "reason")})
+    plain["band"] = plain["band"].where(plain["band"].notna(), None)  # an unscored row: None in memory, NaN from CSV
     return plain.astype({"patient_id": str}).sort_values(KEY).reset_index(drop=True)
 
 
