@@ -68,8 +68,8 @@ def friendly(command: Callable) -> Callable:
             raise typer.Exit(BAD_INPUT_EXIT) from None
         except Exception as error:
             where = _write_traceback(error)
-            errors.print(f"[bold red]internal error[/] ({type(error).__name__}); details in {escape(str(where))} "
-                         "(a bug: please report it with that file)", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]internal error[/]; details in {escape(str(where))} (a bug, not your input: "
+                         "please report it with that file)", highlight=False, soft_wrap=True)
             raise typer.Exit(INTERNAL_EXIT) from None
 
     return wrapper
