@@ -123,7 +123,7 @@ def test_the_cli_adds_the_flag_to_a_library_refusal(tmp_path: Path) -> None:
     log.write_text("")
     result = CliRunner().invoke(app, ["audit-log", "verify", str(log), "--expect-head", "nonsense"])
     assert result.exit_code == 2
-    assert "--expect-head: expected head: expected SEQ:HASH" in result.stderr
+    assert "--expect-head: head 'nonsense': expected SEQ:HASH" in result.stderr
 
 
 def client(bundle: object, tmp_path: Path):
