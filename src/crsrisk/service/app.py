@@ -4,9 +4,11 @@ scripts served from the package, not a CDN: a hospital network may reach nothing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 import crsrisk
-from crsrisk.bundle.store import Bundle
 from crsrisk.audit.log import log_head, resolve_log_path
+from crsrisk.bundle.store import Bundle
 from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model
 from crsrisk.service.failures import AuditHealth, EncodableHTML, EncodableJSON, InternalErrors
@@ -101,6 +103,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     # (a process per core: ``crsrisk serve --workers``); the others wait here, off the event loop.
     one_at_a_time = threading.Lock()
     audit_health = AuditHealth()
+    health_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crsrisk-health")  # never behind scoring
 
     def scored(body: PredictRequest) -> tuple[dict[str, Any], Any]:
         with one_at_a_time:
@@ -142,7 +145,9 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     async def health() -> dict[str, Any]:
         """Liveness: the service is up, which bundle it serves, and whether the audit log takes records (status
         ``degraded`` and the reason when not: ``/predict`` then answers 503). Never queued behind scoring."""
-        problem = audit_health.problem or (await run_in_threadpool(_audit_problem, log_path) if audit else None)
+        problem = audit_health.problem
+        if problem is None and audit:
+            problem = await asyncio.get_running_loop().run_in_executor(health_probe, _audit_problem, log_path)
         return {"status": "ok" if problem is None else "degraded", "bundle_sha256": bundle.digest,
                 "synthetic": bundle.metadata.synthetic,
                 "audit_log": {"enabled": audit, "ok": problem is None, "problem": problem}}
