@@ -37,10 +37,12 @@ INTERNAL_EXIT, BAD_INPUT_EXIT = 3, 2
 
 
 def _problem_text(error: BaseException) -> str:
-    """What was wrong, in one message: an OS error names its path, the package's errors say it themselves."""
+    """What was wrong, in one message: an OS error names its path, the package's errors say it themselves; text
+    that is not valid Unicode (a lone surrogate) is shown escaped, so printing it cannot fail."""
+    text = str(error)
     if isinstance(error, OSError) and error.strerror:
-        return f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
-    return str(error)
+        text = f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _write_traceback(error: BaseException) -> Path:
