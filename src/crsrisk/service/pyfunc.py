@@ -84,6 +84,7 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
                                   error_code=INTERNAL_ERROR) from None
 
     def _predict(self, model_input: pd.DataFrame, params: dict | None) -> pd.DataFrame:
+        """Feature rows scored by this task/landmark's model, or patient records through ``crsrisk.predict``."""
         if RECORD_COLUMN in model_input.columns:
             return self._predict_records(model_input, bool((params or {}).get("audit", True)))
         missing = [c for c in self.model.feature_names if c not in model_input.columns]
