@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,11 +30,18 @@ def run(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
+    assert result.exit_code != 3, f"internal error (a bug):\n{internal_error_details(result.stderr)}"
     assert result.exit_code in (0, 2), (result.exit_code, result.output)
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert "error" in result.stderr.lower(), result.output
     return result.exit_code, result.stdout, result.stderr
+
+
+def internal_error_details(stderr: str) -> str:
+    """The traceback file named by an exit-3 message ("internal error; details in FILE"), read back."""
+    match = re.search(r"details in (\S+)", stderr)
+    return Path(match.group(1)).read_text() if match else stderr
 
 
 def strict_json(text: str) -> object:

@@ -22,6 +22,7 @@ from crsrisk.service import create_app
 from crsrisk.service.guard import required_token, token_matches
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.predictions import example_record_text, with_intervals
+from fuzz_strategies import FUZZ, any_text, extreme_numbers, records
 from tests_support import patient_record
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -32,6 +33,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def bundle(small_bundle: Path):
     return load_model(small_bundle)
+
+
+JSON = {"content-type": "application/json"}  # without it FastAPI reads the body as bytes and never parses it
 
 
 def client(bundle, tmp_path: Path, token: str | None = None):
@@ -84,10 +88,11 @@ def test_bad_record_is_a_422_naming_field_and_value(bundle, tmp_path: Path) -> N
 def test_any_malformed_body_is_refused_with_a_reason_never_a_500(bundle, tmp_path: Path, body, patient) -> None:
     api = client(bundle, tmp_path)
     for payload in (body, {"patient": patient, "measurements": body if isinstance(body, list) else []}):
-        answer = api.post("/predict", content=json.dumps(payload, allow_nan=True))
+        answer = api.post("/predict", content=json.dumps(payload, allow_nan=True), headers=JSON)
         assert answer.status_code in (200, 422), answer.text
         if answer.status_code == 422:
-            assert answer.json()["problems"] and all(p["field"] for p in answer.json()["problems"])
+            problems = answer.json()["problems"]  # a field may be the empty key the body itself used
+            assert problems and all(isinstance(p["field"], str) and p["message"] for p in problems)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -296,3 +301,151 @@ def test_a_fhir_bundle_is_scored_like_crsrisk_predict_scores_it(bundle, small_co
     assert both.status_code == 422 and "either patient" in both.json()["detail"]
     page = api.post("/", data={"action": "record", "record": json.dumps(fhir), "now_hours": "40"})
     assert page.status_code == 200 and 'class="probability' in page.text
+
+
+def assert_refused(answer) -> list[dict]:
+    """A 422 whose body is valid UTF-8 JSON naming each problem's field."""
+    assert answer.status_code == 422, answer.text
+    problems = json.loads(answer.content.decode("utf-8"))["problems"]
+    assert problems and all(isinstance(p["field"], str) and p["message"] for p in problems)  # "" if the key was ""
+    return problems
+
+
+def example() -> dict:
+    return json.loads(EXAMPLE.read_text())
+
+
+def test_regression_lone_surrogate_in_a_value_is_a_422_shown_escaped(bundle, tmp_path: Path) -> None:
+    """Was: HTTP 500, JSONResponse raised UnicodeEncodeError echoing the value."""
+    body = json.dumps({**example(), "x": "\ud800"})
+    problems = assert_refused(client(bundle, tmp_path).post("/predict", content=body, headers=JSON))
+    assert problems[0]["field"] == "x" and problems[0]["value"] == "\ud800"
+
+
+def test_regression_lone_surrogate_in_a_key_is_a_422(bundle, tmp_path: Path) -> None:
+    """Was: HTTP 500 (the key echoed in the refusal)."""
+    record = example()
+    record["patient"]["\ud800"] = 1
+    assert_refused(client(bundle, tmp_path).post("/predict", content=json.dumps({**record, "\udfff": 1}), headers=JSON))
+
+
+def test_regression_raw_invalid_utf8_bytes_are_a_422(bundle, tmp_path: Path) -> None:
+    """Was: HTTP 500 for the bytes ED A0 80 (a UTF-8-encoded surrogate), which json reads as "\\ud800"."""
+    text = json.dumps({**example(), "now_hours": 40}, ensure_ascii=False).replace("EXAMPLE-001", "\ud800")
+    for raw in (text.encode("utf-8", "surrogatepass"), b"\xed\xa0\x80", b'{"patient": "\xed\xa0\x80"}'):
+        assert_refused(client(bundle, tmp_path).post("/predict", content=raw, headers=JSON))
+
+
+def test_regression_body_that_is_just_a_lone_surrogate_is_a_422(bundle, tmp_path: Path) -> None:
+    """Was: HTTP 500 for the body "\\ud800"."""
+    problems = assert_refused(client(bundle, tmp_path).post("/predict", content=b'"\\ud800"', headers=JSON))
+    assert problems[0]["value"] == "\ud800"
+
+
+def test_regression_lone_surrogate_pasted_on_the_page_is_shown_back(bundle, tmp_path: Path) -> None:
+    page = client(bundle, tmp_path).post("/", data={"action": "record", "record": json.dumps({**example(), "x": "\ud800"})})
+    assert page.status_code == 422 and "\\ud800" in page.content.decode("utf-8")
+
+
+def damage_last_line(log: Path, keep: int, newline: bool = True) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]) + lines[-1][:keep] + (b"\n" if newline else b""))
+
+
+def test_regression_damaged_audit_log_is_a_503_with_the_reason_and_health_says_so(bundle, tmp_path: Path) -> None:
+    """Was: a bare "Internal Server Error" for every /predict while the CLI, in the same state, said why."""
+    api = client(bundle, tmp_path)
+    assert api.post("/predict", json=example()).status_code == 200
+    assert api.get("/health").json()["audit_log"] == {"enabled": True, "ok": True, "problem": None}
+    damage_last_line(tmp_path / "audit.jsonl", keep=40)
+    answer = api.post("/predict", json=example())
+    assert answer.status_code == 503
+    assert "the last complete line is not an audit record" in answer.json()["detail"]
+    health = api.get("/health").json()
+    assert health["status"] == "degraded" and "not an audit record" in health["audit_log"]["problem"]
+    page = api.post("/", data={"action": "example", "record": "", "now_hours": ""})
+    assert page.status_code == 503 and "audit log cannot be appended to" in page.text
+
+
+def test_a_torn_last_line_is_moved_aside_and_scoring_goes_on(bundle, tmp_path: Path) -> None:
+    api = client(bundle, tmp_path)
+    assert api.post("/predict", json=example()).status_code == 200
+    damage_last_line(tmp_path / "audit.jsonl", keep=40, newline=False)
+    assert api.post("/predict", json=example()).status_code == 200
+    assert api.get("/health").json()["status"] == "ok"
+
+
+STRICT = pytest.mark.xfail(strict=True, reason="strict scalar parsing of the REST body lands with branch 'rules'; "
+                           "remove this mark when it does")
+
+
+@STRICT
+@pytest.mark.parametrize("field, value", [("now_hours", True), ("now_hours", False), ("top", True),
+                                          ("trajectory", "yes"), ("trajectory", 1)])
+def test_regression_booleans_are_not_numbers_and_trajectory_is_a_boolean(bundle, tmp_path: Path, field: str,
+                                                                         value: object) -> None:
+    """Was: now_hours true scored at hour 1.0, top true gave 1, trajectory "yes" accepted."""
+    problems = assert_refused(client(bundle, tmp_path).post("/predict", json={**example(), field: value}))
+    assert problems[0]["field"] == field
+
+
+def test_regression_huge_numbers_are_refused_or_scored_never_a_500(bundle, tmp_path: Path) -> None:
+    api = client(bundle, tmp_path)
+    for field in ("now_hours", "top"):
+        for value in ("1" + "0" * 400, "1e999", "-1e999", "18446744073709551616"):
+            text = json.dumps(example())[:-1] + f', "{field}": {value}}}'
+            assert api.post("/predict", content=text, headers=JSON).status_code in (200, 422)
+
+
+def _raw(text: str) -> bytes:
+    """JSON text as a client might send it: UTF-8, a lone surrogate as its raw bytes (ED A0 80) when it has one."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _with_surrogate(document: object, text: str) -> object:
+    """The document with ``text`` (which may hold a lone surrogate) put in as a key and as a value, at every level."""
+    if isinstance(document, dict):
+        return {**{k: _with_surrogate(v, text) for k, v in document.items()}, text: text}
+    if isinstance(document, list):
+        return [_with_surrogate(v, text) for v in document] + [text]
+    return document
+
+
+@FUZZ
+@given(record=records(), text=any_text, number=extreme_numbers, where=st.sampled_from(["now_hours", "top", "trajectory"]),
+       flag=st.booleans(), everywhere=st.booleans(), raw=st.booleans())
+def test_fuzz_rest_surrogates_raw_bytes_booleans_and_huge_numbers_are_never_a_500(
+        bundle, tmp_path: Path, record: dict, text: str, number: object, where: str, flag: bool, everywhere: bool,
+        raw: bool) -> None:
+    """Lone surrogates in every position (keys and values, at each level), as JSON escapes or raw bytes; booleans
+    and huge numbers in the request's own fields: a 200 or a 422 naming the problem, never a 500."""
+    api = client(bundle, tmp_path)
+    body = _with_surrogate(record, text) if everywhere else record
+    try:
+        text_body = json.dumps({**body, where: flag if flag else number}, ensure_ascii=not raw, default=str)
+    except (TypeError, ValueError):
+        return  # not JSON-representable: no client can send it
+    answer = api.post("/predict", content=_raw(text_body), headers=JSON)
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 422:
+        assert_refused(answer)
+    page = api.post("/", data={"action": "record", "record": text_body, "now_hours": ""})
+    assert page.status_code in (200, 422), page.text[-500:]
+
+
+@FUZZ
+@given(keep=st.integers(0, 400), newline=st.booleans(), junk=st.binary(max_size=20))
+def test_fuzz_rest_damaged_audit_log_is_a_503_or_recovered_never_a_500(bundle, tmp_path_factory, keep: int,
+                                                                       newline: bool, junk: bytes) -> None:
+    folder = tmp_path_factory.mktemp("audit")
+    api = client(bundle, folder)
+    assert api.post("/predict", json=example()).status_code == 200
+    log = folder / "audit.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]) + lines[-1][:keep] + junk + (b"\n" if newline else b""))
+    answer = api.post("/predict", json=example())
+    assert answer.status_code in (200, 503), answer.text
+    health = api.get("/health").json()
+    assert (health["status"] == "ok") == (answer.status_code == 200), health
+    if answer.status_code == 503:
+        assert answer.json()["audit_log"] == health["audit_log"]["problem"]

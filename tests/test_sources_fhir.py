@@ -136,7 +136,7 @@ def test_date_only_labs_follow_the_documented_rule(simulated):
     imported = _daily(tables, 2, TimeRule())
     assert 46.0 in imported.cohort.measurements["hours_since_infusion"].tolist()
     assert imported.report["date_only"]["measurements"] == 1
-    with pytest.raises(CohortValidationError, match="--same-day-labs"):
+    with pytest.raises(CohortValidationError, match="same_day_labs"):
         _daily(tables, 0, TimeRule())
     before = _daily(tables, 0, TimeRule(same_day_labs="before")).cohort.measurements["hours_since_infusion"]
     after = _daily(tables, 0, TimeRule(hour=6, same_day_labs="after")).cohort.measurements["hours_since_infusion"]

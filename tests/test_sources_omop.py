@@ -53,7 +53,7 @@ def test_unknown_concepts_date_only_rows_and_the_same_day_option(database):
         # a date-only IL-6 on the infusion day of person 1 (infusion 2024-01-02 10:00) and one the day after
         connection.execute(f"INSERT INTO measurement VALUES (900003, 1, {il6}, DATE '2024-01-02', NULL, 40, {pg}, NULL),"
                            f"(900004, 1, {il6}, DATE '2024-01-03', NULL, 50, {pg}, NULL)")
-    with pytest.raises(CohortValidationError, match="same-day-labs"):
+    with pytest.raises(CohortValidationError, match="same_day_labs"):
         import_omop(url)
     imported = import_omop(url, TimeRule(same_day_labs="after"))
     unknown = imported.report["unknown_codes"]

@@ -1,4 +1,7 @@
-"""The package's own error types: every refusal of bad input is one of these."""
+"""The package's own error types: every refusal of bad input is a ``CrsriskError``; any other exception is a bug.
+
+The bad-input types also derive from the built-in type a caller would catch (``ValueError``, ``KeyError``,
+``RuntimeError``), so code written against those keeps working."""
 
 from __future__ import annotations
 
@@ -45,7 +48,23 @@ class Problem:
         return f"{', '.join(where)}{value}: {self.message}"
 
 
-class CohortValidationError(ValueError):
+class CrsriskError(Exception):
+    """An error the package raises on purpose: bad input, or a state the user can fix (a damaged log, a bundle
+    that fails its checks). The CLI shows it and exits 2; the service answers 422 (503 for the audit log)."""
+
+
+class InputError(CrsriskError, ValueError):
+    """A bad argument, setting or value, named with what was expected."""
+
+
+class NotFoundError(InputError, KeyError):
+    """A name that is not there (an unknown feature, a patient not in the cohort); shown as its message, unquoted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CohortValidationError(CrsriskError, ValueError):
     """Input that breaks the cohort contract; holds every problem found (up to a limit)."""
 
     def __init__(self, problems: list[Problem], truncated: int = 0,
@@ -66,9 +85,9 @@ class CohortValidationError(ValueError):
         return type(self), (self.problems, self.truncated, self.counts)
 
 
-class BundleIntegrityError(RuntimeError):
+class BundleIntegrityError(CrsriskError, RuntimeError):
     """A model bundle whose files do not match its manifest of SHA-256 hashes."""
 
 
-class AuditLogError(RuntimeError):
+class AuditLogError(CrsriskError, RuntimeError):
     """The prediction audit log cannot be written or read as a log (a bad path, a missing key, a foreign file)."""

@@ -20,6 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
+from crsrisk.errors import InputError
 from crsrisk.schema.tables import DRUG_EVENTS
 
 
@@ -37,7 +38,7 @@ class Hours:
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.hours) or self.hours < 0:
-            raise ValueError(f"landmark: must be hours >= 0 after infusion (finite), got {self.hours!r}")
+            raise InputError(f"landmark: must be hours >= 0 after infusion (finite), got {self.hours!r}")
 
     @property
     def label(self) -> str:
@@ -74,7 +75,7 @@ class FirstEvent:
 
     def __post_init__(self) -> None:
         if self.event not in DRUG_EVENTS:
-            raise ValueError(f"landmark: first_<drug> needs one of {list(DRUG_EVENTS)}, got {self.event!r}")
+            raise InputError(f"landmark: first_<drug> needs one of {list(DRUG_EVENTS)}, got {self.event!r}")
 
     @property
     def label(self) -> str:
@@ -115,7 +116,7 @@ class Grid:
 
     def __post_init__(self) -> None:
         if not (0 <= self.start <= self.stop and self.step > 0 and np.isfinite(self.stop)):
-            raise ValueError(f"landmark grid: need 0 <= start <= stop and step > 0, got start={self.start!r}, "
+            raise InputError(f"landmark grid: need 0 <= start <= stop and step > 0, got start={self.start!r}, "
                              f"stop={self.stop!r}, step={self.step!r}")
 
     @property
@@ -156,7 +157,7 @@ def parse_landmark(value: Any) -> Landmark:
     if isinstance(value, (Hours, FirstEvent, Grid)):
         return value
     if isinstance(value, bool):
-        raise ValueError(f"landmark: expected hours, 'first_<drug>' or a grid, got {value!r}")
+        raise InputError(f"landmark: expected hours, 'first_<drug>' or a grid, got {value!r}")
     if isinstance(value, (int, float)):
         return Hours(float(value))
     if isinstance(value, str):
@@ -171,6 +172,6 @@ def parse_landmark(value: Any) -> Landmark:
         try:
             return Grid(**{k: float(v) for k, v in value.items()})
         except (TypeError, ValueError) as error:
-            raise ValueError(f"landmark grid {value!r}: {error}") from None
-    raise ValueError(f"landmark: expected hours >= 0, 'first_<drug>' or a grid {{start, stop, step}}, got {value!r}")
+            raise InputError(f"landmark grid {value!r}: {error}") from None
+    raise InputError(f"landmark: expected hours >= 0, 'first_<drug>' or a grid {{start, stop, step}}, got {value!r}")
 

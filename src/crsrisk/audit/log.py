@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from crsrisk.errors import AuditLogError
+from crsrisk.errors import AuditLogError, InputError
 
 GENESIS = "0" * 64
 ENV_PATH = "CRSRISK_AUDIT_LOG"
@@ -314,7 +314,7 @@ def parse_head(text: str) -> tuple[int, str]:
     """``SEQ:HASH`` (as printed by ``crsrisk audit-log head``) as a pair; ValueError naming what is wrong."""
     seq, _, digest = text.partition(":")
     if not (seq.isascii() and seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-        raise ValueError(f"--expect-head: expected SEQ:HASH (a record number and 64 hex digits), got {text!r:.100}")
+        raise InputError(f"head {text!r:.100}: expected SEQ:HASH (a record number and 64 hex digits)")
     return int(seq), digest
 
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.special import expit
 
+from crsrisk.errors import InputError
+
 Method = Literal["platt", "isotonic"]
 METHODS: tuple[str, ...] = ("platt", "isotonic")
 
@@ -63,11 +65,11 @@ class Calibrator:
             x = [finite_number(v, f"calibrator: parameter x[{i}]") for i, v in enumerate(params["x"])]
             y = [finite_number(v, f"calibrator: parameter y[{i}]") for i, v in enumerate(params["y"])]
             if any(b <= a for a, b in zip(x, x[1:])):
-                raise ValueError("calibrator: isotonic x must be strictly increasing")
+                raise InputError("calibrator: isotonic x must be strictly increasing")
             if any(b < a for a, b in zip(y, y[1:])) or not 0.0 <= y[0] <= y[-1] <= 1.0:
-                raise ValueError("calibrator: isotonic y must be non-decreasing probabilities in [0, 1]")
+                raise InputError("calibrator: isotonic y must be non-decreasing probabilities in [0, 1]")
             return cls("isotonic", {"x": x, "y": y})
-        raise ValueError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; got {data!r:.200}")
+        raise InputError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; got {data!r:.200}")
 
 
 def finite_number(value: Any, name: str) -> float:
@@ -76,7 +78,7 @@ def finite_number(value: Any, name: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
             raise ValueError
     except (ValueError, OverflowError):
-        raise ValueError(f"{name} must be a finite number, got {value!r:.50}") from None
+        raise InputError(f"{name} must be a finite number, got {value!r:.50}") from None
     return float(value)
 
 
@@ -137,4 +139,4 @@ def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: in
         model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
         return Calibrator("isotonic", {"x": [float(v) for v in model.X_thresholds_],
                                        "y": [float(v) for v in model.y_thresholds_]})
-    raise ValueError(f"calibration method: expected one of {METHODS}, got {method!r}")
+    raise InputError(f"calibration method: expected one of {METHODS}, got {method!r}")

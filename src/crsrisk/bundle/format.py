@@ -10,6 +10,7 @@ import numpy as np
 import xgboost as xgb
 
 from crsrisk.bundle.calibration import Calibrator
+from crsrisk.errors import InputError
 from crsrisk.features.spec import feature_names
 from crsrisk.landmarks import Landmark, parse_landmark
 from crsrisk.tasks import TaskBase, get_task, task_from_settings
@@ -69,7 +70,7 @@ class TaskModel:
         position = {name: i for i, name in enumerate(feature_names(True))}
         unknown = [name for name in self.feature_names if name not in position]
         if unknown:
-            raise ValueError(f"model {self.key}: features {unknown} are not features of this crsrisk version")
+            raise InputError(f"model {self.key}: features {unknown} are not features of this crsrisk version")
         return np.array([position[name] for name in self.feature_names])
 
     def _booster_for(self, rows: int) -> xgb.Booster:
@@ -80,7 +81,7 @@ class TaskModel:
         the one place a raw score is computed. Values beyond float32's range are clipped (``model_ready``)."""
         values = model_ready(X)
         if values.ndim != 2 or values.shape[1] != len(self.feature_names):
-            raise ValueError(f"model {self.key}: expected rows of {len(self.feature_names)} features, got shape "
+            raise InputError(f"model {self.key}: expected rows of {len(self.feature_names)} features, got shape "
                              f"{values.shape}")
         return self._booster_for(len(values)).inplace_predict(values, predict_type="margin", missing=np.nan)
 

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from crsrisk.errors import BundleIntegrityError
+from crsrisk.errors import BundleIntegrityError, InputError
 
 SIGNATURE = "signature.json"
 ENV_TRUSTED_KEYS = "CRSRISK_TRUSTED_KEYS"
@@ -46,7 +46,7 @@ def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
     private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for path in (private_path, public_path):
         if path.exists():
-            raise FileExistsError(f"{path} already exists: choose another --out prefix")
+            raise FileExistsError(f"{path} already exists: choose another prefix")
     private_path.parent.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     _write_new(private_path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -61,9 +61,9 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as error:
-        raise ValueError(f"--key {path}: not a readable unencrypted PEM private key ({error})") from None
+        raise InputError(f"{path}: not a readable unencrypted PEM private key ({error})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"--key {path}: expected an Ed25519 private key, got {type(key).__name__}")
+        raise InputError(f"{path}: expected an Ed25519 private key, got {type(key).__name__}")
     return key
 
 
@@ -113,12 +113,12 @@ def check_signature(manifest: bytes, signature: bytes | None, keys: dict[str, Ed
     if signature is None:
         if keys:
             raise BundleIntegrityError(f"{where}: unsigned bundle refused: {ENV_TRUSTED_KEYS} names trusted keys "
-                                       f"(sign it with `crsrisk sign {where} --key KEY`)")
+                                       "(sign it with a trusted private key)")
         return UNSIGNED
     try:
         document = json.loads(signature)
         if document.get("algorithm") != "ed25519":
-            raise ValueError(f"algorithm {document.get('algorithm')!r}, expected 'ed25519'")
+            raise InputError(f"algorithm {document.get('algorithm')!r}, expected 'ed25519'")
         signer, value = str(document["key_id"]), base64.b64decode(document["signature"], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
         raise BundleIntegrityError(f"{where}: unreadable {SIGNATURE} ({error})") from None

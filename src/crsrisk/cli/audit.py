@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 
-from crsrisk.cli.common import (_model_option, app, audit_log_app, console, errors, friendly)
+from crsrisk.cli.common import (_model_option, app, audit_log_app, console, errors, flag, friendly)
 
 
 @app.command()
@@ -64,7 +64,9 @@ def sign(bundle: Path = typer.Argument(..., help="model bundle folder"),
     """Sign a model bundle's manifest (after checking every file against it): writes BUNDLE/signature.json."""
     from crsrisk.bundle import sign_bundle
 
-    console.print(f"signed: {sign_bundle(bundle, key)}")
+    with flag("--key"):
+        signed = sign_bundle(bundle, key)
+    console.print(f"signed: {signed}")
 
 
 @audit_log_app.command("head")
@@ -88,7 +90,9 @@ def audit_log_verify(
     from crsrisk.audit.log import parse_head, resolve_log_path, verify_log
 
     log_path = resolve_log_path(path)
-    result = verify_log(log_path, expect_head=parse_head(expect_head) if expect_head else None)
+    with flag("--expect-head"):
+        expected = parse_head(expect_head) if expect_head else None
+    result = verify_log(log_path, expect_head=expected)
     for note in result.notes:
         console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     head = "empty" if result.head is None else f"head {result.head[0]}:{result.head[1]}"

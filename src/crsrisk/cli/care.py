@@ -11,7 +11,8 @@ from rich.table import Table
 
 
 from crsrisk.scoring.audited import audit_table
-from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly, print_json)
+from crsrisk.cli.common import (_flag_text, _model_option, app, console, flag, friendly, print_json)
+from crsrisk.errors import InputError
 
 
 @app.command()
@@ -50,7 +51,7 @@ def predict(
         from crsrisk.scoring import load_model, predict_cohort
 
         if out is None:
-            raise ValueError("--out: batch scoring of a cohort folder needs an output CSV file")
+            raise InputError("--out: batch scoring of a cohort folder needs an output CSV file")
         if is_partitioned(target):
             done = score_partitioned(target, out, model, chunk_size=chunk_size, dask=dask, audit=audit,
                                      audit_log=audit_log, at_hours=at)
@@ -60,7 +61,7 @@ def predict(
                           f"in {done.seconds:.1f} s")
             return
         if dask is not None:
-            raise ValueError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
+            raise InputError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
                              "folders of Parquet files) is scored on a cluster")
         bundle, cohort = load_model(model), load_cohort(target)
         scores = predict_cohort(cohort, bundle, at_hours=at, audit=audit, audit_log=audit_log)
@@ -69,7 +70,7 @@ def predict(
                       f"model {bundle.path} ({escape(bundle.trust)})")
         return
     if at is not None:
-        raise ValueError("--at: scores a cohort folder; for one patient use --now-hours")
+        raise InputError("--at: scores a cohort folder; for one patient use --now-hours")
     if trajectory:
         _print_trajectory(target, model, plot, as_json, top, audit, audit_log)
         return
@@ -172,7 +173,10 @@ def serve(
     from crsrisk.service.run import serve as run_server
     from crsrisk.service.run import worker_count
 
-    secured, workers = required_token(host) is not None, worker_count(workers)
+    with flag("--host"):
+        secured = required_token(host) is not None
+    with flag("--workers"):
+        workers = worker_count(workers)
     console.print(f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
                   f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
                   "[bold]Not for clinical use.[/]")

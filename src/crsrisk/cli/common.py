@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import tempfile
+import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import AuditLogError, BundleIntegrityError, CohortValidationError, shown
+import crsrisk
+from crsrisk.errors import CohortValidationError, CrsriskError, InputError, shown
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
@@ -25,27 +31,59 @@ if not console.is_terminal:  # piped or captured: wide enough for the comparison
     console = Console(width=200)
 errors = Console(stderr=True)
 
-# OSError: a path the system refuses (too long, a folder where a file belongs, no permission, disk full)
-_EXPECTED = (CohortValidationError, BundleIntegrityError, AuditLogError, OSError, ValueError, KeyError)
+# OSError: a path or resource the system refuses (not found, a folder where a file belongs, no permission, disk full)
+_EXPECTED = (CrsriskError, OSError)
+INTERNAL_EXIT, BAD_INPUT_EXIT = 3, 2
 
+
+def _problem_text(error: BaseException) -> str:
+    """What was wrong, in one message: an OS error names its path, the package's errors say it themselves; text
+    that is not valid Unicode (a lone surrogate) is shown escaped, so printing it cannot fail."""
+    text = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _write_traceback(error: BaseException) -> Path:
+    """The traceback of an internal error, in a new owner-only (0600) file in the temp folder; its path."""
+    handle, name = tempfile.mkstemp(prefix="crsrisk-internal-error-", suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as out:
+        out.write(f"crsrisk {crsrisk.__version__}\n")
+        out.write("".join(traceback.format_exception(error)))
+    return Path(name)
 
 
 def friendly(command: Callable) -> Callable:
-    """Turn the package's own errors into a clear message and exit code 2, never a traceback."""
+    """Bad input (the package's own errors, OS errors about paths) -> a message naming the problem and exit 2;
+    anything else is a bug -> one line pointing to a file with the traceback and exit 3, so tests can tell."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
         except _EXPECTED as error:
-            text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            if isinstance(error, OSError) and error.strerror:
-                text = f"{error.strerror}: {shown(error.filename)}" if error.filename else error.strerror
-            errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(str(text))}", highlight=False,
-                         soft_wrap=True)
-            raise typer.Exit(2) from None
+            errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(_problem_text(error))}",
+                         highlight=False, soft_wrap=True)
+            raise typer.Exit(BAD_INPUT_EXIT) from None
+        except Exception as error:
+            where = _write_traceback(error)
+            errors.print(f"[bold red]internal error[/]; details in {escape(str(where))} (a bug, not your input: "
+                         "please report it with that file)", highlight=False, soft_wrap=True)
+            raise typer.Exit(INTERNAL_EXIT) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def flag(name: str, kind: type[InputError] = InputError) -> Iterator[None]:
+    """Say which option a refusal (of ``kind``) is about: the library names the setting, the CLI adds its flag."""
+    try:
+        yield
+    except kind as error:
+        raise InputError(f"{name}: {error}") from error
 
 
 def _model_option() -> Any:

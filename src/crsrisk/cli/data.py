@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import CohortValidationError, shown
+from crsrisk.errors import CohortValidationError, InputError, shown
 
 from crsrisk.cli.common import (MAX_SHOWN, _print_counts, _write_problems,
-                                 app, console, friendly, import_app)
+                                 app, console, errors, friendly, import_app)
 
 
 @app.command()
@@ -115,7 +115,7 @@ def features(
     from crsrisk.tasks import get_task
 
     if out.suffix not in (".parquet", ".csv"):
-        raise ValueError(f"--out: expected a .parquet or .csv file name, got {shown(out.name)}")
+        raise InputError(f"--out: expected a .parquet or .csv file name, got {shown(out.name)}")
     from crsrisk.training.config import load_config
 
     task_def = get_task(task).with_overrides(**load_config(config).task_overrides.get(task, {}))
@@ -196,7 +196,12 @@ def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], d
     from crsrisk.sources.assemble import write_imported
 
     read = getattr(importlib.import_module(f"crsrisk.sources.{reader}"), f"import_{reader}")
-    imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    try:
+        imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+    except CohortValidationError as error:
+        if any("same_day_labs" in p.message for p in error.problems):
+            errors.print("hint: say when labs dated the infusion day were taken: --same-day-labs before|after")
+        raise
     write_imported(imported, out, overwrite=overwrite)
     _report_import(imported, out)
 

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 
-from crsrisk.cli.common import (_flag_text, _model_option, app, console, friendly, print_json)
+from crsrisk.cli.common import (_flag_text, _model_option, app, console, flag, friendly, print_json)
+from crsrisk.errors import InputError
 
 
 def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
@@ -66,11 +67,14 @@ def train(
 ) -> None:
     """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
     from crsrisk.training.config import load_config
+    from crsrisk.training.crossval import TooFewEvents
     from crsrisk.training.run import train as run_training
 
     settings = load_config(config, workers=workers, dask=dask)
-    _report_run(run_training(cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out,
-                             show_progress=progress), tracking_uri)
+    with flag(f"--config {config or '(none: the defaults)'} (the experiment file, see experiments/)", TooFewEvents):
+        result = run_training(cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out,
+                              show_progress=progress)
+    _report_run(result, tracking_uri)
 
 
 @app.command()
@@ -143,7 +147,7 @@ def recalibrate(
     from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
 
     if method not in METHODS:
-        raise ValueError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+        raise InputError(f"--method: expected one of {list(METHODS)}, got {method!r}")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
     result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)

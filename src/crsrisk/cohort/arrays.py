@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
+from crsrisk.errors import NotFoundError
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import EVENT_KINDS, PATIENT_COLUMNS
 
@@ -73,7 +74,7 @@ class CohortArrays:
         wanted = np.asarray(patient_ids, dtype=object)
         found = pd.Index(self.patient_ids).get_indexer(wanted)
         if (found < 0).any():
-            raise KeyError(f"patient_id {wanted[np.argmax(found < 0)]!r} is not in the cohort")
+            raise NotFoundError(f"patient_id {wanted[np.argmax(found < 0)]!r} is not in the cohort")
         return found
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from crsrisk.util.atomic import staged_folder
 from crsrisk.cohort.validated import Cohort
-from crsrisk.errors import CohortValidationError, Problem, shown
+from crsrisk.errors import CohortValidationError, InputError, Problem, shown
 from crsrisk.schema.tables import TABLES
 from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
 
@@ -162,7 +162,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, ex
 def write_cohort(cohort: Cohort, out_dir: str | os.PathLike, fmt: str = "csv", overwrite: bool = False) -> Path:
     """Write a canonical ``Cohort`` as a contract folder (CSV or Parquet) with its metadata."""
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
+        raise InputError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
     tables = {f"{name}.{fmt}": getattr(cohort, name) for name in TABLES}
     meta = stored_metadata(cohort.metadata)
     return write_tables(tables, out_dir, {METADATA_FILE: json.dumps(meta, sort_keys=True, indent=1).encode()},

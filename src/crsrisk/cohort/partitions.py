@@ -27,7 +27,7 @@ from crsrisk.util.atomic import staged_folder
 from crsrisk.cohort.io import METADATA_FILE, read_metadata, stored_metadata
 from crsrisk.cohort.validate import MAX_PROBLEMS, validate_tables
 from crsrisk.cohort.validated import Cohort
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import CohortValidationError, InputError, Problem
 from crsrisk.schema.tables import COLUMNS, TABLES
 
 BUCKET = "bucket"  # the hive partition field: FOLDER/<table>/bucket=K/*.parquet
@@ -60,7 +60,7 @@ def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathL
     partitioned folder bucketed by patient id, atomically; ``metadata`` goes to ``cohort.json`` (default:
     the first cohort's, when it has any). Patient ids must be distinct across the chunks (checked on read)."""
     if buckets < 1:
-        raise ValueError(f"buckets: expected at least 1, got {buckets}")
+        raise InputError(f"buckets: expected at least 1, got {buckets}")
     target = Path(folder)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite")
@@ -213,7 +213,7 @@ def plan_chunks(source: PartitionedCohort, chunk_size: int = 5000) -> list[Chunk
     across all files what no single chunk can see: blank or duplicate patient ids, and measurement or event rows
     whose patient is not in the patients table (of their bucket). Reads only the ``patient_id`` columns."""
     if chunk_size < 1:
-        raise ValueError(f"chunk_size: expected at least 1, got {chunk_size}")
+        raise InputError(f"chunk_size: expected at least 1, got {chunk_size}")
     chunks: list[Chunk] = []
     problems = _Problems()
     every: list[pa.Array] = []

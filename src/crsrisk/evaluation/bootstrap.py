@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import Metric, as_labels, as_scores
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -55,14 +56,14 @@ def bootstrap_ci(y: object, p: object, metric_fns: Mapping[str, Metric | MetricF
     rows of one patient stay together. Resamples where a metric is undefined (NaN) are left out of its CI.
     """
     if not 0 < level < 1 or n_boot < 1:
-        raise ValueError(f"level={level}, n_boot={n_boot}; expected 0 < level < 1 and n_boot >= 1")
+        raise InputError(f"level={level}, n_boot={n_boot}; expected 0 < level < 1 and n_boot >= 1")
     labels = as_labels(y)
     if not labels.size:
-        raise ValueError("y: no rows to bootstrap")
+        raise InputError("y: no rows to bootstrap")
     scores = as_scores(p, labels.size, probabilities=False)
     group_values = None if groups is None else np.asarray(groups, dtype=object).ravel()
     if group_values is not None and group_values.size != labels.size:
-        raise ValueError(f"groups: {group_values.size} values for {labels.size} rows; expected one per row")
+        raise InputError(f"groups: {group_values.size} values for {labels.size} rows; expected one per row")
     values = {name: float(fn(labels, scores)) for name, fn in metric_fns.items()}  # validates inputs first
     rng = np.random.default_rng(seed)
     draws: dict[str, list[np.ndarray]] = {name: [] for name in metric_fns}

@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import as_labels, as_scores
 
 
@@ -14,7 +15,7 @@ def _thresholds(thresholds: object) -> np.ndarray:
     values = np.asarray(thresholds, dtype=float).ravel()
     bad = np.flatnonzero(~((values >= 0) & (values < 1)))
     if bad.size:
-        raise ValueError(f"thresholds: position {bad[0]} is {values[bad[0]]!r}; expected 0 <= threshold < 1")
+        raise InputError(f"thresholds: position {bad[0]} is {values[bad[0]]!r}; expected 0 <= threshold < 1")
     return values
 
 
@@ -41,7 +42,7 @@ def net_benefit(y: object, predictions: Mapping[str, object], thresholds: object
     for name, p in predictions.items():
         scores = np.asarray(p, dtype=float).ravel()
         if scores.shape != labels.shape:
-            raise ValueError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
+            raise InputError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
         keep = ~np.isnan(scores)
         frames.append(pd.DataFrame({
             "threshold": pt, "model": name, "n": int(keep.sum()),

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from crsrisk.errors import InputError
+
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before taking logits
 _NEWTON_ITERATIONS = 100
 _NEWTON_TOLERANCE = 1e-9
@@ -27,10 +29,10 @@ def as_labels(y: object) -> np.ndarray:
     try:
         values = np.asarray(y, dtype=float).ravel()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"y: expected 0/1 labels ({error})") from error
+        raise InputError(f"y: expected 0/1 labels ({error})") from error
     bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
     if bad.size:
-        raise ValueError(f"y: row {bad[0]} is {float(values[bad[0]])!r}; expected 0 or 1 (no missing labels)")
+        raise InputError(f"y: row {bad[0]} is {float(values[bad[0]])!r}; expected 0 or 1 (no missing labels)")
     return values
 
 
@@ -38,11 +40,11 @@ def as_scores(p: object, n: int, probabilities: bool) -> np.ndarray:
     """Scores as a finite 1-D float array of length ``n`` (in [0, 1] when ``probabilities``)."""
     values = np.asarray(p, dtype=float).ravel()
     if values.shape != (n,):
-        raise ValueError(f"p: {values.size} values for {n} labels; expected one score per label")
+        raise InputError(f"p: {values.size} values for {n} labels; expected one score per label")
     bad = np.flatnonzero(~np.isfinite(values) | (probabilities & ((values < 0) | (values > 1))))
     if bad.size:
         expected = "a probability in [0, 1]" if probabilities else "a finite score"
-        raise ValueError(f"p: row {bad[0]} is {float(values[bad[0]])!r}; expected {expected}")
+        raise InputError(f"p: row {bad[0]} is {float(values[bad[0]])!r}; expected {expected}")
     return values
 
 
@@ -183,7 +185,7 @@ THRESHOLD_KEYS = ("sensitivity", "specificity", "ppv", "npv")
 def threshold_metric(key: str, threshold: float) -> Metric:
     """One of sensitivity/specificity/PPV/NPV when ``p >= threshold`` counts as positive, as a Metric."""
     if key not in THRESHOLD_KEYS:
-        raise ValueError(f"threshold metric {key!r}; expected one of {THRESHOLD_KEYS}")
+        raise InputError(f"threshold metric {key!r}; expected one of {THRESHOLD_KEYS}")
 
     def weighted(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
         flagged = (p >= threshold).astype(float)

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from crsrisk.errors import InputError
 from crsrisk.evaluation.decision import net_benefit_curve
 from crsrisk.evaluation.metrics import as_labels, auroc, calibration_bins, calibration_intercept_slope
 
@@ -29,7 +30,7 @@ def _models(y: object, predictions: Predictions) -> tuple[np.ndarray, dict[str, 
     for name, p in named.items():
         scores = np.asarray(p, dtype=float).ravel()
         if scores.shape != labels.shape:
-            raise ValueError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
+            raise InputError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
         keep = ~np.isnan(scores)
         out[name] = (labels[keep], scores[keep])
     return labels, out

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from crsrisk.errors import InputError
 from crsrisk.landmarks import Grid, Landmark, parse_landmark
 
 # Hay et al., Blood 2017;130:2295: fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL within 36 h.
@@ -126,7 +127,7 @@ def baseline_computable(name: str, X: pd.DataFrame) -> bool:
 def get_baseline(name: str) -> BaselineSpec:
     """The registry entry, or a ValueError listing the known names."""
     if name not in BASELINES:
-        raise ValueError(f"unknown published score {name!r}; expected one of {list(BASELINES)}")
+        raise InputError(f"unknown published score {name!r}; expected one of {list(BASELINES)}")
     return BASELINES[name]
 
 
@@ -139,11 +140,11 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
         spec = get_baseline(self.name)
         if not isinstance(X, pd.DataFrame):
-            raise ValueError(f"baseline {self.name}: expected the feature frame (a pandas DataFrame), "
+            raise InputError(f"baseline {self.name}: expected the feature frame (a pandas DataFrame), "
                              f"got {type(X).__name__}")
         missing = [c for c in spec.columns if c not in X.columns]
         if missing:
-            raise ValueError(f"baseline {self.name}: the feature frame lacks {missing} (is the landmark right?)")
+            raise InputError(f"baseline {self.name}: the feature frame lacks {missing} (is the landmark right?)")
         present = [c for c in spec.optional_columns if c in X.columns]
         return X[[*spec.columns, *present]].astype(float)
 
@@ -174,9 +175,9 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
         spec = get_baseline(self.name)
         y = np.asarray(y, dtype=float).ravel()
         if len(y) != len(X):
-            raise ValueError(f"baseline {self.name}: {len(y)} labels for {len(X)} feature rows")
+            raise InputError(f"baseline {self.name}: {len(y)} labels for {len(X)} feature rows")
         if not np.isin(y, (0.0, 1.0)).all() or np.unique(y).size < 2:
-            raise ValueError(f"baseline {self.name}: labels must be 0/1 with both classes in the training fold")
+            raise InputError(f"baseline {self.name}: labels must be 0/1 with both classes in the training fold")
         y = y.astype(int)
         self.classes_ = np.array([0, 1])
         if spec.kind == "refit":

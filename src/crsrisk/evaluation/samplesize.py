@@ -19,6 +19,8 @@ from scipy.optimize import brentq
 from scipy.special import expit, logit
 from scipy.stats import norm
 
+from crsrisk.errors import InputError
+
 Z = 1.96  # the papers' normal quantile for 95% intervals (not norm.ppf(0.975) = 1.95996...)
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(160)  # Gauss-Hermite for E[g(Z)], Z ~ N(0, 1)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
@@ -28,14 +30,14 @@ _GRID = np.linspace(-9.0, 9.0, 6001)  # z-grid (standard units of the LP) for th
 def _check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
     """``value`` as a float strictly inside (low, high), else a ValueError naming the field."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < float(value) < high:
-        raise ValueError(f"{name}: expected a number strictly between {low} and {high}, got {value!r}")
+        raise InputError(f"{name}: expected a number strictly between {low} and {high}, got {value!r}")
     return float(value)
 
 
 def _check_count(name: str, value: int, minimum: int = 1) -> int:
     """``value`` as an int of at least ``minimum``, else a ValueError naming the field."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: expected a whole number of at least {minimum}, got {value!r}")
+        raise InputError(f"{name}: expected a whole number of at least {minimum}, got {value!r}")
     return int(value)
 
 
@@ -154,13 +156,13 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
     conservative default (Nagelkerke R2 0.15) is used and recorded as such.
     """
     if r2_cs is not None and cstatistic is not None:
-        raise ValueError("r2_cs, cstatistic: expected one of them, got both")
+        raise InputError("r2_cs, cstatistic: expected one of them, got both")
     if r2_cs is not None:
         r2, source = _check_fraction("r2_cs", r2_cs), "given"
     elif cstatistic is not None:
         r2, source = r2_cs_from_cstatistic(cstatistic, prevalence), f"from C-statistic {cstatistic}"
         if not 1e-6 < r2 < shrinkage:
-            raise ValueError(f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
+            raise InputError(f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
                              f"a sample size needs one above 0 and below the shrinkage target {shrinkage}")
     else:
         r2, source = conservative_r2_cs(prevalence), "conservative default (Nagelkerke R2 0.15)"
@@ -245,7 +247,7 @@ def n_for_oe(prevalence: float, width: float = 0.2, oe: float = 1.0) -> float:
     the target width, SE = asinh(width / (2 O/E)) / 1.96; so n = (1 - phi) / (phi SE^2). Unrounded."""
     phi = _check_fraction("prevalence", prevalence)
     if not width > 0 or not oe > 0:
-        raise ValueError(f"width, oe: expected positive numbers, got width={width!r}, oe={oe!r}")
+        raise InputError(f"width, oe: expected positive numbers, got width={width!r}, oe={oe!r}")
     se = math.asinh(width / (2.0 * oe)) / Z
     return (1.0 - phi) / (phi * se * se)
 
@@ -276,7 +278,7 @@ def lp_distribution(prevalence: float, cstatistic: float) -> tuple[float, float]
         sd = brentq(lambda s: _normal_lp_cstatistic(_normal_lp_mean(phi, s), s) - c, 1e-4, 12.0, xtol=1e-10)
         return _normal_lp_mean(phi, sd), sd
     except ValueError:  # brentq: no root in the bracket
-        raise ValueError(f"prevalence, cstatistic: no normal linear predictor with an SD from 0.0001 to 12 gives "
+        raise InputError(f"prevalence, cstatistic: no normal linear predictor with an SD from 0.0001 to 12 gives "
                          f"prevalence {phi} and C-statistic {c}") from None
 
 
@@ -296,9 +298,9 @@ def n_for_calibration_slope(prevalence: float, cstatistic: float, width: float =
     n = I_aa / (SE^2 (I_aa I_bb - I_ab^2)) (Riley 2021). The LP is N(lp) when a published (mean, SD) is given,
     else the normal that matches this prevalence and C. Unrounded."""
     if not width > 0:
-        raise ValueError(f"width: expected a positive number, got {width!r}")
+        raise InputError(f"width: expected a positive number, got {width!r}")
     if lp is not None and not (len(lp) == 2 and lp[1] > 0):
-        raise ValueError(f"lp: expected (mean, SD) with SD > 0, got {lp!r}")
+        raise InputError(f"lp: expected (mean, SD) with SD > 0, got {lp!r}")
     se = width / (2.0 * Z)
     return _slope_variance_unit(*(lp or lp_distribution(prevalence, cstatistic))) / (se * se)
 
@@ -322,7 +324,7 @@ def n_for_cstatistic(cstatistic: float, prevalence: float, width: float = 0.1) -
     if gap(2.0) <= 0:
         return 2.0
     if gap(1e15) > 0:
-        raise ValueError(f"width: a C-statistic CI of width {width} needs more than 1e15 infusions")
+        raise InputError(f"width: a C-statistic CI of width {width} needs more than 1e15 infusions")
     return brentq(gap, 2.0, 1e15, xtol=1e-6, rtol=1e-14)
 
 
@@ -385,7 +387,7 @@ def _counts(n: int, events: int) -> tuple[int, int]:
     """``n`` >= 1 infusions and 0 <= ``events`` <= n, else a ValueError naming the field."""
     n, events = _check_count("n", n), _check_count("events", events, minimum=0)
     if events > n:
-        raise ValueError(f"events: expected at most n={n}, got {events}")
+        raise InputError(f"events: expected at most n={n}, got {events}")
     return n, events
 
 

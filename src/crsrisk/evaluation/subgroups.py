@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from crsrisk.errors import InputError
 from crsrisk.evaluation.bootstrap import bootstrap_ci
 from crsrisk.evaluation.metrics import as_labels, as_scores, auroc, brier, calibration_intercept_slope
 
@@ -31,7 +32,7 @@ def subgroup_metrics(y: object, p: object, groups: pd.Series, n_boot: int = 200,
     labels = as_labels(y)
     scores = as_scores(p, labels.size, probabilities=True)
     if len(groups) != labels.size:
-        raise ValueError(f"groups: {len(groups)} values for {labels.size} labels; expected one per label")
+        raise InputError(f"groups: {len(groups)} values for {labels.size} labels; expected one per label")
     levels = groups.astype("string").fillna(MISSING_LEVEL).to_numpy(dtype=object)
     rows = []
     for level in sorted(set(levels)):

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import pandas as pd
 
+from crsrisk.errors import NotFoundError
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
 
@@ -119,7 +120,7 @@ def feature_info(name: str) -> FeatureInfo:
     try:
         return _ALL[name]
     except KeyError:
-        raise KeyError(f"unknown feature {name!r}") from None
+        raise NotFoundError(f"unknown feature {name!r}") from None
 
 
 def log_scale_columns(names: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from crsrisk.errors import InputError
 from crsrisk.util.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
@@ -108,7 +109,7 @@ def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out
                                     "label": [feature_info(n).label for n in importance.index],
                                     "mean_abs_shap": importance.to_numpy()}))
     if not tables:
-        raise ValueError("no infusion of the cohort is in any bundled task's risk set: nothing to explain")
+        raise InputError("no infusion of the cohort is in any bundled task's risk set: nothing to explain")
     table = pd.concat(tables, ignore_index=True)
     write_table(table, folder / "global_importance.csv", private=False)  # mean |SHAP| per feature: no patient rows
     return table

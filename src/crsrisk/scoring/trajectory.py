@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from crsrisk.errors import InputError
 from crsrisk.util.atomic import write_bytes
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
@@ -111,7 +112,7 @@ def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str |
     (default: just after the latest record), each point with its ``top`` reasons; one audit record holds every
     point (``audit=False`` opts out, as for ``predict``)."""
     if not (isinstance(step_hours, (int, float)) and step_hours > 0):
-        raise ValueError(f"step_hours: expected a positive number of hours, got {step_hours!r}")
+        raise InputError(f"step_hours: expected a positive number of hours, got {step_hours!r}")
     arrays = validate_record(patient)
     trajectory = trajectory_of(load_model(model), arrays, step_hours, until_hours, top)
     if audit:

@@ -4,9 +4,11 @@ scripts served from the package, not a CDN: a hospital network may reach nothing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -18,9 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 import crsrisk
+from crsrisk.audit.log import log_head, resolve_log_path
 from crsrisk.bundle.store import Bundle
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model
+from crsrisk.service.failures import AuditHealth, EncodableHTML, EncodableJSON, InternalErrors
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
 from crsrisk.service.page import render_page
 from crsrisk.service.predictions import (
@@ -33,9 +37,6 @@ from crsrisk.service.predictions import (
     trajectory_png,
 )
 from crsrisk.util.outputs import json_ready
-
-_REFUSED = (CohortValidationError, ValueError, KeyError)
-
 
 def model_document(bundle: Bundle) -> dict[str, Any]:
     """What ``GET /model`` says: the bundle's identity and status, its training population and every model."""
@@ -51,10 +52,44 @@ def model_document(bundle: Bundle) -> dict[str, Any]:
     })
 
 
-def _problem_texts(error: Exception) -> list[str]:
+def _problem_texts(error: CrsriskError) -> list[str]:
     if isinstance(error, CohortValidationError):
         return [str(p) for p in error.problems]
-    return [f"{type(error).__name__}: {error.args[0] if isinstance(error, KeyError) and error.args else error}"]
+    return [f"{type(error).__name__}: {error}"]
+
+
+def _audit_refusal(error: AuditLogError) -> dict[str, Any]:
+    """The 503 body: scoring is refused because its audit record cannot be written, and why."""
+    return {"detail": f"the audit log cannot be appended to, so nothing is scored: {error}", "audit_log": str(error)}
+
+
+def _audit_problem(path: str | None) -> str | None:
+    """Why the audit log could not take a record now (its last line is damaged, it cannot be read), or None."""
+    log = resolve_log_path(path)
+    try:
+        if not log.is_file() or log.stat().st_size == 0:
+            return None
+        log_head(log)
+    except (AuditLogError, OSError) as error:
+        return str(error)
+    return None
+
+
+def _page_request(text: str, now: str) -> PredictRequest:
+    """The page's pasted record and hour as a request (with the trajectory); InputError when the text is not a
+    JSON object or the hour not a number."""
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as error:  # not JSON, or nested too deeply to read
+        raise InputError(f"the record is not JSON: {str(error)[:200]}") from None
+    if not isinstance(record, dict):
+        raise InputError("expected a JSON object with patient, measurements and events")
+    try:
+        hours = float(now) if now else None
+    except ValueError:
+        raise InputError(f"now_hours: expected a number of hours, got {now[:50]!r}") from None
+    fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
+    return PredictRequest(**{**fields, "now_hours": hours, "trajectory": True})
 
 
 def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str | os.PathLike | None = None,
@@ -67,35 +102,55 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
     # one preempted while holding the audit log's lock stalls the other processes too. One at a time per process
     # (a process per core: ``crsrisk serve --workers``); the others wait here, off the event loop.
     one_at_a_time = threading.Lock()
+    audit_health = AuditHealth()
+    health_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crsrisk-health")  # never behind scoring
 
     def scored(body: PredictRequest) -> tuple[dict[str, Any], Any]:
         with one_at_a_time:
-            return predict_document(bundle, body, audit, log_path)
+            try:
+                answer = predict_document(bundle, body, audit, log_path)
+            except AuditLogError as error:
+                audit_health.failed(str(error))
+                raise
+            if audit:
+                audit_health.appended()
+            return answer
 
     app = FastAPIOffline(title="crsrisk", version=crsrisk.__version__,
                          description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell "
                                      "therapy. Research software, synthetic model: not for clinical use.",
                          swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(InternalErrors)  # outermost of the two: a bug anywhere is a 500 with an error id
 
     def authorised(request: Request) -> None:
         if not token_matches(token, request.headers.get("authorization")):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    @app.exception_handler(CohortValidationError)
-    async def _invalid_record(request: Request, error: CohortValidationError) -> JSONResponse:
-        return JSONResponse(refusal(error), status_code=422)
+    @app.exception_handler(CrsriskError)
+    async def _bad_input(request: Request, error: CrsriskError) -> JSONResponse:
+        if not isinstance(error, CohortValidationError):
+            error = CohortValidationError([Problem("request", "<record>", _problem_texts(error)[0])])
+        return EncodableJSON(refusal(error), status_code=422)
+
+    @app.exception_handler(AuditLogError)
+    async def _audit_unavailable(request: Request, error: AuditLogError) -> JSONResponse:
+        return EncodableJSON(_audit_refusal(error), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(refusal(CohortValidationError(request_problems(error.errors()))), status_code=422)
+        return EncodableJSON(refusal(CohortValidationError(request_problems(error.errors()))), status_code=422)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness: the service is up and which bundle it serves (answered on the event loop, never queued
-        behind scoring)."""
-        return {"status": "ok", "bundle_sha256": bundle.digest,
-                "synthetic": bundle.metadata.synthetic}
+        """Liveness: the service is up, which bundle it serves, and whether the audit log takes records (status
+        ``degraded`` and the reason when not: ``/predict`` then answers 503). Never queued behind scoring."""
+        problem = audit_health.problem
+        if problem is None and audit:
+            problem = await asyncio.get_running_loop().run_in_executor(health_probe, _audit_problem, log_path)
+        return {"status": "ok" if problem is None else "degraded", "bundle_sha256": bundle.digest,
+                "synthetic": bundle.metadata.synthetic,
+                "audit_log": {"enabled": audit, "ok": problem is None, "problem": problem}}
 
     @app.get("/model", dependencies=[Depends(authorised)])
     def model_info() -> dict[str, Any]:
@@ -103,21 +158,18 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         return model_document(bundle)
 
     @app.post("/predict", dependencies=[Depends(authorised)],
-              responses={422: {"description": "the record breaks the contract: every problem with field and value"}})
+              responses={422: {"description": "the record breaks the contract: every problem with field and value"},
+                         503: {"description": "the audit log cannot be appended to (the reason is given)"},
+                         500: {"description": "a bug: the answer gives an error id, the traceback is logged under it"}})
     def predict(body: PredictRequest) -> Response:
         """Calibrated risk per task with every reason (``crsrisk.predict(...).to_dict()``); written to the audit log."""
-        try:
-            document, _ = scored(body)
-        except CohortValidationError:
-            raise
-        except (ValueError, KeyError) as error:
-            raise CohortValidationError([Problem("request", "<record>", _problem_texts(error)[0])]) from None
+        document, _ = scored(body)
         return Response(document_json(document), media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
+    def page() -> HTMLResponse:
         """The bedside page: paste, upload or pick the example record."""
-        return render_page(bundle, needs_token=token is not None)
+        return EncodableHTML(render_page(bundle, needs_token=token is not None))
 
     @app.post("/", response_class=HTMLResponse)
     async def page_result(request: Request) -> HTMLResponse:
@@ -127,20 +179,19 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         now = form.get("now_hours", "").strip()
         shown = {"record_text": text, "now_hours": now, "needs_token": token is not None}
         if not token_matches(token, form.get("token")):
-            return HTMLResponse(render_page(bundle, problems=["missing or wrong API token"], **shown), status_code=401)
+            return EncodableHTML(render_page(bundle, problems=["missing or wrong API token"], **shown), status_code=401)
         try:
-            record = json.loads(text)
-            if not isinstance(record, dict):
-                raise ValueError("expected a JSON object with patient, measurements and events")
-            fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
-            body = PredictRequest(**{**fields, "now_hours": float(now) if now else None, "trajectory": True})
+            body = _page_request(text, now)
             document, points = await run_in_threadpool(scored, body)
         except ValidationError as error:
             problems = [str(p) for p in request_problems(error.errors())]
-            return HTMLResponse(render_page(bundle, problems=problems, **shown), status_code=422)
-        except _REFUSED as error:
-            return HTMLResponse(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
+            return EncodableHTML(render_page(bundle, problems=problems, **shown), status_code=422)
+        except AuditLogError as error:
+            return EncodableHTML(render_page(bundle, problems=[_audit_refusal(error)["detail"]], **shown),
+                                 status_code=503)
+        except CrsriskError as error:
+            return EncodableHTML(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
         image = await run_in_threadpool(trajectory_png, points) if points is not None and points.points else None
-        return HTMLResponse(render_page(bundle, document=json_ready(document), trajectory_png=image, **shown))
+        return EncodableHTML(render_page(bundle, document=json_ready(document), trajectory_png=image, **shown))
 
     return app

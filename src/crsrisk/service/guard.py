@@ -7,6 +7,8 @@ import ipaddress
 import os
 from typing import Any, Awaitable, Callable
 
+from crsrisk.errors import InputError
+
 TOKEN_ENV = "CRSRISK_API_TOKEN"
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -30,7 +32,7 @@ def required_token(host: str, environ: dict[str, str] | None = None) -> str | No
     without one is refused (ValueError), so a server is never reachable from the network unauthenticated."""
     token = (os.environ if environ is None else environ).get(TOKEN_ENV) or None
     if token is None and not is_loopback(host):
-        raise ValueError(f"--host {host}: binding an address other than loopback needs a token; set {TOKEN_ENV} "
+        raise InputError(f"host {host}: binding an address other than loopback needs a token; set {TOKEN_ENV} "
                          "(callers then send 'Authorization: Bearer <token>')")
     return token
 

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import crsrisk
 from crsrisk.bundle.store import ENTRY_FILE, load_bundle
-from crsrisk.errors import BundleIntegrityError, CohortValidationError
+from crsrisk.errors import AuditLogError, BundleIntegrityError, CrsriskError
 from crsrisk.scoring.patient import predict
+from crsrisk.service.failures import internal_error_id
 
 PIP_REQUIREMENTS = [f"crsrisk=={crsrisk.__version__}", "xgboost>=3.1", "pandas>=2.2", "numpy>=1.26"]
 
@@ -66,7 +67,24 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
         self.model = self.bundle.models[self.key]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        """Calibrated risk for each row: feature rows (missing values allowed), or patient records."""
+        """Calibrated risk for each row: feature rows (missing values allowed), or patient records. Bad input is
+        refused (``mlflow models serve``: 400), an audit log that cannot be appended to is 503, and anything else
+        is a bug: 500 with an error id, its traceback logged under that id."""
+        try:
+            return self._predict(model_input, params)
+        except MlflowException:
+            raise
+        except AuditLogError as error:
+            raise MlflowException(f"the audit log cannot be appended to: {error}",
+                                  error_code=TEMPORARILY_UNAVAILABLE) from None
+        except CrsriskError as error:
+            raise _refuse(str(error)) from None
+        except Exception as error:
+            raise MlflowException(f"internal error (a bug, not your input): quote error id {internal_error_id(error)}",
+                                  error_code=INTERNAL_ERROR) from None
+
+    def _predict(self, model_input: pd.DataFrame, params: dict | None) -> pd.DataFrame:
+        """Feature rows scored by this task/landmark's model, or patient records through ``crsrisk.predict``."""
         if RECORD_COLUMN in model_input.columns:
             return self._predict_records(model_input, bool((params or {}).get("audit", True)))
         missing = [c for c in self.model.feature_names if c not in model_input.columns]
@@ -88,11 +106,14 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
         rows = []
         for i, (value, now) in enumerate(zip(model_input[RECORD_COLUMN],
                                              model_input.get(NOW_COLUMN, pd.Series([None] * len(model_input))))):
-            now = None if now is None or (isinstance(now, float) and math.isnan(now)) else float(now)
+            now = None if now is None or (isinstance(now, float) and math.isnan(now)) else now
+            now = float(now) if isinstance(now, (np.integer, np.floating)) else now  # a pandas column's number
             try:
                 result = predict(_record(value, i), model=self.bundle, now_hours=now,
                                  audit=audit)
-            except CohortValidationError as error:
+            except AuditLogError:
+                raise
+            except CrsriskError as error:
                 raise _refuse(f"row {i}: {error}") from None
             rows += [{"row": i, **{k: p[k] for k in _RESULT_KEYS if k in p}} for p in result.predictions]
             rows += [{"row": i, "task": n["task"], "reason": n["reason"]} for n in result.not_applicable]

@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+from crsrisk.errors import InputError
 from crsrisk.util.cluster import available_cores
 from crsrisk.service.guard import MAX_BODY_BYTES, required_token
 
@@ -28,7 +29,7 @@ def worker_count(workers: int | None) -> int:
     """The number of server processes: as asked, else one per available core."""
     count = available_cores() if workers is None else workers
     if count < 1:
-        raise ValueError(f"--workers: expected at least 1 worker process, got {count}")
+        raise InputError(f"workers: expected at least 1 worker process, got {count}")
     return count
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import crsrisk
+from crsrisk.errors import InputError
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import PRODUCT_COSTIM
 from crsrisk.simulate.course import (
@@ -301,7 +302,7 @@ def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None,
     ``shift`` moves the case mix or the outcomes (see ``Shift``); without one the cohort is the default one.
     """
     if n < 1:
-        raise ValueError(f"n: expected at least 1 infusion, got {n}")
+        raise InputError(f"n: expected at least 1 infusion, got {n}")
     shift = shift or Shift()
     p = shift.params(params or SimulationParams())
     rng = np.random.default_rng(seed)

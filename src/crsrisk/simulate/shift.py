@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
+from crsrisk.errors import InputError
 from crsrisk.schema.tables import PRODUCTS
 from crsrisk.simulate.params import SimulationParams
 
@@ -30,15 +31,15 @@ SHIFT_SUBSEED = 3571  # the knobs' own random stream: the default cohort's draws
 def _shares(name: str, value: Mapping[str, float], allowed: tuple[str, ...]) -> Mapping[str, float]:
     """Non-negative shares over known names, normalised to sum 1; else a ValueError naming the field and key."""
     if not isinstance(value, Mapping) or not value:
-        raise ValueError(f"{name}: expected a mapping of name to share, got {value!r}")
+        raise InputError(f"{name}: expected a mapping of name to share, got {value!r}")
     for key, share in value.items():
         if key not in allowed:
-            raise ValueError(f"{name}: unknown name {key!r}; expected one of {', '.join(allowed)}")
+            raise InputError(f"{name}: unknown name {key!r}; expected one of {', '.join(allowed)}")
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < float("inf"):
-            raise ValueError(f"{name}: share of {key!r} must be a number >= 0, got {share!r}")
+            raise InputError(f"{name}: share of {key!r} must be a number >= 0, got {share!r}")
     total = float(sum(value.values()))
     if total <= 0:
-        raise ValueError(f"{name}: expected shares with a positive sum, got {dict(value)!r}")
+        raise InputError(f"{name}: expected shares with a positive sum, got {dict(value)!r}")
     return MappingProxyType({key: float(share) / total for key, share in value.items()})
 
 
@@ -65,14 +66,14 @@ class Shift:
         if self.adult_fraction is not None and (not isinstance(self.adult_fraction, (int, float))
                                                 or isinstance(self.adult_fraction, bool)
                                                 or not 0 <= self.adult_fraction <= 1):
-            raise ValueError(f"adult_fraction: expected a number from 0 to 1, got {self.adult_fraction!r}")
+            raise InputError(f"adult_fraction: expected a number from 0 to 1, got {self.adult_fraction!r}")
         if self.product_mix is not None:
             object.__setattr__(self, "product_mix", _shares("product_mix", self.product_mix, PRODUCTS))
         if not isinstance(self.centre_effect, Mapping):
-            raise ValueError(f"centre_effect: expected a mapping of centre to shift, got {self.centre_effect!r}")
+            raise InputError(f"centre_effect: expected a mapping of centre to shift, got {self.centre_effect!r}")
         for centre, effect in self.centre_effect.items():
             if not isinstance(effect, (int, float)) or isinstance(effect, bool) or not abs(effect) < 10:
-                raise ValueError(f"centre_effect: shift of {centre!r} must be a number between -10 and 10, "
+                raise InputError(f"centre_effect: shift of {centre!r} must be a number between -10 and 10, "
                                  f"got {effect!r}")
         object.__setattr__(self, "centre_effect", MappingProxyType(dict(self.centre_effect)))
 
@@ -86,7 +87,7 @@ class Shift:
         names = tuple(c.name for c in base.centres)
         for centre in self.centre_effect:
             if centre not in names:
-                raise ValueError(f"centre_effect: unknown centre {centre!r}; expected one of {', '.join(names)}")
+                raise InputError(f"centre_effect: unknown centre {centre!r}; expected one of {', '.join(names)}")
         p = base if self.product_mix is None else replace(base, product_shares=dict(self.product_mix))
         if self.centre_shares is None:
             return p
@@ -127,10 +128,10 @@ def shift_from_mapping(data: object, source: str = "shift") -> Shift:
     if data is None:
         return Shift()
     if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a mapping of knobs ({', '.join(KNOBS)}), got {type(data).__name__}")
+        raise InputError(f"{source}: expected a mapping of knobs ({', '.join(KNOBS)}), got {type(data).__name__}")
     unknown = [key for key in data if key not in KNOBS]
     if unknown:
-        raise ValueError(f"{source}: unknown knob(s) {', '.join(map(str, unknown))}; expected {', '.join(KNOBS)}")
+        raise InputError(f"{source}: unknown knob(s) {', '.join(map(str, unknown))}; expected {', '.join(KNOBS)}")
     return Shift(**{key: data[key] for key in KNOBS if key in data and data[key] is not None})
 
 
@@ -139,5 +140,5 @@ def load_shift(path: str | Path) -> Shift:
     try:
         data = yaml.safe_load(read_limited(path, MAX_SETTINGS_BYTES, "shift"))
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+        raise InputError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
     return shift_from_mapping(data, str(path))

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from typing import Literal
 
+from crsrisk.errors import InputError
+
 SameDay = Literal["before", "after"]
 SAME_DAY_CHOICES: tuple[str, ...] = ("before", "after")
 SAME_DAY_SHIFT_HOURS = 1.0
@@ -33,9 +35,9 @@ class TimeRule:
     def __post_init__(self) -> None:
         for name in ("hour", "infusion_hour"):
             if not 0 <= getattr(self, name) < 24:
-                raise ValueError(f"{name}: expected an hour of the day from 0 to 24, got {getattr(self, name)!r}")
+                raise InputError(f"{name}: expected an hour of the day from 0 to 24, got {getattr(self, name)!r}")
         if self.same_day_labs not in (None, *SAME_DAY_CHOICES):
-            raise ValueError(f"same_day_labs: expected one of {SAME_DAY_CHOICES}, got {self.same_day_labs!r}")
+            raise InputError(f"same_day_labs: expected one of {SAME_DAY_CHOICES}, got {self.same_day_labs!r}")
 
     def to_metadata(self) -> dict:
         """The rule as recorded in cohort.json, with a sentence saying what it did."""
@@ -50,7 +52,7 @@ Moment = datetime | date
 """A source time: a ``datetime`` when the source gave a time, a ``date`` when it gave only the day."""
 
 
-class SameDayUnspecified(ValueError):
+class SameDayUnspecified(InputError):
     """A date-only lab falls on the infusion day and the rule does not say on which side it goes."""
 
 
@@ -86,5 +88,5 @@ def hours_since(moment: Moment, infusion: datetime, lab: bool, rule: TimeRule) -
     side = rule.same_day_labs if lab else "after"
     if side is None:
         raise SameDayUnspecified("a lab dated the infusion day has no time: say whether such labs were taken "
-                                 "before or after the infusion (--same-day-labs before|after)")
+                                 "before or after the infusion (same_day_labs 'before' or 'after')")
     return min(hours, -SAME_DAY_SHIFT_HOURS) if side == "before" else max(hours, SAME_DAY_SHIFT_HOURS)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Iterator
 
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import CohortValidationError, InputError, Problem
 from crsrisk.schema.codes import OMOP_GENDER, meaning, product_in_text
 from crsrisk.schema.tables import DRUG_EVENTS, GRADE_EVENTS
 from crsrisk.schema.units import match_unit
@@ -216,7 +216,7 @@ def read_omop_rows(url: str) -> SourceRows:
     try:
         engine = create_engine(url)
     except (SQLAlchemyError, ValueError, ImportError) as error:
-        raise ValueError(f"database URL {url!r}: {error}") from None
+        raise InputError(f"database URL {url!r}: {error}") from None
     rows = SourceRows()
     try:
         with engine.connect() as connection:
@@ -233,7 +233,7 @@ def read_omop_rows(url: str) -> SourceRows:
             _facts(connection, ids, rows, "observation", _OBSERVATION)
             _conditions(connection, ids, rows)
     except SQLAlchemyError as error:
-        raise ValueError(f"reading {engine.url!r}: {str(error).splitlines()[0]}") from None
+        raise InputError(f"reading {engine.url!r}: {str(error).splitlines()[0]}") from None
     finally:
         engine.dispose()
     return rows

@@ -23,6 +23,7 @@ import pandas as pd
 
 from crsrisk.cohort.arrays import CohortArrays, cohort_arrays
 from crsrisk.cohort.validated import Cohort
+from crsrisk.errors import InputError
 from crsrisk.features.build import feature_matrix
 from crsrisk.features.spec import feature_names
 from crsrisk.landmarks import FirstEvent, Hours, Landmark, parse_landmark
@@ -110,18 +111,18 @@ class TaskBase:
         fields = {f.name for f in dataclasses.fields(self)} - {"name"}
         unknown = sorted(set(changes) - fields)
         if unknown:
-            raise ValueError(f"task {self.name}: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
+            raise InputError(f"task {self.name}: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
         if "landmarks" in changes:
             try:
                 changes["landmarks"] = tuple(parse_landmark(v) for v in changes["landmarks"])
             except (TypeError, ValueError) as error:
-                raise ValueError(f"task {self.name}: {error}") from None
+                raise InputError(f"task {self.name}: {error}") from None
         if "second_labels" in changes:
             changes["second_labels"] = MappingProxyType(dict(changes["second_labels"]))
         for key in self._positive_hours:
             value = changes.get(key, 1.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"task {self.name}: {key} must be a positive number of hours, got {value!r}")
+                raise InputError(f"task {self.name}: {key} must be a positive number of hours, got {value!r}")
         task = dataclasses.replace(self, **changes)
         task.check()
         return task

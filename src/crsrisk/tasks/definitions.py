@@ -15,6 +15,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from crsrisk.errors import InputError
 from crsrisk.landmarks import FirstEvent, Grid, Hours
 from crsrisk.tasks.base import TaskBase
 from crsrisk.tasks.grade import GradeOnset
@@ -53,7 +54,7 @@ def get_task(name: str | TaskBase) -> TaskBase:
     try:
         return DEFAULT_TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; expected one of {list(DEFAULT_TASKS)}") from None
+        raise InputError(f"unknown task {name!r}; expected one of {list(DEFAULT_TASKS)}") from None
 
 
 def task_from_settings(settings: Mapping[str, Any]) -> TaskBase:
@@ -67,5 +68,5 @@ def tasks_from_config(config: Mapping[str, Any]) -> dict[str, TaskBase]:
     """Tasks from ``{"tasks": {name: {setting: value}}}`` (settings override the defaults)."""
     entries = config.get("tasks", {}) if isinstance(config, Mapping) else None
     if not isinstance(entries, Mapping):
-        raise ValueError(f"tasks: expected a mapping of task name to settings, got {entries!r}")
+        raise InputError(f"tasks: expected a mapping of task name to settings, got {entries!r}")
     return {name: get_task(name).with_overrides(**dict(settings or {})) for name, settings in entries.items()}

@@ -15,6 +15,7 @@ from typing import ClassVar, Literal, Mapping
 import numpy as np
 
 from crsrisk.cohort.arrays import CohortArrays
+from crsrisk.errors import InputError
 from crsrisk.landmarks import FirstEvent, Hours, known_at
 from crsrisk.tasks.base import TaskBase
 from crsrisk.tasks.events import everyone_events, listed_events
@@ -37,31 +38,31 @@ class GradeOnset(TaskBase):
     def check(self) -> None:
         """Thresholds 1-4, a known window anchor, and landmarks that are hours (or grids) before the window ends."""
         if self.grade_threshold not in (1, 2, 3, 4) or any(v not in (1, 2, 3, 4) for v in self.second_labels.values()):
-            raise ValueError(f"task {self.name}: grade_threshold must be 1-4, got {self.grade_threshold!r}")
+            raise InputError(f"task {self.name}: grade_threshold must be 1-4, got {self.grade_threshold!r}")
         if self.horizon_from not in ("infusion", "landmark"):
-            raise ValueError(f"task {self.name}: horizon_from must be 'infusion' or 'landmark', got "
+            raise InputError(f"task {self.name}: horizon_from must be 'infusion' or 'landmark', got "
                              f"{self.horizon_from!r}")
         for landmark in self.landmarks:
             if isinstance(landmark, FirstEvent):
-                raise ValueError(f"task {self.name}: landmarks must be hours or a grid, got {landmark.label!r}")
+                raise InputError(f"task {self.name}: landmarks must be hours or a grid, got {landmark.label!r}")
             if self.horizon_from == "infusion" and max(p.hours for p in landmark.points()) >= self.horizon_hours:
-                raise ValueError(f"task {self.name}: landmark {landmark.label} is not before the horizon "
+                raise InputError(f"task {self.name}: landmark {landmark.label} is not before the horizon "
                                  f"{self.horizon_hours:g} h")
 
     def _threshold(self, label: str) -> int:
         if label == "primary":
             return self.grade_threshold
         if label not in self.second_labels:
-            raise ValueError(f"task {self.name}: unknown label {label!r}; expected 'primary' or one of "
+            raise InputError(f"task {self.name}: unknown label {label!r}; expected 'primary' or one of "
                              f"{list(self.second_labels)}")
         return self.second_labels[label]
 
     def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]:
         """Infusions with no qualifying grade known at the landmark, and the landmark hour of each."""
         if not isinstance(landmark, Hours):
-            raise ValueError(f"task {self.name}: landmark must be hours after infusion, got {landmark.label!r}")
+            raise InputError(f"task {self.name}: landmark must be hours after infusion, got {landmark.label!r}")
         if self.horizon_from == "infusion" and landmark.hours >= self.horizon_hours:
-            raise ValueError(f"task {self.name}: landmark {landmark.hours:g} h is not before the horizon "
+            raise InputError(f"task {self.name}: landmark {landmark.hours:g} h is not before the horizon "
                              f"{self.horizon_hours:g} h")
         everyone = np.arange(arrays.patient_ids.size)
         events = everyone_events(arrays)

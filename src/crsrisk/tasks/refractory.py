@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from crsrisk.cohort.arrays import CohortArrays
+from crsrisk.errors import InputError
 from crsrisk.landmarks import FirstEvent, Hours
 from crsrisk.tasks.base import TaskBase
 from crsrisk.tasks.events import listed_events
@@ -33,13 +34,13 @@ class TociRefractory(TaskBase):
     def check(self) -> None:
         """The only landmark is the first tocilizumab dose."""
         if self.landmarks != (FirstEvent("tocilizumab"),):
-            raise ValueError(f"task {self.name}: the landmark is 'first_tocilizumab', got "
+            raise InputError(f"task {self.name}: the landmark is 'first_tocilizumab', got "
                              f"{[lm.label for lm in self.landmarks]}")
 
     def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]:
         """Infusions that received tocilizumab within follow-up, at their first dose."""
         if landmark != FirstEvent("tocilizumab"):
-            raise ValueError(f"task {self.name}: landmark must be 'first_tocilizumab', got {landmark.label!r}")
+            raise InputError(f"task {self.name}: landmark must be 'first_tocilizumab', got {landmark.label!r}")
         first = landmark.times(arrays)
         codes = np.flatnonzero(np.isfinite(first))
         return codes, first[codes]
@@ -49,7 +50,7 @@ class TociRefractory(TaskBase):
         """Hour of the first refractoriness criterion met within the window after each first dose (inf if none),
         and the hour the window closes."""
         if label != "primary":
-            raise ValueError(f"task {self.name}: only the primary label exists, got {label!r}")
+            raise InputError(f"task {self.name}: only the primary label exists, got {label!r}")
         end = hours + self.window_hours
         events = listed_events(arrays, codes)
         owner, t = events.owner, events.hours

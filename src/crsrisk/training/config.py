@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crsrisk.bundle.calibration import Method
 from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
+from crsrisk.errors import InputError
 from crsrisk.tasks.definitions import DEFAULT_TASKS
 
 ModelName = Literal["logistic", "xgboost"]
@@ -65,9 +66,9 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
         try:  # a bounded read that refuses FIFOs and devices without blocking (issue 14)
             loaded = yaml.safe_load(read_limited(path, MAX_SETTINGS_BYTES, "config"))
         except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+            raise InputError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of settings at the top level")
+            raise InputError(f"{path}: expected a mapping of settings at the top level")
         data = dict(loaded or {})
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -75,7 +76,7 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
                              for e in error.errors())
-        raise ValueError(f"config {path or '(defaults)'}: {problems}") from None
+        raise InputError(f"config {path or '(defaults)'}: {problems}") from None
 
 
 DEMO_CONFIG = TrainConfig(cv=CVConfig(n_splits=5, n_repeats=1), tuning=TuningConfig(n_iter=4, inner_splits=3),

@@ -11,6 +11,7 @@ import xgboost as xgb
 from sklearn.base import clone
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
+from crsrisk.errors import InputError
 from crsrisk.evaluation.published import PublishedScore
 from crsrisk.training.config import TrainConfig
 from crsrisk.training.estimators import FittedModel, fit_model
@@ -26,7 +27,7 @@ class Split:
     test: np.ndarray
 
 
-class TooFewEvents(ValueError):
+class TooFewEvents(InputError):
     """A task/landmark whose events (or non-events) are too few for the configured folds: skipped, not trained."""
 
 
@@ -46,7 +47,7 @@ def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig, groups
         events, others = _class_groups(y, groups)
         raise TooFewEvents(f"events in {events} and non-events in {others} infusions: an outer training fold holds "
                            f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}; collect "
-                           "more data or lower cv.n_splits / tuning.inner_splits")
+                           "more data or lower the experiment's cv.n_splits / tuning.inner_splits")
 
 
 def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, config: TrainConfig) -> list[Split]:
@@ -54,13 +55,13 @@ def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, conf
     if config.cv.scheme == "leave_one_centre_out":
         groups = centres.fillna("(none)").to_numpy()
         if len(set(groups)) < 2:
-            raise ValueError("cv.scheme leave_one_centre_out: the cohort has fewer than 2 centres")
+            raise InputError("cv.scheme leave_one_centre_out: the cohort has fewer than 2 centres")
         return [Split(0, k, tr, te) for k, (tr, te) in enumerate(LeaveOneGroupOut().split(y, y, groups))]
     events, others = _class_groups(y, patient_ids.to_numpy())
     if min(events, others) < config.cv.n_splits:
         raise TooFewEvents(f"events in {events} and non-events in {others} infusions: fewer than "
                            f"cv.n_splits={config.cv.n_splits} infusions of a class; collect more data or lower "
-                           "cv.n_splits")
+                           "the experiment's cv.n_splits")
     splits = []
     for repeat in range(config.cv.n_repeats):
         folds = StratifiedGroupKFold(config.cv.n_splits, shuffle=True, random_state=config.seed + repeat)

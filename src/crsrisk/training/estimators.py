@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
 from crsrisk.bundle.calibration import Calibrator, fit_calibrator
+from crsrisk.errors import InputError
 from crsrisk.features import LogTransform, log_scale_columns
 from crsrisk.training.config import TrainConfig
 
@@ -34,7 +35,7 @@ def base_estimator(name: str, columns: list[str], config: TrainConfig) -> Any:
         return XGBClassifier(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.85,
                              colsample_bytree=0.8, min_child_weight=3, tree_method="hist",
                              n_jobs=config.xgboost_threads, random_state=config.seed, eval_metric="logloss")
-    raise ValueError(f"model: expected 'logistic' or 'xgboost', got {name!r}")
+    raise InputError(f"model: expected 'logistic' or 'xgboost', got {name!r}")
 
 
 SEARCH_SPACES: dict[str, dict[str, Any]] = {

@@ -172,6 +172,6 @@ def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
         client.get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"run {run_id} not found in {tracking_uri} ({reason}): report not logged (pass --tracking-uri)"
+        return f"run {run_id} not found in {tracking_uri} ({reason}): report not logged (give the tracking URI the run was logged to)"
     client.log_artifact(run_id, str(path), "model_card")
     return f"logged to MLflow run {run_id} ({tracking_uri}) under model_card/"

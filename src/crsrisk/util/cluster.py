@@ -7,6 +7,8 @@ import contextlib
 import os
 from typing import Any, Iterator
 
+from crsrisk.errors import InputError
+
 
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers and taskset narrow), at least 1."""
@@ -23,7 +25,7 @@ def dask_client(address: str, workers: int | None = None) -> Iterator[Any]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise ValueError("--dask: Dask is not installed; install the team extra: pip install 'crsrisk[team]'") from None
+        raise InputError("a Dask cluster needs Dask, which is not installed; install the team extra: pip install 'crsrisk[team]'") from None
     if address != "local":
         with Client(address) as client:
             yield client
