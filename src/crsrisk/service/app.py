@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 import crsrisk
 from crsrisk.bundle.store import Bundle
-from crsrisk.errors import CohortValidationError, FhirServerError, PrefetchMissingError, Problem
+from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.scoring.load import load_model
-from crsrisk.service import cds_hooks
+from crsrisk.service.cds_routes import add_cds_routes
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
 from crsrisk.service.page import render_page
 from crsrisk.service.riskassessment import FHIR_JSON
@@ -122,47 +122,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
             raise CohortValidationError([Problem("request", "<record>", _problem_texts(error)[0])]) from None
         return Response(document_json(document), media_type="application/json")
 
-    pages = cds_hooks.Pages(log_path)
-
-    @app.get("/cds-services")
-    async def cds_discovery() -> dict[str, Any]:
-        """CDS Hooks discovery: the ``patient-view`` service and its prefetch templates."""
-        return cds_hooks.discovery()
-
-    @app.post("/cds-services/{service_id}", dependencies=[Depends(authorised)],
-              responses={412: {"description": "neither prefetch nor fhirServer gives what the service reads"}})
-    def cds_call(service_id: str, body: cds_hooks.HookRequest, request: Request) -> dict[str, Any]:
-        """CDS Hooks call: one card per task for the patient in view, audited like ``/predict``."""
-        _known(service_id)
-        try:
-            patient = cds_hooks.hook_bundle(body)  # reading the EHR's server is not scoring: outside the lock
-            with one_at_a_time:
-                return cds_hooks.call(bundle, patient, audit, log_path, pages, str(request.base_url))
-        except PrefetchMissingError as error:
-            raise HTTPException(412, str(error)) from None
-        except FhirServerError as error:
-            raise HTTPException(502, str(error)) from None
-        except CohortValidationError:
-            raise
-        except (ValueError, KeyError) as error:
-            raise CohortValidationError([Problem("request", "<hook>", _problem_texts(error)[0])]) from None
-
-    @app.post("/cds-services/{service_id}/feedback", dependencies=[Depends(authorised)])
-    def cds_feedback(service_id: str, body: cds_hooks.FeedbackRequest) -> dict[str, Any]:
-        """CDS Hooks feedback: each card's outcome appended to the audit log, linked to that card's record."""
-        _known(service_id)
-        try:
-            return {"stored": [{"card": r["card"], "seq": r["seq"]} for r in cds_hooks.feedback(body, log_path)]}
-        except KeyError as error:
-            raise HTTPException(404, error.args[0]) from None
-
-    @app.get(f"/cds-services/{cds_hooks.SERVICE_ID}/page/{{page_id}}", response_class=HTMLResponse)
-    def cds_page(page_id: str) -> str:
-        """The bedside page a card links to, showing that card's prediction (for an hour after the call)."""
-        document = pages.get(page_id)
-        if document is None:
-            raise HTTPException(404, "no such page, or it has expired: open the patient in the EHR again")
-        return render_page(bundle, document=document, needs_token=token is not None)
+    add_cds_routes(app, bundle, one_at_a_time, authorised, audit, log_path, needs_token=token is not None)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -194,8 +154,3 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         return HTMLResponse(render_page(bundle, document=json_ready(document), trajectory_png=image, **shown))
 
     return app
-
-
-def _known(service_id: str) -> None:
-    if service_id != cds_hooks.SERVICE_ID:
-        raise HTTPException(404, f"no CDS service {service_id!r}; GET /cds-services lists them")
