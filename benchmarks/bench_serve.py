@@ -35,8 +35,10 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from crsrisk.audit.log import verify_log
+from crsrisk.cohort.record import canonical_record, validate_record
 from crsrisk.util.cluster import available_cores
 from crsrisk.scoring import load_model, predict
 from crsrisk.service.local import free_port, local_server
@@ -86,11 +88,13 @@ def load(port: int, body: bytes, reference: bytes, clients: int, seconds: float)
     return [x for part in latencies for x in part], sum(errors), time.process_time() - cpu
 
 
-def fhir_export(record: dict) -> dict:
-    """The record as one patient's FHIR Bundle, written as an EHR export (plain JSON)."""
-    import pandas as pd
-
-    exported = patient_bundle(0, record["patient"], pd.DataFrame(record["measurements"]), pd.DataFrame(record["events"]))
+def fhir_export(record: dict, until_hours: float) -> dict:
+    """The record up to ``until_hours`` as one patient's FHIR Bundle, written as an EHR export (plain JSON): what
+    an EHR holds at that hour, so a patient-view call then scores what ``predict`` scores at that hour."""
+    typed = canonical_record(validate_record(record))["patient"]  # the contract's types, not the JSON's text
+    measurements = pd.DataFrame(record["measurements"]).query("hours_since_infusion < @until_hours")
+    events = pd.DataFrame(record["events"]).query("hours_since_infusion < @until_hours")
+    exported = patient_bundle(0, typed, measurements, events.assign(value=pd.to_numeric(events["value"])))
     return json.loads(json.dumps(exported, default=float))
 
 
@@ -175,7 +179,7 @@ def main() -> None:
             for clients in loads:
                 seconds = min(5.0, args.seconds) if clients == 1 else args.seconds
                 results[clients] = (*load(port, body, first, clients, seconds), seconds)
-            export = fhir_export(record)
+            export = fhir_export(record, args.now_hours)
             fhir_expected = probabilities(predict(export, model=args.model, audit=False).to_dict())
             hook = json.dumps(hook_request(export, prefetch=prefetched(export))).encode()
             cds, cds_errors = cds_ms(port, hook, fhir_expected, min(5.0, args.seconds))

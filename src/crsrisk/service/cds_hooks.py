@@ -33,10 +33,9 @@ from crsrisk.errors import FhirServerError, PrefetchMissingError
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
 from crsrisk.service.page import percent, task_view
+from crsrisk.service.predictions import document_json
 from crsrisk.service.riskassessment import interval, warning
 from crsrisk.sources.fhir import record_from_fhir
-from crsrisk.util.atomic import write_bytes
-from crsrisk.util.outputs import json_ready
 
 SERVICE_ID = "crsrisk-patient-view"
 PAGE_TTL_SECONDS = 3600
@@ -224,7 +223,11 @@ class Pages:
         self._expire()
         page_id = secrets.token_urlsafe(24)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_bytes(self.folder / f"{page_id}.json", json.dumps(json_ready(document)).encode(), private=True)
+        # a new file under a fresh random name: nothing earlier to lose, and no reader before the link is sent,
+        # so no staging and no fsync (a page lost in a crash is opened again from the EHR)
+        with os.fdopen(os.open(self.folder / f"{page_id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                       "wb") as handle:
+            handle.write(document_json(document))
         return page_id
 
     def get(self, page_id: str) -> dict[str, Any] | None:
