@@ -7,6 +7,8 @@ over the exported Bundles, its answers validated with fhir.resources and read by
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 from fhirpy import SyncFHIRClient
@@ -23,6 +26,7 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
 from crsrisk.service import create_app
 from crsrisk.service.cds_hooks import SERVICE_ID
+from crsrisk.service.local import free_port, local_server
 from crsrisk.service.riskassessment import FHIR_JSON, INTERVAL_EXTENSION
 from ehr_stand_in import StandInFhirServer, hook_request, prefetched, search
 from fhir_export import patient_bundle
@@ -30,6 +34,7 @@ from fhir_export import patient_bundle
 pytestmark = [pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
               pytest.mark.filterwarnings("ignore:FHIR codes crsrisk does not read")]
 CALL = f"/cds-services/{SERVICE_ID}"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +270,34 @@ def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, expor
     FhirBundle.model_validate(document)
     expected = probabilities(predict(exports[1], model=bundle, audit=False))
     assert {t: a["prediction"][0]["probabilityDecimal"] for t, a in _assessments(document).items()} == expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_numbers(
+        small_bundle: Path, bundle, exports: list[dict], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
+    command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
+               "--audit-log", str(tmp_path / "audit.jsonl"), "--workers", "2"]
+    url = f"http://127.0.0.1:{port}"
+    with local_server(command, f"{url}/health", env=env, timeout=120, log=tmp_path / "server.log"):
+        answer = httpx.post(f"{url}{CALL}", json=hook_request(exports[0], prefetch=prefetched(exports[0])), timeout=60)
+        assert answer.status_code == 200, answer.text
+        cards = [c for c in answer.json()["cards"] if "extension" in c]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page()
+            page.goto(cards[0]["links"][0]["url"])  # another worker process may answer: the page is shared
+            page.wait_for_selector("#results")
+            shown = {s.get_attribute("data-task"): float(s.query_selector(".probability").get_attribute("data-value"))
+                     for s in page.query_selector_all("section.task")}
+            banner = page.inner_text("#banner")
+            browser.close()
+    assert "Synthetic model, not for clinical use." in banner
+    assert shown == {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"] for c in cards}
+    assert shown == probabilities(predict(exports[0], model=bundle, audit=False))
