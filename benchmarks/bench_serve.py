@@ -46,8 +46,8 @@ from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.predictions import example_record_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the FHIR exporter and the EHR stand-in
-from ehr_stand_in import hook_request, prefetched  # noqa: E402
-from fhir_export import patient_bundle  # noqa: E402
+from ehr_stand_in import hook_request, prefetched
+from fhir_export import patient_bundle
 
 
 def load(port: int, body: bytes, reference: bytes, clients: int, seconds: float) -> tuple[list[float], int, float]:

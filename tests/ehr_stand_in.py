@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlparse
 
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
@@ -74,11 +74,11 @@ class StandInFhirServer(BaseHTTPRequestHandler):
     """Read-only FHIR REST over the exported resources: ``GET /Type/id`` and ``GET /Type?patient=&code=``;
     answers 401 without the expected bearer token, and records every Authorization header it was sent."""
 
-    resources: list[dict] = []
+    resources: ClassVar[list[dict]] = []
     token = "ehr-access-token"
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.seen.append(self.headers.get("Authorization", ""))
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(401, {"resourceType": "OperationOutcome", "issue": [

@@ -12,14 +12,18 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
+from ehr_stand_in import StandInFhirServer, hook_request, prefetched, search
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
+from fhir_export import patient_bundle
 from fhirpy import SyncFHIRClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crsrisk.audit.log import AuditLog, verify_log
 from crsrisk.cohort.validated import Cohort
@@ -28,8 +32,6 @@ from crsrisk.service import create_app
 from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.riskassessment import FHIR_JSON, INTERVAL_EXTENSION
-from ehr_stand_in import StandInFhirServer, hook_request, prefetched, search
-from fhir_export import patient_bundle
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
               pytest.mark.filterwarnings("ignore:FHIR codes crsrisk does not read")]
@@ -264,7 +266,7 @@ def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, expor
     path = tmp_path / "patient.fhir.json"
     path.write_text(json.dumps(exports[1]))
     printed = subprocess.run([sys.executable, "-m", "crsrisk.cli", "predict", str(path), "--format", "fhir",
-                              "--model", str(small_bundle), "--no-audit"], capture_output=True, text=True, timeout=300)
+                              "--model", str(small_bundle), "--no-audit"], capture_output=True, text=True, timeout=300, check=False)
     assert printed.returncode == 0, printed.stderr
     document = json.loads(printed.stdout)
     FhirBundle.model_validate(document)
@@ -301,3 +303,19 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
     assert "Synthetic model, not for clinical use." in banner
     assert shown == {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"] for c in cards}
     assert shown == probabilities(predict(exports[0], model=bundle, audit=False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+                         lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(st.sampled_from(["hook", "hookInstance", "context", "prefetch", "patientId",
+                                                            "fhirServer", "resourceType", "entry", "feedback", "card",
+                                                            "outcome"]), inner, max_size=4), max_leaves=12))
+def test_any_malformed_hook_or_feedback_is_refused_with_a_reason_never_a_500(bundle, tmp_path: Path, body) -> None:
+    api = client(bundle, tmp_path)
+    for path in (CALL, f"{CALL}/feedback"):
+        answer = api.post(path, content=json.dumps(body, allow_nan=True))
+        assert answer.status_code in (404, 412, 422), answer.text
+    call = {"hook": "patient-view", "hookInstance": "x", "context": {"patientId": "p"}, "prefetch": body}
+    answer = api.post(CALL, content=json.dumps(call, allow_nan=True))
+    assert answer.status_code in (200, 412, 422), answer.text

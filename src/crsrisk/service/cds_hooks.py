@@ -17,8 +17,9 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from fhirpy import SyncFHIRClient

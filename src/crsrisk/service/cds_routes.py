@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from crsrisk.bundle.store import Bundle
-from crsrisk.errors import CohortValidationError, FhirServerError, PrefetchMissingError, Problem
+from crsrisk.errors import (
+    CohortValidationError,
+    FhirServerError,
+    PrefetchMissingError,
+    Problem,
+)
 from crsrisk.service import cds_hooks
 from crsrisk.service.page import render_page
 

@@ -12,9 +12,10 @@ all carry, and a reader told "0.23" can check it against them without a conversi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 
@@ -197,5 +198,5 @@ def assessments(result: PredictionResult, source: FhirInput | str) -> dict[str, 
     if outcome is not None:
         entries.append({"fullUrl": _urn(), "resource": outcome})
     bundle = {"resourceType": "Bundle", "type": "collection",
-              "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "entry": entries}
+              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "entry": entries}
     return FhirBundle.model_validate(bundle).model_dump(mode="json", exclude_none=True)
