@@ -107,7 +107,7 @@ def _device(model: Mapping[str, Any]) -> dict[str, Any]:
     """The crsrisk model as a Device: name, crsrisk version, and the bundle's SHA-256 as its identifier."""
     return {"resourceType": "Device", "status": "active",
             "identifier": [{"system": f"{MODEL_SYSTEM}-bundle-sha256", "value": str(model.get("bundle_sha256"))}],
-            "deviceName": [{"name": "crsrisk", "type": "model-name"}],
+            "deviceName": [{"name": str(model.get("name") or "crsrisk"), "type": "model-name"}],
             "version": [{"value": str(model.get("crsrisk_version"))}],
             "note": [{"text": warning(model)}]}
 
@@ -115,7 +115,8 @@ def _device(model: Mapping[str, Any]) -> dict[str, Any]:
 def _method(model: Mapping[str, Any], prediction: TaskPrediction) -> dict[str, Any]:
     return {"coding": [{"system": MODEL_SYSTEM, "code": prediction["model_key"],
                         "display": f"crsrisk {model.get('crsrisk_version')} {prediction['model_key']}"}],
-            "text": f"crsrisk {model.get('crsrisk_version')}, model {prediction['model_key']}, bundle sha256 "
+            "text": f"{model.get('name') or 'crsrisk'} (crsrisk {model.get('crsrisk_version')}), model "
+                    f"{prediction['model_key']}, bundle sha256 "
                     f"{model.get('bundle_sha256')}"}
 
 
