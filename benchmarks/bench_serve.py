@@ -9,6 +9,11 @@ against in-process ``predict`` (every probability equal); every later answer mus
 difference or a failed request counts as an error). Prints requests/s, p50/p99 latency and errors per load, and
 whether the audit log holds exactly one verified record per answered request.
 
+CDS Hooks: the same patient exported as FHIR (tests/fhir_export.py), its prefetch filled as an EHR fills it
+(tests/ehr_stand_in.py), posted to ``POST /cds-services/{id}`` by one client; the cards' probabilities are checked
+against in-process ``predict`` on that FHIR Bundle, and the p50 set against that in-process call (target <= 2x;
+the CDS Hooks specification asks for about 500 ms).
+
 Two baselines, measured in the same run: one in-process caller (``predict(...).to_dict()`` with the audit log
 on: the server's own work without HTTP), and N in-process callers at once, each its own process appending to one
 shared audit log - the best any caller could do at that concurrency on these cores. With more callers than cores
@@ -30,12 +35,19 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from crsrisk.audit.log import verify_log
+from crsrisk.cohort.record import canonical_record, validate_record
 from crsrisk.util.cluster import available_cores
 from crsrisk.scoring import load_model, predict
 from crsrisk.service.local import free_port, local_server
+from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.predictions import example_record_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the FHIR exporter and the EHR stand-in
+from ehr_stand_in import hook_request, prefetched
+from fhir_export import patient_bundle
 
 
 def load(port: int, body: bytes, reference: bytes, clients: int, seconds: float) -> tuple[list[float], int, float]:
@@ -76,12 +88,44 @@ def load(port: int, body: bytes, reference: bytes, clients: int, seconds: float)
     return [x for part in latencies for x in part], sum(errors), time.process_time() - cpu
 
 
+def fhir_export(record: dict, until_hours: float) -> dict:
+    """The record up to ``until_hours`` as one patient's FHIR Bundle, written as an EHR export (plain JSON): what
+    an EHR holds at that hour, so a patient-view call then scores what ``predict`` scores at that hour."""
+    typed = canonical_record(validate_record(record))["patient"]  # the contract's types, not the JSON's text
+    measurements = pd.DataFrame(record["measurements"]).query("hours_since_infusion < @until_hours")
+    events = pd.DataFrame(record["events"]).query("hours_since_infusion < @until_hours")
+    exported = patient_bundle(0, typed, measurements, events.assign(value=pd.to_numeric(events["value"])))
+    return json.loads(json.dumps(exported, default=float))
+
+
+def cds_ms(port: int, body: bytes, expected: dict[str, float], seconds: float) -> tuple[list[float], int]:
+    """Milliseconds per CDS Hooks call by one client on a kept-alive connection, and the calls whose cards'
+    probabilities differ from ``expected`` (or that failed)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    samples, errors, deadline = [], 0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            connection.request("POST", f"/cds-services/{SERVICE_ID}", body=body,
+                               headers={"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            content = answer.read()
+            samples.append((time.perf_counter() - start) * 1000)
+            cards = json.loads(content).get("cards", []) if answer.status == 200 else []
+            shown = {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"]
+                     for c in cards if "extension" in c}
+            errors += int(answer.status != 200 or shown != expected)
+    finally:
+        connection.close()
+    return samples, errors
+
+
 def probabilities(document: dict) -> dict[str, float]:
     """Each task's probability in a ``to_dict()`` document."""
     return {p["task"]: p["probability"] for p in document["predictions"]}
 
 
-def in_process_ms(record: dict, model: str | None, now_hours: float, log: Path | None, seconds: float,
+def in_process_ms(record: dict, model: str | None, now_hours: float | None, log: Path | None, seconds: float,
                   start: object = None) -> list[float]:
     """Milliseconds per in-process ``predict(...).to_dict()`` (audit log at ``log``; None: off) for ``seconds``
     after a warm-up; ``start``, a barrier, lines up several such callers."""
@@ -135,7 +179,11 @@ def main() -> None:
             for clients in loads:
                 seconds = min(5.0, args.seconds) if clients == 1 else args.seconds
                 results[clients] = (*load(port, body, first, clients, seconds), seconds)
-        answered = 1 + sum(len(latencies) for latencies, *_ in results.values())
+            export = fhir_export(record, args.now_hours)
+            fhir_expected = probabilities(predict(export, model=args.model, audit=False).to_dict())
+            hook = json.dumps(hook_request(export, prefetch=prefetched(export))).encode()
+            cds, cds_errors = cds_ms(port, hook, fhir_expected, min(5.0, args.seconds))
+        answered = 1 + sum(len(latencies) for latencies, *_ in results.values()) + len(cds)
         errors += sum(failed for _, failed, *_ in results.values())
         check = verify_log(audit)
         single = float(np.median(in_process_ms(record, args.model, args.now_hours, Path(scratch) / "one.jsonl",
@@ -144,6 +192,8 @@ def main() -> None:
                                                             Path(scratch) / "many.jsonl", args.clients,
                                                             min(10.0, args.seconds))))
         unaudited = float(np.median(in_process_ms(record, args.model, args.now_hours, None, 3.0)))
+        fhir_single = float(np.median(in_process_ms(export, args.model, None, Path(scratch) / "fhir.jsonl",
+                                                    min(5.0, args.seconds))))
     print(f"{cores} core(s); server: {args.workers or cores} worker process(es); audit log on; example record at "
           f"hour {args.now_hours:g}")
     print(f"in-process predict + to_dict, one caller: p50 {single:.2f} ms ({unaudited:.2f} ms without the audit log)")
@@ -158,6 +208,12 @@ def main() -> None:
         print(f"{clients} client(s), {seconds:g} s: {len(latencies) / seconds:.0f} requests/s, p50 {p50:.1f} ms "
               f"({against}; target <= 3x), p99 {np.percentile(latencies, 99):.1f} ms, errors {failed}; the "
               f"clients' own CPU {1000 * client_cpu / max(1, len(latencies)):.2f} ms per request")
+    cds_p50 = float(np.median(cds))
+    print(f"CDS Hooks patient-view (prefetch, the same patient as FHIR), 1 client: p50 {cds_p50:.1f} ms, p99 "
+          f"{np.percentile(cds, 99):.1f} ms over {len(cds)} calls, errors {cds_errors}; in-process predict on that "
+          f"FHIR Bundle p50 {fhir_single:.1f} ms: {cds_p50 / fhir_single:.2f}x (target <= 2x: "
+          f"{'met' if cds_p50 <= 2 * fhir_single else 'not met'})")
+    errors += cds_errors
     lost = answered - check.n_records
     print(f"errors in all: {errors} (failed, or an answer differing from in-process predict); audit log: "
           f"{check.n_records} record(s) for {answered} answered request(s), chain "

@@ -91,3 +91,11 @@ class BundleIntegrityError(CrsriskError, RuntimeError):
 
 class AuditLogError(CrsriskError, RuntimeError):
     """The prediction audit log cannot be written or read as a log (a bad path, a missing key, a foreign file)."""
+
+
+class PrefetchMissingError(ValueError):
+    """A CDS Hooks call lacks data the service needs and names no FHIR server to read it from (HTTP 412)."""
+
+
+class FhirServerError(RuntimeError):
+    """The FHIR server a CDS Hooks call named could not be read (HTTP 502): its address and what it answered."""

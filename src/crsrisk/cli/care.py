@@ -30,6 +30,8 @@ def predict(
     plot: Optional[Path] = typer.Option(None, "--plot", help="--trajectory: PNG path (default: "
                                         "<patient>_trajectory.png)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    output_format: str = typer.Option("text", "--format", help="one patient: text, json (as --json) or fhir (a "
+                                      "FHIR R4 Bundle of RiskAssessment resources)"),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
     out: Optional[Path] = typer.Option(None, "--out", help="batch: CSV of patient_id, task, landmark_hours, "
@@ -74,8 +76,18 @@ def predict(
     if trajectory:
         _print_trajectory(target, model, plot, as_json, top, audit, audit_log)
         return
+    if output_format not in ("text", "json", "fhir"):
+        raise ValueError(f"--format: expected text, json or fhir, got {output_format!r}")
+    if output_format == "fhir":
+        from crsrisk.cohort.record import read_record
+        from crsrisk.service.riskassessment import risk_assessment_bundle
+
+        record = read_record(target)
+        print_json(risk_assessment_bundle(predict_one(record, model=model, now_hours=now_hours, audit=audit,
+                                                      audit_log=audit_log), record))
+        return
     result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
-    if as_json:
+    if as_json or output_format == "json":
         print_json(result.to_dict())
         return
     console.print(f"[bold]as of hour {result.now_hours:g}[/] (everything recorded strictly before it)")
@@ -90,8 +102,8 @@ def predict(
         console.print(table)
     for occurred in result.already_occurred:
         console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
-    for flag in result.population_flags:
-        console.print(f"[bold yellow]outside the training population:[/] {escape(_flag_text(flag))}", highlight=False)
+    for found in result.population_flags:
+        console.print(f"[bold yellow]outside the training population:[/] {escape(_flag_text(found))}", highlight=False)
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
     if result.missing_inputs:

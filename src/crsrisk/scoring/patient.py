@@ -110,6 +110,7 @@ class PredictionResult:
     not_applicable: list[dict[str, str]] = field(default_factory=list)
     population_flags: list[dict[str, Any]] = field(default_factory=list)  # outside the training population
     inputs: CohortArrays | None = field(default=None, repr=False)  # the validated record, for the audit record
+    audit_record: dict[str, Any] | None = None  # the audit log record's seq and hash, when audited
 
     @cached_property
     def missing_inputs(self) -> list[str]:
@@ -204,5 +205,6 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     result = PredictionResult(now, predictions, bundle.identity.to_dict(), chosen.already_occurred,
                               chosen.not_applicable, flags, arrays)
     if audit:
-        audit_patient(arrays, result.model, result.audit_outputs(), audit_log)
+        stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log)
+        result.audit_record = {"seq": stored["seq"], "hash": stored["hash"]}
     return result

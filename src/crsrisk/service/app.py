@@ -1,4 +1,5 @@
-"""The FastAPI app: ``POST /predict`` (the patient record in, ``crsrisk.predict(...).to_dict()`` out, audited),
+"""The FastAPI app: ``POST /predict`` (the patient record in, ``crsrisk.predict(...).to_dict()`` out, audited;
+a FHIR RiskAssessment Bundle when asked for ``application/fhir+json``), CDS Hooks at ``/cds-services``,
 ``GET /health``, ``GET /model``, the bedside page at ``/`` and OpenAPI docs at ``/docs`` and ``/redoc`` (their
 scripts served from the package, not a CDN: a hospital network may reach nothing outside)."""
 
@@ -25,13 +26,16 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model
 from crsrisk.service.failures import AuditHealth, EncodableHTML, EncodableJSON, InternalErrors
+from crsrisk.service.cds_routes import add_cds_routes
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
 from crsrisk.service.page import render_page
+from crsrisk.service.riskassessment import FHIR_JSON
 from crsrisk.service.predictions import (
     PredictRequest,
     document_json,
     example_record_text,
     predict_document,
+    predict_fhir,
     refusal,
     request_problems,
     trajectory_png,
@@ -161,10 +165,16 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
               responses={422: {"description": "the record breaks the contract: every problem with field and value"},
                          503: {"description": "the audit log cannot be appended to (the reason is given)"},
                          500: {"description": "a bug: the answer gives an error id, the traceback is logged under it"}})
-    def predict(body: PredictRequest) -> Response:
-        """Calibrated risk per task with every reason (``crsrisk.predict(...).to_dict()``); written to the audit log."""
+    def predict(body: PredictRequest, request: Request) -> Response:
+        """Calibrated risk per task with every reason (``crsrisk.predict(...).to_dict()``; with ``Accept:
+        application/fhir+json``, a FHIR R4 Bundle of RiskAssessments); written to the audit log."""
+        if FHIR_JSON in request.headers.get("accept", ""):
+            with one_at_a_time:
+                return Response(document_json(predict_fhir(bundle, body, audit, log_path)), media_type=FHIR_JSON)
         document, _ = scored(body)
         return Response(document_json(document), media_type="application/json")
+
+    add_cds_routes(app, bundle, one_at_a_time, authorised, audit, log_path, needs_token=token is not None)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.service.riskassessment import risk_assessment_bundle
 from crsrisk.sources.fhir import record_from_fhir
 from crsrisk.util.outputs import json_ready
 from crsrisk.scoring.audited import audit_patient
@@ -117,6 +118,14 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
     if audit:  # one record per request, the trajectory's points included
         audit_patient(result.inputs, result.model, outputs, audit_log)
     return document, points
+
+
+def predict_fhir(bundle: Bundle, request: PredictRequest, audit: bool, audit_log: str | None) -> dict[str, Any]:
+    """The request's prediction (audited as ``predict_document``) as a FHIR R4 Bundle of RiskAssessments."""
+    patient = request.fhir_bundle if request.fhir_bundle is not None else request.record()
+    result = scoring.predict(patient, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
+                             top=request.top)
+    return risk_assessment_bundle(result, patient)
 
 
 def document_json(document: Any) -> bytes:
