@@ -6,6 +6,7 @@ the documented codes: LOINC for labs with a code, the crsrisk code system otherw
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -107,3 +108,37 @@ def cohort_bundles(patients: pd.DataFrame, measurements: pd.DataFrame, events: p
     empty_m, empty_e = measurements.iloc[:0], events.iloc[:0]
     return [patient_bundle(i, row, by_m.get(row["patient_id"], empty_m), by_e.get(row["patient_id"], empty_e))
             for i, row in enumerate(patients.to_dict("records"))]
+
+
+CPT, ICD10PCS = "http://www.ama-assn.org/go/cpt", "http://www.cms.gov/Medicare/Coding/ICD10"
+# Product-specific ICD-10-PCS codes (peripheral vein), written from the CMS/MAC billing tables, not the importer.
+PCS_PRODUCT = {"tisagenlecleucel": "XW033J7", "axicabtagene_ciloleucel": "XW033H7",
+               "brexucabtagene_autoleucel": "XW033M7", "lisocabtagene_maraleucel": "XW23376"}
+LOCAL_LAB = "http://hospital.example/fhir/CodeSystem/lab"
+
+
+def synthea_bundle(bundle: dict, infusion: str, local: dict[str, str] | None = None) -> dict:
+    """A patient Bundle rewritten as Synthea writes one: a transaction whose entries have ``urn:uuid`` fullUrls,
+    referenced by that URN; the infusion coded ``cpt`` (38228) or ``icd10pcs`` (product-specific code when the
+    product has one, else XW033C3); ``local`` LOINC codes replaced by the site's own lab codes."""
+    import uuid
+
+    entries = []
+    urls = {f"{e['resource']['resourceType']}/{e['resource']['id']}":
+            f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, e['resource']['resourceType'] + e['resource']['id'])}"
+            for e in bundle["entry"]}
+    for entry in bundle["entry"]:
+        resource = json.loads(json.dumps(entry["resource"]))
+        if "subject" in resource:
+            resource["subject"] = {"reference": urls[resource["subject"]["reference"]]}
+        if resource["resourceType"] == "Procedure":
+            product = (resource.get("usedCode") or [{}])[0].get("text", "").replace(" ", "_")
+            coding = {"system": CPT, "code": "38228", "display": "CAR-T cell administration, autologous"} \
+                if infusion == "cpt" else {"system": ICD10PCS, "code": PCS_PRODUCT.get(product, "XW033C3")}
+            resource["code"] = {"coding": [coding]}
+        for coding in (resource.get("code") or {}).get("coding", []):
+            if coding.get("system") == LOINC and coding.get("code") in (local or {}):
+                coding.update(system=LOCAL_LAB, code=local[coding["code"]])
+        entries.append({"fullUrl": urls[f"{resource['resourceType']}/{resource['id']}"], "resource": resource,
+                        "request": {"method": "POST", "url": resource["resourceType"]}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

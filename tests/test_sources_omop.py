@@ -71,3 +71,25 @@ def test_a_database_that_is_not_omop_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["import", "omop", f"duckdb:///{path}", "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "missing OMOP CDM v5.4 table(s)" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_a_site_code_map_and_cpt_infusions_import_the_same_cohort(simulated, database, tmp_path):
+    from crsrisk.sources.codemap import load_code_map
+
+    _, original = simulated
+    path, url = database
+    with duckdb.connect(str(path)) as connection:  # the site's own IL-6 code; the infusion by CPT4 38228
+        connection.execute("UPDATE concept SET vocabulary_id = 'HOSP_LAB', concept_code = 'IL6-LOCAL' "
+                           "WHERE vocabulary_id = 'LOINC' AND concept_code = '26881-3'")
+        connection.execute("UPDATE concept SET vocabulary_id = 'CPT4', concept_code = '38228' "
+                           "WHERE vocabulary_id = 'crsrisk' AND concept_code = 'car_t_infusion'")
+    unread = import_omop(url).report["unknown_codes"]  # without the map the local IL-6 code is unread
+    assert [(u["system"], u["code"]) for u in unread] == [("HOSP_LAB", "IL6-LOCAL")]
+    code_map = tmp_path / "map.csv"
+    code_map.write_text("source_vocabulary_id,source_code,source_code_description,target\n"
+                        "HOSP_LAB,IL6-LOCAL,Interleukin 6,il6\n")
+    result = CliRunner().invoke(app, ["import", "omop", url, "--out", str(tmp_path / "cohort"),
+                                      "--code-map", str(code_map)])
+    assert result.exit_code == 0, result.output
+    assert_same_tables(original, load_cohort(tmp_path / "cohort"))
+    assert import_omop(url, codes=load_code_map(code_map)).report["unknown_codes"] == []

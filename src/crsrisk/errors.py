@@ -85,6 +85,20 @@ class CohortValidationError(CrsriskError, ValueError):
         return type(self), (self.problems, self.truncated, self.counts)
 
 
+class SourceImportError(CohortValidationError):
+    """An import (FHIR, OMOP) that failed, with the table of codes it did not read (they often explain why)."""
+
+    def __init__(self, problems: list[Problem], truncated: int = 0,
+                 counts: list[tuple[str, str, str, int]] | None = None,
+                 unknown_codes: list[dict] | None = None) -> None:
+        super().__init__(problems, truncated, counts)
+        self.unknown_codes = unknown_codes or []
+
+    def __reduce__(self) -> tuple:
+        """Pickle from the problems and the unknown codes."""
+        return type(self), (self.problems, self.truncated, self.counts, self.unknown_codes)
+
+
 class BundleIntegrityError(CrsriskError, RuntimeError):
     """A model bundle whose files do not match its manifest of SHA-256 hashes."""
 

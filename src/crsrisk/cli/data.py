@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crsrisk.errors import CohortValidationError, InputError, shown
+from crsrisk.errors import CohortValidationError, InputError, SourceImportError, shown
 
 from crsrisk.cli.common import (MAX_SHOWN, _print_counts, _write_problems,
                                  app, console, errors, friendly, import_app)
@@ -170,12 +170,20 @@ def _report_import(imported: Any, out: Path) -> None:
                   f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
     without = report["without_infusion"]
     if without["patients"]:
-        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion (e.g. "
-                      f"{', '.join(map(str, without['examples']))}), with their {without['measurements']} "
-                      f"measurements and {without['events']} events", highlight=False)
+        more = without["patients"] - len(without["examples"])
+        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion: "
+                      f"{', '.join(map(str, without['examples']))}{f' and {more} more' if more > 0 else ''}; with "
+                      f"their {without['measurements']} measurements and {without['events']} events",
+                      highlight=False)
     for reason, count in report["skipped"].items():
         console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
-    unknown = report["unknown_codes"]
+    _unknown_table(report["unknown_codes"])
+    for note in imported.cohort.metadata.get("notes", []):
+        console.print(f"note: {escape(note)}", highlight=False)
+
+
+def _unknown_table(unknown: list[dict]) -> None:
+    """The codes an import did not read, counted with an example each."""
     if unknown:
         table = Table(title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
                       title_justify="left")
@@ -184,21 +192,23 @@ def _report_import(imported: Any, out: Path) -> None:
         for u in unknown:
             table.add_row(*(escape(str(u[k])) for k in ("where", "system", "code", "display", "count", "example")))
         console.print(table)
-    for note in imported.cohort.metadata.get("notes", []):
-        console.print(f"note: {escape(note)}", highlight=False)
 
 
 def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], date_only_hour: float,
-            infusion_hour: float, overwrite: bool) -> None:
-    """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report."""
+            infusion_hour: float, overwrite: bool, code_map: Optional[Path]) -> None:
+    """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report; on failure
+    the codes it did not read are printed before the problems (they often explain them)."""
     import importlib
 
     from crsrisk.sources.assemble import write_imported
+    from crsrisk.sources.codemap import load_code_map
 
     read = getattr(importlib.import_module(f"crsrisk.sources.{reader}"), f"import_{reader}")
     try:
-        imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs))
+        imported = read(source, _time_rule(date_only_hour, infusion_hour, same_day_labs), load_code_map(code_map))
     except CohortValidationError as error:
+        if isinstance(error, SourceImportError):
+            _unknown_table(error.unknown_codes)
         if any("same_day_labs" in p.message for p in error.problems):
             errors.print("hint: say when labs dated the infusion day were taken: --same-day-labs before|after")
         raise
@@ -207,17 +217,21 @@ def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], d
 
 
 _OVERWRITE = typer.Option(False, "--overwrite", help="replace a non-empty folder")
+_CODE_MAP = typer.Option(None, "--code-map", help="site code map: a CSV (source_vocabulary_id, source_code, "
+                         "source_code_description, target) or a FHIR ConceptMap .json; target is a contract name "
+                         "such as il6 or car_t_infusion")
 
 
 @import_app.command("fhir")
 @friendly
 def import_fhir(
-    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json) or a Bulk Data folder of .ndjson files"),
+    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json), a folder of per-patient Bundles (.json) or "
+                                  "a Bulk Data folder of .ndjson files"),
     out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE, code_map: Optional[Path] = _CODE_MAP,
 ) -> None:
     """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
-    _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
+    _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite, code_map)
 
 
 @import_app.command("omop")
@@ -226,8 +240,8 @@ def import_omop(
     database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
                                        "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
     out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE,
+    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE, code_map: Optional[Path] = _CODE_MAP,
 ) -> None:
     """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
     condition_occurrence, resolved through its concept table) as a cohort."""
-    _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite)
+    _import("omop", database_url, out, same_day_labs, date_only_hour, infusion_hour, overwrite, code_map)

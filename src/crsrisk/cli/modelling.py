@@ -120,8 +120,8 @@ def evaluate(
         console.print("[yellow]note:[/] the bundle records no training population: nothing checked against it")
     for kind, count in flags["infusions"].items():
         console.print(f"[yellow]outside the training population:[/] {count} infusion(s) flagged {kind}")
-    for flag in flags["rows"]:
-        console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(flag))} (rows)", highlight=False)
+    for found in flags["rows"]:
+        console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False)
     if document["same_cohort_as_training"]:
         console.print("[yellow]note:[/] this is the cohort the model was trained on: not an external validation")
     if out is not None:

@@ -281,7 +281,7 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
 def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.DataFrame],
                       out: _Collector) -> dict[str, int]:
     """Defaults that change meaning, counted, stated as notes and recorded in the metadata (never silent): a blank
-    diagnosis read as B-ALL, a blank follow-up as complete to day 28, no ICANS records at all as no ICANS."""
+    diagnosis read as B-ALL, a blank follow-up as complete to day 28, no CRS (or ICANS) records at all as none."""
     patients = raws["patients"]
     applied = {}
     for column, default, meaning in (("diagnosis", DEFAULT_DIAGNOSIS, f"taken as {DEFAULT_DIAGNOSIS}"),
@@ -292,10 +292,11 @@ def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.D
         if blank:
             applied[column] = blank
             out.notes.append(f"patients: {blank} infusion(s) with no {column}: {meaning}")
-    if len(typed["patients"]) and not (typed["events"]["event"] == "icans_grade").any():
-        applied["no_icans_records"] = int(len(typed["patients"]))
-        out.notes.append("events: no icans_grade record at all: every infusion taken as without ICANS (labels of "
-                         "the ICANS tasks are only as good as that)")
+    for event, syndrome in (("crs_grade", "CRS"), ("icans_grade", "ICANS")):
+        if len(typed["patients"]) and not (typed["events"]["event"] == event).any():
+            applied[f"no_{syndrome.lower()}_records"] = int(len(typed["patients"]))
+            out.notes.append(f"events: no {event} record at all: every infusion taken as without {syndrome} (labels "
+                             f"of the {syndrome} tasks are only as good as that)")
     return applied
 
 

@@ -40,6 +40,9 @@ SYSTEMS: tuple[CodeSystem, ...] = (
     CodeSystem("rxnorm", ("http://www.nlm.nih.gov/research/umls/rxnorm",), ("RxNorm", "RxNorm Extension")),
     CodeSystem("atc", ("http://www.whocc.no/atc",), ("ATC",)),
     CodeSystem("icd10", ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm"), ("ICD10", "ICD10CM")),
+    CodeSystem("cpt", ("http://www.ama-assn.org/go/cpt",), ("CPT4",)),
+    CodeSystem("icd10pcs", ("http://www.cms.gov/Medicare/Coding/ICD10",), ("ICD10PCS",)),
+    CodeSystem("snomed", ("http://snomed.info/sct",), ("SNOMED",)),
     CodeSystem("crsrisk", (PROJECT_SYSTEM,), ("crsrisk",)),
 )
 _SYSTEM_KEYS = {name: s.key for s in SYSTEMS for name in (*s.uris, *s.vocabularies)}
@@ -88,6 +91,51 @@ PRODUCT_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "lisocabtagene_maraleucel": ("lisocabtagene maraleucel", "breyanzi"),
 })
 
+
+
+@dataclass(frozen=True)
+class InfusionCode:
+    """A standard code of the CAR-T infusion; ``product`` when the code names one (it then sets the product)."""
+
+    system: str
+    code: str
+    product: str | None
+    source: str
+    confirmed: bool = True
+
+
+_CPT = "AMA CPT 2025 (38225-38228 section); codingahead.com/cpt/codes/0540T for the Category III predecessor"
+_FCSO = "First Coast (Medicare MAC) CAR T-cell billing table, medicare.fcso.com/Oncology/0489859.asp"
+# The CAR-T infusion by its billing codes. CPT 38228 "CAR-T cell administration, autologous" replaced the
+# Category III code 0540T (same wording) in 2023. ICD-10-PCS: XW033C3/XW043C3 (engineered autologous CAR T-cell
+# immunotherapy, peripheral/central vein, before October 2021) and the product-specific new-technology codes
+# since. Idecabtagene vicleucel (XW033K7/XW043K7) and ciltacabtagene autoleucel (XW033A7/XW043A7) are not
+# contract products: they place the infusion and leave the product blank. No SNOMED CT concept for the CAR-T
+# infusion could be confirmed here, so none is registered (a site maps its own through ``--code-map``).
+INFUSION_CODES: tuple[InfusionCode, ...] = (
+    InfusionCode("cpt", "38228", None, _CPT), InfusionCode("cpt", "0540T", None, _CPT),
+    InfusionCode("icd10pcs", "XW033C3", None, _FCSO), InfusionCode("icd10pcs", "XW043C3", None, _FCSO),
+    InfusionCode("icd10pcs", "XW033J7", "tisagenlecleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW043J7", "tisagenlecleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW033H7", "axicabtagene_ciloleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW043H7", "axicabtagene_ciloleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW033M7", "brexucabtagene_autoleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW043M7", "brexucabtagene_autoleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW23346", "brexucabtagene_autoleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW24346", "brexucabtagene_autoleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW23376", "lisocabtagene_maraleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW24376", "lisocabtagene_maraleucel", _FCSO),
+    InfusionCode("icd10pcs", "XW033K7", None, _FCSO), InfusionCode("icd10pcs", "XW043K7", None, _FCSO),
+    InfusionCode("icd10pcs", "XW033A7", None, _FCSO), InfusionCode("icd10pcs", "XW043A7", None, _FCSO),
+    # Generic autologous CAR T-cell codes of FY2023 on; seen in public MIMIC-IV queries, not in a CMS table here.
+    InfusionCode("icd10pcs", "XW033C7", None, "public MIMIC-IV cohort queries", confirmed=False),
+    InfusionCode("icd10pcs", "XW043C7", None, "public MIMIC-IV cohort queries", confirmed=False),
+    # RxNorm ingredient of lisocabtagene maraleucel, as used by public claims-cohort code; the other products are
+    # read by name (``PRODUCT_NAMES``) until their RxNorm codes are confirmed.
+    InfusionCode("rxnorm", "2479140", "lisocabtagene_maraleucel", "public cohort code (RxNav not reachable here)",
+                 confirmed=False),
+)
+
 # Patient columns given as Observations: LOINC 29463-7 is body weight (LOINC table); the rest are crsrisk codes.
 PATIENT_LOINC: Mapping[str, str] = MappingProxyType({"29463-7": "weight_kg"})
 # UCUM unit each numeric patient field must carry (a value in another unit is refused, not converted).
@@ -112,6 +160,8 @@ def _registry() -> dict[tuple[str, str], tuple[Meaning, ...]]:
     pairs += [(("crsrisk", diagnosis), Meaning("diagnosis", diagnosis)) for diagnosis in DIAGNOSES]
     pairs += [(("crsrisk", product), Meaning("product", product)) for product in PRODUCTS]
     pairs += [(("crsrisk", INFUSION_CODE), Meaning("infusion", INFUSION_CODE))]
+    pairs += [((c.system, c.code), Meaning("infusion", INFUSION_CODE)) for c in INFUSION_CODES]
+    pairs += [((c.system, c.code), Meaning("product", c.product)) for c in INFUSION_CODES if c.product]
     table: dict[tuple[str, str], tuple[Meaning, ...]] = {}
     for key, found in pairs:
         table[key] = table.get(key, ()) + (found,)
@@ -122,13 +172,18 @@ CODES: Mapping[tuple[str, str], tuple[Meaning, ...]] = MappingProxyType(_registr
 """(system key, code) -> its meanings (``other`` is both a diagnosis and a product: the resource decides)."""
 
 
+def meanings(target: str) -> tuple[Meaning, ...]:
+    """Every meaning of a contract name (``il6``, ``car_t_infusion``, ``tocilizumab``, ``crs_grade``, ...)."""
+    return CODES.get(("crsrisk", target.strip()), ())
+
+
 def meaning(system: str | None, code: str | None, kinds: tuple[Kind, ...] | None = None) -> Meaning | None:
     """What the code means in the contract (system as a FHIR URI or OMOP vocabulary id), restricted to
     ``kinds`` when given, or None if unknown."""
     key, text = system_key(system), (code or "").strip()
     if key is None or not text:
         return None
-    found = CODES.get((key, text), ())
+    found = CODES.get((key, text), ()) or CODES.get((key, text.upper()), ())
     if not found and key == "atc":
         group = next((g for g in ATC_GROUPS if text.upper().startswith(g)), None)
         found = CODES.get(("atc", group), ()) if group else ()

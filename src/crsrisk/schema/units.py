@@ -50,3 +50,17 @@ def match_unit(analyte: str, written: str | None) -> str | None:
         if key in _spellings(unit):
             return unit
     return None
+
+
+DOSE_UNIT = "mg"  # the contract's unit of a drug dose (events.value of a drug event)
+# UCUM mass units -> factor to mg; a dose per kg of body weight is multiplied by the patient's weight_kg.
+_DOSE_FACTORS: Mapping[str, float] = MappingProxyType({"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001})
+
+
+def dose_to_mg(written: str | None) -> tuple[float, bool] | None:
+    """(factor to mg, per kg of body weight) for a dose unit as written (UCUM: ``mg``, ``g``, ``ug``, ``mg/kg``),
+    or None when it is no mass (or mass per kg) unit the contract can convert."""
+    text = re.sub(r"\s+", "", written or "").replace("\u00b5", "u").replace("\u03bc", "u").lower()
+    per_kg = text.endswith("/kg")
+    factor = _DOSE_FACTORS.get(text[:-3] if per_kg else text)
+    return None if factor is None else (factor, per_kg)

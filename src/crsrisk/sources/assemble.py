@@ -21,8 +21,10 @@ import pandas as pd
 from crsrisk.cohort.io import METADATA_FILE, write_tables
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.cohort.validated import Cohort
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import CohortValidationError, Problem, SourceImportError
+from crsrisk.schema.codes import Kind, Meaning, meaning
 from crsrisk.schema.tables import EVENT_COLUMNS, MEASUREMENT_COLUMNS, PATIENT_COLUMNS, TABLES
+from crsrisk.sources.codemap import NO_MAP, CodeMap
 from crsrisk.sources.daily import Moment, SameDayUnspecified, TimeRule, has_time, hours_since, infusion_start
 
 DAYS_PER_YEAR = 365.25
@@ -42,6 +44,12 @@ class SourceRows:
     unknown: Counter = field(default_factory=Counter)  # (where, system, code, display) -> count
     examples: dict[tuple, str] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)  # reason -> count (e.g. "Observation status entered-in-error")
+    codes: CodeMap = NO_MAP  # the site's own codes, read before the registry
+    per_kg: dict[int, str] = field(default_factory=dict)  # index in events of a dose per kg -> where it came from
+
+    def meaning(self, system: str | None, code: str | None, kinds: tuple[Kind, ...] | None = None) -> Meaning | None:
+        """What a code means: the site's code map first, then the registry (``schema.codes``)."""
+        return self.codes.meaning(system, code, kinds) or meaning(system, code, kinds)
 
     def patient(self, patient_id: str) -> dict[str, Any]:
         """The patient's contract fields, created on first mention."""
@@ -94,6 +102,35 @@ def _unknown_report(rows: SourceRows) -> list[dict[str, Any]]:
             for (where, system, code, display), count in rows.unknown.most_common()]
 
 
+MAX_NAMED = 200  # patients named in the report when left out (all of them in any export of a treating centre)
+
+
+def _dose(rows: SourceRows, index: int, patient_id: str, value: float | None, problems: list[Problem]) -> float | None:
+    """The dose in mg: a dose given per kg is multiplied by the patient's weight_kg (a problem when none)."""
+    if index not in rows.per_kg or value is None:
+        return value
+    weight = rows.patients.get(patient_id, {}).get("weight_kg")
+    if weight is None:
+        problems.append(Problem(rows.per_kg[index], "dose", "a dose in mg/kg needs the patient's body weight "
+                                "(weight_kg, LOINC 29463-7) to be given in mg", patient_id=patient_id, value=value,
+                                csv=False))
+        return None
+    return value * float(weight)
+
+
+def followup_to_last_record(tables: dict[str, pd.DataFrame]) -> int:
+    """Set each blank followup_hours of an export to the patient's last record after infusion (never day 28 by
+    default: an export ends where its data end); returns how many were set."""
+    patients = tables["patients"]
+    blank = patients["followup_hours"].isna()
+    if not blank.any():
+        return 0
+    hours = pd.concat([tables[name][["patient_id", "hours_since_infusion"]] for name in ("measurements", "events")])
+    last = hours.groupby("patient_id")["hours_since_infusion"].max().clip(lower=0).round(3)
+    patients.loc[blank, "followup_hours"] = patients.loc[blank, "patient_id"].map(last).fillna(0.0)
+    return int(blank.sum())
+
+
 def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) -> tuple[dict[str, pd.DataFrame],
                                                                                     dict[str, Any]]:
     """The three raw contract tables (units as given) and the timing counts; problems raise, all at once.
@@ -144,7 +181,8 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
 
     measurements = [(pid, hours, analyte, value, unit) for pid, moment, analyte, value, unit in rows.measurements
                     if (hours := place(pid, moment, True, "measurements")) is not None]
-    events = [(pid, hours, event, value) for pid, moment, event, value in rows.events
+    events = [(pid, hours, event, _dose(rows, i, pid, value, problems))
+              for i, (pid, moment, event, value) in enumerate(rows.events)
               if (hours := place(pid, moment, False, "events")) is not None]
     if len(same_day) > 1:
         problems.append(Problem("measurements", "time", f"{len(same_day)} date-only labs on an infusion day in all "
@@ -157,15 +195,22 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
         "events": pd.DataFrame(events, columns=[c.name for c in EVENT_COLUMNS]),
     }
     report = {"date_only": {k: date_only[k] for k in ("infusions", "measurements", "events")},
-              "without_infusion": {"patients": len(without), "examples": without[:5],
+              "without_infusion": {"patients": len(without), "examples": without[:MAX_NAMED],
                                    "measurements": left_out["measurements"], "events": left_out["events"]}}
     return tables, report
 
 
 def assemble(rows: SourceRows, rule: TimeRule, source: dict[str, Any]) -> Imported:
     """Validate the rows as a cohort and build the import report (unknown codes, skipped rows, the time rule)."""
-    tables, timing = raw_tables(rows, rule)
-    report = {"imported_from": source, "time_rule": rule.to_metadata(), **timing,
+    try:
+        tables, timing = raw_tables(rows, rule)
+    except CohortValidationError as error:  # the unknown codes often explain the problems: shown first
+        raise SourceImportError(error.problems, error.truncated, error.counts, _unknown_report(rows)) from None
+    to_last = followup_to_last_record(tables)
+    notes = [f"patients: {to_last} infusion(s) with no stated follow-up: follow-up taken to end at the patient's "
+             "last record in the export (not complete to day 28)"] if to_last else []
+    report = {"imported_from": source, "time_rule": rule.to_metadata(), **timing, "notes": notes,
+              "followup_to_last_record": to_last,
               "counts": {name: int(len(tables[name])) for name in TABLES},
               "unknown_codes": _unknown_report(rows), "skipped": dict(rows.skipped)}
     cohort = validate_tables(tables, csv={name: False for name in TABLES}, metadata=report)

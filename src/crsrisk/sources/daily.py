@@ -41,11 +41,12 @@ class TimeRule:
 
     def to_metadata(self) -> dict:
         """The rule as recorded in cohort.json, with a sentence saying what it did."""
-        side = self.same_day_labs or "(none given: no date-only lab fell on an infusion day)"
+        labs = (f"date-only labs of the infusion day {self.same_day_labs} the infusion (at least "
+                f"{SAME_DAY_SHIFT_HOURS:g} h from it)" if self.same_day_labs else
+                "no side given for date-only labs of the infusion day (an export with any is refused)")
         return {**asdict(self), "description": (
             f"values with a date but no time are placed at {self.hour:g}:00 of their day; an infusion with a date "
-            f"only at {self.infusion_hour:g}:00; date-only labs of the infusion day {side} the infusion "
-            f"(at least {SAME_DAY_SHIFT_HOURS:g} h from it); date-only events of the infusion day after it")}
+            f"only at {self.infusion_hour:g}:00; {labs}; date-only events of the infusion day after it")}
 
 
 Moment = datetime | date

@@ -1,4 +1,7 @@
-"""FHIR R4 in: a Bundle (JSON) or a Bulk Data export folder (NDJSON, one file per resource type) -> a cohort.
+"""FHIR R4 in, as EHRs export it -> a cohort. Three layouts: a folder of per-patient Bundles (one .json per
+patient, transaction, collection or searchset, as Synthea writes them), a Bulk Data folder (NDJSON, one file per
+resource type), or a single Bundle. References resolve by an entry's ``fullUrl`` (``urn:uuid:...`` or an
+absolute URL), as ``Patient/ID`` or as an absolute URL ending in ``Patient/ID``.
 
 Resources are parsed with ``fhir.resources`` (its R4B models, identical to R4 for every resource read here),
 never walked as raw dicts. What is read, and how (every code comes from ``schema/codes.py`` and
@@ -11,11 +14,14 @@ never walked as raw dicts. What is read, and how (every code comes from ``schema
   ``icans_grade`` with an integer value; a patient field (LOINC 29463-7 body weight, or a crsrisk code named
   after the column) with a quantity, boolean, string or coded value. Time: ``effectiveDateTime`` or the start
   of ``effectivePeriod``.
+- Every code is looked up in the site's code map (``--code-map``, ``sources.codemap``) before the registry.
 - ``MedicationAdministration`` (not not-done/entered-in-error): tocilizumab, siltuximab, anakinra, systemic
   corticosteroids by RxNorm or ATC (``medicationCodeableConcept``, or a referenced ``Medication``); the dose
-  from ``dosage.dose.value``. A CAR-T product given this way is the infusion.
-- ``Procedure``: the CAR-T infusion (time zero), coded crsrisk ``car_t_infusion`` or naming a product; the
-  product from a crsrisk product code or from a generic/brand name in ``usedCode``, ``code`` or their text.
+  from ``dosage.dose`` in mg (g, ug and mg/kg converted; any other unit refused by name). A CAR-T product
+  given this way (by RxNorm code or by name) is the infusion.
+- ``Procedure``: the CAR-T infusion (time zero), by CPT 38228/0540T, ICD-10-PCS (``schema.codes.INFUSION_CODES``)
+  or crsrisk ``car_t_infusion``, or naming a product; the product from a product-specific code (ICD-10-PCS
+  XW033J7 ...), a crsrisk product code or a generic/brand name in ``usedCode``, ``code`` or their text.
 - ``Condition``: the diagnosis by ICD-10 (or crsrisk) code.
 
 Codes nobody maps and resources of other types are counted in the import report, with an example each.
@@ -33,10 +39,11 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from crsrisk.cohort.io import MAX_TABLE_BYTES, is_folder, read_limited
 from crsrisk.errors import CohortValidationError, Problem
-from crsrisk.schema.codes import FHIR_GENDER, Kind, Meaning, meaning, product_in_text
+from crsrisk.schema.codes import FHIR_GENDER, Kind, Meaning, product_in_text
 from crsrisk.schema.tables import DRUG_EVENTS, GRADE_EVENTS
-from crsrisk.schema.units import match_unit
+from crsrisk.schema.units import DOSE_UNIT, dose_to_mg, match_unit
 from crsrisk.sources.assemble import Imported, SourceRows, as_record, assemble, raw_tables
+from crsrisk.sources.codemap import NO_MAP, CodeMap
 from crsrisk.sources.daily import Moment, TimeRule
 from crsrisk.sources.values import patient_value
 
@@ -71,9 +78,13 @@ def _read_source(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tupl
     path = Path(source)
     if is_folder(path):
         files = sorted(path.glob("*.ndjson"))
-        if not files:
-            raise CohortValidationError([Problem("fhir", "<folder>", f"{path}: no .ndjson files (Bulk Data layout: "
-                                                 "one Patient.ndjson, Observation.ndjson, ... per resource type)")])
+        bundles = sorted(path.glob("*.json"))
+        if not files and not bundles:
+            raise CohortValidationError([Problem("fhir", "<folder>", f"{path}: no .json or .ndjson files (expected "
+                                                 "one Bundle .json per patient, or the Bulk Data layout: one "
+                                                 "Patient.ndjson, Observation.ndjson, ... per resource type)")])
+        for file in bundles:  # per-patient Bundles (Synthea's layout)
+            yield from _resources_of(_json(read_limited(file, MAX_TABLE_BYTES, "fhir"), file.name), file.name)
         for file in files:  # each bounded, and never a FIFO or device (read_limited)
             for number, line in enumerate(read_limited(file, MAX_TABLE_BYTES, "fhir").splitlines(), start=1):
                 if line.strip():
@@ -134,10 +145,10 @@ def _codings(concept: Any) -> list[Any]:
     return list(getattr(concept, "coding", None) or []) if concept is not None else []
 
 
-def _meaning_of(concept: Any, kinds: tuple[Kind, ...]) -> Meaning | None:
-    """The meaning (of one of ``kinds``) of the first coding that has one, or None."""
-    return next((found for coding in _codings(concept) if (found := meaning(coding.system, coding.code, kinds))),
-                None)
+def _meaning_of(concept: Any, kinds: tuple[Kind, ...], rows: SourceRows) -> Meaning | None:
+    """The meaning (of one of ``kinds``) of the first coding that has one (site map first), or None."""
+    return next((found for coding in _codings(concept)
+                 if (found := rows.meaning(coding.system, coding.code, kinds))), None)
 
 
 def _unknown(rows: SourceRows, where: str, concept: Any, example: str) -> None:
@@ -172,7 +183,7 @@ def _patients(parsed: dict[str, list[Any]], rows: SourceRows) -> dict[str, str]:
         if not patient.id:
             rows.problem("Patient", "id", f"{where}: a Patient needs an id (it becomes the patient_id)")
             continue
-        by_url[where] = patient.id
+        by_url[where] = by_url[f"Patient/{patient.id}"] = patient.id
         rows.patient(patient.id)
         if patient.gender is not None:
             rows.set_field(patient.id, "sex", FHIR_GENDER.get(patient.gender), f"Patient/{patient.id}")
@@ -201,7 +212,7 @@ def _observations(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: So
         if obs.status in NOT_DONE:
             rows.skipped[f"Observation status {obs.status}"] += 1
             continue
-        found = _meaning_of(obs.code, ("measurement", "event", "patient"))
+        found = _meaning_of(obs.code, ("measurement", "event", "patient"), rows)
         label = f"Observation/{obs.id}" if obs.id else where
         if found is None or (found.kind == "event" and found.name not in GRADE_EVENTS):
             _unknown(rows, "Observation", obs.code, label)
@@ -227,15 +238,17 @@ def _observations(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: So
 
 
 def _medications(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: SourceRows) -> None:
-    catalogue = {m.id: m.code for m, _ in parsed["Medication"] if m.id}
+    catalogue = {key: m.code for m, where in parsed["Medication"] for key in (m.id, where) if key}
     for given, where in parsed["MedicationAdministration"]:
         if given.status in NOT_DONE:
             rows.skipped[f"MedicationAdministration status {given.status}"] += 1
             continue
-        concept = given.medicationCodeableConcept or catalogue.get(_ref_id(given.medicationReference) or "")
-        found = _meaning_of(concept, ("event",))
+        reference = getattr(given.medicationReference, "reference", None) or ""
+        concept = given.medicationCodeableConcept or catalogue.get(reference) or catalogue.get(
+            _ref_id(given.medicationReference) or "")
+        found = _meaning_of(concept, ("event",), rows)
         label = f"MedicationAdministration/{given.id}" if given.id else where
-        product = _product(concept)
+        product = _product(rows, concept)
         patient_id = _subject(given, by_url, rows, "MedicationAdministration")
         when = given.effectiveDateTime or (given.effectivePeriod.start if given.effectivePeriod else None)
         if product is not None and patient_id is not None:
@@ -247,15 +260,31 @@ def _medications(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: Sou
         moment = _moment(when, label, rows, patient_id)
         if patient_id is None or moment is None:
             continue
-        dose = given.dosage.dose.value if given.dosage and given.dosage.dose else None
-        rows.events.append((patient_id, moment, found.name, None if dose is None else float(dose)))
+        _dose(rows, patient_id, moment, found.name, given.dosage.dose if given.dosage else None, label)
 
 
-def _product(*concepts: Any) -> str | None:
-    """A product named by a crsrisk product code, or by a generic/brand name in a coding display or text."""
+def _dose(rows: SourceRows, patient_id: str, moment: Moment, event: str, dose: Any, label: str) -> None:
+    """A drug event with its dose in the contract's unit (mg); a unit that is no mass is refused by name."""
+    if dose is None or dose.value is None:
+        rows.events.append((patient_id, moment, event, None))
+        return
+    unit = dose.code if dose.system == "http://unitsofmeasure.org" and dose.code else dose.unit
+    factor = dose_to_mg(unit)
+    if factor is None:
+        rows.problem(label, "dosage.dose", f"{event} dose in {unit!r}: expected {DOSE_UNIT} (or g, ug, mg/kg), the "
+                     "contract's unit", patient_id, float(dose.value))
+        return
+    if factor[1]:
+        rows.per_kg[len(rows.events)] = label
+    rows.events.append((patient_id, moment, event, float(dose.value) * factor[0]))
+
+
+def _product(rows: SourceRows, *concepts: Any) -> str | None:
+    """A product named by a product code (site map, ICD-10-PCS, RxNorm, crsrisk), or by a generic/brand name in a
+    coding display or text."""
     for concept in concepts:
         for coding in _codings(concept):
-            found = meaning(coding.system, coding.code, ("product",))
+            found = rows.meaning(coding.system, coding.code, ("product",))
             if found is not None:
                 return found.name
             named = product_in_text(coding.display) or product_in_text(coding.code)
@@ -278,8 +307,8 @@ def _procedures(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: Sour
         if procedure.status in NOT_DONE:
             rows.skipped[f"Procedure status {procedure.status}"] += 1
             continue
-        infusion = _meaning_of(procedure.code, ("infusion",))
-        product = _product(*(procedure.usedCode or []), procedure.code)
+        infusion = _meaning_of(procedure.code, ("infusion",), rows)
+        product = _product(rows, *(procedure.usedCode or []), procedure.code)
         if infusion is None and product is None:
             _unknown(rows, "Procedure", procedure.code, label)
             continue
@@ -291,7 +320,7 @@ def _procedures(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: Sour
 
 def _conditions(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: SourceRows) -> None:
     for condition, where in parsed["Condition"]:
-        found = _meaning_of(condition.code, ("diagnosis",))
+        found = _meaning_of(condition.code, ("diagnosis",), rows)
         label = f"Condition/{condition.id}" if condition.id else where
         if found is None:
             _unknown(rows, "Condition", condition.code, label)
@@ -301,9 +330,9 @@ def _conditions(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: Sour
             rows.set_field(patient_id, "diagnosis", found.name, label)
 
 
-def read_fhir_rows(source: str | os.PathLike | Mapping[str, Any]) -> SourceRows:
+def read_fhir_rows(source: str | os.PathLike | Mapping[str, Any], codes: CodeMap = NO_MAP) -> SourceRows:
     """Every resource crsrisk reads from a FHIR source, decoded into source rows (problems collected)."""
-    rows = SourceRows()
+    rows = SourceRows(codes=codes)
     parsed = _parse(_read_source(source), rows)
     by_url = _patients(parsed, rows)
     _procedures(parsed, by_url, rows)
@@ -313,10 +342,12 @@ def read_fhir_rows(source: str | os.PathLike | Mapping[str, Any]) -> SourceRows:
     return rows
 
 
-def import_fhir(source: str | os.PathLike | Mapping[str, Any], rule: TimeRule = TimeRule()) -> Imported:
-    """A FHIR Bundle or NDJSON folder as a validated cohort with its import report."""
-    described = {"kind": "fhir", "version": "R4", "source": "bundle" if isinstance(source, Mapping) else str(source)}
-    return assemble(read_fhir_rows(source), rule, described)
+def import_fhir(source: str | os.PathLike | Mapping[str, Any], rule: TimeRule = TimeRule(),
+                codes: CodeMap = NO_MAP) -> Imported:
+    """A FHIR Bundle, a folder of per-patient Bundles or an NDJSON folder as a validated cohort with its report."""
+    described = {"kind": "fhir", "version": "R4", "source": "bundle" if isinstance(source, Mapping) else str(source),
+                 "code_map": codes.source}
+    return assemble(read_fhir_rows(source, codes), rule, described)
 
 
 def record_from_fhir(obj: Mapping[str, Any] | str | os.PathLike, rule: TimeRule = TimeRule()) -> dict[str, Any]:

@@ -16,6 +16,8 @@ ids never appear in crsrisk; the codes are those of ``schema/codes.py`` and ``sc
   grade in ``value_as_number``; patient fields as crsrisk concepts named after the column.
 - ``condition_occurrence``: the diagnosis by its ICD-10 source concept (or a crsrisk concept).
 
+Every concept is looked up in the site's code map (``--code-map``: vocabulary_id, concept_code) before the
+registry; procedures by CPT4 38228/0540T or ICD10PCS (``schema.codes.INFUSION_CODES``) are the infusion.
 Concepts nobody maps are counted in the import report, with an example row each.
 """
 
@@ -25,10 +27,11 @@ from datetime import date, datetime
 from typing import Any, Iterator
 
 from crsrisk.errors import CohortValidationError, InputError, Problem
-from crsrisk.schema.codes import OMOP_GENDER, meaning, product_in_text
+from crsrisk.schema.codes import OMOP_GENDER, product_in_text
 from crsrisk.schema.tables import DRUG_EVENTS, GRADE_EVENTS
 from crsrisk.schema.units import match_unit
 from crsrisk.sources.assemble import Imported, SourceRows, assemble
+from crsrisk.sources.codemap import NO_MAP, CodeMap
 from crsrisk.sources.daily import Moment, TimeRule
 from crsrisk.sources.values import patient_value
 
@@ -125,7 +128,7 @@ def _placed(ids: dict[Any, str], row: Any, table: str, rows: SourceRows) -> tupl
 def _facts(connection: Any, ids: dict[Any, str], rows: SourceRows, table: str, sql: str) -> None:
     """Measurement or observation rows: analytes, grades and patient fields."""
     for row in _query(connection, sql):
-        found = meaning(row.vocabulary_id, row.concept_code, ("measurement", "event", "patient"))
+        found = rows.meaning(row.vocabulary_id, row.concept_code, ("measurement", "event", "patient"))
         if found is None or (found.kind == "event" and found.name not in GRADE_EVENTS):
             rows.add_unknown(table, row.vocabulary_id, row.concept_code, row.concept_name, f"{table}_id {row.id}")
             continue
@@ -165,9 +168,10 @@ def _ancestors(connection: Any) -> dict[Any, list[tuple[str, str]]]:
 def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     ancestors = _ancestors(connection)
     for row in _query(connection, _DRUG):
-        product = product_in_text(row.concept_name) or product_in_text(row.source_value)
+        product = (getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
+                   or product_in_text(row.concept_name) or product_in_text(row.source_value))
         codes = [(row.vocabulary_id, row.concept_code), *ancestors.get(row.drug_concept_id, [])]
-        found = next((m for v, c in codes if (m := meaning(v, c, ("event",))) and m.name in DRUG_EVENTS), None)
+        found = next((m for v, c in codes if (m := rows.meaning(v, c, ("event",))) and m.name in DRUG_EVENTS), None)
         if product is None and found is None:
             rows.add_unknown("drug_exposure", row.vocabulary_id, row.concept_code, row.concept_name,
                              f"drug_exposure_id {row.id}")
@@ -183,8 +187,8 @@ def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
 
 def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     for row in _query(connection, _PROCEDURE):
-        infusion = meaning(row.vocabulary_id, row.concept_code, ("infusion",))
-        product = (getattr(meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
+        infusion = rows.meaning(row.vocabulary_id, row.concept_code, ("infusion",))
+        product = (getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
                    or product_in_text(row.source_value) or product_in_text(row.concept_name))
         if infusion is None and product is None:
             rows.add_unknown("procedure_occurrence", row.vocabulary_id, row.concept_code, row.concept_name,
@@ -197,8 +201,8 @@ def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
 
 def _conditions(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     for row in _query(connection, _CONDITION):
-        found = (meaning(row.source_vocabulary, row.source_code, ("diagnosis",))
-                 or meaning(row.vocabulary_id, row.concept_code, ("diagnosis",)))
+        found = (rows.meaning(row.source_vocabulary, row.source_code, ("diagnosis",))
+                 or rows.meaning(row.vocabulary_id, row.concept_code, ("diagnosis",)))
         if found is None:
             rows.add_unknown("condition_occurrence", row.source_vocabulary or row.vocabulary_id,
                              row.source_code or row.concept_code, row.concept_name, f"condition_occurrence_id {row.id}")
@@ -208,7 +212,7 @@ def _conditions(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
             rows.set_field(patient_id, "diagnosis", found.name, f"condition_occurrence_id {row.id}")
 
 
-def read_omop_rows(url: str) -> SourceRows:
+def read_omop_rows(url: str, codes: CodeMap = NO_MAP) -> SourceRows:
     """Every OMOP row crsrisk reads, decoded into source rows (problems collected)."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.exc import SQLAlchemyError
@@ -217,7 +221,7 @@ def read_omop_rows(url: str) -> SourceRows:
         engine = create_engine(url)
     except (SQLAlchemyError, ValueError, ImportError) as error:
         raise InputError(f"database URL {url!r}: {error}") from None
-    rows = SourceRows()
+    rows = SourceRows(codes=codes)
     try:
         with engine.connect() as connection:
             present = set(inspect(connection).get_table_names())
@@ -239,9 +243,10 @@ def read_omop_rows(url: str) -> SourceRows:
     return rows
 
 
-def import_omop(url: str, rule: TimeRule = TimeRule()) -> Imported:
+def import_omop(url: str, rule: TimeRule = TimeRule(), codes: CodeMap = NO_MAP) -> Imported:
     """An OMOP CDM v5.4 database as a validated cohort with its import report (the password is not recorded)."""
     from sqlalchemy.engine import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
-    return assemble(read_omop_rows(url), rule, {"kind": "omop", "version": "5.4", "source": shown})
+    return assemble(read_omop_rows(url, codes), rule, {"kind": "omop", "version": "5.4", "source": shown,
+                                                        "code_map": codes.source})
