@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from crsrisk.evaluation.published import PublishedScore, baseline_computable, baselines_for
+from crsrisk.evaluation.published import PublishedScore, baselines_for, split_computable
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
@@ -64,10 +64,11 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
                                                  missing=np.nan)
         predictions = {BUNDLE_MODEL: task_model.calibrator.transform(raw)}
         published = baselines_for(task_model.task, task_model.landmark)
+        computable, _ = split_computable(published, data.X)
         predictions |= {name: PublishedScore(name).fit(data.X, data.y).predict_proba(data.X)[:, 1]
-                        for name in published if baseline_computable(name, data.X)}
-        results += dataset_rows(data, predictions, [n for n in published if n in predictions], n_boot, seed,
-                                lambda y: float(y.mean()), {"fitted_on_this_cohort": published})
+                        for name in computable}
+        results += dataset_rows(data, predictions, published, n_boot, seed,
+                                lambda y: float(y.mean()), {"fitted_on_this_cohort": computable})
         per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
         input_flags += bundle.population.input_flags(key, task_model.feature_names,
                                                      data.X[task_model.feature_names].to_numpy())
