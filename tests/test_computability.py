@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from crsrisk.cohort.population import Population
+from crsrisk.cohort.summary import same_cohort_as_training
 from crsrisk.evaluation.published import BASELINES, baseline_computable, split_computable
 from crsrisk.training.artifacts import comparison_rows
 
@@ -56,3 +57,10 @@ def test_population_flag_quotes_only_the_out_of_range_value_of_each_column() -> 
     values = np.array([[5.0, 0.0175], [0.5, 0.9]])
     text = population.input_flags("k", ["a", "b"], values)[0]["expected"]
     assert "b=0.9 " in text and "a=5 " in text and "0.0175" not in text
+
+
+def test_same_cohort_as_training_compares_fingerprints(small_cohort) -> None:
+    """The one check: equal fingerprints only; an unrecorded fingerprint is not "the same"."""
+    assert same_cohort_as_training(small_cohort.fingerprint(), small_cohort) is True
+    assert same_cohort_as_training("0" * 64, small_cohort) is False
+    assert same_cohort_as_training(None, small_cohort) is False

@@ -20,7 +20,7 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring.load import load_model
-from crsrisk.cohort.summary import cohort_section, disclaimer
+from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
 from crsrisk.evaluation.comparison import dataset_rows
 
 BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
@@ -78,7 +78,7 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
                           "training_cohort_fingerprint": meta.get("training_cohort_fingerprint"),
                           "synthetic": meta.get("synthetic"), "git_commit": meta.get("git_commit"),
                           "signature": bundle.trust},
-                "same_cohort_as_training": meta.get("training_cohort_fingerprint") == section["fingerprint"],
+                "same_cohort_as_training": same_cohort_as_training(meta.get("training_cohort_fingerprint"), cohort),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "disclaimer": disclaimer(cohort), "n_boot": n_boot, "seed": seed,
                 "results": results, "skipped": skipped,
