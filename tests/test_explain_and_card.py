@@ -57,6 +57,14 @@ def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
 
 
 @pytest.mark.slow
+def test_card_of_the_training_cohort_says_in_sample_at_the_top(card: Path) -> None:
+    """The card on the model's own training cohort: the in-sample banner first, no "performance on this cohort"."""
+    page = card.read_text()
+    assert page.index("In-sample: this is the cohort the model was trained on") < page.index("NOT FOR CLINICAL USE")
+    assert "Performance in-sample, on the training cohort" in page and "Performance on this cohort" not in page
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
 def test_card_renders_in_headless_chromium_with_every_image(card: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright

@@ -107,6 +107,7 @@ def evaluate(
 ) -> None:
     """External validation: score a cohort with a trained bundle, beside the published scores."""
     from crsrisk.cohort.io import load_cohort
+    from crsrisk.cohort.summary import SAME_COHORT_NOTE
     from crsrisk.evaluation.external import evaluate_bundle
     from crsrisk.training.artifacts import skipped_lines, write_json
 
@@ -123,7 +124,7 @@ def evaluate(
     for found in flags["rows"]:
         console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False)
     if document["same_cohort_as_training"]:
-        console.print("[yellow]note:[/] this is the cohort the model was trained on: not an external validation")
+        console.print(f"[yellow]note:[/] {SAME_COHORT_NOTE}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", document)

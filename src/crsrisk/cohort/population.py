@@ -86,9 +86,10 @@ class Population:
             beyond = (rows < low) | (rows > high)
         if beyond.any():
             columns = np.flatnonzero(beyond.any(axis=0))
-            row = rows[np.flatnonzero(beyond.any(axis=1))[0]]
-            examples = [f"{features[i]}={row[i]:.4g} (trained on {low[i]:.4g} to {high[i]:.4g})"
-                        for i in columns[:3] if beyond[:, i].any()]
+            # Quote each column's value from a row where that column itself is out of range (not the first
+            # flagged row, whose value of this column may be in range).
+            examples = [f"{features[i]}={rows[np.flatnonzero(beyond[:, i])[0], i]:.3g} (trained on "
+                        f"{low[i]:.3g} to {high[i]:.3g})" for i in columns[:3]]
             flags.append({"kind": "beyond_training_range", "model_key": key, "field": "inputs",
                           "value": int(columns.size) if rows.shape[0] == 1 else int(beyond.any(axis=1).sum()),
                           "expected": "; ".join(examples)})

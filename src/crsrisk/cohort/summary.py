@@ -31,6 +31,15 @@ def disclaimer(cohort: Cohort) -> str:
     return NOT_FOR_CLINICAL_USE + (" Synthetic cohort: not clinical evidence." if cohort.synthetic else "")
 
 
+SAME_COHORT_NOTE = "this is the cohort the model was trained on: its figures are in-sample, not an external validation"
+
+
+def same_cohort_as_training(training_fingerprint: str | None, cohort: Cohort) -> bool:
+    """The one "same cohort as training" check: the bundle's recorded training-cohort fingerprint equals this
+    cohort's (no recorded fingerprint: not known to be the same)."""
+    return training_fingerprint is not None and training_fingerprint == cohort.fingerprint()
+
+
 def cohort_section(cohort: Cohort) -> dict[str, Any]:
     """The ``cohort`` entry of a metrics document: fingerprint, size, synthetic flag, centres, source."""
     summary = cohort_summary(cohort)

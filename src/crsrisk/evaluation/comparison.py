@@ -11,7 +11,7 @@ import numpy as np
 
 from crsrisk.evaluation import metrics as m
 from crsrisk.evaluation.bootstrap import bootstrap_ci, paired_difference
-from crsrisk.evaluation.published import baseline_computable
+from crsrisk.evaluation.published import split_computable
 from crsrisk.landmarks import Grid, Hours, Landmark
 from crsrisk.tasks import Dataset
 
@@ -46,15 +46,20 @@ def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published
                  threshold: Callable[[np.ndarray], float], extra: Mapping[str, Any] | None = None
                  ) -> list[dict[str, Any]]:
     """metrics.json rows of one model's predictions on a dataset, beside the published scores: over all its rows
-    (``scope`` "pooled" for a landmark grid) and, for a grid, at each grid landmark on its own, where a published
-    score counts only if its inputs exist there (else it is listed in ``not_computable``)."""
+    (``scope`` "pooled" for a landmark grid) and, for a grid, at each grid landmark on its own. ``published`` names
+    every score that applies; one that is not computable on the rows in question (``split_computable``) is listed
+    in ``not_computable`` and never scored, whatever ``predictions`` holds for it."""
+    computable, absent = split_computable(list(published), data.X)
+    predictions = {name: values for name, values in predictions.items() if name not in absent}
+    published = computable
     grid = isinstance(data.landmark, Grid)
     first = data.landmark.points()[0]
     common = {"label_rule_version": data.task.rule_version, **dict(extra or {})}
     rows = result_rows(data.task.name, data.landmark, data.y, predictions, threshold(data.y), n_boot, seed,
                        set(published), {"risk_set": data.risk_set, "excluded": data.excluded,
                                         "horizon_hours": data.task.horizon(_hours_or_zero(first)),
-                                        "scope": "pooled" if grid else "landmark", **common},
+                                        "scope": "pooled" if grid else "landmark",
+                                        "not_computable": absent, **common},
                        groups=data.patient_ids.to_numpy() if grid else None)
     if not grid:
         return rows
@@ -63,7 +68,7 @@ def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published
         y = data.y[at]
         if min(int(y.sum()), int(len(y) - y.sum())) < 2:
             continue  # too few events here for a metric; the counts stay in the dataset's counts
-        computable = [name for name in published if baseline_computable(name, data.X.iloc[at])]
+        computable, here_absent = split_computable(published, data.X.iloc[at])
         subset = {name: values[at] for name, values in predictions.items()
                   if name not in published or name in computable}
         rows += result_rows(data.task.name, Hours(count["landmark_hours"]), y, subset, threshold(y), n_boot, seed,
@@ -71,7 +76,7 @@ def dataset_rows(data: Dataset, predictions: Mapping[str, np.ndarray], published
                             {"risk_set": int(count["risk_set"]), "excluded": int(count["excluded"]),
                              "horizon_hours": data.task.horizon(count["landmark_hours"]), "scope": "landmark",
                              "model_landmark": data.landmark.label,
-                             "not_computable": [name for name in published if name not in computable], **common})
+                             "not_computable": absent + here_absent, **common})
     return rows
 
 

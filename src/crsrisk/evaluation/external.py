@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from crsrisk.evaluation.published import PublishedScore, baseline_computable, baselines_for
+from crsrisk.evaluation.published import PublishedScore, baselines_for, split_computable
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring.load import load_model
-from crsrisk.cohort.summary import cohort_section, disclaimer
+from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
 from crsrisk.evaluation.comparison import dataset_rows
 
 BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
@@ -64,17 +64,18 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
                                                  missing=np.nan)
         predictions = {BUNDLE_MODEL: task_model.calibrator.transform(raw)}
         published = baselines_for(task_model.task, task_model.landmark)
+        computable, _ = split_computable(published, data.X)
         predictions |= {name: PublishedScore(name).fit(data.X, data.y).predict_proba(data.X)[:, 1]
-                        for name in published if baseline_computable(name, data.X)}
-        results += dataset_rows(data, predictions, [n for n in published if n in predictions], n_boot, seed,
-                                lambda y: float(y.mean()), {"fitted_on_this_cohort": published})
+                        for name in computable}
+        results += dataset_rows(data, predictions, published, n_boot, seed,
+                                lambda y: float(y.mean()), {"fitted_on_this_cohort": computable})
         per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
         input_flags += bundle.population.input_flags(key, task_model.feature_names,
                                                      data.X[task_model.feature_names].to_numpy())
     meta, section = bundle.metadata, cohort_section(cohort)
     document = {"kind": "external_validation", "cohort": section,
                 "model": bundle.identity.to_dict() | {"git_commit": meta.git_commit},
-                "same_cohort_as_training": meta.training_cohort_fingerprint == section["fingerprint"],
+                "same_cohort_as_training": same_cohort_as_training(meta.training_cohort_fingerprint, cohort),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "disclaimer": disclaimer(cohort), "n_boot": n_boot, "seed": seed,
                 "results": results, "skipped": skipped,

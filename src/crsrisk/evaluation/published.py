@@ -119,9 +119,22 @@ def baselines_for(task_name: str, landmark: Landmark | Any) -> list[str]:
 
 
 def baseline_computable(name: str, X: pd.DataFrame) -> bool:
-    """False when every value of some required input is missing in ``X`` (e.g. a cytokine score before infusion):
-    such a score is "not computable" there, never an AUROC of 0.5."""
-    return bool(X[list(get_baseline(name).columns)].notna().any().all())
+    """The one rule of computability: False when the score cannot be computed from anything measured in ``X`` (a
+    continuous score with no finite value; a rule or refit with a required input missing in every row). Such a
+    score is "not computable" there: never fitted, scored or beaten, never an AUROC of 0.5."""
+    spec = get_baseline(name)
+    if not set(spec.columns) <= set(X.columns):
+        return False
+    if spec.kind == "score":
+        present = [c for c in spec.optional_columns if c in X.columns]
+        return bool(np.isfinite(spec.score(X[[*spec.columns, *present]].astype(float)).to_numpy(dtype=float)).any())
+    return bool(X[list(spec.columns)].notna().any().all())
+
+
+def split_computable(names: list[str], X: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """``names`` split into (computable, not computable) on ``X`` by ``baseline_computable``, order kept."""
+    computable = [name for name in names if baseline_computable(name, X)]
+    return computable, [name for name in names if name not in computable]
 
 
 def get_baseline(name: str) -> BaselineSpec:

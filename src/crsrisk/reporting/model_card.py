@@ -30,7 +30,7 @@ from crsrisk.evaluation.external import BUNDLE_MODEL, TaskEvaluation, evaluate_b
 from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
 from crsrisk.scoring.load import load_model
-from crsrisk.cohort.summary import cohort_summary
+from crsrisk.cohort.summary import SAME_COHORT_NOTE, cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
 from crsrisk.scoring.trajectory import trajectory_of
 
@@ -172,7 +172,11 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
     per_model = evaluation.per_model
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
     work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-    parts = [f"<h1>crsrisk model card</h1><p class='banner'>NOT FOR CLINICAL USE. "
+    in_sample = bool(evaluation.document["same_cohort_as_training"])  # decided once, by evaluate_bundle
+    where = "in-sample, on the training cohort" if in_sample else "on this cohort"
+    parts = ["<h1>crsrisk model card</h1>"
+             + (f"<p class='banner'>In-sample: {html.escape(SAME_COHORT_NOTE)}.</p>" if in_sample else "")
+             + "<p class='banner'>NOT FOR CLINICAL USE. "
              f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.synthetic else ''}"
              f"{html.escape(meta.disclaimer)}</p>",
              f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
@@ -197,7 +201,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
              "<h2 id='performance-cv'>Cross-validated performance beside the published scores (training run)</h2>"
              "<p>Numbers exactly as in the training run's metrics.json (out-of-fold, bootstrap 95% CI).</p>"
              + _table(COMPARISON_HEADER, comparison_rows(training.get("results", []))),
-             f"<h2 id='performance-cohort'>Performance on this cohort ({summary['infusions']} infusions, "
+             f"<h2 id='performance-cohort'>Performance {where} ({summary['infusions']} infusions, "
              f"fingerprint {summary['fingerprint'][:12]}..., synthetic={summary['synthetic']})</h2>"
              "<p>The bundle's models as trained; the published scores' free parameters fitted on this cohort "
              "(optimistic for them). The same numbers as <code>crsrisk evaluate</code> writes.</p>"
@@ -211,7 +215,7 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
                        + _image(calibration_plot(data.y, data.predictions, source="this cohort"))
                        + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
                        + "</div>")
-    parts.append("<h2 id='calibration'>Calibration and decision curves on this cohort</h2>" + "".join(figures))
+    parts.append(f"<h2 id='calibration'>Calibration and decision curves {where}</h2>" + "".join(figures))
     parts.append(_by_landmark(bundle, training, evaluation.document["results"], cohort, work))
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():

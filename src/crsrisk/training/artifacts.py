@@ -115,6 +115,13 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         m = r["metrics"]
         rows.append([r["task"], r["landmark"], r["model"], r["kind"], f"{r['n']}/{r['events']}", _ci(m["auroc"]),
                      _ci(m["auprc"]), _ci(m["brier"]), _ci(m["calibration_slope"]), verdict])
+    listed = set()
+    for r in results:  # each score whose inputs are all missing, once per task and landmark, never scored
+        for name in r.get("not_computable", ()):
+            if (r["task"], r["landmark"], name) not in listed:
+                listed.add((r["task"], r["landmark"], name))
+                rows.append([r["task"], r["landmark"], name, "published", "-", "not computable", "-", "-", "-",
+                             "inputs all missing: not scored"])
     return rows
 
 

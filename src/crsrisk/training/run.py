@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from crsrisk.evaluation.published import baselines_for
+from crsrisk.evaluation.published import baselines_for, split_computable
 from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.bundle.calibration import INTERVAL_REFITS
 from crsrisk.cohort.arrays import cohort_arrays
@@ -54,8 +54,13 @@ class Planned:
     """One model to train: a task's dataset at a landmark (or grid), its published scores and outer folds."""
 
     data: Dataset
-    baselines: list[str]
+    baselines: list[str]  # every published score that applies here
     splits: list[Split]
+
+    @property
+    def computable(self) -> list[str]:
+        """The published scores computable on the whole dataset: the only ones the folds fit."""
+        return split_computable(self.baselines, self.data.X)[0]
 
     @property
     def name(self) -> str:
@@ -65,7 +70,7 @@ class Planned:
     def jobs(self, config: TrainConfig) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
         """Every outer fold, then the final model refitted on all rows: independent fits for the executor."""
         d, groups = self.data, self.data.patient_ids.to_numpy()
-        folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.baselines)) for split in self.splits]
+        folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.computable)) for split in self.splits]
         return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, INTERVAL_REFITS))]
 
 

@@ -1,0 +1,82 @@
+"""One rule of computability for the published scores, and the comparison rows that list the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crsrisk.cohort.population import Population
+from crsrisk.cohort.summary import same_cohort_as_training
+from crsrisk.evaluation.published import BASELINES, PublishedScore, baseline_computable, split_computable
+from crsrisk.training.artifacts import comparison_rows
+
+
+def _frame(columns: list[str], value: float, n: int = 6) -> pd.DataFrame:
+    return pd.DataFrame({c: np.full(n, value) for c in columns})
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_check_published_score_computability(name: str) -> None:
+    """Every registered score: all inputs missing -> not computable; all present -> computable."""
+    spec = BASELINES[name]
+    columns = [*spec.columns, *spec.optional_columns]
+    assert baseline_computable(name, _frame(columns, np.nan)) is False
+    assert baseline_computable(name, _frame(columns, 2.0)) is True
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_check_published_score_orientation(name: str) -> None:
+    """Every registered score, on a synthetic monotone example (every input rising, events among the high rows):
+    a higher raw score never gets a lower predicted probability, and the highest beats the lowest."""
+    spec = BASELINES[name]
+    values = np.logspace(0, 4, 40)
+    X = pd.DataFrame({c: values for c in (*spec.columns, *spec.optional_columns)})
+    y = (np.arange(40) >= 20).astype(int)
+    y[[5, 30]] = 1 - y[[5, 30]]  # not separable, so every fit stays finite
+    model = PublishedScore(name).fit(X, y)
+    raw, p = model.score_raw(X), model.predict_proba(X)[:, 1]
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(p[order]) >= -1e-12).all()
+    assert p[order[-1]] > p[order[0]]
+
+
+def test_m_easix_at_36h_is_computable_from_window_values_without_a_baseline() -> None:
+    """A registry extract has no pre-infusion labs: m-EASIX still has its in-window value at 36 h, not at 0 h."""
+    at_0 = pd.DataFrame({"m_easix_baseline": [np.nan] * 4})
+    at_36 = at_0.assign(m_easix_last=[1.0, 2.0, np.nan, 4.0])
+    assert split_computable(["m_easix", "easix"], at_0) == ([], ["m_easix", "easix"])
+    assert split_computable(["m_easix", "easix"], at_36) == (["m_easix"], ["easix"])
+
+
+def test_hay_without_temperature_is_not_computable() -> None:
+    X = pd.DataFrame({"temperature_max": [np.nan] * 3, "mcp1_max": [2000.0, 10.0, 5000.0]})
+    assert not baseline_computable("hay2017", X)
+
+
+def test_comparison_table_lists_not_computable_scores_without_an_auroc() -> None:
+    ci = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}
+    row = {"task": "severe_crs", "landmark": "0h", "model": "xgboost", "kind": "model", "n": 10, "events": 3,
+           "metrics": {k: ci for k in ("auroc", "auprc", "brier", "calibration_slope")},
+           "not_computable": ["m_easix", "easix"]}
+    rows = comparison_rows([row, {**row, "model": "logistic"}])
+    listed = [r for r in rows if r[5] == "not computable"]
+    assert [r[2] for r in listed] == ["m_easix", "easix"]
+    assert all("beats" not in r[-1] for r in listed)
+
+
+def test_population_flag_quotes_only_the_out_of_range_value_of_each_column() -> None:
+    """Regression: the value of a column was taken from the first flagged row, where it may be in range
+    (``il6_log_slope=0.0175 (trained on -0.064 to 0.276)``)."""
+    population = Population({"models": {"k": {"features": ["a", "b"], "low": [0.0, -0.064], "high": [1.0, 0.276],
+                                               "missing": [0.0, 0.0], "row_missing_mean": 0.0}}})
+    values = np.array([[5.0, 0.0175], [0.5, 0.9]])
+    text = population.input_flags("k", ["a", "b"], values)[0]["expected"]
+    assert "b=0.9 " in text and "a=5 " in text and "0.0175" not in text
+
+
+def test_same_cohort_as_training_compares_fingerprints(small_cohort) -> None:
+    """The one check: equal fingerprints only; an unrecorded fingerprint is not "the same"."""
+    assert same_cohort_as_training(small_cohort.fingerprint(), small_cohort) is True
+    assert same_cohort_as_training("0" * 64, small_cohort) is False
+    assert same_cohort_as_training(None, small_cohort) is False
