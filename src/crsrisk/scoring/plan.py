@@ -11,7 +11,7 @@ import numpy as np
 from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import CohortArrays
-from crsrisk.cohort.record import parse_hours
+from crsrisk.schema.arguments import parse_hours
 from crsrisk.landmarks import FirstEvent, Grid, Landmark, known_at
 
 
