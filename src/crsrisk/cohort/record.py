@@ -211,6 +211,14 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def refuse_unknown_keys(data: Mapping[str, Any]) -> None:
+    """Raise the validation error naming every key the record contract does not know (``now_hours`` inside the
+    record pointing to the argument), each with the keys allowed there; return when there is none."""
+    problems = _unknown_keys(data)
+    if problems:
+        raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
+
+
 def _owner(record: Mapping[str, Any]) -> Any:
     """The patient's own id, which rows that name no patient belong to: text, an integer or blank."""
     owner = record.get("patient_id")
@@ -228,9 +236,7 @@ def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     if not isinstance(record, Mapping):
         raise CohortValidationError([Problem("patient", "patient", "expected an object with the patients fields "
                                              "(patient_id, age_years, ...)", value=record)])
-    problems = _unknown_keys(data)
-    if problems:
-        raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
+    refuse_unknown_keys(data)
     owner = _owner(record)
     tables = {"patients": pd.DataFrame([dict(record)], dtype=object)}  # values exactly as given
     for name, columns in (("measurements", MEASUREMENT_COLUMNS), ("events", EVENT_COLUMNS)):

@@ -134,8 +134,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
             record = json.loads(text)
             if not isinstance(record, dict):
                 raise ValueError("expected a JSON object with patient, measurements and events")
-            fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
-            body = PredictRequest(**{**fields, "now_hours": float(now) if now else None, "trajectory": True})
+            body = PredictRequest.for_record(record, now_hours=now or None, trajectory=True)
             document, points = await run_in_threadpool(scored, body)
         except ValidationError as error:
             problems = [str(p) for p in request_problems(error.errors())]
