@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from xgboost import XGBClassifier
 
 # Every default location (the audit log, its keys and witness, the user's signing key) points into a folder of this
@@ -24,6 +25,16 @@ from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS
 from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig
 from crsrisk.training.run import train
+
+# Fuzz budgets as hypothesis profiles, chosen by CRSRISK_FUZZ_PROFILE: "ci" (the default; its budget can still be
+# set with CRSRISK_FUZZ_EXAMPLES, 150 unless said) or "long" (20,000 examples per fuzz test, for a campaign:
+# CRSRISK_FUZZ_PROFILE=long pytest -q -p no:cacheprovider tests/test_fuzz_predict.py tests/test_fuzz_cli.py).
+_FUZZ_SETTINGS = {"deadline": None, "print_blob": True,
+                  "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
+                                            HealthCheck.function_scoped_fixture]}
+settings.register_profile("ci", max_examples=int(os.environ.get("CRSRISK_FUZZ_EXAMPLES", "150")), **_FUZZ_SETTINGS)
+settings.register_profile("long", max_examples=20_000, **_FUZZ_SETTINGS)
+settings.load_profile(os.environ.get("CRSRISK_FUZZ_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

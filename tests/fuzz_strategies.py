@@ -1,27 +1,25 @@
 """Hypothesis strategies over the whole patient record: every field, right and wrong types, extreme numbers,
 unicode (lone surrogates included), nested junk, unknown keys. Shared by the fuzz tests and tests/test_record.py.
 
-Budget: ``CRSRISK_FUZZ_EXAMPLES`` (default 150 per fuzz test, what CI runs); a long run is
-``CRSRISK_FUZZ_EXAMPLES=20000 pytest -q -p no:cacheprovider tests/test_fuzz_predict.py tests/test_fuzz_cli.py``.
+Budget: the hypothesis profile loaded by tests/conftest.py (``CRSRISK_FUZZ_PROFILE``: ``ci`` by default, 150
+examples per fuzz test or ``CRSRISK_FUZZ_EXAMPLES``; ``long`` for a campaign of 20,000). ``FUZZ`` takes the
+profile's budget and settings as they stand when this module is imported, after conftest loaded the profile.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.kinds import NUMBER, TRUTH
 from crsrisk.schema.tables import EVENT_KINDS, PATIENT_COLUMNS
 
-FUZZ_EXAMPLES = int(os.environ.get("CRSRISK_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings()  # the loaded profile (tests/conftest.py)
 
 # Any text, lone surrogate halves included (st.text leaves them out by default).
 any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
@@ -44,11 +42,11 @@ _CHOICES = {c.name: c.choices for c in PATIENT_COLUMNS if c.choices}
 def _valid_patient_value(draw: st.DrawFn, column: Any) -> Any:
     if column.name == "patient_id":
         return draw(st.sampled_from(["P1", "EXAMPLE-001", " p 2 ", "\u00e9l\u00e8ve-3", "7"]))
-    if column.kind == "float":
+    if column.kind is NUMBER:
         low, high = column.low, column.high
         number = draw(st.floats(low, min(high, 1e4)))
         return draw(st.sampled_from([number, repr(number), int(number)]))
-    if column.kind == "bool":
+    if column.kind is TRUTH:
         return draw(st.sampled_from([True, False, "yes", "no", "1", "0", "TRUE", None]))
     if column.name == "costim_domain":
         return None  # derived from the product: a random one would contradict it

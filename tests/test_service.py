@@ -375,11 +375,6 @@ def test_a_torn_last_line_is_moved_aside_and_scoring_goes_on(bundle, tmp_path: P
     assert api.get("/health").json()["status"] == "ok"
 
 
-STRICT = pytest.mark.xfail(strict=True, reason="strict scalar parsing of the REST body lands with branch 'rules'; "
-                           "remove this mark when it does")
-
-
-@STRICT
 @pytest.mark.parametrize("field, value", [("now_hours", True), ("now_hours", False), ("top", True),
                                           ("trajectory", "yes"), ("trajectory", 1)])
 def test_regression_booleans_are_not_numbers_and_trajectory_is_a_boolean(bundle, tmp_path: Path, field: str,

@@ -16,9 +16,16 @@ _SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = _SHORT.maxset = 6
 def shown(value: object) -> str:
     """A value as Python would write it, cut short: nested junk, huge integers and long text stay readable."""
     try:
-        return _SHORT.repr(value)
+        return escaped(_SHORT.repr(value))
     except Exception:  # an integer beyond Python's digit limit, or an object whose repr fails
         return f"<{type(value).__name__} that cannot be shown>"
+
+
+def escaped(text: str) -> str:
+    """Text that can be written as UTF-8: a lone surrogate (or any unencodable character) shown as ``\\udXXX``."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,14 @@ class Problem:
     patient_id: str | None = None
     value: object = None
     csv: bool = True
+
+    def __post_init__(self) -> None:
+        """Escape unencodable characters in the texts (a key or id echoed from the input), so every refusal
+        can be written as UTF-8 (a JSON body, a terminal, a log)."""
+        for name in ("table", "field", "message", "patient_id"):
+            text = getattr(self, name)
+            if isinstance(text, str) and not text.isascii():
+                object.__setattr__(self, name, escaped(text))
 
     def __str__(self) -> str:
         where = [self.table]

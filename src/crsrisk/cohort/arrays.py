@@ -17,6 +17,7 @@ import pandas as pd
 
 from crsrisk.errors import NotFoundError
 from crsrisk.schema.analytes import ANALYTES
+from crsrisk.schema.kinds import Kind
 from crsrisk.schema.tables import EVENT_KINDS, PATIENT_COLUMNS
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ def grouped_rows(patient: np.ndarray, hours: np.ndarray, code: np.ndarray, value
     return Rows(patient, hours[order].astype(np.float64), code[order], value[order].astype(np.float64), offsets)
 
 
-def _column(series: pd.Series, kind: str) -> np.ndarray:
-    if kind == "float":
+def _column(series: pd.Series, kind: Kind) -> np.ndarray:
+    if kind.array is np.float64:
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     values = series.astype(object)
     return values.where(series.notna(), None).to_numpy(dtype=object)

@@ -5,8 +5,10 @@ path accepts records whose every value is plainly valid (numbers as numbers or d
 accepted units, values in range) in pure Python, in tens of microseconds. Anything else goes to the
 table validator, which is the single authority on errors: it either accepts the record too, or raises the
 ``CohortValidationError`` naming every problem. Tests check that whatever the fast path accepts, the table
-validator accepts with exactly the same canonical values. A key the contract does not know, at any level, is
-refused by name (a misspelt table would otherwise be scored as absent).
+validator accepts with exactly the same canonical values. Both read the same declarations (``schema.tables``
+columns, ``schema.kinds``, ``schema.rules``, ``schema.units``). A key the contract does not know, at any level, is
+refused by name with the keys allowed there (a misspelt table would otherwise be scored as absent); ``now_hours``
+is refused inside a record, pointing to the argument.
 """
 
 from __future__ import annotations
@@ -24,20 +26,13 @@ import pandas as pd
 from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
 from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.analytes import ANALYTES
-from crsrisk.schema.tables import (
-    DEFAULT_DIAGNOSIS,
-    DEFAULT_FOLLOWUP_HOURS,
-    EVENT_COLUMNS,
-    GRADE_EVENTS,
-    GRADE_RANGE,
-    MAX_DRUG_DOSE,
-    MEASUREMENT_COLUMNS,
-    PATIENT_COLUMNS,
-    PRODUCT_COSTIM,
-    Column,
-)
+from crsrisk.schema.kinds import DECLINED
+from crsrisk.schema.numbers import WHITESPACE
+from crsrisk.schema.rules import COSTIM, EVENT_VALUE
+from crsrisk.schema.tables import DEFAULTED, EVENT_COLUMNS, MEASUREMENT_COLUMNS, PATIENT_COLUMNS, Column
+from crsrisk.schema.units import ACCEPTED_UNITS
 from crsrisk.cohort.io import read_limited
-from crsrisk.cohort.validate import FALSE_TEXT, TRUE_TEXT, WHITESPACE, encodable, parse_number, validate_tables
+from crsrisk.cohort.validate import validate_tables
 
 _COLUMN = {c.name: c for c in (*MEASUREMENT_COLUMNS, *EVENT_COLUMNS)}
 MAX_RECORD_BYTES = 50 * 1024 * 1024  # a patient JSON file larger than this is refused before it is read
@@ -46,79 +41,38 @@ _KEYS = MappingProxyType({"patient": frozenset(c.name for c in PATIENT_COLUMNS),
                           "events": frozenset(c.name for c in EVENT_COLUMNS)})
 
 
+# Arguments given beside a record, never inside it (one record contract for the API, CLI, REST, page and pyfunc):
+# a record that carries one is refused with a pointer to the argument, never read nor silently ignored.
+ARGUMENT_NOT_IN_RECORD: Mapping[str, str] = MappingProxyType({
+    "now_hours": "not part of the record: give the hour beside the record, as the now_hours argument"})
+
+
 class _NotPlain(Exception):
     """The fast path declines this record: the table validator decides."""
 
 
-def _blank(value: Any) -> bool:
-    """None, NaN, pandas' NA or blank text: a missing value, as the table validator reads it."""
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip(WHITESPACE))
-
-
-def _number(value: Any, column: Column) -> float:
-    """A finite float within the column's range (parsed as the table validator parses it), or ``_NotPlain``;
-    NaN when blank."""
-    number = parse_number(value)
-    if number is None:
+def _read(value: Any, column: Column) -> Any:
+    """The value read by its column's kind (``schema.kinds``), or ``_NotPlain``."""
+    read = column.kind.plain(value, column)
+    if read is DECLINED:
         raise _NotPlain
-    if math.isnan(number):
-        return number
-    if not math.isfinite(number) or (column.low is not None and not column.low <= number <= column.high):
-        raise _NotPlain
-    return number
-
-
-def _text(value: Any, column: Column) -> str | None:
-    """Stripped UTF-8 text (in the column's choices, when it has them), None when blank, else ``_NotPlain``."""
-    if _blank(value):
-        return None
-    if not isinstance(value, str) or not encodable(value):
-        raise _NotPlain
-    text = value.strip(WHITESPACE)
-    if column.choices and text not in column.choices:
-        raise _NotPlain
-    return text
-
-
-def _boolean(value: Any) -> bool | None:
-    if _blank(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str) and value.isascii():
-        text = value.strip(WHITESPACE).lower()
-        if text in TRUE_TEXT:
-            return True
-        if text in FALSE_TEXT:
-            return False
-    raise _NotPlain
+    return read
 
 
 def _patient(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The patient's fields by the same declarations as the table validator: kinds, ranges, rules, defaults."""
     values: dict[str, Any] = {}
     for column in PATIENT_COLUMNS:
-        raw = record.get(column.name)
-        if column.kind == "float":
-            value = _number(raw, column)
-            missing = math.isnan(value)
-        else:
-            value = _boolean(raw) if column.kind == "bool" else _text(raw, column)
-            missing = value is None
-        if missing and column.required:
+        value = _read(record.get(column.name), column)
+        if column.required and column.kind.missing(value):
             raise _NotPlain
         values[column.name] = value
-    implied = PRODUCT_COSTIM.get(values["product"])
-    if values["costim_domain"] is None:
-        if values["product"] == "other":
-            raise _NotPlain
-        values["costim_domain"] = implied
-    elif implied is not None and values["costim_domain"] != implied:
+    values[COSTIM.column], broken = COSTIM.fill(values[COSTIM.column], values[COSTIM.source])
+    if broken is not None:
         raise _NotPlain
-    if values["diagnosis"] is None:
-        values["diagnosis"] = DEFAULT_DIAGNOSIS
-    if math.isnan(values["followup_hours"]):
-        values["followup_hours"] = DEFAULT_FOLLOWUP_HOURS
+    for column in DEFAULTED:
+        if column.kind.missing(values[column.name]):
+            values[column.name] = column.default
     return values
 
 
@@ -139,20 +93,18 @@ def _rows(rows: Any, patient_id: str, table: str, columns: tuple[Column, ...]) -
 
 
 def _finite(value: Any, column: Column) -> float:
-    """A number of a required column: plain floats in range pass at once, anything else via ``_number``."""
-    if type(value) is float and value - value == 0.0 and (column.low is None or column.low <= value <= column.high):
+    """A number of a required column: plain floats in range pass at once, anything else via the kind."""
+    if type(value) is float and value - value == 0.0 and column.in_range(value):
         return value  # a finite float in range (inf - inf and nan - nan are nan)
-    number = _number(value, column)
+    number = _read(value, column)
     if math.isnan(number):
         raise _NotPlain
     return number
 
 
 # (analyte, unit) exactly as written -> analyte code, conversion, canonical range: one lookup per row
-_UNIT_LOOKUP = MappingProxyType({(name, unit): (ANALYTE_CODES[name], conversion.scale, conversion.offset,
-                                                analyte.low, analyte.high)
-                                 for name, analyte in ANALYTES.items()
-                                 for unit, conversion in analyte.conversions.items()})
+_UNIT_LOOKUP = MappingProxyType({(u.analyte, u.unit): (ANALYTE_CODES[u.analyte], u.scale, u.offset, u.low, u.high)
+                                 for u in ACCEPTED_UNITS})
 _HOURS, _VALUE = _COLUMN["hours_since_infusion"], _COLUMN["value"]
 
 
@@ -162,7 +114,7 @@ def _measurement(row: Mapping[str, Any]) -> tuple[float, int, float]:
     name, unit = row["analyte"], row["unit"]
     found = _UNIT_LOOKUP.get((name, unit)) if type(name) is str and type(unit) is str else None
     if found is None:
-        found = _UNIT_LOOKUP.get((_text(name, _COLUMN["analyte"]), _text(unit, _COLUMN["unit"])))
+        found = _UNIT_LOOKUP.get((_read(name, _COLUMN["analyte"]), _read(unit, _COLUMN["unit"])))
         if found is None:
             raise _NotPlain
     code, scale, offset, low, high = found
@@ -208,15 +160,9 @@ def _bulk_measurements(rows: Any, patient_id: str) -> Rows | None:
 
 def _event(row: Mapping[str, Any]) -> tuple[float, int, float]:
     hours = _finite(row["hours_since_infusion"], _HOURS)
-    kind = _text(row["event"], _COLUMN["event"])
-    value = _number(row.get("value"), _VALUE)
-    if kind is None:
-        raise _NotPlain
-    low, high = GRADE_RANGE
-    if kind in GRADE_EVENTS:
-        if math.isnan(value) or not low <= value <= high or value != round(value):
-            raise _NotPlain
-    elif not math.isnan(value) and not 0 < value <= MAX_DRUG_DOSE:
+    kind = _read(row["event"], _COLUMN["event"])
+    value = _read(row.get("value"), _VALUE)
+    if kind is None or not EVENT_VALUE[kind].holds(value):
         raise _NotPlain
     return hours, EVENT_CODES[kind], value
 
@@ -232,8 +178,7 @@ def _fast(data: Mapping[str, Any]) -> CohortArrays:
         measurements = _table([_measurement(r) for r in
                                _rows(rows, patient["patient_id"], "measurements", MEASUREMENT_COLUMNS)])
     events = _table([_event(r) for r in _rows(data.get("events", []), patient["patient_id"], "events", EVENT_COLUMNS)])
-    columns = {c.name: (np.array([patient[c.name]], dtype=np.float64) if c.kind == "float"
-                        else np.array([patient[c.name]], dtype=object)) for c in PATIENT_COLUMNS}
+    columns = {c.name: np.array([patient[c.name]], dtype=c.kind.array) for c in PATIENT_COLUMNS}
     return CohortArrays(np.array([patient["patient_id"]], dtype=object), MappingProxyType(columns),
                         measurements, events)
 
@@ -250,7 +195,9 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     whole table silently), each named with the keys expected there."""
     def unknown(where: str, mapping: Mapping[str, Any], allowed: Any, row: int | None = None) -> list[Problem]:
         expected = f"unknown key; expected one of {sorted(allowed)}"
-        return [Problem(where, shown(key) if not isinstance(key, str) else key, expected, row=row, csv=False)
+        return [Problem(where, shown(key) if not isinstance(key, str) else key,
+                        f"{ARGUMENT_NOT_IN_RECORD[key]}; {expected}" if key in ARGUMENT_NOT_IN_RECORD else expected,
+                        row=row, csv=False)
                 for key in mapping if key not in allowed]
 
     problems = unknown("record", data, _KEYS.keys())
@@ -262,6 +209,14 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
             problems += [p for i, row in enumerate(rows, start=1) if isinstance(row, Mapping)
                          for p in unknown(table, row, _KEYS[table], row=i)]
     return problems
+
+
+def refuse_unknown_keys(data: Mapping[str, Any]) -> None:
+    """Raise the validation error naming every key the record contract does not know (``now_hours`` inside the
+    record pointing to the argument), each with the keys allowed there; return when there is none."""
+    problems = _unknown_keys(data)
+    if problems:
+        raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
 
 
 def _owner(record: Mapping[str, Any]) -> Any:
@@ -281,9 +236,7 @@ def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     if not isinstance(record, Mapping):
         raise CohortValidationError([Problem("patient", "patient", "expected an object with the patients fields "
                                              "(patient_id, age_years, ...)", value=record)])
-    problems = _unknown_keys(data)
-    if problems:
-        raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
+    refuse_unknown_keys(data)
     owner = _owner(record)
     tables = {"patients": pd.DataFrame([dict(record)], dtype=object)}  # values exactly as given
     for name, columns in (("measurements", MEASUREMENT_COLUMNS), ("events", EVENT_COLUMNS)):
@@ -333,19 +286,6 @@ def validate_record(patient: Mapping[str, Any] | str | os.PathLike) -> CohortArr
     except _NotPlain:
         return cohort_arrays(validate_tables(record_tables(data), csv={"patients": False, "measurements": False,
                                                                        "events": False}))
-
-
-def parse_hours(value: Any, field: str = "now_hours") -> float | None:
-    """A time argument such as ``predict``'s ``now_hours``: None when not given, else a number of hours after
-    infusion, from 0 to the contract's last hour (parsed as every number of the contract), or the validation
-    error naming ``field`` and the value."""
-    if value is None:
-        return None
-    number = parse_number(value)
-    if number is None or not 0 <= number <= _HOURS.high:  # also refuses NaN and infinity
-        raise CohortValidationError([Problem("arguments", field, "expected a number of hours after infusion "
-                                             f"from 0 to {_HOURS.high:g}", value=value)])
-    return number
 
 
 def _plain(value: Any) -> Any:

@@ -9,7 +9,6 @@ with its line at once, which the contract requires.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -19,61 +18,13 @@ import pandas as pd
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError, Problem, shown
 from crsrisk.schema.analytes import ANALYTES
-from crsrisk.schema.units import match_unit
-from crsrisk.schema.tables import (
-    COLUMNS,
-    DEFAULT_DIAGNOSIS,
-    DEFAULT_FOLLOWUP_HOURS,
-    GRADE_EVENTS,
-    GRADE_RANGE,
-    MAX_DRUG_DOSE,
-    PRODUCT_COSTIM,
-    TABLES,
-    Column,
-)
+from crsrisk.schema.numbers import FALSE_TEXT, NUMBER_TEXT, TRUE_TEXT, WHITESPACE, encodable, parse_number
+from crsrisk.schema.rules import COSTIM, EVENT_VALUE
+from crsrisk.schema.tables import COLUMNS, DEFAULTED, TABLES, Column
+from crsrisk.schema.units import ACCEPTED_UNITS, match_unit
 
 MAX_PROBLEMS = 50
-TRUE_TEXT = {"true", "t", "yes", "y", "1", "1.0"}
-FALSE_TEXT = {"false", "f", "no", "n", "0", "0.0"}
-WHITESPACE = " \t\n\r\f\v"  # stripped around every value: ASCII only, so Python and Arrow strip alike
-NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 _NOT_TEXT = object()
-
-
-def parse_number(value: Any) -> float | None:
-    """One cell as a float: NaN when blank, infinity for an integer beyond float range, None when it is not a
-    number. Booleans, complex numbers, bytes, containers and non-decimal text (``'\u0661'``, ``'1_000'``,
-    ``'nan'``) are never coerced."""
-    if type(value) is float:
-        return value
-    if value is None or value is pd.NA:
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, (int, np.integer)):
-        try:
-            return float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip(WHITESPACE)
-        if not text:
-            return math.nan
-        return float(text) if NUMBER_TEXT.fullmatch(text) else None
-    return None
-
-
-def encodable(text: str) -> bool:
-    """True when the text can be written as UTF-8 (no lone surrogate halves)."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _cell_text(value: Any, booleans: bool) -> Any:
@@ -193,7 +144,7 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
         out.add(table, column.name, "expected a finite number", raw[infinite])
     numbers = numbers.mask(infinite)
     if column.low is not None:
-        outside = (numbers < column.low) | (numbers > column.high)
+        outside = column.outside(numbers)
         if outside.any():
             out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}",
                     raw[outside])
@@ -233,29 +184,32 @@ def _typed_table(table: str, raw: pd.DataFrame, out: _Collector) -> pd.DataFrame
     typed = pd.DataFrame(index=raw.index)
     for column in columns:
         if column.name not in raw.columns:
-            typed[column.name] = pd.Series(None, index=raw.index, dtype=_dtype(column))
+            typed[column.name] = pd.Series(None, index=raw.index, dtype=column.kind.dtype)
             continue
-        if column.kind == "float":
-            typed[column.name], blank = _numeric(table, column, raw, out)
-        else:
-            text, wrong = _as_text(raw[column.name], booleans=column.kind == "bool")
-            blank = text.isna().astype(bool) & ~wrong
-            if column.kind == "bool":
-                typed[column.name] = _boolean(table, column, raw, text, wrong, out)
-            elif column.kind == "category":
-                typed[column.name] = _category(table, column, raw, text, wrong, out)
-            else:
-                if wrong.any():
-                    out.add(table, column.name, "expected text (UTF-8), not a number, list or object", raw[wrong])
-                typed[column.name] = text
+        typed[column.name], blank = _TYPED[column.kind.name](table, column, raw, out)
         if column.required:
             if blank.any():
                 out.add(table, column.name, "a value is required", raw[blank], show_value=False)
     return typed
 
 
-def _dtype(column: Column) -> str:
-    return {"float": "float64", "bool": "boolean"}.get(column.kind, "string")
+def _text_column(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> tuple[pd.Series, pd.Series]:
+    """A text, truth or choice column: its values (by the kind's own check) and the mask of blank cells."""
+    text, wrong = _as_text(raw[column.name], booleans=column.kind.reads_truth)
+    blank = text.isna().astype(bool) & ~wrong
+    return _TEXT_CHECKS[column.kind.name](table, column, raw, text, wrong, out), blank
+
+
+def _plain_text(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
+                out: _Collector) -> pd.Series:
+    if wrong.any():
+        out.add(table, column.name, "expected text (UTF-8), not a number, list or object", raw[wrong])
+    return text
+
+
+_TEXT_CHECKS = {"bool": _boolean, "category": _category, "string": _plain_text}
+_TYPED = {"float": _numeric, "bool": _text_column, "category": _text_column, "string": _text_column}
+"""Column kind (``schema.kinds``) -> its vectorised check: the one dispatch on the kind."""
 
 
 def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd.DataFrame:
@@ -263,18 +217,13 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
     if duplicated.any():
         out.add("patients", "patient_id", "duplicate patient_id: each infusion must have exactly one row",
                 raw[duplicated])
-    implied = typed["product"].map(dict(PRODUCT_COSTIM)).astype("string")
-    conflict = typed["costim_domain"].notna() & implied.notna() & (typed["costim_domain"] != implied)
-    if conflict.fillna(False).any():
-        out.add("patients", "costim_domain", "contradicts the product's costimulatory domain "
-                f"({dict(PRODUCT_COSTIM)})", raw[conflict.fillna(False)])
-    needs = (typed["product"] == "other").fillna(False) & typed["costim_domain"].isna()
-    if needs.any():
-        out.add("patients", "costim_domain", "required when product is 'other' (expected 4-1BB or CD28)",
-                raw[needs], show_value=False)
-    typed["costim_domain"] = typed["costim_domain"].fillna(implied)
-    typed["diagnosis"] = typed["diagnosis"].fillna(DEFAULT_DIAGNOSIS)
-    typed["followup_hours"] = typed["followup_hours"].fillna(DEFAULT_FOLLOWUP_HOURS)
+    typed[COSTIM.column], conflict, needed = COSTIM.fill_table(typed[COSTIM.column], typed[COSTIM.source])
+    if conflict.any():
+        out.add("patients", COSTIM.column, COSTIM.conflict, raw[conflict])
+    if needed.any():
+        out.add("patients", COSTIM.column, COSTIM.needed, raw[needed], show_value=False)
+    for column in DEFAULTED:
+        typed[column.name] = typed[column.name].fillna(column.default)
     return typed
 
 
@@ -284,9 +233,7 @@ def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.D
     diagnosis read as B-ALL, a blank follow-up as complete to day 28, no CRS (or ICANS) records at all as none."""
     patients = raws["patients"]
     applied = {}
-    for column, default, meaning in (("diagnosis", DEFAULT_DIAGNOSIS, f"taken as {DEFAULT_DIAGNOSIS}"),
-                                     ("followup_hours", DEFAULT_FOLLOWUP_HOURS,
-                                      f"taken as complete to day 28 ({DEFAULT_FOLLOWUP_HOURS:g} h)")):
+    for column, meaning in ((c.name, c.default_note) for c in DEFAULTED):
         blank = len(patients) if column not in patients.columns else int(
             (patients[column].isna() | (patients[column].astype(str).str.strip() == "")).sum())
         if blank:
@@ -302,9 +249,7 @@ def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.D
 
 def _unit_table() -> pd.DataFrame:
     """Every accepted (analyte, unit) pair with its conversion and the analyte's canonical range."""
-    rows = [(name, unit, c.scale, c.offset, a.unit, a.low, a.high)
-            for name, a in ANALYTES.items() for unit, c in a.conversions.items()]
-    return pd.DataFrame(rows, columns=["analyte", "unit", "scale", "offset", "canonical", "low", "high"])
+    return pd.DataFrame(ACCEPTED_UNITS, columns=list(ACCEPTED_UNITS[0]._fields))
 
 
 _UNITS = _unit_table()
@@ -359,16 +304,11 @@ def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector)
 
 
 def _check_events(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd.DataFrame:
-    grade = typed["event"].isin(list(GRADE_EVENTS)).fillna(False).astype(bool)
-    value = typed["value"]
-    low, high = GRADE_RANGE
-    bad_grade = grade & (value.isna() | (value < low) | (value > high) | (value != np.round(value)))
-    if bad_grade.any():
-        out.add("events", "value", f"expected an integer grade {low} to {high}", raw[bad_grade])
-    bad_dose = ~grade & typed["event"].notna() & ((value <= 0) | (value > MAX_DRUG_DOSE))
-    if bad_dose.fillna(False).any():
-        out.add("events", "value", f"expected a dose above 0 and at most {MAX_DRUG_DOSE:g} (or blank)",
-                raw[bad_dose.fillna(False)])
+    """Each event's value against its kind's rule (``schema.rules.EVENT_VALUE``)."""
+    for kind, rule in EVENT_VALUE.items():
+        broken = (typed["event"] == kind).fillna(False).astype(bool) & rule.broken(typed["value"])
+        if broken.any():
+            out.add("events", "value", rule.expected, raw[broken])
     return typed
 
 

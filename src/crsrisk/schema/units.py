@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from crsrisk.schema.analytes import ANALYTES
 
@@ -21,6 +21,27 @@ UCUM: Mapping[str, str] = MappingProxyType({
     "U/L": "U/L", "10^9/L": "10*9/L", "10^3/uL": "10*3/uL", "g/L": "g/L", "umol/L": "umol/L",
     "degC": "Cel", "degF": "[degF]",
 })
+
+
+
+class AcceptedUnit(NamedTuple):
+    """One accepted (analyte, unit) pair: the conversion to canonical (value * scale + offset, as
+    ``UnitConversion.apply``) and the analyte's canonical unit and plausible range."""
+
+    analyte: str
+    unit: str
+    scale: float
+    offset: float
+    canonical: str
+    low: float
+    high: float
+
+
+ACCEPTED_UNITS: tuple[AcceptedUnit, ...] = tuple(
+    AcceptedUnit(name, unit, c.scale, c.offset, a.unit, a.low, a.high)
+    for name, a in ANALYTES.items() for unit, c in a.conversions.items())
+"""Every unit conversion the contract accepts, in registry order: the table validator and the record fast path
+both convert and range-check through this one table."""
 
 _LITRE = re.compile(r"(?<![A-Za-z\[])([munpfdc]?)l(?![A-Za-z\]])")  # a litre atom with an optional prefix
 

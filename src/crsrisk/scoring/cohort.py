@@ -17,7 +17,7 @@ from crsrisk.features.build import feature_matrix
 
 from crsrisk.scoring.audited import audit_table
 from crsrisk.scoring.load import load_model
-from crsrisk.cohort.record import parse_hours
+from crsrisk.schema.arguments import parse_hours
 from crsrisk.scoring.patient import _point_labels
 from crsrisk.scoring.plan import SCORED, CohortPlan, TaskPlan, landmark_pairs, plan_at
 

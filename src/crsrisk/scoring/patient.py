@@ -21,7 +21,8 @@ from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
-from crsrisk.cohort.record import parse_hours, read_record, validate_record
+from crsrisk.cohort.record import read_record, validate_record
+from crsrisk.schema.arguments import parse_count, parse_hours
 from crsrisk.landmarks import Grid, Hours
 from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
@@ -191,6 +192,7 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     ``already_occurred``, never scored. ``top`` keeps only the largest contributions (all by default, so they add
     up to the raw score). For many calls, pass a bundle from ``load_model`` so its files are verified once.
     """
+    top = parse_count(top, "top")
     bundle = load_model(model)
     if is_fhir_bundle(patient := read_record(patient)):  # a FHIR R4 Bundle for one patient is read as its record
         patient = record_from_fhir(patient)

@@ -92,8 +92,7 @@ def _page_request(text: str, now: str) -> PredictRequest:
         hours = float(now) if now else None
     except ValueError:
         raise InputError(f"now_hours: expected a number of hours, got {now[:50]!r}") from None
-    fields = {"fhir_bundle": record} if record.get("resourceType") == "Bundle" else record
-    return PredictRequest(**{**fields, "now_hours": hours, "trajectory": True})
+    return PredictRequest.for_record(record, now_hours=hours, trajectory=True)
 
 
 def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str | os.PathLike | None = None,

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.record import refuse_unknown_keys
 from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.service.riskassessment import risk_assessment_bundle
+from crsrisk.schema.arguments import parse_count, parse_flag, parse_hours
 from crsrisk.sources.fhir import record_from_fhir
 from crsrisk.util.outputs import json_ready
 from crsrisk.scoring.audited import audit_patient
@@ -37,11 +40,31 @@ class PredictRequest(BaseModel):
                                                "patient's FHIR R4 Bundle, read as crsrisk.predict reads it")
     measurements: list[dict[str, Any]] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
-    now_hours: float | None = Field(None, allow_inf_nan=False, description="hours since infusion (default: the "
-                                    "latest measurement or event)")
+    now_hours: float | None = Field(None, description="hours since infusion (default: the latest measurement or "
+                                    "event); given here beside the record, never inside it")
     trajectory: bool = Field(False, description="also return the risk every 12 h and after each new measurement, "
                              "up to now_hours (crsrisk.risk_trajectory)")
-    top: int | None = Field(None, ge=1, description="keep only the largest contributions per task (default: all)")
+    top: int | None = Field(None, description="keep only the largest contributions per task (default: all)")
+
+    @field_validator("now_hours", "trajectory", "top", mode="before")
+    @classmethod
+    def _strict(cls, value: Any, info: Any) -> Any:
+        """The arguments read by the same strict parsers as ``crsrisk.predict`` (schema/arguments.py): a boolean
+        is not a number, only a boolean is a yes/no, a number out of range is refused by name."""
+        parse = {"now_hours": parse_hours, "top": parse_count, "trajectory": parse_flag}
+        try:
+            return parse[info.field_name](value, info.field_name)
+        except CohortValidationError as error:
+            raise PydanticCustomError("strict_argument", error.problems[0].message) from None
+
+    @classmethod
+    def for_record(cls, record: Mapping[str, Any], **arguments: Any) -> "PredictRequest":
+        """A request for a record given whole (the page's pasted text): a FHIR Bundle, or the contract's record,
+        whose keys are checked by the record contract first (``now_hours`` inside it is refused there)."""
+        if record.get("resourceType") == "Bundle":
+            return cls(fhir_bundle=dict(record), **arguments)
+        refuse_unknown_keys(record)
+        return cls(**record, **arguments)
 
     @model_validator(mode="after")
     def _one_source(self) -> "PredictRequest":

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from crsrisk.schema.codes import PATIENT_UNITS
 from crsrisk.schema.tables import PATIENT_COLUMNS
 
-_KIND = {c.name: c.kind for c in PATIENT_COLUMNS}
+_KIND = {c.name: c.kind.name for c in PATIENT_COLUMNS}
 _TRUE, _FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0"}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.util.atomic import write_bytes
-from crsrisk.cohort.validate import NUMBER_TEXT
+from crsrisk.schema.numbers import NUMBER_TEXT
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
 
