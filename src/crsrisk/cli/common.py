@@ -88,7 +88,7 @@ def _flag_text(flag: dict) -> str:
 
 def _audit_table(path: Path | None, bundle: Any, table: Any, cohort: Any, kind: str) -> None:
     """Append one audit record for a cohort's outputs (batch scores or SHAP importance)."""
-    from crsrisk.audit.log import AuditLog, batch_record
+    from crsrisk.audit import AuditLog, batch_record
     from crsrisk.scoring.patient import _model_info
 
     log = AuditLog(path)

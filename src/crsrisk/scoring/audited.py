@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any, Mapping
 
-from crsrisk.audit.log import AuditLog, prediction_record
+from crsrisk.audit import AuditLog, prediction_record
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.cohort.record import canonical_record
 
