@@ -326,3 +326,116 @@ def test_a_key_from_the_environment_still_gets_a_private_folder_made(tmp_path: P
     AuditLog(path).append({"x": 1})
     assert verify_log(path).ok and not (path.parent / "log.jsonl.key").exists() and not key_path(path).exists()
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def forge(path: Path, key: bytes, change: Any) -> None:
+    """What a writer holding the chain key can do: change the records, then renumber and re-chain them all."""
+    records = change([json.loads(line) for line in path.read_text().splitlines()])
+    previous = "0" * 64
+    for seq, record in enumerate(records):
+        record.update(seq=seq, prev_hash=previous)
+        body = json.dumps({k: v for k, v in record.items() if k != "hash"}, sort_keys=True, separators=(",", ":"))
+        record["hash"] = previous = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in records))
+
+
+def test_regression_key_is_not_in_the_log_folder_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]
+    assert key_path(path).is_file() and tmp_path not in key_path(path).parents
+    assert witness_path(path).read_text().splitlines() == ["{}:{}".format(*log_head(path))]
+
+
+def test_regression_truncation_is_caught_by_plain_verify(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    rewrite(path, path.read_text().splitlines(keepends=True)[:3])
+    result = verify_log(path)
+    assert result.problems == [f"witnessed head (in {witness_path(path)}) seq 4 is not in the log, which ends at "
+                               "seq 2: records were dropped from the end, or the log was replaced"]
+
+
+def test_regression_forged_append_and_rechain_are_caught(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    key = fill(path).key()
+    forge(path, key, lambda records: [*records, {**records[-1], "outputs": [{"forged": True}]}])
+    appended = verify_log(path)
+    assert len(appended.problems) == 1 and "ends at seq 5 but the latest witnessed head" in appended.problems[0]
+
+    def edit(records: list[dict]) -> list[dict]:
+        records[1]["outputs"][0]["probability"] = 0.99
+        return records[:5]
+
+    forge(path, key, edit)
+    rechained = verify_log(path)
+    assert len(rechained.problems) == 1 and rechained.problems[0].startswith("record seq 4 has hash")
+    assert rechained.problems[0].endswith("the log was rewritten")
+
+
+def test_regression_delete_and_renumber_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    key = fill(path).key()
+    forge(path, key, lambda records: records[:2] + records[3:])
+    result = verify_log(path)
+    assert verify_log(path, witness=False).ok  # the chain alone cannot see it
+    assert len(result.problems) == 1 and "seq 4 is not in the log, which ends at seq 3" in result.problems[0]
+
+
+def test_regression_a_duplicate_key_record_is_caught(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    fill(path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('{"hash"', '{"band":"low","band":"high","hash"', 1)
+    rewrite(path, lines)
+    result = verify_log(path)
+    assert result.problems[0] == ("line 3: names the key 'band' twice: a record with a duplicate key (the writer "
+                                  "never makes one; readers would disagree on its value)")
+
+
+@pytest.mark.parametrize("encode", [
+    lambda r: json.dumps(r, sort_keys=True),  # spaces after separators
+    lambda r: json.dumps(dict(reversed(list(r.items()))), separators=(",", ":")),  # keys not sorted
+    lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False),  # non-ASCII kept raw
+])
+def test_regression_a_non_canonical_encoding_is_caught(tmp_path: Path, encode: Any) -> None:
+    path = tmp_path / "log.jsonl"
+    log = fill(path, 2)
+    log.append({"note": "é"})
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = encode(json.loads(lines[2])) + "\n"
+    rewrite(path, lines)
+    result = verify_log(path)
+    assert result.problems == ["line 3 (seq 2): not the canonical encoding (keys sorted, no spaces, ASCII) the "
+                               "writer produces: record re-encoded or hand-edited"]
+
+
+def test_regression_a_legacy_key_beside_the_log_still_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    fill(path)
+    key_path(path).rename(tmp_path / "old.jsonl.key")  # where crsrisk kept it before
+    witness_path(path).unlink()  # and an old log had no witness
+    result = verify_log(path)
+    assert result.ok and result.n_records == 5, result.problems
+    assert any("read from" in n and "old.jsonl.key beside the log" in n for n in result.notes)
+    assert any(n.startswith("no witnessed head") for n in result.notes)
+    AuditLog(path).append({"x": 1})  # later appends keep using the legacy key
+    assert verify_log(path).ok and not key_path(path).exists()
+
+
+def test_the_witness_can_be_syslog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRSRISK_AUDIT_WITNESS", "syslog")
+    path = tmp_path / "log.jsonl"
+    fill(path, 2)
+    result = verify_log(path)
+    assert result.ok and "the witness is syslog: compare its latest head with --expect-head" in result.notes
+
+
+def test_a_prediction_record_carries_what_monitoring_needs(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "log.jsonl")
+    output = {"task": "crs_grade2plus", "landmark_hours": 24.0, "horizon_hours": 48.0, "probability": 0.3,
+              "band": "intermediate"}
+    record = log.append(prediction_record(log, {"bundle_sha256": "ab" * 32}, "PAT-1", "fp", [output],
+                                          now_hours=30.5))
+    assert record["model_sha256"] == "ab" * 32 and record["now_hours"] == 30.5 and record["outputs"] == [output]
+    assert record["patient_hash"] == pseudonym(pseudonym_key(), "PAT-1") and "PAT-1" not in json.dumps(record)
