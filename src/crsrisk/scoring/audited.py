@@ -13,10 +13,11 @@ from crsrisk.cohort.record import canonical_record
 
 
 def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: list[Mapping[str, Any]],
-                  path: str | os.PathLike | None) -> None:
+                  path: str | os.PathLike | None, now_hours: float | None = None) -> None:
     """Append one record of what was said about one patient (patient 0 of ``arrays``) to the audit log: the
-    salted patient hash, the fingerprint of the canonical input, the outputs."""
+    pseudonymous patient key, the as-of hour, the fingerprint of the canonical input, the outputs."""
     log = AuditLog(path)
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
+    log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs,
+                                 now_hours))
