@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crsrisk.audit.log import verify_log
+from crsrisk.audit import verify_log
 from crsrisk.cohort.record import canonical_record, validate_record
 from crsrisk.util.cluster import available_cores
 from crsrisk.scoring import load_model, predict

@@ -37,6 +37,18 @@ settings.register_profile("long", max_examples=20_000, **_FUZZ_SETTINGS)
 settings.load_profile(os.environ.get("CRSRISK_FUZZ_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def private_audit_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit keys and witnesses live in the user's config and state folders: point those into a temporary
+    folder per test, so no test writes the real home or sees another test's keys."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    for name in ("CRSRISK_AUDIT_KEY", "CRSRISK_AUDIT_KEY_FILE", "CRSRISK_AUDIT_SALT",
+                 "CRSRISK_AUDIT_PSEUDONYM_KEY_FILE", "CRSRISK_AUDIT_WITNESS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def small_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 400-infusion synthetic cohort written in the contract."""

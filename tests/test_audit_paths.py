@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crsrisk.audit.log import AuditLog, verify_log
+from crsrisk.audit import AuditLog, verify_log
 from crsrisk.cli import app
 from crsrisk.cohort.validated import Cohort
 from tests_support import patient_record

@@ -25,7 +25,7 @@ from fhirpy import SyncFHIRClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.audit.log import AuditLog, verify_log
+from crsrisk.audit import AuditLog, verify_log
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
 from crsrisk.service import create_app

@@ -166,7 +166,7 @@ def test_trajectory_points_are_predictions_at_those_hours(small_cohort: Cohort, 
 
 
 def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bundle: Path, tmp_path: Path) -> None:
-    from crsrisk.audit.log import AuditLog, verify_log
+    from crsrisk.audit import AuditLog, verify_log
 
     plot, log = tmp_path / "example.png", tmp_path / "audit.jsonl"
     cli = [sys.executable, "-m", "crsrisk.cli", "predict", str(EXAMPLE), "--model", str(small_bundle),

@@ -138,7 +138,7 @@ def test_trend_ends_are_found_once_for_every_hour_and_only_when_reasons_are_read
 
 
 def test_predictions_are_audited_unless_opted_out(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
-    from crsrisk.audit.log import AuditLog, verify_log
+    from crsrisk.audit import AuditLog, verify_log
 
     log = tmp_path / "audit.jsonl"
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[3])
@@ -198,7 +198,7 @@ def _predict_many(bundle: str, record: str, log: str, n: int) -> None:
 @pytest.mark.slow
 def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Cohort, small_bundle: Path,
                                                                tmp_path: Path) -> None:
-    from crsrisk.audit.log import AuditLog, verify_log
+    from crsrisk.audit import AuditLog, verify_log
 
     log = tmp_path / "audit.jsonl"
     records = [json.dumps(patient_record(small_cohort, pid), default=float)
@@ -256,7 +256,7 @@ def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, sm
 
 def test_the_audit_fingerprint_ignores_spelling_and_order(small_cohort: Cohort, small_bundle: Path,
                                                           tmp_path: Path) -> None:
-    from crsrisk.audit.log import AuditLog
+    from crsrisk.audit import AuditLog
 
     log = tmp_path / "audit.jsonl"
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[7])

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crsrisk.audit.log import verify_log
+from crsrisk.audit import verify_log
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
 from crsrisk.service import create_app

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort
-from crsrisk.errors import CohortValidationError, SourceImportError
+from crsrisk.errors import CohortValidationError
 from crsrisk.schema.codes import INFUSION_CODES, code_for, meaning
 from crsrisk.sources.codemap import CSV_COLUMNS, load_code_map
 from crsrisk.sources.daily import TimeRule

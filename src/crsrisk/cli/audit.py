@@ -73,7 +73,7 @@ def sign(bundle: Path = typer.Argument(..., help="model bundle folder"),
 @friendly
 def audit_log_head(path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)")) -> None:
     """Print the latest record's SEQ:HASH; keep it elsewhere and pass it to `verify --expect-head` later."""
-    from crsrisk.audit.log import log_head, resolve_log_path
+    from crsrisk.audit import log_head, resolve_log_path
 
     seq, digest = log_head(resolve_log_path(path))
     typer.echo(f"{seq}:{digest}")
@@ -87,7 +87,7 @@ def audit_log_verify(
                                               "audit-log head`: detects records dropped from the end and rewrites"),
 ) -> None:
     """Check every record's HMAC and the chain; exit 1 naming any broken record, 2 when the log cannot be read."""
-    from crsrisk.audit.log import parse_head, resolve_log_path, verify_log
+    from crsrisk.audit import parse_head, resolve_log_path, verify_log
 
     log_path = resolve_log_path(path)
     with flag("--expect-head"):

@@ -15,20 +15,22 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from crsrisk.audit.log import AuditLog, batch_record, prediction_record
+from crsrisk.audit import AuditLog, batch_record, prediction_record
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.cohort.record import canonical_record
 
 
 def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: list[Mapping[str, Any]],
-                  path: str | os.PathLike | None) -> dict[str, Any]:
+                  path: str | os.PathLike | None, now_hours: float | None = None) -> dict[str, Any]:
     """Append one record of what was said about one patient (patient 0 of ``arrays``) to the audit log: the
-    salted patient hash, the fingerprint of the canonical input, the outputs; returns the record as stored."""
+    pseudonymous patient key, the as-of hour, the fingerprint of the canonical input, the outputs; returns the
+    record as stored."""
     log = AuditLog(path)
     inputs = canonical_record(arrays)
     fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs))
+    return log.append(prediction_record(log, model_info, str(arrays.patient_ids[0]), fingerprint, outputs, inputs,
+                                        now_hours))
 
 
 def audit_table(bundle: Bundle, table: pd.DataFrame, input_fingerprint: str, kind: str,

@@ -207,6 +207,6 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     result = PredictionResult(now, predictions, bundle.identity.to_dict(), chosen.already_occurred,
                               chosen.not_applicable, flags, arrays)
     if audit:
-        stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log)
+        stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log, now)
         result.audit_record = {"seq": stored["seq"], "hash": stored["hash"]}
     return result

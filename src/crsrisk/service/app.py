@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 import crsrisk
-from crsrisk.audit.log import log_head, resolve_log_path
+from crsrisk.audit import log_head, resolve_log_path
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model

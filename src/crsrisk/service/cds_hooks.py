@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests import RequestException
 
 from crsrisk import scoring
-from crsrisk.audit.log import AuditLog
+from crsrisk.audit import AuditLog
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import FhirServerError, PrefetchMissingError
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM

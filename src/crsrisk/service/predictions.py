@@ -139,7 +139,7 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
         document["trajectory"] = points.to_dict()
         outputs += points.audit_outputs()
     if audit:  # one record per request, the trajectory's points included
-        audit_patient(result.inputs, result.model, outputs, audit_log)
+        audit_patient(result.inputs, result.model, outputs, audit_log, result.now_hours)
     return document, points
 
 
