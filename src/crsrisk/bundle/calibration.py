@@ -7,33 +7,86 @@ clinician's predict path can apply it with numpy alone.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy.special import expit
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 from crsrisk.errors import InputError
 
 Method = Literal["platt", "isotonic"]
-METHODS: tuple[str, ...] = ("platt", "isotonic")
+
+
+class Calibrator(ABC):
+    """A fitted map from margin to probability; each method is a subclass registered in ``CALIBRATORS``."""
+
+    method: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The method's parameters as plain JSON values."""
+
+    @abstractmethod
+    def transform(self, margin: np.ndarray) -> np.ndarray:
+        """Map raw scores (log-odds) to calibrated probabilities."""
+
+    def interval(self, margin: float, level: float = 0.95) -> list[float] | None:
+        """The probability's interval over bootstrap refits (None for a method without refits)."""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (floats and lists only)."""
+        return {"method": self.method, "params": self.params}
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+            groups: np.ndarray | None) -> "Calibrator":
+        """Fit on out-of-sample margins."""
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, data: dict[str, Any]) -> "Calibrator | None":
+        """Rebuild from ``to_dict`` output, or None when its shape is not this method's."""
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Calibrator":
+        """Rebuild from ``to_dict`` output through the registry, checking the fields rather than trusting them:
+        every number finite; isotonic x strictly increasing and y non-decreasing within [0, 1]. Raises InputError
+        naming the fault."""
+        kind = CALIBRATORS.get(data.get("method")) if isinstance(data, dict) and isinstance(
+            data.get("method"), str) else None
+        parsed = kind.parse(data) if kind is not None else None
+        if parsed is None:
+            raise InputError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; "
+                             f"got {data!r:.200}")
+        return parsed
 
 
 @dataclass(frozen=True)
-class Calibrator:
-    """Platt: p = sigmoid(a * margin + b). Isotonic: p = piecewise-linear interpolation through (x, y).
-    ``bootstrap``: Platt parameter sets refitted on resamples of the calibration data (for ``interval``)."""
+class Platt(Calibrator):
+    """p = sigmoid(a * margin + b); ``bootstrap``: parameter sets refitted on resamples (for ``interval``)."""
 
-    method: Method
-    params: dict[str, Any]
+    a: float
+    b: float
     bootstrap: tuple[dict[str, float], ...] = ()
+    method: ClassVar[str] = "platt"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{"a": a, "b": b}``."""
+        return {"a": self.a, "b": self.b}
 
     def transform(self, margin: np.ndarray) -> np.ndarray:
         """Map raw scores (log-odds) to calibrated probabilities."""
-        margin = np.asarray(margin, dtype=float)
-        if self.method == "platt":
-            return expit(self.params["a"] * margin + self.params["b"])
-        return np.clip(np.interp(margin, self.params["x"], self.params["y"]), 0.0, 1.0)  # interp can overshoot by 1 ulp
+        return expit(self.a * np.asarray(margin, dtype=float) + self.b)
 
     def interval(self, margin: float, level: float = 0.95) -> list[float] | None:
         """The probability's interval over the bootstrap refits of the calibrator (None when it has none)."""
@@ -44,36 +97,74 @@ class Calibrator:
         return [float(low), float(high)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form (floats and lists only)."""
-        return {"method": self.method, "params": self.params} | ({"bootstrap": list(self.bootstrap)}
-                                                                  if self.bootstrap else {})
+        """Plain JSON-able form; the refits only when there are some (old bundles keep their bytes)."""
+        return super().to_dict() | ({"bootstrap": list(self.bootstrap)} if self.bootstrap else {})
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Calibrator":
-        """Rebuild from ``to_dict`` output, checking the fields rather than trusting them: every number finite;
-        isotonic x strictly increasing and y non-decreasing within [0, 1]. Raises ValueError naming the fault."""
-        method = data.get("method") if isinstance(data, dict) else None
-        params = data.get("params") if isinstance(data, dict) else None
-        boot = data.get("bootstrap", []) if isinstance(data, dict) else None
-        if (method == "platt" and isinstance(params, dict) and set(params) == {"a", "b"} and isinstance(boot, list)
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+            groups: np.ndarray | None) -> "Platt":
+        """Platt's fit, with ``n_boot`` refits on resamples of the margins (whole ``groups`` at a time)."""
+        params = _platt(margin, y)
+        return cls(params["a"], params["b"], _platt_resampled(margin, y, n_boot, seed, groups) if n_boot else ())
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "Platt | None":
+        """Two finite parameters a, b and optional refits of the same shape."""
+        params, boot = data.get("params"), data.get("bootstrap", [])
+        if not (isinstance(params, dict) and set(params) == {"a", "b"} and isinstance(boot, list)
                 and all(isinstance(p, dict) and set(p) == {"a", "b"} for p in boot)):
-            return cls("platt", {name: finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"},
-                       tuple({name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
-                             for i, p in enumerate(boot)))
-        if (method == "isotonic" and isinstance(params, dict) and set(params) == {"x", "y"}
+            return None
+        return cls(*(finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"),
+                   tuple({name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
+                         for i, p in enumerate(boot)))
+
+
+@dataclass(frozen=True)
+class Isotonic(Calibrator):
+    """p = piecewise-linear interpolation through the knots (x, y)."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    method: ClassVar[str] = "isotonic"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """``{"x": [...], "y": [...]}``."""
+        return {"x": list(self.x), "y": list(self.y)}
+
+    def transform(self, margin: np.ndarray) -> np.ndarray:
+        """Map raw scores (log-odds) to calibrated probabilities."""
+        return np.clip(np.interp(np.asarray(margin, dtype=float), self.x, self.y), 0.0, 1.0)  # interp: 1 ulp over
+
+    @classmethod
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+            groups: np.ndarray | None) -> "Isotonic":
+        """sklearn's isotonic regression (no refits: ``n_boot`` is ignored)."""
+        model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
+        return cls(tuple(float(v) for v in model.X_thresholds_), tuple(float(v) for v in model.y_thresholds_))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "Isotonic | None":
+        """Finite knots, x strictly increasing, y non-decreasing probabilities."""
+        params = data.get("params")
+        if not (isinstance(params, dict) and set(params) == {"x", "y"}
                 and all(isinstance(params[k], list) for k in "xy") and len(params["x"]) == len(params["y"]) > 0):
-            x = [finite_number(v, f"calibrator: parameter x[{i}]") for i, v in enumerate(params["x"])]
-            y = [finite_number(v, f"calibrator: parameter y[{i}]") for i, v in enumerate(params["y"])]
-            if any(b <= a for a, b in zip(x, x[1:])):
-                raise InputError("calibrator: isotonic x must be strictly increasing")
-            if any(b < a for a, b in zip(y, y[1:])) or not 0.0 <= y[0] <= y[-1] <= 1.0:
-                raise InputError("calibrator: isotonic y must be non-decreasing probabilities in [0, 1]")
-            return cls("isotonic", {"x": x, "y": y})
-        raise InputError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; got {data!r:.200}")
+            return None
+        x = [finite_number(v, f"calibrator: parameter x[{i}]") for i, v in enumerate(params["x"])]
+        y = [finite_number(v, f"calibrator: parameter y[{i}]") for i, v in enumerate(params["y"])]
+        if any(b <= a for a, b in zip(x, x[1:])):
+            raise InputError("calibrator: isotonic x must be strictly increasing")
+        if any(b < a for a, b in zip(y, y[1:])) or not 0.0 <= y[0] <= y[-1] <= 1.0:
+            raise InputError("calibrator: isotonic y must be non-decreasing probabilities in [0, 1]")
+        return cls(tuple(x), tuple(y))
+
+
+CALIBRATORS: Mapping[str, type[Calibrator]] = MappingProxyType({kind.method: kind for kind in (Platt, Isotonic)})
+METHODS: tuple[str, ...] = tuple(CALIBRATORS)
 
 
 def finite_number(value: Any, name: str) -> float:
-    """A stored parameter as a float, refused (ValueError) unless a finite real number (not a bool or text)."""
+    """A stored parameter as a float, refused (InputError) unless a finite real number (not a bool or text)."""
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
             raise ValueError
@@ -84,8 +175,6 @@ def finite_number(value: Any, name: str) -> float:
 
 def _platt(margin: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Platt's two parameters (sklearn's logistic regression, effectively unpenalised)."""
-    from sklearn.linear_model import LogisticRegression
-
     model = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y)
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
@@ -128,15 +217,7 @@ def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: in
     """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on); for Platt,
     ``n_boot`` refits on resamples of those margins (whole ``groups`` at a time) give each probability an
     interval."""
-    margin = np.asarray(margin, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if method == "platt":
-        return Calibrator("platt", _platt(margin, y), _platt_resampled(margin, y, n_boot, seed, groups) if n_boot
-                           else ())
-    if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
-        return Calibrator("isotonic", {"x": [float(v) for v in model.X_thresholds_],
-                                       "y": [float(v) for v in model.y_thresholds_]})
-    raise InputError(f"calibration method: expected one of {METHODS}, got {method!r}")
+    kind = CALIBRATORS.get(method)
+    if kind is None:
+        raise InputError(f"calibration method: expected one of {METHODS}, got {method!r}")
+    return kind.fit(np.asarray(margin, dtype=float), np.asarray(y, dtype=float), n_boot, seed, groups)
