@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from crsrisk.bundle.calibration import CALIBRATORS, Calibrator, fit_calibrator
+from crsrisk.errors import InputError
 
 Check = Callable[[], None]
 
@@ -37,17 +38,17 @@ def _round_trip(method: str) -> None:
 
 
 def _refuses_bad_parameters(method: str) -> None:
-    """Each parameter replaced by NaN, text or a bool is refused with a ValueError naming the calibrator."""
+    """Each parameter replaced by NaN, text or a bool is refused with the package's InputError naming the calibrator."""
     stored = _fitted(method).to_dict()
     for name, value in stored["params"].items():
         for bad in (float("nan"), "1", True, [float("nan")] if isinstance(value, list) else None):
             broken = stored | {"params": stored["params"] | {name: [bad] * len(value) if isinstance(value, list)
                                                              else bad}}
-            with pytest.raises(ValueError, match="^calibrator"):
+            with pytest.raises(InputError, match="^calibrator"):
                 Calibrator.from_dict(broken)
     params = stored["params"]
     if all(isinstance(v, list) and len(v) > 1 for v in params.values()):  # knots: reversed order is refused
-        with pytest.raises(ValueError, match="^calibrator"):
+        with pytest.raises(InputError, match="^calibrator"):
             Calibrator.from_dict(stored | {"params": {k: v[::-1] for k, v in params.items()}})
 
 
