@@ -39,9 +39,10 @@ settings.load_profile(os.environ.get("CRSRISK_FUZZ_PROFILE", "ci"))
 
 @pytest.fixture(autouse=True)
 def private_audit_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Audit keys and witnesses live in the user's config and state folders: point those into a temporary
-    folder per test, so no test writes the real home or sees another test's keys."""
+    """The default audit log, its keys and its witness live in the user's data, config and state folders: point
+    those into a temporary folder per test, so no test writes the real home or sees another test's log or keys."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     for name in ("CRSRISK_AUDIT_KEY", "CRSRISK_AUDIT_KEY_FILE", "CRSRISK_AUDIT_SALT",

@@ -29,7 +29,7 @@ def test_round_trip_keeps_models_and_metadata(small_bundle: Path) -> None:
                                   "severe_crs_dynamic__every12h_0-168h", "icans_dynamic__every12h_0-168h",
                                   "toci_refractory__first_tocilizumab"}
     assert bundle.models["icans_dynamic__every12h_0-168h"].landmark == Grid(0.0, 168.0, 12.0)
-    assert bundle.metadata["synthetic"] is True and bundle.metadata["not_for_clinical_use"] is True
+    assert bundle.metadata.synthetic is True and bundle.metadata.not_for_clinical_use is True
     model = bundle.models["severe_crs__36h"]
     assert model.label_rule_version == "severe-crs-v1" and model.task_settings["grade_threshold"] == 3
     assert model.booster.num_features() == len(model.feature_names)

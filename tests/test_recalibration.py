@@ -50,10 +50,10 @@ def test_recalibration_moves_calibration_in_the_large_towards_zero_on_held_out_l
     assert before > 0.5 and abs(after) < abs(before) / 2, (before, after)
     for key, model in child.models.items():  # same trees: same raw scores
         assert model.booster.save_raw("json") == parent.models[key].booster.save_raw("json")
-    lineage = child.metadata["recalibration"]
+    lineage = child.metadata.recalibration
     assert lineage["parent_bundle_sha256"] == parent.digest and lineage["method"] == "platt"
     assert lineage["local_cohort_fingerprint"] == fit_on.fingerprint()
-    assert lineage["training_cohort_fingerprint"] == parent.metadata["training_cohort_fingerprint"]
+    assert lineage["training_cohort_fingerprint"] == parent.metadata.training_cohort_fingerprint
     entry = lineage["models"][KEY]
     assert entry["status"] == "recalibrated" and entry["before"]["calibration_intercept"]["ci_low"] > 0
     assert abs(entry["after"]["calibration_intercept"]["value"]) < 1e-3  # Platt in-sample: exactly calibrated

@@ -111,7 +111,7 @@ def test_train_register_load_by_alias_score_and_serve_through_a_team_server(
     assert f"browse: {team_server}" in trained.stdout and "View run" not in trained.stdout
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # nothing stored locally
     local = load_bundle(tmp_path / "run" / "model")
-    assert local.metadata["mlflow_tracking_uri"] == team_server and local.metadata["mlflow_tracking_store"] == "server"
+    assert local.metadata.mlflow_tracking_uri == team_server and local.metadata.mlflow_tracking_store == "server"
 
     client = mlflow.MlflowClient(tracking_uri=team_server)
     version = client.get_model_version_by_alias("crsrisk-severe_crs", "candidate")
@@ -142,7 +142,7 @@ def test_train_register_load_by_alias_score_and_serve_through_a_team_server(
                               "--cohort", str(small_cohort_dir), "--out", str(tmp_path / "card"), "--n-boot", "50"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert audited.returncode == 0, audited.stderr[-3000:]
-    run_id = local.metadata["mlflow_run_id"]
+    run_id = local.metadata.mlflow_run_id
     assert f"logged to MLflow run {run_id} ({team_server})" in " ".join(audited.stdout.split())
     assert [a.path for a in client.list_artifacts(run_id, "model_card")] == ["model_card/model_card.html"]
 
@@ -169,7 +169,7 @@ def test_audit_of_a_bundle_trained_on_a_local_store_says_so_and_creates_no_store
                                                                                  tmp_path: Path) -> None:
     _, uri, result = trained
     metadata = load_bundle(result.bundle_dir).metadata
-    assert metadata["mlflow_tracking_uri"] is None and metadata["mlflow_tracking_store"] == "local"
+    assert metadata.mlflow_tracking_uri is None and metadata.mlflow_tracking_store == "local"
     command = [sys.executable, "-m", "crsrisk.cli", "audit", "--model", str(result.bundle_dir), "--cohort",
                str(small_cohort_dir), "--out", str(tmp_path / "card"), "--n-boot", "50"]
     audited = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
