@@ -138,7 +138,7 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate(calibrated) -> None:
 
 def test_vectorised_and_per_resample_paths_agree(calibrated) -> None:
     y, p = calibrated[0][:400], calibrated[1][:400]
-    plain = {name: (lambda fn: lambda a, b: fn(a, b))(fn) for name, fn in m.standard_metrics(0.3).items()}
+    plain = {name: (lambda fn: lambda a, b: fn(a, b))(fn) for name, fn in m.standard_metrics(0.3).items()}  # noqa: B023 (fn is bound by the outer lambda)
     fast = bootstrap_ci(y, p, m.standard_metrics(0.3), n_boot=60, seed=1)
     slow = bootstrap_ci(y, p, plain, n_boot=60, seed=1)
     for name in fast:

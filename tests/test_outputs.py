@@ -50,7 +50,7 @@ def test_a_failed_write_leaves_the_old_file_intact(tmp_path: Path) -> None:
     write_table(pd.DataFrame({"a": [1.0]}), target)
     before = target.read_bytes()
     unwritable = pd.DataFrame({"a": [1.0, "text", [1, 2]]})  # pyarrow cannot store this column: the write fails
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pyarrow.ArrowInvalid
         write_table(unwritable, target)
     with pytest.raises(TypeError):
         write_bytes(target, "not bytes")  # fails half-way, after the temporary file exists

@@ -78,7 +78,7 @@ def postgres_url() -> Iterator[str]:
         finally:
             run(binaries / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
     except subprocess.CalledProcessError as error:
-        raise AssertionError(f"{error.cmd[len(owner)]} failed: {error.stderr.decode(errors='replace')[-2000:]}")
+        raise AssertionError(f"{error.cmd[len(owner)]} failed: {error.stderr.decode(errors='replace')[-2000:]}") from error
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
