@@ -93,7 +93,7 @@ def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode()
 
 
-def save_bundle(models: list[TaskModel], out_dir: str | Path, metadata: BundleMetadata | Mapping[str, Any]) -> Path:
+def save_bundle(models: list[TaskModel], out_dir: str | os.PathLike, metadata: BundleMetadata | Mapping[str, Any]) -> Path:
     """Write the bundle folder atomically with its manifest of SHA-256 hashes (unsigned: see ``crsrisk sign``).
     The format version, crsrisk version and creation time are this save's own."""
     fields = metadata.to_dict() if isinstance(metadata, BundleMetadata) else dict(metadata)
@@ -271,14 +271,14 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
     except ValueError as error:
         raise BundleIntegrityError(f"{contents.folder / key}/calibrator.json: {error}") from None
     fields = {"task": str, "metrics": dict, "label_rule_version": str, "task_settings": dict}
-    values = {name: entry.get(name, _OPTIONAL.get(name)) for name in fields}
+    values: dict[str, Any] = {name: entry.get(name, _OPTIONAL.get(name)) for name in fields}
     for name, kind in fields.items():
         if not isinstance(values[name], kind):
             raise BundleIntegrityError(f"{where}: model {key} field {name!r} is missing or of the wrong type: "
                                        f"{values[name]!r:.80}")
     bands = checked_bands(entry.get("bands"), f"{where} model {key}")
     try:  # TaskModel parses the landmark (hours, first_<drug> or a grid) and refuses anything else
-        return TaskModel(values["task"], entry.get("landmark"), booster, calibrator, names, bands, values["metrics"],
+        return TaskModel(values["task"], entry.get("landmark"), booster, calibrator, names, bands, values["metrics"],  # type: ignore[arg-type]  # landmark: parsed there
                          values["label_rule_version"], values["task_settings"])
     except ValueError as error:
         raise BundleIntegrityError(f"{where}: model {key}: {error}") from None

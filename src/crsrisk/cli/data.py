@@ -143,7 +143,7 @@ def features(
 def _time_rule(hour: float, infusion_hour: float, same_day_labs: Optional[str]) -> Any:
     from crsrisk.sources.daily import TimeRule
 
-    return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)
+    return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)  # type: ignore[arg-type]  # TimeRule checks the text
 
 
 _DATE_ONLY_HOUR = typer.Option(8.0, "--date-only-hour", help="hour of the day at which a value with a date but no "

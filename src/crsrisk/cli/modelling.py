@@ -151,7 +151,7 @@ def recalibrate(
         raise InputError(f"--method: expected one of {list(METHODS)}, got {method!r}")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
-    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)
+    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)  # type: ignore[arg-type]  # checked above
     lineage = result.lineage
     console.print(f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
                   f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]")

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathL
     target = Path(folder)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite")
-    parts = [cohorts] if all(hasattr(cohorts, name) for name in TABLES) else cohorts
+    parts = [cast(Tables, cohorts)] if all(hasattr(cohorts, name) for name in TABLES) else cast(Iterable[Tables], cohorts)
     meta = dict(metadata) if metadata is not None else None
     with staged_folder(target) as staging:
         for part, cohort in enumerate(parts):

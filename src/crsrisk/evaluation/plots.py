@@ -9,7 +9,8 @@ prediction for that row, left out for that model) or a single array.
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -100,7 +101,7 @@ def decision_curve_plot(y: object, predictions: Predictions, thresholds: np.ndar
     return fig
 
 
-def landmark_plot(rows: list[Mapping], title: str) -> Figure:
+def landmark_plot(rows: Sequence[Mapping[str, Any]], title: str) -> Figure:
     """AUROC and calibration slope with their 95 % CIs at each landmark hour, one line per model, from metrics.json
     result rows (rows without ``landmark_hours``, such as pooled ones, are left out)."""
     fig = _figure(title, height=5.5)
@@ -124,7 +125,7 @@ def landmark_plot(rows: list[Mapping], title: str) -> Figure:
     return fig
 
 
-def _number(value: object) -> float:
+def _number(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 

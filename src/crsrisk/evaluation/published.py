@@ -177,7 +177,7 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
         spec = get_baseline(self.name)
         if spec.kind == "refit":
             return self.model_.decision_function(self._standardised(X))
-        raw = spec.score(self._inputs(X)).to_numpy(dtype=float)
+        raw = spec.score(self._inputs(X)).to_numpy(dtype=float)  # type: ignore[misc]  # rule and score kinds carry one
         if spec.kind == "rule":
             return raw
         check_is_fitted(self, "median_")
@@ -202,7 +202,7 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
             self.model_ = LogisticRegression(C=1.0, max_iter=1000).fit((values - self.center_) / self.scale_, y)
             return self
         if spec.kind == "score":
-            raw = spec.score(self._inputs(X)).to_numpy(dtype=float)
+            raw = spec.score(self._inputs(X)).to_numpy(dtype=float)  # type: ignore[misc]  # score kinds carry one
             self.median_ = float(np.nanmedian(raw)) if np.isfinite(raw).any() else 0.0
         # Practically unpenalised 1-D logistic recalibration of the raw score.
         self.mapping_ = LogisticRegression(C=1e6, max_iter=1000).fit(self.score_raw(X).reshape(-1, 1), y)

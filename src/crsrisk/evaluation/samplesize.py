@@ -175,7 +175,7 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
                    phi, parameters, s_optimism),
         _criterion("overall_risk", f"overall risk within +-{margin}", n_for_overall_risk(phi, margin), phi, parameters),
     )
-    assumptions = {"parameters": parameters, "r2_cs": round(r2, 6), "r2_cs_source": source,
+    assumptions: dict[str, float | int | str] = {"parameters": parameters, "r2_cs": round(r2, 6), "r2_cs_source": source,
                    "max_r2_cs": round(max_r2_cs(phi), 6), "shrinkage": shrinkage, "delta": delta, "margin": margin}
     if cstatistic is not None:
         assumptions["cstatistic"] = cstatistic

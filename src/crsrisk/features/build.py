@@ -60,7 +60,7 @@ def _patient_block(patients: Mapping[str, np.ndarray]) -> np.ndarray:
     as given, flags 1/0 (NaN when missing), one-hot over the contract's fixed vocabularies (0 when missing)."""
     flags = np.column_stack([patients[field] for _, field, _ in _FLAGS])
     parts = [np.column_stack([patients[name] for name in _NUMERIC_PATIENT_FIELDS]),
-             np.where(np.equal(flags, None), np.nan, np.equal(flags, _FLAG_TRUTHS))]
+             np.where(np.equal(flags, None), np.nan, np.equal(flags, _FLAG_TRUTHS))]  # type: ignore[call-overload]  # numpy stubs: object arrays compare with None
     parts += [np.equal(patients[field][:, np.newaxis], levels) for field, levels in _LEVELS.items()]
     return np.concatenate(parts, axis=1, dtype=np.float64)
 
@@ -77,7 +77,7 @@ def _before(rows: Rows, patients: np.ndarray, landmarks: np.ndarray) -> tuple[np
 
 
 def _since_infusion(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray
-                    ) -> tuple[np.ndarray, ...]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The records from infusion (hour 0) on, order kept: what the window statistics, fever and trend ends read."""
     after = hours >= 0
     return owner[after], hours[after], code[after], value[after]

@@ -91,7 +91,7 @@ def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None) -> st
 def _choice(vocabulary: tuple[str, ...], prefix: str, field: str) -> dict[str, Callable[[float], str]]:
     """One-hot columns of a vocabulary said as words: ``product: obecabtagene autoleucel`` / ``product not ...``."""
     return {f"{prefix}_{v.lower().replace('-', '_')}":
-            (lambda value, v=v: f"{field}: {v.replace('_', ' ')}" if value >= 0.5 else f"{field} not {v.replace('_', ' ')}")
+            (lambda value, v=v: f"{field}: {v.replace('_', ' ')}" if value >= 0.5 else f"{field} not {v.replace('_', ' ')}")  # type: ignore[misc]  # mypy cannot type a lambda's bound default
             for v in vocabulary}
 
 

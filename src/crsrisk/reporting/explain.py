@@ -36,7 +36,7 @@ def _shap():
     return shap
 
 
-def _explanation(values: np.ndarray, base: np.ndarray, data: np.ndarray, names: list[str]):
+def _explanation(values: np.ndarray, base: np.ndarray | float, data: np.ndarray, names: list[str]):
     labels = [feature_info(n).label for n in names]
     return _shap().Explanation(values=values, base_values=base, data=data, feature_names=labels)
 

@@ -52,7 +52,7 @@ def _case_sensitive_key(text: str) -> str:
     return _LITRE.sub(lambda m: f"{m.group(1)}L", text)
 
 
-def _spellings(unit: str) -> set[str]:
+def _spellings(unit: str) -> set[str | tuple[str, str]]:
     """Every key under which a contract unit is recognised: its own name and its UCUM code, both forms."""
     codes = {unit, UCUM.get(unit, unit)}
     return {_case_sensitive_key(c) for c in codes} | {("CI", c.upper()) for c in codes}

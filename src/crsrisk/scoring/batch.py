@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import pandas as pd
 
@@ -61,7 +61,7 @@ def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
 
 
 def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
-             predict_kwargs: dict[str, Any]) -> Iterator[Scored | CohortValidationError]:
+             predict_kwargs: dict[str, Any]) -> Generator[Scored | CohortValidationError, None, None]:
     """Chunks scored on a Dask cluster with a bounded number in flight, so the driver's memory stays flat too;
     results come back in chunk order. Workers read the folder themselves: on a real cluster it must be on
     storage they share."""

@@ -39,6 +39,8 @@ class TaskPrediction(Mapping[str, Any]):
     ``TrendEnds`` at this landmark, so a trend reads as what the values did (none given: as a fold change).
     """
 
+    values: np.ndarray  # type: ignore[assignment]  # the model's inputs (shadows Mapping.values, as before)
+
     def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, raw: float,
                  contributions: np.ndarray, top: int | None = None,
                  trends: Callable[[], Mapping[str, TrendEnds]] = dict) -> None:
@@ -46,7 +48,7 @@ class TaskPrediction(Mapping[str, Any]):
         self.values = values  # the model's inputs, in model.feature_names order
         self.shap = contributions[:-1]  # they add up, with the base value, to ``raw`` (to float32 rounding)
         base = float(contributions[-1])
-        probability = float(model.calibrator.transform(raw))
+        probability = float(model.calibrator.transform(raw))  # type: ignore[arg-type]  # elementwise: a float works
         definition = model.definition
         self._top = top
         self._trends = trends
@@ -177,7 +179,7 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
         contributions, raw = model.contributions(dmatrix), model.margin(values)
         for j, (i, slot, h) in enumerate(wanted):
             out[i][slot] = TaskPrediction(model, h, values[j], float(raw[j]), contributions[j], top,
-                                          lambda row=row_of[h]: every_trend()[row])
+                                          lambda row=row_of[h]: every_trend()[row])  # type: ignore[misc]  # bound default
     return out  # type: ignore[return-value]
 
 

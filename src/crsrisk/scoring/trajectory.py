@@ -93,7 +93,8 @@ def _events(arrays: CohortArrays) -> list[dict[str, Any]]:
     names = {code: name for name, code in EVENT_CODES.items()}
     events = arrays.events
     order = np.argsort(events.hours, kind="stable")
-    out, grades = [], {}
+    out: list[dict[str, Any]] = []
+    grades: dict[str, float] = {}
     for hours, code, value in zip(events.hours[order].tolist(), events.code[order].tolist(),
                                   events.value[order].tolist()):
         name = names[code]

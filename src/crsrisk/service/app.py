@@ -186,7 +186,7 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         text = example_record_text() if form.get("action") == "example" else form.get("record", "")
         now = form.get("now_hours", "").strip()
-        shown = {"record_text": text, "now_hours": now, "needs_token": token is not None}
+        shown: dict[str, Any] = {"record_text": text, "now_hours": now, "needs_token": token is not None}
         if not token_matches(token, form.get("token")):
             return EncodableHTML(render_page(bundle, problems=["missing or wrong API token"], **shown), status_code=401)
         try:

@@ -149,7 +149,7 @@ def hook_bundle(request: HookRequest) -> dict[str, Any]:
         raise PrefetchMissingError(f"prefetch lacks {', '.join(missing)} and the call names no fhirServer to read "
                                    "them from")
     values = [given[key] for key in prefetch_templates() if key not in missing]
-    values += [_fetch(request.fhirServer, request.fhirAuthorization, query) for query in missing.values()]
+    values += [_fetch(request.fhirServer, request.fhirAuthorization, query) for query in missing.values()]  # type: ignore[arg-type]  # set: checked above
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for value in values:
         for resource in _resources(value):
@@ -250,7 +250,7 @@ class Pages:
                 pass
 
 
-def call(bundle: Bundle, patient: Mapping[str, Any], audit: bool, audit_log: str | None, pages: Pages,
+def call(bundle: Bundle, patient: Mapping[str, Any], audit: bool, audit_log: str | os.PathLike | None, pages: Pages,
          base_url: str) -> dict[str, Any]:
     """``POST /cds-services/{id}``: the cards for the patient in view (``hook_bundle`` of the call), the
     prediction audited; ``base_url`` is the service's own address, which the cards' links start with."""
@@ -272,7 +272,7 @@ def _card_record(log: AuditLog, card: str) -> dict[str, Any] | None:
     return None
 
 
-def feedback(request: FeedbackRequest, audit_log: str | None) -> list[dict[str, Any]]:
+def feedback(request: FeedbackRequest, audit_log: str | os.PathLike | None) -> list[dict[str, Any]]:
     """Append each card's outcome to the audit log, linked to its card's prediction record; returns what was
     stored (KeyError naming a card no record of this log made)."""
     log = AuditLog(audit_log)

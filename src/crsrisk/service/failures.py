@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from crsrisk.service.guard import Receive, Scope, Send
+from crsrisk.service.guard import Message, Receive, Scope, Send
 
 log = logging.getLogger("crsrisk.service")
 
@@ -36,7 +36,7 @@ class EncodableHTML(HTMLResponse):
     """An HTML page whose echoed text may hold a lone surrogate: shown as ``\\ud800``, never a 500."""
 
     def render(self, content: Any) -> bytes:
-        return encodable(content) if isinstance(content, str) else super().render(content)
+        return encodable(content) if isinstance(content, str) else super().render(content)  # type: ignore[return-value]  # bytes in, bytes out
 
 
 class AuditHealth:
@@ -88,7 +88,7 @@ class InternalErrors:
             return
         started = False
 
-        async def tracked(message: dict[str, Any]) -> None:
+        async def tracked(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)

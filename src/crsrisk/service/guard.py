@@ -5,16 +5,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from typing import Any, Awaitable, Callable
+from typing import Callable
+
+from starlette.types import Message, Receive, Scope, Send  # noqa: F401 (the ASGI types the service modules use)
 
 from crsrisk.errors import InputError
 
 TOKEN_ENV = "CRSRISK_API_TOKEN"
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def is_loopback(host: str) -> bool:
@@ -75,7 +74,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         replayed = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> Message:
             nonlocal replayed
             if replayed:
                 return await receive()

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.pyfunc.model import PythonModel
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
-from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 import crsrisk
 from crsrisk.bundle.store import ENTRY_FILE, load_bundle
@@ -55,7 +56,7 @@ def _record(value: Any, row: int) -> Mapping[str, Any]:
     return data
 
 
-class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
+class CrsriskPyfunc(PythonModel):
     """Scores either rows of one task/landmark's features (probability, band and raw score), or patient records
     (column ``record``, JSON text, with optional ``now_hours``) through ``crsrisk.predict`` on the whole bundle:
     one row per task, the same numbers as ``crsrisk serve``."""
@@ -125,7 +126,7 @@ class CrsriskPyfunc(mlflow.pyfunc.PythonModel):
 def model_signature(model: Any, example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     """Every feature column optional (nulls allowed), plus the optional ``record`` and ``now_hours`` columns, so the
     served model takes feature rows or patient records."""
-    columns = [ColSpec("double", name, required=False) for name in model.feature_names]
+    columns: list[ColSpec | TensorSpec] = [ColSpec("double", name, required=False) for name in model.feature_names]
     columns += [ColSpec("string", RECORD_COLUMN, required=False), ColSpec("double", NOW_COLUMN, required=False)]
     return ModelSignature(inputs=Schema(columns), outputs=infer_signature(example, output).outputs,
                           params=ParamSchema([ParamSpec("audit", "boolean", True)]))

@@ -177,11 +177,10 @@ def assessments(result: PredictionResult, source: FhirInput | str) -> dict[str, 
     """``risk_assessment_bundle`` from what it cites: the FHIR input, or the record's patient_id."""
     model, now = result.model, float(result.now_hours)
     device_url = _urn()
-    if isinstance(source, str):
-        source, subject = None, {"identifier": {"system": PATIENT_ID_SYSTEM, "value": source}}
-    else:
-        subject = {"reference": source.patient}
-    start = source.infusion if source is not None and source.infusion.tzinfo is not None else None
+    fhir = None if isinstance(source, str) else source
+    subject: dict[str, Any] = ({"identifier": {"system": PATIENT_ID_SYSTEM, "value": source}} if fhir is None
+                               else {"reference": fhir.patient})
+    start = fhir.infusion if fhir is not None and fhir.infusion.tzinfo is not None else None
     entries: list[dict[str, Any]] = [{"fullUrl": device_url, "resource": _device(model)}]
     for prediction in result.predictions:
         assessment: dict[str, Any] = {
@@ -192,8 +191,8 @@ def assessments(result: PredictionResult, source: FhirInput | str) -> dict[str, 
             "note": [{"text": warning(model)}]}
         if start is not None:
             assessment["occurrenceDateTime"] = (start + timedelta(hours=now)).isoformat()
-        if source is not None:
-            assessment["basis"] = [{"reference": reference} for reference in source.basis(now)]
+        if fhir is not None:
+            assessment["basis"] = [{"reference": reference} for reference in fhir.basis(now)]
         entries.append({"fullUrl": _urn(), "resource": assessment})
     outcome = _not_answered(result, subject)
     if outcome is not None:

@@ -234,7 +234,7 @@ def as_record(imported_tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
-    record = {"patient": {k: plain(v) for k, v in patients.iloc[0].items()}}
+    record: dict[str, Any] = {"patient": {k: plain(v) for k, v in patients.iloc[0].items()}}
     for name in ("measurements", "events"):
         record[name] = [{k: plain(v) for k, v in row.items() if k != "patient_id"}
                         for row in imported_tables[name].to_dict("records")]

@@ -138,7 +138,7 @@ def _facts(connection: Any, ids: dict[Any, str], rows: SourceRows, table: str, s
         unit = row.unit_code or row.unit_text
         if found.kind == "patient":
             value = next((v for v in (row.number, row.text, row.value_code) if v is not None), None)
-            value = float(value) if isinstance(value, (int, float)) or hasattr(value, "as_tuple") else value
+            value = float(value) if isinstance(value, (int, float)) or hasattr(value, "as_tuple") else value  # type: ignore[arg-type]  # as_tuple: a Decimal
             rows.set_field(patient_id, found.name, patient_value(found.name, value, unit, f"{table}_id {row.id}",
                                                                  patient_id, rows), f"{table}_id {row.id}")
             continue
@@ -182,7 +182,7 @@ def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
         if product is not None:
             rows.add_infusion(patient_id, moment, product, f"drug_exposure_id {row.id}")
         else:
-            rows.events.append((patient_id, moment, found.name, None if row.quantity is None else float(row.quantity)))
+            rows.events.append((patient_id, moment, found.name, None if row.quantity is None else float(row.quantity)))  # type: ignore[union-attr]  # no product: found is set
 
 
 def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -105,6 +105,20 @@ class TaskBase:
     rule_version: str
     kind: ClassVar[str]
     _positive_hours: ClassVar[tuple[str, ...]] = ()
+
+    if TYPE_CHECKING:  # each task kind implements these hooks of the Task protocol; declared for the type checker
+        def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]: ...
+
+        def outcome(self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray,
+                    label: str = "primary") -> tuple[np.ndarray, np.ndarray]: ...
+
+        def occurrence(self, arrays: CohortArrays) -> np.ndarray: ...
+
+        def horizon(self, hours: float) -> float: ...
+
+        def outcome_window(self, hours: float) -> str: ...
+
+        def question(self, hours: float) -> str: ...
 
     def with_overrides(self, **changes: Any) -> "TaskBase":
         """A copy with some fields changed; unknown fields or bad values raise ValueError naming them."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -57,7 +57,7 @@ def flat_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     return flat
 
 
-def by_landmark_metrics(rows: list[Mapping[str, Any]], model: str) -> dict[str, dict[float, float]]:
+def by_landmark_metrics(rows: Sequence[Mapping[str, Any]], model: str) -> dict[str, dict[float, float]]:
     """A grid model's per-landmark metrics for MLflow's stepped metrics: ``{"auroc_by_landmark": {hour: value}}``."""
     out: dict[str, dict[float, float]] = {}
     for row in rows:
@@ -144,7 +144,7 @@ def skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
     return [f"{s['task']} at {s['landmark']} not trained ({s['n']} infusions): {s['reason']}" for s in skipped]
 
 
-def comparison_markdown(results: list[dict[str, Any]], skipped: list[dict[str, Any]] = ()) -> str:
+def comparison_markdown(results: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> str:
     """The comparison table as Markdown (committed for the headline experiment), then what was skipped."""
     lines = ["| " + " | ".join(COMPARISON_HEADER) + " |", "|" + "---|" * len(COMPARISON_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(results)]
