@@ -9,13 +9,13 @@ was opened with ``store_raw=True``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from crsrisk.audit.chain import AuditLog
 
 
 def prediction_record(log: AuditLog, model_info: Mapping[str, Any], patient_id: str, input_fingerprint: str,
-                      outputs: list[Mapping[str, Any]], raw_inputs: Mapping[str, Any] | None = None,
+                      outputs: Sequence[Mapping[str, Any]], raw_inputs: Mapping[str, Any] | None = None,
                       now_hours: float | None = None) -> dict[str, Any]:
     """The content of one prediction's record: model hash, as-of hour, pseudonymous patient key, input
     fingerprint, outputs (with SHAP)."""

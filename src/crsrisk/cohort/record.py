@@ -149,10 +149,10 @@ def _bulk_measurements(rows: Any, patient_id: str) -> Rows | None:
         hours_array, value = np.array(hours, dtype=np.float64), np.array(values, dtype=np.float64)
     except (KeyError, TypeError, OverflowError):  # a missing field, an unhashable name, an integer beyond float
         return None
-    code, scale, offset, low, high = _PAIR_TABLE[:, pairs]
+    code, scale, offset, low, high = _PAIR_TABLE[:, pairs]  # type: ignore[index]  # None was ruled out above
     canonical = value * scale + offset  # as UnitConversion.apply and the table validator compute it
     # Comparisons with NaN are False and the limits are finite: this also refuses NaN and infinity.
-    if not ((hours_array >= _HOURS.low) & (hours_array <= _HOURS.high) & (canonical >= low) & (canonical <= high)).all():
+    if not ((hours_array >= _HOURS.low) & (hours_array <= _HOURS.high) & (canonical >= low) & (canonical <= high)).all():  # type: ignore[operator]  # the hours column has both limits
         return None
     return Rows(np.zeros(len(rows), dtype=np.int64), hours_array, code.astype(np.int64), canonical,
                 np.array([0, len(rows)]))
@@ -178,7 +178,7 @@ def _fast(data: Mapping[str, Any]) -> CohortArrays:
         measurements = _table([_measurement(r) for r in
                                _rows(rows, patient["patient_id"], "measurements", MEASUREMENT_COLUMNS)])
     events = _table([_event(r) for r in _rows(data.get("events", []), patient["patient_id"], "events", EVENT_COLUMNS)])
-    columns = {c.name: np.array([patient[c.name]], dtype=c.kind.array) for c in PATIENT_COLUMNS}
+    columns: dict[str, np.ndarray] = {c.name: np.array([patient[c.name]], dtype=c.kind.array) for c in PATIENT_COLUMNS}
     return CohortArrays(np.array([patient["patient_id"]], dtype=object), MappingProxyType(columns),
                         measurements, events)
 

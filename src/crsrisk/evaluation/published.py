@@ -127,7 +127,7 @@ def baseline_computable(name: str, X: pd.DataFrame) -> bool:
         return False
     if spec.kind == "score":
         present = [c for c in spec.optional_columns if c in X.columns]
-        return bool(np.isfinite(spec.score(X[[*spec.columns, *present]].astype(float)).to_numpy(dtype=float)).any())
+        return bool(np.isfinite(spec.score(X[[*spec.columns, *present]].astype(float)).to_numpy(dtype=float)).any())  # type: ignore[misc]  # score kinds carry one
     return bool(X[list(spec.columns)].notna().any().all())
 
 

@@ -6,7 +6,7 @@ boolean, and a number beyond the allowed range (or not finite) is refused, never
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from crsrisk.errors import CohortValidationError, Problem
 from crsrisk.schema.numbers import parse_number
 from crsrisk.schema.tables import MEASUREMENT_COLUMNS
 
-LAST_HOUR = next(c.high for c in MEASUREMENT_COLUMNS if c.name == "hours_since_infusion")
+LAST_HOUR = next(c.high for c in MEASUREMENT_COLUMNS if c.name == "hours_since_infusion" and c.high is not None)
 MAX_COUNT = 1_000_000  # a count argument (how many reasons to keep) above this is a mistake, not a wish
 
 
@@ -23,6 +23,10 @@ def refused(field: str, message: str, value: Any) -> CohortValidationError:
     return CohortValidationError([Problem("arguments", field, message, value=value, csv=False)])
 
 
+@overload
+def parse_hours(value: None, field: str = ...) -> None: ...
+@overload
+def parse_hours(value: float | str, field: str = ...) -> float: ...
 def parse_hours(value: Any, field: str = "now_hours") -> float | None:
     """None when not given, else a number of hours after infusion from 0 to the contract's last hour (parsed as
     every number of the contract: decimal text allowed, booleans refused), or the error naming ``field``."""

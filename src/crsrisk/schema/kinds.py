@@ -21,7 +21,8 @@ DECLINED: Any = object()  # ``plain`` could not read the value plainly: the tabl
 class Bounded(Protocol):
     """What a kind reads of its column: the allowed values and the range (see ``schema.tables.Column``)."""
 
-    choices: tuple[str, ...]
+    @property
+    def choices(self) -> tuple[str, ...]: ...  # read-only: Column is frozen
 
     def in_range(self, number: float) -> bool: ...
 

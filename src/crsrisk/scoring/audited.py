@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -21,7 +21,7 @@ from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.cohort.record import canonical_record
 
 
-def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: list[Mapping[str, Any]],
+def audit_patient(arrays: CohortArrays, model_info: Mapping[str, Any], outputs: Sequence[Mapping[str, Any]],
                   path: str | os.PathLike | None, now_hours: float | None = None) -> dict[str, Any]:
     """Append one record of what was said about one patient (patient 0 of ``arrays``) to the audit log: the
     pseudonymous patient key, the as-of hour, the fingerprint of the canonical input, the outputs; returns the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -51,7 +51,7 @@ class PredictRequest(BaseModel):
     def _strict(cls, value: Any, info: Any) -> Any:
         """The arguments read by the same strict parsers as ``crsrisk.predict`` (schema/arguments.py): a boolean
         is not a number, only a boolean is a yes/no, a number out of range is refused by name."""
-        parse = {"now_hours": parse_hours, "top": parse_count, "trajectory": parse_flag}
+        parse: dict[str, Callable[[Any, str], Any]] = {"now_hours": parse_hours, "top": parse_count, "trajectory": parse_flag}
         try:
             return parse[info.field_name](value, info.field_name)
         except CohortValidationError as error:
@@ -97,7 +97,7 @@ def problem_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
              "message": p.message} for p in problems]
 
 
-def request_problems(errors: list[Mapping[str, Any]]) -> list[Problem]:
+def request_problems(errors: Sequence[Mapping[str, Any]]) -> list[Problem]:
     """pydantic's errors on the request body, as the package's own problems (field path and value)."""
     return [Problem("request", ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
                     error["msg"], value=_plain(error.get("input"))) for error in errors]
@@ -139,7 +139,7 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
         document["trajectory"] = points.to_dict()
         outputs += points.audit_outputs()
     if audit:  # one record per request, the trajectory's points included
-        audit_patient(result.inputs, result.model, outputs, audit_log, result.now_hours)
+        audit_patient(result.inputs, result.model, outputs, audit_log, result.now_hours)  # type: ignore[arg-type]  # predict sets inputs
     return document, points
 
 
