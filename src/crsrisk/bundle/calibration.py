@@ -61,7 +61,7 @@ class Calibrator(ABC):
         """Rebuild from ``to_dict`` output through the registry, checking the fields rather than trusting them:
         every number finite; isotonic x strictly increasing and y non-decreasing within [0, 1]. Raises InputError
         naming the fault."""
-        kind = CALIBRATORS.get(data.get("method")) if isinstance(data, dict) and isinstance(
+        kind = CALIBRATORS.get(data["method"]) if isinstance(data, dict) and isinstance(
             data.get("method"), str) else None
         parsed = kind.parse(data) if kind is not None else None
         if parsed is None:
@@ -114,7 +114,7 @@ class Platt(Calibrator):
         if not (isinstance(params, dict) and set(params) == {"a", "b"} and isinstance(boot, list)
                 and all(isinstance(p, dict) and set(p) == {"a", "b"} for p in boot)):
             return None
-        return cls(*(finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"),
+        return cls(*(finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"),  # type: ignore[arg-type, call-arg]  # a and b
                    tuple({name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
                          for i, p in enumerate(boot)))
 
