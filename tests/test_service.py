@@ -150,6 +150,11 @@ def test_shipped_example_is_the_repositorys_example() -> None:
     assert json.loads(example_record_text()) == json.loads(EXAMPLE.read_text())
 
 
+def _served_audit(folder: Path) -> dict[str, str]:
+    """Where the served log's key and witness live, for the server and for the tests that verify its log."""
+    return {"CRSRISK_AUDIT_KEY_FILE": str(folder / "audit.key"), "CRSRISK_AUDIT_WITNESS": str(folder / "witness")}
+
+
 @pytest.fixture(scope="module")
 def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     """``crsrisk serve`` with two worker processes, on a free loopback port, with the venv's bin NOT on PATH."""
@@ -158,6 +163,7 @@ def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
     env["PATH"] = "/usr/bin:/bin"
+    env |= _served_audit(folder)  # the server outlives a test: its key and witness must not follow per-test homes
     command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
                "--audit-log", str(audit), "--workers", "2"]
     with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
@@ -165,8 +171,10 @@ def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.slow
-def test_real_server_round_trip(server, bundle, small_cohort: Cohort) -> None:
+def test_real_server_round_trip(server, bundle, small_cohort: Cohort, monkeypatch: pytest.MonkeyPatch) -> None:
     url, audit = server
+    for name, value in _served_audit(audit.parent).items():
+        monkeypatch.setenv(name, value)
     before = verify_log(audit).n_records if audit.exists() else 0
     for patient_id in small_cohort.patients["patient_id"].iloc[10:14]:
         record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
@@ -189,9 +197,12 @@ def test_real_server_round_trip(server, bundle, small_cohort: Cohort) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(server, bundle, small_cohort: Cohort
+def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(server, bundle, small_cohort: Cohort,
+                                                                           monkeypatch: pytest.MonkeyPatch
                                                                           ) -> None:
     url, audit = server
+    for name, value in _served_audit(audit.parent).items():
+        monkeypatch.setenv(name, value)
     before = verify_log(audit).n_records if audit.exists() else 0
     ids = small_cohort.patients["patient_id"].iloc[20:36].tolist()
     records = [json.loads(json.dumps(patient_record(small_cohort, i), default=float)) for i in ids]

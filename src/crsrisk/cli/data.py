@@ -91,7 +91,7 @@ def _pairs(values: Optional[list[str]], flag: str) -> Optional[dict[str, float]]
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise typer.BadParameter(f"{flag}: expected NAME=NUMBER, got {value!r}")
+            raise InputError(f"{flag}: expected NAME=NUMBER, got {value!r}")
     return out
 
 

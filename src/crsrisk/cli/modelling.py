@@ -188,13 +188,13 @@ def samplesize(
 
     if validation:
         if cstatistic is None:
-            raise typer.BadParameter("--validation needs --cstatistic (the anticipated C-statistic)")
+            raise InputError("--validation needs --cstatistic (the anticipated C-statistic)")
         result = validation_sample_size(prevalence, cstatistic, oe_width, slope_width, c_width)
     else:
         if parameters is None:
-            raise typer.BadParameter("--parameters is needed to size a development cohort")
+            raise InputError("--parameters is needed to size a development cohort")
         if r2_cs is not None and cstatistic is not None:
-            raise typer.BadParameter("give --r2-cs or --cstatistic, not both")
+            raise InputError("give --r2-cs or --cstatistic, not both")
         result = development_sample_size(prevalence, parameters, r2_cs=r2_cs, cstatistic=cstatistic,
                                          shrinkage=shrinkage)
     if as_json:
