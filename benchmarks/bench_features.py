@@ -27,17 +27,36 @@ def random_cohort(n: int, per_patient: int, seed: int = 0) -> Cohort:
     rows = n * per_patient
     analyte = names[rng.integers(0, len(names), rows)]
     value = np.where(analyte == "temperature", rng.normal(37.5, 0.8, rows), rng.lognormal(2, 1, rows))
-    measurements = pd.DataFrame({"patient_id": np.repeat(ids, per_patient),
-                                 "hours_since_infusion": rng.uniform(-120, 168, rows).round(1),
-                                 "analyte": analyte,
-                                 "value": np.clip(value, [ANALYTES[a].low for a in analyte], [ANALYTES[a].high for a in analyte]),
-                                 "unit": [ANALYTES[a].unit for a in analyte]})
-    patients = pd.DataFrame({"patient_id": ids, "age_years": rng.uniform(1, 25, n), "sex": "F",
-                             "product": "tisagenlecleucel", "costim_domain": "4-1BB", "diagnosis": "B-ALL",
-                             "marrow_blasts_pct": rng.uniform(0, 90, n), "dose_1e6_cells_per_kg": 2.0,
-                             "followup_hours": 672.0})
-    events = pd.DataFrame({"patient_id": ids, "hours_since_infusion": rng.uniform(0, 100, n).round(1),
-                           "event": "crs_grade", "value": rng.integers(0, 4, n).astype(float)})
+    measurements = pd.DataFrame(
+        {
+            "patient_id": np.repeat(ids, per_patient),
+            "hours_since_infusion": rng.uniform(-120, 168, rows).round(1),
+            "analyte": analyte,
+            "value": np.clip(value, [ANALYTES[a].low for a in analyte], [ANALYTES[a].high for a in analyte]),
+            "unit": [ANALYTES[a].unit for a in analyte],
+        }
+    )
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "age_years": rng.uniform(1, 25, n),
+            "sex": "F",
+            "product": "tisagenlecleucel",
+            "costim_domain": "4-1BB",
+            "diagnosis": "B-ALL",
+            "marrow_blasts_pct": rng.uniform(0, 90, n),
+            "dose_1e6_cells_per_kg": 2.0,
+            "followup_hours": 672.0,
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "hours_since_infusion": rng.uniform(0, 100, n).round(1),
+            "event": "crs_grade",
+            "value": rng.integers(0, 4, n).astype(float),
+        }
+    )
     return validate_tables({"patients": patients, "measurements": measurements, "events": events})
 
 

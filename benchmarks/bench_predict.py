@@ -82,24 +82,35 @@ def main() -> None:
     toci = events[(events["event"] == "tocilizumab") & (events["hours_since_infusion"] < args.hour)]
     treated = next(p for p in toci["patient_id"] if p not in severe | icans)  # every task applies at the hour
     one = cohort.subset([treated])
-    record = {"patient": {k: (None if v != v else v) for k, v in one.patients.iloc[0].items()},
-              "measurements": one.measurements.drop(columns="patient_id").to_dict(orient="records"),
-              "events": one.events.drop(columns="patient_id").to_dict(orient="records")}
+    record = {
+        "patient": {k: (None if v != v else v) for k, v in one.patients.iloc[0].items()},
+        "measurements": one.measurements.drop(columns="patient_id").to_dict(orient="records"),
+        "events": one.events.drop(columns="patient_id").to_dict(orient="records"),
+    }
     now = args.hour
     result = predict(record, model=bundle, now_hours=now, audit=False)
     arrays = validate_record(record)
-    rows = [(p.model, feature_matrix(arrays, np.array([0]), np.array([p["landmark_hours"]]), True)[:, p.model.columns])
-            for p in result.predictions]
+    rows = [
+        (p.model, feature_matrix(arrays, np.array([0]), np.array([p["landmark_hours"]]), True)[:, p.model.columns])
+        for p in result.predictions
+    ]
 
     def floor() -> None:
         for model, row in rows:  # the single-thread copies predict uses: the fastest way to score one row
             model.row_booster.predict(xgb.DMatrix(row, missing=np.nan, nthread=1), pred_contribs=True)
 
-    print(f"single patient at hour {now:g}: {len(record['measurements'])} measurements, {len(record['events'])} "
-          f"events, {len(rows)} tasks ({', '.join(m.key for m, _ in rows)}); {args.calls} calls each, interleaved")
-    floor_ms, ours, rendered = timed([floor, lambda: predict(record, model=bundle, now_hours=now, audit=False),
-                                      lambda: predict(record, model=bundle, now_hours=now, audit=False).to_dict()],
-                                     args.calls)
+    print(
+        f"single patient at hour {now:g}: {len(record['measurements'])} measurements, {len(record['events'])} "
+        f"events, {len(rows)} tasks ({', '.join(m.key for m, _ in rows)}); {args.calls} calls each, interleaved"
+    )
+    floor_ms, ours, rendered = timed(
+        [
+            floor,
+            lambda: predict(record, model=bundle, now_hours=now, audit=False),
+            lambda: predict(record, model=bundle, now_hours=now, audit=False).to_dict(),
+        ],
+        args.calls,
+    )
     raw = float(np.percentile(floor_ms, 50))
     print(line("raw floor (pred_contribs, numpy rows)", floor_ms))
     print(line("crsrisk.predict (exact SHAP, no audit)", ours, raw) + "   target <= 2x")
@@ -129,8 +140,9 @@ def main() -> None:
     print(f"batch at hour {now:g}: {args.batch} infusions, {n_rows} rows (infusion x task)")
     print(f"  raw pred_contribs on precomputed features   {raw_rate:>10,.0f} rows/s")
     ours = rate(lambda: predict_cohort(cohort, bundle, at_hours=now), n_rows)
-    print(f"  predict_cohort (features + calibrated risk) {ours:>10,.0f} rows/s   {ours / raw_rate:.2f}x   "
-          "target >= 0.7x")
+    print(
+        f"  predict_cohort (features + calibrated risk) {ours:>10,.0f} rows/s   {ours / raw_rate:.2f}x   target >= 0.7x"
+    )
     explained = rate(explained_batch, n_rows)
     print(f"  + exact SHAP for every row                  {explained:>10,.0f} rows/s   {explained / raw_rate:.2f}x")
 

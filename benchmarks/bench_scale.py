@@ -38,9 +38,13 @@ def simulated_chunks(n: int) -> Iterator[SimpleNamespace]:
 
     for seed, start in enumerate(range(0, n, SIMULATION_CHUNK)):
         part = simulate_cohort(n=min(SIMULATION_CHUNK, n - start), seed=seed)
-        yield SimpleNamespace(metadata=part.metadata, **{
-            name: getattr(part, name).assign(patient_id=f"C{seed:03d}-" + getattr(part, name)["patient_id"])
-            for name in ("patients", "measurements", "events")})
+        yield SimpleNamespace(
+            metadata=part.metadata,
+            **{
+                name: getattr(part, name).assign(patient_id=f"C{seed:03d}-" + getattr(part, name)["patient_id"])
+                for name in ("patients", "measurements", "events")
+            },
+        )
 
 
 def generate(n: int, folder: Path, bucket_size: int) -> None:
@@ -48,8 +52,12 @@ def generate(n: int, folder: Path, bucket_size: int) -> None:
     from crsrisk.cohort.partitions import write_partitioned
 
     buckets = max(1, math.ceil(n / bucket_size))
-    write_partitioned(simulated_chunks(n), folder, buckets=buckets,
-                      metadata={"synthetic": True, "generator": "benchmarks/bench_scale.py", "n": n})
+    write_partitioned(
+        simulated_chunks(n),
+        folder,
+        buckets=buckets,
+        metadata={"synthetic": True, "generator": "benchmarks/bench_scale.py", "n": n},
+    )
 
 
 def score(folder: Path, chunk_size: int, dask: str | None) -> dict:
@@ -61,10 +69,15 @@ def score(folder: Path, chunk_size: int, dask: str | None) -> dict:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as scratch:
         summary = score_partitioned(folder, Path(scratch) / "scores.csv", model, chunk_size=chunk_size, dask=dask)
-    return {"infusions": summary.infusions, "rows": summary.rows, "chunks": summary.chunks,
-            "seconds": summary.seconds, "rss_before_mib": _mib(before),
-            "peak_rss_mib": _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
-            "workers_peak_rss_mib": _mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) if dask else None}
+    return {
+        "infusions": summary.infusions,
+        "rows": summary.rows,
+        "chunks": summary.chunks,
+        "seconds": summary.seconds,
+        "rss_before_mib": _mib(before),
+        "peak_rss_mib": _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "workers_peak_rss_mib": _mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) if dask else None,
+    }
 
 
 def child(*arguments: str) -> str:
@@ -79,8 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--chunk-size", type=int, default=5000, help="most infusions scored at once")
-    parser.add_argument("--bucket-size", type=int, default=2500, help="infusions per bucket when generating (a "
-                        "divisor of every size, below the chunk size: the same chunks at every size)")
+    parser.add_argument(
+        "--bucket-size",
+        type=int,
+        default=2500,
+        help="infusions per bucket when generating (a "
+        "divisor of every size, below the chunk size: the same chunks at every size)",
+    )
     parser.add_argument("--dask", default=None, help="also score on this Dask scheduler ('local' for a local cluster)")
     parser.add_argument("--work", type=Path, default=None, help="keep the generated cohorts here (default: temporary)")
     parser.add_argument("--generate", type=int, default=None, help=argparse.SUPPRESS)  # child process modes
@@ -108,16 +126,21 @@ def main() -> None:
                 r = json.loads(child("--score", str(folder), "--chunk-size", str(args.chunk_size), *extra))
                 results[(n, where)] = r
                 workers = f", workers' peak {r['workers_peak_rss_mib']:.0f} MiB" if where else ""
-                print(f"n={n:>7,} {'dask ' + where if where else 'in process'}: {r['seconds']:6.1f} s, "
-                      f"{r['infusions'] / r['seconds']:6.0f} infusions/s, {r['rows'] / r['seconds']:7.0f} rows/s "
-                      f"({r['rows']:,} rows, {r['chunks']} chunks); peak RSS {r['peak_rss_mib']:.0f} MiB "
-                      f"(before scoring {r['rss_before_mib']:.0f} MiB){workers}", flush=True)
+                print(
+                    f"n={n:>7,} {'dask ' + where if where else 'in process'}: {r['seconds']:6.1f} s, "
+                    f"{r['infusions'] / r['seconds']:6.0f} infusions/s, {r['rows'] / r['seconds']:7.0f} rows/s "
+                    f"({r['rows']:,} rows, {r['chunks']} chunks); peak RSS {r['peak_rss_mib']:.0f} MiB "
+                    f"(before scoring {r['rss_before_mib']:.0f} MiB){workers}",
+                    flush=True,
+                )
         small, large = min(args.sizes), max(args.sizes)
         if small != large:
             a, b = results[(small, None)], results[(large, None)]
-            print(f"{large:,} vs {small:,} infusions ({large / small:.0f}x): peak RSS {b['peak_rss_mib']:.0f} vs "
-                  f"{a['peak_rss_mib']:.0f} MiB ({b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x), rows/s "
-                  f"{b['rows'] / b['seconds']:.0f} vs {a['rows'] / a['seconds']:.0f}")
+            print(
+                f"{large:,} vs {small:,} infusions ({large / small:.0f}x): peak RSS {b['peak_rss_mib']:.0f} vs "
+                f"{a['peak_rss_mib']:.0f} MiB ({b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x), rows/s "
+                f"{b['rows'] / b['seconds']:.0f} vs {a['rows'] / a['seconds']:.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -106,14 +106,18 @@ def cds_ms(port: int, body: bytes, expected: dict[str, float], seconds: float) -
     try:
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            connection.request("POST", f"/cds-services/{SERVICE_ID}", body=body,
-                               headers={"Content-Type": "application/json"})
+            connection.request(
+                "POST", f"/cds-services/{SERVICE_ID}", body=body, headers={"Content-Type": "application/json"}
+            )
             answer = connection.getresponse()
             content = answer.read()
             samples.append((time.perf_counter() - start) * 1000)
             cards = json.loads(content).get("cards", []) if answer.status == 200 else []
-            shown = {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"]
-                     for c in cards if "extension" in c}
+            shown = {
+                c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"]
+                for c in cards
+                if "extension" in c
+            }
             errors += int(answer.status != 200 or shown != expected)
     finally:
         connection.close()
@@ -125,8 +129,9 @@ def probabilities(document: dict) -> dict[str, float]:
     return {p["task"]: p["probability"] for p in document["predictions"]}
 
 
-def in_process_ms(record: dict, model: str | None, now_hours: float | None, log: Path | None, seconds: float,
-                  start: object = None) -> list[float]:
+def in_process_ms(
+    record: dict, model: str | None, now_hours: float | None, log: Path | None, seconds: float, start: object = None
+) -> list[float]:
     """Milliseconds per in-process ``predict(...).to_dict()`` (audit log at ``log``; None: off) for ``seconds``
     after a warm-up; ``start``, a barrier, lines up several such callers."""
     bundle = load_model(model)
@@ -142,8 +147,9 @@ def in_process_ms(record: dict, model: str | None, now_hours: float | None, log:
     return samples
 
 
-def concurrent_in_process_ms(record: dict, model: str | None, now_hours: float, log: Path, callers: int,
-                             seconds: float) -> list[float]:
+def concurrent_in_process_ms(
+    record: dict, model: str | None, now_hours: float, log: Path, callers: int, seconds: float
+) -> list[float]:
     """``in_process_ms`` in ``callers`` processes at once (fresh interpreters), all appending to ``log``."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(callers) as pool:
@@ -173,8 +179,10 @@ def main() -> None:
         command += ["--model", args.model] if args.model else []
         command += ["--workers", str(args.workers)] if args.workers else []
         with local_server(command, f"{url}/health", timeout=120):
-            first = urllib.request.urlopen(urllib.request.Request(
-                f"{url}/predict", data=body, headers={"Content-Type": "application/json"}), timeout=60).read()
+            first = urllib.request.urlopen(
+                urllib.request.Request(f"{url}/predict", data=body, headers={"Content-Type": "application/json"}),
+                timeout=60,
+            ).read()
             errors = int(probabilities(json.loads(first)) != expected)
             for clients in loads:
                 seconds = min(5.0, args.seconds) if clients == 1 else args.seconds
@@ -186,44 +194,74 @@ def main() -> None:
         answered = 1 + sum(len(latencies) for latencies, *_ in results.values()) + len(cds)
         errors += sum(failed for _, failed, *_ in results.values())
         check = verify_log(audit)
-        single = float(np.median(in_process_ms(record, args.model, args.now_hours, Path(scratch) / "one.jsonl",
-                                               min(5.0, args.seconds))))
-        together = float(np.median(concurrent_in_process_ms(record, args.model, args.now_hours,
-                                                            Path(scratch) / "many.jsonl", args.clients,
-                                                            min(10.0, args.seconds))))
+        single = float(
+            np.median(
+                in_process_ms(record, args.model, args.now_hours, Path(scratch) / "one.jsonl", min(5.0, args.seconds))
+            )
+        )
+        together = float(
+            np.median(
+                concurrent_in_process_ms(
+                    record,
+                    args.model,
+                    args.now_hours,
+                    Path(scratch) / "many.jsonl",
+                    args.clients,
+                    min(10.0, args.seconds),
+                )
+            )
+        )
         unaudited = float(np.median(in_process_ms(record, args.model, args.now_hours, None, 3.0)))
-        fhir_single = float(np.median(in_process_ms(export, args.model, None, Path(scratch) / "fhir.jsonl",
-                                                    min(5.0, args.seconds))))
-    print(f"{cores} core(s); server: {args.workers or cores} worker process(es); audit log on; example record at "
-          f"hour {args.now_hours:g}")
+        fhir_single = float(
+            np.median(in_process_ms(export, args.model, None, Path(scratch) / "fhir.jsonl", min(5.0, args.seconds)))
+        )
+    print(
+        f"{cores} core(s); server: {args.workers or cores} worker process(es); audit log on; example record at "
+        f"hour {args.now_hours:g}"
+    )
     print(f"in-process predict + to_dict, one caller: p50 {single:.2f} ms ({unaudited:.2f} ms without the audit log)")
-    print(f"in-process, {args.clients} callers at once (one process each, one shared audit log): p50 {together:.2f} ms"
-          f" (Little's law floor on {cores} core(s): {max(1.0, args.clients / cores) * single:.2f} ms)")
+    print(
+        f"in-process, {args.clients} callers at once (one process each, one shared audit log): p50 {together:.2f} ms"
+        f" (Little's law floor on {cores} core(s): {max(1.0, args.clients / cores) * single:.2f} ms)"
+    )
     for clients in loads:
         latencies, failed, client_cpu, seconds = results[clients]
         p50 = float(np.median(latencies))
         against = f"{p50 / single:.1f}x one in-process caller"
         if clients == args.clients and clients > 1:
             against += f", {p50 / together:.1f}x {clients} in-process callers"
-        print(f"{clients} client(s), {seconds:g} s: {len(latencies) / seconds:.0f} requests/s, p50 {p50:.1f} ms "
-              f"({against}; target <= 3x), p99 {np.percentile(latencies, 99):.1f} ms, errors {failed}; the "
-              f"clients' own CPU {1000 * client_cpu / max(1, len(latencies)):.2f} ms per request")
+        print(
+            f"{clients} client(s), {seconds:g} s: {len(latencies) / seconds:.0f} requests/s, p50 {p50:.1f} ms "
+            f"({against}; target <= 3x), p99 {np.percentile(latencies, 99):.1f} ms, errors {failed}; the "
+            f"clients' own CPU {1000 * client_cpu / max(1, len(latencies)):.2f} ms per request"
+        )
     cds_p50 = float(np.median(cds))
-    print(f"CDS Hooks patient-view (prefetch, the same patient as FHIR), 1 client: p50 {cds_p50:.1f} ms, p99 "
-          f"{np.percentile(cds, 99):.1f} ms over {len(cds)} calls, errors {cds_errors}; in-process predict on that "
-          f"FHIR Bundle p50 {fhir_single:.1f} ms: {cds_p50 / fhir_single:.2f}x (target <= 2x: "
-          f"{'met' if cds_p50 <= 2 * fhir_single else 'not met'})")
+    print(
+        f"CDS Hooks patient-view (prefetch, the same patient as FHIR), 1 client: p50 {cds_p50:.1f} ms, p99 "
+        f"{np.percentile(cds, 99):.1f} ms over {len(cds)} calls, errors {cds_errors}; in-process predict on that "
+        f"FHIR Bundle p50 {fhir_single:.1f} ms: {cds_p50 / fhir_single:.2f}x (target <= 2x: "
+        f"{'met' if cds_p50 <= 2 * fhir_single else 'not met'})"
+    )
     errors += cds_errors
     lost = answered - check.n_records
-    print(f"errors in all: {errors} (failed, or an answer differing from in-process predict); audit log: "
-          f"{check.n_records} record(s) for {answered} answered request(s), chain "
-          f"{'intact' if check.ok else 'BROKEN'}; lost {lost}")
+    print(
+        f"errors in all: {errors} (failed, or an answer differing from in-process predict); audit log: "
+        f"{check.n_records} record(s) for {answered} answered request(s), chain "
+        f"{'intact' if check.ok else 'BROKEN'}; lost {lost}"
+    )
     floor = max(1.0, args.clients / cores)
     p50 = float(np.median(results[args.clients][0]))
-    verdict = "met" if p50 <= 3 * single else (
-        f"not met; no server can meet it here: {args.clients} callers on {cores} core(s) wait at least {floor:g}x "
-        f"one call (Little's law), and the server's p50 is {p50 / together:.1f}x that of {args.clients} in-process "
-        "callers" if floor > 3 else "not met")
+    verdict = (
+        "met"
+        if p50 <= 3 * single
+        else (
+            f"not met; no server can meet it here: {args.clients} callers on {cores} core(s) wait at least {floor:g}x "
+            f"one call (Little's law), and the server's p50 is {p50 / together:.1f}x that of {args.clients} in-process "
+            "callers"
+            if floor > 3
+            else "not met"
+        )
+    )
     print(f"target p50 <= 3x one in-process call with {args.clients} clients: {verdict}")
 
 

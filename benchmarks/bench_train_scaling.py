@@ -59,8 +59,10 @@ def report(block: str, rows: list[tuple[str, float, float]]) -> None:
     print(f"\n{block}")
     wall0, cpu0 = rows[0][1], rows[0][2]
     for name, wall, cpu in rows:
-        print(f"  {name:<34} wall {wall:7.1f} s ({wall / wall0:4.2f}x)   CPU {cpu:7.1f} s ({cpu / cpu0:4.2f}x)",
-              flush=True)
+        print(
+            f"  {name:<34} wall {wall:7.1f} s ({wall / wall0:4.2f}x)   CPU {cpu:7.1f} s ({cpu / cpu0:4.2f}x)",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -68,8 +70,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller cohorts and budgets (a few minutes)")
     args = parser.parse_args()
     n_mid = 500 if args.quick else 1000
-    base = {"tuning": {"n_iter": 4 if args.quick else 8, "inner_splits": 3},
-            "cv": {"n_splits": 5, "n_repeats": 1 if args.quick else 2}, "bootstrap": {"n_boot": 200}}
+    base = {
+        "tuning": {"n_iter": 4 if args.quick else 8, "inner_splits": 3},
+        "cv": {"n_splits": 5, "n_repeats": 1 if args.quick else 2},
+        "bootstrap": {"n_boot": 200},
+    }
     cores = available_cores()
     print(f"{cores} core(s) available; default design {base}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -78,31 +83,64 @@ def main() -> None:
         for n in sizes:
             write_simulated(simulate_cohort(n=n, seed=1), work / f"c{n}")
         cohort = work / f"c{n_mid}"
-        report("cohort size (severe_crs, 0 h and 36 h)",
-               [(f"n={n}", *measure(work / f"c{n}", "severe_crs", base, work)) for n in sizes])
-        report(f"tuning budget (severe_crs, n={n_mid})",
-               [(f"n_iter={k}", *measure(cohort, "severe_crs", base | {"tuning": {"n_iter": k, "inner_splits": 3}},
-                                          work)) for k in (2, 4, 8)])
+        report(
+            "cohort size (severe_crs, 0 h and 36 h)",
+            [(f"n={n}", *measure(work / f"c{n}", "severe_crs", base, work)) for n in sizes],
+        )
+        report(
+            f"tuning budget (severe_crs, n={n_mid})",
+            [
+                (
+                    f"n_iter={k}",
+                    *measure(cohort, "severe_crs", base | {"tuning": {"n_iter": k, "inner_splits": 3}}, work),
+                )
+                for k in (2, 4, 8)
+            ],
+        )
         grids = {"every 24 h (8 landmarks)": 24.0, "every 12 h (15 landmarks)": 12.0, "every 6 h (29 landmarks)": 6.0}
-        report(f"landmark grid (severe_crs_dynamic, 0-168 h, n={n_mid})",
-               [(name, *measure(cohort, "severe_crs_dynamic", base | {"task_overrides": {"severe_crs_dynamic": {
-                   "landmarks": [{"start": 0, "stop": 168, "step": step}]}}}, work)) for name, step in grids.items()])
-        workers = [(f"workers={w}", *measure(cohort, "severe_crs", base | {"workers": w}, work))
-                   for w in range(1, cores + 1)]
+        report(
+            f"landmark grid (severe_crs_dynamic, 0-168 h, n={n_mid})",
+            [
+                (
+                    name,
+                    *measure(
+                        cohort,
+                        "severe_crs_dynamic",
+                        base
+                        | {
+                            "task_overrides": {
+                                "severe_crs_dynamic": {"landmarks": [{"start": 0, "stop": 168, "step": step}]}
+                            }
+                        },
+                        work,
+                    ),
+                )
+                for name, step in grids.items()
+            ],
+        )
+        workers = [
+            (f"workers={w}", *measure(cohort, "severe_crs", base | {"workers": w}, work)) for w in range(1, cores + 1)
+        ]
         report(f"workers (severe_crs, n={n_mid}, quiet)", workers)
         context = multiprocessing.get_context("spawn")
         burners = [context.Process(target=_burn, args=(3600.0,)) for _ in range(cores)]
         for burner in burners:
             burner.start()
         try:
-            busy = [(f"workers={cores}, {cores} CPU-bound competitor(s)",
-                     *measure(cohort, "severe_crs", base | {"workers": cores}, work))]
+            busy = [
+                (
+                    f"workers={cores}, {cores} CPU-bound competitor(s)",
+                    *measure(cohort, "severe_crs", base | {"workers": cores}, work),
+                )
+            ]
         finally:
             for burner in burners:
                 burner.terminate()
                 burner.join()
-        report(f"busy machine (severe_crs, n={n_mid}): ratios against the quiet run with the same workers",
-               [workers[-1], *busy])
+        report(
+            f"busy machine (severe_crs, n={n_mid}): ratios against the quiet run with the same workers",
+            [workers[-1], *busy],
+        )
 
 
 if __name__ == "__main__":

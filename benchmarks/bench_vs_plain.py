@@ -54,34 +54,50 @@ def main() -> None:
     if document["cohort"]["fingerprint"] != cohort.fingerprint():
         raise SystemExit(f"{args.metrics} was not trained on {args.cohort} (cohort fingerprints differ)")
     # Like with like: the mean of each repeat's AUROC, as computed for the plain pipelines below.
-    ours = {(r["task"], r["landmark"], r["model"]): float(np.mean(r.get("auroc_per_repeat") or
-                                                                  [r["metrics"]["auroc"]["value"]]))
-            for r in document["results"]}
-    plain = {"plain xgboost": XGBClassifier(n_jobs=2, random_state=0),
-             "plain logistic": make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                                             StandardScaler(), LogisticRegression(max_iter=5000))}
-    print(f"{'task':<19} {'landmark':<16} {'crsrisk xgb':>11} {'crsrisk lr':>10} {'plain xgb':>9} "
-          f"{'plain lr':>8} {'ceiling':>7}")
+    ours = {
+        (r["task"], r["landmark"], r["model"]): float(
+            np.mean(r.get("auroc_per_repeat") or [r["metrics"]["auroc"]["value"]])
+        )
+        for r in document["results"]
+    }
+    plain = {
+        "plain xgboost": XGBClassifier(n_jobs=2, random_state=0),
+        "plain logistic": make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(max_iter=5000),
+        ),
+    }
+    print(
+        f"{'task':<19} {'landmark':<16} {'crsrisk xgb':>11} {'crsrisk lr':>10} {'plain xgb':>9} "
+        f"{'plain lr':>8} {'ceiling':>7}"
+    )
     arrays = cohort_arrays(cohort)
-    trained = {name: {k: v for k, v in settings.items() if k in ("landmarks", "horizon_hours")}
-               for name, settings in document["tasks"].items()}  # the tasks exactly as trained
+    trained = {
+        name: {k: v for k, v in settings.items() if k in ("landmarks", "horizon_hours")}
+        for name, settings in document["tasks"].items()
+    }  # the tasks exactly as trained
     for task in tasks_from_config({"tasks": trained}).values():
         for landmark in task.landmarks:
             data = task.dataset(cohort, landmark, arrays)
             grid = isinstance(landmark, Grid)
-            for hours in (data.counts["landmark_hours"] if grid else [None]):
+            for hours in data.counts["landmark_hours"] if grid else [None]:
                 label = f"{hours:g}h" if grid else landmark.label
                 rows = data.at(hours) if grid else np.arange(len(data.y))
                 y = data.y[rows]
                 if (task.name, label, "xgboost") not in ours or min(y.sum(), len(y) - y.sum()) < 5:
                     continue
-                theirs = {name: plain_auroc(model, data.X.iloc[rows].to_numpy(), y, args.repeats)
-                          for name, model in plain.items()}
+                theirs = {
+                    name: plain_auroc(model, data.X.iloc[rows].to_numpy(), y, args.repeats)
+                    for name, model in plain.items()
+                }
                 ceiling = ours.get((task.name, label, "generator_ceiling"))
-                print(f"{task.name:<19} {label:<16} {ours[(task.name, label, 'xgboost')]:>11.3f} "
-                      f"{ours[(task.name, label, 'logistic')]:>10.3f} {theirs['plain xgboost']:>9.3f} "
-                      f"{theirs['plain logistic']:>8.3f} {'-' if ceiling is None else f'{ceiling:.3f}':>7}",
-                      flush=True)
+                print(
+                    f"{task.name:<19} {label:<16} {ours[(task.name, label, 'xgboost')]:>11.3f} "
+                    f"{ours[(task.name, label, 'logistic')]:>10.3f} {theirs['plain xgboost']:>9.3f} "
+                    f"{theirs['plain logistic']:>8.3f} {'-' if ceiling is None else f'{ceiling:.3f}':>7}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crsrisk-default-") as scratch:
         work = Path(scratch)
         write_simulated(simulate_cohort(n=N_INFUSIONS, seed=SEED), work / "cohort")
-        result = train(work / "cohort", config=DEMO_CONFIG, tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
-                       out=work / "run", register=False)
+        result = train(
+            work / "cohort",
+            config=DEMO_CONFIG,
+            tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
+            out=work / "run",
+            register=False,
+        )
         staging = TARGET.with_name(".default.new")
         if staging.exists():
             shutil.rmtree(staging)

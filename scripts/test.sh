@@ -27,6 +27,6 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e ".[dev]"
 .venv/bin/ruff check src tests
 # The lead enables the format check after the one final `ruff format` of the tree:
-# .venv/bin/ruff format --check src tests
+.venv/bin/ruff format --check src tests
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -n 2 "$@"

@@ -42,8 +42,9 @@ def _refuses_bad_parameters(method: str) -> None:
     stored = _fitted(method).to_dict()
     for name, value in stored["params"].items():
         for bad in (float("nan"), "1", True, [float("nan")] if isinstance(value, list) else None):
-            broken = stored | {"params": stored["params"] | {name: [bad] * len(value) if isinstance(value, list)
-                                                             else bad}}
+            broken = stored | {
+                "params": stored["params"] | {name: [bad] * len(value) if isinstance(value, list) else bad}
+            }
             with pytest.raises(InputError, match="^calibrator"):
                 Calibrator.from_dict(broken)
     params = stored["params"]

@@ -29,9 +29,11 @@ from crsrisk.training.run import train
 # Fuzz budgets as hypothesis profiles, chosen by CRSRISK_FUZZ_PROFILE: "ci" (the default; its budget can still be
 # set with CRSRISK_FUZZ_EXAMPLES, 150 unless said) or "long" (20,000 examples per fuzz test, for a campaign:
 # CRSRISK_FUZZ_PROFILE=long pytest -q -p no:cacheprovider tests/test_fuzz_predict.py tests/test_fuzz_cli.py).
-_FUZZ_SETTINGS = {"deadline": None, "print_blob": True,
-                  "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
-                                            HealthCheck.function_scoped_fixture]}
+_FUZZ_SETTINGS = {
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+}
 settings.register_profile("ci", max_examples=int(os.environ.get("CRSRISK_FUZZ_EXAMPLES", "150")), **_FUZZ_SETTINGS)
 settings.register_profile("long", max_examples=20_000, **_FUZZ_SETTINGS)
 settings.load_profile(os.environ.get("CRSRISK_FUZZ_PROFILE", "ci"))
@@ -45,8 +47,13 @@ def private_audit_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
-    for name in ("CRSRISK_AUDIT_KEY", "CRSRISK_AUDIT_KEY_FILE", "CRSRISK_AUDIT_SALT",
-                 "CRSRISK_AUDIT_PSEUDONYM_KEY_FILE", "CRSRISK_AUDIT_WITNESS"):
+    for name in (
+        "CRSRISK_AUDIT_KEY",
+        "CRSRISK_AUDIT_KEY_FILE",
+        "CRSRISK_AUDIT_SALT",
+        "CRSRISK_AUDIT_PSEUDONYM_KEY_FILE",
+        "CRSRISK_AUDIT_WITNESS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -75,16 +82,38 @@ def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory)
             inputs[f"{task.name}__{landmark.label}"] = X
             fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
             calibrator = fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
-            models.append(TaskModel(task.name, landmark, fitted.get_booster(), calibrator, list(X.columns),
-                                    {"low": 0.1, "high": 0.3}, {"xgboost": {"auroc": 0.0}}, task.rule_version,
-                                    task.describe()))
-    return save_bundle(models, tmp_path_factory.mktemp("bundle") / "model",
-                       {"synthetic": True, "not_for_clinical_use": True, "training_cohort_fingerprint": "test",
-                        "training_population": training_population(small_cohort, inputs)})
+            models.append(
+                TaskModel(
+                    task.name,
+                    landmark,
+                    fitted.get_booster(),
+                    calibrator,
+                    list(X.columns),
+                    {"low": 0.1, "high": 0.3},
+                    {"xgboost": {"auroc": 0.0}},
+                    task.rule_version,
+                    task.describe(),
+                )
+            )
+    return save_bundle(
+        models,
+        tmp_path_factory.mktemp("bundle") / "model",
+        {
+            "synthetic": True,
+            "not_for_clinical_use": True,
+            "training_cohort_fingerprint": "test",
+            "training_population": training_population(small_cohort, inputs),
+        },
+    )
 
 
-TINY = TrainConfig(seed=3, cv=CVConfig(n_splits=3, n_repeats=1), tuning=TuningConfig(n_iter=2, inner_splits=2),
-                   bootstrap=BootstrapConfig(n_boot=50), xgboost_threads=1)
+TINY = TrainConfig(
+    seed=3,
+    cv=CVConfig(n_splits=3, n_repeats=1),
+    tuning=TuningConfig(n_iter=2, inner_splits=2),
+    bootstrap=BootstrapConfig(n_boot=50),
+    xgboost_threads=1,
+)
 
 
 @pytest.fixture(scope="session")

@@ -39,9 +39,14 @@ def search(resources: list[dict], kind: str, params: dict[str, str]) -> list[dic
 
 def searchset(resources: list[dict]) -> dict:
     """A searchset Bundle, as a FHIR server returns one (validated: an EHR's client expects valid FHIR)."""
-    found = {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-             "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-                       for r in resources]}
+    found = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in resources
+        ],
+    }
     FhirBundle.model_validate(found)
     return found
 
@@ -58,16 +63,22 @@ def resolve(resources: list[dict], query: str) -> Any:
 def hook_request(export: dict, **extra: Any) -> dict:
     """A patient-view call for the exported patient (no prefetch unless given)."""
     patient = next(e["resource"] for e in export["entry"] if e["resource"]["resourceType"] == "Patient")
-    return {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/example", "patientId": patient["id"]}, **extra}
+    return {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": patient["id"]},
+        **extra,
+    }
 
 
 def prefetched(export: dict) -> dict:
     """Every prefetch template filled from the export, as an EHR fills them before the call."""
     resources = [e["resource"] for e in export["entry"]]
     patient_id = hook_request(export)["context"]["patientId"]
-    return {key: resolve(resources, template.replace("{{context.patientId}}", patient_id))
-            for key, template in prefetch_templates().items()}
+    return {
+        key: resolve(resources, template.replace("{{context.patientId}}", patient_id))
+        for key, template in prefetch_templates().items()
+    }
 
 
 class StandInFhirServer(BaseHTTPRequestHandler):
@@ -81,14 +92,24 @@ class StandInFhirServer(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.seen.append(self.headers.get("Authorization", ""))
         if self.headers.get("Authorization") != f"Bearer {self.token}":
-            return self._send(401, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "login", "diagnostics": "bearer token required"}]})
+            return self._send(
+                401,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "login", "diagnostics": "bearer token required"}],
+                },
+            )
         url = urlparse(self.path)
         try:
             body = resolve(self.resources, url.path.strip("/") + (f"?{url.query}" if url.query else ""))
         except StopIteration:
-            return self._send(404, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "not-found", "diagnostics": url.path}]})
+            return self._send(
+                404,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "not-found", "diagnostics": url.path}],
+                },
+            )
         self._send(200, body)
 
     def _send(self, status: int, body: dict) -> None:

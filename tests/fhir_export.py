@@ -38,8 +38,14 @@ def _time(start: datetime, hours: float) -> str:
 
 def _field(pid: str, n: int, column: str, value: Any, start: datetime) -> dict:
     code = {"coding": [{"system": LOINC, "code": "29463-7"}]} if column == "weight_kg" else _project(column)
-    obs = {"resourceType": "Observation", "id": f"{pid}-f{n}", "status": "final", "code": code,
-           "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": start.isoformat()}
+    obs = {
+        "resourceType": "Observation",
+        "id": f"{pid}-f{n}",
+        "status": "final",
+        "code": code,
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": start.isoformat(),
+    }
     if isinstance(value, bool):
         obs["valueBoolean"] = value
     elif isinstance(value, (int, float)):
@@ -55,25 +61,48 @@ def patient_bundle(index: int, patient: dict, measurements: pd.DataFrame, events
     pid = str(patient["patient_id"])
     start = BASE + timedelta(days=index)
     subject = {"reference": f"Patient/{pid}"}
-    resources: list[dict] = [{"resourceType": "Patient", "id": pid,
-                              "birthDate": (start.date() - timedelta(days=round(patient["age_years"] * 365.25))).isoformat()}]
+    resources: list[dict] = [
+        {
+            "resourceType": "Patient",
+            "id": pid,
+            "birthDate": (start.date() - timedelta(days=round(patient["age_years"] * 365.25))).isoformat(),
+        }
+    ]
     if not _blank(patient.get("sex")):
         resources[0]["gender"] = {"M": "male", "F": "female"}[patient["sex"]]
     if not _blank(patient.get("center")):
         resources[0]["managingOrganization"] = {"display": patient["center"]}
     diagnosis = patient.get("diagnosis")
     if not _blank(diagnosis):
-        code = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": ICD10[diagnosis]}]} \
-            if diagnosis in ICD10 else _project(diagnosis)
+        code = (
+            {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": ICD10[diagnosis]}]}
+            if diagnosis in ICD10
+            else _project(diagnosis)
+        )
         resources.append({"resourceType": "Condition", "id": f"{pid}-dx", "subject": subject, "code": code})
-    procedure = {"resourceType": "Procedure", "id": f"{pid}-inf", "status": "completed", "subject": subject,
-                 "code": _project("car_t_infusion"), "performedDateTime": start.isoformat()}
+    procedure = {
+        "resourceType": "Procedure",
+        "id": f"{pid}-inf",
+        "status": "completed",
+        "subject": subject,
+        "code": _project("car_t_infusion"),
+        "performedDateTime": start.isoformat(),
+    }
     if not _blank(patient.get("product")):
         product = patient["product"]
         procedure["usedCode"] = [_project("other") if product == "other" else {"text": product.replace("_", " ")}]
     resources.append(procedure)
-    fields = ("weight_kg", "marrow_blasts_pct", "extramedullary_disease", "cns_status", "prior_hsct", "costim_domain",
-              "dose_1e6_cells_per_kg", "lymphodepletion", "followup_hours")
+    fields = (
+        "weight_kg",
+        "marrow_blasts_pct",
+        "extramedullary_disease",
+        "cns_status",
+        "prior_hsct",
+        "costim_domain",
+        "dose_1e6_cells_per_kg",
+        "lymphodepletion",
+        "followup_hours",
+    )
     for n, column in enumerate(fields):
         value = patient.get(column)
         if not _blank(value) and value != "":
@@ -81,39 +110,73 @@ def patient_bundle(index: int, patient: dict, measurements: pd.DataFrame, events
     for n, row in enumerate(measurements.itertuples(index=False)):
         loinc = code_for("measurement", row.analyte)
         code = {"coding": [{"system": LOINC, "code": loinc}]} if loinc else _project(row.analyte)
-        resources.append({"resourceType": "Observation", "id": f"{pid}-m{n}", "status": "final", "code": code,
-                          "subject": subject, "effectiveDateTime": _time(start, row.hours_since_infusion),
-                          "valueQuantity": {"value": float(row.value), "unit": row.unit, "system": UCUM_URI,
-                                            "code": UCUM[row.unit]}})
+        resources.append(
+            {
+                "resourceType": "Observation",
+                "id": f"{pid}-m{n}",
+                "status": "final",
+                "code": code,
+                "subject": subject,
+                "effectiveDateTime": _time(start, row.hours_since_infusion),
+                "valueQuantity": {
+                    "value": float(row.value),
+                    "unit": row.unit,
+                    "system": UCUM_URI,
+                    "code": UCUM[row.unit],
+                },
+            }
+        )
     for n, row in enumerate(events.itertuples(index=False)):
         when = _time(start, row.hours_since_infusion)
         if row.event in ("crs_grade", "icans_grade"):
-            resources.append({"resourceType": "Observation", "id": f"{pid}-e{n}", "status": "final",
-                              "code": _project(row.event), "subject": subject, "effectiveDateTime": when,
-                              "valueInteger": int(row.value)})
+            resources.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"{pid}-e{n}",
+                    "status": "final",
+                    "code": _project(row.event),
+                    "subject": subject,
+                    "effectiveDateTime": when,
+                    "valueInteger": int(row.value),
+                }
+            )
             continue
-        given = {"resourceType": "MedicationAdministration", "id": f"{pid}-e{n}", "status": "completed",
-                 "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": DRUG_RXNORM[row.event]}]},
-                 "subject": subject, "effectiveDateTime": when}
+        given = {
+            "resourceType": "MedicationAdministration",
+            "id": f"{pid}-e{n}",
+            "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": DRUG_RXNORM[row.event]}]},
+            "subject": subject,
+            "effectiveDateTime": when,
+        }
         if not (isinstance(row.value, float) and math.isnan(row.value)):
             given["dosage"] = {"dose": {"value": float(row.value), "unit": "mg"}}
         resources.append(given)
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": f"urn:x:{r['resourceType']}/{r['id']}", "resource": r} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": f"urn:x:{r['resourceType']}/{r['id']}", "resource": r} for r in resources],
+    }
 
 
 def cohort_bundles(patients: pd.DataFrame, measurements: pd.DataFrame, events: pd.DataFrame) -> list[dict]:
     """One Bundle per patient, in patients order."""
     by_m, by_e = dict(tuple(measurements.groupby("patient_id"))), dict(tuple(events.groupby("patient_id")))
     empty_m, empty_e = measurements.iloc[:0], events.iloc[:0]
-    return [patient_bundle(i, row, by_m.get(row["patient_id"], empty_m), by_e.get(row["patient_id"], empty_e))
-            for i, row in enumerate(patients.to_dict("records"))]
+    return [
+        patient_bundle(i, row, by_m.get(row["patient_id"], empty_m), by_e.get(row["patient_id"], empty_e))
+        for i, row in enumerate(patients.to_dict("records"))
+    ]
 
 
 CPT, ICD10PCS = "http://www.ama-assn.org/go/cpt", "http://www.cms.gov/Medicare/Coding/ICD10"
 # Product-specific ICD-10-PCS codes (peripheral vein), written from the CMS/MAC billing tables, not the importer.
-PCS_PRODUCT = {"tisagenlecleucel": "XW033J7", "axicabtagene_ciloleucel": "XW033H7",
-               "brexucabtagene_autoleucel": "XW033M7", "lisocabtagene_maraleucel": "XW23376"}
+PCS_PRODUCT = {
+    "tisagenlecleucel": "XW033J7",
+    "axicabtagene_ciloleucel": "XW033H7",
+    "brexucabtagene_autoleucel": "XW033M7",
+    "lisocabtagene_maraleucel": "XW23376",
+}
 LOCAL_LAB = "http://hospital.example/fhir/CodeSystem/lab"
 
 
@@ -124,21 +187,30 @@ def synthea_bundle(bundle: dict, infusion: str, local: dict[str, str] | None = N
     import uuid
 
     entries = []
-    urls = {f"{e['resource']['resourceType']}/{e['resource']['id']}":
-            f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, e['resource']['resourceType'] + e['resource']['id'])}"
-            for e in bundle["entry"]}
+    urls = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, e['resource']['resourceType'] + e['resource']['id'])}"
+        for e in bundle["entry"]
+    }
     for entry in bundle["entry"]:
         resource = json.loads(json.dumps(entry["resource"]))
         if "subject" in resource:
             resource["subject"] = {"reference": urls[resource["subject"]["reference"]]}
         if resource["resourceType"] == "Procedure":
             product = (resource.get("usedCode") or [{}])[0].get("text", "").replace(" ", "_")
-            coding = {"system": CPT, "code": "38228", "display": "CAR-T cell administration, autologous"} \
-                if infusion == "cpt" else {"system": ICD10PCS, "code": PCS_PRODUCT.get(product, "XW033C3")}
+            coding = (
+                {"system": CPT, "code": "38228", "display": "CAR-T cell administration, autologous"}
+                if infusion == "cpt"
+                else {"system": ICD10PCS, "code": PCS_PRODUCT.get(product, "XW033C3")}
+            )
             resource["code"] = {"coding": [coding]}
         for coding in (resource.get("code") or {}).get("coding", []):
             if coding.get("system") == LOINC and coding.get("code") in (local or {}):
                 coding.update(system=LOCAL_LAB, code=local[coding["code"]])
-        entries.append({"fullUrl": urls[f"{resource['resourceType']}/{resource['id']}"], "resource": resource,
-                        "request": {"method": "POST", "url": resource["resourceType"]}})
+        entries.append(
+            {
+                "fullUrl": urls[f"{resource['resourceType']}/{resource['id']}"],
+                "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"]},
+            }
+        )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

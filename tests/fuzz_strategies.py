@@ -24,16 +24,58 @@ FUZZ = settings()  # the loaded profile (tests/conftest.py)
 # Any text, lone surrogate halves included (st.text leaves them out by default).
 any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
 # Spellings a number can take, right and wrong: only ASCII decimal text is a number in the contract.
-number_text = st.sampled_from(["7", " 7 ", "+7", "-0", "7.", ".5", "7e1", "1E-3", "1_000", "0x10", "\u0661\u0662",
-                               "\uff17", "7\u00a0", "nan", "NaN", "inf", "-Infinity", "1e999", "", "  ", "7,5", "7 5",
-                               "1" * 400])
-extreme_numbers = st.sampled_from([0, -1, 2**53 + 1, 2**63, 2**64, 10**400, -(10**400), 1e308, -1e308, 5e-324,
-                                   math.nan, math.inf, -math.inf, -0.0])
-not_json = st.sampled_from([b"7", bytearray(b"7"), 1j, complex(7, 0), np.float64(7), np.int64(7), np.bool_(True),
-                            np.array([1.0]), (7,), {7}, object()])
-scalars = (st.none() | st.booleans() | st.integers() | st.floats() | any_text | number_text | extreme_numbers)
-junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
-                    max_leaves=8) | not_json
+number_text = st.sampled_from(
+    [
+        "7",
+        " 7 ",
+        "+7",
+        "-0",
+        "7.",
+        ".5",
+        "7e1",
+        "1E-3",
+        "1_000",
+        "0x10",
+        "\u0661\u0662",
+        "\uff17",
+        "7\u00a0",
+        "nan",
+        "NaN",
+        "inf",
+        "-Infinity",
+        "1e999",
+        "",
+        "  ",
+        "7,5",
+        "7 5",
+        "1" * 400,
+    ]
+)
+extreme_numbers = st.sampled_from(
+    [0, -1, 2**53 + 1, 2**63, 2**64, 10**400, -(10**400), 1e308, -1e308, 5e-324, math.nan, math.inf, -math.inf, -0.0]
+)
+not_json = st.sampled_from(
+    [
+        b"7",
+        bytearray(b"7"),
+        1j,
+        complex(7, 0),
+        np.float64(7),
+        np.int64(7),
+        np.bool_(True),
+        np.array([1.0]),
+        (7,),
+        {7},
+        object(),
+    ]
+)
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | any_text | number_text | extreme_numbers
+junk = (
+    st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3), max_leaves=8
+    )
+    | not_json
+)
 
 _UNITS = [(name, unit) for name, analyte in ANALYTES.items() for unit in analyte.conversions]
 _CHOICES = {c.name: c.choices for c in PATIENT_COLUMNS if c.choices}
@@ -62,8 +104,12 @@ def measurement_rows(draw: st.DrawFn) -> dict[str, Any]:
     low, high = ANALYTES[name].low, ANALYTES[name].high
     conversion = ANALYTES[name].conversions[unit]
     value = (draw(st.floats(low, min(high, 1e5))) - conversion.offset) / conversion.scale
-    return {"hours_since_infusion": draw(st.floats(-48, 200).map(lambda h: round(h, 2))), "analyte": name,
-            "value": value, "unit": unit}
+    return {
+        "hours_since_infusion": draw(st.floats(-48, 200).map(lambda h: round(h, 2))),
+        "analyte": name,
+        "value": value,
+        "unit": unit,
+    }
 
 
 @st.composite
@@ -71,8 +117,7 @@ def event_rows(draw: st.DrawFn) -> dict[str, Any]:
     """A grade change or a dose."""
     kind = draw(st.sampled_from(EVENT_KINDS))
     value = draw(st.integers(0, 4)) if kind.endswith("_grade") else draw(st.none() | st.floats(1, 800))
-    return {"hours_since_infusion": draw(st.floats(0, 200).map(lambda h: round(h, 2))), "event": kind,
-            "value": value}
+    return {"hours_since_infusion": draw(st.floats(0, 200).map(lambda h: round(h, 2))), "event": kind, "value": value}
 
 
 @st.composite
@@ -101,8 +146,11 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
         if where == "patient" and isinstance(record.get("patient"), dict):
             key = draw(st.sampled_from([c.name for c in PATIENT_COLUMNS] + ["agee"]))
             record["patient"][key] = draw(junk)
-        elif where in ("measurements", "events") and isinstance(record.get(where), list) and any(
-                isinstance(row, dict) for row in record[where]):
+        elif (
+            where in ("measurements", "events")
+            and isinstance(record.get(where), list)
+            and any(isinstance(row, dict) for row in record[where])
+        ):
             row = draw(st.sampled_from([row for row in record[where] if isinstance(row, dict)]))
             key = draw(st.sampled_from(sorted(row) + ["patient_id", "extra"]))
             row[key] = draw(junk)
@@ -119,13 +167,29 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
     return record
 
 
-_FHIR_TYPES = st.sampled_from(["Patient", "Observation", "Procedure", "MedicationAdministration", "Condition",
-                               "Medication", "Encounter"])
-fhir_resources = st.fixed_dictionaries({"resourceType": _FHIR_TYPES}, optional={
-    "id": junk | st.just("p1"), "status": junk | st.just("final"), "subject": junk | st.just({"reference": "Patient/p1"}),
-    "code": junk, "valueQuantity": junk | st.fixed_dictionaries({"value": scalars, "unit": any_text}),
-    "effectiveDateTime": junk | st.just("2024-01-01T10:00:00Z"), "birthDate": junk | st.just("2015-01-01")})
+_FHIR_TYPES = st.sampled_from(
+    ["Patient", "Observation", "Procedure", "MedicationAdministration", "Condition", "Medication", "Encounter"]
+)
+fhir_resources = st.fixed_dictionaries(
+    {"resourceType": _FHIR_TYPES},
+    optional={
+        "id": junk | st.just("p1"),
+        "status": junk | st.just("final"),
+        "subject": junk | st.just({"reference": "Patient/p1"}),
+        "code": junk,
+        "valueQuantity": junk | st.fixed_dictionaries({"value": scalars, "unit": any_text}),
+        "effectiveDateTime": junk | st.just("2024-01-01T10:00:00Z"),
+        "birthDate": junk | st.just("2015-01-01"),
+    },
+)
 # What ``crsrisk.predict`` reads as a FHIR Bundle: entries of junk or of loosely shaped resources.
-fhir_bundles = st.fixed_dictionaries({"resourceType": st.just("Bundle")}, optional={
-    "type": junk, "entry": junk | st.lists(junk | st.fixed_dictionaries({}, optional={"resource": fhir_resources,
-                                                                                       "fullUrl": junk}), max_size=4)})
+fhir_bundles = st.fixed_dictionaries(
+    {"resourceType": st.just("Bundle")},
+    optional={
+        "type": junk,
+        "entry": junk
+        | st.lists(
+            junk | st.fixed_dictionaries({}, optional={"resource": fhir_resources, "fullUrl": junk}), max_size=4
+        ),
+    },
+)

@@ -71,8 +71,15 @@ def _window_stats(window: pd.DataFrame) -> pd.DataFrame:
     s = sums.groupby(keys, sort=False)[["n", "x", "y", "xx", "xy"]].sum()
     denominator = s["n"] * s["xx"] - s["x"] ** 2
     slope = (s["n"] * s["xy"] - s["x"] * s["y"]) / denominator.where(denominator > 1e-9)
-    return pd.concat([_wide(last, "_last"), _wide(peak, "_max"), _wide(slope.where(s["n"] >= 2), "_log_slope"),
-                      _wide(at_peak["hours_since_infusion"], "_hours_to_max")], axis=1)
+    return pd.concat(
+        [
+            _wide(last, "_last"),
+            _wide(peak, "_max"),
+            _wide(slope.where(s["n"] >= 2), "_log_slope"),
+            _wide(at_peak["hours_since_infusion"], "_hours_to_max"),
+        ],
+        axis=1,
+    )
 
 
 def _fever(window: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +96,11 @@ def _fever(window: pd.DataFrame) -> pd.DataFrame:
 def _course(events: pd.DataFrame, landmarks: pd.Series) -> pd.DataFrame:
     """The clinical course known at the landmark: grades so far, doses so far, time since CRS onset."""
     crs = events[events["event"] == "crs_grade"].groupby("patient_id")
-    onset = events[(events["event"] == "crs_grade") & (events["value"] >= 1)].groupby("patient_id")["hours_since_infusion"].min()
+    onset = (
+        events[(events["event"] == "crs_grade") & (events["value"] >= 1)]
+        .groupby("patient_id")["hours_since_infusion"]
+        .min()
+    )
     out = pd.DataFrame(index=landmarks.index)
     out["crs_grade_current"] = crs["value"].last().reindex(out.index).fillna(0.0)
     out["crs_grade_max"] = crs["value"].max().reindex(out.index).fillna(0.0)
@@ -121,8 +132,10 @@ def reference_features(cohort: Cohort, landmarks: pd.Series, window: bool | None
     before = _with_landmarks(cohort.measurements, landmarks)
     start = before["hours_since_infusion"]
     baseline = before[(start >= -BASELINE_WINDOW_HOURS) & (start < 0)]
-    parts = [_patient_features(cohort.patients.set_index("patient_id").reindex(index)),
-             _wide(baseline.groupby(["patient_id", "analyte"], sort=False)["value"].last(), prefix="baseline_")]
+    parts = [
+        _patient_features(cohort.patients.set_index("patient_id").reindex(index)),
+        _wide(baseline.groupby(["patient_id", "analyte"], sort=False)["value"].last(), prefix="baseline_"),
+    ]
     if window:
         after = before[start >= 0]
         parts += [_window_stats(after), _fever(after), _course(_with_landmarks(cohort.events, landmarks), landmarks)]

@@ -58,12 +58,15 @@ def test_store_raw_keeps_the_id_when_configured(tmp_path: Path) -> None:
     assert record["patient_id"] == "PAT-9" and record["inputs"] == {"age": 3}
 
 
-@pytest.mark.parametrize("damage, named", [
-    ("edit", "line 3 (seq 2): content does not match its HMAC: record edited"),
-    ("delete", "line 3 (seq 3): expected seq 2"),
-    ("swap", "line 2 (seq 2): expected seq 1"),
-    ("torn", "line 6: incomplete last record"),
-])
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("edit", "line 3 (seq 2): content does not match its HMAC: record edited"),
+        ("delete", "line 3 (seq 3): expected seq 2"),
+        ("swap", "line 2 (seq 2): expected seq 1"),
+        ("torn", "line 6: incomplete last record"),
+    ],
+)
 def test_tampering_is_found_and_named(tmp_path: Path, damage: str, named: str) -> None:
     path = tmp_path / "log.jsonl"
     fill(path)
@@ -124,8 +127,11 @@ def rechain(path: Path, key: bytes) -> None:
     for record in records:
         record["prev_hash"] = previous
         body = json.dumps({k: v for k, v in record.items() if k != "hash"}, sort_keys=True, separators=(",", ":"))
-        record["hash"] = previous = (hmac.new(key, body.encode(), hashlib.sha256).hexdigest() if key
-                                     else hashlib.sha256(body.encode()).hexdigest())
+        record["hash"] = previous = (
+            hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+            if key
+            else hashlib.sha256(body.encode()).hexdigest()
+        )
     path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in records))
 
 
@@ -153,22 +159,27 @@ def test_records_dropped_from_the_end_are_found_by_the_witness_or_an_anchored_he
     rewrite(path, path.read_text().splitlines(keepends=True)[:3])
     assert verify_log(path, witness=False).ok  # a shorter chain is still a valid chain ...
     result = verify_log(path, expect_head=head, witness=False)  # ... but not one that reaches the anchored head
-    assert result.problems == ["expected head seq 4 is not in the log, which ends at seq 2: records were dropped "
-                               "from the end, or the log was replaced"]
+    assert result.problems == [
+        "expected head seq 4 is not in the log, which ends at seq 2: records were dropped "
+        "from the end, or the log was replaced"
+    ]
     path.write_text("")
     assert "which is empty" in verify_log(path, expect_head=head, witness=False).problems[0]
     assert verify_log(path).problems[0].startswith("witnessed head (in ")
 
 
-@pytest.mark.parametrize("line", [
-    b"\x00\xff\xfe garbage \x80\n",
-    b"[1, 2, 3]\n",
-    b'{"seq": "3", "hash": 5, "prev_hash": null}\n',
-    b'{"seq": true, "hash": "x", "prev_hash": "y"}\n',
-    b'{"seq": 2, "hash": "\\ud800", "prev_hash": "y", "p": NaN}\n',
-    b'{"seq": 2, "hash": "\xc3\xa9", "prev_hash": "y"}\n',
-    b"[" * 100000 + b"\n",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"\x00\xff\xfe garbage \x80\n",
+        b"[1, 2, 3]\n",
+        b'{"seq": "3", "hash": 5, "prev_hash": null}\n',
+        b'{"seq": true, "hash": "x", "prev_hash": "y"}\n',
+        b'{"seq": 2, "hash": "\\ud800", "prev_hash": "y", "p": NaN}\n',
+        b'{"seq": 2, "hash": "\xc3\xa9", "prev_hash": "y"}\n',
+        b"[" * 100000 + b"\n",
+    ],
+)
 def test_verify_reports_a_damaged_line_and_never_crashes(tmp_path: Path, line: bytes) -> None:
     path = tmp_path / "log.jsonl"
     fill(path)
@@ -254,8 +265,9 @@ def test_regression_0_of_300_races_of_6_first_writers_fail(tmp_path: Path) -> No
     paths = [tmp_path / f"race{round_}" / "log.jsonl" for round_ in range(RACES)]
     barrier = multiprocessing.get_context("spawn").Barrier(RACERS)
     failures = [tmp_path / f"failures{w}.txt" for w in range(RACERS)]
-    run_in_processes(_first_writer, [([str(p) for p in paths], w, barrier, str(failures[w])) for w in range(RACERS)],
-                     timeout=240)
+    run_in_processes(
+        _first_writer, [([str(p) for p in paths], w, barrier, str(failures[w])) for w in range(RACERS)], timeout=240
+    )
     failed = [line for file in failures for line in file.read_text().splitlines()]
     assert failed == [], failed[:5]
     for path in paths:
@@ -301,8 +313,7 @@ def test_verify_reads_the_log_as_it_was_when_it_started(tmp_path: Path) -> None:
         assert [first, *lines] == path.read_bytes().splitlines(keepends=True)[:3]
 
 
-def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "log.jsonl"
     winner = "w" * 64
     real_link = os.link
@@ -319,8 +330,9 @@ def test_a_writer_that_loses_the_key_race_uses_the_winners_key(tmp_path: Path,
     assert sorted(p.name for p in key_path(path).parent.iterdir()) == [key_path(path).name]  # staging removed
 
 
-def test_a_key_from_the_environment_still_gets_a_private_folder_made(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_from_the_environment_still_gets_a_private_folder_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRSRISK_AUDIT_KEY", "e" * 40)
     path = tmp_path / "made" / "log.jsonl"
     AuditLog(path).append({"x": 1})
@@ -352,8 +364,10 @@ def test_regression_truncation_is_caught_by_plain_verify(tmp_path: Path) -> None
     fill(path)
     rewrite(path, path.read_text().splitlines(keepends=True)[:3])
     result = verify_log(path)
-    assert result.problems == [f"witnessed head (in {witness_path(path)}) seq 4 is not in the log, which ends at "
-                               "seq 2: records were dropped from the end, or the log was replaced"]
+    assert result.problems == [
+        f"witnessed head (in {witness_path(path)}) seq 4 is not in the log, which ends at "
+        "seq 2: records were dropped from the end, or the log was replaced"
+    ]
 
 
 def test_regression_forged_append_and_rechain_are_caught(tmp_path: Path) -> None:
@@ -389,15 +403,20 @@ def test_regression_a_duplicate_key_record_is_caught(tmp_path: Path) -> None:
     lines[2] = lines[2].replace('{"hash"', '{"band":"low","band":"high","hash"', 1)
     rewrite(path, lines)
     result = verify_log(path)
-    assert result.problems[0] == ("line 3: names the key 'band' twice: a record with a duplicate key (the writer "
-                                  "never makes one; readers would disagree on its value)")
+    assert result.problems[0] == (
+        "line 3: names the key 'band' twice: a record with a duplicate key (the writer "
+        "never makes one; readers would disagree on its value)"
+    )
 
 
-@pytest.mark.parametrize("encode", [
-    lambda r: json.dumps(r, sort_keys=True),  # spaces after separators
-    lambda r: json.dumps(dict(reversed(list(r.items()))), separators=(",", ":")),  # keys not sorted
-    lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False),  # non-ASCII kept raw
-])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda r: json.dumps(r, sort_keys=True),  # spaces after separators
+        lambda r: json.dumps(dict(reversed(list(r.items()))), separators=(",", ":")),  # keys not sorted
+        lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False),  # non-ASCII kept raw
+    ],
+)
 def test_regression_a_non_canonical_encoding_is_caught(tmp_path: Path, encode: Any) -> None:
     path = tmp_path / "log.jsonl"
     log = fill(path, 2)
@@ -406,8 +425,10 @@ def test_regression_a_non_canonical_encoding_is_caught(tmp_path: Path, encode: A
     lines[2] = encode(json.loads(lines[2])) + "\n"
     rewrite(path, lines)
     result = verify_log(path)
-    assert result.problems == ["line 3 (seq 2): not the canonical encoding (keys sorted, no spaces, ASCII) the "
-                               "writer produces: record re-encoded or hand-edited"]
+    assert result.problems == [
+        "line 3 (seq 2): not the canonical encoding (keys sorted, no spaces, ASCII) the "
+        "writer produces: record re-encoded or hand-edited"
+    ]
 
 
 def test_regression_a_legacy_key_beside_the_log_still_verifies(tmp_path: Path) -> None:
@@ -433,9 +454,13 @@ def test_the_witness_can_be_syslog(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_a_prediction_record_carries_what_monitoring_needs(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "log.jsonl")
-    output = {"task": "crs_grade2plus", "landmark_hours": 24.0, "horizon_hours": 48.0, "probability": 0.3,
-              "band": "intermediate"}
-    record = log.append(prediction_record(log, {"bundle_sha256": "ab" * 32}, "PAT-1", "fp", [output],
-                                          now_hours=30.5))
+    output = {
+        "task": "crs_grade2plus",
+        "landmark_hours": 24.0,
+        "horizon_hours": 48.0,
+        "probability": 0.3,
+        "band": "intermediate",
+    }
+    record = log.append(prediction_record(log, {"bundle_sha256": "ab" * 32}, "PAT-1", "fp", [output], now_hours=30.5))
     assert record["model_sha256"] == "ab" * 32 and record["now_hours"] == 30.5 and record["outputs"] == [output]
     assert record["patient_hash"] == pseudonym(pseudonym_key(), "PAT-1") and "PAT-1" not in json.dumps(record)

@@ -14,8 +14,9 @@ from crsrisk.cohort.validated import Cohort
 from tests_support import patient_record
 
 
-def test_a_torn_line_does_not_stop_the_next_prediction(small_cohort: Cohort, small_bundle: Path,
-                                                       tmp_path: Path) -> None:
+def test_a_torn_line_does_not_stop_the_next_prediction(
+    small_cohort: Cohort, small_bundle: Path, tmp_path: Path
+) -> None:
     from crsrisk.scoring import predict
 
     log = tmp_path / "audit.jsonl"
@@ -34,11 +35,14 @@ def test_a_torn_line_does_not_stop_the_next_prediction(small_cohort: Cohort, sma
     assert kinds == ["prediction", "recovery", "prediction"]
 
 
-def test_batch_predict_writes_one_record_for_the_cohort(small_cohort_dir: Path, small_bundle: Path,
-                                                        tmp_path: Path) -> None:
+def test_batch_predict_writes_one_record_for_the_cohort(
+    small_cohort_dir: Path, small_bundle: Path, tmp_path: Path
+) -> None:
     log, out = tmp_path / "audit.jsonl", tmp_path / "scores.csv"
-    result = CliRunner().invoke(app, ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out",
-                                      str(out), "--audit-log", str(log)])
+    result = CliRunner().invoke(
+        app,
+        ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(out), "--audit-log", str(log)],
+    )
     assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
     (stored,) = AuditLog(log).records()
     assert stored["kind"] == "batch_prediction" and stored["model"]["signature"] == "unsigned"
@@ -50,26 +54,53 @@ def test_batch_predict_writes_one_record_for_the_cohort(small_cohort_dir: Path, 
     assert verify_log(log).ok
 
 
-def test_an_unwritable_audit_log_stops_batch_scoring_with_a_clear_error(small_cohort_dir: Path, small_bundle: Path,
-                                                                         tmp_path: Path) -> None:
+def test_an_unwritable_audit_log_stops_batch_scoring_with_a_clear_error(
+    small_cohort_dir: Path, small_bundle: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "scores.csv"
-    result = CliRunner().invoke(app, ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out",
-                                      str(out), "--audit-log", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            str(small_cohort_dir),
+            "--model",
+            str(small_bundle),
+            "--out",
+            str(out),
+            "--audit-log",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "AuditLogError" in result.output and "cannot write the audit log" in result.output
     assert not out.exists()  # no scores without their audit record
 
 
 @pytest.mark.slow
-def test_explain_writes_records_for_a_patient_and_a_cohort(small_cohort: Cohort, small_cohort_dir: Path,
-                                                           small_bundle: Path, tmp_path: Path) -> None:
+def test_explain_writes_records_for_a_patient_and_a_cohort(
+    small_cohort: Cohort, small_cohort_dir: Path, small_bundle: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "audit.jsonl"
     patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0]),
-                                  default=str))
+    patient.write_text(
+        json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0]), default=str)
+    )
     runner = CliRunner()
     for target in (patient, small_cohort_dir):
-        result = runner.invoke(app, ["explain", str(target), "--model", str(small_bundle), "--now-hours", "40",
-                                     "--out", str(tmp_path / "plots"), "--audit-log", str(log)])
+        result = runner.invoke(
+            app,
+            [
+                "explain",
+                str(target),
+                "--model",
+                str(small_bundle),
+                "--now-hours",
+                "40",
+                "--out",
+                str(tmp_path / "plots"),
+                "--audit-log",
+                str(log),
+            ],
+        )
         assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
     single, cohort = AuditLog(log).records()
     assert single["kind"] == "prediction" and single["outputs"]

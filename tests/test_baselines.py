@@ -16,15 +16,19 @@ def frame(**columns) -> pd.DataFrame:
 
 
 def test_hay_rule_fires_exactly_at_both_thresholds() -> None:
-    X = frame(temperature_max=[38.9, 38.89, 39.5, np.nan, 40.0, 38.9],
-              mcp1_max=[1343.5, 5000, 1343.4, 5000, np.nan, 1343.6])
+    X = frame(
+        temperature_max=[38.9, 38.89, 39.5, np.nan, 40.0, 38.9], mcp1_max=[1343.5, 5000, 1343.4, 5000, np.nan, 1343.6]
+    )
     assert list(PublishedScore("hay2017").score_raw(X)) == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     assert list(PublishedScore("hay2017").predict(X)) == [1, 0, 0, 0, 0, 1]  # the published classification
 
 
 def test_gust_rule_needs_all_three() -> None:
-    X = frame(temperature_max=[39, 39, 39, 38.8, 39], il6_max=[16, 15.9, 100, 100, np.nan],
-              mcp1_max=[1343.5, 2000, 1000, 2000, 2000])
+    X = frame(
+        temperature_max=[39, 39, 39, 38.8, 39],
+        il6_max=[16, 15.9, 100, 100, np.nan],
+        mcp1_max=[1343.5, 2000, 1000, 2000, 2000],
+    )
     assert list(PublishedScore("gust2017").score_raw(X)) == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
@@ -37,8 +41,9 @@ def test_rule_probability_is_the_training_event_rate_in_each_arm() -> None:
 
 def test_teachey_is_refitted_on_the_training_fold_only() -> None:
     rng = np.random.default_rng(0)
-    X = frame(sgp130_max=rng.lognormal(12, 0.3, 300), ifng_max=rng.lognormal(3, 1.5, 300),
-              il1ra_max=rng.lognormal(7, 1, 300))
+    X = frame(
+        sgp130_max=rng.lognormal(12, 0.3, 300), ifng_max=rng.lognormal(3, 1.5, 300), il1ra_max=rng.lognormal(7, 1, 300)
+    )
     y = (np.log(X["ifng_max"]) + rng.normal(0, 1, 300) > 3.5).astype(int).to_numpy()
     one = clone(PublishedScore("teachey2016")).fit(X.iloc[:150], y[:150])
     two = clone(PublishedScore("teachey2016")).fit(X.iloc[150:], y[150:])
@@ -80,8 +85,12 @@ def test_m_easix_uses_the_latest_value() -> None:
 
 def test_toci_simple_logs_the_lab_values_only() -> None:
     rng = np.random.default_rng(1)
-    X = frame(il6_last=rng.lognormal(5, 1, 80), ferritin_last=rng.lognormal(8, 1, 80),
-              marrow_blasts_pct=rng.uniform(0, 90, 80), crs_grade_current=rng.integers(0, 3, 80))
+    X = frame(
+        il6_last=rng.lognormal(5, 1, 80),
+        ferritin_last=rng.lognormal(8, 1, 80),
+        marrow_blasts_pct=rng.uniform(0, 90, 80),
+        crs_grade_current=rng.integers(0, 3, 80),
+    )
     y = (X["crs_grade_current"] >= 2).astype(int).to_numpy()
     model = PublishedScore("toci_simple").fit(X, y)
     assert model.medians_["crs_grade_current"] == X["crs_grade_current"].median()
@@ -95,8 +104,9 @@ def test_registry_and_applicability() -> None:
     assert baselines_for("icans", 36) == ["m_easix", "easix", "gust2017"]
     assert baselines_for("toci_refractory", "first_tocilizumab") == ["toci_simple"]
     assert baselines_for("toci_refractory", 36.0) == []
-    assert all(spec.citation and spec.status in {"confirmed", "to confirm", "project baseline"}
-               for spec in BASELINES.values())
+    assert all(
+        spec.citation and spec.status in {"confirmed", "to confirm", "project baseline"} for spec in BASELINES.values()
+    )
 
 
 def test_clear_errors() -> None:

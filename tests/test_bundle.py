@@ -25,9 +25,15 @@ def bundle_copy(small_bundle: Path, tmp_path: Path) -> Path:
 def test_round_trip_keeps_models_and_metadata(small_bundle: Path) -> None:
     bundle = load_bundle(small_bundle)
     assert bundle.tasks == ["severe_crs", "icans", "severe_crs_dynamic", "icans_dynamic", "toci_refractory"]
-    assert set(bundle.models) == {"severe_crs__0h", "severe_crs__36h", "icans__0h", "icans__36h",
-                                  "severe_crs_dynamic__every12h_0-168h", "icans_dynamic__every12h_0-168h",
-                                  "toci_refractory__first_tocilizumab"}
+    assert set(bundle.models) == {
+        "severe_crs__0h",
+        "severe_crs__36h",
+        "icans__0h",
+        "icans__36h",
+        "severe_crs_dynamic__every12h_0-168h",
+        "icans_dynamic__every12h_0-168h",
+        "toci_refractory__first_tocilizumab",
+    }
     assert bundle.models["icans_dynamic__every12h_0-168h"].landmark == Grid(0.0, 168.0, 12.0)
     assert bundle.metadata.synthetic is True and bundle.metadata.not_for_clinical_use is True
     model = bundle.models["severe_crs__36h"]
@@ -38,11 +44,14 @@ def test_round_trip_keeps_models_and_metadata(small_bundle: Path) -> None:
     assert all(name.endswith(".json") for name in files if name != "pyfunc_entry.py") and "pyfunc_entry.py" in files
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("flip", "severe_crs__36h/booster.json' does not match"),
-    ("extra", "'severe_crs__36h/evil.py' is not in the manifest"),
-    ("missing", "'icans__0h/calibrator.json' listed in the manifest is missing"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("flip", "severe_crs__36h/booster.json' does not match"),
+        ("extra", "'severe_crs__36h/evil.py' is not in the manifest"),
+        ("missing", "'icans__0h/calibrator.json' listed in the manifest is missing"),
+    ],
+)
 def test_tampered_bundle_is_refused_naming_the_file(bundle_copy: Path, damage: str, message: str) -> None:
     if damage == "flip":
         booster = bundle_copy / "severe_crs__36h" / "booster.json"

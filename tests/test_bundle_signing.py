@@ -41,8 +41,11 @@ def no_trusted_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 def remanifest(folder: Path) -> None:
     """What an attacker without the key can do: recompute every hash after an edit."""
     manifest = json.loads((folder / "manifest.json").read_text())
-    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and p.name not in ("manifest.json", "signature.json"))
+    names = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in ("manifest.json", "signature.json")
+    )
     manifest["files"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
@@ -76,16 +79,19 @@ def test_signed_bundle_is_verified_against_trusted_keys(bundle_copy: Path, keys,
     private, public = keys["ours"]
     sign_bundle(bundle_copy, private)
     key_id = next(iter(trusted_keys(str(public))))
-    assert load_bundle(bundle_copy).trust == f"signed by key {key_id}, not verified: no trusted keys configured " \
-                                             f"({ENV_TRUSTED_KEYS})"
+    assert (
+        load_bundle(bundle_copy).trust == f"signed by key {key_id}, not verified: no trusted keys configured "
+        f"({ENV_TRUSTED_KEYS})"
+    )
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(public.parent))  # a folder of keys: both are trusted
     assert load_bundle(bundle_copy).trust == f"signed by trusted key {key_id}, verified"
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(public))
     assert load_bundle(bundle_copy).trust == f"signed by trusted key {key_id}, verified"
 
 
-def test_edited_and_remanifested_bundle_is_refused_when_keys_are_configured(bundle_copy: Path, keys,
-                                                                           monkeypatch) -> None:
+def test_edited_and_remanifested_bundle_is_refused_when_keys_are_configured(
+    bundle_copy: Path, keys, monkeypatch
+) -> None:
     private, public = keys["ours"]
     sign_bundle(bundle_copy, private)
     edit_json(bundle_copy / "icans__36h" / "calibrator.json", lambda d: d["params"].update(b=5.0))
@@ -120,8 +126,7 @@ def test_signing_refuses_a_bundle_that_does_not_match_its_manifest(bundle_copy: 
     assert not (bundle_copy / "signature.json").exists()
 
 
-def test_a_misconfigured_trust_setting_is_an_error_not_silence(bundle_copy: Path, tmp_path: Path,
-                                                               monkeypatch) -> None:
+def test_a_misconfigured_trust_setting_is_an_error_not_silence(bundle_copy: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(tmp_path / "typo.pem"))
     with pytest.raises(BundleIntegrityError, match="neither a key file nor a folder"):
         load_bundle(bundle_copy)
@@ -131,15 +136,17 @@ def test_a_misconfigured_trust_setting_is_an_error_not_silence(bundle_copy: Path
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("traversal_key", "model key '../icans__0h' is not a plain folder name"),
-    ("absolute_name", "manifest names '/etc/passwd', which is not a file inside the bundle folder"),
-    ("dotdot_name", "manifest names 'icans__0h/../../outside.json'"),
-    ("symlink_file", "'icans__0h/calibrator.json' is a symlink"),
-    ("symlink_folder", "'icans__36h' is a symlink"),
-])
-def test_names_are_confined_to_the_bundle_folder(bundle_copy: Path, tmp_path: Path, damage: str,
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("traversal_key", "model key '../icans__0h' is not a plain folder name"),
+        ("absolute_name", "manifest names '/etc/passwd', which is not a file inside the bundle folder"),
+        ("dotdot_name", "manifest names 'icans__0h/../../outside.json'"),
+        ("symlink_file", "'icans__0h/calibrator.json' is a symlink"),
+        ("symlink_folder", "'icans__36h' is a symlink"),
+    ],
+)
+def test_names_are_confined_to_the_bundle_folder(bundle_copy: Path, tmp_path: Path, damage: str, message: str) -> None:
     outside = tmp_path / "outside.json"
     outside.write_text("{}")
     if damage == "traversal_key":
@@ -161,35 +168,44 @@ def test_names_are_confined_to_the_bundle_folder(bundle_copy: Path, tmp_path: Pa
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("nan_platt", "calibrator.json: calibrator: parameter a must be a finite number, got nan"),
-    ("text_platt", "parameter b must be a finite number, got '1'"),
-    ("isotonic_x", "isotonic x must be strictly increasing"),
-    ("isotonic_y", "isotonic y must be non-decreasing probabilities in \\[0, 1\\]"),
-    ("isotonic_above_one", "isotonic y must be non-decreasing probabilities in \\[0, 1\\]"),
-    ("band_above_one", "bands must satisfy 0 <= low <= high <= 1"),
-    ("band_order", "bands must satisfy 0 <= low <= high <= 1"),
-    ("band_nan", "band 'high' must be a finite number"),
-    ("band_missing", "bands must be"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("nan_platt", "calibrator.json: calibrator: parameter a must be a finite number, got nan"),
+        ("text_platt", "parameter b must be a finite number, got '1'"),
+        ("isotonic_x", "isotonic x must be strictly increasing"),
+        ("isotonic_y", "isotonic y must be non-decreasing probabilities in \\[0, 1\\]"),
+        ("isotonic_above_one", "isotonic y must be non-decreasing probabilities in \\[0, 1\\]"),
+        ("band_above_one", "bands must satisfy 0 <= low <= high <= 1"),
+        ("band_order", "bands must satisfy 0 <= low <= high <= 1"),
+        ("band_nan", "band 'high' must be a finite number"),
+        ("band_missing", "bands must be"),
+    ],
+)
 def test_calibrators_and_bands_are_checked_before_serving(bundle_copy: Path, damage: str, message: str) -> None:
     calibrator = bundle_copy / "severe_crs__36h" / "calibrator.json"
     isotonic = {"x": [-1.0, 0.0, 1.0], "y": [0.1, 0.2, 0.3]}
     changes = {
         "nan_platt": lambda: calibrator.write_text('{"method": "platt", "params": {"a": NaN, "b": 0.0}}'),
         "text_platt": lambda: edit_json(calibrator, lambda d: d["params"].update(b="1")),
-        "isotonic_x": lambda: calibrator.write_text(json.dumps(
-            {"method": "isotonic", "params": {**isotonic, "x": [-1.0, 1.0, 0.0]}})),
-        "isotonic_y": lambda: calibrator.write_text(json.dumps(
-            {"method": "isotonic", "params": {**isotonic, "y": [0.3, 0.2, 0.1]}})),
-        "isotonic_above_one": lambda: calibrator.write_text(json.dumps(
-            {"method": "isotonic", "params": {**isotonic, "y": [0.1, 0.5, 1.5]}})),
-        "band_above_one": lambda: edit_json(bundle_copy / "bundle.json",
-                                            lambda d: d["models"][1]["bands"].update(high=1.5)),
-        "band_order": lambda: edit_json(bundle_copy / "bundle.json",
-                                        lambda d: d["models"][1]["bands"].update(low=0.5, high=0.2)),
+        "isotonic_x": lambda: calibrator.write_text(
+            json.dumps({"method": "isotonic", "params": {**isotonic, "x": [-1.0, 1.0, 0.0]}})
+        ),
+        "isotonic_y": lambda: calibrator.write_text(
+            json.dumps({"method": "isotonic", "params": {**isotonic, "y": [0.3, 0.2, 0.1]}})
+        ),
+        "isotonic_above_one": lambda: calibrator.write_text(
+            json.dumps({"method": "isotonic", "params": {**isotonic, "y": [0.1, 0.5, 1.5]}})
+        ),
+        "band_above_one": lambda: edit_json(
+            bundle_copy / "bundle.json", lambda d: d["models"][1]["bands"].update(high=1.5)
+        ),
+        "band_order": lambda: edit_json(
+            bundle_copy / "bundle.json", lambda d: d["models"][1]["bands"].update(low=0.5, high=0.2)
+        ),
         "band_nan": lambda: (bundle_copy / "bundle.json").write_text(
-            (bundle_copy / "bundle.json").read_text().replace('"high": 0.3', '"high": NaN', 1)),
+            (bundle_copy / "bundle.json").read_text().replace('"high": 0.3', '"high": NaN', 1)
+        ),
         "band_missing": lambda: edit_json(bundle_copy / "bundle.json", lambda d: d["models"][1].pop("bands")),
     }
     changes[damage]()
@@ -227,8 +243,9 @@ def test_cli_keygen_sign_and_refusal(bundle_copy: Path, tmp_path: Path, small_co
     again = runner.invoke(app, ["keygen", "--out", str(tmp_path / "site")])
     assert again.exit_code == 2 and "already exists" in again.output
     patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0]),
-                                  default=str))
+    patient.write_text(
+        json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0]), default=str)
+    )
     command = ["predict", str(patient), "--model", str(bundle_copy), "--no-audit", "--now-hours", "40"]
     trusted = {ENV_TRUSTED_KEYS: str(tmp_path / "site.pub")}
     served = runner.invoke(app, command, env=trusted)
@@ -266,8 +283,9 @@ def test_the_logged_mlflow_model_runs_the_bundles_pinned_entry_point(small_bundl
     try:
         experiment = mlflow.create_experiment("entry", artifact_location=(tmp_path / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment):
-            uri = log_bundle_to_mlflow(small_bundle, "severe_crs", load_bundle(small_bundle).models[
-                "severe_crs__36h"].landmark)
+            uri = log_bundle_to_mlflow(
+                small_bundle, "severe_crs", load_bundle(small_bundle).models["severe_crs__36h"].landmark
+            )
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "download")))
     finally:
         mlflow.set_tracking_uri(previous)
@@ -277,14 +295,17 @@ def test_the_logged_mlflow_model_runs_the_bundles_pinned_entry_point(small_bundl
     assert hashlib.sha256((local / store.ENTRY_FILE).read_bytes()).hexdigest() == listed[store.ENTRY_FILE]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("task", ["severe_crs"], "field 'task' is missing or of the wrong type"),
-    ("metrics", "x", "field 'metrics' is missing or of the wrong type"),
-    ("task_settings", 3, "field 'task_settings' is missing or of the wrong type"),
-    ("landmark", None, "landmark: expected hours"),
-    ("landmark", True, "landmark: expected hours"),
-    ("landmark", {"start": "x"}, "landmark grid"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("task", ["severe_crs"], "field 'task' is missing or of the wrong type"),
+        ("metrics", "x", "field 'metrics' is missing or of the wrong type"),
+        ("task_settings", 3, "field 'task_settings' is missing or of the wrong type"),
+        ("landmark", None, "landmark: expected hours"),
+        ("landmark", True, "landmark: expected hours"),
+        ("landmark", {"start": "x"}, "landmark grid"),
+    ],
+)
 def test_model_entries_of_the_wrong_type_are_refused(bundle_copy: Path, field: str, value, message: str) -> None:
     edit_json(bundle_copy / "bundle.json", lambda d: d["models"][2].update({field: value}))
     remanifest(bundle_copy)

@@ -43,28 +43,53 @@ def test_malformed_calibrator_is_refused() -> None:
         fit_calibrator(np.zeros(4), np.array([0, 1, 0, 1]), "beta")  # type: ignore[arg-type]
 
 
-_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**400, 10**400), st.booleans(),
-                     st.text(max_size=3), st.none())
+_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**400), 10**400),
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+)
 
 
 def _ordered_isotonic(n: int) -> st.SearchStrategy:
     """Isotonic tables of n points with x and y sorted (y may stray outside [0, 1]): mostly sound ones."""
-    return st.fixed_dictionaries({"method": st.just("isotonic"), "params": st.fixed_dictionaries({
-        "x": st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n, unique=True).map(sorted),
-        "y": st.lists(st.floats(-0.1, 1.1), min_size=n, max_size=n).map(sorted)})})
+    return st.fixed_dictionaries(
+        {
+            "method": st.just("isotonic"),
+            "params": st.fixed_dictionaries(
+                {
+                    "x": st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n, unique=True).map(sorted),
+                    "y": st.lists(st.floats(-0.1, 1.1), min_size=n, max_size=n).map(sorted),
+                }
+            ),
+        }
+    )
 
 
 @settings(max_examples=300, deadline=None)
 @example(data={"method": "isotonic", "params": {"x": [-745909.0, 8.917360380440835e-227], "y": [0.0, 0.1015625]}})
-@given(data=st.one_of(
-    st.fixed_dictionaries({"method": st.just("platt"),
-                           "params": st.fixed_dictionaries({"a": _numbers, "b": _numbers})}),
-    st.integers(1, 6).flatmap(_ordered_isotonic),
-    st.fixed_dictionaries({"method": st.just("isotonic"),
-                           "params": st.fixed_dictionaries({"x": st.lists(_numbers, max_size=5),
-                                                            "y": st.lists(_numbers, max_size=5)})}),
-    st.recursive(_numbers, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                        max_size=3), max_leaves=8)))
+@given(
+    data=st.one_of(
+        st.fixed_dictionaries(
+            {"method": st.just("platt"), "params": st.fixed_dictionaries({"a": _numbers, "b": _numbers})}
+        ),
+        st.integers(1, 6).flatmap(_ordered_isotonic),
+        st.fixed_dictionaries(
+            {
+                "method": st.just("isotonic"),
+                "params": st.fixed_dictionaries(
+                    {"x": st.lists(_numbers, max_size=5), "y": st.lists(_numbers, max_size=5)}
+                ),
+            }
+        ),
+        st.recursive(
+            _numbers,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+            max_leaves=8,
+        ),
+    )
+)
 def test_a_stored_calibrator_is_sound_or_refused(data) -> None:
     try:
         calibrator = Calibrator.from_dict(data)
@@ -114,4 +139,5 @@ def test_rows_of_one_infusion_are_resampled_together_so_repeats_do_not_narrow_th
     assert by_row < alone / 2  # rows resampled one by one: ten copies look like ten times the data
     assert 0.75 < by_infusion / alone < 1.33  # whole infusions: as wide as the 300 infusions warrant
     assert fit_calibrator(margin, y, "platt", n_boot=50, seed=5) == fit_calibrator(
-        margin, y, "platt", n_boot=50, seed=5, groups=np.arange(300))  # one row per infusion: the same refits
+        margin, y, "platt", n_boot=50, seed=5, groups=np.arange(300)
+    )  # one row per infusion: the same refits

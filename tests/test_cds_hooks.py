@@ -33,8 +33,10 @@ from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.riskassessment import FHIR_JSON, INTERVAL_EXTENSION
 
-pytestmark = [pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
-              pytest.mark.filterwarnings("ignore:FHIR codes crsrisk does not read")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
+    pytest.mark.filterwarnings("ignore:FHIR codes crsrisk does not read"),
+]
 CALL = f"/cds-services/{SERVICE_ID}"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -51,9 +53,17 @@ def exports(small_cohort: Cohort, bundle) -> list[dict]:
     found = []
     for index, row in enumerate(small_cohort.patients.to_dict("records")):
         pid = row["patient_id"]
-        export = json.loads(json.dumps(patient_bundle(
-            index, row, small_cohort.measurements[small_cohort.measurements.patient_id == pid],
-            small_cohort.events[small_cohort.events.patient_id == pid]), default=float))
+        export = json.loads(
+            json.dumps(
+                patient_bundle(
+                    index,
+                    row,
+                    small_cohort.measurements[small_cohort.measurements.patient_id == pid],
+                    small_cohort.events[small_cohort.events.patient_id == pid],
+                ),
+                default=float,
+            )
+        )
         if predict(export, model=bundle, audit=False).predictions:
             found.append(export)
         if len(found) == 3:
@@ -68,8 +78,11 @@ def client(bundle, tmp_path: Path, token: str | None = None):
 
 
 def card_probabilities(answer: dict) -> dict[str, float]:
-    return {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"]
-            for c in answer["cards"] if "extension" in c}
+    return {
+        c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"]
+        for c in answer["cards"]
+        if "extension" in c
+    }
 
 
 def probabilities(result) -> dict[str, float]:
@@ -87,8 +100,9 @@ def test_discovery_lists_a_patient_view_service_with_its_prefetch_templates(bund
     assert prefetch["infusion"].startswith("Procedure?patient=")
 
 
-def test_prefetch_call_gives_cards_with_the_probabilities_predict_gives(bundle, exports: list[dict],
-                                                                        tmp_path: Path) -> None:
+def test_prefetch_call_gives_cards_with_the_probabilities_predict_gives(
+    bundle, exports: list[dict], tmp_path: Path
+) -> None:
     api = client(bundle, tmp_path)
     for export in exports:
         answer = api.post(CALL, json=hook_request(export, prefetch=prefetched(export)))
@@ -137,38 +151,57 @@ def test_the_stand_in_fhir_server_answers_as_fhirpy_expects(fhir_server: str, ex
     fhir = SyncFHIRClient(fhir_server, authorization=f"Bearer {StandInFhirServer.token}")
     assert fhir.reference("Patient", patient_id).to_resource()["id"] == patient_id
     labs = fhir.resources("Observation").search(patient=patient_id, code="http://loinc.org|26881-3").fetch_all()
-    expected = search(StandInFhirServer.resources, "Observation", {"patient": patient_id,
-                                                                 "code": "http://loinc.org|26881-3"})
+    expected = search(
+        StandInFhirServer.resources, "Observation", {"patient": patient_id, "code": "http://loinc.org|26881-3"}
+    )
     assert [r["id"] for r in labs] == [r["id"] for r in expected] != []
 
 
 def test_fhir_server_call_reads_with_the_bearer_token_and_gives_predicts_probabilities(
-        bundle, exports: list[dict], fhir_server: str, tmp_path: Path) -> None:
+    bundle, exports: list[dict], fhir_server: str, tmp_path: Path
+) -> None:
     api = client(bundle, tmp_path)
-    authorization = {"access_token": StandInFhirServer.token, "token_type": "Bearer", "expires_in": 300,
-                     "scope": "patient/*.read", "subject": "crsrisk"}
+    authorization = {
+        "access_token": StandInFhirServer.token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "crsrisk",
+    }
     for export in exports:
         answer = api.post(CALL, json=hook_request(export, fhirServer=fhir_server, fhirAuthorization=authorization))
         assert answer.status_code == 200, answer.text
         assert card_probabilities(answer.json()) == probabilities(predict(export, model=bundle, audit=False))
     assert StandInFhirServer.seen and set(StandInFhirServer.seen) == {f"Bearer {StandInFhirServer.token}"}
     some = {k: v for k, v in prefetched(exports[0]).items() if k in ("patient", "infusion")}  # the rest fetched
-    mixed = api.post(CALL, json=hook_request(exports[0], prefetch=some, fhirServer=fhir_server,
-                                             fhirAuthorization=authorization))
+    mixed = api.post(
+        CALL, json=hook_request(exports[0], prefetch=some, fhirServer=fhir_server, fhirAuthorization=authorization)
+    )
     assert card_probabilities(mixed.json()) == probabilities(predict(exports[0], model=bundle, audit=False))
-    refused = api.post(CALL, json=hook_request(exports[0], fhirServer=fhir_server,
-                                               fhirAuthorization={**authorization, "access_token": "wrong"}))
+    refused = api.post(
+        CALL,
+        json=hook_request(
+            exports[0], fhirServer=fhir_server, fhirAuthorization={**authorization, "access_token": "wrong"}
+        ),
+    )
     assert refused.status_code == 502 and "AuthorizationError" in refused.json()["detail"]
 
 
-def test_feedback_is_stored_linked_to_the_audit_record_of_its_card(bundle, exports: list[dict],
-                                                                   tmp_path: Path) -> None:
+def test_feedback_is_stored_linked_to_the_audit_record_of_its_card(bundle, exports: list[dict], tmp_path: Path) -> None:
     api = client(bundle, tmp_path)
     cards = api.post(CALL, json=hook_request(exports[0], prefetch=prefetched(exports[0]))).json()["cards"]
     outcomes = [{"card": cards[0]["uuid"], "outcome": "accepted", "outcomeTimestamp": "2024-01-02T10:00:00Z"}]
     if len(cards) > 1:
-        outcomes.append({"card": cards[1]["uuid"], "outcome": "overridden", "overrideReason": {
-            "reason": cards[1].get("overrideReasons", [{}])[0], "userComment": "managed already"}})
+        outcomes.append(
+            {
+                "card": cards[1]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {
+                    "reason": cards[1].get("overrideReasons", [{}])[0],
+                    "userComment": "managed already",
+                },
+            }
+        )
     stored = api.post(f"{CALL}/feedback", json={"feedback": outcomes})
     assert stored.status_code == 200, stored.text
     records = list(AuditLog(tmp_path / "audit.jsonl").records())
@@ -205,12 +238,16 @@ def test_cds_calls_need_the_token_when_one_is_set(bundle, exports: list[dict], t
 
 
 def _assessments(document: dict) -> dict[str, dict]:
-    return {e["resource"]["prediction"][0]["outcome"]["coding"][0]["code"]: e["resource"]
-            for e in document["entry"] if e["resource"]["resourceType"] == "RiskAssessment"}
+    return {
+        e["resource"]["prediction"][0]["outcome"]["coding"][0]["code"]: e["resource"]
+        for e in document["entry"]
+        if e["resource"]["resourceType"] == "RiskAssessment"
+    }
 
 
-def test_risk_assessment_bundle_validates_and_carries_predicts_probabilities(bundle, exports: list[dict],
-                                                                             tmp_path: Path) -> None:
+def test_risk_assessment_bundle_validates_and_carries_predicts_probabilities(
+    bundle, exports: list[dict], tmp_path: Path
+) -> None:
     api = client(bundle, tmp_path)
     for export in exports:
         answer = api.post("/predict", json={"fhir_bundle": export}, headers={"Accept": FHIR_JSON})
@@ -227,8 +264,9 @@ def test_risk_assessment_bundle_validates_and_carries_predicts_probabilities(bun
             assert assessment["subject"] == {"reference": f"Patient/{patient_id}"}
             assert assessment["performer"]["reference"] == device["fullUrl"]
             assert bundle.digest in assessment["method"]["text"]
-            assert assessment["basis"] and all(b["reference"].split("/")[0] in ("Observation", "MedicationAdministration")
-                                               for b in assessment["basis"])
+            assert assessment["basis"] and all(
+                b["reference"].split("/")[0] in ("Observation", "MedicationAdministration") for b in assessment["basis"]
+            )
             prediction = assessment["prediction"][0]
             assert prediction["qualitativeRisk"]["coding"][0]["code"] == p["band"]
             assert prediction["whenPeriod"]["start"] == assessment["occurrenceDateTime"]
@@ -237,9 +275,13 @@ def test_risk_assessment_bundle_validates_and_carries_predicts_probabilities(bun
             if bounds is not None:
                 assert [prediction["extension"][0]["valueRange"][k]["value"] for k in ("low", "high")] == bounds
                 assert prediction["extension"][0]["url"] == INTERVAL_EXTENSION
-        stated = {i["details"]["coding"][0]["code"] for e in document["entry"]
-                  if e["resource"]["resourceType"] == "OperationOutcome" for i in e["resource"]["issue"]
-                  if i["details"].get("coding")}
+        stated = {
+            i["details"]["coding"][0]["code"]
+            for e in document["entry"]
+            if e["resource"]["resourceType"] == "OperationOutcome"
+            for i in e["resource"]["issue"]
+            if i["details"].get("coding")
+        }
         every = {m.task for m in bundle.models.values()}
         assert stated | set(assessments) == every and not stated & set(assessments)  # none silently absent
 
@@ -261,12 +303,27 @@ def test_day_28_questions_end_their_window_at_day_28(bundle, tmp_path: Path) -> 
         assert assessment["subject"]["identifier"]["value"] == record["patient"]["patient_id"]
 
 
-def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, exports: list[dict],
-                                               tmp_path: Path) -> None:
+def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, exports: list[dict], tmp_path: Path) -> None:
     path = tmp_path / "patient.fhir.json"
     path.write_text(json.dumps(exports[1]))
-    printed = subprocess.run([sys.executable, "-m", "crsrisk.cli", "predict", str(path), "--format", "fhir",
-                              "--model", str(small_bundle), "--no-audit"], capture_output=True, text=True, timeout=300, check=False)
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "predict",
+            str(path),
+            "--format",
+            "fhir",
+            "--model",
+            str(small_bundle),
+            "--no-audit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert printed.returncode == 0, printed.stderr
     document = json.loads(printed.stdout)
     FhirBundle.model_validate(document)
@@ -277,27 +334,51 @@ def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, expor
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
 def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_numbers(
-        small_bundle: Path, bundle, exports: list[dict], tmp_path: Path) -> None:
+    small_bundle: Path, bundle, exports: list[dict], tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
-    command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
-               "--audit-log", str(tmp_path / "audit.jsonl"), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "serve",
+        "--model",
+        str(small_bundle),
+        "--port",
+        str(port),
+        "--audit-log",
+        str(tmp_path / "audit.jsonl"),
+        "--workers",
+        "2",
+    ]
     url = f"http://127.0.0.1:{port}"
     with local_server(command, f"{url}/health", env=env, timeout=120, log=tmp_path / "server.log"):
         answer = httpx.post(f"{url}{CALL}", json=hook_request(exports[0], prefetch=prefetched(exports[0])), timeout=60)
         assert answer.status_code == 200, answer.text
         cards = [c for c in answer.json()["cards"] if "extension" in c]
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page()
             page.goto(cards[0]["links"][0]["url"])  # another worker process may answer: the page is shared
             page.wait_for_selector("#results")
-            shown = {s.get_attribute("data-task"): float(s.query_selector(".probability").get_attribute("data-value"))
-                     for s in page.query_selector_all("section.task")}
+            shown = {
+                s.get_attribute("data-task"): float(s.query_selector(".probability").get_attribute("data-value"))
+                for s in page.query_selector_all("section.task")
+            }
             banner = page.inner_text("#banner")
             browser.close()
     assert "Synthetic model, not for clinical use." in banner
@@ -306,11 +387,34 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
-                         lambda inner: st.lists(inner, max_size=3)
-                         | st.dictionaries(st.sampled_from(["hook", "hookInstance", "context", "prefetch", "patientId",
-                                                            "fhirServer", "resourceType", "entry", "feedback", "card",
-                                                            "outcome"]), inner, max_size=4), max_leaves=12))
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "hook",
+                        "hookInstance",
+                        "context",
+                        "prefetch",
+                        "patientId",
+                        "fhirServer",
+                        "resourceType",
+                        "entry",
+                        "feedback",
+                        "card",
+                        "outcome",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    )
+)
 def test_any_malformed_hook_or_feedback_is_refused_with_a_reason_never_a_500(bundle, tmp_path: Path, body) -> None:
     api = client(bundle, tmp_path)
     for path in (CALL, f"{CALL}/feedback"):

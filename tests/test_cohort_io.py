@@ -47,8 +47,15 @@ def problems_of(folder: Path) -> list[str]:
 
 def test_valid_cohort_is_converted_to_canonical_units(tmp_path: Path) -> None:
     # P2 has product "other" and needs costim_domain: add it.
-    cohort = load_cohort(write(tmp_path, PATIENTS.replace(",other,1,5,", ",other,1,5,").replace(
-        "note\n", "note,costim_domain\n").replace("hello\n", "hello,\n").replace("5,\n", "5,,CD28\n")))
+    cohort = load_cohort(
+        write(
+            tmp_path,
+            PATIENTS.replace(",other,1,5,", ",other,1,5,")
+            .replace("note\n", "note,costim_domain\n")
+            .replace("hello\n", "hello,\n")
+            .replace("5,\n", "5,,CD28\n"),
+        )
+    )
     m = cohort.measurements.set_index("analyte")
     assert m.loc["temperature", "value"] == pytest.approx(38.5)
     assert m.loc["crp", "value"] == pytest.approx(50.0)
@@ -56,8 +63,11 @@ def test_valid_cohort_is_converted_to_canonical_units(tmp_path: Path) -> None:
     assert m.loc["creatinine", "value"] == pytest.approx(1.0)
     assert set(cohort.measurements["unit"]) == {ANALYTES[a].unit for a in m.index}
     assert cohort.metadata["units_converted"] == {
-        "sgp130: ng/mL -> pg/mL": 1, "crp: mg/dL -> mg/L": 1,
-        "creatinine: umol/L -> mg/dL": 1, "temperature: degF -> degC": 1}
+        "sgp130: ng/mL -> pg/mL": 1,
+        "crp: mg/dL -> mg/L": 1,
+        "creatinine: umol/L -> mg/dL": 1,
+        "temperature: degF -> degC": 1,
+    }
     p = cohort.patients.set_index("patient_id")
     assert p.loc["P1", "costim_domain"] == "4-1BB"  # derived from tisagenlecleucel
     assert p.loc["P2", "costim_domain"] == "CD28"
@@ -68,7 +78,9 @@ def test_valid_cohort_is_converted_to_canonical_units(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_with_line_patient_field_value(tmp_path: Path) -> None:
     bad_patients = PATIENTS + "P2,C,abc,X,tisagenlecleucel,1,5,\n"
-    bad_measurements = MEASUREMENTS + "P1,30,temperature,140,degF\nP1,31,il99,3,pg/mL\nP1,32,il6,4,mg/L\nP7,1,il6,2,pg/mL\n"
+    bad_measurements = (
+        MEASUREMENTS + "P1,30,temperature,140,degF\nP1,31,il99,3,pg/mL\nP1,32,il6,4,mg/L\nP7,1,il6,2,pg/mL\n"
+    )
     found = problems_of(write(tmp_path, bad_patients, bad_measurements, EVENTS + "P1,40,crs_grade,5\n"))
     expected = [
         "patients, line 3, patient_id='P2', field 'costim_domain': required when product is 'other'",
@@ -133,18 +145,25 @@ def test_problem_list_is_capped_and_counts_the_rest(tmp_path: Path) -> None:
     assert "30 more problem(s)" in str(caught.value)
 
 
-JUNK = st.one_of(st.text(max_size=6), st.floats(allow_nan=True, allow_infinity=True).map(str),
-                 st.sampled_from(["", "NA", "il6", "pg/mL", "degF", "P1", "crs_grade", "-1e308", "1e400"]))
+JUNK = st.one_of(
+    st.text(max_size=6),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["", "NA", "il6", "pg/mL", "degF", "P1", "crs_grade", "-1e308", "1e400"]),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cells=st.lists(st.lists(JUNK, min_size=5, max_size=5), max_size=6),
-       column=st.sampled_from(["patients", "measurements", "events"]))
+@given(
+    cells=st.lists(st.lists(JUNK, min_size=5, max_size=5), max_size=6),
+    column=st.sampled_from(["patients", "measurements", "events"]),
+)
 def test_random_junk_only_ever_raises_the_validation_error(tmp_path: Path, cells, column) -> None:
     folder = write(tmp_path / "junk", PATIENTS.replace(",other,", ",tisagenlecleucel,"))
-    header = {"patients": "patient_id,age_years,sex,product,center",
-              "measurements": "patient_id,hours_since_infusion,analyte,value,unit",
-              "events": "patient_id,hours_since_infusion,event,value,extra"}[column]
+    header = {
+        "patients": "patient_id,age_years,sex,product,center",
+        "measurements": "patient_id,hours_since_infusion,analyte,value,unit",
+        "events": "patient_id,hours_since_infusion,event,value,extra",
+    }[column]
     frame = pd.DataFrame(cells, columns=header.split(",")) if cells else pd.DataFrame(columns=header.split(","))
     frame.to_csv(folder / f"{column}.csv", index=False)
     try:
@@ -160,14 +179,16 @@ def test_cli_validate_reports_without_traceback(tmp_path: Path) -> None:
     import sys
 
     folder = write(tmp_path / "bad", PATIENTS, MEASUREMENTS + "P1,30,temperature,140,degF\n")
-    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(folder)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "crsrisk.cli", "validate", str(folder)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "measurements, line 7, patient_id='P1', field 'value': value '140': implausible temperature" in out.stderr
     assert "patients, line 3, patient_id='P2', field 'costim_domain'" in out.stderr
     good = write(tmp_path / "good", PATIENTS.replace(",other,", ",tisagenlecleucel,"))
-    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(good)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "crsrisk.cli", "validate", str(good)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "valid cohort" in out.stdout and "crp: mg/dL -> mg/L" in out.stdout
 
 
@@ -179,15 +200,26 @@ def test_validate_counts_every_problem_by_kind_and_writes_them_all(tmp_path: Pat
 
     folder = tmp_path / "bad"
     folder.mkdir()
-    pd.DataFrame({"patient_id": [f"P{i}" for i in range(80)], "age_years": [-1.0] * 70 + [10.0] * 10,
-                  "product": "tisagenlecleucel"}).to_csv(folder / "patients.csv", index=False)
-    pd.DataFrame({"patient_id": ["P1"] * 5, "hours_since_infusion": 1.0, "analyte": "il6", "value": 10.0,
-                  "unit": "Pg/mL"}).to_csv(folder / "measurements.csv", index=False)  # not a UCUM spelling
-    pd.DataFrame(columns=["patient_id", "hours_since_infusion", "event", "value"]).to_csv(folder / "events.csv",
-                                                                                         index=False)
+    pd.DataFrame(
+        {
+            "patient_id": [f"P{i}" for i in range(80)],
+            "age_years": [-1.0] * 70 + [10.0] * 10,
+            "product": "tisagenlecleucel",
+        }
+    ).to_csv(folder / "patients.csv", index=False)
+    pd.DataFrame(
+        {"patient_id": ["P1"] * 5, "hours_since_infusion": 1.0, "analyte": "il6", "value": 10.0, "unit": "Pg/mL"}
+    ).to_csv(folder / "measurements.csv", index=False)  # not a UCUM spelling
+    pd.DataFrame(columns=["patient_id", "hours_since_infusion", "event", "value"]).to_csv(
+        folder / "events.csv", index=False
+    )
     out = tmp_path / "problems.csv"
-    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(folder), "--problems-out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "crsrisk.cli", "validate", str(folder), "--problems-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     text = " ".join(done.stderr.split())
     assert "75 problem(s)" in text and "by kind:" in text and "70 x patients.age_years" in text
@@ -201,8 +233,15 @@ def test_defaults_that_change_meaning_are_noted_and_recorded(tmp_path: Path) -> 
 
     from crsrisk.cohort.validate import validate_tables
 
-    patients = pd.DataFrame({"patient_id": ["A", "B"], "age_years": [9.0, 12.0], "product": "tisagenlecleucel",
-                             "diagnosis": ["B-ALL", None], "followup_hours": [None, 300.0]})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ["A", "B"],
+            "age_years": [9.0, 12.0],
+            "product": "tisagenlecleucel",
+            "diagnosis": ["B-ALL", None],
+            "followup_hours": [None, 300.0],
+        }
+    )
     empty_m = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
     events = pd.DataFrame({"patient_id": ["A"], "hours_since_infusion": [20.0], "event": ["crs_grade"], "value": [2]})
     cohort = validate_tables({"patients": patients, "measurements": empty_m, "events": events})
@@ -217,9 +256,15 @@ def test_units_are_matched_the_way_ucum_matches_them() -> None:
     from crsrisk.cohort.validate import validate_tables
 
     patients = pd.DataFrame({"patient_id": ["A"], "age_years": [9.0], "product": "tisagenlecleucel"})
-    measurements = pd.DataFrame({"patient_id": "A", "hours_since_infusion": [1.0, 2.0, 3.0],
-                                 "analyte": ["il6", "il6", "platelets"], "value": [40.0, 2400.0, 80.0],
-                                 "unit": ["pg/ml", "PG/ML", "10*9/L"]})
+    measurements = pd.DataFrame(
+        {
+            "patient_id": "A",
+            "hours_since_infusion": [1.0, 2.0, 3.0],
+            "analyte": ["il6", "il6", "platelets"],
+            "value": [40.0, 2400.0, 80.0],
+            "unit": ["pg/ml", "PG/ML", "10*9/L"],
+        }
+    )
     events = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "event", "value"])
     cohort = validate_tables({"patients": patients, "measurements": measurements, "events": events})
     assert list(cohort.measurements["unit"]) == ["pg/mL", "pg/mL", "10^9/L"]

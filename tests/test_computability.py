@@ -56,9 +56,16 @@ def test_hay_without_temperature_is_not_computable() -> None:
 
 def test_comparison_table_lists_not_computable_scores_without_an_auroc() -> None:
     ci = {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9}
-    row = {"task": "severe_crs", "landmark": "0h", "model": "xgboost", "kind": "model", "n": 10, "events": 3,
-           "metrics": {k: ci for k in ("auroc", "auprc", "brier", "calibration_slope")},
-           "not_computable": ["m_easix", "easix"]}
+    row = {
+        "task": "severe_crs",
+        "landmark": "0h",
+        "model": "xgboost",
+        "kind": "model",
+        "n": 10,
+        "events": 3,
+        "metrics": {k: ci for k in ("auroc", "auprc", "brier", "calibration_slope")},
+        "not_computable": ["m_easix", "easix"],
+    }
     rows = comparison_rows([row, {**row, "model": "logistic"}])
     listed = [r for r in rows if r[5] == "not computable"]
     assert [r[2] for r in listed] == ["m_easix", "easix"]
@@ -68,8 +75,19 @@ def test_comparison_table_lists_not_computable_scores_without_an_auroc() -> None
 def test_population_flag_quotes_only_the_out_of_range_value_of_each_column() -> None:
     """Regression: the value of a column was taken from the first flagged row, where it may be in range
     (``il6_log_slope=0.0175 (trained on -0.064 to 0.276)``)."""
-    population = Population({"models": {"k": {"features": ["a", "b"], "low": [0.0, -0.064], "high": [1.0, 0.276],
-                                               "missing": [0.0, 0.0], "row_missing_mean": 0.0}}})
+    population = Population(
+        {
+            "models": {
+                "k": {
+                    "features": ["a", "b"],
+                    "low": [0.0, -0.064],
+                    "high": [1.0, 0.276],
+                    "missing": [0.0, 0.0],
+                    "row_missing_mean": 0.0,
+                }
+            }
+        }
+    )
     values = np.array([[5.0, 0.0175], [0.5, 0.9]])
     text = population.input_flags("k", ["a", "b"], values)[0]["expected"]
     assert "b=0.9 " in text and "a=5 " in text and "0.0175" not in text

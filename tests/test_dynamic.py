@@ -31,9 +31,14 @@ def bundle(small_bundle: Path) -> Bundle:
 
 def _outputs(result) -> list:
     """Everything a prediction says, to the bit: tasks, hours, probabilities and every SHAP value."""
-    return [(p["task"], p["landmark_hours"], p["horizon_hours"], p["probability"], p.shap.tobytes())
-            for p in result.predictions] + [(o["task"], o["hours"]) for o in result.already_occurred] + [
-        (s["task"], s["reason"]) for s in result.not_applicable]
+    return (
+        [
+            (p["task"], p["landmark_hours"], p["horizon_hours"], p["probability"], p.shap.tobytes())
+            for p in result.predictions
+        ]
+        + [(o["task"], o["hours"]) for o in result.already_occurred]
+        + [(s["task"], s["reason"]) for s in result.not_applicable]
+    )
 
 
 def _scramble_from(record: dict, t: float, seed: int) -> dict:
@@ -47,21 +52,25 @@ def _scramble_from(record: dict, t: float, seed: int) -> dict:
                 continue
             row["value"] = 41.0 if row["analyte"] == "temperature" else float(row["value"]) * rng.uniform(0.1, 1.0)
         measurements.append(row)
-    measurements.append({"hours_since_infusion": t + rng.uniform(0, 30), "analyte": "il6", "value": 50_000.0,
-                         "unit": "pg/mL"})
+    measurements.append(
+        {"hours_since_infusion": t + rng.uniform(0, 30), "analyte": "il6", "value": 50_000.0, "unit": "pg/mL"}
+    )
     measurements.append({"hours_since_infusion": t, "analyte": "ferritin", "value": 90_000.0, "unit": "ng/mL"})
     events = [row for row in changed["events"] if row["hours_since_infusion"] < t or rng.random() < 0.5]
-    events += [{"hours_since_infusion": t, "event": "crs_grade", "value": 4},
-               {"hours_since_infusion": t + 1.0, "event": "tocilizumab", "value": 8.0},
-               {"hours_since_infusion": t + 2.0, "event": "icans_grade", "value": 3}]
+    events += [
+        {"hours_since_infusion": t, "event": "crs_grade", "value": 4},
+        {"hours_since_infusion": t + 1.0, "event": "tocilizumab", "value": 8.0},
+        {"hours_since_infusion": t + 2.0, "event": "icans_grade", "value": 3},
+    ]
     changed["measurements"], changed["events"] = measurements, events
     return changed
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(t=st.floats(0, 168), which=st.integers(0, 399), seed=st.integers(0, 2**31))
-def test_anything_at_or_after_the_hour_leaves_the_prediction_byte_identical(small_cohort: Cohort, bundle: Bundle,
-                                                                           t: float, which: int, seed: int) -> None:
+def test_anything_at_or_after_the_hour_leaves_the_prediction_byte_identical(
+    small_cohort: Cohort, bundle: Bundle, t: float, which: int, seed: int
+) -> None:
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[which])
     before = predict(record, model=bundle, now_hours=t, audit=False)
     after = predict(_scramble_from(record, t, seed), model=bundle, now_hours=t, audit=False)
@@ -74,10 +83,12 @@ def test_a_value_just_before_the_hour_does_change_it(small_cohort: Cohort, bundl
         record = patient_record(small_cohort, patient_id)
         before = predict(record, model=bundle, now_hours=72, audit=False)
         late = copy.deepcopy(record)
-        late["measurements"].append({"hours_since_infusion": 71.9, "analyte": "il6", "value": 90_000.0,
-                                     "unit": "pg/mL"})
-        late["measurements"].append({"hours_since_infusion": 71.9, "analyte": "temperature", "value": 40.8,
-                                     "unit": "degC"})
+        late["measurements"].append(
+            {"hours_since_infusion": 71.9, "analyte": "il6", "value": 90_000.0, "unit": "pg/mL"}
+        )
+        late["measurements"].append(
+            {"hours_since_infusion": 71.9, "analyte": "temperature", "value": 40.8, "unit": "degC"}
+        )
         after = predict(late, model=bundle, now_hours=72, audit=False)
         dynamic = {p["task"]: p for p in before.predictions if p["task"].endswith("_dynamic")}
         for p in after.predictions:
@@ -136,20 +147,38 @@ def test_batch_at_an_hour_equals_predict_at_that_hour(small_cohort: Cohort, bund
 
 def test_cli_batch_at_an_hour(small_cohort_dir: Path, small_bundle: Path, tmp_path: Path) -> None:
     scores = tmp_path / "scores.csv"
-    cli = [sys.executable, "-m", "crsrisk.cli", "predict", str(small_cohort_dir), "--model", str(small_bundle),
-           "--at", "72", "--out", str(scores)]
+    cli = [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "predict",
+        str(small_cohort_dir),
+        "--model",
+        str(small_bundle),
+        "--at",
+        "72",
+        "--out",
+        str(scores),
+    ]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(scores)
-    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band",
-                                   "status", "reason"]
+    assert list(table.columns) == [
+        "patient_id",
+        "task",
+        "landmark_hours",
+        "horizon_hours",
+        "probability",
+        "band",
+        "status",
+        "reason",
+    ]
     assert len(table) == table["patient_id"].nunique() * table["task"].nunique()  # every infusion and task, once
     dynamic = table[(table["task"] == "icans_dynamic") & (table["status"] == "scored")]
     assert len(dynamic) > 100 and set(dynamic["landmark_hours"]) == {72.0} and set(dynamic["horizon_hours"]) == {48}
 
 
-def test_trajectory_points_are_predictions_at_those_hours(small_cohort: Cohort, bundle: Bundle,
-                                                          tmp_path: Path) -> None:
+def test_trajectory_points_are_predictions_at_those_hours(small_cohort: Cohort, bundle: Bundle, tmp_path: Path) -> None:
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[11])
     trajectory = risk_trajectory(record, bundle, until_hours=100, audit=False)
     hours = sorted({p["hours"] for p in trajectory.points})
@@ -169,28 +198,59 @@ def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bund
     from crsrisk.audit import AuditLog, verify_log
 
     plot, log = tmp_path / "example.png", tmp_path / "audit.jsonl"
-    cli = [sys.executable, "-m", "crsrisk.cli", "predict", str(EXAMPLE), "--model", str(small_bundle),
-           "--trajectory", "--plot", str(plot), "--json", "--audit-log", str(log)]
+    cli = [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "predict",
+        str(EXAMPLE),
+        "--model",
+        str(small_bundle),
+        "--trajectory",
+        "--plot",
+        str(plot),
+        "--json",
+        "--audit-log",
+        str(log),
+    ]
     out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     (record,) = AuditLog(log).records()  # the trajectory is a scoring path too: one record holds every point
     assert verify_log(log).ok and sum("trajectory_point" in o for o in record["outputs"]) == len(
-        json.loads(out.stdout)["points"])
+        json.loads(out.stdout)["points"]
+    )
     document = json.loads(out.stdout)
     assert document["plot"] == str(plot) and plot.stat().st_size > 10_000
     assert "severe_crs" in document["already_occurred"]
     assert {p["task"] for p in document["points"]} >= {"severe_crs_dynamic", "icans_dynamic"}
-    assert all(p["hours"] < document["already_occurred"]["severe_crs"] or p["task"] not in
-               ("severe_crs", "severe_crs_dynamic") for p in document["points"])
+    assert all(
+        p["hours"] < document["already_occurred"]["severe_crs"] or p["task"] not in ("severe_crs", "severe_crs_dynamic")
+        for p in document["points"]
+    )
 
 
 def test_features_cli_reads_the_grid_from_a_config(small_cohort_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "grid.yaml"
     config.write_text("task_overrides:\n  icans_dynamic: {landmarks: [{start: 0, stop: 96, step: 24}]}\n")
     out = tmp_path / "X.csv"
-    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "features", str(small_cohort_dir), "--task",
-                           "icans_dynamic", "--config", str(config), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "features",
+            str(small_cohort_dir),
+            "--task",
+            "icans_dynamic",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert sorted(set(table["landmark_hours"])) == [0.0, 24.0, 48.0, 72.0, 96.0]
@@ -198,9 +258,22 @@ def test_features_cli_reads_the_grid_from_a_config(small_cohort_dir: Path, tmp_p
 
 
 def test_a_registry_model_without_a_registry_is_a_clear_error_and_creates_no_store(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "predict", str(EXAMPLE), "--model",
-                           "models:/crsrisk-severe_crs@candidate", "--no-audit"], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env={k: v for k, v in os.environ.items()
-                                                          if k != "MLFLOW_TRACKING_URI"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "predict",
+            str(EXAMPLE),
+            "--model",
+            "models:/crsrisk-severe_crs@candidate",
+            "--no-audit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
     assert done.returncode == 2 and "no MLflow registry at" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "mlflow.db").exists()

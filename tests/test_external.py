@@ -27,12 +27,18 @@ def test_held_out_cohort_gets_every_metric_with_cis_beside_published_scores(trai
     document = evaluate_bundle(load_cohort(held_out), result.bundle_dir, n_boot=60).document
     assert document["same_cohort_as_training"] is False and document["cohort"]["size"] == 300
     rows = {(r["task"], r["landmark"], r["model"]): r for r in document["results"]}
-    own = {(r["task"], r["landmark"]) for r in document["results"] if r["model"] == "xgboost" and
-           "model_landmark" not in r}
+    own = {
+        (r["task"], r["landmark"]) for r in document["results"] if r["model"] == "xgboost" and "model_landmark" not in r
+    }
     assert own | {(s["task"], s["landmark"]) for s in document["skipped"]} == {
-        ("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
-        ("severe_crs_dynamic", "every12h_0-168h"), ("icans_dynamic", "every12h_0-168h"),
-        ("toci_refractory", "first_tocilizumab")}
+        ("severe_crs", "0h"),
+        ("severe_crs", "36h"),
+        ("icans", "0h"),
+        ("icans", "36h"),
+        ("severe_crs_dynamic", "every12h_0-168h"),
+        ("icans_dynamic", "every12h_0-168h"),
+        ("toci_refractory", "first_tocilizumab"),
+    }
     at_72 = rows[("icans_dynamic", "72h", "xgboost")]  # a super-model is also evaluated at each grid landmark
     assert at_72["landmark_hours"] == 72 and at_72["horizon_hours"] == 48 and at_72["scope"] == "landmark"
     severe = rows[("severe_crs", "36h", "xgboost")]
@@ -45,12 +51,28 @@ def test_held_out_cohort_gets_every_metric_with_cis_beside_published_scores(trai
 
 
 @pytest.mark.slow
-def test_cli_writes_metrics_and_says_when_the_cohort_is_the_training_one(trained, small_cohort_dir: Path,
-                                                                         tmp_path: Path) -> None:
+def test_cli_writes_metrics_and_says_when_the_cohort_is_the_training_one(
+    trained, small_cohort_dir: Path, tmp_path: Path
+) -> None:
     _, _, result = trained
-    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "evaluate", str(small_cohort_dir), "--model",
-                          str(result.bundle_dir), "--out", str(tmp_path / "ev"), "--n-boot", "50"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "evaluate",
+            str(small_cohort_dir),
+            "--model",
+            str(result.bundle_dir),
+            "--out",
+            str(tmp_path / "ev"),
+            "--n-boot",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "not an external validation" in out.stdout
     document = json.loads((tmp_path / "ev" / "metrics.json").read_text())

@@ -20,31 +20,62 @@ from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.features.build import TrendEnds, trend_ends
 from crsrisk.tasks import LandmarkFeatures
-from crsrisk.features import LogTransform, build_features, describe_features, feature_info, \
-    feature_names, log_scale_columns
+from crsrisk.features import (
+    LogTransform,
+    build_features,
+    describe_features,
+    feature_info,
+    feature_names,
+    log_scale_columns,
+)
 from crsrisk.cohort.validate import validate_tables
 
 
 def hand_cohort() -> Cohort:
-    patients = pd.DataFrame({
-        "patient_id": ["A", "B"], "age_years": [8.0, 19.0], "sex": ["M", None], "product": ["tisagenlecleucel", "other"],
-        "costim_domain": [None, "CD28"], "marrow_blasts_pct": [60.0, 2.0], "dose_1e6_cells_per_kg": [2.0, 1.0],
-        "lymphodepletion": ["flu_cy", "none"], "prior_hsct": ["yes", None]})
-    m = [("A", -200, "ldh", 999, "U/L"),  # older than 7 days: not a baseline
-         ("A", -48, "ldh", 300, "U/L"), ("A", -30, "ldh", 400, "U/L"), ("A", -30, "creatinine", 0.5, "mg/dL"),
-         ("A", -30, "platelets", 50, "10^9/L"), ("A", -30, "crp", 2, "mg/dL"), ("A", -30, "ferritin", 1000, "ng/mL"),
-         ("A", 6, "il6", 10, "pg/mL"), ("A", 18, "il6", 1000, "pg/mL"), ("A", 30, "il6", 100, "pg/mL"),
-         ("A", 40, "il6", 99999, "pg/mL"),  # after the 36 h landmark: never used
-         ("A", 0, "temperature", 37.0, "degC"), ("A", 10, "temperature", 38.5, "degC"),
-         ("A", 20, "temperature", 102.2, "degF"), ("A", 30, "temperature", 37.5, "degC"),
-         ("A", 24, "ldh", 500, "U/L"), ("A", 24, "crp", 80, "mg/L"), ("A", 24, "platelets", 40, "10^9/L"),
-         ("A", 24, "ferritin", 5000, "ng/mL"), ("A", 24, "sgp130", 400, "ng/mL"),
-         ("B", 12, "il6", 5, "pg/mL")]
+    patients = pd.DataFrame(
+        {
+            "patient_id": ["A", "B"],
+            "age_years": [8.0, 19.0],
+            "sex": ["M", None],
+            "product": ["tisagenlecleucel", "other"],
+            "costim_domain": [None, "CD28"],
+            "marrow_blasts_pct": [60.0, 2.0],
+            "dose_1e6_cells_per_kg": [2.0, 1.0],
+            "lymphodepletion": ["flu_cy", "none"],
+            "prior_hsct": ["yes", None],
+        }
+    )
+    m = [
+        ("A", -200, "ldh", 999, "U/L"),  # older than 7 days: not a baseline
+        ("A", -48, "ldh", 300, "U/L"),
+        ("A", -30, "ldh", 400, "U/L"),
+        ("A", -30, "creatinine", 0.5, "mg/dL"),
+        ("A", -30, "platelets", 50, "10^9/L"),
+        ("A", -30, "crp", 2, "mg/dL"),
+        ("A", -30, "ferritin", 1000, "ng/mL"),
+        ("A", 6, "il6", 10, "pg/mL"),
+        ("A", 18, "il6", 1000, "pg/mL"),
+        ("A", 30, "il6", 100, "pg/mL"),
+        ("A", 40, "il6", 99999, "pg/mL"),  # after the 36 h landmark: never used
+        ("A", 0, "temperature", 37.0, "degC"),
+        ("A", 10, "temperature", 38.5, "degC"),
+        ("A", 20, "temperature", 102.2, "degF"),
+        ("A", 30, "temperature", 37.5, "degC"),
+        ("A", 24, "ldh", 500, "U/L"),
+        ("A", 24, "crp", 80, "mg/L"),
+        ("A", 24, "platelets", 40, "10^9/L"),
+        ("A", 24, "ferritin", 5000, "ng/mL"),
+        ("A", 24, "sgp130", 400, "ng/mL"),
+        ("B", 12, "il6", 5, "pg/mL"),
+    ]
     e = [("A", 20, "crs_grade", 1), ("A", 28, "crs_grade", 2), ("A", 30, "tocilizumab", 8), ("A", 40, "crs_grade", 3)]
-    return validate_tables({
-        "patients": patients,
-        "measurements": pd.DataFrame(m, columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"]),
-        "events": pd.DataFrame(e, columns=["patient_id", "hours_since_infusion", "event", "value"])})
+    return validate_tables(
+        {
+            "patients": patients,
+            "measurements": pd.DataFrame(m, columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"]),
+            "events": pd.DataFrame(e, columns=["patient_id", "hours_since_infusion", "event", "value"]),
+        }
+    )
 
 
 def test_hand_computed_values_at_36_h() -> None:
@@ -136,9 +167,24 @@ def test_features_cli_writes_ids_landmark_label_and_reports(small_cohort_dir, tm
     import sys
 
     out = tmp_path / "X.parquet"
-    run = subprocess.run([sys.executable, "-m", "crsrisk.cli", "features", str(small_cohort_dir), "--task",
-                          "severe_crs", "--landmark", "36", "--out", str(out)], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "features",
+            str(small_cohort_dir),
+            "--task",
+            "severe_crs",
+            "--landmark",
+            "36",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     table = pd.read_parquet(out)
     assert list(table.columns[:3]) == ["patient_id", "landmark_hours", "label"]
@@ -154,8 +200,16 @@ def generated() -> Cohort:
     return validate_tables({"patients": sim.patients, "measurements": sim.measurements, "events": sim.events})
 
 
-@pytest.mark.parametrize("task, landmark", [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 12.0),
-                                            ("icans", 96.0), ("toci_refractory", "first_tocilizumab")])
+@pytest.mark.parametrize(
+    "task, landmark",
+    [
+        ("severe_crs", 0.0),
+        ("severe_crs", 36.0),
+        ("icans", 12.0),
+        ("icans", 96.0),
+        ("toci_refractory", "first_tocilizumab"),
+    ],
+)
 def test_kernel_equals_an_independent_pandas_derivation(generated: Cohort, task: str, landmark) -> None:
     from crsrisk.tasks import get_task
     from reference_features import reference_features

@@ -55,8 +55,11 @@ def _json_or_none(value: object) -> str | None:
         return None
 
 
-file_contents = (st.binary(max_size=400) | records().map(_json_or_none).filter(bool).map(str.encode)
-                 | junk.map(_json_or_none).filter(bool).map(str.encode))
+file_contents = (
+    st.binary(max_size=400)
+    | records().map(_json_or_none).filter(bool).map(str.encode)
+    | junk.map(_json_or_none).filter(bool).map(str.encode)
+)
 
 
 @FUZZ
@@ -65,15 +68,18 @@ def test_fuzz_cli_predict_on_any_file_exits_0_or_2(small_bundle: Path, content: 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "patient.json"
         path.write_bytes(content)
-        code, out, _ = run("predict", path, "--model", small_bundle, "--no-audit", "--json",
-                           *(["--now-hours", now] if now else []))
+        code, out, _ = run(
+            "predict", path, "--model", small_bundle, "--no-audit", "--json", *(["--now-hours", now] if now else [])
+        )
     if code == 0:
         assert "predictions" in strict_json(out)
 
 
-TABLE_HEADERS = {"patients": "patient_id,age_years,product\n",
-                 "measurements": "patient_id,hours_since_infusion,analyte,value,unit\n",
-                 "events": "patient_id,hours_since_infusion,event,value\n"}
+TABLE_HEADERS = {
+    "patients": "patient_id,age_years,product\n",
+    "measurements": "patient_id,hours_since_infusion,analyte,value,unit\n",
+    "events": "patient_id,hours_since_infusion,event,value\n",
+}
 csv_cells = st.text(st.characters(codec="utf-8"), max_size=6) | number_text
 
 
@@ -88,8 +94,10 @@ def table_bytes(draw: st.DrawFn, name: str) -> bytes:
 
 
 @FUZZ
-@given(tables=st.fixed_dictionaries({name: table_bytes(name) for name in TABLE_HEADERS}),
-       metadata=st.none() | st.binary(max_size=50))
+@given(
+    tables=st.fixed_dictionaries({name: table_bytes(name) for name in TABLE_HEADERS}),
+    metadata=st.none() | st.binary(max_size=50),
+)
 def test_fuzz_cli_validate_on_any_cohort_folder_exits_0_or_2(tables: dict[str, bytes], metadata: bytes | None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, content in tables.items():
@@ -102,10 +110,17 @@ def test_fuzz_cli_validate_on_any_cohort_folder_exits_0_or_2(tables: dict[str, b
 LONG = "a" * 5000
 
 
-@pytest.mark.parametrize("args", [
-    ("predict", LONG, "--no-audit"), ("predict", f"/tmp/{'b' * 300}.json", "--no-audit"), ("validate", LONG),
-    ("features", LONG, "--task", "severe_crs", "--out", "x.csv"), ("explain", LONG),
-    ("predict", "pat\x00ient.json", "--no-audit")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("predict", LONG, "--no-audit"),
+        ("predict", f"/tmp/{'b' * 300}.json", "--no-audit"),
+        ("validate", LONG),
+        ("features", LONG, "--task", "severe_crs", "--out", "x.csv"),
+        ("explain", LONG),
+        ("predict", "pat\x00ient.json", "--no-audit"),
+    ],
+)
 def test_regression_over_long_path_exits_2_naming_it(args: tuple[str, ...]) -> None:
     """Was: OSError (File name too long) from Path.is_dir, a traceback."""
     code, _, err = run(*args)
@@ -114,8 +129,9 @@ def test_regression_over_long_path_exits_2_naming_it(args: tuple[str, ...]) -> N
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
-def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(small_bundle: Path, tmp_path: Path,
-                                                                             kind: str) -> None:
+def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(
+    small_bundle: Path, tmp_path: Path, kind: str
+) -> None:
     """Was: a FIFO blocked ``crsrisk predict`` forever; a device was read without limit. Run in a subprocess
     with a timeout, so a regression fails instead of hanging the suite."""
     path = {"fifo": tmp_path / "p.json", "device": Path("/dev/zero"), "folder": tmp_path / "empty"}[kind]
@@ -126,22 +142,33 @@ def test_regression_patient_path_that_is_not_a_file_exits_2_without_blocking(sma
     command = [sys.executable, "-m", "crsrisk.cli", "predict", str(path), "--model", str(small_bundle), "--no-audit"]
     if kind == "folder":
         command += ["--out", str(tmp_path / "s.csv")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert {"fifo": "FIFO", "device": "device", "folder": "missing table"}[kind] in done.stderr
 
 
-def test_regression_cohort_table_that_is_a_fifo_exits_2_without_blocking(small_cohort_dir: Path,
-                                                                         tmp_path: Path) -> None:
+def test_regression_cohort_table_that_is_a_fifo_exits_2_without_blocking(
+    small_cohort_dir: Path, tmp_path: Path
+) -> None:
     """Was: pandas opened a FIFO named patients.csv and waited forever."""
     folder = tmp_path / "cohort"
     folder.mkdir()
     for name in ("measurements.csv", "events.csv"):
         (folder / name).write_bytes((small_cohort_dir / name).read_bytes())
     os.mkfifo(folder / "patients.csv")
-    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "validate", str(folder)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "crsrisk.cli", "validate", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert done.returncode == 2 and "FIFO" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -153,8 +180,9 @@ def test_regression_out_that_is_a_folder_exits_2(small_cohort_dir: Path, small_b
 @pytest.mark.parametrize("landmark", ["nan", "inf", "-1e308"])
 def test_regression_features_landmark_must_be_a_time(small_cohort_dir: Path, tmp_path: Path, landmark: str) -> None:
     """Was: ``--landmark nan`` wrote a feature matrix at landmark NaN, silently."""
-    code, _, err = run("features", small_cohort_dir, "--task", "severe_crs", "--landmark", landmark,
-                       "--out", tmp_path / "x.csv")
+    code, _, err = run(
+        "features", small_cohort_dir, "--task", "severe_crs", "--landmark", landmark, "--out", tmp_path / "x.csv"
+    )
     assert code == 2 and "landmark" in err and not (tmp_path / "x.csv").exists()
 
 
@@ -186,8 +214,13 @@ def test_regression_train_config_that_is_a_fifo_is_named_without_blocking(tmp_pa
     """Was: a FIFO as ``--config`` blocked ``crsrisk train`` forever (a subprocess, so a regression fails)."""
     os.mkfifo(tmp_path / "experiment.yaml")
     code = f"from crsrisk.training.config import load_config; load_config({str(tmp_path / 'experiment.yaml')!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert done.returncode == 1 and "CohortValidationError" in done.stderr and "FIFO" in done.stderr
 
 
@@ -202,8 +235,12 @@ def test_regression_import_fhir_source_that_is_not_a_file_exits_2_without_blocki
         os.mkfifo(source)
     else:
         source.write_text("[" * 100_000)
-    done = subprocess.run([sys.executable, "-m", "crsrisk.cli", "import", "fhir", str(source), "--out",
-                           str(tmp_path / "cohort")], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "crsrisk.cli", "import", "fhir", str(source), "--out", str(tmp_path / "cohort")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert ("nested too deeply" if kind == "deep json" else "FIFO") in done.stderr

@@ -63,8 +63,9 @@ def test_fuzz_predict_is_a_sound_prediction_or_a_named_refusal(small_bundle: Pat
 
 @FUZZ
 @given(bundle_json=fhir_bundles)
-def test_fuzz_predict_on_fhir_bundles_is_a_sound_prediction_or_a_named_refusal(small_bundle: Path,
-                                                                              bundle_json: dict) -> None:
+def test_fuzz_predict_on_fhir_bundles_is_a_sound_prediction_or_a_named_refusal(
+    small_bundle: Path, bundle_json: dict
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # unknown FHIR codes are warned about, by design
         outcome(bundle_json, loaded(small_bundle), now_hours=10)
@@ -82,7 +83,8 @@ def test_fuzz_predict_from_json_text_answers_as_from_the_mapping(small_bundle: P
     assert type(from_text) is type(from_mapping)
     if isinstance(from_text, CohortValidationError):  # the same places (a numpy value's repr may differ)
         assert [(p.table, p.field, p.row) for p in from_text.problems] == [
-            (p.table, p.field, p.row) for p in from_mapping.problems]
+            (p.table, p.field, p.row) for p in from_mapping.problems
+        ]
 
 
 def refusal(record: Any, bundle: Bundle, **options: Any) -> CohortValidationError:
@@ -105,25 +107,49 @@ def names(error: CohortValidationError, field: str, shown: str | None = None) ->
     return any(p.field == field and (shown is None or shown in str(p)) for p in error.problems)
 
 
-@pytest.mark.parametrize("path", [("patient", "patient_id"), ("measurements", 0, "analyte"),
-                                  ("measurements", 0, "unit"), ("measurements", 0, "patient_id"),
-                                  ("events", 0, "event"), ("patient", "sex")])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("patient", "patient_id"),
+        ("measurements", 0, "analyte"),
+        ("measurements", 0, "unit"),
+        ("measurements", 0, "patient_id"),
+        ("events", 0, "event"),
+        ("patient", "sex"),
+    ],
+)
 @pytest.mark.parametrize("value", [["il6"], {"a": 1}])
 def test_regression_list_or_object_as_text_is_named(bundle: Bundle, path: tuple, value: Any) -> None:
     """Was: ValueError (length mismatch) for a list patient_id, TypeError (unhashable) for a list analyte."""
     assert names(refusal(changed(path, value), bundle), path[-1])
 
 
-@pytest.mark.parametrize("path", [("patient", "age_years"), ("patient", "weight_kg"),
-                                  ("measurements", 0, "value"), ("measurements", 0, "hours_since_infusion"),
-                                  ("events", 0, "value"), ("events", 0, "hours_since_infusion")])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("patient", "age_years"),
+        ("patient", "weight_kg"),
+        ("measurements", 0, "value"),
+        ("measurements", 0, "hours_since_infusion"),
+        ("events", 0, "value"),
+        ("events", 0, "hours_since_infusion"),
+    ],
+)
 def test_regression_integer_too_large_for_a_float_is_named(bundle: Bundle, path: tuple) -> None:
     """Was: OverflowError (int too large to convert to float)."""
     assert names(refusal(changed(path, 10**400), bundle), path[-1], "finite")
 
 
-@pytest.mark.parametrize("path", [("patient", "patient_id"), ("patient", "sex"), ("patient", "center"),
-                                  ("measurements", 0, "analyte"), ("measurements", 0, "unit")])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("patient", "patient_id"),
+        ("patient", "sex"),
+        ("patient", "center"),
+        ("measurements", 0, "analyte"),
+        ("measurements", 0, "unit"),
+    ],
+)
 def test_regression_lone_surrogate_is_named(bundle: Bundle, path: tuple) -> None:
     """Was: UnicodeEncodeError from pyarrow, or a patient id the audit log could not write."""
     assert names(refusal(changed(path, "a\ud800"), bundle), path[-1], "\\ud800")
@@ -148,8 +174,16 @@ def test_now_hours_as_decimal_text_is_a_number(bundle: Bundle) -> None:
     assert outcome(EXAMPLE, bundle, now_hours=" 40 ") == outcome(EXAMPLE, bundle, now_hours=40.0)
 
 
-@pytest.mark.parametrize("where, key", [((), "measurement"), ((), "Events"), (("patient",), "agee"),
-                                        (("measurements", 0), "units"), (("events", 0), "dose")])
+@pytest.mark.parametrize(
+    "where, key",
+    [
+        ((), "measurement"),
+        ((), "Events"),
+        (("patient",), "agee"),
+        (("measurements", 0), "units"),
+        (("events", 0), "dose"),
+    ],
+)
 def test_regression_unknown_key_is_refused_naming_it(bundle: Bundle, where: tuple, key: str) -> None:
     """Was: scored silently, e.g. without any labs when "measurements" was spelled "measurement"."""
     record = copy.deepcopy(EXAMPLE)
@@ -177,8 +211,9 @@ def test_a_row_naming_another_patient_is_named(bundle: Bundle) -> None:
 
 def test_integer_patient_id_is_text(bundle: Bundle, tmp_path: Path) -> None:
     """An id written as a JSON number is read as its digits, also in the audit log."""
-    result = predict(changed(("patient", "patient_id"), 1234), model=bundle, now_hours=10,
-                     audit_log=tmp_path / "log.jsonl")
+    result = predict(
+        changed(("patient", "patient_id"), 1234), model=bundle, now_hours=10, audit_log=tmp_path / "log.jsonl"
+    )
     assert result.predictions
 
 
@@ -196,13 +231,19 @@ def test_deeply_nested_value_is_named_briefly(bundle: Bundle) -> None:
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "device", "too long", "too large", "missing", "nul"])
-def test_regression_paths_that_are_not_json_files_are_named_without_blocking(bundle: Bundle, tmp_path: Path,
-                                                                             kind: str) -> None:
+def test_regression_paths_that_are_not_json_files_are_named_without_blocking(
+    bundle: Bundle, tmp_path: Path, kind: str
+) -> None:
     """Was: a FIFO blocked the read forever, an over-long path raised OSError, any size was read."""
     import os
 
-    path = {"folder": tmp_path, "device": Path("/dev/zero"), "too long": tmp_path / ("a" * 5000),
-            "missing": tmp_path / "none.json", "nul": "pat\x00ient.json"}.get(kind, tmp_path / "p.json")
+    path = {
+        "folder": tmp_path,
+        "device": Path("/dev/zero"),
+        "too long": tmp_path / ("a" * 5000),
+        "missing": tmp_path / "none.json",
+        "nul": "pat\x00ient.json",
+    }.get(kind, tmp_path / "p.json")
     if kind == "fifo":
         os.mkfifo(path)
     if kind == "too large":
@@ -214,9 +255,13 @@ def test_regression_paths_that_are_not_json_files_are_named_without_blocking(bun
 
 def test_regression_feature_beyond_float32_range_is_scored(bundle: Bundle) -> None:
     """Was: XGBoostError ("Input data contains inf") for an IL-6/sgp130 ratio over a near-zero sgp130."""
-    record = {"patient": {"patient_id": "P1", "age_years": 5},
-              "measurements": [{"hours_since_infusion": 1, "analyte": "il6", "value": 1, "unit": "pg/mL"},
-                               {"hours_since_infusion": 1, "analyte": "sgp130", "value": 4e-203, "unit": "pg/mL"}]}
+    record = {
+        "patient": {"patient_id": "P1", "age_years": 5},
+        "measurements": [
+            {"hours_since_infusion": 1, "analyte": "il6", "value": 1, "unit": "pg/mL"},
+            {"hours_since_infusion": 1, "analyte": "sgp130", "value": 4e-203, "unit": "pg/mL"},
+        ],
+    }
     document = outcome(record, bundle, now_hours=40)
     ratio = [c for p in document["predictions"] for c in p["contributions"] if c["feature"] == "il6_sgp130_ratio"]
     assert document["predictions"] and ratio and ratio[0]["value"] == float(np.finfo(np.float32).max)

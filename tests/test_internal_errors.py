@@ -42,8 +42,11 @@ def internal_error_file(stderr: str, error: str = "RuntimeError: injected bug") 
     """The file named by the one-line message; it must hold the traceback, owner-only."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
-    match = re.fullmatch(r"internal error; details in (\S+) \(a bug, not your input: please report it with that "
-                         r"file\)", lines[0])
+    match = re.fullmatch(
+        r"internal error; details in (\S+) \(a bug, not your input: please report it with that "
+        r"file\)",
+        lines[0],
+    )
     assert match, stderr
     path = Path(match.group(1))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -52,31 +55,55 @@ def internal_error_file(stderr: str, error: str = "RuntimeError: injected bug") 
     return path
 
 
-@pytest.mark.parametrize("command, target, name", [
-    ("predict", crsrisk.scoring, "predict"),
-    ("evaluate", crsrisk.evaluation.external, "evaluate_bundle"),
-    ("train", crsrisk.training.run, "train"),
-    ("validate", crsrisk.cohort.summary, "cohort_summary"),
-])
+@pytest.mark.parametrize(
+    "command, target, name",
+    [
+        ("predict", crsrisk.scoring, "predict"),
+        ("evaluate", crsrisk.evaluation.external, "evaluate_bundle"),
+        ("train", crsrisk.training.run, "train"),
+        ("validate", crsrisk.cohort.summary, "cohort_summary"),
+    ],
+)
 def test_internal_error_in_each_cli_command_exits_3_with_the_traceback_in_a_private_file(
-        command: str, target: object, name: str, monkeypatch: pytest.MonkeyPatch, small_bundle: Path,
-        small_cohort_dir: Path, tmp_path: Path) -> None:
+    command: str,
+    target: object,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    small_bundle: Path,
+    small_cohort_dir: Path,
+    tmp_path: Path,
+) -> None:
     monkeypatch.setattr(target, name, boom)
-    args = {"predict": ["predict", str(EXAMPLE), "--model", str(small_bundle), "--no-audit"],
-            "evaluate": ["evaluate", str(small_cohort_dir), "--model", str(small_bundle)],
-            "train": ["train", str(small_cohort_dir), "--out", str(tmp_path / "run"),
-                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-            "validate": ["validate", str(small_cohort_dir)]}[command]
+    args = {
+        "predict": ["predict", str(EXAMPLE), "--model", str(small_bundle), "--no-audit"],
+        "evaluate": ["evaluate", str(small_cohort_dir), "--model", str(small_bundle)],
+        "train": [
+            "train",
+            str(small_cohort_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        "validate": ["validate", str(small_cohort_dir)],
+    }[command]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output
     internal_error_file(result.stderr).unlink()
 
 
-@pytest.mark.parametrize("error", [InputError("now_hours: expected hours"), NotFoundError("unknown feature 'x'"),
-                                   FileNotFoundError(2, "No such file or directory", "/nowhere/patient.json")])
-def test_bad_input_in_the_cli_stays_exit_2_naming_it(error: Exception, monkeypatch: pytest.MonkeyPatch,
-                                                     small_bundle: Path) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        InputError("now_hours: expected hours"),
+        NotFoundError("unknown feature 'x'"),
+        FileNotFoundError(2, "No such file or directory", "/nowhere/patient.json"),
+    ],
+)
+def test_bad_input_in_the_cli_stays_exit_2_naming_it(
+    error: Exception, monkeypatch: pytest.MonkeyPatch, small_bundle: Path
+) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise error
 
@@ -89,6 +116,7 @@ def test_bad_input_in_the_cli_stays_exit_2_naming_it(error: Exception, monkeypat
 
 def test_a_plain_value_error_is_a_bug_not_bad_input(monkeypatch: pytest.MonkeyPatch, small_bundle: Path) -> None:
     """Was: every ValueError and KeyError became exit 2, so the fuzzing could not fail on a programming error."""
+
     def bug(*args: object, **kwargs: object) -> None:
         raise ValueError("operands could not be broadcast together")
 
@@ -101,8 +129,9 @@ def test_a_plain_value_error_is_a_bug_not_bad_input(monkeypatch: pytest.MonkeyPa
 def test_the_package_errors_share_one_base_and_keep_their_builtin_types() -> None:
     for error in (InputError("x"), NotFoundError("x"), CohortValidationError([])):
         assert isinstance(error, CrsriskError) and isinstance(error, ValueError)
-    assert isinstance(NotFoundError("x"), KeyError) and str(NotFoundError("unknown feature 'x'")) == \
-        "unknown feature 'x'"
+    assert (
+        isinstance(NotFoundError("x"), KeyError) and str(NotFoundError("unknown feature 'x'")) == "unknown feature 'x'"
+    )
 
 
 def test_library_errors_name_settings_never_cli_flags() -> None:
@@ -147,17 +176,18 @@ def assert_internal_500(answer, caplog: pytest.LogCaptureFixture) -> None:
     assert SECRET not in answer.text
 
 
-def test_internal_error_in_rest_predict_is_a_500_with_an_error_id(bundle, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_error_in_rest_predict_is_a_500_with_an_error_id(
+    bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(crsrisk.scoring, "predict", boom)
     with caplog.at_level(logging.ERROR, logger="crsrisk.service"):
         answer = client(bundle, tmp_path).post("/predict", json={**json.loads(EXAMPLE.read_text()), "now_hours": 40})
     assert_internal_500(answer, caplog)
 
 
-def test_internal_error_on_the_page_is_a_500_with_an_error_id(bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_error_on_the_page_is_a_500_with_an_error_id(
+    bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(crsrisk.scoring, "predict", boom)
     with caplog.at_level(logging.ERROR, logger="crsrisk.service"):
         scored = client(bundle, tmp_path).post("/", data={"action": "example", "record": "", "now_hours": "40"})
@@ -176,8 +206,9 @@ def test_bad_input_to_rest_predict_stays_a_422(bundle, tmp_path: Path, monkeypat
     monkeypatch.setattr(crsrisk.scoring, "predict", refuse)
     answer = client(bundle, tmp_path).post("/predict", json=json.loads(EXAMPLE.read_text()))
     assert answer.status_code == 422
-    assert answer.json()["problems"][0]["message"] == "InputError: step_hours: expected a positive number of hours, " \
-                                                      "got -1"
+    assert (
+        answer.json()["problems"][0]["message"] == "InputError: step_hours: expected a positive number of hours, got -1"
+    )
 
 
 def pyfunc_scorer(bundle) -> CrsriskPyfunc:
@@ -187,8 +218,9 @@ def pyfunc_scorer(bundle) -> CrsriskPyfunc:
     return scorer
 
 
-def test_internal_error_in_the_pyfunc_is_a_500_with_an_error_id(bundle, monkeypatch: pytest.MonkeyPatch,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_internal_error_in_the_pyfunc_is_a_500_with_an_error_id(
+    bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(crsrisk.service.pyfunc, "predict", boom)
     records = pd.DataFrame({"record": [EXAMPLE.read_text()], "now_hours": [40.0]})
     with caplog.at_level(logging.ERROR, logger="crsrisk.service"), pytest.raises(MlflowException) as raised:

@@ -54,8 +54,9 @@ def test_small_hand_computed_values() -> None:
 def test_one_class_gives_nan_not_a_crash() -> None:
     y, p = np.zeros(5), np.linspace(0.1, 0.9, 5)
     table = m.metric_table(y, p, 0.5)
-    assert all(np.isnan(table[k]) for k in ("auroc", "auprc", "calibration_intercept", "calibration_slope",
-                                            "sensitivity"))
+    assert all(
+        np.isnan(table[k]) for k in ("auroc", "auprc", "calibration_intercept", "calibration_slope", "sensitivity")
+    )
     assert table["ppv"] == 0.0 and table["specificity"] == pytest.approx(0.4) and table["npv"] == 1.0
     assert table["brier"] == pytest.approx(np.mean(p**2))
     assert all(np.isnan(v) for v in m.metric_table([], [], 0.5).values())
@@ -94,17 +95,30 @@ def test_threshold_metrics_by_hand() -> None:
     y = np.array([1, 1, 0, 0, 0])
     p = np.array([0.9, 0.2, 0.6, 0.1, 0.5])  # 0.5 is flagged at threshold 0.5 (p >= threshold)
     assert m.threshold_metrics(y, p, 0.5) == pytest.approx(
-        {"sensitivity": 0.5, "specificity": 1 / 3, "ppv": 1 / 3, "npv": 1 / 2})
-    assert set(m.metric_table(y, p, 0.5)) == {"auroc", "auprc", "brier", "calibration_intercept",
-                                              "calibration_slope", "sensitivity", "specificity", "ppv", "npv"}
+        {"sensitivity": 0.5, "specificity": 1 / 3, "ppv": 1 / 3, "npv": 1 / 2}
+    )
+    assert set(m.metric_table(y, p, 0.5)) == {
+        "auroc",
+        "auprc",
+        "brier",
+        "calibration_intercept",
+        "calibration_slope",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+    }
 
 
 def test_calibration_bins() -> None:
     y = np.array([0, 1, 0, 0, 1, 1, 1, 0])
     rule = np.array([0.2, 0.2, 0.2, 0.2, 0.7, 0.7, 0.7, 0.7])  # two distinct values: one bin each
     table = m.calibration_bins(y, rule, bins=10)
-    assert table.to_dict("list") == {"n": [4, 4], "mean_predicted": pytest.approx([0.2, 0.7]),
-                                     "observed_rate": [0.25, 0.75]}
+    assert table.to_dict("list") == {
+        "n": [4, 4],
+        "mean_predicted": pytest.approx([0.2, 0.7]),
+        "observed_rate": [0.25, 0.75],
+    }
     p = np.linspace(0.05, 0.95, 40)
     quartiles = m.calibration_bins((p > 0.5).astype(int), p, bins=4)
     assert list(quartiles["n"]) == [10, 10, 10, 10] and list(quartiles["observed_rate"]) == [0, 0, 1, 1]
@@ -194,7 +208,11 @@ def test_plots_are_figures_without_pyplot_state(calibrated, tmp_path) -> None:
     y, p = calibrated[0][:500], calibrated[1][:500]
     before = plt.get_fignums()
     predictions = {"model": p, "flipped": 1 - p, "gappy": np.where(np.arange(500) % 7 == 0, np.nan, p)}
-    figures = [roc_plot(y, predictions), calibration_plot(y, predictions), decision_curve_plot(y, p, np.arange(0.05, 0.5, 0.05))]
+    figures = [
+        roc_plot(y, predictions),
+        calibration_plot(y, predictions),
+        decision_curve_plot(y, p, np.arange(0.05, 0.5, 0.05)),
+    ]
     assert all(isinstance(f, Figure) for f in figures) and plt.get_fignums() == before
     assert len(figures[1].axes) == 2  # reliability above, risk histogram below
     with warnings.catch_warnings():
@@ -223,8 +241,9 @@ def test_paired_auroc_difference_says_beats_only_when_its_ci_excludes_zero() -> 
     assert same == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     clear = paired_difference(y, strong, weak, m.auroc, n_boot=200)
     assert clear["ci_low"] > 0.1 and clear["value"] == pytest.approx(m.auroc(y, strong) - m.auroc(y, weak))
-    rows = result_rows("severe_crs", Hours(36.0), y, {"xgboost": close, "logistic": weak, "m_easix": strong},
-                       0.3, 200, 0, {"m_easix"})
+    rows = result_rows(
+        "severe_crs", Hours(36.0), y, {"xgboost": close, "logistic": weak, "m_easix": strong}, 0.3, 200, 0, {"m_easix"}
+    )
     verdicts = {r["model"]: r.get("comparison") for r in rows}
     assert verdicts == {"xgboost": "not distinguishable from", "logistic": "worse than", "m_easix": None}
     assert not any(r.get("beats_best_published") for r in rows)

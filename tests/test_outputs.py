@@ -58,13 +58,25 @@ def test_a_failed_write_leaves_the_old_file_intact(tmp_path: Path) -> None:
 
 
 def test_csv_cells_that_would_run_as_formulas_are_neutralised_but_numbers_stay_numbers(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"patient_id": ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx",
-                                         "-3.5", "plain", None],
-                          "value": [-3.5, 1.0, -0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    frame = pd.DataFrame(
+        {
+            "patient_id": ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "-3.5", "plain", None],
+            "value": [-3.5, 1.0, -0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
     write_table(frame, tmp_path / "t.csv")
     cells = list(csv.reader((tmp_path / "t.csv").open(newline="")))[1:]
-    assert [c[0] for c in cells] == ["'=HYPERLINK(\"http://x\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx", "'\rx",
-                                     "-3.5", "plain", ""]
+    assert [c[0] for c in cells] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1+1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "-3.5",
+        "plain",
+        "",
+    ]
     assert [c[1] for c in cells][:3] == ["-3.5", "1.0", "-0.0"]  # numbers are never touched
     assert frame["patient_id"].iloc[0].startswith("=")  # the caller's frame is unchanged
 
@@ -83,19 +95,23 @@ def test_json_never_holds_nan(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def hostile_cohort(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A slice of the small cohort whose patient ids a spreadsheet would run as formulas."""
     keep = small_cohort.patients["patient_id"].iloc[:30].tolist()
-    names = {pid: f"=cmd|'/c calc'!A{i}" if i % 3 == 0 else f"@P{i}" if i % 3 == 1 else f"-{i}"
-             for i, pid in enumerate(keep)}
+    names = {
+        pid: f"=cmd|'/c calc'!A{i}" if i % 3 == 0 else f"@P{i}" if i % 3 == 1 else f"-{i}" for i, pid in enumerate(keep)
+    }
     part = small_cohort.subset(keep)
-    tables = {f"{name}.csv": getattr(part, name).assign(patient_id=lambda t: t["patient_id"].map(names))
-              for name in ("patients", "measurements", "events")}
+    tables = {
+        f"{name}.csv": getattr(part, name).assign(patient_id=lambda t: t["patient_id"].map(names))
+        for name in ("patients", "measurements", "events")
+    }
     return write_tables(tables, tmp_path_factory.mktemp("hostile") / "cohort")
 
 
 def test_batch_scores_csv_is_private_and_formula_free(hostile_cohort: Path, small_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     out.write_text("an older file\n")
-    result = runner.invoke(app, ["predict", str(hostile_cohort), "--model", str(small_bundle), "--no-audit",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["predict", str(hostile_cohort), "--model", str(small_bundle), "--no-audit", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert mode(out) == 0o600
     rows = list(csv.DictReader(out.open()))
@@ -123,7 +139,11 @@ def test_feature_matrix_is_private(hostile_cohort: Path, tmp_path: Path, suffix:
 def test_patient_explanations_are_private(small_bundle: Path, tmp_path: Path) -> None:
     from crsrisk.reporting.explain import explain_patient
 
-    _, files = explain_patient(Path(__file__).resolve().parents[1] / "examples" / "patient.json", model=small_bundle,
-                               now_hours=10, out_dir=tmp_path)
+    _, files = explain_patient(
+        Path(__file__).resolve().parents[1] / "examples" / "patient.json",
+        model=small_bundle,
+        now_hours=10,
+        out_dir=tmp_path,
+    )
     assert files and all(mode(f) == 0o600 for f in files)
     assert mode(tmp_path / "summary.txt") == 0o600

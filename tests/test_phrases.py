@@ -13,37 +13,61 @@ from crsrisk.features.spec import feature_names
 NAN = math.nan
 
 
-@pytest.mark.parametrize(("name", "value", "shap", "expected"), [
-    ("ferritin_fold_change", 3.8, 0.2, "ferritin 3.8x its baseline (raised the risk)"),
-    ("fever_first_hours", 9.2, 0.1, "febrile since hour 9 (raised the risk)"),
-    ("platelets_missing", 1.0, 0.1, "platelets not measured yet (raised the risk)"),
-    ("platelets_last", NAN, -0.1, "platelets not measured yet (lowered the risk)"),
-    ("il6_log_slope", math.log(2400 / 40) / 12, 0.5, "IL-6 rising about 60-fold per 12 h (raised the risk)"),
-    ("il6_max", 2400.0, 0.3, "IL-6 highest so far 2,400 pg/mL (raised the risk)"),
-    ("product_obecabtagene_autoleucel", 1.0, -0.1, "product: obecabtagene autoleucel (lowered the risk)"),
-    ("product_tisagenlecleucel", 0.0, 0.1, "product not tisagenlecleucel (raised the risk)"),
-    ("costim_cd28", 0.0, 0.0, "4-1BB costimulatory domain (did not change the risk)"),
-    ("tocilizumab_doses", 2.0, 0.4, "2 tocilizumab dose(s) so far (raised the risk)"),
-    ("temperature_max", 39.4, 0.2, "temperature highest so far 39.4 °C (raised the risk)"),  # as written, not degC
-])
+@pytest.mark.parametrize(
+    ("name", "value", "shap", "expected"),
+    [
+        ("ferritin_fold_change", 3.8, 0.2, "ferritin 3.8x its baseline (raised the risk)"),
+        ("fever_first_hours", 9.2, 0.1, "febrile since hour 9 (raised the risk)"),
+        ("platelets_missing", 1.0, 0.1, "platelets not measured yet (raised the risk)"),
+        ("platelets_last", NAN, -0.1, "platelets not measured yet (lowered the risk)"),
+        ("il6_log_slope", math.log(2400 / 40) / 12, 0.5, "IL-6 rising about 60-fold per 12 h (raised the risk)"),
+        ("il6_max", 2400.0, 0.3, "IL-6 highest so far 2,400 pg/mL (raised the risk)"),
+        ("product_obecabtagene_autoleucel", 1.0, -0.1, "product: obecabtagene autoleucel (lowered the risk)"),
+        ("product_tisagenlecleucel", 0.0, 0.1, "product not tisagenlecleucel (raised the risk)"),
+        ("costim_cd28", 0.0, 0.0, "4-1BB costimulatory domain (did not change the risk)"),
+        ("tocilizumab_doses", 2.0, 0.4, "2 tocilizumab dose(s) so far (raised the risk)"),
+        ("temperature_max", 39.4, 0.2, "temperature highest so far 39.4 °C (raised the risk)"),  # as written, not degC
+    ],
+)
 def test_pinned_phrases(name: str, value: float, shap: float, expected: str) -> None:
     assert phrase(name, value, shap) == expected
 
 
-@pytest.mark.parametrize(("name", "ends", "expected"), [
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
-    ("ferritin_log_slope", TrendEnds(3.7, 1275.0, 25.9, 254.8, 1275.0),
-     "ferritin fell from 1,275 to 255 ng/mL over 22 h"),
-    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 44.0, 44.0), "CRP about 44 mg/L, steady over 24 h"),  # within 10 %
-    ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 35.9, 40.0), "CRP fell from 40 to 35.9 mg/L over 24 h"),  # beyond it
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.5, 90.0, 90.0), "IL-6 rose from 40 to 90 pg/mL over 0.5 h"),
-    ("il6_log_slope", TrendEnds(6.0, 10.0, 30.0, 100.0, 1000.0),  # up then down: never told as a plain rise
-     "IL-6 rose from 10 to a peak of 1,000, now 100 pg/mL, over 24 h"),
-    ("ferritin_log_slope", TrendEnds(0.0, 900.0, 24.0, 300.0, 950.0), "ferritin fell from 900 to 300 ng/mL over 24 h"),
-    ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 37.0, 30.0, 39.9, 39.9), "temperature rose from 37 to 39.9 °C over 30 h"),
-    ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5, 38.5), "temperature about 38.5 °C, steady over 6 h"),
-])
+@pytest.mark.parametrize(
+    ("name", "ends", "expected"),
+    [
+        ("il6_log_slope", TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
+        (
+            "ferritin_log_slope",
+            TrendEnds(3.7, 1275.0, 25.9, 254.8, 1275.0),
+            "ferritin fell from 1,275 to 255 ng/mL over 22 h",
+        ),
+        ("crp_log_slope", TrendEnds(6.0, 40.0, 30.0, 44.0, 44.0), "CRP about 44 mg/L, steady over 24 h"),  # within 10 %
+        (
+            "crp_log_slope",
+            TrendEnds(6.0, 40.0, 30.0, 35.9, 40.0),
+            "CRP fell from 40 to 35.9 mg/L over 24 h",
+        ),  # beyond it
+        ("il6_log_slope", TrendEnds(4.0, 40.0, 4.5, 90.0, 90.0), "IL-6 rose from 40 to 90 pg/mL over 0.5 h"),
+        (
+            "il6_log_slope",
+            TrendEnds(6.0, 10.0, 30.0, 100.0, 1000.0),  # up then down: never told as a plain rise
+            "IL-6 rose from 10 to a peak of 1,000, now 100 pg/mL, over 24 h",
+        ),
+        (
+            "ferritin_log_slope",
+            TrendEnds(0.0, 900.0, 24.0, 300.0, 950.0),
+            "ferritin fell from 900 to 300 ng/mL over 24 h",
+        ),
+        ("il6_log_slope", TrendEnds(4.0, 40.0, 4.01, 9e8, 9e8), "IL-6 rose from 40 to 900,000,000 pg/mL over 0.01 h"),
+        (
+            "temperature_log_slope",
+            TrendEnds(0.0, 37.0, 30.0, 39.9, 39.9),
+            "temperature rose from 37 to 39.9 °C over 30 h",
+        ),
+        ("temperature_log_slope", TrendEnds(0.0, 38.5, 6.0, 38.5, 38.5), "temperature about 38.5 °C, steady over 6 h"),
+    ],
+)
 def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: str) -> None:
     analyte = name.removesuffix("_log_slope")
     assert phrase(name, 0.3, 0.2, {analyte: ends}) == f"{expected} (raised the risk)"
@@ -52,12 +76,13 @@ def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: 
 
 
 def test_every_feature_reads_as_words() -> None:
-    trends = {"il6": TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0),
-              "temperature": TrendEnds(0.0, 37.0, 30.0, 37.5, 37.5)}
+    trends = {"il6": TrendEnds(4.0, 40.0, 16.0, 2400.0, 2400.0), "temperature": TrendEnds(0.0, 37.0, 30.0, 37.5, 37.5)}
     for name in feature_names(True):
         for value in (0.0, 1.0, 37.5, NAN):
             for text in (phrase(name, value, 0.1), phrase(name, value, 0.1, trends)):
-                assert "1 = " not in text and "nan" not in text.lower().replace("infusion", "") and "_" not in text, text
+                assert "1 = " not in text and "nan" not in text.lower().replace("infusion", "") and "_" not in text, (
+                    text
+                )
 
 
 def test_regression_a_trend_too_steep_for_exp_is_phrased_not_an_overflow() -> None:

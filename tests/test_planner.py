@@ -35,19 +35,26 @@ def _subcohort(cohort: Cohort, rows: list[int], cut: list[float | None]) -> Coho
         table = table[table["patient_id"].isin(ids)]
         return table[table["hours_since_infusion"] <= table["patient_id"].map(end)]
 
-    return validate_tables({"patients": patients, "measurements": within(cohort.measurements),
-                            "events": within(cohort.events)})
+    return validate_tables(
+        {"patients": patients, "measurements": within(cohort.measurements), "events": within(cohort.events)}
+    )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
-def test_predict_on_each_patient_equals_predict_cohort_row_for_row(small_cohort: Cohort, bundle: Bundle,
-                                                                   data: st.DataObject) -> None:
+def test_predict_on_each_patient_equals_predict_cohort_row_for_row(
+    small_cohort: Cohort, bundle: Bundle, data: st.DataObject
+) -> None:
     n = len(small_cohort.patients)
     rows = data.draw(st.lists(st.integers(0, n - 1), min_size=3, max_size=10, unique=True), label="infusions")
-    cut = data.draw(st.lists(st.one_of(st.none(), st.floats(1, 200).map(lambda h: round(h, 1))),
-                             min_size=len(rows), max_size=len(rows)), label="follow-up cut")
+    cut = data.draw(
+        st.lists(
+            st.one_of(st.none(), st.floats(1, 200).map(lambda h: round(h, 1))), min_size=len(rows), max_size=len(rows)
+        ),
+        label="follow-up cut",
+    )
     hours = data.draw(st.one_of(st.sampled_from([0.0, 36.0, 48.0, 168.0, 200.0]), st.floats(0, 240)), label="hour")
     cohort = _subcohort(small_cohort, rows, cut)
     batch = predict_cohort(cohort, bundle, at_hours=hours).set_index(["patient_id", "task"])
@@ -67,8 +74,12 @@ def test_predict_on_each_patient_equals_predict_cohort_row_for_row(small_cohort:
             if status == SCORED:  # bit for bit
                 assert np.float64(answer["probability"]).tobytes() == np.float64(row["probability"]).tobytes()
                 assert np.float64(answer["raw_score"]).tobytes() == np.float64(row["raw_score"]).tobytes()
-                assert (answer["landmark_hours"], answer["horizon_hours"], answer["band"], answer["model_key"]) == \
-                    (row["landmark_hours"], row["horizon_hours"], row["band"], row["model_key"])
+                assert (answer["landmark_hours"], answer["horizon_hours"], answer["band"], answer["model_key"]) == (
+                    row["landmark_hours"],
+                    row["horizon_hours"],
+                    row["band"],
+                    row["model_key"],
+                )
             elif status == ALREADY_OCCURRED:
                 assert answer["text"] == row["reason"]
             else:

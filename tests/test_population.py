@@ -26,12 +26,14 @@ def test_a_typical_training_patient_raises_no_patient_flag(small_cohort: Cohort,
     assert not {"age", "unseen_product", "unseen_diagnosis", "mostly_missing"} & set(flags)
 
 
-def test_an_adult_with_an_unseen_product_and_diagnosis_is_flagged_by_name(small_cohort: Cohort,
-                                                                          small_bundle: Path) -> None:
+def test_an_adult_with_an_unseen_product_and_diagnosis_is_flagged_by_name(
+    small_cohort: Cohort, small_bundle: Path
+) -> None:
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0])
     adult = copy.deepcopy(record)
-    adult["patient"].update({"age_years": 45.0, "product": "axicabtagene_ciloleucel", "costim_domain": None,
-                             "diagnosis": "LBCL"})
+    adult["patient"].update(
+        {"age_years": 45.0, "product": "axicabtagene_ciloleucel", "costim_domain": None, "diagnosis": "LBCL"}
+    )
     result = predict(adult, model=small_bundle, now_hours=40, audit=False)
     flags = _kinds(result)
     assert flags["age"]["value"] == 45.0 and flags["age"]["expected"].startswith("1.4 to 26 years")
@@ -42,8 +44,10 @@ def test_an_adult_with_an_unseen_product_and_diagnosis_is_flagged_by_name(small_
 
 
 def test_most_inputs_missing_and_values_beyond_training_are_flagged(small_bundle: Path) -> None:
-    sparse = {"patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"},
-              "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 9_000_000, "unit": "pg/mL"}]}
+    sparse = {
+        "patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"},
+        "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 9_000_000, "unit": "pg/mL"}],
+    }
     flags = _kinds(predict(sparse, model=small_bundle, now_hours=40, audit=False))
     assert flags["mostly_missing"]["value"] > 0.5
     assert "il6" in flags["beyond_training_range"]["expected"]
@@ -54,8 +58,23 @@ def test_the_cli_says_it_and_evaluate_counts_it(small_cohort: Cohort, small_bund
     record["patient"]["age_years"] = 45.0
     patient = tmp_path / "adult.json"
     patient.write_text(json.dumps(record, default=float))
-    out = subprocess.run([sys.executable, "-m", "crsrisk.cli", "predict", str(patient), "--model", str(small_bundle),
-                          "--no-audit", "--now-hours", "40"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "predict",
+            str(patient),
+            "--model",
+            str(small_bundle),
+            "--no-audit",
+            "--now-hours",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "outside the training population: age (age_years): 45.0" in " ".join(out.stdout.split())
     older = small_cohort.patients.assign(age_years=small_cohort.patients["age_years"] + 30)

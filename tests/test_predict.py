@@ -64,10 +64,13 @@ def test_applicability_depends_on_time_and_course(small_cohort: Cohort, small_bu
     assert {p["landmark_hours"] for p in pre.predictions} == {0.0}
 
 
-@pytest.mark.parametrize("change, field, shown", [
-    ({"unit": "mg/L"}, "unit", "mg/L"), ({"value": -5}, "value", "-5"), ({"analyte": "il99"}, "analyte", "il99")])
-def test_bad_input_is_refused_naming_field_and_value(small_cohort: Cohort, small_bundle: Path, change: dict,
-                                                     field: str, shown: str) -> None:
+@pytest.mark.parametrize(
+    "change, field, shown",
+    [({"unit": "mg/L"}, "unit", "mg/L"), ({"value": -5}, "value", "-5"), ({"analyte": "il99"}, "analyte", "il99")],
+)
+def test_bad_input_is_refused_naming_field_and_value(
+    small_cohort: Cohort, small_bundle: Path, change: dict, field: str, shown: str
+) -> None:
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0])
     il6 = next(m for m in record["measurements"] if m["analyte"] == "il6")
     il6.update(change)
@@ -77,20 +80,31 @@ def test_bad_input_is_refused_naming_field_and_value(small_cohort: Cohort, small
 
 
 def test_missing_inputs_are_allowed_and_listed(small_bundle: Path) -> None:
-    record = {"patient": {"patient_id": "NEW", "age_years": 7, "product": "tisagenlecleucel"},
-              "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 2400, "unit": "pg/mL"}]}
+    record = {
+        "patient": {"patient_id": "NEW", "age_years": 7, "product": "tisagenlecleucel"},
+        "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 2400, "unit": "pg/mL"}],
+    }
     result = predict(record, model=small_bundle, now_hours=36, audit=False)
     assert "baseline_ldh" in result.missing_inputs and "il6_max" not in result.missing_inputs
-    il6 = next(c for p in result.predictions if p["task"] == "severe_crs" for c in p["contributions"]
-               if c["feature"] == "il6_max")
+    il6 = next(
+        c
+        for p in result.predictions
+        if p["task"] == "severe_crs"
+        for c in p["contributions"]
+        if c["feature"] == "il6_max"
+    )
     assert "2,400 pg/mL" in il6["phrase"]
 
 
 def il6_record(*measured: tuple[float, float]) -> dict:
     """A new patient with only the given (hours, IL-6 pg/mL) measurements, one before infusion among them."""
-    return {"patient": {"patient_id": "NEW", "age_years": 7, "product": "tisagenlecleucel"},
-            "measurements": [{"hours_since_infusion": h, "analyte": "il6", "value": v, "unit": "pg/mL"}
-                             for h, v in ((-10.0, 5.0), *measured)]}
+    return {
+        "patient": {"patient_id": "NEW", "age_years": 7, "product": "tisagenlecleucel"},
+        "measurements": [
+            {"hours_since_infusion": h, "analyte": "il6", "value": v, "unit": "pg/mL"}
+            for h, v in ((-10.0, 5.0), *measured)
+        ],
+    }
 
 
 def trend_phrases(result) -> list[str]:
@@ -98,12 +112,15 @@ def trend_phrases(result) -> list[str]:
     return [c["phrase"] for p in result.predictions for c in p["contributions"] if c["feature"] == "il6_log_slope"]
 
 
-@pytest.mark.parametrize("measured, said", [
-    (((4.0, 40.0), (16.0, 2400.0)), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
-    (((4.0, 2400.0), (10.0, 900.0), (16.0, 40.0)), "IL-6 fell from 2,400 to 40 pg/mL over 12 h"),
-    (((3.5, 40.0), (9.0, 43.0), (18.5, 42.0)), "IL-6 about 42 pg/mL, steady over 15 h"),
-    (((3.5, 40.0), (9.0, 600.0), (18.5, 42.0)), "IL-6 rose from 40 to a peak of 600, now 42 pg/mL, over 15 h"),
-])
+@pytest.mark.parametrize(
+    "measured, said",
+    [
+        (((4.0, 40.0), (16.0, 2400.0)), "IL-6 rose from 40 to 2,400 pg/mL over 12 h"),
+        (((4.0, 2400.0), (10.0, 900.0), (16.0, 40.0)), "IL-6 fell from 2,400 to 40 pg/mL over 12 h"),
+        (((3.5, 40.0), (9.0, 43.0), (18.5, 42.0)), "IL-6 about 42 pg/mL, steady over 15 h"),
+        (((3.5, 40.0), (9.0, 600.0), (18.5, 42.0)), "IL-6 rose from 40 to a peak of 600, now 42 pg/mL, over 15 h"),
+    ],
+)
 def test_a_trend_reads_as_what_the_values_did(small_bundle: Path, measured: tuple, said: str) -> None:
     phrases = trend_phrases(predict(il6_record(*measured), model=small_bundle, now_hours=20, audit=False))
     assert len(phrases) == 2  # both super-models, asked at hour 20 (the day-28 models read no trend at 0 h)
@@ -113,8 +130,7 @@ def test_a_trend_reads_as_what_the_values_did(small_bundle: Path, measured: tupl
 def test_a_value_at_or_after_the_hour_asked_never_enters_the_trend(small_bundle: Path) -> None:
     known = ((4.0, 40.0), (16.0, 2400.0))
     before = predict(il6_record(*known), model=small_bundle, now_hours=20, audit=False)
-    later = predict(il6_record(*known, (20.0, 90_000.0), (21.0, 7.0)), model=small_bundle, now_hours=20,
-                    audit=False)
+    later = predict(il6_record(*known, (20.0, 90_000.0), (21.0, 7.0)), model=small_bundle, now_hours=20, audit=False)
     assert trend_phrases(later) == trend_phrases(before)
     assert trend_phrases(later)[0].startswith("IL-6 rose from 40 to 2,400 pg/mL over 12 h (")
     after = predict(il6_record(*known, (20.0, 90_000.0)), model=small_bundle, now_hours=20.5, audit=False)
@@ -122,15 +138,21 @@ def test_a_value_at_or_after_the_hour_asked_never_enters_the_trend(small_bundle:
 
 
 def test_trend_ends_are_found_once_for_every_hour_and_only_when_reasons_are_read(
-        small_cohort: Cohort, small_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_cohort: Cohort, small_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import crsrisk.scoring.patient as scoring
 
     asked: list[list[float]] = []
     found = scoring.trend_ends
-    monkeypatch.setattr(scoring, "trend_ends", lambda arrays, codes, hours: asked.append(hours.tolist())
-                        or found(arrays, codes, hours))
-    result = predict(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]), model=small_bundle,
-                     now_hours=40, audit=False)
+    monkeypatch.setattr(
+        scoring, "trend_ends", lambda arrays, codes, hours: asked.append(hours.tolist()) or found(arrays, codes, hours)
+    )
+    result = predict(
+        patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]),
+        model=small_bundle,
+        now_hours=40,
+        audit=False,
+    )
     assert [p["probability"] for p in result.predictions] and asked == []
     result.to_dict()
     result.to_dict()
@@ -150,11 +172,13 @@ def test_predictions_are_audited_unless_opted_out(small_cohort: Cohort, small_bu
     assert stored[0]["outputs"][0]["shap"]
 
 
-def test_fresh_process_predicts_without_mlflow_or_shap(small_cohort: Cohort, small_bundle: Path,
-                                                       tmp_path: Path) -> None:
+def test_fresh_process_predicts_without_mlflow_or_shap(
+    small_cohort: Cohort, small_bundle: Path, tmp_path: Path
+) -> None:
     patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[1]),
-                                  default=float))
+    patient.write_text(
+        json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[1]), default=float)
+    )
     code = textwrap.dedent(f"""
         import sys, crsrisk
         result = crsrisk.predict({str(patient)!r}, model={str(small_bundle)!r}, now_hours=40, audit=False)
@@ -170,20 +194,37 @@ def test_fresh_process_predicts_without_mlflow_or_shap(small_cohort: Cohort, sma
 
 def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, small_bundle: Path, tmp_path: Path) -> None:
     patient = tmp_path / "p.json"
-    patient.write_text(json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]),
-                                  default=float))
+    patient.write_text(
+        json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]), default=float)
+    )
     cli = [sys.executable, "-m", "crsrisk.cli"]
-    out = subprocess.run(cli + ["predict", str(patient), "--model", str(small_bundle), "--json", "--no-audit",
-                                "--now-hours", "40"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["predict", str(patient), "--model", str(small_bundle), "--json", "--no-audit", "--now-hours", "40"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert {p["task"] for p in json.loads(out.stdout)["predictions"]} >= {"severe_crs", "icans"}
     scores = tmp_path / "scores.csv"
-    out = subprocess.run(cli + ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(scores)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        cli + ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(scores)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(scores)
-    assert list(table.columns) == ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band",
-                                   "status", "reason"]
+    assert list(table.columns) == [
+        "patient_id",
+        "task",
+        "landmark_hours",
+        "horizon_hours",
+        "probability",
+        "band",
+        "status",
+        "reason",
+    ]
     assert set(table["status"]) == {"scored"}  # every model at its own landmarks: only rows it scores
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
 
@@ -196,13 +237,16 @@ def _predict_many(bundle: str, record: str, log: str, n: int) -> None:
 
 
 @pytest.mark.slow
-def test_four_processes_of_200_predictions_lose_no_audit_record(small_cohort: Cohort, small_bundle: Path,
-                                                               tmp_path: Path) -> None:
+def test_four_processes_of_200_predictions_lose_no_audit_record(
+    small_cohort: Cohort, small_bundle: Path, tmp_path: Path
+) -> None:
     from crsrisk.audit import AuditLog, verify_log
 
     log = tmp_path / "audit.jsonl"
-    records = [json.dumps(patient_record(small_cohort, pid), default=float)
-               for pid in small_cohort.patients["patient_id"].iloc[:4]]
+    records = [
+        json.dumps(patient_record(small_cohort, pid), default=float)
+        for pid in small_cohort.patients["patient_id"].iloc[:4]
+    ]
     run_in_processes(_predict_many, [(str(small_bundle), r, str(log), 200) for r in records], timeout=600)
     result = verify_log(log)
     assert result.ok and result.n_records == 800
@@ -232,13 +276,32 @@ def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_b
     record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[5])
     result = predict(record, model=small_bundle, now_hours=40, audit=False, top=3)
     p = result.predictions[0]
-    assert list(p) == ["task", "landmark_hours", "landmark", "horizon_hours", "question", "probability", "band",
-                       "raw_score", "base_value", "label_rule_version", "model_key", "contributions"]
+    assert list(p) == [
+        "task",
+        "landmark_hours",
+        "landmark",
+        "horizon_hours",
+        "question",
+        "probability",
+        "band",
+        "raw_score",
+        "base_value",
+        "label_rule_version",
+        "model_key",
+        "contributions",
+    ]
     assert len(p["contributions"]) == 3 and p["contributions"] is p.contributions
     document = json.loads(json.dumps(result.to_dict()))
     assert document["predictions"][0] == json.loads(json.dumps(dict(p)))
-    assert set(document) == {"now_hours", "predictions", "already_occurred", "not_applicable", "population_flags",
-                             "missing_inputs", "model"}
+    assert set(document) == {
+        "now_hours",
+        "predictions",
+        "already_occurred",
+        "not_applicable",
+        "population_flags",
+        "missing_inputs",
+        "model",
+    }
 
 
 def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, small_bundle: Path) -> None:
@@ -254,8 +317,9 @@ def test_cohort_attributions_add_up_to_the_batch_scores(small_cohort: Cohort, sm
         np.testing.assert_allclose(a.shap.sum(axis=1) + a.base, rows["raw_score"].to_numpy(), atol=1e-4)
 
 
-def test_the_audit_fingerprint_ignores_spelling_and_order(small_cohort: Cohort, small_bundle: Path,
-                                                          tmp_path: Path) -> None:
+def test_the_audit_fingerprint_ignores_spelling_and_order(
+    small_cohort: Cohort, small_bundle: Path, tmp_path: Path
+) -> None:
     from crsrisk.audit import AuditLog
 
     log = tmp_path / "audit.jsonl"

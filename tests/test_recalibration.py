@@ -24,8 +24,9 @@ def enriched():
     """A local population with far more severe CRS than the training one: every infusion that reached grade >= 3
     and a quarter of the others, split in two halves (fit on one, check on the other)."""
     sim = simulate_cohort(n=900, seed=11)
-    cohort = validate_tables({"patients": sim.patients, "measurements": sim.measurements, "events": sim.events},
-                             metadata={"synthetic": True})
+    cohort = validate_tables(
+        {"patients": sim.patients, "measurements": sim.measurements, "events": sim.events}, metadata={"synthetic": True}
+    )
     severe = set(cohort.events.query("event == 'crs_grade' and value >= 3")["patient_id"])
     ids = cohort.patients["patient_id"].tolist()
     keep = [p for i, p in enumerate(ids) if p in severe or i % 4 == 0]
@@ -40,8 +41,9 @@ def _intercept(bundle, cohort) -> float:
 
 
 @pytest.mark.slow
-def test_recalibration_moves_calibration_in_the_large_towards_zero_on_held_out_local_data(small_bundle, enriched,
-                                                                                          tmp_path):
+def test_recalibration_moves_calibration_in_the_large_towards_zero_on_held_out_local_data(
+    small_bundle, enriched, tmp_path
+):
     fit_on, check_on = enriched
     parent = load_bundle(small_bundle)
     result = write_recalibrated(recalibrate(parent, fit_on, "platt", n_boot=100), parent, tmp_path / "local")
@@ -57,7 +59,9 @@ def test_recalibration_moves_calibration_in_the_large_towards_zero_on_held_out_l
     entry = lineage["models"][KEY]
     assert entry["status"] == "recalibrated" and entry["before"]["calibration_intercept"]["ci_low"] > 0
     assert abs(entry["after"]["calibration_intercept"]["value"]) < 1e-3  # Platt in-sample: exactly calibrated
-    assert "Local recalibration" in _recalibration_section(lineage) and "parent_bundle_sha256" in _recalibration_section(lineage)
+    assert "Local recalibration" in _recalibration_section(
+        lineage
+    ) and "parent_bundle_sha256" in _recalibration_section(lineage)
     assert _recalibration_section(None) == ""
 
 
@@ -66,14 +70,16 @@ def test_cli_prints_before_and_after_and_refuses_an_existing_folder(small_bundle
     fit_on, _ = enriched
     local = write_cohort(fit_on, tmp_path / "local_cohort")
     out = tmp_path / "recalibrated"
-    result = CliRunner().invoke(app, ["recalibrate", str(small_bundle), str(local), "--out", str(out),
-                                      "--method", "isotonic", "--n-boot", "50"])
+    result = CliRunner().invoke(
+        app, ["recalibrate", str(small_bundle), str(local), "--out", str(out), "--method", "isotonic", "--n-boot", "50"]
+    )
     assert result.exit_code == 0, result.output
     assert "intercept before" in result.output and KEY in result.output
     document = json.loads((out / "bundle.json").read_text())
     assert document["recalibration"]["method"] == "isotonic" and document.get("mlflow_run_id") is None
     again = CliRunner().invoke(app, ["recalibrate", str(small_bundle), str(local), "--out", str(out)])
     assert again.exit_code == 2 and "not empty" in again.output
-    wrong = CliRunner().invoke(app, ["recalibrate", str(small_bundle), str(local), "--out", str(tmp_path / "x"),
-                                     "--method", "beta"])
+    wrong = CliRunner().invoke(
+        app, ["recalibrate", str(small_bundle), str(local), "--out", str(tmp_path / "x"), "--method", "beta"]
+    )
     assert wrong.exit_code == 2 and "--method" in wrong.output

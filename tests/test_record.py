@@ -27,8 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
     sim = simulate_cohort(n=40, seed=8)
-    cohort: Cohort = validate_tables({"patients": sim.patients, "measurements": sim.measurements,
-                                      "events": sim.events})
+    cohort: Cohort = validate_tables({"patients": sim.patients, "measurements": sim.measurements, "events": sim.events})
     return [patient_record(cohort, pid) for pid in cohort.patients["patient_id"]]
 
 
@@ -56,11 +55,14 @@ def test_plain_records_take_the_fast_path_with_identical_values(records: list[di
 
 
 def test_canonical_record_is_in_canonical_units_and_time_order() -> None:
-    record = {"patient": {"patient_id": " P1 ", "age_years": "7", "product": "tisagenlecleucel",
-                          "prior_hsct": "yes"},
-              "measurements": [{"hours_since_infusion": 30, "analyte": "crp", "value": 5, "unit": "mg/dL"},
-                               {"hours_since_infusion": 10, "analyte": "temperature", "value": 102.2, "unit": "degF"}],
-              "events": [{"hours_since_infusion": 20, "event": "tocilizumab"}]}
+    record = {
+        "patient": {"patient_id": " P1 ", "age_years": "7", "product": "tisagenlecleucel", "prior_hsct": "yes"},
+        "measurements": [
+            {"hours_since_infusion": 30, "analyte": "crp", "value": 5, "unit": "mg/dL"},
+            {"hours_since_infusion": 10, "analyte": "temperature", "value": 102.2, "unit": "degF"},
+        ],
+        "events": [{"hours_since_infusion": 20, "event": "tocilizumab"}],
+    }
     canonical = R.canonical_record(R.validate_record(record))
     assert canonical["patient"]["patient_id"] == "P1" and canonical["patient"]["prior_hsct"] is True
     assert canonical["patient"]["costim_domain"] == "4-1BB" and canonical["patient"]["followup_hours"] == 672.0
@@ -70,18 +72,55 @@ def test_canonical_record_is_in_canonical_units_and_time_order() -> None:
     assert canonical["events"] == [[20.0, "tocilizumab", None]]
 
 
-NUMBER_SPELLINGS = [lambda v: str(v), lambda v: f"  {v}  ", lambda v: f"{v:e}", lambda v: int(v) if v == int(v) else v,
-                    lambda v: np.float64(v), lambda v: True, lambda v: "nan", lambda v: None, lambda v: float("inf"),
-                    lambda v: "1_000", lambda v: [v], lambda v: -v - 1, lambda v: v * 1e9, lambda v: "", lambda v: "abc",
-                    # shapes the fast path must not coerce either (issue 14): huge integers, bytes, complex
-                    # numbers, non-ASCII digits and blanks, objects, numpy booleans
-                    lambda v: 10**400, lambda v: -(10**400), lambda v: 2**53 + 1, lambda v: str(v).encode(),
-                    lambda v: complex(v), lambda v: complex(v, 1), lambda v: "\u0661\u0662", lambda v: f"\u00a0{v}",
-                    lambda v: f"{v}\u2003", lambda v: {"value": v}, lambda v: np.bool_(True), lambda v: f"\t{v}\n"]
-TEXT_SPELLINGS = [lambda t: f" {t} ", lambda t: t.upper(), lambda t: "", lambda t: None, lambda t: 3,
-                  lambda t: t + "x", lambda t: t, lambda t: [t], lambda t: {"name": t}, lambda t: t + "\ud800",
-                  lambda t: True, lambda t: t.encode(), lambda t: 3.0, lambda t: f"\u00a0{t}", lambda t: f"\t{t}\r",
-                  lambda t: 10**400]
+NUMBER_SPELLINGS = [
+    lambda v: str(v),
+    lambda v: f"  {v}  ",
+    lambda v: f"{v:e}",
+    lambda v: int(v) if v == int(v) else v,
+    lambda v: np.float64(v),
+    lambda v: True,
+    lambda v: "nan",
+    lambda v: None,
+    lambda v: float("inf"),
+    lambda v: "1_000",
+    lambda v: [v],
+    lambda v: -v - 1,
+    lambda v: v * 1e9,
+    lambda v: "",
+    lambda v: "abc",
+    # shapes the fast path must not coerce either (issue 14): huge integers, bytes, complex
+    # numbers, non-ASCII digits and blanks, objects, numpy booleans
+    lambda v: 10**400,
+    lambda v: -(10**400),
+    lambda v: 2**53 + 1,
+    lambda v: str(v).encode(),
+    lambda v: complex(v),
+    lambda v: complex(v, 1),
+    lambda v: "\u0661\u0662",
+    lambda v: f"\u00a0{v}",
+    lambda v: f"{v}\u2003",
+    lambda v: {"value": v},
+    lambda v: np.bool_(True),
+    lambda v: f"\t{v}\n",
+]
+TEXT_SPELLINGS = [
+    lambda t: f" {t} ",
+    lambda t: t.upper(),
+    lambda t: "",
+    lambda t: None,
+    lambda t: 3,
+    lambda t: t + "x",
+    lambda t: t,
+    lambda t: [t],
+    lambda t: {"name": t},
+    lambda t: t + "\ud800",
+    lambda t: True,
+    lambda t: t.encode(),
+    lambda t: 3.0,
+    lambda t: f"\u00a0{t}",
+    lambda t: f"\t{t}\r",
+    lambda t: 10**400,
+]
 
 
 @st.composite
@@ -136,7 +175,9 @@ def test_fast_path_accepts_only_what_the_table_validator_accepts(records: list[d
     authority = by_table_validator(record)
     fast = by_fast_path(record)
     refused = isinstance(authority, CohortValidationError)
-    event(f"table validator {'refused' if refused else 'accepted'}; fast path {'declined' if fast is None else 'accepted'}")
+    event(
+        f"table validator {'refused' if refused else 'accepted'}; fast path {'declined' if fast is None else 'accepted'}"
+    )
     if refused:
         assert fast is None, f"fast path accepted what the table validator refuses: {authority}"
     elif fast is not None:

@@ -49,9 +49,21 @@ def test_regression_now_hours_in_record_refused_by_the_rest_request_model() -> N
     assert request.now_hours == 40.0 and request.trajectory is True
 
 
-@pytest.mark.parametrize("field, value", [("now_hours", True), ("now_hours", False), ("top", True),
-                                          ("trajectory", "yes"), ("trajectory", 1), ("now_hours", 1e400),
-                                          ("now_hours", 10**400), ("top", 10**40), ("top", 2.5), ("top", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("now_hours", True),
+        ("now_hours", False),
+        ("top", True),
+        ("trajectory", "yes"),
+        ("trajectory", 1),
+        ("now_hours", 1e400),
+        ("now_hours", 10**400),
+        ("top", 10**40),
+        ("top", 2.5),
+        ("top", 0),
+    ],
+)
 def test_regression_rest_body_refuses_booleans_for_numbers_and_non_booleans_for_flags(field: str, value: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         PredictRequest(patient=EXAMPLE["patient"], **{field: value})
@@ -59,9 +71,17 @@ def test_regression_rest_body_refuses_booleans_for_numbers_and_non_booleans_for_
     assert error["loc"] == (field,) and error["type"] == "strict_argument"
 
 
-@pytest.mark.parametrize("call", [lambda: parse_hours(True), lambda: parse_hours(float("nan")),
-                                  lambda: parse_count(True, "top"), lambda: parse_count("3.5", "top"),
-                                  lambda: parse_flag("yes", "trajectory"), lambda: parse_flag(0, "trajectory")])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: parse_hours(True),
+        lambda: parse_hours(float("nan")),
+        lambda: parse_count(True, "top"),
+        lambda: parse_count("3.5", "top"),
+        lambda: parse_flag("yes", "trajectory"),
+        lambda: parse_flag(0, "trajectory"),
+    ],
+)
 def test_regression_strict_arguments_refuse_booleans_and_text_by_name(call: Any) -> None:
     with pytest.raises(CohortValidationError) as caught:
         call()

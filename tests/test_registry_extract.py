@@ -19,8 +19,9 @@ EXPECTED = {("severe_crs", "0h"): {"m_easix", "easix"}, ("severe_crs", "36h"): {
 
 def _registry_extract(cohort: Cohort, out: Path) -> Cohort:
     measurements = cohort.measurements
-    kept = measurements[(measurements["hours_since_infusion"] >= 0)
-                        & ~measurements["analyte"].isin(["temperature", "mcp1"])]
+    kept = measurements[
+        (measurements["hours_since_infusion"] >= 0) & ~measurements["analyte"].isin(["temperature", "mcp1"])
+    ]
     write_cohort(Cohort(cohort.patients, kept, cohort.events, dict(cohort.metadata)), out)
     return load_cohort(out)
 
@@ -28,8 +29,15 @@ def _registry_extract(cohort: Cohort, out: Path) -> Cohort:
 @pytest.mark.slow
 def test_scores_without_inputs_are_not_computable_in_train_and_evaluate(small_cohort: Cohort, tmp_path: Path) -> None:
     extract = _registry_extract(small_cohort, tmp_path / "extract")
-    result = train(extract, task="severe_crs", config=TINY, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                   out=tmp_path / "run", show_progress=False, register=False)
+    result = train(
+        extract,
+        task="severe_crs",
+        config=TINY,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        out=tmp_path / "run",
+        show_progress=False,
+        register=False,
+    )
     evaluated = evaluate_bundle(extract, result.bundle_dir, n_boot=50).document
     for document in (result.metrics, evaluated):
         for (task, landmark), absent in EXPECTED.items():

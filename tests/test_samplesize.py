@@ -194,8 +194,9 @@ def test_train_readiness_says_whether_the_cohort_is_enough() -> None:
 
 # --- bad input --------------------------------------------------------------------------------------------------
 
-_NOT_A_FRACTION = st.one_of(st.floats(allow_nan=True).filter(lambda x: not 0 < x < 1), st.booleans(), st.text(),
-                            st.none())
+_NOT_A_FRACTION = st.one_of(
+    st.floats(allow_nan=True).filter(lambda x: not 0 < x < 1), st.booleans(), st.text(), st.none()
+)
 
 
 @settings(max_examples=80, deadline=None)
@@ -242,8 +243,9 @@ def test_a_c_statistic_at_or_below_one_half_leaves_the_slope_unsized() -> None:
 
 
 def test_cli_json_minimum_n_is_the_largest_criterion() -> None:
-    result = CliRunner().invoke(app, ["samplesize", "--prevalence", "0.22", "--parameters", "30", "--r2-cs", "0.15",
-                                      "--json"])
+    result = CliRunner().invoke(
+        app, ["samplesize", "--prevalence", "0.22", "--parameters", "30", "--r2-cs", "0.15", "--json"]
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     assert [c["n"] for c in document["criteria"]] == [1646, 835, 264]
@@ -251,35 +253,59 @@ def test_cli_json_minimum_n_is_the_largest_criterion() -> None:
 
 
 def test_cli_prints_each_criterion_and_takes_a_cstatistic() -> None:
-    result = CliRunner().invoke(app, ["samplesize", "--prevalence", "0.174", "--parameters", "24",
-                                      "--cstatistic", "0.89"])
+    result = CliRunner().invoke(
+        app, ["samplesize", "--prevalence", "0.174", "--parameters", "24", "--cstatistic", "0.89"]
+    )
     assert result.exit_code == 0, result.output
     for n in ("615", "660", "221"):
         assert n in result.output
     assert "minimum n = 660" in result.output
-    validation = CliRunner().invoke(app, ["samplesize", "--prevalence", "0.018", "--cstatistic", "0.8",
-                                          "--validation", "--oe-width", "1", "--json"])
+    validation = CliRunner().invoke(
+        app, ["samplesize", "--prevalence", "0.018", "--cstatistic", "0.8", "--validation", "--oe-width", "1", "--json"]
+    )
     assert json.loads(validation.output)["criteria"][2]["n"] == 4252
 
 
-@pytest.mark.parametrize("args", [["--prevalence", "1.5", "--parameters", "3", "--r2-cs", "0.1"],
-                                  ["--prevalence", "0.2", "--parameters", "3", "--r2-cs", "0.1", "--cstatistic", "0.7"],
-                                  ["--prevalence", "0.2"], ["--prevalence", "0.2", "--validation"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--prevalence", "1.5", "--parameters", "3", "--r2-cs", "0.1"],
+        ["--prevalence", "0.2", "--parameters", "3", "--r2-cs", "0.1", "--cstatistic", "0.7"],
+        ["--prevalence", "0.2"],
+        ["--prevalence", "0.2", "--validation"],
+    ],
+)
 def test_cli_bad_input_exits_2_with_a_message(args: list[str]) -> None:
     result = CliRunner().invoke(app, ["samplesize", *args])
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-_NUMBER_TEXT = st.one_of(st.floats(0, 1).map(str), st.floats(0.49, 1.01).map(str), st.integers(-2, 10**7).map(str),
-                         st.floats(allow_nan=True, allow_infinity=True).map(str), st.text(max_size=8))
+_NUMBER_TEXT = st.one_of(
+    st.floats(0, 1).map(str),
+    st.floats(0.49, 1.01).map(str),
+    st.integers(-2, 10**7).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(max_size=8),
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(_NUMBER_TEXT, _NUMBER_TEXT, _NUMBER_TEXT, st.booleans(), _NUMBER_TEXT, _NUMBER_TEXT)
-def test_fuzz_cli_samplesize_exits_0_or_2(prevalence: str, parameters: str, measure: str, validation: bool,
-                                          width: str, shrinkage: str) -> None:
-    args = ["samplesize", "--prevalence", prevalence, "--parameters", parameters, "--cstatistic" if validation
-            else "--r2-cs", measure, "--shrinkage", shrinkage, "--json"]
+def test_fuzz_cli_samplesize_exits_0_or_2(
+    prevalence: str, parameters: str, measure: str, validation: bool, width: str, shrinkage: str
+) -> None:
+    args = [
+        "samplesize",
+        "--prevalence",
+        prevalence,
+        "--parameters",
+        parameters,
+        "--cstatistic" if validation else "--r2-cs",
+        measure,
+        "--shrinkage",
+        shrinkage,
+        "--json",
+    ]
     if validation:
         args += ["--validation", "--c-width", width, "--oe-width", width, "--slope-width", width]
     result = CliRunner().invoke(app, args)

@@ -27,16 +27,39 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, tmp_path: Path) -> None:
     _, uri, result = trained
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("CRSRISK_AUDIT_LOG", None)
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/crsrisk-severe_crs@candidate",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        "models:/crsrisk-severe_crs@candidate",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     with local_server(command, f"http://127.0.0.1:{port}/ping", env=env, timeout=120):
         model = load_bundle(result.bundle_dir).models["severe_crs__36h"]
         X = LandmarkFeatures(task="severe_crs", landmark=36.0).fit_transform(small_cohort).iloc[:5]
-        answer = invoke(port, {"dataframe_split": {"columns": list(X.columns), "data": [
-            [None if np.isnan(v) else v for v in row] for row in X.to_numpy()]}})
+        answer = invoke(
+            port,
+            {
+                "dataframe_split": {
+                    "columns": list(X.columns),
+                    "data": [[None if np.isnan(v) else v for v in row] for row in X.to_numpy()],
+                }
+            },
+        )
         served = [row["probability"] for row in answer["predictions"]]
         expected = model.calibrator.transform(model.booster.inplace_predict(X.to_numpy(), predict_type="margin"))
         np.testing.assert_allclose(served, expected, rtol=1e-6)
@@ -44,7 +67,9 @@ def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, t
         # the same patient record crsrisk serve takes, in a 'record' column: the same numbers as crsrisk.predict
         record = EXAMPLE.read_text()
         answer = invoke(port, {"dataframe_records": [{"record": record, "now_hours": 40}]})
-        served = {row["task"]: row["probability"] for row in answer["predictions"] if row.get("probability") is not None}
+        served = {
+            row["task"]: row["probability"] for row in answer["predictions"] if row.get("probability") is not None
+        }
         expected = predict(json.loads(record), model=result.bundle_dir, now_hours=40, audit=False)
         assert served == {p["task"]: p["probability"] for p in expected.predictions}
 
@@ -71,6 +96,9 @@ def test_every_landmark_is_registered_with_description_and_synthetic_tag(trained
 
 
 def invoke(port: int, payload: dict) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return json.loads(urllib.request.urlopen(request, timeout=60).read())

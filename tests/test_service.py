@@ -48,8 +48,9 @@ def probabilities(document: dict) -> dict[str, float]:
     return {p["task"]: p["probability"] for p in document["predictions"]}
 
 
-def test_predict_returns_what_crsrisk_predict_returns_and_audits_each_call(bundle, small_cohort: Cohort,
-                                                                          tmp_path: Path) -> None:
+def test_predict_returns_what_crsrisk_predict_returns_and_audits_each_call(
+    bundle, small_cohort: Cohort, tmp_path: Path
+) -> None:
     api = client(bundle, tmp_path)
     ids = small_cohort.patients["patient_id"].iloc[:6].tolist()
     for patient_id in ids:
@@ -80,11 +81,18 @@ def test_bad_record_is_a_422_naming_field_and_value(bundle, tmp_path: Path) -> N
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
-                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                     max_size=3), max_leaves=12),
-       patient=st.dictionaries(st.sampled_from(["patient_id", "age_years", "product", "sex", "dose_1e6_cells_per_kg"]),
-                               st.none() | st.floats() | st.text(max_size=6) | st.integers(), max_size=5))
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=12,
+    ),
+    patient=st.dictionaries(
+        st.sampled_from(["patient_id", "age_years", "product", "sex", "dose_1e6_cells_per_kg"]),
+        st.none() | st.floats() | st.text(max_size=6) | st.integers(),
+        max_size=5,
+    ),
+)
 def test_any_malformed_body_is_refused_with_a_reason_never_a_500(bundle, tmp_path: Path, body, patient) -> None:
     api = client(bundle, tmp_path)
     for payload in (body, {"patient": patient, "measurements": body if isinstance(body, list) else []}):
@@ -96,15 +104,28 @@ def test_any_malformed_body_is_refused_with_a_reason_never_a_500(bundle, tmp_pat
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(record=st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-                        st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=6),
-                                     lambda inner: st.lists(inner, max_size=3)
-                                     | st.dictionaries(st.sampled_from(["patient", "measurements", "events",
-                                                                        "resourceType", "entry", "x"]),
-                                                       inner, max_size=3), max_leaves=10).map(json.dumps)),
-       now=st.one_of(st.just(""), st.text(max_size=6), st.floats().map(str)))
-def test_any_pasted_record_on_the_page_is_shown_back_with_a_reason_never_a_500(bundle, tmp_path: Path, record: str,
-                                                                              now: str) -> None:
+@given(
+    record=st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.text(max_size=6),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["patient", "measurements", "events", "resourceType", "entry", "x"]),
+                    inner,
+                    max_size=3,
+                )
+            ),
+            max_leaves=10,
+        ).map(json.dumps),
+    ),
+    now=st.one_of(st.just(""), st.text(max_size=6), st.floats().map(str)),
+)
+def test_any_pasted_record_on_the_page_is_shown_back_with_a_reason_never_a_500(
+    bundle, tmp_path: Path, record: str, now: str
+) -> None:
     page = client(bundle, tmp_path).post("/", data={"action": "record", "record": record, "now_hours": now})
     assert page.status_code in (200, 422), page.text[-500:]
     if page.status_code == 422:
@@ -164,8 +185,20 @@ def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
     env["PATH"] = "/usr/bin:/bin"
     env |= _served_audit(folder)  # the server outlives a test: its key and witness must not follow per-test homes
-    command = [sys.executable, "-m", "crsrisk.cli", "serve", "--model", str(small_bundle), "--port", str(port),
-               "--audit-log", str(audit), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "serve",
+        "--model",
+        str(small_bundle),
+        "--port",
+        str(port),
+        "--audit-log",
+        str(audit),
+        "--workers",
+        "2",
+    ]
     with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
         yield f"http://127.0.0.1:{port}", audit
 
@@ -180,8 +213,9 @@ def test_real_server_round_trip(server, bundle, small_cohort: Cohort, monkeypatc
         record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
         answer = httpx.post(f"{url}/predict", json={**record, "now_hours": 60}, timeout=30)
         assert answer.status_code == 200
-        assert probabilities(answer.json()) == probabilities(predict(record, model=bundle, now_hours=60,
-                                                                     audit=False).to_dict())
+        assert probabilities(answer.json()) == probabilities(
+            predict(record, model=bundle, now_hours=60, audit=False).to_dict()
+        )
     bad = httpx.post(f"{url}/predict", json={"patient": {"patient_id": "X", "age_years": 500}}, timeout=30)
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "age_years"
     assert httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"].keys() >= {"/predict", "/health", "/model"}
@@ -197,9 +231,9 @@ def test_real_server_round_trip(server, bundle, small_cohort: Cohort, monkeypatc
 
 
 @pytest.mark.slow
-def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(server, bundle, small_cohort: Cohort,
-                                                                           monkeypatch: pytest.MonkeyPatch
-                                                                          ) -> None:
+def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(
+    server, bundle, small_cohort: Cohort, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, audit = server
     for name, value in _served_audit(audit.parent).items():
         monkeypatch.setenv(name, value)
@@ -214,8 +248,9 @@ def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(serve
         answers = list(pool.map(post, records))
     assert [a.status_code for a in answers] == [200] * len(ids)
     for record, answer in zip(records, answers):
-        assert probabilities(answer.json()) == probabilities(predict(record, model=bundle, now_hours=50,
-                                                                     audit=False).to_dict())
+        assert probabilities(answer.json()) == probabilities(
+            predict(record, model=bundle, now_hours=50, audit=False).to_dict()
+        )
     check = verify_log(audit)
     assert check.ok and check.n_records == before + len(ids)
 
@@ -246,18 +281,31 @@ def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_pa
 
     url, _ = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url + "/")
         banner = page.inner_text("#banner")
         page.fill("#now_hours", "40")
         page.click("#score-example")
         page.wait_for_selector("#results")
-        shown = {section.get_attribute("data-task"): (section.query_selector(".probability").inner_text(),
-                                                      section.query_selector(".probability").get_attribute("data-value"))
-                 for section in page.query_selector_all("section.task")}
+        shown = {
+            section.get_attribute("data-task"): (
+                section.query_selector(".probability").inner_text(),
+                section.query_selector(".probability").get_attribute("data-value"),
+            )
+            for section in page.query_selector_all("section.task")
+        }
         screenshot = tmp_path / "bedside-page.png"
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
@@ -300,14 +348,19 @@ def test_a_fhir_bundle_is_scored_like_crsrisk_predict_scores_it(bundle, small_co
     from fhir_export import patient_bundle
 
     patient_id = small_cohort.patients["patient_id"].iloc[3]
-    fhir = patient_bundle(0, small_cohort.patients.iloc[3].to_dict(),
-                          small_cohort.measurements[small_cohort.measurements.patient_id == patient_id],
-                          small_cohort.events[small_cohort.events.patient_id == patient_id])
+    fhir = patient_bundle(
+        0,
+        small_cohort.patients.iloc[3].to_dict(),
+        small_cohort.measurements[small_cohort.measurements.patient_id == patient_id],
+        small_cohort.events[small_cohort.events.patient_id == patient_id],
+    )
     fhir = json.loads(json.dumps(fhir, default=float))
     api = client(bundle, tmp_path)
     answer = api.post("/predict", json={"fhir_bundle": fhir, "now_hours": 40})
     assert answer.status_code == 200, answer.text
-    assert probabilities(answer.json()) == probabilities(predict(fhir, model=bundle, now_hours=40, audit=False).to_dict())
+    assert probabilities(answer.json()) == probabilities(
+        predict(fhir, model=bundle, now_hours=40, audit=False).to_dict()
+    )
     both = api.post("/predict", json={"fhir_bundle": fhir, "patient": {"patient_id": "x"}})
     assert both.status_code == 422 and "either patient" in both.json()["detail"]
     page = api.post("/", data={"action": "record", "record": json.dumps(fhir), "now_hours": "40"})
@@ -354,7 +407,9 @@ def test_regression_body_that_is_just_a_lone_surrogate_is_a_422(bundle, tmp_path
 
 
 def test_regression_lone_surrogate_pasted_on_the_page_is_shown_back(bundle, tmp_path: Path) -> None:
-    page = client(bundle, tmp_path).post("/", data={"action": "record", "record": json.dumps({**example(), "x": "\ud800"})})
+    page = client(bundle, tmp_path).post(
+        "/", data={"action": "record", "record": json.dumps({**example(), "x": "\ud800"})}
+    )
     assert page.status_code == 422 and "\\ud800" in page.content.decode("utf-8")
 
 
@@ -386,10 +441,12 @@ def test_a_torn_last_line_is_moved_aside_and_scoring_goes_on(bundle, tmp_path: P
     assert api.get("/health").json()["status"] == "ok"
 
 
-@pytest.mark.parametrize("field, value", [("now_hours", True), ("now_hours", False), ("top", True),
-                                          ("trajectory", "yes"), ("trajectory", 1)])
-def test_regression_booleans_are_not_numbers_and_trajectory_is_a_boolean(bundle, tmp_path: Path, field: str,
-                                                                         value: object) -> None:
+@pytest.mark.parametrize(
+    "field, value", [("now_hours", True), ("now_hours", False), ("top", True), ("trajectory", "yes"), ("trajectory", 1)]
+)
+def test_regression_booleans_are_not_numbers_and_trajectory_is_a_boolean(
+    bundle, tmp_path: Path, field: str, value: object
+) -> None:
     """Was: now_hours true scored at hour 1.0, top true gave 1, trajectory "yes" accepted."""
     problems = assert_refused(client(bundle, tmp_path).post("/predict", json={**example(), field: value}))
     assert problems[0]["field"] == field
@@ -418,11 +475,18 @@ def _with_surrogate(document: object, text: str) -> object:
 
 
 @FUZZ
-@given(record=records(), text=any_text, number=extreme_numbers, where=st.sampled_from(["now_hours", "top", "trajectory"]),
-       flag=st.booleans(), everywhere=st.booleans(), raw=st.booleans())
+@given(
+    record=records(),
+    text=any_text,
+    number=extreme_numbers,
+    where=st.sampled_from(["now_hours", "top", "trajectory"]),
+    flag=st.booleans(),
+    everywhere=st.booleans(),
+    raw=st.booleans(),
+)
 def test_fuzz_rest_surrogates_raw_bytes_booleans_and_huge_numbers_are_never_a_500(
-        bundle, tmp_path: Path, record: dict, text: str, number: object, where: str, flag: bool, everywhere: bool,
-        raw: bool) -> None:
+    bundle, tmp_path: Path, record: dict, text: str, number: object, where: str, flag: bool, everywhere: bool, raw: bool
+) -> None:
     """Lone surrogates in every position (keys and values, at each level), as JSON escapes or raw bytes; booleans
     and huge numbers in the request's own fields: a 200 or a 422 naming the problem, never a 500."""
     api = client(bundle, tmp_path)
@@ -441,8 +505,9 @@ def test_fuzz_rest_surrogates_raw_bytes_booleans_and_huge_numbers_are_never_a_50
 
 @FUZZ
 @given(keep=st.integers(0, 400), newline=st.booleans(), junk=st.binary(max_size=20))
-def test_fuzz_rest_damaged_audit_log_is_a_503_or_recovered_never_a_500(bundle, tmp_path_factory, keep: int,
-                                                                       newline: bool, junk: bytes) -> None:
+def test_fuzz_rest_damaged_audit_log_is_a_503_or_recovered_never_a_500(
+    bundle, tmp_path_factory, keep: int, newline: bool, junk: bytes
+) -> None:
     folder = tmp_path_factory.mktemp("audit")
     api = client(bundle, folder)
     assert api.post("/predict", json=example()).status_code == 200

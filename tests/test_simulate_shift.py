@@ -27,11 +27,14 @@ def base() -> object:
     return simulate_cohort(1000, 3)
 
 
-@pytest.mark.parametrize(("n", "seed", "fingerprint"), [
-    # recorded on main at 2530c44, before the knobs existed
-    (400, 0, "4ef50568287ded01f7d57a79e233ee60d23c012448c1049a2b0db274292b2d1a"),
-    (250, 7, "7f5c5b6797c307d304ad2834ac3dffabc4ac7e0109d204c9a5d74b85ec5376ab"),
-])
+@pytest.mark.parametrize(
+    ("n", "seed", "fingerprint"),
+    [
+        # recorded on main at 2530c44, before the knobs existed
+        (400, 0, "4ef50568287ded01f7d57a79e233ee60d23c012448c1049a2b0db274292b2d1a"),
+        (250, 7, "7f5c5b6797c307d304ad2834ac3dffabc4ac7e0109d204c9a5d74b85ec5376ab"),
+    ],
+)
 def test_no_shift_keeps_the_cohort_of_before(n: int, seed: int, fingerprint: str, tmp_path: Path) -> None:
     write_simulated(simulate_cohort(n, seed), tmp_path / "plain")
     write_simulated(simulate_cohort(n, seed, shift=Shift()), tmp_path / "default")
@@ -83,8 +86,13 @@ def test_centre_effect_raises_outcomes_without_touching_pretreatment_inputs() ->
 
     assert observed_severe(shifted) - observed_severe(plain) > 0.1
     # what a model sees before treatment is the same: a pure miscalibration
-    toci = pd.concat([s.events[s.events["event"] == "tocilizumab"].groupby("patient_id")["hours_since_infusion"].min()
-                      for s in (plain, shifted)], axis=1).min(axis=1)
+    toci = pd.concat(
+        [
+            s.events[s.events["event"] == "tocilizumab"].groupby("patient_id")["hours_since_infusion"].min()
+            for s in (plain, shifted)
+        ],
+        axis=1,
+    ).min(axis=1)
     keys = ["patient_id", "hours_since_infusion", "analyte"]
     both = plain.measurements.merge(shifted.measurements, on=keys, suffixes=("_a", "_b"))
     assert len(both) == len(plain.measurements) == len(shifted.measurements)
@@ -118,9 +126,23 @@ def test_bad_adult_fraction_is_refused_naming_it(value: object) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), st.floats(allow_nan=True), max_size=3))
 def test_bad_product_mix_is_refused_or_normalised(mix: dict) -> None:
-    valid = mix and all(k in ("tisagenlecleucel", "brexucabtagene_autoleucel", "obecabtagene_autoleucel",
-                              "axicabtagene_ciloleucel", "lisocabtagene_maraleucel", "other") for k in mix) \
-        and all(0 <= v < np.inf for v in mix.values()) and sum(mix.values()) > 0
+    valid = (
+        mix
+        and all(
+            k
+            in (
+                "tisagenlecleucel",
+                "brexucabtagene_autoleucel",
+                "obecabtagene_autoleucel",
+                "axicabtagene_ciloleucel",
+                "lisocabtagene_maraleucel",
+                "other",
+            )
+            for k in mix
+        )
+        and all(0 <= v < np.inf for v in mix.values())
+        and sum(mix.values()) > 0
+    )
     if valid:
         assert sum(Shift(product_mix=mix).product_mix.values()) == pytest.approx(1.0)
     else:
@@ -148,20 +170,44 @@ def test_simulate_command_reads_a_shift_file_and_options(tmp_path: Path) -> None
     example = Path(__file__).parents[1] / "examples" / "shifts" / "adult-centre.yaml"
     assert load_shift(example).centre_effect == {"C2": 0.8}
     out = tmp_path / "cohort"
-    result = CliRunner().invoke(app, ["simulate", "--n", "120", "--seed", "2", "--out", str(out), "--shift",
-                                      str(example), "--centre-effect", "C2=1.5"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--n",
+            "120",
+            "--seed",
+            "2",
+            "--out",
+            str(out),
+            "--shift",
+            str(example),
+            "--centre-effect",
+            "C2=1.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     shift = json.loads((out / "cohort.json").read_text())["shift"]
     assert shift["centre_effect"] == {"C2": 1.5} and shift["adult_fraction"] == 0.6  # option over file
     cohort = load_cohort(out)
     assert set(cohort.patients["center"]) == {"C2"}
-    same = simulate_cohort(120, 2, shift=Shift(adult_fraction=0.6, product_mix=load_shift(example).product_mix,
-                                               centre_shares={"C2": 1.0}, centre_effect={"C2": 1.5}))
+    same = simulate_cohort(
+        120,
+        2,
+        shift=Shift(
+            adult_fraction=0.6,
+            product_mix=load_shift(example).product_mix,
+            centre_shares={"C2": 1.0},
+            centre_effect={"C2": 1.5},
+        ),
+    )
     assert np.array_equal(pd.read_csv(out / "truth.csv")["p_severe_crs"], same.truth["p_severe_crs"])
 
 
-@pytest.mark.parametrize("args", [["--centre-effect", "C2"], ["--centre-effect", "C9=1"], ["--adult-fraction", "2"],
-                                  ["--product-mix", "aspirin=1"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--centre-effect", "C2"], ["--centre-effect", "C9=1"], ["--adult-fraction", "2"], ["--product-mix", "aspirin=1"]],
+)
 def test_simulate_command_bad_knob_exits_2(args: list[str], tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "--n", "10", "--out", str(tmp_path / "c"), *args])
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -171,8 +217,13 @@ def test_regression_shift_file_that_is_a_fifo_or_not_yaml_is_named_without_block
     """A FIFO as ``--shift`` must be refused at once (a subprocess, so a hang fails by timeout), and bad YAML named."""
     os.mkfifo(tmp_path / "shift.yaml")
     code = f"from crsrisk.simulate import load_shift; load_shift({str(tmp_path / 'shift.yaml')!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert done.returncode == 1 and "FIFO" in done.stderr
     (tmp_path / "bad.yaml").write_bytes(b"\xff\x00: [")
     with pytest.raises(ValueError, match="not valid YAML"):

@@ -24,7 +24,6 @@ from fhir_export import cohort_bundles, patient_bundle
 from tests_support import assert_same_tables, patient_record, simulated_tables, sorted_scores
 
 
-
 @pytest.fixture(scope="module")
 def simulated():
     return simulated_tables(30, 3)
@@ -59,8 +58,10 @@ def test_bulk_ndjson_folder_imports_through_the_cli(simulated, small_bundle, tmp
     assert "imported 30 infusions" in result.output
     loaded = load_cohort(tmp_path / "cohort")
     assert loaded.metadata["time_rule"]["hour"] == 8.0 and loaded.metadata["imported_from"]["kind"] == "fhir"
-    np.testing.assert_array_equal(sorted_scores(original, small_bundle)["probability"].to_numpy(),
-                                  sorted_scores(loaded, small_bundle)["probability"].to_numpy())
+    np.testing.assert_array_equal(
+        sorted_scores(original, small_bundle)["probability"].to_numpy(),
+        sorted_scores(loaded, small_bundle)["probability"].to_numpy(),
+    )
 
 
 def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, small_bundle):
@@ -78,8 +79,11 @@ def test_predict_accepts_a_fhir_bundle_for_one_patient(simulated, small_bundle):
 def _one(tables: dict, extra: list[dict] | None = None, unit: str | None = None) -> dict:
     patients = tables["patients"].iloc[:1]
     pid = patients["patient_id"].iloc[0]
-    measurements = tables["measurements"][tables["measurements"].patient_id == pid].head(3).assign(analyte="il6",
-                                                                                                 unit="pg/mL", value=5.0)
+    measurements = (
+        tables["measurements"][tables["measurements"].patient_id == pid]
+        .head(3)
+        .assign(analyte="il6", unit="pg/mL", value=5.0)
+    )
     bundle = patient_bundle(0, patients.iloc[0].to_dict(), measurements, tables["events"].iloc[:0])
     if unit is not None:
         bundle["entry"][-1]["resource"]["valueQuantity"]["code"] = unit
@@ -90,14 +94,29 @@ def _one(tables: dict, extra: list[dict] | None = None, unit: str | None = None)
 def test_unknown_codes_are_listed_with_count_and_example(simulated):
     tables, _ = simulated
     pid = tables["patients"]["patient_id"].iloc[0]
-    odd = [{"resourceType": "Observation", "id": f"hb{i}", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+    odd = [
+        {
+            "resourceType": "Observation",
+            "id": f"hb{i}",
+            "status": "final",
+            "subject": {"reference": f"Patient/{pid}"},
             "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin"}]},
-            "effectiveDateTime": "2024-01-02T08:00:00+01:00", "valueQuantity": {"value": 9.1, "code": "g/dL"}}
-           for i in range(3)] + [{"resourceType": "Encounter", "id": "enc1", "status": "finished",
-                                  "class": {"code": "IMP"}}]
+            "effectiveDateTime": "2024-01-02T08:00:00+01:00",
+            "valueQuantity": {"value": 9.1, "code": "g/dL"},
+        }
+        for i in range(3)
+    ] + [{"resourceType": "Encounter", "id": "enc1", "status": "finished", "class": {"code": "IMP"}}]
     report = import_fhir(_one(tables, odd)).report
-    assert report["unknown_codes"] == [{"where": "Observation", "system": "http://loinc.org", "code": "718-7",
-                                        "display": "Hemoglobin", "count": 3, "example": "Observation/hb0"}]
+    assert report["unknown_codes"] == [
+        {
+            "where": "Observation",
+            "system": "http://loinc.org",
+            "code": "718-7",
+            "display": "Hemoglobin",
+            "count": 3,
+            "example": "Observation/hb0",
+        }
+    ]
     assert report["skipped"] == {"Encounter resources (not read)": 1}
 
 
@@ -120,7 +139,9 @@ def test_every_contract_unit_matches_its_ucum_code_and_capitals(pair, capitals):
 def test_ucum_matching_does_not_fold_case_blindly():
     assert match_unit("crp", "mg/dl") == "mg/dL" and match_unit("crp", "MG/DL") == "mg/dL"
     assert match_unit("creatinine", "\u00b5mol/l") == "umol/L"
-    assert match_unit("crp", "Mg/dL") is None and match_unit("crp", "MG/dl") is None and match_unit("il6", "mg/L") is None
+    assert (
+        match_unit("crp", "Mg/dL") is None and match_unit("crp", "MG/dl") is None and match_unit("il6", "mg/L") is None
+    )
 
 
 def _daily(tables: dict, day: int, rule: TimeRule):
@@ -162,7 +183,9 @@ def test_patients_without_an_infusion_are_left_out_and_counted(simulated):
     imported = import_fhir(_merged(bundles))
     pid = tables["patients"]["patient_id"].iloc[1]
     assert pid not in set(imported.cohort.patients["patient_id"]) and len(imported.cohort.patients) == 2
-    assert imported.report["without_infusion"]["patients"] == 1 and imported.report["without_infusion"]["examples"] == [pid]
+    assert imported.report["without_infusion"]["patients"] == 1 and imported.report["without_infusion"]["examples"] == [
+        pid
+    ]
     assert imported.report["without_infusion"]["measurements"] == int((tables["measurements"].patient_id == pid).sum())
     with pytest.raises(CohortValidationError, match="no CAR-T infusion"):
         import_fhir(other)  # nobody to import
@@ -173,8 +196,14 @@ def test_patients_without_an_infusion_are_left_out_and_counted(simulated):
 def test_a_grade_without_a_time_and_invalid_fhir_are_named(simulated):
     tables, _ = simulated
     pid = tables["patients"]["patient_id"].iloc[0]
-    grade = {"resourceType": "Observation", "id": "g1", "status": "final", "subject": {"reference": f"Patient/{pid}"},
-             "code": {"coding": [{"system": PROJECT_SYSTEM, "code": "crs_grade"}]}, "valueInteger": 2}
+    grade = {
+        "resourceType": "Observation",
+        "id": "g1",
+        "status": "final",
+        "subject": {"reference": f"Patient/{pid}"},
+        "code": {"coding": [{"system": PROJECT_SYSTEM, "code": "crs_grade"}]},
+        "valueInteger": 2,
+    }
     broken = {"resourceType": "Observation", "id": "bad", "status": "final"}
     with pytest.raises(CohortValidationError) as caught:
         import_fhir(_one(tables, [grade, broken]))
@@ -182,8 +211,12 @@ def test_a_grade_without_a_time_and_invalid_fhir_are_named(simulated):
     assert "Observation/g1" in text and "expected a date" in text and "not valid FHIR R4 Observation" in text
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1)), st.integers(-30, 60),
-       st.floats(0, 23.99), st.sampled_from(["before", "after"]))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1)),
+    st.integers(-30, 60),
+    st.floats(0, 23.99),
+    st.sampled_from(["before", "after"]),
+)
 def test_the_daily_rule_places_every_date_only_lab_by_its_day_and_side(infusion, days, hour, side):
     rule = TimeRule(hour=hour, same_day_labs=side)
     placed = hours_since(infusion.date() + timedelta(days=days), infusion, lab=True, rule=rule)

@@ -35,8 +35,20 @@ def _export(folder: Path, bundles: list[dict]) -> Path:
     folder.mkdir()
     for i, bundle in enumerate(bundles):
         (folder / f"patient_{i}.json").write_text(json.dumps(bundle))
-    (folder / "hospitalInformation1.json").write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [
-        {"fullUrl": "urn:uuid:org1", "resource": {"resourceType": "Organization", "id": "org1", "name": "H"}}]}))
+    (folder / "hospitalInformation1.json").write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {
+                        "fullUrl": "urn:uuid:org1",
+                        "resource": {"resourceType": "Organization", "id": "org1", "name": "H"},
+                    }
+                ],
+            }
+        )
+    )
     return folder
 
 
@@ -56,14 +68,17 @@ def test_synthea_folder_with_cpt_pcs_and_a_csv_code_map_gives_the_same_predictio
     tables, original = simulated
     export = _export(tmp_path / "synthea", _synthea(tables))
     code_map = _csv_map(tmp_path / "map.csv", [(LOCAL_LAB, "LAB-IL6", "Interleukin 6 (send-out)", "il6")])
-    result = CliRunner().invoke(app, ["import", "fhir", str(export), "--out", str(tmp_path / "cohort"),
-                                      "--code-map", str(code_map)])
+    result = CliRunner().invoke(
+        app, ["import", "fhir", str(export), "--out", str(tmp_path / "cohort"), "--code-map", str(code_map)]
+    )
     assert result.exit_code == 0, result.output
     assert "imported 24 infusions" in result.output and "Organization resources (not read)" in result.output
     loaded = load_cohort(tmp_path / "cohort")
     assert_same_tables(original, loaded)
-    np.testing.assert_array_equal(sorted_scores(original, small_bundle)["probability"].to_numpy(),
-                                  sorted_scores(loaded, small_bundle)["probability"].to_numpy())
+    np.testing.assert_array_equal(
+        sorted_scores(original, small_bundle)["probability"].to_numpy(),
+        sorted_scores(loaded, small_bundle)["probability"].to_numpy(),
+    )
 
 
 def test_a_concept_map_maps_local_lab_and_infusion_codes(simulated, tmp_path):
@@ -73,10 +88,20 @@ def test_a_concept_map_maps_local_lab_and_infusion_codes(simulated, tmp_path):
         for entry in bundle["entry"]:
             if entry["resource"]["resourceType"] == "Procedure":
                 entry["resource"]["code"] = {"coding": [{"system": "http://hospital.example/orders", "code": "CART1"}]}
-    concept_map = {"resourceType": "ConceptMap", "status": "active", "group": [
-        {"source": LOCAL_LAB, "element": [{"code": "LAB-IL6", "target": [{"code": "il6", "equivalence": "equivalent"}]}]},
-        {"source": "http://hospital.example/orders",
-         "element": [{"code": "CART1", "target": [{"code": "car_t_infusion", "equivalence": "equivalent"}]}]}]}
+    concept_map = {
+        "resourceType": "ConceptMap",
+        "status": "active",
+        "group": [
+            {
+                "source": LOCAL_LAB,
+                "element": [{"code": "LAB-IL6", "target": [{"code": "il6", "equivalence": "equivalent"}]}],
+            },
+            {
+                "source": "http://hospital.example/orders",
+                "element": [{"code": "CART1", "target": [{"code": "car_t_infusion", "equivalence": "equivalent"}]}],
+            },
+        ],
+    }
     path = tmp_path / "map.json"
     path.write_text(json.dumps(concept_map))
     imported = import_fhir(_export(tmp_path / "x", bundles), codes=load_code_map(path))
@@ -85,12 +110,15 @@ def test_a_concept_map_maps_local_lab_and_infusion_codes(simulated, tmp_path):
     unread = import_fhir(_export(tmp_path / "y", bundles)).report["unknown_codes"]  # without the map (the product
     # named in usedCode still places the infusion): the local IL-6 code is counted as unread
     assert [(u["system"], u["code"], u["count"]) for u in unread] == [
-        (LOCAL_LAB, "LAB-IL6", int((tables["measurements"].analyte == "il6").sum()))]
+        (LOCAL_LAB, "LAB-IL6", int((tables["measurements"].analyte == "il6").sum()))
+    ]
 
 
 def test_a_code_map_with_an_unknown_target_or_a_duplicate_code_is_refused_naming_the_row(tmp_path):
-    bad = _csv_map(tmp_path / "bad.csv", [(LOCAL_LAB, "A", "", "il6"), (LOCAL_LAB, "B", "", "interleukin-6"),
-                                          (LOCAL_LAB, "A", "", "crp")])
+    bad = _csv_map(
+        tmp_path / "bad.csv",
+        [(LOCAL_LAB, "A", "", "il6"), (LOCAL_LAB, "B", "", "interleukin-6"), (LOCAL_LAB, "A", "", "crp")],
+    )
     with pytest.raises(CohortValidationError) as caught:
         load_code_map(bad)
     text = str(caught.value)
@@ -103,8 +131,15 @@ def test_a_code_map_with_an_unknown_target_or_a_duplicate_code_is_refused_naming
 
 def test_every_registered_infusion_code_places_the_infusion_and_product_codes_set_the_product():
     for code in INFUSION_CODES:
-        found = meaning({"cpt": "http://www.ama-assn.org/go/cpt", "icd10pcs": ICD10PCS,
-                         "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm"}[code.system], code.code, ("infusion",))
+        found = meaning(
+            {
+                "cpt": "http://www.ama-assn.org/go/cpt",
+                "icd10pcs": ICD10PCS,
+                "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
+            }[code.system],
+            code.code,
+            ("infusion",),
+        )
         assert found is not None and found.name == "car_t_infusion", code
     assert meaning(ICD10PCS, "XW043H7", ("product",)).name == "axicabtagene_ciloleucel"
     assert meaning("CPT4", "38228", ("infusion",)) is not None and meaning("CPT4", "38228", ("product",)) is None
@@ -114,8 +149,11 @@ def _mixed(tables: dict) -> tuple[dict, list[str]]:
     """Three patients: two given tocilizumab, one not."""
     events = tables["events"]
     given = list(dict.fromkeys(events.loc[events.event == "tocilizumab", "patient_id"]))[:2]
-    without = [p for p in tables["patients"].patient_id if p not in set(events.loc[events.event == "tocilizumab",
-                                                                                   "patient_id"])][:1]
+    without = [
+        p
+        for p in tables["patients"].patient_id
+        if p not in set(events.loc[events.event == "tocilizumab", "patient_id"])
+    ][:1]
     assert len(given) == 2 and len(without) == 1
     keep = given + without
     return {name: t[t.patient_id.isin(keep)] for name, t in tables.items()}, keep
@@ -137,16 +175,20 @@ def _toci_bundle(tables: dict, unit: str, value: float) -> dict:
     bundle = cohort_bundles(**{n: t[t.patient_id == keep[0]] for n, t in mixed.items()})[0]
     for entry in bundle["entry"]:
         if entry["resource"]["resourceType"] == "MedicationAdministration":
-            entry["resource"]["dosage"] = {"dose": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
-                                                    "code": unit}}
+            entry["resource"]["dosage"] = {
+                "dose": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+            }
     return bundle
 
 
 def test_a_dose_per_kg_is_converted_with_the_weight_and_a_volume_is_refused_by_name(simulated):
     tables, _ = simulated
     bundle = _toci_bundle(tables, "mg/kg", 8.0)
-    weight = next(e["resource"]["valueQuantity"]["value"] for e in bundle["entry"]
-                  if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "29463-7")
+    weight = next(
+        e["resource"]["valueQuantity"]["value"]
+        for e in bundle["entry"]
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "29463-7"
+    )
     doses = import_fhir(bundle).cohort.events.query("event == 'tocilizumab'")["value"]
     assert doses.tolist() == pytest.approx([8.0 * weight] * len(doses))
     with pytest.raises(CohortValidationError) as caught:
@@ -159,13 +201,22 @@ def test_follow_up_ends_at_the_last_record_and_no_crs_grade_is_noted(simulated):
     mixed, keep = _mixed(tables)
     patients = mixed["patients"].assign(followup_hours=np.nan)
     events = mixed["events"][mixed["events"].event != "crs_grade"]
-    imported = import_fhir({"resourceType": "Bundle", "type": "collection", "entry": [
-        e for b in cohort_bundles(patients, mixed["measurements"], events) for e in b["entry"]]})
+    imported = import_fhir(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [e for b in cohort_bundles(patients, mixed["measurements"], events) for e in b["entry"]],
+        }
+    )
     notes = " ".join(imported.cohort.metadata["notes"])
     assert "3 infusion(s) with no stated follow-up: follow-up taken to end at the patient's last record" in notes
     assert "no crs_grade record at all" in notes and "complete to day 28" not in notes.replace("(not complete", "")
-    last = mixed["measurements"].groupby("patient_id")["hours_since_infusion"].max().combine(
-        events.groupby("patient_id")["hours_since_infusion"].max(), max, fill_value=0)
+    last = (
+        mixed["measurements"]
+        .groupby("patient_id")["hours_since_infusion"]
+        .max()
+        .combine(events.groupby("patient_id")["hours_since_infusion"].max(), max, fill_value=0)
+    )
     got = imported.cohort.patients.set_index("patient_id")["followup_hours"]
     for pid in keep:
         assert got[pid] == pytest.approx(max(0.0, last[pid]), abs=1e-3)
@@ -174,8 +225,10 @@ def test_follow_up_ends_at_the_last_record_and_no_crs_grade_is_noted(simulated):
 def test_the_time_rule_note_reads_as_a_sentence():
     text = TimeRule().to_metadata()["description"]
     assert "(none given" not in text and "no side given for date-only labs of the infusion day" in text
-    assert "date-only labs of the infusion day before the infusion" in TimeRule(same_day_labs="before").to_metadata()[
-        "description"]
+    assert (
+        "date-only labs of the infusion day before the infusion"
+        in TimeRule(same_day_labs="before").to_metadata()["description"]
+    )
 
 
 def test_when_every_patient_fails_the_exit_is_non_zero_and_unknown_codes_come_first(simulated, tmp_path):
@@ -184,8 +237,11 @@ def test_when_every_patient_fails_the_exit_is_non_zero_and_unknown_codes_come_fi
     for bundle in bundles:
         for entry in bundle["entry"]:
             if entry["resource"]["resourceType"] == "Procedure":
-                entry["resource"]["code"] = {"coding": [{"system": "http://hospital.example/orders", "code": "CART1",
-                                                         "display": "CAR-T infusion order"}]}
+                entry["resource"]["code"] = {
+                    "coding": [
+                        {"system": "http://hospital.example/orders", "code": "CART1", "display": "CAR-T infusion order"}
+                    ]
+                }
                 entry["resource"].pop("usedCode", None)  # no product named: nothing places the infusion
     export = _export(tmp_path / "fail", bundles)
     result = CliRunner().invoke(app, ["import", "fhir", str(export), "--out", str(tmp_path / "cohort")])

@@ -16,7 +16,6 @@ from omop_export import write_omop
 from tests_support import assert_same_tables, simulated_tables, sorted_scores
 
 
-
 @pytest.fixture(scope="module")
 def simulated():
     return simulated_tables(30, 8)
@@ -46,23 +45,37 @@ def test_unknown_concepts_date_only_rows_and_the_same_day_option(database):
     path, url = database
     with duckdb.connect(str(path)) as connection:
         connection.execute("INSERT INTO concept VALUES (5, 'Hemoglobin', 'Measurement', 'LOINC', '', 'S', '718-7')")
-        connection.execute("INSERT INTO measurement VALUES (900001, 1, 5, DATE '2024-01-03', NULL, 9.1, NULL, 'g/dL'),"
-                           "(900002, 1, 5, DATE '2024-01-04', NULL, 9.0, NULL, 'g/dL')")
+        connection.execute(
+            "INSERT INTO measurement VALUES (900001, 1, 5, DATE '2024-01-03', NULL, 9.1, NULL, 'g/dL'),"
+            "(900002, 1, 5, DATE '2024-01-04', NULL, 9.0, NULL, 'g/dL')"
+        )
         il6 = connection.execute("SELECT concept_id FROM concept WHERE concept_code = '26881-3'").fetchone()[0]
         pg = connection.execute("SELECT concept_id FROM concept WHERE concept_code = 'pg/mL'").fetchone()[0]
         # a date-only IL-6 on the infusion day of person 1 (infusion 2024-01-02 10:00) and one the day after
-        connection.execute(f"INSERT INTO measurement VALUES (900003, 1, {il6}, DATE '2024-01-02', NULL, 40, {pg}, NULL),"
-                           f"(900004, 1, {il6}, DATE '2024-01-03', NULL, 50, {pg}, NULL)")
+        connection.execute(
+            f"INSERT INTO measurement VALUES (900003, 1, {il6}, DATE '2024-01-02', NULL, 40, {pg}, NULL),"
+            f"(900004, 1, {il6}, DATE '2024-01-03', NULL, 50, {pg}, NULL)"
+        )
     with pytest.raises(CohortValidationError, match="same_day_labs"):
         import_omop(url)
     imported = import_omop(url, TimeRule(same_day_labs="after"))
     unknown = imported.report["unknown_codes"]
-    assert unknown == [{"where": "measurement", "system": "LOINC", "code": "718-7", "display": "Hemoglobin",
-                        "count": 2, "example": "measurement_id 900001"}]
+    assert unknown == [
+        {
+            "where": "measurement",
+            "system": "LOINC",
+            "code": "718-7",
+            "display": "Hemoglobin",
+            "count": 2,
+            "example": "measurement_id 900001",
+        }
+    ]
     first = imported.cohort.patients["patient_id"].iloc[0]  # noqa: F841 (read by the query below)
     il6_rows = imported.cohort.measurements.query("patient_id == @first and analyte == 'il6'")
     assert {1.0, 22.0} <= set(il6_rows["hours_since_infusion"])  # after: +1 h; next day 08:00 = 24 + 8 - 10
-    assert imported.report["date_only"]["measurements"] == 2 and imported.report["time_rule"]["same_day_labs"] == "after"
+    assert (
+        imported.report["date_only"]["measurements"] == 2 and imported.report["time_rule"]["same_day_labs"] == "after"
+    )
 
 
 def test_a_database_that_is_not_omop_is_a_clear_error(tmp_path):
@@ -79,17 +92,23 @@ def test_a_site_code_map_and_cpt_infusions_import_the_same_cohort(simulated, dat
     _, original = simulated
     path, url = database
     with duckdb.connect(str(path)) as connection:  # the site's own IL-6 code; the infusion by CPT4 38228
-        connection.execute("UPDATE concept SET vocabulary_id = 'HOSP_LAB', concept_code = 'IL6-LOCAL' "
-                           "WHERE vocabulary_id = 'LOINC' AND concept_code = '26881-3'")
-        connection.execute("UPDATE concept SET vocabulary_id = 'CPT4', concept_code = '38228' "
-                           "WHERE vocabulary_id = 'crsrisk' AND concept_code = 'car_t_infusion'")
+        connection.execute(
+            "UPDATE concept SET vocabulary_id = 'HOSP_LAB', concept_code = 'IL6-LOCAL' "
+            "WHERE vocabulary_id = 'LOINC' AND concept_code = '26881-3'"
+        )
+        connection.execute(
+            "UPDATE concept SET vocabulary_id = 'CPT4', concept_code = '38228' "
+            "WHERE vocabulary_id = 'crsrisk' AND concept_code = 'car_t_infusion'"
+        )
     unread = import_omop(url).report["unknown_codes"]  # without the map the local IL-6 code is unread
     assert [(u["system"], u["code"]) for u in unread] == [("HOSP_LAB", "IL6-LOCAL")]
     code_map = tmp_path / "map.csv"
-    code_map.write_text("source_vocabulary_id,source_code,source_code_description,target\n"
-                        "HOSP_LAB,IL6-LOCAL,Interleukin 6,il6\n")
-    result = CliRunner().invoke(app, ["import", "omop", url, "--out", str(tmp_path / "cohort"),
-                                      "--code-map", str(code_map)])
+    code_map.write_text(
+        "source_vocabulary_id,source_code,source_code_description,target\nHOSP_LAB,IL6-LOCAL,Interleukin 6,il6\n"
+    )
+    result = CliRunner().invoke(
+        app, ["import", "omop", url, "--out", str(tmp_path / "cohort"), "--code-map", str(code_map)]
+    )
     assert result.exit_code == 0, result.output
     assert_same_tables(original, load_cohort(tmp_path / "cohort"))
     assert import_omop(url, codes=load_code_map(code_map)).report["unknown_codes"] == []

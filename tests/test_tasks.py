@@ -23,6 +23,7 @@ FIRST_TOCILIZUMAB = "first_tocilizumab"
 def landmark_times(cohort: Cohort, task, landmark) -> pd.Series:
     return get_task(task).risk_set(cohort, landmark)
 
+
 SHARED = Path(os.environ.get("CRSRISK_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 NULISA = SHARED / "data" / "nulisa-cart-timelines" / "events.csv"
 
@@ -30,8 +31,14 @@ NULISA = SHARED / "data" / "nulisa-cart-timelines" / "events.csv"
 def make_cohort(events: list[tuple], followup: dict[str, float] | None = None, ids: list[str] | None = None) -> Cohort:
     frame = pd.DataFrame(events, columns=["patient_id", "hours_since_infusion", "event", "value"])
     ids = ids or sorted(set(frame["patient_id"]))
-    patients = pd.DataFrame({"patient_id": ids, "age_years": 10.0, "product": "tisagenlecleucel",
-                             "followup_hours": [(followup or {}).get(i, 672.0) for i in ids]})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "age_years": 10.0,
+            "product": "tisagenlecleucel",
+            "followup_hours": [(followup or {}).get(i, 672.0) for i in ids],
+        }
+    )
     empty = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
     return validate_tables({"patients": patients, "measurements": empty, "events": frame})
 
@@ -44,9 +51,16 @@ def reference_labels(cohort: Cohort, task: TaskBase, landmark) -> dict[str, obje
     out: dict[str, object] = {}
     for _, patient in cohort.patients.iterrows():
         pid, follow = patient["patient_id"], patient["followup_hours"]
-        ev = sorted((tuple(r) for r in cohort.events[cohort.events.patient_id == pid][
-            ["hours_since_infusion", "event", "value"]].itertuples(index=False) if r[0] <= follow),
-            key=lambda r: r[0])  # a grade holds "from that time on": the one in force is the latest in time
+        ev = sorted(
+            (
+                tuple(r)
+                for r in cohort.events[cohort.events.patient_id == pid][
+                    ["hours_since_infusion", "event", "value"]
+                ].itertuples(index=False)
+                if r[0] <= follow
+            ),
+            key=lambda r: r[0],
+        )  # a grade holds "from that time on": the one in force is the latest in time
         if task.kind == "toci_refractory":
             doses = [t for t, e, _ in ev if e == "tocilizumab"]
             if not doses:
@@ -90,8 +104,7 @@ def test_event_at_the_landmark_is_outcome_and_earlier_grade_3_leaves_the_risk_se
 
 
 def test_short_follow_up_without_event_is_excluded_not_negative() -> None:
-    cohort = make_cohort([("A", 10.0, "crs_grade", 1), ("B", 100.0, "crs_grade", 3)],
-                         followup={"A": 200.0, "B": 200.0})
+    cohort = make_cohort([("A", 10.0, "crs_grade", 1), ("B", 100.0, "crs_grade", 3)], followup={"A": 200.0, "B": 200.0})
     table = label_table(cohort, "severe_crs", 36.0).set_index("patient_id")
     assert bool(table.loc["A", "excluded"]) and pd.isna(table.loc["A", "label"])
     assert "follow-up ended at 200 h" in table.loc["A", "reason"]
@@ -105,15 +118,27 @@ def test_events_after_follow_up_are_ignored() -> None:
 
 @pytest.mark.parametrize("third_at, expected", [(47.0, 1), (49.0, 0)])
 def test_third_tocilizumab_dose_counts_only_inside_48_h(third_at: float, expected: int) -> None:
-    cohort = make_cohort([("A", 0.0, "crs_grade", 2), ("A", 1.0, "tocilizumab", 8), ("A", 9.0, "tocilizumab", 8),
-                          ("A", 1.0 + third_at, "tocilizumab", 8)])
+    cohort = make_cohort(
+        [
+            ("A", 0.0, "crs_grade", 2),
+            ("A", 1.0, "tocilizumab", 8),
+            ("A", 9.0, "tocilizumab", 8),
+            ("A", 1.0 + third_at, "tocilizumab", 8),
+        ]
+    )
     table = label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)
     assert table["landmark_hours"].tolist() == [1.0] and table["label"].tolist() == [expected]
 
 
 def test_steroids_during_icans_are_not_for_crs_unless_configured() -> None:
-    events = [("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 20.0, "icans_grade", 2),
-              ("A", 24.0, "corticosteroid", 10), ("B", 5.0, "tocilizumab", 8), ("B", 6.0, "corticosteroid", 10)]
+    events = [
+        ("A", 0.0, "crs_grade", 2),
+        ("A", 5.0, "tocilizumab", 8),
+        ("A", 20.0, "icans_grade", 2),
+        ("A", 24.0, "corticosteroid", 10),
+        ("B", 5.0, "tocilizumab", 8),
+        ("B", 6.0, "corticosteroid", 10),
+    ]
     cohort = make_cohort(events)
     assert as_dict(label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)) == {"A": 0, "B": 1}
     loose = get_task("toci_refractory").with_overrides(steroids_only_without_icans=False)
@@ -121,9 +146,19 @@ def test_steroids_during_icans_are_not_for_crs_unless_configured() -> None:
 
 
 def test_crs_rising_after_the_first_dose_is_refractory() -> None:
-    cohort = make_cohort([("A", 0.0, "crs_grade", 2), ("A", 5.0, "tocilizumab", 8), ("A", 30.0, "crs_grade", 3),
-                          ("B", 0.0, "crs_grade", 2), ("B", 5.0, "tocilizumab", 8), ("B", 30.0, "crs_grade", 1),
-                          ("C", 0.0, "crs_grade", 2), ("C", 5.0, "tocilizumab", 8), ("C", 60.0, "crs_grade", 3)])
+    cohort = make_cohort(
+        [
+            ("A", 0.0, "crs_grade", 2),
+            ("A", 5.0, "tocilizumab", 8),
+            ("A", 30.0, "crs_grade", 3),
+            ("B", 0.0, "crs_grade", 2),
+            ("B", 5.0, "tocilizumab", 8),
+            ("B", 30.0, "crs_grade", 1),
+            ("C", 0.0, "crs_grade", 2),
+            ("C", 5.0, "tocilizumab", 8),
+            ("C", 60.0, "crs_grade", 3),
+        ]
+    )
     assert as_dict(label_table(cohort, "toci_refractory", FIRST_TOCILIZUMAB)) == {"A": 1, "B": 0, "C": 0}
 
 
@@ -136,9 +171,15 @@ def test_icans_second_label_and_configurable_landmarks() -> None:
     assert as_dict(label_table(cohort, tasks["icans"], 60.0)) == {"B": 1}
 
 
-@pytest.mark.parametrize("settings_, message", [
-    ({"landmark": [1]}, "unknown setting"), ({"landmarks": [-1]}, "hours >= 0"),
-    ({"horizon_hours": 0}, "positive"), ({"grade_threshold": 7}, "1-4")])
+@pytest.mark.parametrize(
+    "settings_, message",
+    [
+        ({"landmark": [1]}, "unknown setting"),
+        ({"landmarks": [-1]}, "hours >= 0"),
+        ({"horizon_hours": 0}, "positive"),
+        ({"grade_threshold": 7}, "1-4"),
+    ],
+)
 def test_bad_task_settings_name_the_setting(settings_: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         tasks_from_config({"tasks": {"severe_crs": settings_}})
@@ -155,14 +196,30 @@ def nulisa() -> Cohort:
         pytest.skip(f"NULISA timelines not found at {NULISA} (set CRSRISK_SHARED_DIR)")
     events = pd.read_csv(NULISA, dtype={"patient_id": str})
     ids = sorted(events["patient_id"].unique())
-    patients = pd.DataFrame({"patient_id": ids, "age_years": 60.0, "diagnosis": "LBCL",
-                             "product": "other", "costim_domain": "CD28", "followup_hours": 15 * 24.0})
+    patients = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "age_years": 60.0,
+            "diagnosis": "LBCL",
+            "product": "other",
+            "costim_domain": "CD28",
+            "followup_hours": 15 * 24.0,
+        }
+    )
     empty = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
     return validate_tables({"patients": patients, "measurements": empty, "events": events})
 
 
-@pytest.mark.parametrize("name, landmark", [("severe_crs", 0.0), ("severe_crs", 36.0), ("icans", 0.0),
-                                            ("icans", 36.0), ("toci_refractory", FIRST_TOCILIZUMAB)])
+@pytest.mark.parametrize(
+    "name, landmark",
+    [
+        ("severe_crs", 0.0),
+        ("severe_crs", 36.0),
+        ("icans", 0.0),
+        ("icans", 36.0),
+        ("toci_refractory", FIRST_TOCILIZUMAB),
+    ],
+)
 def test_nulisa_labels_match_the_independent_derivation(nulisa: Cohort, name: str, landmark) -> None:
     # Follow-up covers days 0-14 only, so the day-28 window is shortened to what was observed.
     task = DEFAULT_TASKS[name] if name == "toci_refractory" else DEFAULT_TASKS[name].with_overrides(horizon_hours=360)
@@ -192,14 +249,20 @@ def test_nulisa_known_counts(nulisa: Cohort) -> None:
 
 # ---- random timelines ---------------------------------------------------------------------------------
 
-EVENT = st.tuples(st.sampled_from(["A", "B", "C"]), st.floats(0, 400).map(lambda x: round(x, 1)),
-                  st.sampled_from(["crs_grade", "icans_grade", "tocilizumab", "siltuximab", "corticosteroid"]),
-                  st.integers(0, 4))
+EVENT = st.tuples(
+    st.sampled_from(["A", "B", "C"]),
+    st.floats(0, 400).map(lambda x: round(x, 1)),
+    st.sampled_from(["crs_grade", "icans_grade", "tocilizumab", "siltuximab", "corticosteroid"]),
+    st.integers(0, 4),
+)
 
 
 @settings(max_examples=80, deadline=None)
-@given(events=st.lists(EVENT, max_size=25), follow=st.sampled_from([100.0, 300.0, 672.0]),
-       landmark=st.sampled_from([0.0, 36.0, 100.0, 156.0]))
+@given(
+    events=st.lists(EVENT, max_size=25),
+    follow=st.sampled_from([100.0, 300.0, 672.0]),
+    landmark=st.sampled_from([0.0, 36.0, 100.0, 156.0]),
+)
 def test_random_timelines_match_the_independent_derivation(events: list[tuple], follow: float, landmark: float) -> None:
     fixed = [(p, t, e, v if e.endswith("grade") else max(v, 1)) for p, t, e, v in events]
     cohort = make_cohort(fixed, followup={"A": follow, "B": 672.0, "C": 50.0}, ids=["A", "B", "C"])

@@ -55,8 +55,10 @@ def postgres_url() -> Iterator[str]:
     """A throw-away PostgreSQL cluster on a free loopback port with an ``mlflow`` database; removed afterwards."""
     binaries = _postgres_bin()
     if binaries is None:
-        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-                    "(apt-get install postgresql; scripts/test.sh does so when run as root)")
+        pytest.skip(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql; scripts/test.sh does so when run as root)"
+        )
     owner = _as_cluster_owner()
     folder = Path(tempfile.mkdtemp(prefix="crsrisk-pg-"))  # short: the socket path must stay under 107 bytes
     if owner:
@@ -68,8 +70,17 @@ def postgres_url() -> Iterator[str]:
 
     try:
         run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        run(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-o",
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+        run(
+            binaries / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            folder / "server.log",
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         try:
             psql = [binaries / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1"]
             run(*psql, "-c", f"CREATE ROLE {ROLE} LOGIN", "-c", f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
@@ -78,7 +89,9 @@ def postgres_url() -> Iterator[str]:
         finally:
             run(binaries / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
     except subprocess.CalledProcessError as error:
-        raise AssertionError(f"{error.cmd[len(owner)]} failed: {error.stderr.decode(errors='replace')[-2000:]}") from error
+        raise AssertionError(
+            f"{error.cmd[len(owner)]} failed: {error.stderr.decode(errors='replace')[-2000:]}"
+        ) from error
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -88,9 +101,23 @@ def team_server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     """``mlflow server`` on the PostgreSQL store, serving artifacts from a shared folder; stopped afterwards."""
     folder = tmp_path_factory.mktemp("team-server")
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_url,
-               "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        postgres_url,
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     url = f"http://127.0.0.1:{port}"
     with local_server(command, f"{url}/health", env=venv_env(), timeout=180, log=folder / "server.log"):
         yield url
@@ -98,15 +125,35 @@ def team_server(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.mark.slow
 def test_train_register_load_by_alias_score_and_serve_through_a_team_server(
-        team_server: str, small_cohort_dir: Path, small_cohort, tmp_path: Path) -> None:
+    team_server: str, small_cohort_dir: Path, small_cohort, tmp_path: Path
+) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY.model_dump(mode="json")))
     env = venv_env()
     env.pop("MLFLOW_TRACKING_URI", None)  # the option alone must send everything to the server
-    trained = subprocess.run([sys.executable, "-m", "crsrisk.cli", "train", str(small_cohort_dir), "--task",
-                              "severe_crs", "--config", str(config), "--tracking-uri", team_server, "--out",
-                              str(tmp_path / "run"), "--no-progress"], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=600)
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "train",
+            str(small_cohort_dir),
+            "--task",
+            "severe_crs",
+            "--config",
+            str(config),
+            "--tracking-uri",
+            team_server,
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert f"browse: {team_server}" in trained.stdout and "View run" not in trained.stdout
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # nothing stored locally
@@ -138,26 +185,49 @@ def test_train_register_load_by_alias_score_and_serve_through_a_team_server(
     expected = model.calibrator.transform(model.booster.inplace_predict(X.to_numpy(), predict_type="margin"))
     np.testing.assert_allclose(served, expected, rtol=1e-6)
 
-    audited = subprocess.run([sys.executable, "-m", "crsrisk.cli", "audit", "--model", str(tmp_path / "run" / "model"),
-                              "--cohort", str(small_cohort_dir), "--out", str(tmp_path / "card"), "--n-boot", "50"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    audited = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crsrisk.cli",
+            "audit",
+            "--model",
+            str(tmp_path / "run" / "model"),
+            "--cohort",
+            str(small_cohort_dir),
+            "--out",
+            str(tmp_path / "card"),
+            "--n-boot",
+            "50",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert audited.returncode == 0, audited.stderr[-3000:]
     run_id = local.metadata.mlflow_run_id
     assert f"logged to MLflow run {run_id} ({team_server})" in " ".join(audited.stdout.split())
     assert [a.path for a in client.list_artifacts(run_id, "model_card")] == ["model_card/model_card.html"]
 
 
-@pytest.mark.parametrize("uri, recorded", [
-    ("sqlite:///mlflow.db", None),
-    ("sqlite:////tmp/crsrisk-default-x/mlflow.db", None),
-    ("file:///home/me/mlruns", None),
-    ("/home/me/mlruns", None),
-    ("", None),
-    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
-    ("https://alice:s3cret@mlflow.example.org/", "https://alice@mlflow.example.org/"),
-    ("postgresql+psycopg://mlflow:pw@db.example.org:5432/mlflow",
-     "postgresql+psycopg://mlflow@db.example.org:5432/mlflow"),
-])
+@pytest.mark.parametrize(
+    "uri, recorded",
+    [
+        ("sqlite:///mlflow.db", None),
+        ("sqlite:////tmp/crsrisk-default-x/mlflow.db", None),
+        ("file:///home/me/mlruns", None),
+        ("/home/me/mlruns", None),
+        ("", None),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("https://alice:s3cret@mlflow.example.org/", "https://alice@mlflow.example.org/"),
+        (
+            "postgresql+psycopg://mlflow:pw@db.example.org:5432/mlflow",
+            "postgresql+psycopg://mlflow@db.example.org:5432/mlflow",
+        ),
+    ],
+)
 def test_a_bundle_names_only_a_tracking_store_others_can_reach_and_never_its_password(uri: str, recorded) -> None:
     from crsrisk.training.artifacts import shared_tracking_uri
 
@@ -165,13 +235,26 @@ def test_a_bundle_names_only_a_tracking_store_others_can_reach_and_never_its_pas
 
 
 @pytest.mark.slow
-def test_audit_of_a_bundle_trained_on_a_local_store_says_so_and_creates_no_store(trained, small_cohort_dir: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_audit_of_a_bundle_trained_on_a_local_store_says_so_and_creates_no_store(
+    trained, small_cohort_dir: Path, tmp_path: Path
+) -> None:
     _, uri, result = trained
     metadata = load_bundle(result.bundle_dir).metadata
     assert metadata.mlflow_tracking_uri is None and metadata.mlflow_tracking_store == "local"
-    command = [sys.executable, "-m", "crsrisk.cli", "audit", "--model", str(result.bundle_dir), "--cohort",
-               str(small_cohort_dir), "--out", str(tmp_path / "card"), "--n-boot", "50"]
+    command = [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "audit",
+        "--model",
+        str(result.bundle_dir),
+        "--cohort",
+        str(small_cohort_dir),
+        "--out",
+        str(tmp_path / "card"),
+        "--n-boot",
+        "50",
+    ]
     audited = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert audited.returncode == 0, audited.stderr[-3000:]
     said = " ".join(audited.stdout.split())

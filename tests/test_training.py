@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from crsrisk.training.config import TrainConfig
 from crsrisk.training.run import train
 
+
 @pytest.mark.slow
 def test_metrics_json_has_the_documented_shape(trained) -> None:
     work, _, result = trained
@@ -19,9 +20,16 @@ def test_metrics_json_has_the_documented_shape(trained) -> None:
     assert document["cohort"]["synthetic"] is True and len(document["cohort"]["fingerprint"]) == 64
     assert document["cohort"]["size"] == 400
     combos = {(r["task"], r["landmark_hours"], r["model"]) for r in document["results"]}
-    assert {("severe_crs", 36.0, "xgboost"), ("severe_crs", 36.0, "logistic"), ("severe_crs", 36.0, "hay2017"),
-            ("severe_crs", 36.0, "teachey2016"), ("severe_crs", 0.0, "m_easix"), ("icans", 36.0, "gust2017"),
-            ("toci_refractory", None, "toci_simple"), ("severe_crs", 36.0, "generator_ceiling")} <= combos
+    assert {
+        ("severe_crs", 36.0, "xgboost"),
+        ("severe_crs", 36.0, "logistic"),
+        ("severe_crs", 36.0, "hay2017"),
+        ("severe_crs", 36.0, "teachey2016"),
+        ("severe_crs", 0.0, "m_easix"),
+        ("icans", 36.0, "gust2017"),
+        ("toci_refractory", None, "toci_simple"),
+        ("severe_crs", 36.0, "generator_ceiling"),
+    } <= combos
     for row in document["results"]:
         for name in ("auroc", "auprc", "brier", "calibration_slope", "calibration_intercept", "sensitivity"):
             metric = row["metrics"][name]
@@ -41,8 +49,9 @@ def test_dynamic_super_models_are_evaluated_pooled_and_at_every_grid_landmark(tr
     rows = [r for r in result.metrics["results"] if r["task"] == "severe_crs_dynamic"]
     pooled = [r for r in rows if r["scope"] == "pooled"]
     assert {r["model"] for r in pooled} >= {"xgboost", "logistic", "m_easix", "easix", "teachey2016"}
-    assert all(r["landmark"] == "every12h_0-168h" and r["landmark_hours"] is None and r["horizon_hours"] == 48
-               for r in pooled)
+    assert all(
+        r["landmark"] == "every12h_0-168h" and r["landmark_hours"] is None and r["horizon_hours"] == 48 for r in pooled
+    )
     at = {(r["landmark_hours"], r["model"]): r for r in rows if r["scope"] == "landmark"}
     hours = sorted({h for h, _ in at})
     assert len(hours) >= 8 and set(hours) <= set(float(h) for h in range(0, 169, 12))
@@ -66,20 +75,21 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
     parent = client.get_run(result.run_id)
     assert parent.data.tags["synthetic"] == "true" and len(parent.data.tags["cohort_fingerprint"]) == 64
     assert parent.data.tags["git_commit"] and parent.data.tags["version.xgboost"]
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
     evaluations = [c for c in children if c.data.tags["kind"] != "registration"]
     own = [r for r in result.metrics["results"] if "model_landmark" not in r]  # per-grid-landmark rows are steps
     assert len(evaluations) == len(own)
-    dynamic = next(c for c in evaluations if c.data.params["model"] == "xgboost"
-                   and c.data.params["task"] == "icans_dynamic")
+    dynamic = next(
+        c for c in evaluations if c.data.params["model"] == "xgboost" and c.data.params["task"] == "icans_dynamic"
+    )
     steps = client.get_metric_history(dynamic.info.run_id, "auroc_by_landmark")
     assert len(steps) >= 5 and all(s.step % 12 == 0 for s in steps)
     child = next(c for c in evaluations if c.data.params["model"] == "xgboost")
     assert 0.5 < child.data.metrics["auroc"] <= 1 and "auroc_ci_low" in child.data.metrics
     assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} >= {"plots/roc.png"}
-    registrations = {c.data.tags["model_key"]: c.info.run_id for c in children
-                     if c.data.tags["kind"] == "registration"}
+    registrations = {c.data.tags["model_key"]: c.info.run_id for c in children if c.data.tags["kind"] == "registration"}
     for task in ("severe_crs", "icans", "toci_refractory"):
         version = client.get_model_version_by_alias(f"crsrisk-{task}", "candidate")
         assert version.version and version.run_id == registrations[f"{task}__{version.tags['landmark']}"]
@@ -91,10 +101,20 @@ def test_mlflow_holds_runs_artifacts_and_registered_models(trained) -> None:
 def test_same_data_config_and_seed_give_the_same_metrics(small_cohort_dir: Path, trained, tmp_path: Path) -> None:
     _, _, first = trained
     config = TrainConfig.model_validate(first.metrics["config"])
-    again = train(small_cohort_dir, task="severe_crs", config=config, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-                  out=tmp_path / "run", show_progress=False, register=False)
-    before = {(r["task"], r["landmark"], r["model"]): r["metrics"] for r in first.metrics["results"]
-              if r["task"] == "severe_crs"}
+    again = train(
+        small_cohort_dir,
+        task="severe_crs",
+        config=config,
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        out=tmp_path / "run",
+        show_progress=False,
+        register=False,
+    )
+    before = {
+        (r["task"], r["landmark"], r["model"]): r["metrics"]
+        for r in first.metrics["results"]
+        if r["task"] == "severe_crs"
+    }
     after = {(r["task"], r["landmark"], r["model"]): r["metrics"] for r in again.metrics["results"]}
     assert before == after
 
@@ -117,23 +137,41 @@ def test_tasks_with_too_few_events_are_skipped_and_said_not_crashed(small_cohort
     # 30 infusions: 7 severe CRS and 7 refractory events, 11-12 ICANS; 3 outer folds, 5 inner folds
     config = TINY.model_copy(update={"tuning": TuningConfig(n_iter=2, inner_splits=5)})
     few = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:30])
-    result = train(few, config=config, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "run",
-                   show_progress=False, register=False)
+    result = train(
+        few,
+        config=config,
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        out=tmp_path / "run",
+        show_progress=False,
+        register=False,
+    )
     trained = {(r["task"], r["landmark"]) for r in result.metrics["results"]}
     skipped = {(s["task"], s["landmark"]): s for s in result.metrics["skipped"]}
     assert skipped and trained and not trained & set(skipped)
-    assert trained | set(skipped) == {("severe_crs", "0h"), ("severe_crs", "36h"), ("icans", "0h"), ("icans", "36h"),
-                                      ("severe_crs_dynamic", "every12h_0-168h"), ("icans_dynamic", "every12h_0-168h"),
-                                      ("toci_refractory", "first_tocilizumab")} | {
-                                          (r["task"], r["landmark"]) for r in result.metrics["results"]
-                                          if "model_landmark" in r}
-    assert all("fewer than tuning.inner_splits=5" in s["reason"] or "fewer than cv.n_splits" in s["reason"]
-               for s in skipped.values())
+    assert trained | set(skipped) == {
+        ("severe_crs", "0h"),
+        ("severe_crs", "36h"),
+        ("icans", "0h"),
+        ("icans", "36h"),
+        ("severe_crs_dynamic", "every12h_0-168h"),
+        ("icans_dynamic", "every12h_0-168h"),
+        ("toci_refractory", "first_tocilizumab"),
+    } | {(r["task"], r["landmark"]) for r in result.metrics["results"] if "model_landmark" in r}
+    assert all(
+        "fewer than tuning.inner_splits=5" in s["reason"] or "fewer than cv.n_splits" in s["reason"]
+        for s in skipped.values()
+    )
     assert ("icans", "0h") in trained and ("toci_refractory", "first_tocilizumab") in skipped
     assert "not trained" in (tmp_path / "run" / "comparison.md").read_text()
     with pytest.raises(TooFewEvents, match="no task and landmark could be trained"):
-        train(small_cohort.subset(small_cohort.patients["patient_id"].iloc[:6]), config=config,
-              tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", out=tmp_path / "run2", show_progress=False, register=False)
+        train(
+            small_cohort.subset(small_cohort.patients["patient_id"].iloc[:6]),
+            config=config,
+            tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+            out=tmp_path / "run2",
+            show_progress=False,
+            register=False,
+        )
 
 
 def _kill_a_worker_when_running(address: str, ready) -> None:
@@ -166,20 +204,32 @@ def test_dask_cluster_gives_the_serial_numbers_even_when_a_worker_dies(small_coh
 
     cohort = small_cohort.subset(small_cohort.patients["patient_id"].iloc[:160])
     config = TINY.model_copy(update={"tasks": ["severe_crs"], "workers": 1})
-    serial = train(cohort, config=config, tracking_uri=f"sqlite:///{tmp_path / 's.db'}", out=tmp_path / "serial",
-                   show_progress=False, register=False)
+    serial = train(
+        cohort,
+        config=config,
+        tracking_uri=f"sqlite:///{tmp_path / 's.db'}",
+        out=tmp_path / "serial",
+        show_progress=False,
+        register=False,
+    )
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         killed: list[int] = []
         killer = threading.Thread(target=_kill_a_worker_when_running, args=(cluster.scheduler_address, killed))
         killer.start()
-        on_dask = train(cohort, config=config.model_copy(update={"dask": cluster.scheduler_address}),
-                        tracking_uri=f"sqlite:///{tmp_path / 'd.db'}", out=tmp_path / "dask", show_progress=False,
-                        register=False)
+        on_dask = train(
+            cohort,
+            config=config.model_copy(update={"dask": cluster.scheduler_address}),
+            tracking_uri=f"sqlite:///{tmp_path / 'd.db'}",
+            out=tmp_path / "dask",
+            show_progress=False,
+            register=False,
+        )
         killer.join()
     assert killed, "no worker was killed: the test did not exercise a lost worker"
     # JSON text compares NaN (an undefined metric) equal to itself, and every other number to the last bit.
-    assert json.dumps(on_dask.metrics["results"], sort_keys=True) == json.dumps(serial.metrics["results"],
-                                                                                sort_keys=True)
+    assert json.dumps(on_dask.metrics["results"], sort_keys=True) == json.dumps(
+        serial.metrics["results"], sort_keys=True
+    )
 
 
 @pytest.mark.slow

@@ -22,12 +22,15 @@ def test_defaults_and_overrides() -> None:
     assert config.seed == 5 and config.cv.scheme == "repeated_kfold" and config.calibration == "platt"
 
 
-@pytest.mark.parametrize("text, field", [
-    ("cv: {n_splits: 1}", "cv.n_splits"),
-    ("calibration: beta", "calibration"),
-    ("models: [forest]", "models.0"),
-    ("tuning: {budget: 3}", "tuning.budget"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("cv: {n_splits: 1}", "cv.n_splits"),
+        ("calibration: beta", "calibration"),
+        ("models: [forest]", "models.0"),
+        ("tuning: {budget: 3}", "tuning.budget"),
+    ],
+)
 def test_bad_setting_names_the_field_and_value(tmp_path: Path, text: str, field: str) -> None:
     path = tmp_path / "x.yaml"
     path.write_text(text)

@@ -51,15 +51,18 @@ def sorted_scores(cohort: Cohort, model: Any) -> pd.DataFrame:
     """``predict_cohort`` in a fixed row order, to compare two cohorts' predictions."""
     from crsrisk.scoring import predict_cohort
 
-    return predict_cohort(cohort, model).sort_values(["patient_id", "model_key", "landmark_hours"]).reset_index(drop=True)
+    return (
+        predict_cohort(cohort, model).sort_values(["patient_id", "model_key", "landmark_hours"]).reset_index(drop=True)
+    )
 
 
 def assert_same_tables(a: Cohort, b: Cohort) -> None:
     """The three canonical tables hold the same rows (in any order)."""
     for name in ("patients", "measurements", "events"):
         x, y = getattr(a, name), getattr(b, name)
-        pd.testing.assert_frame_equal(x.sort_values(list(x.columns)).reset_index(drop=True),
-                                      y.sort_values(list(y.columns)).reset_index(drop=True))
+        pd.testing.assert_frame_equal(
+            x.sort_values(list(x.columns)).reset_index(drop=True), y.sort_values(list(y.columns)).reset_index(drop=True)
+        )
 
 
 def venv_env(**extra: str) -> dict[str, str]:
@@ -71,13 +74,34 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
     """``mlflow models serve`` the registered model from ``tracking_uri`` on a loopback port and return the
     probabilities it answers for the rows of ``X``."""
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port)]
-    with local_server(command, f"http://127.0.0.1:{port}/ping", env=venv_env(MLFLOW_TRACKING_URI=tracking_uri),
-                      log=log):
-        payload = {"dataframe_split": {"columns": list(X.columns),
-                                       "data": [[None if np.isnan(v) else v for v in row] for row in X.to_numpy()]}}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with local_server(
+        command, f"http://127.0.0.1:{port}/ping", env=venv_env(MLFLOW_TRACKING_URI=tracking_uri), log=log
+    ):
+        payload = {
+            "dataframe_split": {
+                "columns": list(X.columns),
+                "data": [[None if np.isnan(v) else v for v in row] for row in X.to_numpy()],
+            }
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
     return np.array([row["probability"] for row in answer["predictions"]])

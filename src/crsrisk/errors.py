@@ -82,16 +82,20 @@ class NotFoundError(InputError, KeyError):
 class CohortValidationError(CrsriskError, ValueError):
     """Input that breaks the cohort contract; holds every problem found (up to a limit)."""
 
-    def __init__(self, problems: list[Problem], truncated: int = 0,
-                 counts: list[tuple[str, str, str, int]] | None = None) -> None:
+    def __init__(
+        self, problems: list[Problem], truncated: int = 0, counts: list[tuple[str, str, str, int]] | None = None
+    ) -> None:
         self.problems = problems
         self.truncated = truncated
         self.counts = counts or []  # every problem counted by kind (table, field, rule), shown examples or not
         lines = [str(p) for p in problems]
         if truncated:
             lines.append(f"... and {truncated} more problem(s) not shown")
-        kinds = [f"{n} x {table}.{field}: {rule}" for table, field, rule, n in self.counts] if len(self.counts) > 1 \
-            or truncated else []
+        kinds = (
+            [f"{n} x {table}.{field}: {rule}" for table, field, rule, n in self.counts]
+            if len(self.counts) > 1 or truncated
+            else []
+        )
         by_kind = ("by kind:\n  " + "\n  ".join(kinds) + "\nfirst examples:\n  ") if kinds else ""
         super().__init__(f"{len(problems) + truncated} problem(s) in the input:\n  {by_kind}" + "\n  ".join(lines))
 
@@ -103,9 +107,13 @@ class CohortValidationError(CrsriskError, ValueError):
 class SourceImportError(CohortValidationError):
     """An import (FHIR, OMOP) that failed, with the table of codes it did not read (they often explain why)."""
 
-    def __init__(self, problems: list[Problem], truncated: int = 0,
-                 counts: list[tuple[str, str, str, int]] | None = None,
-                 unknown_codes: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        truncated: int = 0,
+        counts: list[tuple[str, str, str, int]] | None = None,
+        unknown_codes: list[dict] | None = None,
+    ) -> None:
         super().__init__(problems, truncated, counts)
         self.unknown_codes = unknown_codes or []
 

@@ -24,7 +24,6 @@ from crsrisk.errors import InputError
 from crsrisk.schema.tables import DRUG_EVENTS
 
 
-
 def known_at(record_hours: np.ndarray, landmark_hours: np.ndarray | float) -> np.ndarray:
     """The window rule: True where a record (measurement or event) is known at the landmark, i.e. strictly before it."""
     return np.asarray(record_hours) < landmark_hours
@@ -116,8 +115,10 @@ class Grid:
 
     def __post_init__(self) -> None:
         if not (0 <= self.start <= self.stop and self.step > 0 and np.isfinite(self.stop)):
-            raise InputError(f"landmark grid: need 0 <= start <= stop and step > 0, got start={self.start!r}, "
-                             f"stop={self.stop!r}, step={self.step!r}")
+            raise InputError(
+                f"landmark grid: need 0 <= start <= stop and step > 0, got start={self.start!r}, "
+                f"stop={self.stop!r}, step={self.step!r}"
+            )
 
     @property
     def label(self) -> str:
@@ -163,7 +164,7 @@ def parse_landmark(value: Any) -> Landmark:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("first_"):
-            return FirstEvent(text[len("first_"):])
+            return FirstEvent(text[len("first_") :])
         try:
             return Hours(float(text[:-1] if text.endswith("h") else text))
         except ValueError:
@@ -174,4 +175,3 @@ def parse_landmark(value: Any) -> Landmark:
         except (TypeError, ValueError) as error:
             raise InputError(f"landmark grid {value!r}: {error}") from None
     raise InputError(f"landmark: expected hours >= 0, 'first_<drug>' or a grid {{start, stop, step}}, got {value!r}")
-

@@ -7,5 +7,15 @@ from crsrisk.audit.location import resolve_log_path
 from crsrisk.audit.records import batch_record, prediction_record
 from crsrisk.audit.verify import VerifyResult, parse_head, verify_log
 
-__all__ = ["AuditLog", "VerifyResult", "batch_record", "log_head", "parse_head", "prediction_record", "pseudonym",
-           "pseudonym_key", "resolve_log_path", "verify_log"]
+__all__ = [
+    "AuditLog",
+    "VerifyResult",
+    "batch_record",
+    "log_head",
+    "parse_head",
+    "prediction_record",
+    "pseudonym",
+    "pseudonym_key",
+    "resolve_log_path",
+    "verify_log",
+]

@@ -41,8 +41,9 @@ def mac(key: bytes, record: Mapping[str, Any]) -> str:
 class AuditLog:
     """Appends records to one log file; safe across processes."""
 
-    def __init__(self, path: str | os.PathLike | None = None, store_raw: bool = False,
-                 key_file: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None = None, store_raw: bool = False, key_file: str | os.PathLike | None = None
+    ) -> None:
         self.path = resolve_log_path(path)
         self.store_raw = store_raw
         self.key_file = key_file
@@ -109,15 +110,23 @@ class AuditLog:
             os.close(saved)
         os.ftruncate(fd, size - len(torn))
         os.fsync(fd)
-        return {"kind": "recovery", "recovered_to": target.name, "torn_bytes": len(torn),
-                "torn_sha256": hashlib.sha256(torn).hexdigest(),
-                "reason": "the log's last line was incomplete (a writer stopped mid-write); moved aside"}
+        return {
+            "kind": "recovery",
+            "recovered_to": target.name,
+            "torn_bytes": len(torn),
+            "torn_sha256": hashlib.sha256(torn).hexdigest(),
+            "reason": "the log's last line was incomplete (a writer stopped mid-write); moved aside",
+        }
 
-    def _write(self, fd: int, key: bytes, content: Mapping[str, Any],
-               previous: dict[str, Any] | None) -> dict[str, Any]:
-        record = {**content, "utc_time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                  "seq": 0 if previous is None else previous["seq"] + 1,
-                  "prev_hash": GENESIS if previous is None else previous["hash"]}
+    def _write(
+        self, fd: int, key: bytes, content: Mapping[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        record = {
+            **content,
+            "utc_time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "seq": 0 if previous is None else previous["seq"] + 1,
+            "prev_hash": GENESIS if previous is None else previous["hash"],
+        }
         record["hash"] = mac(key, record)
         _write_all(fd, (canonical(record) + "\n").encode())
         os.fsync(fd)
@@ -134,7 +143,7 @@ class AuditLog:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class DuplicateKeyError(ValueError):
@@ -164,8 +173,13 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not (isinstance(record, dict) and type(record.get("seq")) is int and record["seq"] >= 0
-            and isinstance(record.get("hash"), str) and isinstance(record.get("prev_hash"), str)):
+    if not (
+        isinstance(record, dict)
+        and type(record.get("seq")) is int
+        and record["seq"] >= 0
+        and isinstance(record.get("hash"), str)
+        and isinstance(record.get("prev_hash"), str)
+    ):
         return None
     return record
 
@@ -179,8 +193,10 @@ def record_or_error(line: bytes, path: Path) -> dict[str, Any] | None:
     except DuplicateKeyError:
         record = None
     if record is None:
-        raise AuditLogError(f"{path}: the last complete line is not an audit record: not a crsrisk audit log, or "
-                            "damaged; run `crsrisk audit-log verify` before appending")
+        raise AuditLogError(
+            f"{path}: the last complete line is not an audit record: not a crsrisk audit log, or "
+            "damaged; run `crsrisk audit-log verify` before appending"
+        )
     return record
 
 
@@ -198,7 +214,7 @@ def last_line(fd: int, end: int) -> bytes:
             break
     data = b"".join(chunks)
     body = data[:-1] if data.endswith(b"\n") else data
-    return data[body.rfind(b"\n") + 1:]
+    return data[body.rfind(b"\n") + 1 :]
 
 
 def log_head(path: str | os.PathLike) -> tuple[int, str]:

@@ -61,8 +61,9 @@ def _secret(path: Path, create: bool) -> bytes:
         finally:
             staging.unlink(missing_ok=True)
     if not path.is_file():
-        raise AuditLogError(f"{path}: no audit key file (and ${ENV_KEY} / ${ENV_SALT} unset): "
-                            "cannot check this log's HMACs")
+        raise AuditLogError(
+            f"{path}: no audit key file (and ${ENV_KEY} / ${ENV_SALT} unset): cannot check this log's HMACs"
+        )
     value = path.read_bytes().strip()
     if len(value) < MIN_SECRET:
         raise AuditLogError(f"{path}: holds {len(value)} characters, expected a secret of at least {MIN_SECRET}")
@@ -93,8 +94,10 @@ def legacy_key_note(log: Path, key_file: str | os.PathLike | None = None) -> str
     """A note when the chain key is the legacy ``<log>.key`` beside the log, saying where it belongs now."""
     if os.environ.get(ENV_KEY) or chain_key_file(log, key_file) != legacy_key_path(log):
         return None
-    return (f"the chain key is read from {legacy_key_path(log)} beside the log (an older crsrisk put it there): "
-            f"whoever can write the log's folder can reach it; move it to {key_path(log)} or set ${ENV_KEY_FILE}")
+    return (
+        f"the chain key is read from {legacy_key_path(log)} beside the log (an older crsrisk put it there): "
+        f"whoever can write the log's folder can reach it; move it to {key_path(log)} or set ${ENV_KEY_FILE}"
+    )
 
 
 def chain_key(log: Path, create: bool = False, key_file: str | os.PathLike | None = None) -> bytes:
@@ -107,8 +110,10 @@ def chain_key(log: Path, create: bool = False, key_file: str | os.PathLike | Non
         # the log first: a writer links the key before it writes a record, so a log seen holding records
         # whose key is then absent has lost it (the other order raced a first writer in 2 of 1800 appends)
         if create and log.is_file() and log.stat().st_size > 0 and not path.exists():
-            raise AuditLogError(f"{log} holds records but its key {path} is missing: restore it (or set "
-                                f"${ENV_KEY}); a new key would make every earlier record fail to verify")
+            raise AuditLogError(
+                f"{log} holds records but its key {path} is missing: restore it (or set "
+                f"${ENV_KEY}); a new key would make every earlier record fail to verify"
+            )
         return _secret(path, create)
     except OSError as error:
         raise AuditLogError(f"{path}: cannot read or create the audit key ({error})") from None

@@ -81,8 +81,10 @@ def _settled(fd: int, log: Path, witness: bool) -> tuple[int, tuple[int, str] | 
 def _recovery_note(log: Path, number: int, record: dict[str, Any], result: VerifyResult) -> None:
     """Report a recovery record, and check the recovery file it names still holds the torn bytes."""
     name = str(record.get("recovered_to", ""))
-    text = (f"line {number} (seq {record['seq']}): a torn last line ({record.get('torn_bytes')} bytes) was moved "
-            f"aside into {name!r} at {record.get('utc_time')}")
+    text = (
+        f"line {number} (seq {record['seq']}): a torn last line ({record.get('torn_bytes')} bytes) was moved "
+        f"aside into {name!r} at {record.get('utc_time')}"
+    )
     saved = log.with_name(name)
     if "/" in name or not name.startswith(log.name + ".recovered-") or not saved.is_file():
         result.notes.append(f"{text}; that file is not beside the log any more")
@@ -97,24 +99,33 @@ def _check_line(number: int, raw: bytes, key: bytes, state: dict[str, Any], resu
     try:
         record = parse_line(raw)
     except DuplicateKeyError as error:
-        result.problems.append(f"line {number}: names the key {error.key!r} twice: a record with a duplicate key "
-                               "(the writer never makes one; readers would disagree on its value)")
+        result.problems.append(
+            f"line {number}: names the key {error.key!r} twice: a record with a duplicate key "
+            "(the writer never makes one; readers would disagree on its value)"
+        )
         return
     if record is None:
-        result.problems.append(f"line {number}: not a valid record (bad JSON, wrong field types or "
-                               f"garbage: {raw[:40]!r}): record garbled")
+        result.problems.append(
+            f"line {number}: not a valid record (bad JSON, wrong field types or garbage: {raw[:40]!r}): record garbled"
+        )
         return
     result.n_records += 1
     seq = record["seq"]
     if not _is_canonical(raw, record):
-        result.problems.append(f"line {number} (seq {seq}): not the canonical encoding (keys sorted, no spaces, "
-                               "ASCII) the writer produces: record re-encoded or hand-edited")
+        result.problems.append(
+            f"line {number} (seq {seq}): not the canonical encoding (keys sorted, no spaces, "
+            "ASCII) the writer produces: record re-encoded or hand-edited"
+        )
     elif not _mac_matches(key, record):
-        result.problems.append(f"line {number} (seq {seq}): content does not match its HMAC: record edited, "
-                               "or the chain was recomputed without the key")
+        result.problems.append(
+            f"line {number} (seq {seq}): content does not match its HMAC: record edited, "
+            "or the chain was recomputed without the key"
+        )
     elif seq != state["seq"] or record["prev_hash"] != state["hash"]:
-        result.problems.append(f"line {number} (seq {seq}): expected seq {state['seq']} chained to the "
-                               "previous record: a record before it was deleted, inserted or reordered")
+        result.problems.append(
+            f"line {number} (seq {seq}): expected seq {state['seq']} chained to the "
+            "previous record: a record before it was deleted, inserted or reordered"
+        )
     elif record.get("kind") == "recovery":
         _recovery_note(Path(state["log"]), number, record, result)
     state["hash"], state["seq"] = record["hash"], seq + 1
@@ -128,33 +139,47 @@ def _check_anchor(result: VerifyResult, hashes: dict[int, str], anchor: tuple[in
     seq, digest = anchor
     if seq not in hashes:
         last = "is empty" if result.head is None else f"ends at seq {result.head[0]}"
-        result.problems.append(f"{source} seq {seq} is not in the log, which {last}: records were dropped "
-                               "from the end, or the log was replaced")
+        result.problems.append(
+            f"{source} seq {seq} is not in the log, which {last}: records were dropped "
+            "from the end, or the log was replaced"
+        )
     elif not hmac.compare_digest(hashes[seq].encode(), digest.encode()):
-        result.problems.append(f"record seq {seq} has hash {hashes[seq][:16]}..., the {source} says "
-                               f"{digest[:16]}...: the log was rewritten")
+        result.problems.append(
+            f"record seq {seq} has hash {hashes[seq][:16]}..., the {source} says "
+            f"{digest[:16]}...: the log was rewritten"
+        )
 
 
 def _check_witness(log: Path, result: VerifyResult, hashes: dict[int, str], witnessed: tuple[int, str] | None) -> None:
     """The log must end exactly at the latest witnessed head."""
     where = witness_path(log)
     if witnessed is None:
-        result.notes.append("the witness is syslog: compare its latest head with --expect-head" if where is None
-                            else f"no witnessed head at {where}: only the chain is checked (a log written before "
-                                 "witnesses, or the witness was removed)")
+        result.notes.append(
+            "the witness is syslog: compare its latest head with --expect-head"
+            if where is None
+            else f"no witnessed head at {where}: only the chain is checked (a log written before "
+            "witnesses, or the witness was removed)"
+        )
         return
     before = len(result.problems)
     _check_anchor(result, hashes, witnessed, f"witnessed head (in {where})")
     if len(result.problems) == before and result.head is not None and result.head[0] > witnessed[0]:
-        result.problems.append(f"the log ends at seq {result.head[0]} but the latest witnessed head (in {where}) "
-                               f"is seq {witnessed[0]}: records appended without the writer (forged), or a writer "
-                               "stopped between the log and the witness")
+        result.problems.append(
+            f"the log ends at seq {result.head[0]} but the latest witnessed head (in {where}) "
+            f"is seq {witnessed[0]}: records appended without the writer (forged), or a writer "
+            "stopped between the log and the witness"
+        )
     elif len(result.problems) == before:
         result.notes.append(f"ends at the latest witnessed head {witnessed[0]} (in {where})")
 
 
-def verify_log(path: str | os.PathLike, expect_head: tuple[int, str] | None = None, key: bytes | None = None,
-               witness: bool = True, key_file: str | os.PathLike | None = None) -> VerifyResult:
+def verify_log(
+    path: str | os.PathLike,
+    expect_head: tuple[int, str] | None = None,
+    key: bytes | None = None,
+    witness: bool = True,
+    key_file: str | os.PathLike | None = None,
+) -> VerifyResult:
     """Check every record's encoding, HMAC and place in the chain, naming each edited, deleted, inserted,
     reordered, forged, re-encoded or damaged line; with ``witness`` (default) also that the log ends at its
     latest witnessed head (truncation, re-chaining, renumbering, forged appends); with ``expect_head`` (an
@@ -184,8 +209,9 @@ def verify_log(path: str | os.PathLike, expect_head: tuple[int, str] | None = No
                 result.problems.append(f"... stopped after {MAX_PROBLEMS} problems")
                 break
             if not raw.endswith(b"\n"):
-                result.problems.append(f"line {number}: incomplete last record (no newline): a torn write; the next "
-                                       "writer moves it aside")
+                result.problems.append(
+                    f"line {number}: incomplete last record (no newline): a torn write; the next writer moves it aside"
+                )
                 break
             _check_line(number, raw, key, state, result)
     if witness:

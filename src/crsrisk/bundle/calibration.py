@@ -47,8 +47,7 @@ class Calibrator(ABC):
 
     @classmethod
     @abstractmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
-            groups: np.ndarray | None) -> "Calibrator":
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None) -> "Calibrator":
         """Fit on out-of-sample margins."""
 
     @classmethod
@@ -61,12 +60,14 @@ class Calibrator(ABC):
         """Rebuild from ``to_dict`` output through the registry, checking the fields rather than trusting them:
         every number finite; isotonic x strictly increasing and y non-decreasing within [0, 1]. Raises InputError
         naming the fault."""
-        kind = CALIBRATORS.get(data["method"]) if isinstance(data, dict) and isinstance(
-            data.get("method"), str) else None
+        kind = (
+            CALIBRATORS.get(data["method"]) if isinstance(data, dict) and isinstance(data.get("method"), str) else None
+        )
         parsed = kind.parse(data) if kind is not None else None
         if parsed is None:
-            raise InputError(f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; "
-                             f"got {data!r:.200}")
+            raise InputError(
+                f"calibrator: expected method 'platt' with a, b or 'isotonic' with x, y; got {data!r:.200}"
+            )
         return parsed
 
 
@@ -101,8 +102,7 @@ class Platt(Calibrator):
         return super().to_dict() | ({"bootstrap": list(self.bootstrap)} if self.bootstrap else {})
 
     @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
-            groups: np.ndarray | None) -> "Platt":
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None) -> "Platt":
         """Platt's fit, with ``n_boot`` refits on resamples of the margins (whole ``groups`` at a time)."""
         params = _platt(margin, y)
         return cls(params["a"], params["b"], _platt_resampled(margin, y, n_boot, seed, groups) if n_boot else ())
@@ -111,12 +111,20 @@ class Platt(Calibrator):
     def parse(cls, data: dict[str, Any]) -> "Platt | None":
         """Two finite parameters a, b and optional refits of the same shape."""
         params, boot = data.get("params"), data.get("bootstrap", [])
-        if not (isinstance(params, dict) and set(params) == {"a", "b"} and isinstance(boot, list)
-                and all(isinstance(p, dict) and set(p) == {"a", "b"} for p in boot)):
+        if not (
+            isinstance(params, dict)
+            and set(params) == {"a", "b"}
+            and isinstance(boot, list)
+            and all(isinstance(p, dict) and set(p) == {"a", "b"} for p in boot)
+        ):
             return None
-        return cls(*(finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"),  # type: ignore[arg-type, call-arg]  # a and b
-                   tuple({name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
-                         for i, p in enumerate(boot)))
+        return cls(
+            *(finite_number(params[name], f"calibrator: parameter {name}") for name in "ab"),  # type: ignore[arg-type, call-arg]  # a and b
+            tuple(
+                {name: finite_number(p[name], f"calibrator: bootstrap[{i}].{name}") for name in "ab"}
+                for i, p in enumerate(boot)
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,7 @@ class Isotonic(Calibrator):
         return np.clip(np.interp(np.asarray(margin, dtype=float), self.x, self.y), 0.0, 1.0)  # interp: 1 ulp over
 
     @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
-            groups: np.ndarray | None) -> "Isotonic":
+    def fit(cls, margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None) -> "Isotonic":
         """sklearn's isotonic regression (no refits: ``n_boot`` is ignored)."""
         model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
         return cls(tuple(float(v) for v in model.X_thresholds_), tuple(float(v) for v in model.y_thresholds_))
@@ -147,8 +154,12 @@ class Isotonic(Calibrator):
     def parse(cls, data: dict[str, Any]) -> "Isotonic | None":
         """Finite knots, x strictly increasing, y non-decreasing probabilities."""
         params = data.get("params")
-        if not (isinstance(params, dict) and set(params) == {"x", "y"}
-                and all(isinstance(params[k], list) for k in "xy") and len(params["x"]) == len(params["y"]) > 0):
+        if not (
+            isinstance(params, dict)
+            and set(params) == {"x", "y"}
+            and all(isinstance(params[k], list) for k in "xy")
+            and len(params["x"]) == len(params["y"]) > 0
+        ):
             return None
         x = [finite_number(v, f"calibrator: parameter x[{i}]") for i, v in enumerate(params["x"])]
         y = [finite_number(v, f"calibrator: parameter y[{i}]") for i, v in enumerate(params["y"])]
@@ -179,8 +190,9 @@ def _platt(margin: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
 
 
-def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
-                     groups: np.ndarray | None = None) -> tuple[dict[str, float], ...]:
+def _platt_resampled(
+    margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None = None
+) -> tuple[dict[str, float], ...]:
     """Platt fits on ``n_boot`` bootstrap resamples at once: Newton steps on resample counts as weights (a plain
     unpenalised logistic fit of two parameters per resample, vectorised over the resamples). ``groups`` (the
     infusion of each row) are resampled whole: a super-model's rows at many landmarks of one infusion are not
@@ -212,8 +224,9 @@ def _platt_resampled(margin: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
 INTERVAL_REFITS = 200  # Platt refits on resampled margins behind the interval stated with a model's probabilities
 
 
-def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0,
-                   groups: np.ndarray | None = None) -> Calibrator:
+def fit_calibrator(
+    margin: np.ndarray, y: np.ndarray, method: Method, n_boot: int = 0, seed: int = 0, groups: np.ndarray | None = None
+) -> Calibrator:
     """Fit a calibrator on out-of-sample margins (never on the margins the model was trained on); for Platt,
     ``n_boot`` refits on resamples of those margins (whole ``groups`` at a time) give each probability an
     interval."""

@@ -81,8 +81,9 @@ class TaskModel:
         the one place a raw score is computed. Values beyond float32's range are clipped (``model_ready``)."""
         values = model_ready(X)
         if values.ndim != 2 or values.shape[1] != len(self.feature_names):
-            raise InputError(f"model {self.key}: expected rows of {len(self.feature_names)} features, got shape "
-                             f"{values.shape}")
+            raise InputError(
+                f"model {self.key}: expected rows of {len(self.feature_names)} features, got shape {values.shape}"
+            )
         return self._booster_for(len(values)).inplace_predict(values, predict_type="margin", missing=np.nan)
 
     def contributions(self, X: np.ndarray | xgb.DMatrix) -> np.ndarray:

@@ -45,7 +45,9 @@ class BundleMetadata:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise BundleIntegrityError(f"{where}: unknown metadata field(s) {unknown}; expected some of {sorted(fields)}")
+            raise BundleIntegrityError(
+                f"{where}: unknown metadata field(s) {unknown}; expected some of {sorted(fields)}"
+            )
         values: dict[str, Any] = {}
         for name, spec in fields.items():
             if name not in data:
@@ -54,8 +56,9 @@ class BundleMetadata:
                 continue
             value = data[name]
             if not _is(value, _TYPES[name]):
-                raise BundleIntegrityError(f"{where}: metadata field {name!r} must be {_TYPES[name]}, got "
-                                           f"{type(value).__name__}")
+                raise BundleIntegrityError(
+                    f"{where}: metadata field {name!r} must be {_TYPES[name]}, got {type(value).__name__}"
+                )
             values[name] = value
         return cls(**values)
 
@@ -66,11 +69,22 @@ class BundleMetadata:
 
 
 _TYPES: dict[str, tuple[type, ...] | type] = {
-    "format_version": int, "crsrisk_version": str, "created": str, "synthetic": bool, "not_for_clinical_use": bool,
-    "disclaimer": str, "training_cohort_fingerprint": (str, type(None)), "training_cohort_size": (int, type(None)),
-    "git_commit": (str, type(None)), "mlflow_run_id": (str, type(None)), "mlflow_tracking_uri": (str, type(None)),
-    "mlflow_tracking_store": str, "training_metrics": dict, "training_population": (dict, type(None)),
-    "recalibration": (dict, type(None)), "update": (dict, type(None)),
+    "format_version": int,
+    "crsrisk_version": str,
+    "created": str,
+    "synthetic": bool,
+    "not_for_clinical_use": bool,
+    "disclaimer": str,
+    "training_cohort_fingerprint": (str, type(None)),
+    "training_cohort_size": (int, type(None)),
+    "git_commit": (str, type(None)),
+    "mlflow_run_id": (str, type(None)),
+    "mlflow_tracking_uri": (str, type(None)),
+    "mlflow_tracking_store": str,
+    "training_metrics": dict,
+    "training_population": (dict, type(None)),
+    "recalibration": (dict, type(None)),
+    "update": (dict, type(None)),
 }
 
 
@@ -99,10 +113,17 @@ class ModelIdentity:
     @classmethod
     def of(cls, path: Path, metadata: BundleMetadata, digest: str, trust: str) -> "ModelIdentity":
         """The identity of a loaded bundle."""
-        return cls(name=f"crsrisk {path.name}", crsrisk_version=metadata.crsrisk_version, bundle_sha256=digest,
-                   synthetic=metadata.synthetic, not_for_clinical_use=metadata.not_for_clinical_use,
-                   created=metadata.created, training_cohort_fingerprint=metadata.training_cohort_fingerprint,
-                   path=str(path), signature=trust)
+        return cls(
+            name=f"crsrisk {path.name}",
+            crsrisk_version=metadata.crsrisk_version,
+            bundle_sha256=digest,
+            synthetic=metadata.synthetic,
+            not_for_clinical_use=metadata.not_for_clinical_use,
+            created=metadata.created,
+            training_cohort_fingerprint=metadata.training_cohort_fingerprint,
+            path=str(path),
+            signature=trust,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON, as outputs and audit records carry it."""

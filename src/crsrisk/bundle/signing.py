@@ -49,10 +49,18 @@ def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
             raise FileExistsError(f"{path} already exists: choose another prefix")
     private_path.parent.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
-    _write_new(private_path, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()), 0o600)
-    _write_new(public_path, private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    _write_new(
+        private_path,
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        0o600,
+    )
+    _write_new(
+        public_path,
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        0o644,
+    )
     return private_path, public_path
 
 
@@ -102,8 +110,11 @@ def trusted_keys(setting: str | None = None) -> dict[str, Ed25519PublicKey]:
 
 def signature_document(manifest: bytes, private_key: Ed25519PrivateKey) -> bytes:
     """The bytes of ``signature.json`` for these manifest bytes."""
-    document = {"algorithm": "ed25519", "key_id": key_id(private_key.public_key()),
-                "signature": base64.b64encode(private_key.sign(manifest)).decode()}
+    document = {
+        "algorithm": "ed25519",
+        "key_id": key_id(private_key.public_key()),
+        "signature": base64.b64encode(private_key.sign(manifest)).decode(),
+    }
     return json.dumps(document, indent=1, sort_keys=True).encode()
 
 
@@ -112,8 +123,10 @@ def check_signature(manifest: bytes, signature: bytes | None, keys: dict[str, Ed
     manifest is unsigned, signed by an unknown key, or the signature does not match."""
     if signature is None:
         if keys:
-            raise BundleIntegrityError(f"{where}: unsigned bundle refused: {ENV_TRUSTED_KEYS} names trusted keys "
-                                       "(sign it with a trusted private key)")
+            raise BundleIntegrityError(
+                f"{where}: unsigned bundle refused: {ENV_TRUSTED_KEYS} names trusted keys "
+                "(sign it with a trusted private key)"
+            )
         return UNSIGNED
     try:
         document = json.loads(signature)
@@ -125,11 +138,14 @@ def check_signature(manifest: bytes, signature: bytes | None, keys: dict[str, Ed
     if not keys:
         return f"signed by key {signer}, not verified: no trusted keys configured ({ENV_TRUSTED_KEYS})"
     if signer not in keys:
-        raise BundleIntegrityError(f"{where}: signed by key {signer}, which is not among the trusted keys "
-                                   f"({', '.join(sorted(keys))})")
+        raise BundleIntegrityError(
+            f"{where}: signed by key {signer}, which is not among the trusted keys ({', '.join(sorted(keys))})"
+        )
     try:
         keys[signer].verify(value, manifest)
     except InvalidSignature:
-        raise BundleIntegrityError(f"{where}: the signature by key {signer} does not match manifest.json: "
-                                   "the bundle was changed after it was signed") from None
+        raise BundleIntegrityError(
+            f"{where}: the signature by key {signer} does not match manifest.json: "
+            "the bundle was changed after it was signed"
+        ) from None
     return f"signed by trusted key {signer}, verified"

@@ -27,8 +27,14 @@ import crsrisk
 from crsrisk.util.atomic import staged_folder
 from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
 from crsrisk.bundle.metadata import BundleMetadata, ModelIdentity
-from crsrisk.bundle.signing import (SIGNATURE, UNSIGNED, check_signature, load_private_key, signature_document,
-                                    trusted_keys)
+from crsrisk.bundle.signing import (
+    SIGNATURE,
+    UNSIGNED,
+    check_signature,
+    load_private_key,
+    signature_document,
+    trusted_keys,
+)
 from crsrisk.bundle.calibration import Calibrator, finite_number
 from crsrisk.errors import BundleIntegrityError
 from crsrisk.features.spec import feature_info
@@ -93,13 +99,21 @@ def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode()
 
 
-def save_bundle(models: list[TaskModel], out_dir: str | os.PathLike, metadata: BundleMetadata | Mapping[str, Any]) -> Path:
+def save_bundle(
+    models: list[TaskModel], out_dir: str | os.PathLike, metadata: BundleMetadata | Mapping[str, Any]
+) -> Path:
     """Write the bundle folder atomically with its manifest of SHA-256 hashes (unsigned: see ``crsrisk sign``).
     The format version, crsrisk version and creation time are this save's own."""
     fields = metadata.to_dict() if isinstance(metadata, BundleMetadata) else dict(metadata)
-    checked = BundleMetadata.from_dict(fields | {
-        "format_version": FORMAT_VERSION, "crsrisk_version": crsrisk.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}, "bundle metadata to save")
+    checked = BundleMetadata.from_dict(
+        fields
+        | {
+            "format_version": FORMAT_VERSION,
+            "crsrisk_version": crsrisk.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        "bundle metadata to save",
+    )
     target = Path(out_dir)
     with staged_folder(target) as staging:
         entries = []
@@ -108,27 +122,53 @@ def save_bundle(models: list[TaskModel], out_dir: str | os.PathLike, metadata: B
             folder.mkdir()
             model.booster.save_model(str(folder / "booster.json"))
             (folder / "calibrator.json").write_bytes(_json_bytes(model.calibrator.to_dict()))
-            spec = [{"name": n, "label": feature_info(n).label, "unit": feature_info(n).unit,
-                     "log_scale": feature_info(n).log_scale} for n in model.feature_names]
+            spec = [
+                {
+                    "name": n,
+                    "label": feature_info(n).label,
+                    "unit": feature_info(n).unit,
+                    "log_scale": feature_info(n).log_scale,
+                }
+                for n in model.feature_names
+            ]
             (folder / "features.json").write_bytes(_json_bytes(spec))
-            entries.append({"key": model.key, "task": model.task, "landmark": model.landmark.to_json(), "bands": model.bands,
-                            "metrics": model.metrics, "label_rule_version": model.label_rule_version,
-                            "task_settings": model.task_settings})
+            entries.append(
+                {
+                    "key": model.key,
+                    "task": model.task,
+                    "landmark": model.landmark.to_json(),
+                    "bands": model.bands,
+                    "metrics": model.metrics,
+                    "label_rule_version": model.label_rule_version,
+                    "task_settings": model.task_settings,
+                }
+            )
         document = {**checked.to_dict(), "models": entries}
         (staging / BUNDLE_FILE).write_bytes(_json_bytes(document))
         (staging / ENTRY_FILE).write_bytes(ENTRY_SOURCE.read_bytes())
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        (staging / MANIFEST).write_bytes(_json_bytes({
-            "algorithm": "sha256", "files": {f: hashlib.sha256((staging / f).read_bytes()).hexdigest()
-                                             for f in files}}))
+        (staging / MANIFEST).write_bytes(
+            _json_bytes(
+                {
+                    "algorithm": "sha256",
+                    "files": {f: hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files},
+                }
+            )
+        )
     return target
 
 
 def _confined(name: Any, where: Path) -> str:
     """A manifest file name, refused unless it is a plain relative path inside the bundle folder."""
     parts = name.split("/") if isinstance(name, str) else []
-    if (not parts or name.startswith("/") or "\\" in name or "\x00" in name
-            or any(p in ("", ".", "..") for p in parts) or name in (MANIFEST, SIGNATURE)):
+    if (
+        not parts
+        or name.startswith("/")
+        or "\\" in name
+        or "\x00" in name
+        or any(p in ("", ".", "..") for p in parts)
+        or name in (MANIFEST, SIGNATURE)
+    ):
         raise BundleIntegrityError(f"{where}: manifest names {name!r}, which is not a file inside the bundle folder")
     return name
 
@@ -257,8 +297,9 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
     try:
         booster.load_model(bytearray(_bytes(contents, f"{key}/booster.json")))
     except xgb.core.XGBoostError as error:
-        raise BundleIntegrityError(f"{contents.folder / key}/booster.json: not an XGBoost model "
-                                   f"({str(error).splitlines()[0]})") from None
+        raise BundleIntegrityError(
+            f"{contents.folder / key}/booster.json: not an XGBoost model ({str(error).splitlines()[0]})"
+        ) from None
     spec = _json(contents, f"{key}/features.json")
     if not isinstance(spec, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in spec):
         raise BundleIntegrityError(f"{contents.folder / key}/features.json: expected a list of {{'name': ...}}")
@@ -274,12 +315,22 @@ def _model(contents: BundleFiles, entry: Any) -> TaskModel:
     values: dict[str, Any] = {name: entry.get(name, _OPTIONAL.get(name)) for name in fields}
     for name, kind in fields.items():
         if not isinstance(values[name], kind):
-            raise BundleIntegrityError(f"{where}: model {key} field {name!r} is missing or of the wrong type: "
-                                       f"{values[name]!r:.80}")
+            raise BundleIntegrityError(
+                f"{where}: model {key} field {name!r} is missing or of the wrong type: {values[name]!r:.80}"
+            )
     bands = checked_bands(entry.get("bands"), f"{where} model {key}")
     try:  # TaskModel parses the landmark (hours, first_<drug> or a grid) and refuses anything else
-        return TaskModel(values["task"], entry.get("landmark"), booster, calibrator, names, bands, values["metrics"],  # type: ignore[arg-type]  # landmark: parsed there
-                         values["label_rule_version"], values["task_settings"])
+        return TaskModel(
+            values["task"],
+            entry.get("landmark"),  # type: ignore[arg-type]  # landmark: parsed there
+            booster,
+            calibrator,
+            names,
+            bands,
+            values["metrics"],
+            values["label_rule_version"],
+            values["task_settings"],
+        )
     except ValueError as error:
         raise BundleIntegrityError(f"{where}: model {key}: {error}") from None
 
@@ -295,6 +346,7 @@ def _parse(contents: BundleFiles) -> Bundle:
     for entry in document["models"]:
         model = _model(contents, entry)  # checks the entry is an object with a plain key
         models[entry["key"]] = model
-    metadata = BundleMetadata.from_dict({k: v for k, v in document.items() if k != "models"},
-                                        str(contents.folder / BUNDLE_FILE))
+    metadata = BundleMetadata.from_dict(
+        {k: v for k, v in document.items() if k != "models"}, str(contents.folder / BUNDLE_FILE)
+    )
     return Bundle(contents.folder, metadata, models, contents.digest)

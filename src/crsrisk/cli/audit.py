@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 
-from crsrisk.cli.common import (_model_option, app, audit_log_app, console, errors, flag, friendly)
+from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly
 
 
 @app.command()
@@ -18,8 +18,9 @@ def audit(
     model: Optional[str] = _model_option(),
     cohort: Path = typer.Option(..., "--cohort", help="cohort folder to evaluate on (ideally held out)"),
     out: Path = typer.Option(Path("audit-report"), "--out", help="folder for model_card.html"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store holding the model's run "
-                                               "(default: the one recorded in the bundle)"),
+    tracking_uri: Optional[str] = typer.Option(
+        None, "--tracking-uri", help="MLflow store holding the model's run (default: the one recorded in the bundle)"
+    ),
     n_boot: int = typer.Option(300, "--n-boot", min=50),
 ) -> None:
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
@@ -37,8 +38,10 @@ def audit(
         console.print("no MLflow run recorded in the bundle: report not logged")
         return
     if not uri:
-        console.print(f"the model's MLflow run {run_id} was tracked in a local store on the machine that trained it "
-                      "(the bundle names no tracking server): report not logged; pass --tracking-uri to log it there")
+        console.print(
+            f"the model's MLflow run {run_id} was tracked in a local store on the machine that trained it "
+            "(the bundle names no tracking server): report not logged; pass --tracking-uri to log it there"
+        )
         return
     from crsrisk.training.tracking import log_report
 
@@ -47,20 +50,27 @@ def audit(
 
 @app.command()
 @friendly
-def keygen(out: Path = typer.Option(..., "--out", help="file prefix: writes PREFIX.key (private, mode 0600) and "
-                                    "PREFIX.pub (public)")) -> None:
+def keygen(
+    out: Path = typer.Option(
+        ..., "--out", help="file prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub (public)"
+    ),
+) -> None:
     """Make an Ed25519 key pair for signing model bundles (never overwrites a key)."""
     from crsrisk.bundle.signing import generate_keypair
 
     private, public = generate_keypair(out)
-    console.print(f"private key {private} (keep it secret; mode 0600), public key {public} "
-                  "(add it to CRSRISK_TRUSTED_KEYS where bundles are loaded)")
+    console.print(
+        f"private key {private} (keep it secret; mode 0600), public key {public} "
+        "(add it to CRSRISK_TRUSTED_KEYS where bundles are loaded)"
+    )
 
 
 @app.command()
 @friendly
-def sign(bundle: Path = typer.Argument(..., help="model bundle folder"),
-         key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM) from `crsrisk keygen`")) -> None:
+def sign(
+    bundle: Path = typer.Argument(..., help="model bundle folder"),
+    key: Path = typer.Option(..., "--key", help="Ed25519 private key (PEM) from `crsrisk keygen`"),
+) -> None:
     """Sign a model bundle's manifest (after checking every file against it): writes BUNDLE/signature.json."""
     from crsrisk.bundle import sign_bundle
 
@@ -83,8 +93,11 @@ def audit_log_head(path: Optional[Path] = typer.Argument(None, help="log file (d
 @friendly
 def audit_log_verify(
     path: Optional[Path] = typer.Argument(None, help="log file (default: $CRSRISK_AUDIT_LOG)"),
-    expect_head: Optional[str] = typer.Option(None, "--expect-head", help="SEQ:HASH printed earlier by `crsrisk "
-                                              "audit-log head`: detects records dropped from the end and rewrites"),
+    expect_head: Optional[str] = typer.Option(
+        None,
+        "--expect-head",
+        help="SEQ:HASH printed earlier by `crsrisk audit-log head`: detects records dropped from the end and rewrites",
+    ),
 ) -> None:
     """Check every record's HMAC and the chain; exit 1 naming any broken record, 2 when the log cannot be read."""
     from crsrisk.audit import parse_head, resolve_log_path, verify_log
@@ -98,8 +111,10 @@ def audit_log_verify(
     head = "empty" if result.head is None else f"head {result.head[0]}:{result.head[1]}"
     if result.ok:
         anchored = f"; contains the expected head {expect_head}" if expect_head else ""
-        console.print(f"[green]ok[/]: checked {result.n_records} record(s) in {log_path}; chain intact{anchored}; "
-                      f"{head}", soft_wrap=True)
+        console.print(
+            f"[green]ok[/]: checked {result.n_records} record(s) in {log_path}; chain intact{anchored}; {head}",
+            soft_wrap=True,
+        )
         return
     errors.print(f"[red]BROKEN[/]: checked {result.n_records} record(s) in {log_path}; {head}", soft_wrap=True)
     for problem in result.problems:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 
 from crsrisk.scoring.audited import audit_table
-from crsrisk.cli.common import (_flag_text, _model_option, app, console, flag, friendly, print_json)
+from crsrisk.cli.common import _flag_text, _model_option, app, console, flag, friendly, print_json
 from crsrisk.errors import InputError
 
 
@@ -20,26 +20,46 @@ from crsrisk.errors import InputError
 def predict(
     target: Path = typer.Argument(..., help="patient.json (one patient) or a cohort folder (batch)"),
     model: Optional[str] = _model_option(),
-    now_hours: Optional[float] = typer.Option(None, "--now-hours", help="one patient: the hour to predict at, "
-                                              "from everything strictly before it (default: just after the "
-                                              "latest measurement or event)"),
-    at: Optional[float] = typer.Option(None, "--at", help="batch: score every infusion as of this hour, as "
-                                       "predict --now-hours would (default: every model at its own landmarks)"),
-    trajectory: bool = typer.Option(False, "--trajectory", help="one patient: the risk every 12 h and after each "
-                                    "new measurement, with the top reasons, drawn as a PNG"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="--trajectory: PNG path (default: "
-                                        "<patient>_trajectory.png)"),
+    now_hours: Optional[float] = typer.Option(
+        None,
+        "--now-hours",
+        help="one patient: the hour to predict at, "
+        "from everything strictly before it (default: just after the "
+        "latest measurement or event)",
+    ),
+    at: Optional[float] = typer.Option(
+        None,
+        "--at",
+        help="batch: score every infusion as of this hour, as "
+        "predict --now-hours would (default: every model at its own landmarks)",
+    ),
+    trajectory: bool = typer.Option(
+        False,
+        "--trajectory",
+        help="one patient: the risk every 12 h and after each new measurement, with the top reasons, drawn as a PNG",
+    ),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="--trajectory: PNG path (default: <patient>_trajectory.png)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
-    output_format: str = typer.Option("text", "--format", help="one patient: text, json (as --json) or fhir (a "
-                                      "FHIR R4 Bundle of RiskAssessment resources)"),
+    output_format: str = typer.Option(
+        "text",
+        "--format",
+        help="one patient: text, json (as --json) or fhir (a FHIR R4 Bundle of RiskAssessment resources)",
+    ),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
-    out: Optional[Path] = typer.Option(None, "--out", help="batch: CSV of patient_id, task, landmark_hours, "
-                                       "horizon_hours, probability, band"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="batch: CSV of patient_id, task, landmark_hours, horizon_hours, probability, band"
+    ),
     top: int = typer.Option(5, "--top", help="contributors shown per task"),
     chunk_size: int = typer.Option(5000, "--chunk-size", min=1, help="partitioned cohort: infusions per chunk"),
-    dask: Optional[str] = typer.Option(None, "--dask", help="partitioned cohort: score chunks on the Dask "
-                                       "scheduler at tcp://HOST:PORT, or 'local' for a local cluster"),
+    dask: Optional[str] = typer.Option(
+        None,
+        "--dask",
+        help="partitioned cohort: score chunks on the Dask "
+        "scheduler at tcp://HOST:PORT, or 'local' for a local cluster",
+    ),
 ) -> None:
     """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
     from crsrisk.cohort.io import is_folder
@@ -55,21 +75,28 @@ def predict(
         if out is None:
             raise InputError("--out: batch scoring of a cohort folder needs an output CSV file")
         if is_partitioned(target):
-            done = score_partitioned(target, out, model, chunk_size=chunk_size, dask=dask, audit=audit,
-                                     audit_log=audit_log, at_hours=at)
+            done = score_partitioned(
+                target, out, model, chunk_size=chunk_size, dask=dask, audit=audit, audit_log=audit_log, at_hours=at
+            )
             for note in done.notes:
                 console.print(f"note: {escape(note)}", highlight=False)
-            console.print(f"scored {done.infusions} infusions ({done.rows} rows, {done.chunks} chunks) into {out} "
-                          f"in {done.seconds:.1f} s")
+            console.print(
+                f"scored {done.infusions} infusions ({done.rows} rows, {done.chunks} chunks) into {out} "
+                f"in {done.seconds:.1f} s"
+            )
             return
         if dask is not None:
-            raise InputError("--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
-                             "folders of Parquet files) is scored on a cluster")
+            raise InputError(
+                "--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
+                "folders of Parquet files) is scored on a cluster"
+            )
         bundle, cohort = load_model(model), load_cohort(target)
         scores = predict_cohort(cohort, bundle, at_hours=at, audit=audit, audit_log=audit_log)
         write_table(scores[BATCH_COLUMNS], out)
-        console.print(f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
-                      f"model {bundle.path} ({escape(bundle.trust)})")
+        console.print(
+            f"scored {scores['patient_id'].nunique()} infusions ({len(scores)} rows) into {out}; "
+            f"model {bundle.path} ({escape(bundle.trust)})"
+        )
         return
     if at is not None:
         raise InputError("--at: scores a cohort folder; for one patient use --now-hours")
@@ -83,8 +110,11 @@ def predict(
         from crsrisk.service.riskassessment import risk_assessment_bundle
 
         record = read_record(target)
-        print_json(risk_assessment_bundle(predict_one(record, model=model, now_hours=now_hours, audit=audit,
-                                                      audit_log=audit_log), record))
+        print_json(
+            risk_assessment_bundle(
+                predict_one(record, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log), record
+            )
+        )
         return
     result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     if as_json or output_format == "json":
@@ -92,8 +122,9 @@ def predict(
         return
     console.print(f"[bold]as of hour {result.now_hours:g}[/] (everything recorded strictly before it)")
     for p in result.predictions:
-        table = Table(title=f"{p['task']}: {p['probability']:.1%} ({p['band']} risk) - {p['question']}",
-                      title_justify="left")
+        table = Table(
+            title=f"{p['task']}: {p['probability']:.1%} ({p['band']} risk) - {p['question']}", title_justify="left"
+        )
         for column in ("feature", "value", "SHAP (log-odds)", "reason"):
             table.add_column(column)
         for c in p["contributions"][:top]:
@@ -107,15 +138,25 @@ def predict(
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
     if result.missing_inputs:
-        console.print(f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
-                      + (" ..." if len(result.missing_inputs) > 12 else ""))
+        console.print(
+            f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
+            + (" ..." if len(result.missing_inputs) > 12 else "")
+        )
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    console.print(f"[bold]{status}not for clinical use.[/] model {result.model['path']} "
-                  f"({escape(result.model['signature'])})")
+    console.print(
+        f"[bold]{status}not for clinical use.[/] model {result.model['path']} ({escape(result.model['signature'])})"
+    )
 
 
-def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], as_json: bool, top: int, audit: bool,
-                      audit_log: Optional[Path]) -> None:
+def _print_trajectory(
+    target: Path,
+    model: Optional[str],
+    plot: Optional[Path],
+    as_json: bool,
+    top: int,
+    audit: bool,
+    audit_log: Optional[Path],
+) -> None:
     """``predict --trajectory``: the table (or JSON) of risk over time and its PNG; audited like predict."""
     from crsrisk.scoring.trajectory import risk_trajectory
 
@@ -128,8 +169,13 @@ def _print_trajectory(target: Path, model: Optional[str], plot: Optional[Path], 
     for column in ("hour", "task", "probability", "band", "top reasons"):
         table.add_column(column, overflow="fold")
     for point in result.points:
-        table.add_row(f"{point['hours']:.1f}", point["task"], f"{point['probability']:.1%}", point["band"],
-                      "; ".join(point["reasons"]))
+        table.add_row(
+            f"{point['hours']:.1f}",
+            point["task"],
+            f"{point['probability']:.1%}",
+            point["band"],
+            "; ".join(point["reasons"]),
+        )
     console.print(table)
     for task, hours in result.already_occurred.items():
         console.print(f"{task}: occurred at hour {hours:g}")
@@ -159,11 +205,14 @@ def explain(
         if audit:
             audit_table(bundle, table, cohort.fingerprint(), "explanation", audit_log)
         for key, part in table.groupby("model", sort=False):
-            console.print(f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples()))
+            console.print(
+                f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples())
+            )
         console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return
-    summary, files = explain_patient(target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit,
-                                     audit_log=audit_log)
+    summary, files = explain_patient(
+        target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
+    )
     console.print(summary, highlight=False)
     console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
@@ -173,12 +222,17 @@ def explain(
 @friendly
 def serve(
     model: Optional[str] = _model_option(),
-    host: str = typer.Option("127.0.0.1", "--host", help="address to bind; anything but loopback needs "
-                             "$CRSRISK_API_TOKEN"),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="address to bind; anything but loopback needs $CRSRISK_API_TOKEN"
+    ),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="server processes (default: the cores "
-                                          "available); they share the socket and the audit log"),
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="server processes (default: the cores available); they share the socket and the audit log",
+    ),
 ) -> None:
     """Serve predictions over REST (POST /predict) and the bedside page (/) until interrupted."""
     from crsrisk.service.guard import required_token
@@ -189,7 +243,9 @@ def serve(
         secured = required_token(host) is not None
     with flag("--workers"):
         workers = worker_count(workers)
-    console.print(f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
-                  f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
-                  "[bold]Not for clinical use.[/]")
+    console.print(
+        f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
+        f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
+        "[bold]Not for clinical use.[/]"
+    )
     run_server(model=model, host=host, port=port, audit_log=audit_log, workers=workers)

@@ -19,12 +19,18 @@ from rich.table import Table
 import crsrisk
 from crsrisk.errors import CohortValidationError, CrsriskError, InputError, shown
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
-                       "Research software: not for clinical use.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
+    "Research software: not for clinical use.",
+)
 audit_log_app = typer.Typer(no_args_is_help=True, help="The append-only prediction audit log.")
 app.add_typer(audit_log_app, name="audit-log")
-import_app = typer.Typer(no_args_is_help=True, help="Read clinical sources (FHIR R4, OMOP CDM v5.4) into a cohort folder.")
+import_app = typer.Typer(
+    no_args_is_help=True, help="Read clinical sources (FHIR R4, OMOP CDM v5.4) into a cohort folder."
+)
 app.add_typer(import_app, name="import")
 console = Console()
 if not console.is_terminal:  # piped or captured: wide enough for the comparison table
@@ -65,13 +71,20 @@ def friendly(command: Callable) -> Callable:
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except _EXPECTED as error:
-            errors.print(f"[bold red]error:[/] {type(error).__name__}: {escape(_problem_text(error))}",
-                         highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]error:[/] {type(error).__name__}: {escape(_problem_text(error))}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(BAD_INPUT_EXIT) from None
         except Exception as error:
             where = _write_traceback(error)
-            errors.print(f"[bold red]internal error[/]; details in {escape(str(where))} (a bug, not your input: "
-                         "please report it with that file)", highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]internal error[/]; details in {escape(str(where))} (a bug, not your input: "
+                "please report it with that file)",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(INTERNAL_EXIT) from None
 
     return wrapper
@@ -88,8 +101,9 @@ def flag(name: str, kind: type[InputError] = InputError) -> Iterator[None]:
 
 def _model_option() -> Any:
     """The ``--model`` option every scoring command takes."""
-    return typer.Option(None, "--model", help="bundle folder or models:/NAME@ALIAS (default: the shipped synthetic "
-                        "model)")
+    return typer.Option(
+        None, "--model", help="bundle folder or models:/NAME@ALIAS (default: the shipped synthetic model)"
+    )
 
 
 MAX_SHOWN = 50  # problems shown on the terminal; --problems-out writes every one
@@ -101,9 +115,17 @@ def _write_problems(error: CohortValidationError, path: Path) -> None:
 
     from crsrisk.util.outputs import write_table
 
-    rows = [{"table": p.table, "line_or_row": None if p.row is None else (p.row + 1 if p.csv else p.row),
-             "patient_id": p.patient_id, "field": p.field, "value": None if p.value is None else str(p.value),
-             "rule": p.message} for p in error.problems]
+    rows = [
+        {
+            "table": p.table,
+            "line_or_row": None if p.row is None else (p.row + 1 if p.csv else p.row),
+            "patient_id": p.patient_id,
+            "field": p.field,
+            "value": None if p.value is None else str(p.value),
+            "rule": p.message,
+        }
+        for p in error.problems
+    ]
     write_table(pd.DataFrame(rows, columns=["table", "line_or_row", "patient_id", "field", "value", "rule"]), path)
     errors.print(f"wrote all {len(rows)} problem(s) to {escape(str(path))}", highlight=False)
 

@@ -11,16 +11,19 @@ from rich.table import Table
 
 from crsrisk.errors import CohortValidationError, InputError, SourceImportError, shown
 
-from crsrisk.cli.common import (MAX_SHOWN, _print_counts, _write_problems,
-                                 app, console, errors, friendly, import_app)
+from crsrisk.cli.common import MAX_SHOWN, _print_counts, _write_problems, app, console, errors, friendly, import_app
 
 
 @app.command()
 @friendly
-def validate(path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events"),
-             problems_out: Optional[Path] = typer.Option(None, "--problems-out", help="on failure, write every "
-                                                         "problem (table, line, patient, field, value, rule) to this "
-                                                         "CSV")) -> None:
+def validate(
+    path: Path = typer.Argument(..., help="cohort folder with patients, measurements, events"),
+    problems_out: Optional[Path] = typer.Option(
+        None,
+        "--problems-out",
+        help="on failure, write every problem (table, line, patient, field, value, rule) to this CSV",
+    ),
+) -> None:
     """Validate a cohort folder against the contract and print a summary (or every problem, counted by kind)."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.cohort.summary import cohort_summary
@@ -30,12 +33,15 @@ def validate(path: Path = typer.Argument(..., help="cohort folder with patients,
     except CohortValidationError as error:
         if problems_out is not None:
             _write_problems(error, problems_out)
-            error = CohortValidationError(error.problems[:MAX_SHOWN], error.truncated + len(error.problems[MAX_SHOWN:]),
-                                          error.counts)
+            error = CohortValidationError(
+                error.problems[:MAX_SHOWN], error.truncated + len(error.problems[MAX_SHOWN:]), error.counts
+            )
         raise error from None
     summary = cohort_summary(cohort)
-    console.print(f"[bold green]valid[/] cohort {path}: {summary['infusions']} infusions, "
-                  f"{len(summary['centres'])} centre(s), synthetic={summary['synthetic']}")
+    console.print(
+        f"[bold green]valid[/] cohort {path}: {summary['infusions']} infusions, "
+        f"{len(summary['centres'])} centre(s), synthetic={summary['synthetic']}"
+    )
     console.print(f"fingerprint {summary['fingerprint']}")
     _print_counts("infusions per centre", summary["centres"])
     _print_counts("measurements per analyte", summary["measurements_per_analyte"])
@@ -52,31 +58,44 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="random seed (same seed + version = same bytes)"),
     out: Path = typer.Option(..., "--out", help="folder to write (must not exist or be empty)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a non-empty folder"),
-    shift_file: Optional[Path] = typer.Option(None, "--shift", help="YAML of case-mix/miscalibration knobs (see "
-                                              "examples/shifts/); the options below override it"),
-    adult_fraction: Optional[float] = typer.Option(None, "--adult-fraction", help="share of infusions drawn from an "
-                                                   "adult population"),
-    product_mix: Optional[list[str]] = typer.Option(None, "--product-mix", help="PRODUCT=SHARE, repeatable: "
-                                                    "replaces the product shares"),
-    centre_share: Optional[list[str]] = typer.Option(None, "--centre-share", help="CENTRE=SHARE, repeatable: "
-                                                     "replaces the centre shares"),
-    centre_effect: Optional[list[str]] = typer.Option(None, "--centre-effect", help="CENTRE=SHIFT, repeatable: "
-                                                      "latent severity shift at a centre (miscalibration)"),
+    shift_file: Optional[Path] = typer.Option(
+        None,
+        "--shift",
+        help="YAML of case-mix/miscalibration knobs (see examples/shifts/); the options below override it",
+    ),
+    adult_fraction: Optional[float] = typer.Option(
+        None, "--adult-fraction", help="share of infusions drawn from an adult population"
+    ),
+    product_mix: Optional[list[str]] = typer.Option(
+        None, "--product-mix", help="PRODUCT=SHARE, repeatable: replaces the product shares"
+    ),
+    centre_share: Optional[list[str]] = typer.Option(
+        None, "--centre-share", help="CENTRE=SHARE, repeatable: replaces the centre shares"
+    ),
+    centre_effect: Optional[list[str]] = typer.Option(
+        None, "--centre-effect", help="CENTRE=SHIFT, repeatable: latent severity shift at a centre (miscalibration)"
+    ),
 ) -> None:
     """Write a synthetic multi-centre cohort (clearly labelled synthetic) plus its truth file, optionally shifted."""
     from crsrisk.simulate import Shift, load_shift, simulate_cohort, write_simulated
     from crsrisk.simulate.shift import shift_from_mapping
 
     knobs = (load_shift(shift_file) if shift_file is not None else Shift()).to_dict()
-    options = {"adult_fraction": adult_fraction, "product_mix": _pairs(product_mix, "--product-mix"),
-               "centre_shares": _pairs(centre_share, "--centre-share"),
-               "centre_effect": _pairs(centre_effect, "--centre-effect")}
+    options = {
+        "adult_fraction": adult_fraction,
+        "product_mix": _pairs(product_mix, "--product-mix"),
+        "centre_shares": _pairs(centre_share, "--centre-share"),
+        "centre_effect": _pairs(centre_effect, "--centre-effect"),
+    }
     shift = shift_from_mapping(knobs | {k: v for k, v in options.items() if v is not None})
     sim = simulate_cohort(n=n, seed=seed, shift=shift)
     write_simulated(sim, out, overwrite=overwrite)
     shifted = f", shifted: {sim.metadata['shift']}" if "shift" in sim.metadata else ""
-    console.print(f"wrote synthetic cohort of {n} infusions (seed {seed}{escape(shifted)}) to {out}; "
-                  f"truth.csv beside it is not part of the cohort", highlight=False)
+    console.print(
+        f"wrote synthetic cohort of {n} infusions (seed {seed}{escape(shifted)}) to {out}; "
+        f"truth.csv beside it is not part of the cohort",
+        highlight=False,
+    )
 
 
 def _pairs(values: Optional[list[str]], flag: str) -> Optional[dict[str, float]]:
@@ -99,13 +118,21 @@ def _pairs(values: Optional[list[str]], flag: str) -> Optional[dict[str, float]]
 @friendly
 def features(
     cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
-    task: str = typer.Option(..., "--task", help="a task name: severe_crs, icans, severe_crs_dynamic, icans_dynamic, toci_refractory"),
-    landmark: Optional[str] = typer.Option(None, "--landmark", help="hours after infusion (default: the "
-                                             "task's last landmark; toci_refractory: the first dose)"),
+    task: str = typer.Option(
+        ..., "--task", help="a task name: severe_crs, icans, severe_crs_dynamic, icans_dynamic, toci_refractory"
+    ),
+    landmark: Optional[str] = typer.Option(
+        None,
+        "--landmark",
+        help="hours after infusion (default: the task's last landmark; toci_refractory: the first dose)",
+    ),
     label: str = typer.Option("primary", "--label", help="primary, or a second label such as icans_severe"),
     out: Path = typer.Option(..., "--out", help="matrix file (.parquet or .csv)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML whose task_overrides (grids, "
-                                          "horizons, thresholds) define the task, as train reads it"),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="experiment YAML whose task_overrides (grids, horizons, thresholds) define the task, as train reads it",
+    ),
 ) -> None:
     """Write one task's feature matrix with patient_id, landmark_hours and label (the task's ``dataset``), and report
     it."""
@@ -123,12 +150,18 @@ def features(
     point = task_def.landmarks[-1] if landmark is None else landmark
     dataset = task_def.dataset(data, point, label=label)
     matrix = dataset.X
-    table = matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
+    table = (
+        matrix.assign(landmark_hours=dataset.landmark_hours, label=dataset.y).rename_axis("patient_id").reset_index()
+    )
     first = ["patient_id", "landmark_hours", "label"]
     table = table[first + [c for c in table.columns if c not in first]]
     write_table(table, out)
-    summary = {"risk_set": dataset.risk_set, "labelled": len(dataset.y), "events": int(dataset.y.sum()),
-               "excluded": dataset.excluded}
+    summary = {
+        "risk_set": dataset.risk_set,
+        "labelled": len(dataset.y),
+        "events": int(dataset.y.sum()),
+        "excluded": dataset.excluded,
+    }
     console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     described = describe_features(matrix)
     report = Table(title=f"{matrix.shape[1]} features", title_justify="left")
@@ -146,15 +179,20 @@ def _time_rule(hour: float, infusion_hour: float, same_day_labs: Optional[str]) 
     return TimeRule(hour=hour, infusion_hour=infusion_hour, same_day_labs=same_day_labs)  # type: ignore[arg-type]  # TimeRule checks the text
 
 
-_DATE_ONLY_HOUR = typer.Option(8.0, "--date-only-hour", help="hour of the day at which a value with a date but no "
-                               "time is placed")
+_DATE_ONLY_HOUR = typer.Option(
+    8.0, "--date-only-hour", help="hour of the day at which a value with a date but no time is placed"
+)
 
 
 _INFUSION_HOUR = typer.Option(12.0, "--infusion-hour", help="hour of the day of an infusion recorded with a date only")
 
 
-_SAME_DAY = typer.Option(None, "--same-day-labs", help="before|after: side of the infusion for labs dated the "
-                         "infusion day without a time (required when there are any)")
+_SAME_DAY = typer.Option(
+    None,
+    "--same-day-labs",
+    help="before|after: side of the infusion for labs dated the "
+    "infusion day without a time (required when there are any)",
+)
 
 
 _IMPORT_OUT = typer.Option(..., "--out", help="cohort folder to write (must not exist or be empty)")
@@ -163,18 +201,25 @@ _IMPORT_OUT = typer.Option(..., "--out", help="cohort folder to write (must not 
 def _report_import(imported: Any, out: Path) -> None:
     """What an import read, what it placed by the daily rule, and every code it did not recognise."""
     report = imported.report
-    console.print(f"[bold green]imported[/] {report['counts']['patients']} infusions, "
-                  f"{report['counts']['measurements']} measurements, {report['counts']['events']} events into {out}")
+    console.print(
+        f"[bold green]imported[/] {report['counts']['patients']} infusions, "
+        f"{report['counts']['measurements']} measurements, {report['counts']['events']} events into {out}"
+    )
     only = report["date_only"]
-    console.print(f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
-                  f"measurements, {only['events']} events; rule: {report['time_rule']['description']}", highlight=False)
+    console.print(
+        f"date-only (placed by the daily rule): {only['infusions']} infusions, {only['measurements']} "
+        f"measurements, {only['events']} events; rule: {report['time_rule']['description']}",
+        highlight=False,
+    )
     without = report["without_infusion"]
     if without["patients"]:
         more = without["patients"] - len(without["examples"])
-        console.print(f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion: "
-                      f"{', '.join(map(str, without['examples']))}{f' and {more} more' if more > 0 else ''}; with "
-                      f"their {without['measurements']} measurements and {without['events']} events",
-                      highlight=False)
+        console.print(
+            f"[yellow]not imported:[/] {without['patients']} patient(s) without a CAR-T infusion: "
+            f"{', '.join(map(str, without['examples']))}{f' and {more} more' if more > 0 else ''}; with "
+            f"their {without['measurements']} measurements and {without['events']} events",
+            highlight=False,
+        )
     for reason, count in report["skipped"].items():
         console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
     _unknown_table(report["unknown_codes"])
@@ -185,8 +230,10 @@ def _report_import(imported: Any, out: Path) -> None:
 def _unknown_table(unknown: list[dict]) -> None:
     """The codes an import did not read, counted with an example each."""
     if unknown:
-        table = Table(title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
-                      title_justify="left")
+        table = Table(
+            title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
+            title_justify="left",
+        )
         for column in ("where", "system", "code", "display", "count", "example"):
             table.add_column(column, overflow="fold")
         for u in unknown:
@@ -194,8 +241,16 @@ def _unknown_table(unknown: list[dict]) -> None:
         console.print(table)
 
 
-def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], date_only_hour: float,
-            infusion_hour: float, overwrite: bool, code_map: Optional[Path]) -> None:
+def _import(
+    reader: str,
+    source: Any,
+    out: Path,
+    same_day_labs: Optional[str],
+    date_only_hour: float,
+    infusion_hour: float,
+    overwrite: bool,
+    code_map: Optional[Path],
+) -> None:
     """Run one importer (``fhir`` or ``omop``), write the cohort folder and print the import report; on failure
     the codes it did not read are printed before the problems (they often explain them)."""
     import importlib
@@ -217,18 +272,28 @@ def _import(reader: str, source: Any, out: Path, same_day_labs: Optional[str], d
 
 
 _OVERWRITE = typer.Option(False, "--overwrite", help="replace a non-empty folder")
-_CODE_MAP = typer.Option(None, "--code-map", help="site code map: a CSV (source_vocabulary_id, source_code, "
-                         "source_code_description, target) or a FHIR ConceptMap .json; target is a contract name "
-                         "such as il6 or car_t_infusion")
+_CODE_MAP = typer.Option(
+    None,
+    "--code-map",
+    help="site code map: a CSV (source_vocabulary_id, source_code, "
+    "source_code_description, target) or a FHIR ConceptMap .json; target is a contract name "
+    "such as il6 or car_t_infusion",
+)
 
 
 @import_app.command("fhir")
 @friendly
 def import_fhir(
-    source: Path = typer.Argument(..., help="a FHIR R4 Bundle (.json), a folder of per-patient Bundles (.json) or "
-                                  "a Bulk Data folder of .ndjson files"),
-    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE, code_map: Optional[Path] = _CODE_MAP,
+    source: Path = typer.Argument(
+        ...,
+        help="a FHIR R4 Bundle (.json), a folder of per-patient Bundles (.json) or a Bulk Data folder of .ndjson files",
+    ),
+    out: Path = _IMPORT_OUT,
+    same_day_labs: Optional[str] = _SAME_DAY,
+    date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR,
+    overwrite: bool = _OVERWRITE,
+    code_map: Optional[Path] = _CODE_MAP,
 ) -> None:
     """Import FHIR R4 (Patient, Observation, MedicationAdministration, Procedure, Condition) as a cohort."""
     _import("fhir", source, out, same_day_labs, date_only_hour, infusion_hour, overwrite, code_map)
@@ -237,10 +302,17 @@ def import_fhir(
 @import_app.command("omop")
 @friendly
 def import_omop(
-    database_url: str = typer.Argument(..., help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
-                                       "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db"),
-    out: Path = _IMPORT_OUT, same_day_labs: Optional[str] = _SAME_DAY, date_only_hour: float = _DATE_ONLY_HOUR,
-    infusion_hour: float = _INFUSION_HOUR, overwrite: bool = _OVERWRITE, code_map: Optional[Path] = _CODE_MAP,
+    database_url: str = typer.Argument(
+        ...,
+        help="SQLAlchemy URL of an OMOP CDM v5.4 database, e.g. "
+        "duckdb:///cdm.duckdb or postgresql+psycopg://user@host/db",
+    ),
+    out: Path = _IMPORT_OUT,
+    same_day_labs: Optional[str] = _SAME_DAY,
+    date_only_hour: float = _DATE_ONLY_HOUR,
+    infusion_hour: float = _INFUSION_HOUR,
+    overwrite: bool = _OVERWRITE,
+    code_map: Optional[Path] = _CODE_MAP,
 ) -> None:
     """Import an OMOP CDM v5.4 database (person, measurement, observation, drug_exposure, procedure_occurrence,
     condition_occurrence, resolved through its concept table) as a cohort."""

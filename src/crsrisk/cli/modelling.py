@@ -10,12 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 
-from crsrisk.cli.common import (_flag_text, _model_option, app, console, flag, friendly, print_json)
+from crsrisk.cli.common import _flag_text, _model_option, app, console, flag, friendly, print_json
 from crsrisk.errors import InputError
 
 
-def _print_comparison(results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
-                      ) -> None:
+def _print_comparison(
+    results: list[dict], title: str = "cross-validated comparison (out-of-fold, bootstrap 95% CI)"
+) -> None:
     """The comparison table of each model's own rows; a landmark super-model's per-landmark rows as one line each
     (all of them are in metrics.json and comparison.md)."""
     from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, landmark_lines
@@ -42,9 +43,11 @@ def _report_run(result, tracking_uri: str | None) -> None:
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     uri = tracking_uri or "sqlite:///mlflow.db"
     browse = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
-    console.print(f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
-                  f"MLflow run {result.run_id} (browse: {browse}); "
-                  f"registered: {', '.join(result.registered) or 'none'}")
+    console.print(
+        f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
+        f"MLflow run {result.run_id} (browse: {browse}); "
+        f"registered: {', '.join(result.registered) or 'none'}"
+    )
     for line in result.repointed:
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     console.print(result.metrics["disclaimer"])
@@ -54,15 +57,24 @@ def _report_run(result, tracking_uri: str | None) -> None:
 @friendly
 def train(
     cohort: Path = typer.Argument(..., help="cohort folder in the contract"),
-    task: str = typer.Option("all", "--task", help="all, or one task: severe_crs, icans, severe_crs_dynamic, "
-                             "icans_dynamic, toci_refractory"),
+    task: str = typer.Option(
+        "all", "--task", help="all, or one task: severe_crs, icans, severe_crs_dynamic, icans_dynamic, toci_refractory"
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (see experiments/)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: sqlite:///mlflow.db"),
     out: Path = typer.Option(Path("runs/latest"), "--out", help="folder for metrics.json, plots and model/"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="fits run side by side in this many "
-                                          "single-threaded processes (default: the cores available)"),
-    dask: Optional[str] = typer.Option(None, "--dask", help="run the fits on a Dask cluster: tcp://SCHEDULER:8786, "
-                                       "or 'local' for a local cluster of --workers processes"),
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="fits run side by side in this many single-threaded processes (default: the cores available)",
+    ),
+    dask: Optional[str] = typer.Option(
+        None,
+        "--dask",
+        help="run the fits on a Dask cluster: tcp://SCHEDULER:8786, "
+        "or 'local' for a local cluster of --workers processes",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Cross-validate models beside the published scores, log everything to MLflow, register the models."""
@@ -72,8 +84,9 @@ def train(
 
     settings = load_config(config, workers=workers, dask=dask)
     with flag(f"--config {config or '(none: the defaults)'} (the experiment file, see experiments/)", TooFewEvents):
-        result = run_training(cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out,
-                              show_progress=progress)
+        result = run_training(
+            cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out, show_progress=progress
+        )
     _report_run(result, tracking_uri)
 
 
@@ -93,8 +106,7 @@ def demo(
     cohort_dir = out / "cohort"
     write_simulated(simulate_cohort(n=n, seed=seed), cohort_dir, overwrite=True)
     console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
-    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"),
-                tracking_uri)
+    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"), tracking_uri)
 
 
 @app.command()
@@ -112,8 +124,11 @@ def evaluate(
     from crsrisk.training.artifacts import skipped_lines, write_json
 
     document = evaluate_bundle(load_cohort(cohort), model, n_boot=n_boot).document
-    _print_comparison(document["results"], f"{document['cohort']['size']} infusions of {cohort}, scored by "
-                      f"{document['model']['path']} (published scores fitted on this cohort: optimistic)")
+    _print_comparison(
+        document["results"],
+        f"{document['cohort']['size']} infusions of {cohort}, scored by "
+        f"{document['model']['path']} (published scores fitted on this cohort: optimistic)",
+    )
     for line in skipped_lines(document["skipped"]):
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     flags = document["population_flags"]
@@ -122,7 +137,9 @@ def evaluate(
     for kind, count in flags["infusions"].items():
         console.print(f"[yellow]outside the training population:[/] {count} infusion(s) flagged {kind}")
     for found in flags["rows"]:
-        console.print(f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False)
+        console.print(
+            f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False
+        )
     if document["same_cohort_as_training"]:
         console.print(f"[yellow]note:[/] {SAME_COHORT_NOTE}")
     if out is not None:
@@ -138,8 +155,9 @@ def recalibrate(
     model: str = typer.Argument(..., help="the bundle to recalibrate (folder or models:/NAME@ALIAS)"),
     cohort: Path = typer.Argument(..., help="the local cohort folder to fit the calibrators on"),
     out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
-    method: str = typer.Option("platt", "--method", help="platt (intercept and slope on the booster margin) or "
-                               "isotonic"),
+    method: str = typer.Option(
+        "platt", "--method", help="platt (intercept and slope on the booster margin) or isotonic"
+    ),
     n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
 ) -> None:
     """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
@@ -153,33 +171,43 @@ def recalibrate(
         raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
     result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)  # type: ignore[arg-type]  # checked above
     lineage = result.lineage
-    console.print(f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
-                  f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]")
+    console.print(
+        f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
+        f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]"
+    )
     table = Table()
     for name in LINEAGE_HEADER:
         table.add_column(name, overflow="fold")
     for row in lineage_rows(lineage):
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
-    console.print(f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
-                  "check it on another local cohort with `crsrisk evaluate`")
+    console.print(
+        f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
+        "check it on another local cohort with `crsrisk evaluate`"
+    )
 
 
 @app.command()
 @friendly
 def samplesize(
     prevalence: float = typer.Option(..., "--prevalence", help="anticipated outcome prevalence (0-1)"),
-    parameters: Optional[int] = typer.Option(None, "--parameters", min=1, help="candidate predictor parameters "
-                                             "(development)"),
+    parameters: Optional[int] = typer.Option(
+        None, "--parameters", min=1, help="candidate predictor parameters (development)"
+    ),
     r2_cs: Optional[float] = typer.Option(None, "--r2-cs", help="anticipated Cox-Snell R2 (development)"),
-    cstatistic: Optional[float] = typer.Option(None, "--cstatistic", help="anticipated C-statistic (in place of "
-                                               "--r2-cs; required with --validation)"),
+    cstatistic: Optional[float] = typer.Option(
+        None, "--cstatistic", help="anticipated C-statistic (in place of --r2-cs; required with --validation)"
+    ),
     shrinkage: float = typer.Option(0.9, "--shrinkage", help="target expected shrinkage (development)"),
-    validation: bool = typer.Option(False, "--validation", help="size an external validation instead (O/E, "
-                                    "calibration slope and C-statistic CI widths)"),
+    validation: bool = typer.Option(
+        False,
+        "--validation",
+        help="size an external validation instead (O/E, calibration slope and C-statistic CI widths)",
+    ),
     oe_width: float = typer.Option(0.2, "--oe-width", help="target 95% CI width of O/E (validation)"),
-    slope_width: float = typer.Option(0.2, "--slope-width", help="target 95% CI width of the calibration slope "
-                                      "(validation)"),
+    slope_width: float = typer.Option(
+        0.2, "--slope-width", help="target 95% CI width of the calibration slope (validation)"
+    ),
     c_width: float = typer.Option(0.1, "--c-width", help="target 95% CI width of the C-statistic (validation)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON (minimum_n is the largest)"),
 ) -> None:
@@ -195,13 +223,17 @@ def samplesize(
             raise InputError("--parameters is needed to size a development cohort")
         if r2_cs is not None and cstatistic is not None:
             raise InputError("give --r2-cs or --cstatistic, not both")
-        result = development_sample_size(prevalence, parameters, r2_cs=r2_cs, cstatistic=cstatistic,
-                                         shrinkage=shrinkage)
+        result = development_sample_size(
+            prevalence, parameters, r2_cs=r2_cs, cstatistic=cstatistic, shrinkage=shrinkage
+        )
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"[bold]minimum sample size for {result.purpose}[/] (Riley et al.), prevalence {prevalence}; "
-                  + ", ".join(f"{k} {v}" for k, v in result.assumptions.items()), highlight=False)
+    console.print(
+        f"[bold]minimum sample size for {result.purpose}[/] (Riley et al.), prevalence {prevalence}; "
+        + ", ".join(f"{k} {v}" for k, v in result.assumptions.items()),
+        highlight=False,
+    )
     columns = ("criterion", "n", "events") + (("events/parameter",) if result.purpose == "development" else ())
     table = Table()
     for column in columns:

@@ -79,8 +79,7 @@ class CohortArrays:
         return found
 
 
-def grouped_rows(patient: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray,
-                 n_patients: int) -> Rows:
+def grouped_rows(patient: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray, n_patients: int) -> Rows:
     """``Rows`` from unsorted columns: stable-sorted by patient code, with each patient's offsets."""
     order = np.argsort(patient, kind="stable")
     patient = patient[order]
@@ -109,10 +108,18 @@ def cohort_arrays(cohort: "Cohort") -> CohortArrays:
     n = len(ids)
     columns = {c.name: _column(patients[c.name], c.kind) for c in PATIENT_COLUMNS}
     m, e = cohort.measurements, cohort.events
-    measurements = grouped_rows(_codes(m["patient_id"], ids), m["hours_since_infusion"].to_numpy(dtype=np.float64),
-                                _codes(m["analyte"], list(ANALYTE_CODES)),
-                                m["value"].to_numpy(dtype=np.float64, na_value=np.nan), n)
-    events = grouped_rows(_codes(e["patient_id"], ids), e["hours_since_infusion"].to_numpy(dtype=np.float64),
-                          _codes(e["event"], list(EVENT_CODES)), e["value"].to_numpy(dtype=np.float64, na_value=np.nan),
-                          n)
+    measurements = grouped_rows(
+        _codes(m["patient_id"], ids),
+        m["hours_since_infusion"].to_numpy(dtype=np.float64),
+        _codes(m["analyte"], list(ANALYTE_CODES)),
+        m["value"].to_numpy(dtype=np.float64, na_value=np.nan),
+        n,
+    )
+    events = grouped_rows(
+        _codes(e["patient_id"], ids),
+        e["hours_since_infusion"].to_numpy(dtype=np.float64),
+        _codes(e["event"], list(EVENT_CODES)),
+        e["value"].to_numpy(dtype=np.float64, na_value=np.nan),
+        n,
+    )
     return CohortArrays(ids, MappingProxyType(columns), measurements, events)

@@ -28,9 +28,17 @@ def _cannot_read(path: str | os.PathLike, table: str, reason: str) -> CohortVali
 
 
 def _kind(mode: int) -> str:
-    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
 
 
 def _exists(path: Path) -> bool:
@@ -82,11 +90,13 @@ def read_limited(path: str | os.PathLike, limit: int, table: str) -> bytes:
 def _table_file(folder: Path, name: str) -> Path:
     found = [folder / f"{name}{suffix}" for suffix in SUFFIXES if _exists(folder / f"{name}{suffix}")]
     if not found:
-        raise CohortValidationError([Problem(name, "<file>", f"missing table: expected {name}.csv or "
-                                             f"{name}.parquet in {folder}")])
+        raise CohortValidationError(
+            [Problem(name, "<file>", f"missing table: expected {name}.csv or {name}.parquet in {folder}")]
+        )
     if len(found) > 1:
-        raise CohortValidationError([Problem(name, "<file>", f"both {found[0].name} and {found[1].name} "
-                                             "exist: keep exactly one")])
+        raise CohortValidationError(
+            [Problem(name, "<file>", f"both {found[0].name} and {found[1].name} exist: keep exactly one")]
+        )
     return found[0]
 
 
@@ -130,19 +140,35 @@ def load_cohort(path: str | os.PathLike, max_problems: int = MAX_PROBLEMS) -> Co
     kind, with the first ``max_problems`` as examples."""
     folder = Path(path)
     if not is_folder(folder):
-        raise CohortValidationError([Problem("cohort", "<folder>", f"{shown(str(folder))} is not a folder holding "
-                                             "patients, measurements and events tables")])
+        raise CohortValidationError(
+            [
+                Problem(
+                    "cohort",
+                    "<folder>",
+                    f"{shown(str(folder))} is not a folder holding patients, measurements and events tables",
+                )
+            ]
+        )
     files = {name: _table_file(folder, name) for name in TABLES}
     raw = {name: _read(file, name) for name, file in files.items()}
     metadata = read_metadata(folder)
     metadata["source"] = str(folder)
     metadata["files"] = {name: file.name for name, file in files.items()}
-    return validate_tables(raw, csv={name: file.suffix == ".csv" for name, file in files.items()},
-                           metadata=metadata, max_problems=max_problems)
+    return validate_tables(
+        raw,
+        csv={name: file.suffix == ".csv" for name, file in files.items()},
+        metadata=metadata,
+        max_problems=max_problems,
+    )
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, extra: dict[str, bytes] | None = None,
-                 overwrite: bool = False, float_format: str | None = None) -> Path:
+def write_tables(
+    tables: dict[str, pd.DataFrame],
+    out_dir: str | os.PathLike,
+    extra: dict[str, bytes] | None = None,
+    overwrite: bool = False,
+    float_format: str | None = None,
+) -> Path:
     """Write tables (and extra files) into ``out_dir`` atomically: a failure never leaves a half folder."""
     target = Path(out_dir)
     if target.exists() and any(target.iterdir()) and not overwrite:
@@ -165,5 +191,6 @@ def write_cohort(cohort: Cohort, out_dir: str | os.PathLike, fmt: str = "csv", o
         raise InputError(f"fmt: expected 'csv' or 'parquet', got {fmt!r}")
     tables = {f"{name}.{fmt}": getattr(cohort, name) for name in TABLES}
     meta = stored_metadata(cohort.metadata)
-    return write_tables(tables, out_dir, {METADATA_FILE: json.dumps(meta, sort_keys=True, indent=1).encode()},
-                        overwrite=overwrite)
+    return write_tables(
+        tables, out_dir, {METADATA_FILE: json.dumps(meta, sort_keys=True, indent=1).encode()}, overwrite=overwrite
+    )

@@ -45,8 +45,10 @@ class Tables(Protocol):
 def bucket_of(patient_ids: Iterable[Any], buckets: int) -> np.ndarray:
     """Each id's bucket: the first 8 bytes of SHA-256 of its UTF-8 text, big-endian, modulo ``buckets``
     (stable across machines and languages, so other tools can write the same layout)."""
-    return np.array([int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "big") % buckets
-                     for p in patient_ids], dtype=np.int64)
+    return np.array(
+        [int.from_bytes(hashlib.sha256(str(p).encode()).digest()[:8], "big") % buckets for p in patient_ids],
+        dtype=np.int64,
+    )
 
 
 def is_partitioned(folder: str | os.PathLike) -> bool:
@@ -54,8 +56,13 @@ def is_partitioned(folder: str | os.PathLike) -> bool:
     return (Path(folder) / TABLES[0]).is_dir()
 
 
-def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathLike, buckets: int = 16,
-                      metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+def write_partitioned(
+    cohorts: Tables | Iterable[Tables],
+    folder: str | os.PathLike,
+    buckets: int = 16,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write one cohort, or many (e.g. a generator of simulated chunks: memory stays that of one), as a
     partitioned folder bucketed by patient id, atomically; ``metadata`` goes to ``cohort.json`` (default:
     the first cohort's, when it has any). Patient ids must be distinct across the chunks (checked on read)."""
@@ -64,14 +71,17 @@ def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathL
     target = Path(folder)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite")
-    parts = [cast(Tables, cohorts)] if all(hasattr(cohorts, name) for name in TABLES) else cast(Iterable[Tables], cohorts)
+    parts = (
+        [cast(Tables, cohorts)] if all(hasattr(cohorts, name) for name in TABLES) else cast(Iterable[Tables], cohorts)
+    )
     meta = dict(metadata) if metadata is not None else None
     with staged_folder(target) as staging:
         for part, cohort in enumerate(parts):
             if meta is None:
                 meta = stored_metadata(getattr(cohort, "metadata", {}))
-            where = dict(zip(cohort.patients["patient_id"].astype(str), bucket_of(cohort.patients["patient_id"],
-                                                                                   buckets)))
+            where = dict(
+                zip(cohort.patients["patient_id"].astype(str), bucket_of(cohort.patients["patient_id"], buckets))
+            )
             for name in TABLES:
                 table = getattr(cohort, name)
                 # rows whose patient is unknown go to bucket -1, where the reader reports them
@@ -82,9 +92,21 @@ def write_partitioned(cohorts: Tables | Iterable[Tables], folder: str | os.PathL
                     rows.to_parquet(out / f"part-{part:05d}.parquet", index=False)
         for name in TABLES:
             (staging / name).mkdir(exist_ok=True)
-        (staging / METADATA_FILE).write_text(json.dumps({**(meta or {}), "partitioning": {
-            "by": "patient_id", "buckets": buckets, "hash": "sha256[:8] big-endian mod buckets"}},
-            sort_keys=True, indent=1, default=str))
+        (staging / METADATA_FILE).write_text(
+            json.dumps(
+                {
+                    **(meta or {}),
+                    "partitioning": {
+                        "by": "patient_id",
+                        "buckets": buckets,
+                        "hash": "sha256[:8] big-endian mod buckets",
+                    },
+                },
+                sort_keys=True,
+                indent=1,
+                default=str,
+            )
+        )
     return target
 
 
@@ -118,8 +140,9 @@ class PartitionedCohort:
         try:
             dataset = ds.dataset(list(files), format="parquet")
         except _ARROW_ERRORS as error:
-            raise _fail(name, f"cannot read {self.relative(files[0])} or a file beside it: "
-                              f"{str(error).splitlines()[0]}") from None
+            raise _fail(
+                name, f"cannot read {self.relative(files[0])} or a file beside it: {str(error).splitlines()[0]}"
+            ) from None
         if "patient_id" not in dataset.schema.names:
             raise _fail(name, f"{self.relative(files[0])} has no patient_id column: every table needs one")
         return dataset
@@ -129,10 +152,16 @@ class PartitionedCohort:
         return os.path.relpath(filename, self.folder)
 
 
-def _problem(table: str, message: str, file: str | None = None, patient_id: Any = None,
-             field: str = "patient_id") -> Problem:
-    return Problem(f"{table} ({file})" if file else table, field, message,
-                   patient_id=None if patient_id is None else str(patient_id), csv=False)
+def _problem(
+    table: str, message: str, file: str | None = None, patient_id: Any = None, field: str = "patient_id"
+) -> Problem:
+    return Problem(
+        f"{table} ({file})" if file else table,
+        field,
+        message,
+        patient_id=None if patient_id is None else str(patient_id),
+        csv=False,
+    )
 
 
 def _fail(table: str, message: str) -> CohortValidationError:
@@ -171,8 +200,14 @@ def open_partitioned(folder: str | os.PathLike) -> PartitionedCohort:
     return PartitionedCohort(root, files, meta)
 
 
-def _scan(source: PartitionedCohort, name: str, bucket: int | None, columns: list[str] | None,
-          ids: pa.Array | None = None, stray: bool = False) -> pa.Table:
+def _scan(
+    source: PartitionedCohort,
+    name: str,
+    bucket: int | None,
+    columns: list[str] | None,
+    ids: pa.Array | None = None,
+    stray: bool = False,
+) -> pa.Table:
     """One table's rows in one bucket, each with the file it came from: all of them, those of the patients
     ``ids``, or (``stray``) those of no patient in ``ids``. ``columns`` None reads every column."""
     dataset = source.dataset(name, bucket)
@@ -185,14 +220,16 @@ def _scan(source: PartitionedCohort, name: str, bucket: int | None, columns: lis
         try:
             member = ds.field("patient_id").isin(ids.cast(stored))
         except _ARROW_ERRORS:
-            raise _fail(name, f"patient_id is stored as {stored} but the patients table stores it as {ids.type}: "
-                              "use one type") from None
+            raise _fail(
+                name, f"patient_id is stored as {stored} but the patients table stores it as {ids.type}: use one type"
+            ) from None
         where = (~member | ds.field("patient_id").is_null()) if stray else member
     try:
         return dataset.to_table(columns=[*(columns or dataset.schema.names), "__filename"], filter=where)
     except _ARROW_ERRORS as error:
-        raise _fail(name, f"cannot read {source.relative(dataset.files[0])} or a file beside it: "
-                          f"{str(error).splitlines()[0]}") from None
+        raise _fail(
+            name, f"cannot read {source.relative(dataset.files[0])} or a file beside it: {str(error).splitlines()[0]}"
+        ) from None
 
 
 class _Problems(list):
@@ -220,16 +257,27 @@ def plan_chunks(source: PartitionedCohort, chunk_size: int = 5000) -> list[Chunk
     for bucket in source.buckets():
         scanned = _scan(source, "patients", bucket, ["patient_id"])
         for i in pc.indices_nonzero(pc.is_null(scanned["patient_id"])).to_pylist():
-            problems.add(_problem("patients", "patient_id is blank: every infusion needs an id",
-                                  source.relative(scanned["__filename"][i].as_py())))
+            problems.add(
+                _problem(
+                    "patients",
+                    "patient_id is blank: every infusion needs an id",
+                    source.relative(scanned["__filename"][i].as_py()),
+                )
+            )
         known = pc.drop_null(scanned["patient_id"]).combine_chunks().cast(pa.string())
         every.append(known)
         where = "" if bucket is None else f" of {BUCKET}={bucket} (a row must sit in its patient's bucket)"
         for name in TABLES[1:]:
             strays = _scan(source, name, bucket, ["patient_id"], known, stray=True)
             for row in strays.slice(0, MAX_PROBLEMS).to_pylist():
-                problems.add(_problem(name, f"no such patient_id in the patients table{where}",
-                                      source.relative(row["__filename"]), row["patient_id"]))
+                problems.add(
+                    _problem(
+                        name,
+                        f"no such patient_id in the patients table{where}",
+                        source.relative(row["__filename"]),
+                        row["patient_id"],
+                    )
+                )
             problems.truncated += max(0, strays.num_rows - MAX_PROBLEMS)
         size = math.ceil(len(known) / max(1, math.ceil(len(known) / chunk_size)))  # even: no small leftover
         chunks += [Chunk(bucket, known.slice(start, size)) for start in range(0, len(known), size)]
@@ -237,8 +285,14 @@ def plan_chunks(source: PartitionedCohort, chunk_size: int = 5000) -> list[Chunk
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     for bucket in source.buckets() if len(repeated) else []:  # name the files of each repeated id
         for row in _scan(source, "patients", bucket, ["patient_id"], repeated).to_pylist():
-            problems.add(_problem("patients", "duplicate patient_id (in another row or file too): expected one "
-                                  "row per infusion", source.relative(row["__filename"]), row["patient_id"]))
+            problems.add(
+                _problem(
+                    "patients",
+                    "duplicate patient_id (in another row or file too): expected one row per infusion",
+                    source.relative(row["__filename"]),
+                    row["patient_id"],
+                )
+            )
     if problems:
         raise CohortValidationError(list(problems), problems.truncated)
     return chunks
@@ -255,10 +309,21 @@ def read_chunk(source: PartitionedCohort, chunk: Chunk) -> Cohort:
     try:
         return validate_tables(raw, csv={name: False for name in TABLES}, metadata=dict(source.metadata))
     except CohortValidationError as error:
-        raise CohortValidationError([
-            Problem(f"{p.table} ({source.relative(files[p.table][p.row - 1].as_py())})" if p.row else p.table,
-                    p.field, p.message, None, p.patient_id, p.value, csv=False) for p in error.problems],
-            error.truncated) from None
+        raise CohortValidationError(
+            [
+                Problem(
+                    f"{p.table} ({source.relative(files[p.table][p.row - 1].as_py())})" if p.row else p.table,
+                    p.field,
+                    p.message,
+                    None,
+                    p.patient_id,
+                    p.value,
+                    csv=False,
+                )
+                for p in error.problems
+            ],
+            error.truncated,
+        ) from None
 
 
 def iter_chunks(folder: str | os.PathLike, chunk_size: int = 5000) -> Iterator[Cohort]:

@@ -28,14 +28,20 @@ def training_population(cohort: Cohort, inputs: Mapping[str, pd.DataFrame]) -> d
     for key, X in inputs.items():
         values = X.to_numpy(dtype=float)
         seen = ~np.isnan(values)
-        models[key] = {"features": list(X.columns),
-                       "low": [float(np.nanmin(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
-                       "high": [float(np.nanmax(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
-                       "missing": [round(float(1 - s.mean()), 4) for s in seen.T],
-                       "row_missing_mean": round(float(1 - seen.mean()), 4)}
-    return {"infusions": int(len(patients)), "age_years": [float(age.min()), float(age.max())],
-            "diagnosis": sorted(map(str, patients["diagnosis"].dropna().unique())),
-            "product": sorted(map(str, patients["product"].dropna().unique())), "models": models}
+        models[key] = {
+            "features": list(X.columns),
+            "low": [float(np.nanmin(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
+            "high": [float(np.nanmax(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
+            "missing": [round(float(1 - s.mean()), 4) for s in seen.T],
+            "row_missing_mean": round(float(1 - seen.mean()), 4),
+        }
+    return {
+        "infusions": int(len(patients)),
+        "age_years": [float(age.min()), float(age.max())],
+        "diagnosis": sorted(map(str, patients["diagnosis"].dropna().unique())),
+        "product": sorted(map(str, patients["product"].dropna().unique())),
+        "models": models,
+    }
 
 
 class Population:
@@ -56,13 +62,25 @@ class Population:
         age = patient.get("age_years")
         low, high = self.recorded["age_years"]
         if age is not None and age == age and not low <= float(age) <= high:
-            flags.append({"kind": "age", "field": "age_years", "value": float(age),
-                          "expected": f"{low:g} to {high:g} years (the training population)"})
+            flags.append(
+                {
+                    "kind": "age",
+                    "field": "age_years",
+                    "value": float(age),
+                    "expected": f"{low:g} to {high:g} years (the training population)",
+                }
+            )
         for field in ("diagnosis", "product"):
             value = patient.get(field)
             if value is not None and value == value and str(value) not in self.recorded[field]:
-                flags.append({"kind": f"unseen_{field}", "field": field, "value": str(value),
-                              "expected": f"one of {self.recorded[field]} (the training population)"})
+                flags.append(
+                    {
+                        "kind": f"unseen_{field}",
+                        "field": field,
+                        "value": str(value),
+                        "expected": f"one of {self.recorded[field]} (the training population)",
+                    }
+                )
         return flags
 
     def input_flags(self, key: str, names: list[str], values: np.ndarray) -> list[dict[str, Any]]:
@@ -72,27 +90,48 @@ class Population:
             return []
         features, low, high, missing_mean = self.models[key]
         if list(names) != list(features):
-            return [{"kind": "inputs", "model_key": key, "field": "features",
-                     "expected": "the features the training population was recorded for"}]
+            return [
+                {
+                    "kind": "inputs",
+                    "model_key": key,
+                    "field": "features",
+                    "expected": "the features the training population was recorded for",
+                }
+            ]
         rows = np.atleast_2d(values)
         flags = []
         missing = np.isnan(rows).mean(axis=1)
         mostly = (missing > MOSTLY_MISSING) & (missing > missing_mean + MISSING_MARGIN)
         if mostly.any():
-            flags.append({"kind": "mostly_missing", "model_key": key, "field": "inputs",
-                          "value": float(missing[0]) if rows.shape[0] == 1 else int(mostly.sum()),
-                          "expected": f"about {missing_mean:.0%} of inputs missing, as in training"})
+            flags.append(
+                {
+                    "kind": "mostly_missing",
+                    "model_key": key,
+                    "field": "inputs",
+                    "value": float(missing[0]) if rows.shape[0] == 1 else int(mostly.sum()),
+                    "expected": f"about {missing_mean:.0%} of inputs missing, as in training",
+                }
+            )
         with np.errstate(invalid="ignore"):
             beyond = (rows < low) | (rows > high)
         if beyond.any():
             columns = np.flatnonzero(beyond.any(axis=0))
             # Quote each column's value from a row where that column itself is out of range (not the first
             # flagged row, whose value of this column may be in range).
-            examples = [f"{features[i]}={rows[np.flatnonzero(beyond[:, i])[0], i]:.3g} (trained on "
-                        f"{low[i]:.3g} to {high[i]:.3g})" for i in columns[:3]]
-            flags.append({"kind": "beyond_training_range", "model_key": key, "field": "inputs",
-                          "value": int(columns.size) if rows.shape[0] == 1 else int(beyond.any(axis=1).sum()),
-                          "expected": "; ".join(examples)})
+            examples = [
+                f"{features[i]}={rows[np.flatnonzero(beyond[:, i])[0], i]:.3g} (trained on "
+                f"{low[i]:.3g} to {high[i]:.3g})"
+                for i in columns[:3]
+            ]
+            flags.append(
+                {
+                    "kind": "beyond_training_range",
+                    "model_key": key,
+                    "field": "inputs",
+                    "value": int(columns.size) if rows.shape[0] == 1 else int(beyond.any(axis=1).sum()),
+                    "expected": "; ".join(examples),
+                }
+            )
         return flags
 
     def cohort_summary(self, cohort: Cohort) -> dict[str, int]:

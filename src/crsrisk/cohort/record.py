@@ -36,15 +36,20 @@ from crsrisk.cohort.validate import validate_tables
 
 _COLUMN = {c.name: c for c in (*MEASUREMENT_COLUMNS, *EVENT_COLUMNS)}
 MAX_RECORD_BYTES = 50 * 1024 * 1024  # a patient JSON file larger than this is refused before it is read
-_KEYS = MappingProxyType({"patient": frozenset(c.name for c in PATIENT_COLUMNS),
-                          "measurements": frozenset(c.name for c in MEASUREMENT_COLUMNS),
-                          "events": frozenset(c.name for c in EVENT_COLUMNS)})
+_KEYS = MappingProxyType(
+    {
+        "patient": frozenset(c.name for c in PATIENT_COLUMNS),
+        "measurements": frozenset(c.name for c in MEASUREMENT_COLUMNS),
+        "events": frozenset(c.name for c in EVENT_COLUMNS),
+    }
+)
 
 
 # Arguments given beside a record, never inside it (one record contract for the API, CLI, REST, page and pyfunc):
 # a record that carries one is refused with a pointer to the argument, never read nor silently ignored.
-ARGUMENT_NOT_IN_RECORD: Mapping[str, str] = MappingProxyType({
-    "now_hours": "not part of the record: give the hour beside the record, as the now_hours argument"})
+ARGUMENT_NOT_IN_RECORD: Mapping[str, str] = MappingProxyType(
+    {"now_hours": "not part of the record: give the hour beside the record, as the now_hours argument"}
+)
 
 
 class _NotPlain(Exception):
@@ -103,8 +108,9 @@ def _finite(value: Any, column: Column) -> float:
 
 
 # (analyte, unit) exactly as written -> analyte code, conversion, canonical range: one lookup per row
-_UNIT_LOOKUP = MappingProxyType({(u.analyte, u.unit): (ANALYTE_CODES[u.analyte], u.scale, u.offset, u.low, u.high)
-                                 for u in ACCEPTED_UNITS})
+_UNIT_LOOKUP = MappingProxyType(
+    {(u.analyte, u.unit): (ANALYTE_CODES[u.analyte], u.scale, u.offset, u.low, u.high) for u in ACCEPTED_UNITS}
+)
 _HOURS, _VALUE = _COLUMN["hours_since_infusion"], _COLUMN["value"]
 
 
@@ -152,10 +158,13 @@ def _bulk_measurements(rows: Any, patient_id: str) -> Rows | None:
     code, scale, offset, low, high = _PAIR_TABLE[:, pairs]  # type: ignore[index]  # None was ruled out above
     canonical = value * scale + offset  # as UnitConversion.apply and the table validator compute it
     # Comparisons with NaN are False and the limits are finite: this also refuses NaN and infinity.
-    if not ((hours_array >= _HOURS.low) & (hours_array <= _HOURS.high) & (canonical >= low) & (canonical <= high)).all():  # type: ignore[operator]  # the hours column has both limits
+    if not (
+        (hours_array >= _HOURS.low) & (hours_array <= _HOURS.high) & (canonical >= low) & (canonical <= high)  # type: ignore[operator]  # the hours column has both limits
+    ).all():
         return None
-    return Rows(np.zeros(len(rows), dtype=np.int64), hours_array, code.astype(np.int64), canonical,
-                np.array([0, len(rows)]))
+    return Rows(
+        np.zeros(len(rows), dtype=np.int64), hours_array, code.astype(np.int64), canonical, np.array([0, len(rows)])
+    )
 
 
 def _event(row: Mapping[str, Any]) -> tuple[float, int, float]:
@@ -175,30 +184,45 @@ def _fast(data: Mapping[str, Any]) -> CohortArrays:
     rows = data.get("measurements", [])
     measurements = _bulk_measurements(rows, patient["patient_id"])
     if measurements is None:
-        measurements = _table([_measurement(r) for r in
-                               _rows(rows, patient["patient_id"], "measurements", MEASUREMENT_COLUMNS)])
+        measurements = _table(
+            [_measurement(r) for r in _rows(rows, patient["patient_id"], "measurements", MEASUREMENT_COLUMNS)]
+        )
     events = _table([_event(r) for r in _rows(data.get("events", []), patient["patient_id"], "events", EVENT_COLUMNS)])
     columns: dict[str, np.ndarray] = {c.name: np.array([patient[c.name]], dtype=c.kind.array) for c in PATIENT_COLUMNS}
-    return CohortArrays(np.array([patient["patient_id"]], dtype=object), MappingProxyType(columns),
-                        measurements, events)
+    return CohortArrays(
+        np.array([patient["patient_id"]], dtype=object), MappingProxyType(columns), measurements, events
+    )
 
 
 def _table(rows: list[tuple[float, int, float]]) -> Rows:
     """One patient's rows (patient code 0) as ``Rows``: already grouped, so no sort is needed."""
     hours, code, value = (np.array(c) for c in zip(*rows)) if rows else (np.empty(0), np.empty(0), np.empty(0))
-    return Rows(np.zeros(len(rows), dtype=np.int64), hours.astype(np.float64), code.astype(np.int64),
-                value.astype(np.float64), np.array([0, len(rows)]))
+    return Rows(
+        np.zeros(len(rows), dtype=np.int64),
+        hours.astype(np.float64),
+        code.astype(np.int64),
+        value.astype(np.float64),
+        np.array([0, len(rows)]),
+    )
 
 
 def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     """Every key the record's contract does not know (a typo such as "measurement" would otherwise drop a
     whole table silently), each named with the keys expected there."""
+
     def unknown(where: str, mapping: Mapping[str, Any], allowed: Any, row: int | None = None) -> list[Problem]:
         expected = f"unknown key; expected one of {sorted(allowed)}"
-        return [Problem(where, shown(key) if not isinstance(key, str) else key,
-                        f"{ARGUMENT_NOT_IN_RECORD[key]}; {expected}" if key in ARGUMENT_NOT_IN_RECORD else expected,
-                        row=row, csv=False)
-                for key in mapping if key not in allowed]
+        return [
+            Problem(
+                where,
+                shown(key) if not isinstance(key, str) else key,
+                f"{ARGUMENT_NOT_IN_RECORD[key]}; {expected}" if key in ARGUMENT_NOT_IN_RECORD else expected,
+                row=row,
+                csv=False,
+            )
+            for key in mapping
+            if key not in allowed
+        ]
 
     problems = unknown("record", data, _KEYS.keys())
     if isinstance(data.get("patient"), Mapping):
@@ -206,8 +230,12 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     for table in ("measurements", "events"):
         rows = data.get(table)
         if isinstance(rows, list):
-            problems += [p for i, row in enumerate(rows, start=1) if isinstance(row, Mapping)
-                         for p in unknown(table, row, _KEYS[table], row=i)]
+            problems += [
+                p
+                for i, row in enumerate(rows, start=1)
+                if isinstance(row, Mapping)
+                for p in unknown(table, row, _KEYS[table], row=i)
+            ]
     return problems
 
 
@@ -222,11 +250,16 @@ def refuse_unknown_keys(data: Mapping[str, Any]) -> None:
 def _owner(record: Mapping[str, Any]) -> Any:
     """The patient's own id, which rows that name no patient belong to: text, an integer or blank."""
     owner = record.get("patient_id")
-    if owner is None or isinstance(owner, str) or (isinstance(owner, float) and math.isnan(owner)) or (
-            isinstance(owner, (int, np.integer)) and not isinstance(owner, (bool, np.bool_))):
+    if (
+        owner is None
+        or isinstance(owner, str)
+        or (isinstance(owner, float) and math.isnan(owner))
+        or (isinstance(owner, (int, np.integer)) and not isinstance(owner, (bool, np.bool_)))
+    ):
         return owner
-    raise CohortValidationError([Problem("patients", "patient_id", "expected text (the infusion's id)", row=1,
-                                         value=owner, csv=False)])
+    raise CohortValidationError(
+        [Problem("patients", "patient_id", "expected text (the infusion's id)", row=1, value=owner, csv=False)]
+    )
 
 
 def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -234,8 +267,16 @@ def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     rows naming another are left for the validator to refuse; an unknown key anywhere is refused."""
     record = data.get("patient")
     if not isinstance(record, Mapping):
-        raise CohortValidationError([Problem("patient", "patient", "expected an object with the patients fields "
-                                             "(patient_id, age_years, ...)", value=record)])
+        raise CohortValidationError(
+            [
+                Problem(
+                    "patient",
+                    "patient",
+                    "expected an object with the patients fields (patient_id, age_years, ...)",
+                    value=record,
+                )
+            ]
+        )
     refuse_unknown_keys(data)
     owner = _owner(record)
     tables = {"patients": pd.DataFrame([dict(record)], dtype=object)}  # values exactly as given
@@ -243,14 +284,18 @@ def record_tables(data: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
         rows = data.get(name, [])
         if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
             raise CohortValidationError([Problem(name, name, "expected a list of objects", value=rows)])
-        table = pd.DataFrame([dict(r) for r in rows], columns=None if rows else [c.name for c in columns],
-                             dtype=object)
+        table = pd.DataFrame([dict(r) for r in rows], columns=None if rows else [c.name for c in columns], dtype=object)
         if "patient_id" not in table.columns:
             table.insert(0, "patient_id", pd.Series([owner] * len(table), index=table.index, dtype=object))
         else:
-            table["patient_id"] = pd.Series([owner if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-                                             else v for v in table["patient_id"].tolist()], index=table.index,
-                                            dtype=object)
+            table["patient_id"] = pd.Series(
+                [
+                    owner if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v
+                    for v in table["patient_id"].tolist()
+                ],
+                index=table.index,
+                dtype=object,
+            )
         tables[name] = table
     return tables
 
@@ -265,8 +310,16 @@ def read_record(patient: Mapping[str, Any] | str | os.PathLike) -> Mapping[str, 
     elif isinstance(patient, (str, os.PathLike)):
         text = read_limited(patient, MAX_RECORD_BYTES, "patient")
     else:
-        raise CohortValidationError([Problem("patient", "<record>", "expected a record (a mapping), JSON text or "
-                                             "the path of a JSON file", value=type(patient).__name__)])
+        raise CohortValidationError(
+            [
+                Problem(
+                    "patient",
+                    "<record>",
+                    "expected a record (a mapping), JSON text or the path of a JSON file",
+                    value=type(patient).__name__,
+                )
+            ]
+        )
     try:
         data = json.loads(text)
     except RecursionError:
@@ -284,8 +337,9 @@ def validate_record(patient: Mapping[str, Any] | str | os.PathLike) -> CohortArr
     try:
         return _fast(data)
     except _NotPlain:
-        return cohort_arrays(validate_tables(record_tables(data), csv={"patients": False, "measurements": False,
-                                                                       "events": False}))
+        return cohort_arrays(
+            validate_tables(record_tables(data), csv={"patients": False, "measurements": False, "events": False})
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -300,8 +354,14 @@ def canonical_record(arrays: CohortArrays) -> dict[str, Any]:
     analytes, kinds = list(ANALYTE_CODES), list(EVENT_CODES)
     m, e = arrays.measurements, arrays.events
     m_order, e_order = np.lexsort((m.value, m.code, m.hours)), np.lexsort((e.value, e.code, e.hours))
-    return {"patient": patient,
-            "measurements": [[h, analytes[c], v, ANALYTES[analytes[c]].unit] for h, c, v in
-                             zip(m.hours[m_order].tolist(), m.code[m_order].tolist(), m.value[m_order].tolist())],
-            "events": [[h, kinds[c], None if math.isnan(v) else v] for h, c, v in
-                       zip(e.hours[e_order].tolist(), e.code[e_order].tolist(), e.value[e_order].tolist())]}
+    return {
+        "patient": patient,
+        "measurements": [
+            [h, analytes[c], v, ANALYTES[analytes[c]].unit]
+            for h, c, v in zip(m.hours[m_order].tolist(), m.code[m_order].tolist(), m.value[m_order].tolist())
+        ],
+        "events": [
+            [h, kinds[c], None if math.isnan(v) else v]
+            for h, c, v in zip(e.hours[e_order].tolist(), e.code[e_order].tolist(), e.value[e_order].tolist())
+        ],
+    }

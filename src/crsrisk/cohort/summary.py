@@ -13,8 +13,9 @@ def cohort_summary(cohort: Cohort) -> dict[str, Any]:
     return {
         "infusions": int(len(patients)),
         "centres": {str(k): int(v) for k, v in patients["center"].fillna("(none)").value_counts().sort_index().items()},
-        "measurements_per_analyte": {str(k): int(v) for k, v in
-                                     cohort.measurements["analyte"].value_counts().sort_index().items()},
+        "measurements_per_analyte": {
+            str(k): int(v) for k, v in cohort.measurements["analyte"].value_counts().sort_index().items()
+        },
         "events_per_kind": {str(k): int(v) for k, v in cohort.events["event"].value_counts().sort_index().items()},
         "units_converted": dict(cohort.metadata.get("units_converted", {})),
         "synthetic": cohort.synthetic,
@@ -43,5 +44,10 @@ def same_cohort_as_training(training_fingerprint: str | None, cohort: Cohort) ->
 def cohort_section(cohort: Cohort) -> dict[str, Any]:
     """The ``cohort`` entry of a metrics document: fingerprint, size, synthetic flag, centres, source."""
     summary = cohort_summary(cohort)
-    return {"fingerprint": summary["fingerprint"], "size": summary["infusions"], "synthetic": summary["synthetic"],
-            "centres": summary["centres"], "source": cohort.metadata.get("source")}
+    return {
+        "fingerprint": summary["fingerprint"],
+        "size": summary["infusions"],
+        "synthetic": summary["synthetic"],
+        "centres": summary["centres"],
+        "source": cohort.metadata.get("source"),
+    }

@@ -59,8 +59,9 @@ class _Collector:
     notes: list[str] = field(default_factory=list)
     kinds: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (table, field, rule) -> count
 
-    def add(self, table: str, column: str, message: str, rows: pd.DataFrame | None = None,
-            show_value: bool = True) -> None:
+    def add(
+        self, table: str, column: str, message: str, rows: pd.DataFrame | None = None, show_value: bool = True
+    ) -> None:
         """Record one problem per offending row of the raw table (``rows`` holds ``_row`` and ``patient_id``),
         showing the row's raw ``column`` value when asked and when the table has that column at all."""
         kind = (table, column, message)
@@ -74,8 +75,17 @@ class _Collector:
                 self.truncated += len(rows) - position
                 return
             value = None if values is None else values.loc[record.name]
-            self._push(Problem(table, column, message, int(record["_row"]), _text(record.get("patient_id")),
-                               _plain(value), csv=self.csv.get(table, True)))
+            self._push(
+                Problem(
+                    table,
+                    column,
+                    message,
+                    int(record["_row"]),
+                    _text(record.get("patient_id")),
+                    _plain(value),
+                    csv=self.csv.get(table, True),
+                )
+            )
 
     def _push(self, problem: Problem) -> None:
         if len(self.problems) >= self.limit:
@@ -128,8 +138,11 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
         number = text.str.fullmatch(NUMBER_TEXT.pattern).fillna(False).astype(bool)
         numbers = pd.to_numeric(text.where(number), errors="coerce").astype("float64")
         bad = ~blank & ~number
-    elif (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-          and not pd.api.types.is_complex_dtype(dtype)):
+    elif (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    ):
         numbers = pd.Series(values.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
         blank, bad = numbers.isna(), pd.Series(False, index=values.index)
     else:
@@ -146,13 +159,13 @@ def _numeric(table: str, column: Column, raw: pd.DataFrame, out: _Collector) -> 
     if column.low is not None:
         outside = column.outside(numbers)
         if outside.any():
-            out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}",
-                    raw[outside])
+            out.add(table, column.name, f"expected a value from {column.low:g} to {column.high:g}", raw[outside])
     return numbers, blank
 
 
-def _boolean(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
-             out: _Collector) -> pd.Series:
+def _boolean(
+    table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series, out: _Collector
+) -> pd.Series:
     text = text.str.lower()
     result = pd.Series(pd.NA, index=raw.index, dtype="boolean")
     result[text.isin(TRUE_TEXT).fillna(False).astype(bool)] = True
@@ -163,8 +176,9 @@ def _boolean(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wro
     return result
 
 
-def _category(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
-              out: _Collector) -> pd.Series:
+def _category(
+    table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series, out: _Collector
+) -> pd.Series:
     bad = (text.notna() & ~text.isin(column.choices).fillna(False)).astype(bool) | wrong
     if bad.any():
         out.add(table, column.name, f"expected one of {list(column.choices)}", raw[bad])
@@ -200,8 +214,9 @@ def _text_column(table: str, column: Column, raw: pd.DataFrame, out: _Collector)
     return _TEXT_CHECKS[column.kind.name](table, column, raw, text, wrong, out), blank
 
 
-def _plain_text(table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series,
-                out: _Collector) -> pd.Series:
+def _plain_text(
+    table: str, column: Column, raw: pd.DataFrame, text: pd.Series, wrong: pd.Series, out: _Collector
+) -> pd.Series:
     if wrong.any():
         out.add(table, column.name, "expected text (UTF-8), not a number, list or object", raw[wrong])
     return text
@@ -215,8 +230,9 @@ _TYPED = {"float": _numeric, "bool": _text_column, "category": _text_column, "st
 def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> pd.DataFrame:
     duplicated = typed["patient_id"].notna() & typed["patient_id"].duplicated(keep="first")
     if duplicated.any():
-        out.add("patients", "patient_id", "duplicate patient_id: each infusion must have exactly one row",
-                raw[duplicated])
+        out.add(
+            "patients", "patient_id", "duplicate patient_id: each infusion must have exactly one row", raw[duplicated]
+        )
     typed[COSTIM.column], conflict, needed = COSTIM.fill_table(typed[COSTIM.column], typed[COSTIM.source])
     if conflict.any():
         out.add("patients", COSTIM.column, COSTIM.conflict, raw[conflict])
@@ -227,23 +243,29 @@ def _check_patients(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector) -> 
     return typed
 
 
-def _defaults_applied(raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.DataFrame],
-                      out: _Collector) -> dict[str, int]:
+def _defaults_applied(
+    raws: Mapping[str, pd.DataFrame], typed: Mapping[str, pd.DataFrame], out: _Collector
+) -> dict[str, int]:
     """Defaults that change meaning, counted, stated as notes and recorded in the metadata (never silent): a blank
     diagnosis read as B-ALL, a blank follow-up as complete to day 28, no CRS (or ICANS) records at all as none."""
     patients = raws["patients"]
     applied = {}
     for column, meaning in ((c.name, c.default_note) for c in DEFAULTED):
-        blank = len(patients) if column not in patients.columns else int(
-            (patients[column].isna() | (patients[column].astype(str).str.strip() == "")).sum())
+        blank = (
+            len(patients)
+            if column not in patients.columns
+            else int((patients[column].isna() | (patients[column].astype(str).str.strip() == "")).sum())
+        )
         if blank:
             applied[column] = blank
             out.notes.append(f"patients: {blank} infusion(s) with no {column}: {meaning}")
     for event, syndrome in (("crs_grade", "CRS"), ("icans_grade", "ICANS")):
         if len(typed["patients"]) and not (typed["events"]["event"] == event).any():
             applied[f"no_{syndrome.lower()}_records"] = int(len(typed["patients"]))
-            out.notes.append(f"events: no {event} record at all: every infusion taken as without {syndrome} (labels "
-                             f"of the {syndrome} tasks are only as good as that)")
+            out.notes.append(
+                f"events: no {event} record at all: every infusion taken as without {syndrome} (labels "
+                f"of the {syndrome} tasks are only as good as that)"
+            )
     return applied
 
 
@@ -275,29 +297,41 @@ def _check_measurements(raw: pd.DataFrame, typed: pd.DataFrame, out: _Collector)
     """Check analyte and unit pairs and plausible ranges; convert values to canonical units (one merge). A unit
     written another way UCUM allows (``pg/ml``, ``PG/ML``, ``10*9/L``) is read as the contract's, and noted."""
     typed = typed.assign(unit=_ucum_units(typed, out))
-    pairs = typed[["analyte", "unit"]].astype(object).merge(_UNITS.astype({"analyte": object, "unit": object}),
-                                                            on=["analyte", "unit"], how="left")
+    pairs = (
+        typed[["analyte", "unit"]]
+        .astype(object)
+        .merge(_UNITS.astype({"analyte": object, "unit": object}), on=["analyte", "unit"], how="left")
+    )
     pairs.index = typed.index
     known = typed["analyte"].isin(list(ANALYTES)).fillna(False).astype(bool)
     unknown = typed["analyte"].notna() & ~known
     if unknown.any():
-        out.add("measurements", "analyte", f"unknown analyte; expected one of {list(ANALYTES)}",
-                raw[unknown])
+        out.add("measurements", "analyte", f"unknown analyte; expected one of {list(ANALYTES)}", raw[unknown])
     bad_unit = known & typed["unit"].notna() & pairs["scale"].isna()
     for name in pd.unique(typed.loc[bad_unit, "analyte"]):
         rows = bad_unit & (typed["analyte"] == name).fillna(False).astype(bool)
-        out.add("measurements", "unit", f"unit not accepted for {name}; expected one of "
-                f"{list(ANALYTES[name].conversions)}", raw[rows])
+        out.add(
+            "measurements",
+            "unit",
+            f"unit not accepted for {name}; expected one of {list(ANALYTES[name].conversions)}",
+            raw[rows],
+        )
     canonical = typed["value"] * pairs["scale"] + pairs["offset"]
     outside = (canonical < pairs["low"]) | (canonical > pairs["high"])
     for name in pd.unique(typed.loc[outside, "analyte"]):
         info = ANALYTES[name]
         rows = outside & (typed["analyte"] == name).fillna(False).astype(bool)
-        out.add("measurements", "value", f"implausible {name}: expected {info.low:g} to {info.high:g} "
-                f"{info.unit} (after unit conversion)", raw[rows])
+        out.add(
+            "measurements",
+            "value",
+            f"implausible {name}: expected {info.low:g} to {info.high:g} {info.unit} (after unit conversion)",
+            raw[rows],
+        )
     changed = pairs[pairs["scale"].notna() & (pairs["unit"] != pairs["canonical"])]
-    converted = {f"{a}: {u} -> {c}": int(n) for (a, u, c), n in
-                 changed.groupby(["analyte", "unit", "canonical"], sort=False).size().items()}
+    converted = {
+        f"{a}: {u} -> {c}": int(n)
+        for (a, u, c), n in changed.groupby(["analyte", "unit", "canonical"], sort=False).size().items()
+    }
     typed["value"] = canonical.astype("float64")
     typed["unit"] = pairs["canonical"].astype("string")
     return typed, converted
@@ -321,13 +355,18 @@ def _check_references(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFr
             out.add(name, "patient_id", "no such patient_id in the patients table", raws[name][orphan])
 
 
-def validate_tables(raw_tables: Mapping[str, pd.DataFrame], csv: Mapping[str, bool] | None = None,
-                    metadata: Mapping[str, Any] | None = None, max_problems: int = MAX_PROBLEMS) -> Cohort:
+def validate_tables(
+    raw_tables: Mapping[str, pd.DataFrame],
+    csv: Mapping[str, bool] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    max_problems: int = MAX_PROBLEMS,
+) -> Cohort:
     """Validate the three raw tables and return the canonical ``Cohort``, or raise with every problem counted by
     kind and the first ``max_problems`` of them as examples."""
     out = _Collector(csv=dict(csv or {}), limit=max_problems)
-    raws = {name: raw_tables[name].reset_index(drop=True).assign(_row=lambda t: np.arange(1, len(t) + 1))
-            for name in TABLES}
+    raws = {
+        name: raw_tables[name].reset_index(drop=True).assign(_row=lambda t: np.arange(1, len(t) + 1)) for name in TABLES
+    }
     typed = {name: _typed_table(name, raws[name], out) for name in TABLES}
     typed["patients"] = _check_patients(raws["patients"], typed["patients"], out)
     typed["measurements"], converted = _check_measurements(raws["measurements"], typed["measurements"], out)

@@ -19,8 +19,9 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 _BLOCK_CELLS = 2_000_000  # resamples x rows evaluated at once (bounds memory to tens of MB)
 
 
-def _draws(y: np.ndarray, groups: np.ndarray | None, stratify: bool, n_boot: int,
-           rng: np.random.Generator) -> Iterator[np.ndarray]:
+def _draws(
+    y: np.ndarray, groups: np.ndarray | None, stratify: bool, n_boot: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     """Blocks of resampling counts, shape (resamples, rows): by patient group, by outcome stratum, or plain."""
     n = y.size
     block = max(1, _BLOCK_CELLS // max(n, 1))
@@ -46,9 +47,16 @@ def _evaluate(fn: Metric | MetricFn, y: np.ndarray, p: np.ndarray, counts: np.nd
     return np.array([fn(y[np.repeat(rows, c)], p[np.repeat(rows, c)]) for c in counts.astype(int)], dtype=float)
 
 
-def bootstrap_ci(y: object, p: object, metric_fns: Mapping[str, Metric | MetricFn], n_boot: int = 1000,
-                 seed: int = 0, groups: object | None = None, stratify: bool = True,
-                 level: float = 0.95) -> dict[str, dict[str, float]]:
+def bootstrap_ci(
+    y: object,
+    p: object,
+    metric_fns: Mapping[str, Metric | MetricFn],
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: object | None = None,
+    stratify: bool = True,
+    level: float = 0.95,
+) -> dict[str, dict[str, float]]:
     """Each metric's value on the full data and its percentile CI over ``n_boot`` resamples.
 
     Resampling is stratified by outcome by default (every resample keeps the number of events); with
@@ -80,16 +88,28 @@ def bootstrap_ci(y: object, p: object, metric_fns: Mapping[str, Metric | MetricF
     return out
 
 
-def paired_difference(y: object, p: object, q: object, metric: Metric, n_boot: int = 1000, seed: int = 0,
-                      groups: object | None = None, level: float = 0.95) -> dict[str, float]:
+def paired_difference(
+    y: object,
+    p: object,
+    q: object,
+    metric: Metric,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: object | None = None,
+    level: float = 0.95,
+) -> dict[str, float]:
     """``metric(y, p) - metric(y, q)`` and its percentile CI, both scores evaluated on the very same resamples
     (paired): the honest way to say one model beats another on the same infusions."""
     labels = as_labels(y)
     a, b = as_scores(p, labels.size, probabilities=False), as_scores(q, labels.size, probabilities=False)
     group_values = None if groups is None else np.asarray(groups, dtype=object).ravel()
     rng = np.random.default_rng(seed)
-    diffs = np.concatenate([metric.weighted(labels, a, counts) - metric.weighted(labels, b, counts)
-                            for counts in _draws(labels, group_values, group_values is None, n_boot, rng)])
+    diffs = np.concatenate(
+        [
+            metric.weighted(labels, a, counts) - metric.weighted(labels, b, counts)
+            for counts in _draws(labels, group_values, group_values is None, n_boot, rng)
+        ]
+    )
     finite = diffs[np.isfinite(diffs)]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan, np.nan)

@@ -44,11 +44,17 @@ def net_benefit(y: object, predictions: Mapping[str, object], thresholds: object
         if scores.shape != labels.shape:
             raise InputError(f"predictions[{name!r}]: {scores.size} values for {labels.size} labels")
         keep = ~np.isnan(scores)
-        frames.append(pd.DataFrame({
-            "threshold": pt, "model": name, "n": int(keep.sum()),
-            "net_benefit": net_benefit_curve(labels[keep], scores[keep], pt),
-            "treat_all": net_benefit_curve(labels[keep], np.ones(int(keep.sum())), pt),
-            "treat_none": 0.0,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "threshold": pt,
+                    "model": name,
+                    "n": int(keep.sum()),
+                    "net_benefit": net_benefit_curve(labels[keep], scores[keep], pt),
+                    "treat_all": net_benefit_curve(labels[keep], np.ones(int(keep.sum())), pt),
+                    "treat_none": 0.0,
+                }
+            )
+        )
     columns = ["threshold", "model", "n", "net_benefit", "treat_all", "treat_none"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

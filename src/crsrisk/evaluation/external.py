@@ -44,8 +44,9 @@ class Evaluation:
     per_model: dict[str, TaskEvaluation]
 
 
-def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = None, n_boot: int = 500,
-                    seed: int = 0) -> Evaluation:
+def evaluate_bundle(
+    cohort: Cohort, model: str | os.PathLike | Bundle | None = None, n_boot: int = 500, seed: int = 0
+) -> Evaluation:
     """Metrics with bootstrap 95 % CIs of every bundled model on ``cohort``, beside the published scores.
 
     A model whose labelled risk set has fewer than 2 events or non-events is listed in ``skipped``. The
@@ -57,28 +58,48 @@ def evaluate_bundle(cohort: Cohort, model: str | os.PathLike | Bundle | None = N
     for key, task_model in bundle.models.items():
         data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
         if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < 2:
-            skipped.append({"task": task_model.task, "landmark": task_model.landmark.label, "n": int(len(data.y)),
-                            "events": int(data.y.sum()), "reason": "fewer than 2 events or non-events in this cohort"})
+            skipped.append(
+                {
+                    "task": task_model.task,
+                    "landmark": task_model.landmark.label,
+                    "n": int(len(data.y)),
+                    "events": int(data.y.sum()),
+                    "reason": "fewer than 2 events or non-events in this cohort",
+                }
+            )
             continue
-        raw = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(), predict_type="margin",
-                                                 missing=np.nan)
+        raw = task_model.booster.inplace_predict(
+            data.X[task_model.feature_names].to_numpy(), predict_type="margin", missing=np.nan
+        )
         predictions = {BUNDLE_MODEL: task_model.calibrator.transform(raw)}
         published = baselines_for(task_model.task, task_model.landmark)
         computable, _ = split_computable(published, data.X)
-        predictions |= {name: PublishedScore(name).fit(data.X, data.y).predict_proba(data.X)[:, 1]
-                        for name in computable}
-        results += dataset_rows(data, predictions, published, n_boot, seed,
-                                lambda y: float(y.mean()), {"fitted_on_this_cohort": computable})
+        predictions |= {
+            name: PublishedScore(name).fit(data.X, data.y).predict_proba(data.X)[:, 1] for name in computable
+        }
+        results += dataset_rows(
+            data, predictions, published, n_boot, seed, lambda y: float(y.mean()), {"fitted_on_this_cohort": computable}
+        )
         per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
-        input_flags += bundle.population.input_flags(key, task_model.feature_names,
-                                                     data.X[task_model.feature_names].to_numpy())
+        input_flags += bundle.population.input_flags(
+            key, task_model.feature_names, data.X[task_model.feature_names].to_numpy()
+        )
     meta, section = bundle.metadata, cohort_section(cohort)
-    document = {"kind": "external_validation", "cohort": section,
-                "model": bundle.identity.to_dict() | {"git_commit": meta.git_commit},
-                "same_cohort_as_training": same_cohort_as_training(meta.training_cohort_fingerprint, cohort),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "disclaimer": disclaimer(cohort), "n_boot": n_boot, "seed": seed,
-                "results": results, "skipped": skipped,
-                "population_flags": {"infusions": bundle.population.cohort_summary(cohort), "rows": input_flags,
-                                     "recorded": bool(bundle.population.recorded)}}
+    document = {
+        "kind": "external_validation",
+        "cohort": section,
+        "model": bundle.identity.to_dict() | {"git_commit": meta.git_commit},
+        "same_cohort_as_training": same_cohort_as_training(meta.training_cohort_fingerprint, cohort),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": disclaimer(cohort),
+        "n_boot": n_boot,
+        "seed": seed,
+        "results": results,
+        "skipped": skipped,
+        "population_flags": {
+            "infusions": bundle.population.cohort_summary(cohort),
+            "rows": input_flags,
+            "recorded": bool(bundle.population.recorded),
+        },
+    }
     return Evaluation(document, per_model)

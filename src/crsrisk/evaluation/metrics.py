@@ -72,8 +72,7 @@ def _per_distinct_score(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np
     starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
     ws = w[:, order]
     positive = y[order] == 1
-    return (np.add.reduceat(ws * positive, starts, axis=1),
-            np.add.reduceat(ws * ~positive, starts, axis=1))
+    return (np.add.reduceat(ws * positive, starts, axis=1), np.add.reduceat(ws * ~positive, starts, axis=1))
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -191,8 +190,12 @@ def threshold_metric(key: str, threshold: float) -> Metric:
         flagged = (p >= threshold).astype(float)
         tp, fp = w @ (flagged * y), w @ (flagged * (1 - y))
         fn, tn = w @ ((1 - flagged) * y), w @ ((1 - flagged) * (1 - y))
-        numerator, denominator = {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp),
-                                  "ppv": (tp, tp + fp), "npv": (tn, tn + fn)}[key]
+        numerator, denominator = {
+            "sensitivity": (tp, tp + fn),
+            "specificity": (tn, tn + fp),
+            "ppv": (tp, tp + fp),
+            "npv": (tn, tn + fn),
+        }[key]
         return _divide(numerator, denominator)
 
     return Metric(f"{key}@{threshold:g}", weighted)
@@ -205,9 +208,14 @@ def threshold_metrics(y: object, p: object, threshold: float) -> dict[str, float
 
 def standard_metrics(threshold: float) -> dict[str, Metric]:
     """Every metric the project reports: discrimination, Brier, calibration, and threshold metrics."""
-    return {"auroc": auroc, "auprc": auprc, "brier": brier, "calibration_intercept": calibration_intercept,
-            "calibration_slope": calibration_slope,
-            **{key: threshold_metric(key, threshold) for key in THRESHOLD_KEYS}}
+    return {
+        "auroc": auroc,
+        "auprc": auprc,
+        "brier": brier,
+        "calibration_intercept": calibration_intercept,
+        "calibration_slope": calibration_slope,
+        **{key: threshold_metric(key, threshold) for key in THRESHOLD_KEYS},
+    }
 
 
 def metric_table(y: object, p: object, threshold: float) -> dict[str, float]:
@@ -227,5 +235,6 @@ def calibration_bins(y: object, p: object, bins: int = 10) -> pd.DataFrame:
         edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
         group = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
     table = pd.DataFrame({"bin": group, "p": scores, "y": labels}).groupby("bin")
-    return pd.DataFrame({"n": table.size(), "mean_predicted": table["p"].mean(),
-                         "observed_rate": table["y"].mean()}).reset_index(drop=True)
+    return pd.DataFrame(
+        {"n": table.size(), "mean_predicted": table["p"].mean(), "observed_rate": table["y"].mean()}
+    ).reset_index(drop=True)

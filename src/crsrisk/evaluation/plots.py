@@ -74,8 +74,14 @@ def calibration_plot(y: object, predictions: Predictions, bins: int = 10, source
             continue
         table = calibration_bins(yk, pk, bins)
         intercept, slope = calibration_intercept_slope(yk, pk)
-        line, = top.plot(table["mean_predicted"], table["observed_rate"], marker="o", ms=3, lw=1.2,
-                         label=f"{name} (intercept {intercept:.2f}, slope {slope:.2f})")
+        (line,) = top.plot(
+            table["mean_predicted"],
+            table["observed_rate"],
+            marker="o",
+            ms=3,
+            lw=1.2,
+            label=f"{name} (intercept {intercept:.2f}, slope {slope:.2f})",
+        )
         bottom.hist(pk, bins=40, range=(0, 1), histtype="step", color=line.get_color())
     top.plot([0, 1], [0, 1], ls=":", color="grey", label="ideal")
     top.set(ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
@@ -92,8 +98,14 @@ def decision_curve_plot(y: object, predictions: Predictions, thresholds: np.ndar
     ax = fig.add_subplot()
     for name, (yk, pk) in models.items():
         ax.plot(thresholds, net_benefit_curve(yk, pk, thresholds), lw=1.3, label=name)
-    ax.plot(thresholds, net_benefit_curve(labels, np.ones(labels.size), thresholds), ls="--", color="black", lw=1,
-            label="treat all")
+    ax.plot(
+        thresholds,
+        net_benefit_curve(labels, np.ones(labels.size), thresholds),
+        ls="--",
+        color="black",
+        lw=1,
+        label="treat all",
+    )
     ax.axhline(0, color="grey", ls=":", lw=1, label="treat none")
     prevalence = max(float(labels.mean()) if labels.size else 0.0, 0.01)
     ax.set(ylim=(-0.05 * prevalence, prevalence * 1.1), xlabel="threshold probability", ylabel="net benefit")
@@ -107,15 +119,19 @@ def landmark_plot(rows: Sequence[Mapping[str, Any]], title: str) -> Figure:
     fig = _figure(title, height=5.5)
     top, bottom = fig.subplots(2, 1, sharex=True)
     for name in dict.fromkeys(r["model"] for r in rows):
-        points = sorted((r["landmark_hours"], r["metrics"]) for r in rows
-                        if r["model"] == name and r.get("landmark_hours") is not None and r.get("scope") == "landmark")
+        points = sorted(
+            (r["landmark_hours"], r["metrics"])
+            for r in rows
+            if r["model"] == name and r.get("landmark_hours") is not None and r.get("scope") == "landmark"
+        )
         if not points:
             continue
         hours = np.array([h for h, _ in points])
         for ax, metric in ((top, "auroc"), (bottom, "calibration_slope")):
-            value, low, high = (np.array([_number(m[metric].get(k)) for _, m in points])
-                                for k in ("value", "ci_low", "ci_high"))
-            line, = ax.plot(hours, value, marker="o", ms=3, lw=1.2, label=name)
+            value, low, high = (
+                np.array([_number(m[metric].get(k)) for _, m in points]) for k in ("value", "ci_low", "ci_high")
+            )
+            (line,) = ax.plot(hours, value, marker="o", ms=3, lw=1.2, label=name)
             ax.fill_between(hours, low, high, color=line.get_color(), alpha=0.15, lw=0)
     top.axhline(0.5, ls=":", color="grey")
     bottom.axhline(1.0, ls=":", color="grey")

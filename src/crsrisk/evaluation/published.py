@@ -78,37 +78,77 @@ class BaselineSpec:
 
 
 # Scores computed from labs alone apply wherever a grade task is asked, the landmark grids included.
-_EVERY_GRADE_LANDMARK = {"severe_crs": ("0h", "36h"), "icans": ("0h", "36h"), "severe_crs_dynamic": ("grid",),
-                         "icans_dynamic": ("grid",)}
+_EVERY_GRADE_LANDMARK = {
+    "severe_crs": ("0h", "36h"),
+    "icans": ("0h", "36h"),
+    "severe_crs_dynamic": ("grid",),
+    "icans_dynamic": ("grid",),
+}
 
-BASELINES: Mapping[str, BaselineSpec] = MappingProxyType({
-    "hay2017": BaselineSpec(
-        "hay2017", "Hay et al., Blood 2017;130:2295 (fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL in 36 h)",
-        "to confirm", {"severe_crs": ("36h",)}, ("temperature_max", "mcp1_max"), "rule", _hay, cutoff=0.5),
-    "teachey2016": BaselineSpec(
-        "teachey2016", "Teachey et al., Cancer Discov 2016;6:664 (sgp130, IFN-gamma, IL-1RA; refitted: published "
-        "coefficients not available; published window 72 h, here the landmark window)", "to confirm",
-        {"severe_crs": ("36h",), "severe_crs_dynamic": ("grid",)}, ("sgp130_max", "ifng_max", "il1ra_max"), "refit",
-        logged=("sgp130_max", "ifng_max", "il1ra_max")),
-    "m_easix": BaselineSpec(
-        "m_easix", "Pennisi et al., Blood Adv 2021;5:3397 (LDH x CRP[mg/dL] / platelets, log scale)", "confirmed",
-        _EVERY_GRADE_LANDMARK, ("m_easix_baseline",), "score", _m_easix,
-        optional_columns=("m_easix_last",)),
-    "easix": BaselineSpec(
-        "easix", "Korell et al., Front Immunol 2022 (LDH x creatinine / platelets, log scale; cut-off 4.67)",
-        "confirmed", _EVERY_GRADE_LANDMARK, ("easix_baseline",), "score", _easix,
-        cutoff=float(np.log(EASIX_CUTOFF))),
-    "gust2017": BaselineSpec(
-        "gust2017", "Gust et al., Cancer Discov 2017 (fever >= 38.9 C, IL-6 >= 16 pg/mL, MCP-1 >= 1343.5 pg/mL "
-        "in 36 h)", "to confirm", {"icans": ("36h",)}, ("temperature_max", "il6_max", "mcp1_max"), "rule", _gust,
-        cutoff=0.5),
-    "toci_simple": BaselineSpec(
-        "toci_simple", "crsrisk project baseline: IL-6 and ferritin at the first dose, marrow blasts, CRS grade "
-        "(clinical-facts.md: no published score exists for tocilizumab-refractory CRS)", "project baseline",
-        {"toci_refractory": ("first_tocilizumab",)},
-        ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"), "refit",
-        logged=("il6_last", "ferritin_last")),
-})
+BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
+    {
+        "hay2017": BaselineSpec(
+            "hay2017",
+            "Hay et al., Blood 2017;130:2295 (fever >= 38.9 C and MCP-1 >= 1343.5 pg/mL in 36 h)",
+            "to confirm",
+            {"severe_crs": ("36h",)},
+            ("temperature_max", "mcp1_max"),
+            "rule",
+            _hay,
+            cutoff=0.5,
+        ),
+        "teachey2016": BaselineSpec(
+            "teachey2016",
+            "Teachey et al., Cancer Discov 2016;6:664 (sgp130, IFN-gamma, IL-1RA; refitted: published "
+            "coefficients not available; published window 72 h, here the landmark window)",
+            "to confirm",
+            {"severe_crs": ("36h",), "severe_crs_dynamic": ("grid",)},
+            ("sgp130_max", "ifng_max", "il1ra_max"),
+            "refit",
+            logged=("sgp130_max", "ifng_max", "il1ra_max"),
+        ),
+        "m_easix": BaselineSpec(
+            "m_easix",
+            "Pennisi et al., Blood Adv 2021;5:3397 (LDH x CRP[mg/dL] / platelets, log scale)",
+            "confirmed",
+            _EVERY_GRADE_LANDMARK,
+            ("m_easix_baseline",),
+            "score",
+            _m_easix,
+            optional_columns=("m_easix_last",),
+        ),
+        "easix": BaselineSpec(
+            "easix",
+            "Korell et al., Front Immunol 2022 (LDH x creatinine / platelets, log scale; cut-off 4.67)",
+            "confirmed",
+            _EVERY_GRADE_LANDMARK,
+            ("easix_baseline",),
+            "score",
+            _easix,
+            cutoff=float(np.log(EASIX_CUTOFF)),
+        ),
+        "gust2017": BaselineSpec(
+            "gust2017",
+            "Gust et al., Cancer Discov 2017 (fever >= 38.9 C, IL-6 >= 16 pg/mL, MCP-1 >= 1343.5 pg/mL in 36 h)",
+            "to confirm",
+            {"icans": ("36h",)},
+            ("temperature_max", "il6_max", "mcp1_max"),
+            "rule",
+            _gust,
+            cutoff=0.5,
+        ),
+        "toci_simple": BaselineSpec(
+            "toci_simple",
+            "crsrisk project baseline: IL-6 and ferritin at the first dose, marrow blasts, CRS grade "
+            "(clinical-facts.md: no published score exists for tocilizumab-refractory CRS)",
+            "project baseline",
+            {"toci_refractory": ("first_tocilizumab",)},
+            ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"),
+            "refit",
+            logged=("il6_last", "ferritin_last"),
+        ),
+    }
+)
 
 
 def baselines_for(task_name: str, landmark: Landmark | Any) -> list[str]:
@@ -153,8 +193,9 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
     def _inputs(self, X: pd.DataFrame) -> pd.DataFrame:
         spec = get_baseline(self.name)
         if not isinstance(X, pd.DataFrame):
-            raise InputError(f"baseline {self.name}: expected the feature frame (a pandas DataFrame), "
-                             f"got {type(X).__name__}")
+            raise InputError(
+                f"baseline {self.name}: expected the feature frame (a pandas DataFrame), got {type(X).__name__}"
+            )
         missing = [c for c in spec.columns if c not in X.columns]
         if missing:
             raise InputError(f"baseline {self.name}: the feature frame lacks {missing} (is the landmark right?)")

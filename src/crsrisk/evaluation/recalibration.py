@@ -40,15 +40,24 @@ class Recalibrated:
     path: Path | None = None
 
 
-def _calibration(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+def _calibration(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int, seed: int
+) -> dict[str, dict[str, float]]:
     """Intercept and slope with bootstrap CIs; rows of one infusion (a landmark grid) are resampled together."""
     repeated = len(set(groups)) < len(groups)
-    return bootstrap_ci(y, p, {"calibration_intercept": calibration_intercept, "calibration_slope": calibration_slope},
-                        n_boot=n_boot, seed=seed, groups=groups if repeated else None)
+    return bootstrap_ci(
+        y,
+        p,
+        {"calibration_intercept": calibration_intercept, "calibration_slope": calibration_slope},
+        n_boot=n_boot,
+        seed=seed,
+        groups=groups if repeated else None,
+    )
 
 
-def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Method = "platt", n_boot: int = 500,
-                seed: int = 0) -> Recalibrated:
+def recalibrate(
+    model: str | os.PathLike | Bundle, cohort: Cohort, method: Method = "platt", n_boot: int = 500, seed: int = 0
+) -> Recalibrated:
     """Refit every model's calibrator on ``cohort`` (boosters unchanged) and measure calibration before/after."""
     bundle = load_model(model)
     arrays = cohort_arrays(cohort)
@@ -62,24 +71,35 @@ def recalibrate(model: str | os.PathLike | Bundle, cohort: Cohort, method: Metho
             models.append(task_model)
             report[key] = entry
             continue
-        margin = task_model.booster.inplace_predict(data.X[task_model.feature_names].to_numpy(),
-                                                    predict_type="margin", missing=np.nan)
+        margin = task_model.booster.inplace_predict(
+            data.X[task_model.feature_names].to_numpy(), predict_type="margin", missing=np.nan
+        )
         calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS, groups=groups)
         before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
-        entry |= {"status": "recalibrated", "calibrator": calibrator.to_dict(),
-                  "before": _calibration(y, before, groups, n_boot, seed),
-                  "after": _calibration(y, after, groups, n_boot, seed)}
+        entry |= {
+            "status": "recalibrated",
+            "calibrator": calibrator.to_dict(),
+            "before": _calibration(y, before, groups, n_boot, seed),
+            "after": _calibration(y, after, groups, n_boot, seed),
+        }
         models.append(replace(task_model, calibrator=calibrator))
         report[key] = entry
     meta = bundle.metadata
-    lineage = {"parent_bundle_sha256": bundle.digest, "parent_bundle_path": str(bundle.path),
-               "parent_created": meta.created, "parent_mlflow_run_id": meta.mlflow_run_id,
-               "training_cohort_fingerprint": meta.training_cohort_fingerprint,
-               "local_cohort_fingerprint": cohort.fingerprint(), "local_cohort_size": int(len(cohort.patients)),
-               "local_cohort_synthetic": cohort.synthetic, "method": method,
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "bands": "kept from the parent bundle (set from the training cohort's event rate)",
-               "after_is_in_sample": True, "models": report}
+    lineage = {
+        "parent_bundle_sha256": bundle.digest,
+        "parent_bundle_path": str(bundle.path),
+        "parent_created": meta.created,
+        "parent_mlflow_run_id": meta.mlflow_run_id,
+        "training_cohort_fingerprint": meta.training_cohort_fingerprint,
+        "local_cohort_fingerprint": cohort.fingerprint(),
+        "local_cohort_size": int(len(cohort.patients)),
+        "local_cohort_synthetic": cohort.synthetic,
+        "method": method,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bands": "kept from the parent bundle (set from the training cohort's event rate)",
+        "after_is_in_sample": True,
+        "models": report,
+    }
     return Recalibrated(models, lineage)
 
 
@@ -94,23 +114,41 @@ def lineage_rows(lineage: dict[str, Any]) -> list[list[str]]:
     """One row per model: key, n, events, status, intercept and slope before and after (with 95 % CIs)."""
     rows = []
     for key, entry in lineage["models"].items():
-        shown = [_ci(entry[when][metric]) if when in entry else "-" for when in ("before", "after")
-                 for metric in ("calibration_intercept", "calibration_slope")]
+        shown = [
+            _ci(entry[when][metric]) if when in entry else "-"
+            for when in ("before", "after")
+            for metric in ("calibration_intercept", "calibration_slope")
+        ]
         rows.append([key, str(entry["n"]), str(entry["events"]), entry["status"], *shown])
     return rows
 
 
-LINEAGE_HEADER = ["model", "n", "events", "status", "intercept before", "slope before", "intercept after",
-                  "slope after"]
+LINEAGE_HEADER = [
+    "model",
+    "n",
+    "events",
+    "status",
+    "intercept before",
+    "slope before",
+    "intercept after",
+    "slope after",
+]
 
 
-def write_recalibrated(result: Recalibrated, parent: str | os.PathLike | Bundle, out_dir: str | os.PathLike) -> Recalibrated:
+def write_recalibrated(
+    result: Recalibrated, parent: str | os.PathLike | Bundle, out_dir: str | os.PathLike
+) -> Recalibrated:
     """Save the recalibrated models as a new bundle (the parent's metadata plus ``recalibration``)."""
     bundle = load_model(parent)
     lineage = json_ready(result.lineage)  # an undefined CI bound (NaN) is stored as null
     if bundle.metadata.recalibration is not None:
         lineage["parent_recalibration"] = bundle.metadata.recalibration
-    meta = replace(bundle.metadata, mlflow_run_id=None, mlflow_tracking_uri=None, recalibration=lineage,
-                   synthetic=bundle.metadata.synthetic or bool(result.lineage["local_cohort_synthetic"]))
+    meta = replace(
+        bundle.metadata,
+        mlflow_run_id=None,
+        mlflow_tracking_uri=None,
+        recalibration=lineage,
+        synthetic=bundle.metadata.synthetic or bool(result.lineage["local_cohort_synthetic"]),
+    )
     path = save_bundle(result.models, out_dir, meta)
     return replace(result, path=path)

@@ -85,6 +85,7 @@ def r2_cs_from_cstatistic(cstatistic: float, prevalence: float) -> float:
     c = _check_fraction("cstatistic", cstatistic, 0.5, 1.0)
     phi = _check_fraction("prevalence", prevalence)
     mu = math.sqrt(2.0) * norm.ppf(c)
+
     def log_odds(x: np.ndarray) -> np.ndarray:  # the true model
         return logit(phi) + mu * x - mu * mu / 2.0
 
@@ -133,23 +134,41 @@ class SampleSize:
 
     def to_dict(self) -> dict:
         """Plain data for JSON output."""
-        return {"purpose": self.purpose, "prevalence": self.prevalence, "assumptions": self.assumptions,
-                "criteria": [asdict(c) for c in self.criteria], "minimum_n": self.minimum_n,
-                "minimum_events": self.minimum_events}
+        return {
+            "purpose": self.purpose,
+            "prevalence": self.prevalence,
+            "assumptions": self.assumptions,
+            "criteria": [asdict(c) for c in self.criteria],
+            "minimum_n": self.minimum_n,
+            "minimum_events": self.minimum_events,
+        }
 
 
-def _criterion(name: str, description: str, n: float, prevalence: float, parameters: int | None,
-               shrinkage: float | None = None) -> Criterion:
+def _criterion(
+    name: str, description: str, n: float, prevalence: float, parameters: int | None, shrinkage: float | None = None
+) -> Criterion:
     """A criterion from its unrounded n: n and events rounded up, events per parameter from the rounded n."""
     whole = math.ceil(n - 1e-9)  # a value a rounding error above an integer is that integer
     epp = None if parameters is None else round(whole * prevalence / parameters, 2)
-    return Criterion(name, description, whole, math.ceil(whole * prevalence - 1e-9), epp,
-                     None if shrinkage is None else round(shrinkage, 4))
+    return Criterion(
+        name,
+        description,
+        whole,
+        math.ceil(whole * prevalence - 1e-9),
+        epp,
+        None if shrinkage is None else round(shrinkage, 4),
+    )
 
 
-def development_sample_size(prevalence: float, parameters: int, r2_cs: float | None = None,
-                            cstatistic: float | None = None, shrinkage: float = 0.9, delta: float = 0.05,
-                            margin: float = 0.05) -> SampleSize:
+def development_sample_size(
+    prevalence: float,
+    parameters: int,
+    r2_cs: float | None = None,
+    cstatistic: float | None = None,
+    shrinkage: float = 0.9,
+    delta: float = 0.05,
+    margin: float = 0.05,
+) -> SampleSize:
     """Riley's three criteria for developing a binary-outcome model with ``parameters`` candidate parameters.
 
     Give the anticipated Cox-Snell R2 (``r2_cs``) or a C-statistic to derive it from; with neither, the
@@ -162,21 +181,42 @@ def development_sample_size(prevalence: float, parameters: int, r2_cs: float | N
     elif cstatistic is not None:
         r2, source = r2_cs_from_cstatistic(cstatistic, prevalence), f"from C-statistic {cstatistic}"
         if not 1e-6 < r2 < shrinkage:
-            raise InputError(f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
-                             f"a sample size needs one above 0 and below the shrinkage target {shrinkage}")
+            raise InputError(
+                f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
+                f"a sample size needs one above 0 and below the shrinkage target {shrinkage}"
+            )
     else:
         r2, source = conservative_r2_cs(prevalence), "conservative default (Nagelkerke R2 0.15)"
     phi = _check_fraction("prevalence", prevalence)
     s_optimism = shrinkage_for_optimism(r2, phi, delta)
     criteria = (
-        _criterion("shrinkage", f"expected uniform shrinkage >= {shrinkage}",
-                   n_for_shrinkage(parameters, r2, shrinkage), phi, parameters, shrinkage),
-        _criterion("optimism", f"optimism in Nagelkerke R2 <= {delta}", n_for_shrinkage(parameters, r2, s_optimism),
-                   phi, parameters, s_optimism),
+        _criterion(
+            "shrinkage",
+            f"expected uniform shrinkage >= {shrinkage}",
+            n_for_shrinkage(parameters, r2, shrinkage),
+            phi,
+            parameters,
+            shrinkage,
+        ),
+        _criterion(
+            "optimism",
+            f"optimism in Nagelkerke R2 <= {delta}",
+            n_for_shrinkage(parameters, r2, s_optimism),
+            phi,
+            parameters,
+            s_optimism,
+        ),
         _criterion("overall_risk", f"overall risk within +-{margin}", n_for_overall_risk(phi, margin), phi, parameters),
     )
-    assumptions: dict[str, float | int | str] = {"parameters": parameters, "r2_cs": round(r2, 6), "r2_cs_source": source,
-                   "max_r2_cs": round(max_r2_cs(phi), 6), "shrinkage": shrinkage, "delta": delta, "margin": margin}
+    assumptions: dict[str, float | int | str] = {
+        "parameters": parameters,
+        "r2_cs": round(r2, 6),
+        "r2_cs_source": source,
+        "max_r2_cs": round(max_r2_cs(phi), 6),
+        "shrinkage": shrinkage,
+        "delta": delta,
+        "margin": margin,
+    }
     if cstatistic is not None:
         assumptions["cstatistic"] = cstatistic
     return SampleSize("development", phi, assumptions, criteria)
@@ -206,30 +246,41 @@ class Readiness:
     risk_margin: float | None  # 95% margin of error of the overall risk at this n
 
 
-def train_readiness(n: int, events: int, parameters: int, r2_cs: float | None = None,
-                    shrinkage: float = 0.9) -> Readiness:
+def train_readiness(
+    n: int, events: int, parameters: int, r2_cs: float | None = None, shrinkage: float = 0.9
+) -> Readiness:
     """A short statement, before fitting, of whether ``n`` infusions with ``events`` events are enough for
     ``parameters`` candidate parameters (Riley's criteria), and the overfitting to expect if not. Never refuses a
     cohort: one with no events (or only events) gets a statement saying so."""
     n, events = _counts(n, events)
     if events in (0, n):
-        return Readiness(False, f"{n} infusions with {events} events: with {_one_class(n, events)} no model of this "
-                                f"outcome can be fitted or checked.", None, None, None)
+        return Readiness(
+            False,
+            f"{n} infusions with {events} events: with {_one_class(n, events)} no model of this "
+            f"outcome can be fitted or checked.",
+            None,
+            None,
+            None,
+        )
     required = development_sample_size(events / n, parameters, r2_cs=r2_cs, shrinkage=shrinkage)
     r2 = float(required.assumptions["r2_cs"])
     s_now = expected_shrinkage(n, parameters, r2)
     margin = Z * math.sqrt((events / n) * (1 - events / n) / n)
     need = required.minimum_n
-    head = (f"{n} infusions with {events} events ({events / parameters:.1f} per candidate parameter, "
-            f"{parameters} parameters, R2_CS {r2:.3f}, {required.assumptions['r2_cs_source']})")
+    head = (
+        f"{n} infusions with {events} events ({events / parameters:.1f} per candidate parameter, "
+        f"{parameters} parameters, R2_CS {r2:.3f}, {required.assumptions['r2_cs_source']})"
+    )
     if n >= need:
         statement = f"{head} meet Riley et al.'s criteria (minimum {need}); expected shrinkage {s_now:.2f}."
     else:
         worst = max(required.criteria, key=lambda c: c.n)
-        statement = (f"{head} fall short of Riley et al.'s minimum of {need} ({worst.description}). Expect "
-                     f"overfitting: an expected shrinkage of {s_now:.2f} (predictions too extreme; a calibration "
-                     f"slope near {s_now:.2f} in new patients) and the overall risk known to +-{margin:.3f}. "
-                     f"Fewer parameters, penalisation, or more data would help.")
+        statement = (
+            f"{head} fall short of Riley et al.'s minimum of {need} ({worst.description}). Expect "
+            f"overfitting: an expected shrinkage of {s_now:.2f} (predictions too extreme; a calibration "
+            f"slope near {s_now:.2f} in new patients) and the overall risk known to +-{margin:.3f}. "
+            f"Fewer parameters, penalisation, or more data would help."
+        )
     return Readiness(n >= need, statement, required, round(s_now, 4), round(margin, 4))
 
 
@@ -263,6 +314,7 @@ def _normal_lp_cstatistic(mean: float, sd: float) -> float:
 
 def _normal_lp_mean(prevalence: float, sd: float) -> float:
     """The LP mean that makes E[expit(LP)] = prevalence for LP ~ N(mean, sd^2)."""
+
     def gap(mean: float) -> float:
         return float(np.sum(_WEIGHTS * expit(mean + sd * _NODES))) - prevalence
 
@@ -278,8 +330,10 @@ def lp_distribution(prevalence: float, cstatistic: float) -> tuple[float, float]
         sd = brentq(lambda s: _normal_lp_cstatistic(_normal_lp_mean(phi, s), s) - c, 1e-4, 12.0, xtol=1e-10)
         return _normal_lp_mean(phi, sd), sd
     except ValueError:  # brentq: no root in the bracket
-        raise InputError(f"prevalence, cstatistic: no normal linear predictor with an SD from 0.0001 to 12 gives "
-                         f"prevalence {phi} and C-statistic {c}") from None
+        raise InputError(
+            f"prevalence, cstatistic: no normal linear predictor with an SD from 0.0001 to 12 gives "
+            f"prevalence {phi} and C-statistic {c}"
+        ) from None
 
 
 def _slope_variance_unit(mean: float, sd: float) -> float:
@@ -292,8 +346,9 @@ def _slope_variance_unit(mean: float, sd: float) -> float:
     return float(i_aa / (i_aa * i_bb - i_ab * i_ab))
 
 
-def n_for_calibration_slope(prevalence: float, cstatistic: float, width: float = 0.2,
-                            lp: tuple[float, float] | None = None) -> float:
+def n_for_calibration_slope(
+    prevalence: float, cstatistic: float, width: float = 0.2, lp: tuple[float, float] | None = None
+) -> float:
     """Calibration slope criterion: the n whose 95% CI for the slope has the target width, SE = width / (2 * 1.96),
     n = I_aa / (SE^2 (I_aa I_bb - I_ab^2)) (Riley 2021). The LP is N(lp) when a published (mean, SD) is given,
     else the normal that matches this prevalence and C. Unrounded."""
@@ -318,6 +373,7 @@ def n_for_cstatistic(cstatistic: float, prevalence: float, width: float = 0.1) -
     """C-statistic criterion: the n at which the 95% CI (C +- 1.96 SE, Newcombe's SE) has the target width; the CI
     narrows as n grows, so 2 when even two infusions give it."""
     width = _check_fraction("width", width, 0.0, 1.0)
+
     def gap(n: float) -> float:  # decreasing in n
         return 2 * Z * cstatistic_se(cstatistic, prevalence, n) - width
 
@@ -328,23 +384,44 @@ def n_for_cstatistic(cstatistic: float, prevalence: float, width: float = 0.1) -
     return brentq(gap, 2.0, 1e15, xtol=1e-6, rtol=1e-14)
 
 
-def validation_sample_size(prevalence: float, cstatistic: float, oe_width: float = 0.2, slope_width: float = 0.2,
-                           cstatistic_width: float = 0.1, oe: float = 1.0,
-                           lp: tuple[float, float] | None = None) -> SampleSize:
+def validation_sample_size(
+    prevalence: float,
+    cstatistic: float,
+    oe_width: float = 0.2,
+    slope_width: float = 0.2,
+    cstatistic_width: float = 0.1,
+    oe: float = 1.0,
+    lp: tuple[float, float] | None = None,
+) -> SampleSize:
     """Riley 2021's criteria for externally validating a model: target 95% CI widths of O/E, calibration slope and
     C-statistic (pmvalsampsize's defaults: 0.2, 0.2, 0.1), the model assumed calibrated; ``lp`` as in
     ``n_for_calibration_slope``."""
     phi = _check_fraction("prevalence", prevalence)
     criteria = (
         _criterion("oe", f"95% CI width of O/E <= {oe_width}", n_for_oe(phi, oe_width, oe), phi, None),
-        _criterion("calibration_slope", f"95% CI width of the calibration slope <= {slope_width}",
-                   n_for_calibration_slope(phi, cstatistic, slope_width, lp), phi, None),
-        _criterion("cstatistic", f"95% CI width of the C-statistic <= {cstatistic_width}",
-                   n_for_cstatistic(cstatistic, phi, cstatistic_width), phi, None),
+        _criterion(
+            "calibration_slope",
+            f"95% CI width of the calibration slope <= {slope_width}",
+            n_for_calibration_slope(phi, cstatistic, slope_width, lp),
+            phi,
+            None,
+        ),
+        _criterion(
+            "cstatistic",
+            f"95% CI width of the C-statistic <= {cstatistic_width}",
+            n_for_cstatistic(cstatistic, phi, cstatistic_width),
+            phi,
+            None,
+        ),
     )
     mean, sd = lp or lp_distribution(phi, cstatistic)
-    assumptions = {"cstatistic": cstatistic, "oe": oe, "lp_mean": round(mean, 4), "lp_sd": round(sd, 4),
-                   "lp_source": "given" if lp else "normal matching prevalence and C-statistic"}
+    assumptions = {
+        "cstatistic": cstatistic,
+        "oe": oe,
+        "lp_mean": round(mean, 4),
+        "lp_sd": round(sd, 4),
+        "lp_source": "given" if lp else "normal matching prevalence and C-statistic",
+    }
     return SampleSize("validation", phi, assumptions, criteria)
 
 
@@ -367,8 +444,15 @@ def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0
     n, events = _counts(n, events)
     c = _check_fraction("cstatistic", cstatistic)
     if events in (0, n):
-        return Precision(n, events, None, None, None, f"{n} infusions with {events} events: with "
-                         f"{_one_class(n, events)} neither calibration nor discrimination can be estimated.")
+        return Precision(
+            n,
+            events,
+            None,
+            None,
+            None,
+            f"{n} infusions with {events} events: with "
+            f"{_one_class(n, events)} neither calibration nor discrimination can be estimated.",
+        )
     phi = events / n
     oe_w = round(oe_ci_width(math.sqrt((1 - phi) / (n * phi)), oe), 4)
     c_w = round(2 * Z * cstatistic_se(c, phi, n), 4)
@@ -377,9 +461,11 @@ def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0
         slope = f"the calibration slope to {slope_w:.2f}"
     except ValueError:  # no normal LP with this prevalence and C (C at or below 0.5, or 0.99 and above)
         slope_w, slope = None, f"the calibration slope: not sized (no normal LP gives C {c} at this prevalence)"
-    statement = (f"{n} infusions with {events} events can estimate O/E to a 95% CI width of about {oe_w:.2f}, "
-                 f"{slope} and a C-statistic near {c} to {c_w:.3f} "
-                 f"(the default targets of validation_sample_size: 0.2, 0.2 and 0.1).")
+    statement = (
+        f"{n} infusions with {events} events can estimate O/E to a 95% CI width of about {oe_w:.2f}, "
+        f"{slope} and a C-statistic near {c} to {c_w:.3f} "
+        f"(the default targets of validation_sample_size: 0.2, 0.2 and 0.1)."
+    )
     return Precision(n, events, oe_w, slope_w, c_w, statement)
 
 

@@ -21,8 +21,9 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, AGE_BANDS, right=False, labels=AGE_LABELS).astype("string")
 
 
-def subgroup_metrics(y: object, p: object, groups: pd.Series, n_boot: int = 200, seed: int = 0,
-                     min_size: int = 30, min_events: int = 5) -> pd.DataFrame:
+def subgroup_metrics(
+    y: object, p: object, groups: pd.Series, n_boot: int = 200, seed: int = 0, min_size: int = 30, min_events: int = 5
+) -> pd.DataFrame:
     """Per group level: n, events, AUROC with bootstrap CI, Brier, calibration intercept/slope, warnings.
 
     ``groups`` is aligned with ``y`` by position; a missing level is reported as "(missing)". Levels with
@@ -42,9 +43,21 @@ def subgroup_metrics(y: object, p: object, groups: pd.Series, n_boot: int = 200,
         ci = bootstrap_ci(yk, pk, {"auroc": auroc}, n_boot=n_boot, seed=seed)["auroc"]
         intercept, slope = calibration_intercept_slope(yk, pk)
         small = n < min_size or events < min_events
-        rows.append({"group": groups.name, "level": level, "n": n, "events": events,
-                     "auroc": ci["value"], "auroc_ci_low": ci["ci_low"], "auroc_ci_high": ci["ci_high"],
-                     "brier": brier(yk, pk), "mean_predicted": float(pk.mean()), "observed_rate": float(yk.mean()),
-                     "calibration_intercept": intercept, "calibration_slope": slope,
-                     "warning": f"small group: n={n}, events={events}" if small else ""})
+        rows.append(
+            {
+                "group": groups.name,
+                "level": level,
+                "n": n,
+                "events": events,
+                "auroc": ci["value"],
+                "auroc_ci_low": ci["ci_low"],
+                "auroc_ci_high": ci["ci_high"],
+                "brier": brier(yk, pk),
+                "mean_predicted": float(pk.mean()),
+                "observed_rate": float(yk.mean()),
+                "calibration_intercept": intercept,
+                "calibration_slope": slope,
+                "warning": f"small group: n={n}, events={events}" if small else "",
+            }
+        )
     return pd.DataFrame(rows)

@@ -26,17 +26,25 @@ _TEMPERATURE = ANALYTE_CODES["temperature"]
 
 # How the patient-level features are computed from the patients table (spec.py holds their labels and units).
 _NUMERIC_PATIENT_FIELDS = ("age_years", "weight_kg", "marrow_blasts_pct", "dose_1e6_cells_per_kg")
-_FLAGS = (("sex_male", "sex", "M"), ("extramedullary_disease", "extramedullary_disease", True),
-          ("cns3", "cns_status", "CNS3"), ("prior_hsct", "prior_hsct", True), ("costim_cd28", "costim_domain", "CD28"),
-          ("lymphodepletion_flu_cy", "lymphodepletion", "flu_cy"))
+_FLAGS = (
+    ("sex_male", "sex", "M"),
+    ("extramedullary_disease", "extramedullary_disease", True),
+    ("cns3", "cns_status", "CNS3"),
+    ("prior_hsct", "prior_hsct", True),
+    ("costim_cd28", "costim_domain", "CD28"),
+    ("lymphodepletion_flu_cy", "lymphodepletion", "flu_cy"),
+)
 _ONE_HOT = (("product", PRODUCTS), ("diagnosis", DIAGNOSES))
 
 
 @lru_cache(maxsize=1)
 def _patient_names() -> tuple[str, ...]:
     """The patient-level feature names, in the order ``_patient_block`` emits them."""
-    return (*_NUMERIC_PATIENT_FIELDS, *(name for name, _, _ in _FLAGS),
-            *(f"{field}_{_slug(level)}" for field, levels in _ONE_HOT for level in levels))
+    return (
+        *_NUMERIC_PATIENT_FIELDS,
+        *(name for name, _, _ in _FLAGS),
+        *(f"{field}_{_slug(level)}" for field, levels in _ONE_HOT for level in levels),
+    )
 
 
 @lru_cache(maxsize=2)
@@ -44,8 +52,10 @@ def _layout(window: bool) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     """Column index of every feature; per analyte statistic the column of each analyte (by code); and the
     columns of the patient block (key ``patient``)."""
     index = {name: i for i, name in enumerate(feature_names(window))}
-    per_analyte = {"baseline": np.array([index[f"baseline_{a}"] for a in ANALYTE_CODES]),
-                   "patient": np.array([index[name] for name in _patient_names()])}
+    per_analyte = {
+        "baseline": np.array([index[f"baseline_{a}"] for a in ANALYTE_CODES]),
+        "patient": np.array([index[name] for name in _patient_names()]),
+    }
     if window:
         per_analyte |= {stat: np.array([index[f"{a}_{stat}"] for a in ANALYTE_CODES]) for stat in WINDOW_STATS}
     return index, per_analyte
@@ -59,8 +69,10 @@ def _patient_block(patients: Mapping[str, np.ndarray]) -> np.ndarray:
     """Patient, disease-burden and product fields of every patient (rows) in ``_patient_names`` order: numbers
     as given, flags 1/0 (NaN when missing), one-hot over the contract's fixed vocabularies (0 when missing)."""
     flags = np.column_stack([patients[field] for _, field, _ in _FLAGS])
-    parts = [np.column_stack([patients[name] for name in _NUMERIC_PATIENT_FIELDS]),
-             np.where(np.equal(flags, None), np.nan, np.equal(flags, _FLAG_TRUTHS))]  # type: ignore[call-overload]  # numpy stubs: object arrays compare with None
+    parts = [
+        np.column_stack([patients[name] for name in _NUMERIC_PATIENT_FIELDS]),
+        np.where(np.equal(flags, None), np.nan, np.equal(flags, _FLAG_TRUTHS)),  # type: ignore[call-overload]  # numpy stubs: object arrays compare with None
+    ]
     parts += [np.equal(patients[field][:, np.newaxis], levels) for field, levels in _LEVELS.items()]
     return np.concatenate(parts, axis=1, dtype=np.float64)
 
@@ -76,8 +88,9 @@ def _before(rows: Rows, patients: np.ndarray, landmarks: np.ndarray) -> tuple[np
     return owner[order], hours[order], code[order], value[order]
 
 
-def _since_infusion(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _since_infusion(
+    owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The records from infusion (hour 0) on, order kept: what the window statistics, fever and trend ends read."""
     after = hours >= 0
     return owner[after], hours[after], code[after], value[after]
@@ -106,8 +119,14 @@ def _run_ends(key: np.ndarray) -> np.ndarray:
     return ends
 
 
-def _window_stats(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray,
-                  out: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+def _window_stats(
+    owner: np.ndarray,
+    hours: np.ndarray,
+    code: np.ndarray,
+    value: np.ndarray,
+    out: np.ndarray,
+    columns: dict[str, np.ndarray],
+) -> None:
     """Last, max, time of (first) max and log-value slope per hour (>= 2 values) of each analyte."""
     if not owner.size:
         return
@@ -127,8 +146,15 @@ def _window_stats(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value:
     out[rows[defined], columns["log_slope"][codes[defined]]] = sxy[defined] / sxx[defined]
 
 
-def _fever(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.ndarray, landmarks: np.ndarray,
-           out: np.ndarray, index: dict[str, int]) -> None:
+def _fever(
+    owner: np.ndarray,
+    hours: np.ndarray,
+    code: np.ndarray,
+    value: np.ndarray,
+    landmarks: np.ndarray,
+    out: np.ndarray,
+    index: dict[str, int],
+) -> None:
     """Hours at >= 38.0 C (each reading holds until the next one or the landmark) and first fever time."""
     temps = code == _TEMPERATURE
     row, t, v = owner[temps], hours[temps], value[temps]
@@ -142,18 +168,19 @@ def _fever(owner: np.ndarray, hours: np.ndarray, code: np.ndarray, value: np.nda
     out[row[febrile][first], index["fever_first_hours"]] = t[febrile][first]
 
 
-def _course(events: Rows, patients: np.ndarray, landmarks: np.ndarray, out: np.ndarray,
-            index: dict[str, int]) -> None:
+def _course(events: Rows, patients: np.ndarray, landmarks: np.ndarray, out: np.ndarray, index: dict[str, int]) -> None:
     """The clinical course known at the landmark: grades so far, doses so far, time since CRS onset."""
     owner, hours, code, value = _before(events, patients, landmarks)  # sorted by row, kind, time
     starts, ends = _runs(owner, code)
     rows, kinds = owner[starts], code[starts]
     highest = np.maximum.reduceat(value, starts) if owner.size else np.empty(0)
-    for name, kind, per_group in (("crs_grade_current", "crs_grade", value[ends - 1]),
-                                  ("crs_grade_max", "crs_grade", highest),
-                                  ("icans_grade_max", "icans_grade", highest),
-                                  ("tocilizumab_doses", "tocilizumab", ends - starts),
-                                  ("corticosteroid_given", "corticosteroid", np.ones(starts.size))):
+    for name, kind, per_group in (
+        ("crs_grade_current", "crs_grade", value[ends - 1]),
+        ("crs_grade_max", "crs_grade", highest),
+        ("icans_grade_max", "icans_grade", highest),
+        ("tocilizumab_doses", "tocilizumab", ends - starts),
+        ("corticosteroid_given", "corticosteroid", np.ones(starts.size)),
+    ):
         chosen = kinds == EVENT_CODES[kind]
         column = out[:, index[name]]
         column[:] = 0.0
@@ -187,12 +214,14 @@ def feature_matrix(arrays: CohortArrays, patients: np.ndarray, landmarks: np.nda
     if b_owner.size:
         last = _runs(b_owner, b_code)[1] - 1
         out[b_owner[last], columns["baseline"][b_code[last]]] = value[baseline][last]
+
     def f(name: str) -> np.ndarray:
         return out[:, index[name]]  # a view: writing into it writes into ``out``
 
     f("easix_baseline")[:] = _ratio(f("baseline_ldh") * f("baseline_creatinine"), f("baseline_platelets"))
-    f("m_easix_baseline")[:] = _ratio(f("baseline_ldh") * f("baseline_crp") * CRP_MG_DL_PER_MG_L,
-                                      f("baseline_platelets"))
+    f("m_easix_baseline")[:] = _ratio(
+        f("baseline_ldh") * f("baseline_crp") * CRP_MG_DL_PER_MG_L, f("baseline_platelets")
+    )
     if not window:
         return out
     since = _since_infusion(owner, hours, code, value)
@@ -225,22 +254,30 @@ def trend_ends(arrays: CohortArrays, patients: np.ndarray, landmarks: np.ndarray
     """Per (patient code, landmark hours) pair, the ``TrendEnds`` of each analyte with two values or more in the
     kernel's own window (``_before`` and ``_since_infusion``: from infusion on, strictly before the landmark)."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    owner, hours, code, value = _since_infusion(*_before(arrays.measurements, np.asarray(patients, dtype=np.int64),
-                                                         landmarks))
+    owner, hours, code, value = _since_infusion(
+        *_before(arrays.measurements, np.asarray(patients, dtype=np.int64), landmarks)
+    )
     starts, ends = _runs(owner, code)
     several = ends - starts >= 2
     first, last = starts[several], ends[several] - 1
     peak = np.maximum.reduceat(value, starts)[several] if starts.size else value[:0]
     out: list[dict[str, TrendEnds]] = [{} for _ in range(landmarks.size)]
-    for row, analyte, *points in zip(owner[first].tolist(), code[first].tolist(), hours[first].tolist(),
-                                     value[first].tolist(), hours[last].tolist(), value[last].tolist(),
-                                     peak.tolist()):
+    for row, analyte, *points in zip(
+        owner[first].tolist(),
+        code[first].tolist(),
+        hours[first].tolist(),
+        value[first].tolist(),
+        hours[last].tolist(),
+        value[last].tolist(),
+        peak.tolist(),
+    ):
         out[row][_ANALYTE_NAMES[analyte]] = TrendEnds(*points)
     return out
 
 
-def build_features(cohort: Cohort, landmarks: pd.Series, window: bool | None = None,
-                   arrays: CohortArrays | None = None) -> pd.DataFrame:
+def build_features(
+    cohort: Cohort, landmarks: pd.Series, window: bool | None = None, arrays: CohortArrays | None = None
+) -> pd.DataFrame:
     """The feature matrix as a DataFrame: one float64 row per entry of ``landmarks`` (index patient_id, same
     order). ``window`` defaults to on when any landmark is after infusion; pass ``arrays`` to reuse them."""
     landmarks = landmarks.astype(np.float64).rename_axis("patient_id")

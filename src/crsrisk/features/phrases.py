@@ -55,8 +55,10 @@ def _course(a: Analyte, ends: TrendEnds) -> str:
     well above both ends is said too (``rose from 40 to a peak of 5,000, now 2,400 pg/mL``)."""
     span = _span(ends.last_hours - ends.first_hours)
     if not _close(a, max(ends.first, ends.last), ends.peak):
-        return (f"{a.label} rose from {number(ends.first)} to a peak of {number(ends.peak)}, now "
-                f"{number(ends.last)} {a.shown_unit}, over {span} h")
+        return (
+            f"{a.label} rose from {number(ends.first)} to a peak of {number(ends.peak)}, now "
+            f"{number(ends.last)} {a.shown_unit}, over {span} h"
+        )
     if _close(a, ends.first, ends.last):
         return f"{a.label} about {number(ends.last)} {a.shown_unit}, steady over {span} h"
     moved = "rose" if ends.last > ends.first else "fell"
@@ -81,18 +83,25 @@ def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None) -> st
     if stat == "missing":
         return f"{a.label} not measured yet" if value >= 0.5 else f"{a.label} measured since infusion"
     if math.isnan(value):
-        return (f"{a.label}: too few values for a trend" if stat == "log_slope" else f"{a.label} not measured yet")
-    return {"last": lambda: f"{a.label} latest {number(value)} {a.shown_unit}",
-            "max": lambda: f"{a.label} highest so far {number(value)} {a.shown_unit}",
-            "log_slope": lambda: _trend(a.label, value) if ends is None else _course(a, ends),
-            "hours_to_max": lambda: f"{a.label} peaked at hour {_hours(value)}"}[stat]()
+        return f"{a.label}: too few values for a trend" if stat == "log_slope" else f"{a.label} not measured yet"
+    return {
+        "last": lambda: f"{a.label} latest {number(value)} {a.shown_unit}",
+        "max": lambda: f"{a.label} highest so far {number(value)} {a.shown_unit}",
+        "log_slope": lambda: _trend(a.label, value) if ends is None else _course(a, ends),
+        "hours_to_max": lambda: f"{a.label} peaked at hour {_hours(value)}",
+    }[stat]()
 
 
 def _choice(vocabulary: tuple[str, ...], prefix: str, field: str) -> dict[str, Callable[[float], str]]:
     """One-hot columns of a vocabulary said as words: ``product: obecabtagene autoleucel`` / ``product not ...``."""
-    return {f"{prefix}_{v.lower().replace('-', '_')}":
-            (lambda value, v=v: f"{field}: {v.replace('_', ' ')}" if value >= 0.5 else f"{field} not {v.replace('_', ' ')}")  # type: ignore[misc]  # mypy cannot type a lambda's bound default
-            for v in vocabulary}
+    return {
+        f"{prefix}_{v.lower().replace('-', '_')}": (
+            lambda value, v=v: (  # type: ignore[misc]  # mypy cannot type a lambda's bound default
+                f"{field}: {v.replace('_', ' ')}" if value >= 0.5 else f"{field} not {v.replace('_', ' ')}"
+            )
+        )
+        for v in vocabulary
+    }
 
 
 def _yes_no(yes: str, no: str) -> Callable[[float], str]:
@@ -109,8 +118,9 @@ _FIXED: dict[str, Callable[[float], str]] = {
     "cns3": _yes_no("CNS3 status", "not CNS3"),
     "prior_hsct": _yes_no("prior stem-cell transplant", "no prior stem-cell transplant"),
     "costim_cd28": _yes_no("CD28 costimulatory domain", "4-1BB costimulatory domain"),
-    "lymphodepletion_flu_cy": _yes_no("fludarabine/cyclophosphamide lymphodepletion",
-                                      "lymphodepletion other than fludarabine/cyclophosphamide"),
+    "lymphodepletion_flu_cy": _yes_no(
+        "fludarabine/cyclophosphamide lymphodepletion", "lymphodepletion other than fludarabine/cyclophosphamide"
+    ),
     "age_years": lambda v: f"age {number(v)} years",
     "fever_first_hours": lambda v: f"febrile since hour {_hours(v)}",
     "fever_hours": _count("no fever so far", "febrile for {n} h so far"),
@@ -145,8 +155,11 @@ def describe_value(name: str, value: float, trends: Mapping[str, TrendEnds] | No
     if info.source == "baseline":
         analyte = name.removeprefix("baseline_")
         a = ANALYTES[analyte]
-        return (f"{a.label} not measured before infusion" if math.isnan(value)
-                else f"{a.label} before infusion {number(value)} {a.shown_unit}")
+        return (
+            f"{a.label} not measured before infusion"
+            if math.isnan(value)
+            else f"{a.label} before infusion {number(value)} {a.shown_unit}"
+        )
     if math.isnan(value):
         return f"{info.label.replace('_', ' ')}: not recorded"
     return f"{info.label} {number(value)} {info.unit}"

@@ -42,8 +42,9 @@ def _patient() -> list[FeatureInfo]:
         FeatureInfo("prior_hsct", "prior stem-cell transplant", "1 = yes", False, "patient"),
         FeatureInfo("dose_1e6_cells_per_kg", "CAR T-cell dose", "10^6 cells/kg", True, "patient"),
         FeatureInfo("costim_cd28", "CD28 costimulatory domain", "1 = yes", False, "patient"),
-        FeatureInfo("lymphodepletion_flu_cy", "fludarabine/cyclophosphamide lymphodepletion", "1 = yes", False,
-                    "patient"),
+        FeatureInfo(
+            "lymphodepletion_flu_cy", "fludarabine/cyclophosphamide lymphodepletion", "1 = yes", False, "patient"
+        ),
     ]
     fixed += [FeatureInfo(f"product_{_slug(p)}", f"product {p}", "1 = yes", False, "patient") for p in PRODUCTS]
     fixed += [FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis {d}", "1 = yes", False, "patient") for d in DIAGNOSES]
@@ -51,8 +52,10 @@ def _patient() -> list[FeatureInfo]:
 
 
 def _baseline() -> list[FeatureInfo]:
-    return [FeatureInfo(f"baseline_{a.name}", f"{a.label} before infusion", a.unit, a.log_scale, "baseline")
-            for a in ANALYTES.values()]
+    return [
+        FeatureInfo(f"baseline_{a.name}", f"{a.label} before infusion", a.unit, a.log_scale, "baseline")
+        for a in ANALYTES.values()
+    ]
 
 
 WINDOW_STATS = ("last", "max", "log_slope", "hours_to_max", "missing")
@@ -64,12 +67,17 @@ def _window() -> list[FeatureInfo]:
         out += [
             FeatureInfo(f"{a.name}_last", f"{a.label}, latest value", a.unit, a.log_scale, "window"),
             FeatureInfo(f"{a.name}_max", f"{a.label}, highest since infusion", a.unit, a.log_scale, "window"),
-            FeatureInfo(f"{a.name}_log_slope", f"{a.label}, trend (change of log value per hour)",
-                        f"log({a.unit})/h", False, "window"),
-            FeatureInfo(f"{a.name}_hours_to_max", f"{a.label}, hours from infusion to its highest value", "h",
-                        False, "window"),
-            FeatureInfo(f"{a.name}_missing", f"{a.label} not measured since infusion", "1 = missing", False,
-                        "window"),
+            FeatureInfo(
+                f"{a.name}_log_slope",
+                f"{a.label}, trend (change of log value per hour)",
+                f"log({a.unit})/h",
+                False,
+                "window",
+            ),
+            FeatureInfo(
+                f"{a.name}_hours_to_max", f"{a.label}, hours from infusion to its highest value", "h", False, "window"
+            ),
+            FeatureInfo(f"{a.name}_missing", f"{a.label} not measured since infusion", "1 = missing", False, "window"),
         ]
     return out
 
@@ -93,10 +101,16 @@ def _late() -> list[FeatureInfo]:
 
 
 _EARLY_DERIVED = [
-    FeatureInfo("easix_baseline", "EASIX (LDH x creatinine / platelets) before infusion", "U/L x mg/dL / 10^9/L",
-                True, "derived"),
-    FeatureInfo("m_easix_baseline", "m-EASIX (LDH x CRP / platelets) before infusion", "U/L x mg/dL / 10^9/L",
-                True, "derived"),
+    FeatureInfo(
+        "easix_baseline",
+        "EASIX (LDH x creatinine / platelets) before infusion",
+        "U/L x mg/dL / 10^9/L",
+        True,
+        "derived",
+    ),
+    FeatureInfo(
+        "m_easix_baseline", "m-EASIX (LDH x CRP / platelets) before infusion", "U/L x mg/dL / 10^9/L", True, "derived"
+    ),
 ]
 
 

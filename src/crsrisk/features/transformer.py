@@ -10,7 +10,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
-
 class LogTransform(TransformerMixin, BaseEstimator):
     """log1p of the named columns (values below 0 are clipped to 0) for linear models; others pass through."""
 

@@ -52,9 +52,15 @@ def _save(path: Path) -> Path:
     return write_bytes(path, buffer.getvalue(), private=True)
 
 
-def explain_patient(patient, model=None, now_hours: float | None = None, out_dir: str | os.PathLike = ".",
-                    top: int = 8, audit: bool = True, audit_log: str | os.PathLike | None = None
-                    ) -> tuple[str, list[Path]]:
+def explain_patient(
+    patient,
+    model=None,
+    now_hours: float | None = None,
+    out_dir: str | os.PathLike = ".",
+    top: int = 8,
+    audit: bool = True,
+    audit_log: str | os.PathLike | None = None,
+) -> tuple[str, list[Path]]:
     """A waterfall PNG per applicable task and a text summary of the top contributors; the prediction behind
     them is written to the audit log like any other (``audit=False`` opts out)."""
     result = predict(patient, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
@@ -65,12 +71,15 @@ def explain_patient(patient, model=None, now_hours: float | None = None, out_dir
         names = [c["feature"] for c in p["contributions"]]
         values = np.array([c["shap"] for c in p["contributions"]])
         data = np.array([np.nan if c["value"] is None else c["value"] for c in p["contributions"]])
-        _shap().plots.waterfall(_explanation(values, np.float64(p["base_value"]), data, names)[...],
-                                max_display=top + 1, show=False)
+        _shap().plots.waterfall(
+            _explanation(values, np.float64(p["base_value"]), data, names)[...], max_display=top + 1, show=False
+        )
         plt.title(f"{p['task']} at {p['landmark']}: {p['probability']:.1%} ({p['band']})", fontsize=10)
         files.append(_save(folder / f"waterfall_{p['task']}_{p['landmark']}.png"))
-        lines.append(f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
-                     f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions")
+        lines.append(
+            f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
+            f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions"
+        )
         lines += [f"  {c['shap']:+.3f}  {c['phrase']}" for c in p["contributions"][:top]]
     lines += [f"{s['task']}: not scored ({s['reason']})" for s in result.not_applicable]
     summary = "\n".join(lines) + "\n"
@@ -83,8 +92,9 @@ def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: in
     shap = _shap()
     out_dir.mkdir(parents=True, exist_ok=True)
     key = attributions.model.key
-    explanation = _explanation(attributions.shap, attributions.base, attributions.X.to_numpy(dtype=float),
-                               list(attributions.X.columns))
+    explanation = _explanation(
+        attributions.shap, attributions.base, attributions.X.to_numpy(dtype=float), list(attributions.X.columns)
+    )
     files = {}
     shap.plots.bar(explanation, max_display=12, show=False)
     files["importance"] = _save(out_dir / f"{key}_importance.png")
@@ -97,7 +107,9 @@ def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: in
     return files
 
 
-def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out_dir: str | os.PathLike) -> pd.DataFrame:
+def explain_cohort(
+    cohort: Cohort, model: str | os.PathLike | Bundle | None, out_dir: str | os.PathLike
+) -> pd.DataFrame:
     """Every model's global importance (CSV) and plots; returns the importance table."""
     folder = Path(out_dir)
     tables = []
@@ -105,9 +117,16 @@ def explain_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None, out
         task_model = attributions.model
         cohort_plots(attributions, folder)
         importance = attributions.importance()
-        tables.append(pd.DataFrame({"model": task_model.key, "feature": importance.index,
-                                    "label": [feature_info(n).label for n in importance.index],
-                                    "mean_abs_shap": importance.to_numpy()}))
+        tables.append(
+            pd.DataFrame(
+                {
+                    "model": task_model.key,
+                    "feature": importance.index,
+                    "label": [feature_info(n).label for n in importance.index],
+                    "mean_abs_shap": importance.to_numpy(),
+                }
+            )
+        )
     if not tables:
         raise InputError("no infusion of the cohort is in any bundled task's risk set: nothing to explain")
     table = pd.concat(tables, ignore_index=True)

@@ -38,13 +38,18 @@ INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
     "CRS (ASTCT grade >= 3), ICANS, and tocilizumab-refractory CRS at fixed landmarks (before infusion, 36 h "
     "after it, at the first tocilizumab dose), as a research aid for studying early-warning signals. It does "
-    "not replace ASTCT grading, clinical judgement or institutional protocols.")
+    "not replace ASTCT grading, clinical judgement or institutional protocols."
+)
 
 # TRIPOD+AI (Collins et al., BMJ 2024) items, grouped, with the report section that covers each.
 TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("Title/abstract: identify a prediction model study, target population, outcome", "intended-use", "yes"),
     ("Background and objectives: intended use and users", "intended-use", "yes"),
-    ("Data source and study dates", "training-data", "partial: cohort fingerprint and size; dates are the data provider's"),
+    (
+        "Data source and study dates",
+        "training-data",
+        "partial: cohort fingerprint and size; dates are the data provider's",
+    ),
     ("Participants: eligibility, setting, centres", "training-data", "yes (centres, size, synthetic flag)"),
     ("Outcome definition and timing (incl. rule versions)", "tasks", "yes"),
     ("Predictors: definition, timing (landmarks), leakage guard", "tasks", "yes: inputs strictly before the landmark"),
@@ -61,7 +66,11 @@ TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("Model explainability", "shap", "yes: exact tree SHAP"),
     ("Model updating / external validation", "performance-cohort", "partial: on the cohort given to this report"),
     ("Interpretation, limitations", "limitations", "yes"),
-    ("Code and model availability; data/code/params behind the model", "model", "yes: bundle hash, git commit, MLflow run"),
+    (
+        "Code and model availability; data/code/params behind the model",
+        "model",
+        "yes: bundle hash, git commit, MLflow run",
+    ),
 )
 
 
@@ -94,11 +103,21 @@ def _subgroups(cohort: Cohort, per_model: Mapping[str, TaskEvaluation], n_boot: 
     frames = []
     for key, data in per_model.items():
         info = patients.loc[data.ids]
-        groups = {"age band": age_band(info["age_years"]), "sex": info["sex"], "product": info["product"],
-                  "costimulatory domain": info["costim_domain"], "centre": info["center"]}
+        groups = {
+            "age band": age_band(info["age_years"]),
+            "sex": info["sex"],
+            "product": info["product"],
+            "costimulatory domain": info["costim_domain"],
+            "centre": info["center"],
+        }
         for name, values in groups.items():
-            table = subgroup_metrics(data.y, data.predictions[BUNDLE_MODEL],
-                                     pd.Series(values.to_numpy(), name=name), n_boot=n_boot, seed=seed)
+            table = subgroup_metrics(
+                data.y,
+                data.predictions[BUNDLE_MODEL],
+                pd.Series(values.to_numpy(), name=name),
+                n_boot=n_boot,
+                seed=seed,
+            )
             frames.append(table.assign(model=key))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -108,37 +127,54 @@ def _stability_rows(training: Mapping[str, Any]) -> list[list[Any]]:
     for r in training.get("results", []):
         stability = r.get("attribution_stability")
         if r.get("model") == "xgboost" and stability:
-            top = ", ".join(f"{t['feature']} ({t['folds_in_top']}/{stability['folds']})"
-                            for t in stability["top_features"][:6])
-            rows.append([r["task"], r["landmark"], stability["folds"], stability["mean_spearman"],
-                         stability["mean_top_overlap"], top])
+            top = ", ".join(
+                f"{t['feature']} ({t['folds_in_top']}/{stability['folds']})" for t in stability["top_features"][:6]
+            )
+            rows.append(
+                [
+                    r["task"],
+                    r["landmark"],
+                    stability["folds"],
+                    stability["mean_spearman"],
+                    stability["mean_top_overlap"],
+                    top,
+                ]
+            )
     return rows
 
 
-def _by_landmark(bundle: Bundle, training: Mapping[str, Any], here: list[dict[str, Any]], cohort: Cohort,
-                 work: Path) -> str:
+def _by_landmark(
+    bundle: Bundle, training: Mapping[str, Any], here: list[dict[str, Any]], cohort: Cohort, work: Path
+) -> str:
     """AUROC and calibration slope by landmark for each landmark super-model (cross-validated and on this cohort,
     with 95% CIs), and one infusion's risk trajectory: how the dynamic models are meant to be read."""
     grids = [m for m in bundle.models.values() if isinstance(m.landmark, Grid)]
     if not grids:
         return ""
-    out = ["<h2 id='by-landmark'>Performance by landmark (dynamic models)</h2><p>Each super-model answers "
-           "'in the next 48 h?' at any hour of the first week; here it is scored at every grid landmark on its own. "
-           "Shaded: bootstrap 95% CI.</p>"]
+    out = [
+        "<h2 id='by-landmark'>Performance by landmark (dynamic models)</h2><p>Each super-model answers "
+        "'in the next 48 h?' at any hour of the first week; here it is scored at every grid landmark on its own. "
+        "Shaded: bootstrap 95% CI.</p>"
+    ]
     for m in grids:
         trained = [r for r in training.get("results", []) if r["task"] == m.task]
         local = [r for r in here if r["task"] == m.task]
-        out.append(f"<h3>{html.escape(m.key)}</h3><div class='plots'>"
-                   + (_image(landmark_plot(trained, f"{m.task}: cross-validated (training run)")) if trained else "")
-                   + (_image(landmark_plot(local, f"{m.task}: this cohort")) if local else "") + "</div>")
+        out.append(
+            f"<h3>{html.escape(m.key)}</h3><div class='plots'>"
+            + (_image(landmark_plot(trained, f"{m.task}: cross-validated (training run)")) if trained else "")
+            + (_image(landmark_plot(local, f"{m.task}: this cohort")) if local else "")
+            + "</div>"
+        )
     events = cohort.events
     severe = events[(events["event"] == "crs_grade") & (events["value"] >= 3) & (events["hours_since_infusion"] > 48)]
     example = str(severe["patient_id"].iloc[0] if len(severe) else cohort.patients["patient_id"].iloc[0])
     trajectory = trajectory_of(bundle, cohort_arrays(cohort.subset([example])), until_hours=168.0)
     path = trajectory.plot(work / "plots" / "example_trajectory.png")
-    out.append(f"<h3>An example infusion's risk over time ({html.escape(example)})</h3><p>What predict says every "
-               "12 h and after each new measurement, from everything recorded before that hour; vertical lines are "
-               "doses, red labels grade changes, dashed lines the hour an outcome occurred.</p>" + _image(path))
+    out.append(
+        f"<h3>An example infusion's risk over time ({html.escape(example)})</h3><p>What predict says every "
+        "12 h and after each new measurement, from everything recorded before that hour; vertical lines are "
+        "doses, red labels grade changes, dashed lines the hour an outcome occurred.</p>" + _image(path)
+    )
     return "".join(out)
 
 
@@ -146,12 +182,28 @@ def _recalibration_section(lineage: Mapping[str, Any] | None) -> str:
     """The bundle's recalibration lineage (parent, cohorts, method, calibration before/after), when it has one."""
     if not lineage:
         return ""
-    return ("<h2 id='recalibration'>Local recalibration</h2><p>The boosters are the parent bundle's; only the "
-            "calibrators were refitted on a local cohort. 'After' is measured on that same cohort (optimistic).</p>"
-            + _table(["field", "value"], [[k, lineage.get(k)] for k in (
-                "parent_bundle_sha256", "parent_bundle_path", "training_cohort_fingerprint", "local_cohort_fingerprint",
-                "local_cohort_size", "local_cohort_synthetic", "method", "date", "bands")])
-            + _table(LINEAGE_HEADER, lineage_rows(dict(lineage))))
+    return (
+        "<h2 id='recalibration'>Local recalibration</h2><p>The boosters are the parent bundle's; only the "
+        "calibrators were refitted on a local cohort. 'After' is measured on that same cohort (optimistic).</p>"
+        + _table(
+            ["field", "value"],
+            [
+                [k, lineage.get(k)]
+                for k in (
+                    "parent_bundle_sha256",
+                    "parent_bundle_path",
+                    "training_cohort_fingerprint",
+                    "local_cohort_fingerprint",
+                    "local_cohort_size",
+                    "local_cohort_synthetic",
+                    "method",
+                    "date",
+                    "bands",
+                )
+            ],
+        )
+        + _table(LINEAGE_HEADER, lineage_rows(dict(lineage)))
+    )
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
@@ -161,8 +213,13 @@ th{background:#f3f3f3}.banner{background:#b00020;color:#fff;padding:.8em 1em;fon
 .warn{color:#a15c00}img{max-width:520px;margin:4px;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap}"""
 
 
-def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n_boot: int = 300,
-                     seed: int = 0, work_dir: Path | None = None) -> str:
+def build_model_card(
+    model: str | os.PathLike | Bundle | None,
+    cohort: Cohort,
+    n_boot: int = 300,
+    seed: int = 0,
+    work_dir: Path | None = None,
+) -> str:
     """The model card as one HTML string."""
     bundle = load_model(model)
     meta = bundle.metadata
@@ -174,79 +231,156 @@ def build_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, n
     work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     in_sample = bool(evaluation.document["same_cohort_as_training"])  # decided once, by evaluate_bundle
     where = "in-sample, on the training cohort" if in_sample else "on this cohort"
-    parts = ["<h1>crsrisk model card</h1>"
-             + (f"<p class='banner'>In-sample: {html.escape(SAME_COHORT_NOTE)}.</p>" if in_sample else "")
-             + "<p class='banner'>NOT FOR CLINICAL USE. "
-             f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.synthetic else ''}"
-             f"{html.escape(meta.disclaimer)}</p>",
-             f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
-             f"{html.escape(str(meta.crsrisk_version))}.</p>",
-             f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>",
-             "<h2 id='model'>Model</h2>" + _table(["field", "value"], [
-                 ["bundle", str(bundle.path)], ["bundle manifest SHA-256", bundle.digest],
-                 ["created", meta.created], ["git commit", meta.git_commit],
-                 ["MLflow run", meta.mlflow_run_id], ["synthetic", meta.synthetic],
-                 ["risk bands", "; ".join(f"{m.key}: low < {m.bands['low']:.3f} <= intermediate < {m.bands['high']:.3f}"
-                                          f" <= high" for m in bundle.models.values())]]),
-             "<h2 id='training-data'>Training data</h2>" + _table(["field", "value"], [
-                 ["fingerprint", meta.training_cohort_fingerprint], ["infusions", meta.training_cohort_size],
-                 ["synthetic", meta.synthetic],
-                 ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())]]),
-             _recalibration_section(meta.recalibration),
-             "<h2 id='tasks'>Task definitions</h2>" + _table(["task", "rule version", "definition", "landmarks"], [
-                 [m.task, m.label_rule_version, m.task_settings.get("description", ""), m.landmark.label]
-                 for m in bundle.models.values()]) +
-             "<p>Features use only measurements and events strictly before each infusion's landmark (tested by "
-             "scrambling every later value). XGBoost handles missing values natively.</p>",
-             "<h2 id='performance-cv'>Cross-validated performance beside the published scores (training run)</h2>"
-             "<p>Numbers exactly as in the training run's metrics.json (out-of-fold, bootstrap 95% CI).</p>"
-             + _table(COMPARISON_HEADER, comparison_rows(training.get("results", []))),
-             f"<h2 id='performance-cohort'>Performance {where} ({summary['infusions']} infusions, "
-             f"fingerprint {summary['fingerprint'][:12]}..., synthetic={summary['synthetic']})</h2>"
-             "<p>The bundle's models as trained; the published scores' free parameters fitted on this cohort "
-             "(optimistic for them). The same numbers as <code>crsrisk evaluate</code> writes.</p>"
-             + _table(COMPARISON_HEADER, comparison_rows(evaluation.document["results"]))
-             + "".join(f"<p class='warn'>{html.escape(line)}</p>"
-                       for line in skipped_lines(evaluation.document["skipped"]))]
+    parts = [
+        "<h1>crsrisk model card</h1>"
+        + (f"<p class='banner'>In-sample: {html.escape(SAME_COHORT_NOTE)}.</p>" if in_sample else "")
+        + "<p class='banner'>NOT FOR CLINICAL USE. "
+        f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.synthetic else ''}"
+        f"{html.escape(meta.disclaimer)}</p>",
+        f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
+        f"{html.escape(str(meta.crsrisk_version))}.</p>",
+        f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>",
+        "<h2 id='model'>Model</h2>"
+        + _table(
+            ["field", "value"],
+            [
+                ["bundle", str(bundle.path)],
+                ["bundle manifest SHA-256", bundle.digest],
+                ["created", meta.created],
+                ["git commit", meta.git_commit],
+                ["MLflow run", meta.mlflow_run_id],
+                ["synthetic", meta.synthetic],
+                [
+                    "risk bands",
+                    "; ".join(
+                        f"{m.key}: low < {m.bands['low']:.3f} <= intermediate < {m.bands['high']:.3f} <= high"
+                        for m in bundle.models.values()
+                    ),
+                ],
+            ],
+        ),
+        "<h2 id='training-data'>Training data</h2>"
+        + _table(
+            ["field", "value"],
+            [
+                ["fingerprint", meta.training_cohort_fingerprint],
+                ["infusions", meta.training_cohort_size],
+                ["synthetic", meta.synthetic],
+                ["centres", ", ".join(f"{k}: {v}" for k, v in training.get("cohort", {}).get("centres", {}).items())],
+            ],
+        ),
+        _recalibration_section(meta.recalibration),
+        "<h2 id='tasks'>Task definitions</h2>"
+        + _table(
+            ["task", "rule version", "definition", "landmarks"],
+            [
+                [m.task, m.label_rule_version, m.task_settings.get("description", ""), m.landmark.label]
+                for m in bundle.models.values()
+            ],
+        )
+        + "<p>Features use only measurements and events strictly before each infusion's landmark (tested by "
+        "scrambling every later value). XGBoost handles missing values natively.</p>",
+        "<h2 id='performance-cv'>Cross-validated performance beside the published scores (training run)</h2>"
+        "<p>Numbers exactly as in the training run's metrics.json (out-of-fold, bootstrap 95% CI).</p>"
+        + _table(COMPARISON_HEADER, comparison_rows(training.get("results", []))),
+        f"<h2 id='performance-cohort'>Performance {where} ({summary['infusions']} infusions, "
+        f"fingerprint {summary['fingerprint'][:12]}..., synthetic={summary['synthetic']})</h2>"
+        "<p>The bundle's models as trained; the published scores' free parameters fitted on this cohort "
+        "(optimistic for them). The same numbers as <code>crsrisk evaluate</code> writes.</p>"
+        + _table(COMPARISON_HEADER, comparison_rows(evaluation.document["results"]))
+        + "".join(f"<p class='warn'>{html.escape(line)}</p>" for line in skipped_lines(evaluation.document["skipped"])),
+    ]
     figures = []
     for key, data in per_model.items():
-        figures.append(f"<h3>{html.escape(key)}</h3><div class='plots'>"
-                       + _image(roc_plot(data.y, data.predictions, "this cohort"))
-                       + _image(calibration_plot(data.y, data.predictions, source="this cohort"))
-                       + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
-                       + "</div>")
+        figures.append(
+            f"<h3>{html.escape(key)}</h3><div class='plots'>"
+            + _image(roc_plot(data.y, data.predictions, "this cohort"))
+            + _image(calibration_plot(data.y, data.predictions, source="this cohort"))
+            + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
+            + "</div>"
+        )
     parts.append(f"<h2 id='calibration'>Calibration and decision curves {where}</h2>" + "".join(figures))
     parts.append(_by_landmark(bundle, training, evaluation.document["results"], cohort, work))
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():
         files = cohort_plots(attributions, work / "plots", dependence=1)
-        shap_parts.append(f"<h3>{html.escape(model_key)}</h3><div class='plots'>"
-                          + _image(files["importance"]) + _image(files["beeswarm"]) + "</div>")
+        shap_parts.append(
+            f"<h3>{html.escape(model_key)}</h3><div class='plots'>"
+            + _image(files["importance"])
+            + _image(files["beeswarm"])
+            + "</div>"
+        )
     parts.append("<h2 id='shap'>SHAP global importance (exact tree SHAP on this cohort)</h2>" + "".join(shap_parts))
-    parts.append("<h2 id='stability'>Attribution stability across cross-validation folds</h2>"
-                 "<p>Mean pairwise Spearman correlation of per-fold mean |SHAP| and overlap of the folds' top-10 "
-                 "features; in brackets, in how many folds a feature was in the top 10.</p>"
-                 + _table(["task", "landmark", "folds", "mean Spearman", "top-10 overlap", "top features"],
-                          _stability_rows(training)))
+    parts.append(
+        "<h2 id='stability'>Attribution stability across cross-validation folds</h2>"
+        "<p>Mean pairwise Spearman correlation of per-fold mean |SHAP| and overlap of the folds' top-10 "
+        "features; in brackets, in how many folds a feature was in the top 10.</p>"
+        + _table(
+            ["task", "landmark", "folds", "mean Spearman", "top-10 overlap", "top features"], _stability_rows(training)
+        )
+    )
     if not subgroups.empty:
-        rows = [[r.model, r.group, r.level, r.n, r.events, r.auroc, interval_text(r.auroc_ci_low, r.auroc_ci_high),
-                 r.mean_predicted, r.observed_rate, r.calibration_slope, r.warning] for r in subgroups.itertuples()]
-        parts.append("<h2 id='subgroups'>Subgroup performance and calibration</h2><p class='warn'>Groups under 30 "
-                     "infusions or 5 events are flagged: their numbers are unstable.</p>"
-                     + _table(["model", "group", "level", "n", "events", "AUROC", "95% CI", "mean predicted",
-                               "observed", "calibration slope", "warning"], rows))
-    parts.append("<h2 id='limitations'>Limitations</h2><ul><li>Synthetic training data (when flagged above) only "
-                 "reproduces published effect sizes; real cohorts differ.</li><li>The tocilizumab-refractory rule "
-                 "is the project's own (no consensus definition); see its version.</li><li>Grading scales "
-                 "disagree; labels follow ASTCT grades as recorded.</li></ul>")
-    parts.append("<h2 id='tripod'>TRIPOD+AI checklist</h2>" + _table(
-        ["item", "section", "covered"], [[item, f"#{anchor}", covered] for item, anchor, covered in TRIPOD_ITEMS]))
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>crsrisk model card</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+        rows = [
+            [
+                r.model,
+                r.group,
+                r.level,
+                r.n,
+                r.events,
+                r.auroc,
+                interval_text(r.auroc_ci_low, r.auroc_ci_high),
+                r.mean_predicted,
+                r.observed_rate,
+                r.calibration_slope,
+                r.warning,
+            ]
+            for r in subgroups.itertuples()
+        ]
+        parts.append(
+            "<h2 id='subgroups'>Subgroup performance and calibration</h2><p class='warn'>Groups under 30 "
+            "infusions or 5 events are flagged: their numbers are unstable.</p>"
+            + _table(
+                [
+                    "model",
+                    "group",
+                    "level",
+                    "n",
+                    "events",
+                    "AUROC",
+                    "95% CI",
+                    "mean predicted",
+                    "observed",
+                    "calibration slope",
+                    "warning",
+                ],
+                rows,
+            )
+        )
+    parts.append(
+        "<h2 id='limitations'>Limitations</h2><ul><li>Synthetic training data (when flagged above) only "
+        "reproduces published effect sizes; real cohorts differ.</li><li>The tocilizumab-refractory rule "
+        "is the project's own (no consensus definition); see its version.</li><li>Grading scales "
+        "disagree; labels follow ASTCT grades as recorded.</li></ul>"
+    )
+    parts.append(
+        "<h2 id='tripod'>TRIPOD+AI checklist</h2>"
+        + _table(
+            ["item", "section", "covered"], [[item, f"#{anchor}", covered] for item, anchor, covered in TRIPOD_ITEMS]
+        )
+    )
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>crsrisk model card</title>"
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
 
 
-def write_model_card(model: str | os.PathLike | Bundle | None, cohort: Cohort, out_dir: str | os.PathLike,
-                     n_boot: int = 300, seed: int = 0) -> Path:
+def write_model_card(
+    model: str | os.PathLike | Bundle | None,
+    cohort: Cohort,
+    out_dir: str | os.PathLike,
+    n_boot: int = 300,
+    seed: int = 0,
+) -> Path:
     """Write ``model_card.html`` into ``out_dir`` (atomically) and return its path."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -67,30 +67,39 @@ class Meaning:
 # Drugs by RxNorm ingredient (RxNav, rxnav.nlm.nih.gov; to confirm against the current release) and by ATC
 # (WHO ATC/DDD index, whocc.no). ATC codes ending in a group (H02AB, systemic glucocorticoids) match every code
 # below it; RxNorm clinical drugs are matched through their ingredient (OMOP: concept_ancestor).
-DRUG_CODES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
-    "tocilizumab": {"rxnorm": ("612865",), "atc": ("L04AC07",)},
-    "siltuximab": {"rxnorm": ("1535218",), "atc": ("L04AC11",)},
-    "anakinra": {"rxnorm": ("72435",), "atc": ("L04AC03",)},
-    # dexamethasone, methylprednisolone, prednisone, prednisolone, hydrocortisone
-    "corticosteroid": {"rxnorm": ("3264", "6902", "8640", "8638", "5492"), "atc": ("H02AB",)},
-})
+DRUG_CODES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "tocilizumab": {"rxnorm": ("612865",), "atc": ("L04AC07",)},
+        "siltuximab": {"rxnorm": ("1535218",), "atc": ("L04AC11",)},
+        "anakinra": {"rxnorm": ("72435",), "atc": ("L04AC03",)},
+        # dexamethasone, methylprednisolone, prednisone, prednisolone, hydrocortisone
+        "corticosteroid": {"rxnorm": ("3264", "6902", "8640", "8638", "5492"), "atc": ("H02AB",)},
+    }
+)
 ATC_GROUPS = ("H02AB",)
 
 # Diagnoses by ICD-10 category prefix (WHO ICD-10 2019; ICD-10-CM codes extend them). C91.0 (acute lymphoblastic
 # leukaemia) does not separate B from T lineage; CD19 CAR T cells are given for B-ALL, so it is read as B-ALL.
-DIAGNOSIS_ICD10: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "B-ALL": ("C910",), "LBCL": ("C833", "C852"), "MCL": ("C831",), "FL": ("C82",), "MM": ("C900",),
-})
+DIAGNOSIS_ICD10: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "B-ALL": ("C910",),
+        "LBCL": ("C833", "C852"),
+        "MCL": ("C831",),
+        "FL": ("C82",),
+        "MM": ("C900",),
+    }
+)
 
 # Product names as they appear in text (generic and US brand names, from the product labels).
-PRODUCT_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "tisagenlecleucel": ("tisagenlecleucel", "kymriah"),
-    "brexucabtagene_autoleucel": ("brexucabtagene autoleucel", "tecartus"),
-    "obecabtagene_autoleucel": ("obecabtagene autoleucel", "aucatzyl"),
-    "axicabtagene_ciloleucel": ("axicabtagene ciloleucel", "yescarta"),
-    "lisocabtagene_maraleucel": ("lisocabtagene maraleucel", "breyanzi"),
-})
-
+PRODUCT_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "tisagenlecleucel": ("tisagenlecleucel", "kymriah"),
+        "brexucabtagene_autoleucel": ("brexucabtagene autoleucel", "tecartus"),
+        "obecabtagene_autoleucel": ("obecabtagene autoleucel", "aucatzyl"),
+        "axicabtagene_ciloleucel": ("axicabtagene ciloleucel", "yescarta"),
+        "lisocabtagene_maraleucel": ("lisocabtagene maraleucel", "breyanzi"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,10 @@ _FCSO = "First Coast (Medicare MAC) CAR T-cell billing table, medicare.fcso.com/
 # contract products: they place the infusion and leave the product blank. No SNOMED CT concept for the CAR-T
 # infusion could be confirmed here, so none is registered (a site maps its own through ``--code-map``).
 INFUSION_CODES: tuple[InfusionCode, ...] = (
-    InfusionCode("cpt", "38228", None, _CPT), InfusionCode("cpt", "0540T", None, _CPT),
-    InfusionCode("icd10pcs", "XW033C3", None, _FCSO), InfusionCode("icd10pcs", "XW043C3", None, _FCSO),
+    InfusionCode("cpt", "38228", None, _CPT),
+    InfusionCode("cpt", "0540T", None, _CPT),
+    InfusionCode("icd10pcs", "XW033C3", None, _FCSO),
+    InfusionCode("icd10pcs", "XW043C3", None, _FCSO),
     InfusionCode("icd10pcs", "XW033J7", "tisagenlecleucel", _FCSO),
     InfusionCode("icd10pcs", "XW043J7", "tisagenlecleucel", _FCSO),
     InfusionCode("icd10pcs", "XW033H7", "axicabtagene_ciloleucel", _FCSO),
@@ -125,26 +136,39 @@ INFUSION_CODES: tuple[InfusionCode, ...] = (
     InfusionCode("icd10pcs", "XW24346", "brexucabtagene_autoleucel", _FCSO),
     InfusionCode("icd10pcs", "XW23376", "lisocabtagene_maraleucel", _FCSO),
     InfusionCode("icd10pcs", "XW24376", "lisocabtagene_maraleucel", _FCSO),
-    InfusionCode("icd10pcs", "XW033K7", None, _FCSO), InfusionCode("icd10pcs", "XW043K7", None, _FCSO),
-    InfusionCode("icd10pcs", "XW033A7", None, _FCSO), InfusionCode("icd10pcs", "XW043A7", None, _FCSO),
+    InfusionCode("icd10pcs", "XW033K7", None, _FCSO),
+    InfusionCode("icd10pcs", "XW043K7", None, _FCSO),
+    InfusionCode("icd10pcs", "XW033A7", None, _FCSO),
+    InfusionCode("icd10pcs", "XW043A7", None, _FCSO),
     # Generic autologous CAR T-cell codes of FY2023 on; seen in public MIMIC-IV queries, not in a CMS table here.
     InfusionCode("icd10pcs", "XW033C7", None, "public MIMIC-IV cohort queries", confirmed=False),
     InfusionCode("icd10pcs", "XW043C7", None, "public MIMIC-IV cohort queries", confirmed=False),
     # RxNorm ingredient of lisocabtagene maraleucel, as used by public claims-cohort code; the other products are
     # read by name (``PRODUCT_NAMES``) until their RxNorm codes are confirmed.
-    InfusionCode("rxnorm", "2479140", "lisocabtagene_maraleucel", "public cohort code (RxNav not reachable here)",
-                 confirmed=False),
+    InfusionCode(
+        "rxnorm",
+        "2479140",
+        "lisocabtagene_maraleucel",
+        "public cohort code (RxNav not reachable here)",
+        confirmed=False,
+    ),
 )
 
 # Patient columns given as Observations: LOINC 29463-7 is body weight (LOINC table); the rest are crsrisk codes.
 PATIENT_LOINC: Mapping[str, str] = MappingProxyType({"29463-7": "weight_kg"})
 # UCUM unit each numeric patient field must carry (a value in another unit is refused, not converted).
-PATIENT_UNITS: Mapping[str, str] = MappingProxyType({
-    "age_years": "a", "weight_kg": "kg", "marrow_blasts_pct": "%", "dose_1e6_cells_per_kg": "10*6/kg",
-    "followup_hours": "h",
-})
-PATIENT_OBSERVED = tuple(c.name for c in PATIENT_COLUMNS if c.name not in ("patient_id", "sex", "center", "diagnosis",
-                                                                           "product"))
+PATIENT_UNITS: Mapping[str, str] = MappingProxyType(
+    {
+        "age_years": "a",
+        "weight_kg": "kg",
+        "marrow_blasts_pct": "%",
+        "dose_1e6_cells_per_kg": "10*6/kg",
+        "followup_hours": "h",
+    }
+)
+PATIENT_OBSERVED = tuple(
+    c.name for c in PATIENT_COLUMNS if c.name not in ("patient_id", "sex", "center", "diagnosis", "product")
+)
 
 
 def _registry() -> dict[tuple[str, str], tuple[Meaning, ...]]:
@@ -153,8 +177,12 @@ def _registry() -> dict[tuple[str, str], tuple[Meaning, ...]]:
         pairs += [(("crsrisk", name), Meaning("measurement", name))]
         pairs += [(("loinc", code), Meaning("measurement", name)) for code in analyte.loinc]
     pairs += [(("crsrisk", event), Meaning("event", event)) for event in GRADE_EVENTS + DRUG_EVENTS]
-    pairs += [((system, code), Meaning("event", event))
-              for event, systems in DRUG_CODES.items() for system, codes in systems.items() for code in codes]
+    pairs += [
+        ((system, code), Meaning("event", event))
+        for event, systems in DRUG_CODES.items()
+        for system, codes in systems.items()
+        for code in codes
+    ]
     pairs += [(("crsrisk", column), Meaning("patient", column)) for column in PATIENT_OBSERVED]
     pairs += [(("loinc", code), Meaning("patient", column)) for code, column in PATIENT_LOINC.items()]
     pairs += [(("crsrisk", diagnosis), Meaning("diagnosis", diagnosis)) for diagnosis in DIAGNOSES]
@@ -189,8 +217,11 @@ def meaning(system: str | None, code: str | None, kinds: tuple[Kind, ...] | None
         found = CODES.get(("atc", group), ()) if group else ()
     if not found and key == "icd10":
         bare = text.upper().replace(".", "")
-        found = tuple(Meaning("diagnosis", d) for d, prefixes in DIAGNOSIS_ICD10.items()
-                      if any(bare.startswith(p) for p in prefixes))
+        found = tuple(
+            Meaning("diagnosis", d)
+            for d, prefixes in DIAGNOSIS_ICD10.items()
+            if any(bare.startswith(p) for p in prefixes)
+        )
     return next((m for m in found if kinds is None or m.kind in kinds), None)
 
 

@@ -29,8 +29,12 @@ class Bounded(Protocol):
 
 def _blank(value: Any) -> bool:
     """None, NaN or blank text: a missing value, as the table validator reads it."""
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip(WHITESPACE))
+    return (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip(WHITESPACE))
+    )
 
 
 class Kind:

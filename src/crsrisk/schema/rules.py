@@ -43,12 +43,15 @@ class ValueRule:
         return (~blank & ~kept.fillna(False).astype(bool)) | (blank & self.required)
 
 
-_GRADE = ValueRule(*GRADE_RANGE, f"expected an integer grade {GRADE_RANGE[0]} to {GRADE_RANGE[1]}", integer=True,
-                   required=True)
-_DOSE = ValueRule(0.0, MAX_DRUG_DOSE, f"expected a dose above 0 and at most {MAX_DRUG_DOSE:g} (or blank)",
-                  open_low=True)
-EVENT_VALUE: Mapping[str, ValueRule] = MappingProxyType({**{e: _GRADE for e in GRADE_EVENTS},
-                                                         **{e: _DOSE for e in DRUG_EVENTS}})
+_GRADE = ValueRule(
+    *GRADE_RANGE, f"expected an integer grade {GRADE_RANGE[0]} to {GRADE_RANGE[1]}", integer=True, required=True
+)
+_DOSE = ValueRule(
+    0.0, MAX_DRUG_DOSE, f"expected a dose above 0 and at most {MAX_DRUG_DOSE:g} (or blank)", open_low=True
+)
+EVENT_VALUE: Mapping[str, ValueRule] = MappingProxyType(
+    {**{e: _GRADE for e in GRADE_EVENTS}, **{e: _DOSE for e in DRUG_EVENTS}}
+)
 """Event kind -> the rule its ``value`` keeps."""
 
 
@@ -79,6 +82,11 @@ class Implied:
         return own.fillna(implied), conflict, needed
 
 
-COSTIM = Implied("costim_domain", "product", PRODUCT_COSTIM, ("other",),
-                 f"contradicts the product's costimulatory domain ({dict(PRODUCT_COSTIM)})",
-                 "required when product is 'other' (expected 4-1BB or CD28)")
+COSTIM = Implied(
+    "costim_domain",
+    "product",
+    PRODUCT_COSTIM,
+    ("other",),
+    f"contradicts the product's costimulatory domain ({dict(PRODUCT_COSTIM)})",
+    "required when product is 'other' (expected 4-1BB or CD28)",
+)

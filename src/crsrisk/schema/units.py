@@ -16,12 +16,23 @@ from typing import Mapping, NamedTuple
 from crsrisk.schema.analytes import ANALYTES
 
 # Contract unit -> its UCUM code (unitsofmeasure.org; [degF] and Cel from UCUM table 15, 10*9 from section 2.3).
-UCUM: Mapping[str, str] = MappingProxyType({
-    "pg/mL": "pg/mL", "ng/L": "ng/L", "ng/mL": "ng/mL", "ug/L": "ug/L", "mg/L": "mg/L", "mg/dL": "mg/dL",
-    "U/L": "U/L", "10^9/L": "10*9/L", "10^3/uL": "10*3/uL", "g/L": "g/L", "umol/L": "umol/L",
-    "degC": "Cel", "degF": "[degF]",
-})
-
+UCUM: Mapping[str, str] = MappingProxyType(
+    {
+        "pg/mL": "pg/mL",
+        "ng/L": "ng/L",
+        "ng/mL": "ng/mL",
+        "ug/L": "ug/L",
+        "mg/L": "mg/L",
+        "mg/dL": "mg/dL",
+        "U/L": "U/L",
+        "10^9/L": "10*9/L",
+        "10^3/uL": "10*3/uL",
+        "g/L": "g/L",
+        "umol/L": "umol/L",
+        "degC": "Cel",
+        "degF": "[degF]",
+    }
+)
 
 
 class AcceptedUnit(NamedTuple):
@@ -39,7 +50,9 @@ class AcceptedUnit(NamedTuple):
 
 ACCEPTED_UNITS: tuple[AcceptedUnit, ...] = tuple(
     AcceptedUnit(name, unit, c.scale, c.offset, a.unit, a.low, a.high)
-    for name, a in ANALYTES.items() for unit, c in a.conversions.items())
+    for name, a in ANALYTES.items()
+    for unit, c in a.conversions.items()
+)
 """Every unit conversion the contract accepts, in registry order: the table validator and the record fast path
 both convert and range-check through this one table."""
 
@@ -65,8 +78,9 @@ def match_unit(analyte: str, written: str | None) -> str | None:
     text = written.strip()
     if not text:
         return None
-    key: object = ("CI", re.sub(r"\s+", "", text)) if not any(ch.islower() for ch in text) else \
-        _case_sensitive_key(text)
+    key: object = (
+        ("CI", re.sub(r"\s+", "", text)) if not any(ch.islower() for ch in text) else _case_sensitive_key(text)
+    )
     for unit in ANALYTES[analyte].conversions:
         if key in _spellings(unit):
             return unit

@@ -4,5 +4,14 @@ from crsrisk.scoring.cohort import SCORE_COLUMNS, CohortAttributions, cohort_att
 from crsrisk.scoring.load import DEFAULT_MODEL, load_model
 from crsrisk.scoring.patient import PredictionResult, TaskPrediction, predict
 
-__all__ = ["DEFAULT_MODEL", "SCORE_COLUMNS", "CohortAttributions", "PredictionResult", "TaskPrediction",
-           "cohort_attributions", "load_model", "predict", "predict_cohort"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "SCORE_COLUMNS",
+    "CohortAttributions",
+    "PredictionResult",
+    "TaskPrediction",
+    "cohort_attributions",
+    "load_model",
+    "predict",
+    "predict_cohort",
+]

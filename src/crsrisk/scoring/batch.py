@@ -47,8 +47,9 @@ class BatchSummary:
 Scored = tuple[pd.DataFrame, int, list[str], str]  # a chunk's score rows, infusions, validator notes, fingerprint
 
 
-def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
-                predict_kwargs: dict[str, Any]) -> Scored | CohortValidationError:
+def score_chunk(
+    source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle, predict_kwargs: dict[str, Any]
+) -> Scored | CohortValidationError:
     """Read, validate and score one chunk; a chunk that breaks the contract gives its error back, so the
     caller can go on checking the other chunks."""
     source = source if isinstance(source, PartitionedCohort) else open_partitioned(source)
@@ -60,8 +61,9 @@ def score_chunk(source: PartitionedCohort | str, chunk: Chunk, bundle: Bundle,
     return scores[BATCH_COLUMNS], len(cohort.patients), list(cohort.metadata.get("notes", [])), cohort.fingerprint()
 
 
-def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
-             predict_kwargs: dict[str, Any]) -> Generator[Scored | CohortValidationError, None, None]:
+def _on_dask(
+    address: str, folder: str, chunks: list[Chunk], bundle: Bundle, predict_kwargs: dict[str, Any]
+) -> Generator[Scored | CohortValidationError, None, None]:
     """Chunks scored on a Dask cluster with a bounded number in flight, so the driver's memory stays flat too;
     results come back in chunk order. Workers read the folder themselves: on a real cluster it must be on
     storage they share."""
@@ -77,9 +79,16 @@ def _on_dask(address: str, folder: str, chunks: list[Chunk], bundle: Bundle,
             yield pending.popleft().result()
 
 
-def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: Any = None, chunk_size: int = 5000,
-                      dask: str | None = None, audit: bool = True, audit_log: str | os.PathLike | None = None,
-                      **predict_kwargs: Any) -> BatchSummary:
+def score_partitioned(
+    folder: str | os.PathLike,
+    out: str | os.PathLike,
+    model: Any = None,
+    chunk_size: int = 5000,
+    dask: str | None = None,
+    audit: bool = True,
+    audit_log: str | os.PathLike | None = None,
+    **predict_kwargs: Any,
+) -> BatchSummary:
     """Score every infusion of a partitioned cohort into the CSV ``out`` (``BATCH_COLUMNS``), chunk by chunk.
 
     ``dask``: a scheduler address (``tcp://HOST:8786``) or ``local``; None scores in this process. Keyword
@@ -94,8 +103,11 @@ def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: 
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     summary, problems, truncated, fingerprints = BatchSummary(), [], 0, hashlib.sha256()
-    results = ((score_chunk(source, chunk, bundle, predict_kwargs) for chunk in chunks) if dask is None
-               else _on_dask(dask, str(source.folder), chunks, bundle, predict_kwargs))
+    results = (
+        (score_chunk(source, chunk, bundle, predict_kwargs) for chunk in chunks)
+        if dask is None
+        else _on_dask(dask, str(source.folder), chunks, bundle, predict_kwargs)
+    )
     try:
         with os.fdopen(handle, "w", newline="") as sink:
             pd.DataFrame(columns=BATCH_COLUMNS).to_csv(sink, index=False)
@@ -124,6 +136,11 @@ def score_partitioned(folder: str | os.PathLike, out: str | os.PathLike, model: 
         results.close()
     summary.seconds = time.perf_counter() - started
     if audit:
-        audit_stream(bundle, {"n_rows": summary.rows, "n_infusions": summary.infusions, "chunks": summary.chunks},
-                     fingerprints.hexdigest(), hashlib.sha256(target.read_bytes()).hexdigest(), audit_log)
+        audit_stream(
+            bundle,
+            {"n_rows": summary.rows, "n_infusions": summary.infusions, "chunks": summary.chunks},
+            fingerprints.hexdigest(),
+            hashlib.sha256(target.read_bytes()).hexdigest(),
+            audit_log,
+        )
     return summary

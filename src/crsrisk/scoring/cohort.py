@@ -21,23 +21,34 @@ from crsrisk.schema.arguments import parse_hours
 from crsrisk.scoring.patient import _point_labels
 from crsrisk.scoring.plan import SCORED, CohortPlan, TaskPlan, landmark_pairs, plan_at
 
-def _inputs(arrays: CohortArrays, planned: list[tuple[TaskModel, np.ndarray, np.ndarray]]
-            ) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
+
+def _inputs(
+    arrays: CohortArrays, planned: list[tuple[TaskModel, np.ndarray, np.ndarray]]
+) -> Iterator[tuple[TaskModel, np.ndarray, np.ndarray, np.ndarray]]:
     """Each planned model with the infusions it scores, their landmark hours and input matrix, all cut from one
     feature matrix built once over every distinct (infusion, landmark hour) pair (tasks share landmarks)."""
-    pairs = np.column_stack([np.concatenate([codes for _, codes, _ in planned]).astype(np.float64),
-                             np.concatenate([hours for _, _, hours in planned])]) if planned else np.empty((0, 2))
+    pairs = (
+        np.column_stack(
+            [
+                np.concatenate([codes for _, codes, _ in planned]).astype(np.float64),
+                np.concatenate([hours for _, _, hours in planned]),
+            ]
+        )
+        if planned
+        else np.empty((0, 2))
+    )
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     matrix = feature_matrix(arrays, unique[:, 0].astype(np.int64), unique[:, 1], window=True)
     inverse, start = inverse.ravel(), 0
     for task_model, codes, hours in planned:
-        rows = inverse[start:start + codes.size]
+        rows = inverse[start : start + codes.size]
         start += codes.size
         yield task_model, codes, hours, matrix[np.ix_(rows, task_model.columns)]
 
 
-def _planned(arrays: CohortArrays, bundle: Bundle, at_hours: float | None
-             ) -> tuple[CohortPlan | None, list[tuple[TaskModel, np.ndarray, np.ndarray]]]:
+def _planned(
+    arrays: CohortArrays, bundle: Bundle, at_hours: float | None
+) -> tuple[CohortPlan | None, list[tuple[TaskModel, np.ndarray, np.ndarray]]]:
     """The plan at ``at_hours`` (the one planner) and what it scores, or, without an hour, every model at each of
     its landmarks over its risk set."""
     if at_hours is None:
@@ -60,8 +71,9 @@ class CohortAttributions:
         return pd.Series(np.abs(self.shap).mean(axis=0), index=self.X.columns).sort_values(ascending=False)
 
 
-def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
-                        at_hours: float | None = None) -> dict[str, CohortAttributions]:
+def cohort_attributions(
+    cohort: Cohort, model: str | os.PathLike | Bundle | None = None, at_hours: float | None = None
+) -> dict[str, CohortAttributions]:
     """Exact SHAP values of every bundled model over what it scores in the cohort (see ``predict_cohort``; models
     nobody is at risk for are left out); features are built once for every distinct (infusion, landmark) pair."""
     bundle = load_model(model)
@@ -70,19 +82,35 @@ def cohort_attributions(cohort: Cohort, model: str | os.PathLike | Bundle | None
     for task_model, codes, _, X in _inputs(arrays, _planned(arrays, bundle, at_hours)[1]):
         if codes.size:
             contributions = task_model.contributions(X)
-            frame = pd.DataFrame(X, index=pd.Index(arrays.patient_ids[codes], name="patient_id"),
-                                 columns=task_model.feature_names)
+            frame = pd.DataFrame(
+                X, index=pd.Index(arrays.patient_ids[codes], name="patient_id"), columns=task_model.feature_names
+            )
             out[task_model.key] = CohortAttributions(task_model, frame, contributions[:, :-1], contributions[:, -1])
     return out
 
 
-SCORE_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "landmark", "probability", "band",
-                 "raw_score", "model_key", "status", "reason"]
+SCORE_COLUMNS = [
+    "patient_id",
+    "task",
+    "landmark_hours",
+    "horizon_hours",
+    "landmark",
+    "probability",
+    "band",
+    "raw_score",
+    "model_key",
+    "status",
+    "reason",
+]
 
 
-def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = None,
-                   at_hours: float | None = None, audit: bool = True,
-                   audit_log: str | os.PathLike | None = None) -> pd.DataFrame:
+def predict_cohort(
+    cohort: Cohort,
+    model: str | os.PathLike | Bundle | None = None,
+    at_hours: float | None = None,
+    audit: bool = True,
+    audit_log: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """Score a cohort (``SCORE_COLUMNS``).
 
     Without ``at_hours``: one row per infusion, model and landmark hour, for every infusion in each model's risk
@@ -101,12 +129,23 @@ def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = No
             continue
         raw = task_model.margin(X)
         probability = task_model.calibrator.transform(raw)
-        frames.append(pd.DataFrame({
-            "patient_id": arrays.patient_ids[codes].astype(str), "task": task_model.task, "landmark_hours": hours,
-            "horizon_hours": task_model.definition.horizons(hours),
-            "landmark": _point_labels(task_model, hours), "probability": probability,
-            "band": task_model.band(probability), "raw_score": raw, "model_key": task_model.key,
-            "status": SCORED, "reason": ""}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_id": arrays.patient_ids[codes].astype(str),
+                    "task": task_model.task,
+                    "landmark_hours": hours,
+                    "horizon_hours": task_model.definition.horizons(hours),
+                    "landmark": _point_labels(task_model, hours),
+                    "probability": probability,
+                    "band": task_model.band(probability),
+                    "raw_score": raw,
+                    "model_key": task_model.key,
+                    "status": SCORED,
+                    "reason": "",
+                }
+            )
+        )
     if planned is not None:
         frames += [_unscored(arrays, task) for task in planned.tasks]
     frames = [f for f in frames if len(f)]
@@ -123,7 +162,18 @@ def predict_cohort(cohort: Cohort, model: str | os.PathLike | Bundle | None = No
 def _unscored(arrays: CohortArrays, task: TaskPlan) -> pd.DataFrame:
     """The rows of one task's infusions that are not scored at the plan's hour, with their status and reason."""
     codes = np.flatnonzero(task.status != SCORED)
-    return pd.DataFrame({"patient_id": arrays.patient_ids[codes].astype(str), "task": task.task,
-                         "landmark_hours": np.nan, "horizon_hours": np.nan, "landmark": None, "probability": np.nan,
-                         "band": None, "raw_score": np.nan, "model_key": None, "status": task.status[codes],
-                         "reason": task.reason[codes]})
+    return pd.DataFrame(
+        {
+            "patient_id": arrays.patient_ids[codes].astype(str),
+            "task": task.task,
+            "landmark_hours": np.nan,
+            "horizon_hours": np.nan,
+            "landmark": None,
+            "probability": np.nan,
+            "band": None,
+            "raw_score": np.nan,
+            "model_key": None,
+            "status": task.status[codes],
+            "reason": task.reason[codes],
+        }
+    )

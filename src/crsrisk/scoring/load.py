@@ -12,7 +12,6 @@ from crsrisk.bundle.store import Bundle, load_bundle
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models_data" / "default"
 
 
-
 def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
     """A verified, loaded bundle from a folder, an MLflow ``models:/`` URI, or the shipped default (None).
 
@@ -21,8 +20,10 @@ def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
         return model
     if model is None:
         if not (DEFAULT_MODEL / "manifest.json").exists():
-            raise FileNotFoundError(f"no default model at {DEFAULT_MODEL}: run `python models/train_default.py` "
-                                    "from the repository, or pass model=PATH")
+            raise FileNotFoundError(
+                f"no default model at {DEFAULT_MODEL}: run `python models/train_default.py` "
+                "from the repository, or pass model=PATH"
+            )
         return load_bundle(DEFAULT_MODEL)
     text = str(model)
     if text.startswith(("models:/", "runs:/")):
@@ -32,8 +33,10 @@ def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
         except mlflow.exceptions.MlflowException as error:
-            raise FileNotFoundError(f"{text}: not found in the MLflow registry at {mlflow.get_tracking_uri()} "
-                                    f"({error.message.splitlines()[0]})") from None
+            raise FileNotFoundError(
+                f"{text}: not found in the MLflow registry at {mlflow.get_tracking_uri()} "
+                f"({error.message.splitlines()[0]})"
+            ) from None
         manifests = sorted(local.rglob("manifest.json"))
         if not manifests:
             raise FileNotFoundError(f"{text}: no crsrisk bundle inside the MLflow model")
@@ -45,10 +48,9 @@ def _registry_reachable(uri: str, tracking_uri: str) -> None:
     """Refuse a registry URI when the tracking store is a SQLite file that does not exist: opening it would create
     an empty ``mlflow.db`` and then fail obscurely. The message says where it looked and how to point elsewhere."""
     if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri[len("sqlite:///"):])
+        database = Path(tracking_uri[len("sqlite:///") :])
         if not database.is_file():
-            raise FileNotFoundError(f"{uri}: no MLflow registry at {tracking_uri} ({database} does not exist); set "
-                                    "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder")
-
-
-
+            raise FileNotFoundError(
+                f"{uri}: no MLflow registry at {tracking_uri} ({database} does not exist); set "
+                "MLFLOW_TRACKING_URI to the store that holds the model, or pass a bundle folder"
+            )

@@ -30,6 +30,7 @@ from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
 from crsrisk.scoring.plan import Plan, plan_at
 
+
 class TaskPrediction(Mapping[str, Any]):
     """One task's calibrated risk at one hour and its exact SHAP attributions.
 
@@ -41,9 +42,16 @@ class TaskPrediction(Mapping[str, Any]):
 
     values: np.ndarray  # type: ignore[assignment]  # the model's inputs (shadows Mapping.values, as before)
 
-    def __init__(self, model: TaskModel, landmark_hours: float, values: np.ndarray, raw: float,
-                 contributions: np.ndarray, top: int | None = None,
-                 trends: Callable[[], Mapping[str, TrendEnds]] = dict) -> None:
+    def __init__(
+        self,
+        model: TaskModel,
+        landmark_hours: float,
+        values: np.ndarray,
+        raw: float,
+        contributions: np.ndarray,
+        top: int | None = None,
+        trends: Callable[[], Mapping[str, TrendEnds]] = dict,
+    ) -> None:
         self.model = model
         self.values = values  # the model's inputs, in model.feature_names order
         self.shap = contributions[:-1]  # they add up, with the base value, to ``raw`` (to float32 rounding)
@@ -52,12 +60,19 @@ class TaskPrediction(Mapping[str, Any]):
         definition = model.definition
         self._top = top
         self._trends = trends
-        self._fields = {"task": model.task, "landmark_hours": landmark_hours,
-                        "landmark": _point_label(model, landmark_hours),
-                        "horizon_hours": definition.horizon(landmark_hours),
-                        "question": definition.question(landmark_hours), "probability": probability,
-                        "band": model.band(probability), "raw_score": raw, "base_value": base,
-                        "label_rule_version": model.label_rule_version, "model_key": model.key}
+        self._fields = {
+            "task": model.task,
+            "landmark_hours": landmark_hours,
+            "landmark": _point_label(model, landmark_hours),
+            "horizon_hours": definition.horizon(landmark_hours),
+            "question": definition.question(landmark_hours),
+            "probability": probability,
+            "band": model.band(probability),
+            "raw_score": raw,
+            "base_value": base,
+            "label_rule_version": model.label_rule_version,
+            "model_key": model.key,
+        }
 
     def __getitem__(self, key: str) -> Any:
         return self.contributions if key == "contributions" else self._fields[key]
@@ -75,10 +90,17 @@ class TaskPrediction(Mapping[str, Any]):
         out = []
         for i in np.argsort(-np.abs(shap), kind="stable")[: self._top or None].tolist():
             info, value, effect = feature_info(names[i]), float(values[i]), float(shap[i])
-            out.append({"feature": names[i], "label": info.label, "value": None if math.isnan(value) else value,
-                        "unit": info.unit, "shap": effect,
-                        "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                        "phrase": phrase(names[i], value, effect, trends)})
+            out.append(
+                {
+                    "feature": names[i],
+                    "label": info.label,
+                    "value": None if math.isnan(value) else value,
+                    "unit": info.unit,
+                    "shap": effect,
+                    "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
+                    "phrase": phrase(names[i], value, effect, trends),
+                }
+            )
         return out
 
     def missing(self) -> list[str]:
@@ -124,21 +146,28 @@ class PredictionResult:
         """What the audit record keeps of this answer: every prediction with its SHAP values, the outcomes
         already recorded and the population flags."""
         outputs: list[dict[str, Any]] = [
-            {k: p[k] for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score",
-                               "base_value")} | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))}
-            for p in self.predictions]
+            {
+                k: p[k]
+                for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score", "base_value")
+            }
+            | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))}
+            for p in self.predictions
+        ]
         outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in self.already_occurred]
         return outputs + [{"population_flag": flag} for flag in self.population_flags]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"now_hours", "predictions", "already_occurred", "not_applicable", "population_flags",
         "missing_inputs", "model"}``."""
-        return {"now_hours": self.now_hours, "predictions": [p.to_dict() for p in self.predictions],
-                "already_occurred": self.already_occurred, "not_applicable": self.not_applicable,
-                "population_flags": self.population_flags, "missing_inputs": self.missing_inputs,
-                "model": self.model}
-
-
+        return {
+            "now_hours": self.now_hours,
+            "predictions": [p.to_dict() for p in self.predictions],
+            "already_occurred": self.already_occurred,
+            "not_applicable": self.not_applicable,
+            "population_flags": self.population_flags,
+            "missing_inputs": self.missing_inputs,
+            "model": self.model,
+        }
 
 
 def default_now(arrays: CohortArrays) -> float:
@@ -178,14 +207,26 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
         values = matrix[np.ix_(rows, model.columns)]
         contributions, raw = model.contributions(dmatrix), model.margin(values)
         for j, (i, slot, h) in enumerate(wanted):
-            out[i][slot] = TaskPrediction(model, h, values[j], float(raw[j]), contributions[j], top,
-                                          lambda row=row_of[h]: every_trend()[row])  # type: ignore[misc]  # bound default
+            out[i][slot] = TaskPrediction(
+                model,
+                h,
+                values[j],
+                float(raw[j]),
+                contributions[j],
+                top,
+                lambda row=row_of[h]: every_trend()[row],  # type: ignore[misc]  # bound default
+            )
     return out  # type: ignore[return-value]
 
 
-def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
-            now_hours: float | None = None, audit: bool = True, audit_log: str | os.PathLike | None = None,
-            top: int | None = None) -> PredictionResult:
+def predict(
+    patient: Mapping[str, Any] | str | os.PathLike,
+    model: str | os.PathLike | Bundle | None = None,
+    now_hours: float | None = None,
+    audit: bool = True,
+    audit_log: str | os.PathLike | None = None,
+    top: int | None = None,
+) -> PredictionResult:
     """Calibrated risk for every task that applies to this patient at hour ``now_hours``, with every feature's
     SHAP reason, from everything recorded strictly before that hour.
 
@@ -206,8 +247,9 @@ def predict(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.Path
     flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
     for p in predictions:
         flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
-    result = PredictionResult(now, predictions, bundle.identity.to_dict(), chosen.already_occurred,
-                              chosen.not_applicable, flags, arrays)
+    result = PredictionResult(
+        now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, flags, arrays
+    )
     if audit:
         stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log, now)
         result.audit_record = {"seq": stored["seq"], "hash": stored["hash"]}

@@ -80,8 +80,14 @@ class CohortPlan:
                 chosen.append((plan.models[int(plan.model[code])], float(plan.hours[code])))
             elif status == ALREADY_OCCURRED:
                 onset = float(plan.onset[code])
-                occurred.append({"task": plan.task, "hours": onset, "question": plan.question(self.now),
-                                 "text": str(plan.reason[code])})
+                occurred.append(
+                    {
+                        "task": plan.task,
+                        "hours": onset,
+                        "question": plan.question(self.now),
+                        "text": str(plan.reason[code]),
+                    }
+                )
             else:
                 skipped.append({"task": plan.task, "reason": str(plan.reason[code])})
         return Plan(self.now, chosen, occurred, skipped)
@@ -125,16 +131,17 @@ def _task_plan(task: str, models: list[TaskModel], arrays: CohortArrays, now: fl
     status[occurred] = ALREADY_OCCURRED
     status[scored] = SCORED
     reason[occurred] = _texts("already occurred at hour {:g}", onset[occurred])
-    reason[ended] = _texts(f"follow-up ended at hour {{:g}}, before hour {now:g}: nothing after it is known",
-                           arrays.followup[ended])
+    reason[ended] = _texts(
+        f"follow-up ended at hour {{:g}}, before hour {now:g}: nothing after it is known", arrays.followup[ended]
+    )
     reason[unreached] = _not_reached(models[-1].landmark, now)
     reason[closed] = _texts("its outcome window closed at hour {:g} without the outcome", closes[closed])
-    return TaskPlan(task, models, status, np.where(scored, best, -1), np.where(scored, hours, np.nan), onset,
-                    reason)
+    return TaskPlan(task, models, status, np.where(scored, best, -1), np.where(scored, hours, np.nan), onset, reason)
 
 
-def plan_at(bundle: Bundle, arrays: CohortArrays, now: float,
-            onsets: Mapping[str, np.ndarray] | None = None) -> CohortPlan:
+def plan_at(
+    bundle: Bundle, arrays: CohortArrays, now: float, onsets: Mapping[str, np.ndarray] | None = None
+) -> CohortPlan:
     """Every task's plan at hour ``now`` for every infusion of ``arrays`` (rules in the module docstring).
     ``onsets`` (task -> first outcome hour per infusion) can be passed when planning many hours of one cohort."""
     tasks = []

@@ -39,14 +39,23 @@ class Trajectory:
 
     def audit_outputs(self) -> list[dict[str, Any]]:
         """What the audit record keeps: every point's risk, and the outcomes already recorded."""
-        return [{"trajectory_point": {k: point[k] for k in (
-            "hours", "task", "landmark_hours", "horizon_hours", "probability", "band")}} for point in self.points] \
-            + [{"task": task, "already_occurred_hours": hours} for task, hours in self.already_occurred.items()]
+        return [
+            {
+                "trajectory_point": {
+                    k: point[k] for k in ("hours", "task", "landmark_hours", "horizon_hours", "probability", "band")
+                }
+            }
+            for point in self.points
+        ] + [{"task": task, "already_occurred_hours": hours} for task, hours in self.already_occurred.items()]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...}}``."""
-        return {"points": self.points, "already_occurred": self.already_occurred, "events": self.events,
-                "model": self.model}
+        return {
+            "points": self.points,
+            "already_occurred": self.already_occurred,
+            "events": self.events,
+            "model": self.model,
+        }
 
     def plot(self, path: str | os.PathLike) -> Path:
         """Draw the risk of each task over time with doses (vertical lines) and grade changes (labels) as a PNG."""
@@ -56,22 +65,40 @@ class Trajectory:
         ax = fig.add_subplot()
         for task in dict.fromkeys(p["task"] for p in self.points):
             mine = [p for p in self.points if p["task"] == task]
-            line, = ax.plot([p["hours"] for p in mine], [p["probability"] for p in mine], marker="o", ms=2.5,
-                            lw=1.4, label=f"{task}: {mine[-1]['horizon_text']}")
+            (line,) = ax.plot(
+                [p["hours"] for p in mine],
+                [p["probability"] for p in mine],
+                marker="o",
+                ms=2.5,
+                lw=1.4,
+                label=f"{task}: {mine[-1]['horizon_text']}",
+            )
             if task in self.already_occurred:
                 ax.axvline(self.already_occurred[task], color=line.get_color(), ls="--", lw=1)
         top = max([p["probability"] for p in self.points] + [0.1]) * 1.15
         for event in self.events:
             if event["event"] in DRUGS:
                 ax.axvline(event["hours"], color="grey", lw=0.8, alpha=0.6)
-                ax.text(event["hours"], top * 0.98, event["event"][:4], rotation=90, fontsize=6, va="top",
-                        color="dimgrey")
+                ax.text(
+                    event["hours"], top * 0.98, event["event"][:4], rotation=90, fontsize=6, va="top", color="dimgrey"
+                )
             else:
-                ax.annotate(f"{event['event'].split('_')[0].upper()} {event['value']:g}", (event["hours"], 0),
-                            xytext=(0, 8), textcoords="offset points", fontsize=6, rotation=90, color="darkred")
+                ax.annotate(
+                    f"{event['event'].split('_')[0].upper()} {event['value']:g}",
+                    (event["hours"], 0),
+                    xytext=(0, 8),
+                    textcoords="offset points",
+                    fontsize=6,
+                    rotation=90,
+                    color="darkred",
+                )
         ax.set(xlabel="hours after infusion", ylabel="calibrated probability", ylim=(0, top))
-        ax.set_title("Risk over time (SYNTHETIC model, not for clinical use)" if self.model.get("synthetic")
-                     else "Risk over time (not for clinical use)", fontsize=9)
+        ax.set_title(
+            "Risk over time (SYNTHETIC model, not for clinical use)"
+            if self.model.get("synthetic")
+            else "Risk over time (not for clinical use)",
+            fontsize=9,
+        )
         ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
         image = io.BytesIO()
         fig.savefig(image, format="png", bbox_inches="tight")
@@ -95,8 +122,9 @@ def _events(arrays: CohortArrays) -> list[dict[str, Any]]:
     order = np.argsort(events.hours, kind="stable")
     out: list[dict[str, Any]] = []
     grades: dict[str, float] = {}
-    for hours, code, value in zip(events.hours[order].tolist(), events.code[order].tolist(),
-                                  events.value[order].tolist()):
+    for hours, code, value in zip(
+        events.hours[order].tolist(), events.code[order].tolist(), events.value[order].tolist()
+    ):
         name = names[code]
         if name.endswith("_grade"):
             if grades.get(name, 0.0) == value:
@@ -106,9 +134,15 @@ def _events(arrays: CohortArrays) -> list[dict[str, Any]]:
     return out
 
 
-def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str | os.PathLike | Bundle | None = None,
-                    step_hours: float = 12.0, until_hours: float | None = None, top: int = 3, audit: bool = True,
-                    audit_log: str | os.PathLike | None = None) -> Trajectory:
+def risk_trajectory(
+    patient: Mapping[str, Any] | str | os.PathLike,
+    model: str | os.PathLike | Bundle | None = None,
+    step_hours: float = 12.0,
+    until_hours: float | None = None,
+    top: int = 3,
+    audit: bool = True,
+    audit_log: str | os.PathLike | None = None,
+) -> Trajectory:
     """The risk every ``step_hours`` (and just after each new measurement) from infusion to ``until_hours``
     (default: just after the latest record), each point with its ``top`` reasons; one audit record holds every
     point (``audit=False`` opts out, as for ``predict``)."""
@@ -121,8 +155,9 @@ def risk_trajectory(patient: Mapping[str, Any] | str | os.PathLike, model: str |
     return trajectory
 
 
-def trajectory_of(bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0, until_hours: float | None = None,
-                  top: int = 3) -> Trajectory:
+def trajectory_of(
+    bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0, until_hours: float | None = None, top: int = 3
+) -> Trajectory:
     """``risk_trajectory`` on an already validated patient (patient 0 of ``arrays``, e.g. one infusion of a
     cohort for the model card)."""
     until = default_now(arrays) if until_hours is None else float(until_hours)
@@ -131,10 +166,18 @@ def trajectory_of(bundle: Bundle, arrays: CohortArrays, step_hours: float = 12.0
     points = []
     for chosen, predictions in zip(plans, score_plans(plans, arrays, top)):
         for p in predictions:
-            points.append({"hours": chosen.now, "task": p["task"], "landmark_hours": p["landmark_hours"],
-                           "horizon_hours": p["horizon_hours"], "question": p["question"],
-                           "horizon_text": p.model.definition.outcome_window(p["landmark_hours"]),
-                           "probability": p["probability"], "band": p["band"],
-                           "reasons": [c["phrase"] for c in p["contributions"]]})
+            points.append(
+                {
+                    "hours": chosen.now,
+                    "task": p["task"],
+                    "landmark_hours": p["landmark_hours"],
+                    "horizon_hours": p["horizon_hours"],
+                    "question": p["question"],
+                    "horizon_text": p.model.definition.outcome_window(p["landmark_hours"]),
+                    "probability": p["probability"],
+                    "band": p["band"],
+                    "reasons": [c["phrase"] for c in p["contributions"]],
+                }
+            )
     occurred = {task: float(hours[0]) for task, hours in onsets.items() if hours[0] == hours[0] and hours[0] < until}
     return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict())

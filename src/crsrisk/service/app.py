@@ -42,18 +42,30 @@ from crsrisk.service.predictions import (
 )
 from crsrisk.util.outputs import json_ready
 
+
 def model_document(bundle: Bundle) -> dict[str, Any]:
     """What ``GET /model`` says: the bundle's identity and status, its training population and every model."""
     meta = bundle.metadata
-    return json_ready({
-        **bundle.identity.to_dict(), "disclaimer": meta.disclaimer,
-        "training_population": meta.training_population,
-        "training_cohort": {"fingerprint": meta.training_cohort_fingerprint,
-                            "size": meta.training_cohort_size},
-        "models": [{"key": m.key, "task": m.task, "landmark": m.landmark.label,
-                    "description": m.definition.description, "label_rule_version": m.label_rule_version,
-                    "n_features": len(m.feature_names), "bands": m.bands} for m in bundle.models.values()],
-    })
+    return json_ready(
+        {
+            **bundle.identity.to_dict(),
+            "disclaimer": meta.disclaimer,
+            "training_population": meta.training_population,
+            "training_cohort": {"fingerprint": meta.training_cohort_fingerprint, "size": meta.training_cohort_size},
+            "models": [
+                {
+                    "key": m.key,
+                    "task": m.task,
+                    "landmark": m.landmark.label,
+                    "description": m.definition.description,
+                    "label_rule_version": m.label_rule_version,
+                    "n_features": len(m.feature_names),
+                    "bands": m.bands,
+                }
+                for m in bundle.models.values()
+            ],
+        }
+    )
 
 
 def _problem_texts(error: CrsriskError) -> list[str]:
@@ -95,8 +107,13 @@ def _page_request(text: str, now: str) -> PredictRequest:
     return PredictRequest.for_record(record, now_hours=hours, trajectory=True)
 
 
-def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str | os.PathLike | None = None,
-               audit: bool = True, token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    model: str | os.PathLike | Bundle | None = None,
+    audit_log: str | os.PathLike | None = None,
+    audit: bool = True,
+    token: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The service around one verified bundle (loaded once). ``token`` set: ``/predict``, ``/model`` and scoring
     on the page need it (``Authorization: Bearer``, or the page's token field); ``audit_log`` as for ``predict``."""
     bundle = load_model(model)
@@ -119,10 +136,13 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
                 audit_health.appended()
             return answer
 
-    app = FastAPIOffline(title="crsrisk", version=crsrisk.__version__,
-                         description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell "
-                                     "therapy. Research software, synthetic model: not for clinical use.",
-                         swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from validator.swagger.io
+    app = FastAPIOffline(
+        title="crsrisk",
+        version=crsrisk.__version__,
+        description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell "
+        "therapy. Research software, synthetic model: not for clinical use.",
+        swagger_ui_parameters={"validatorUrl": None},
+    )  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(InternalErrors)  # outermost of the two: a bug anywhere is a 500 with an error id
 
@@ -151,19 +171,27 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
         problem = audit_health.problem
         if problem is None and audit:
             problem = await asyncio.get_running_loop().run_in_executor(health_probe, _audit_problem, log_path)
-        return {"status": "ok" if problem is None else "degraded", "bundle_sha256": bundle.digest,
-                "synthetic": bundle.metadata.synthetic,
-                "audit_log": {"enabled": audit, "ok": problem is None, "problem": problem}}
+        return {
+            "status": "ok" if problem is None else "degraded",
+            "bundle_sha256": bundle.digest,
+            "synthetic": bundle.metadata.synthetic,
+            "audit_log": {"enabled": audit, "ok": problem is None, "problem": problem},
+        }
 
     @app.get("/model", dependencies=[Depends(authorised)])
     def model_info() -> dict[str, Any]:
         """The served bundle: metadata, synthetic flag, training population, models."""
         return model_document(bundle)
 
-    @app.post("/predict", dependencies=[Depends(authorised)],
-              responses={422: {"description": "the record breaks the contract: every problem with field and value"},
-                         503: {"description": "the audit log cannot be appended to (the reason is given)"},
-                         500: {"description": "a bug: the answer gives an error id, the traceback is logged under it"}})
+    @app.post(
+        "/predict",
+        dependencies=[Depends(authorised)],
+        responses={
+            422: {"description": "the record breaks the contract: every problem with field and value"},
+            503: {"description": "the audit log cannot be appended to (the reason is given)"},
+            500: {"description": "a bug: the answer gives an error id, the traceback is logged under it"},
+        },
+    )
     def predict(body: PredictRequest, request: Request) -> Response:
         """Calibrated risk per task with every reason (``crsrisk.predict(...).to_dict()``; with ``Accept:
         application/fhir+json``, a FHIR R4 Bundle of RiskAssessments); written to the audit log."""
@@ -196,8 +224,9 @@ def create_app(model: str | os.PathLike | Bundle | None = None, audit_log: str |
             problems = [str(p) for p in request_problems(error.errors())]
             return EncodableHTML(render_page(bundle, problems=problems, **shown), status_code=422)
         except AuditLogError as error:
-            return EncodableHTML(render_page(bundle, problems=[_audit_refusal(error)["detail"]], **shown),
-                                 status_code=503)
+            return EncodableHTML(
+                render_page(bundle, problems=[_audit_refusal(error)["detail"]], **shown), status_code=503
+            )
         except CrsriskError as error:
             return EncodableHTML(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
         image = await run_in_threadpool(trajectory_png, points) if points is not None and points.points else None

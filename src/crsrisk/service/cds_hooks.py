@@ -45,13 +45,18 @@ CARD_NAMESPACE = uuid.UUID("5b0c3f6e-5a8e-4d53-9a57-6b3f1d2c9e41")  # card uuid 
 INDICATOR = {"low": "info", "intermediate": "warning", "high": "critical"}
 LOINC = "http://loinc.org"
 OVERRIDE_SYSTEM = f"{PROJECT_SYSTEM}-override-reason"
-OVERRIDE_REASONS = (("already-managed", "Already being managed"), ("not-relevant", "Not relevant for this patient"),
-                    ("data-incomplete", "The record in the EHR is incomplete"))
+OVERRIDE_REASONS = (
+    ("already-managed", "Already being managed"),
+    ("not-relevant", "Not relevant for this patient"),
+    ("data-incomplete", "The record in the EHR is incomplete"),
+)
 
 
 def _codes(system: str, kinds: tuple[str, ...]) -> list[str]:
     """Every code of ``system`` the importer reads as one of ``kinds`` (from the one registry, schema/codes.py)."""
-    return sorted({code for (key, code), found in CODES.items() if key == system and any(m.kind in kinds for m in found)})
+    return sorted(
+        {code for (key, code), found in CODES.items() if key == system and any(m.kind in kinds for m in found)}
+    )
 
 
 def prefetch_templates() -> dict[str, str]:
@@ -60,21 +65,33 @@ def prefetch_templates() -> dict[str, str]:
     patient = "{{context.patientId}}"
     labs = ",".join(f"{LOINC}|{code}" for code in _codes("loinc", ("measurement", "patient")))
     graded = ",".join(f"{PROJECT_SYSTEM}|{code}" for code in _codes("crsrisk", ("measurement", "event", "patient")))
-    return {"patient": f"Patient/{patient}", "labs": f"Observation?patient={patient}&code={labs}",
-            "crsrisk_observations": f"Observation?patient={patient}&code={graded}",
-            "medications": f"MedicationAdministration?patient={patient}",
-            "infusion": f"Procedure?patient={patient}", "conditions": f"Condition?patient={patient}"}
+    return {
+        "patient": f"Patient/{patient}",
+        "labs": f"Observation?patient={patient}&code={labs}",
+        "crsrisk_observations": f"Observation?patient={patient}&code={graded}",
+        "medications": f"MedicationAdministration?patient={patient}",
+        "infusion": f"Procedure?patient={patient}",
+        "conditions": f"Condition?patient={patient}",
+    }
 
 
 def discovery() -> dict[str, Any]:
     """``GET /cds-services``: the one ``patient-view`` service."""
-    return {"services": [{
-        "hook": "patient-view", "id": SERVICE_ID, "title": "crsrisk: CRS and ICANS risk after CAR T-cell therapy",
-        "description": "Calibrated risk of severe CRS, ICANS and tocilizumab-refractory CRS for a patient after a "
-                       "CAR T-cell infusion, with the reasons. Research software, synthetic model: not for clinical "
-                       "use.", "prefetch": prefetch_templates(),
-        "usageRequirements": "The patient's CAR-T infusion must be in the record (a Procedure or a "
-                             "MedicationAdministration of the product)."}]}
+    return {
+        "services": [
+            {
+                "hook": "patient-view",
+                "id": SERVICE_ID,
+                "title": "crsrisk: CRS and ICANS risk after CAR T-cell therapy",
+                "description": "Calibrated risk of severe CRS, ICANS and tocilizumab-refractory CRS for a patient after a "
+                "CAR T-cell infusion, with the reasons. Research software, synthetic model: not for clinical "
+                "use.",
+                "prefetch": prefetch_templates(),
+                "usageRequirements": "The patient's CAR-T infusion must be in the record (a Procedure or a "
+                "MedicationAdministration of the product).",
+            }
+        ]
+    }
 
 
 class HookRequest(BaseModel):
@@ -117,8 +134,9 @@ class FeedbackRequest(BaseModel):
 def _fetch(server: str, authorization: Mapping[str, Any] | None, query: str) -> Any:
     """One prefetch template, filled, read from the FHIR server with fhirpy: a read (``Patient/ID``) or a search."""
     token = (authorization or {}).get("access_token")
-    client = SyncFHIRClient(server, authorization=f"Bearer {token}" if token else None,
-                            requests_config={"timeout": FETCH_TIMEOUT_SECONDS})
+    client = SyncFHIRClient(
+        server, authorization=f"Bearer {token}" if token else None, requests_config={"timeout": FETCH_TIMEOUT_SECONDS}
+    )
     path, _, search = query.partition("?")
     try:
         if not search:
@@ -126,8 +144,9 @@ def _fetch(server: str, authorization: Mapping[str, Any] | None, query: str) -> 
             return client.reference(kind, resource_id).to_resource().serialize()
         return [found.serialize() for found in client.resources(path).search(**dict(parse_qsl(search))).fetch_all()]
     except (BaseFHIRError, RequestException) as error:
-        raise FhirServerError(f"fhirServer {server}: {path} could not be read ({type(error).__name__}: "
-                              f"{str(error)[:200]})") from None
+        raise FhirServerError(
+            f"fhirServer {server}: {path} could not be read ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
 
 
 def _resources(value: Any) -> list[dict[str, Any]]:
@@ -135,7 +154,11 @@ def _resources(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, list):
         return [r for r in value if isinstance(r, dict)]
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
-        return [e["resource"] for e in value.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        return [
+            e["resource"]
+            for e in value.get("entry") or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        ]
     return [value] if isinstance(value, dict) and value.get("resourceType") else []
 
 
@@ -143,19 +166,26 @@ def hook_bundle(request: HookRequest) -> dict[str, Any]:
     """The patient's FHIR Bundle from the call: its prefetch, and from its FHIR server what the prefetch lacks."""
     patient_id = request.patient_id()
     given = request.prefetch or {}
-    missing = {key: template.replace("{{context.patientId}}", patient_id)
-               for key, template in prefetch_templates().items() if given.get(key) is None}
+    missing = {
+        key: template.replace("{{context.patientId}}", patient_id)
+        for key, template in prefetch_templates().items()
+        if given.get(key) is None
+    }
     if missing and not request.fhirServer:
-        raise PrefetchMissingError(f"prefetch lacks {', '.join(missing)} and the call names no fhirServer to read "
-                                   "them from")
+        raise PrefetchMissingError(
+            f"prefetch lacks {', '.join(missing)} and the call names no fhirServer to read them from"
+        )
     values = [given[key] for key in prefetch_templates() if key not in missing]
     values += [_fetch(request.fhirServer, request.fhirAuthorization, query) for query in missing.values()]  # type: ignore[arg-type]  # set: checked above
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for value in values:
         for resource in _resources(value):
             seen.setdefault((resource["resourceType"], str(resource.get("id") or len(seen))), resource)
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": f"{kind}/{rid}", "resource": resource} for (kind, rid), resource in seen.items()]}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": f"{kind}/{rid}", "resource": resource} for (kind, rid), resource in seen.items()],
+    }
 
 
 def card_uuid(audit_hash: str, task: str) -> str:
@@ -165,13 +195,23 @@ def card_uuid(audit_hash: str, task: str) -> str:
 
 def _detail(view: Mapping[str, Any], prediction: Any, result: PredictionResult) -> str:
     bounds = interval(prediction)
-    lines = [f"**{view['probability_text']}** ({view['band']} risk); "
-             + ("95 % interval not available" if bounds is None else
-                f"95 % interval {percent(bounds[0])} to {percent(bounds[1])}")
-             + f"; as of hour {result.now_hours:.1f} after the infusion.", "", "Largest reasons:"]
+    lines = [
+        f"**{view['probability_text']}** ({view['band']} risk); "
+        + (
+            "95 % interval not available"
+            if bounds is None
+            else f"95 % interval {percent(bounds[0])} to {percent(bounds[1])}"
+        )
+        + f"; as of hour {result.now_hours:.1f} after the infusion.",
+        "",
+        "Largest reasons:",
+    ]
     lines += [f"- {r['phrase']}" for r in view["reasons"]] or ["- none: no input moved the risk from the base rate"]
     if view["missing"]:
-        lines += ["", f"Missing inputs: {', '.join(view['missing'][:12])}" + (" ..." if len(view["missing"]) > 12 else "")]
+        lines += [
+            "",
+            f"Missing inputs: {', '.join(view['missing'][:12])}" + (" ..." if len(view["missing"]) > 12 else ""),
+        ]
     lines += [f"\nOutside the training population: {flag}" for flag in result.population_flags]
     return "\n".join([*lines, "", f"_{warning(result.model)}_"])
 
@@ -188,27 +228,42 @@ def cards(result: PredictionResult, base_url: str, page_url: str | None) -> list
         view = task_view(prediction, {})
         summary = f"{view['question']}: {view['probability_text']} ({prediction['band']} risk)"
         bounds = interval(prediction)
-        card = {"uuid": card_uuid(audit_hash, prediction["task"]),
-                "summary": summary if len(summary) < 140 else summary[:138] + "…",
-                "indicator": INDICATOR.get(prediction["band"], "info"), "detail": _detail(view, prediction, result),
-                "source": _source(base_url),
-                "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS],
-                "extension": {"crsrisk": {"task": prediction["task"], "probability": float(prediction["probability"]),
-                                          "interval": bounds, "horizon_hours": float(prediction["horizon_hours"]),
-                                          "landmark_hours": float(prediction["landmark_hours"]),
-                                          "as_of_hours": float(result.now_hours), "band": prediction["band"]}}}
+        card = {
+            "uuid": card_uuid(audit_hash, prediction["task"]),
+            "summary": summary if len(summary) < 140 else summary[:138] + "…",
+            "indicator": INDICATOR.get(prediction["band"], "info"),
+            "detail": _detail(view, prediction, result),
+            "source": _source(base_url),
+            "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS],
+            "extension": {
+                "crsrisk": {
+                    "task": prediction["task"],
+                    "probability": float(prediction["probability"]),
+                    "interval": bounds,
+                    "horizon_hours": float(prediction["horizon_hours"]),
+                    "landmark_hours": float(prediction["landmark_hours"]),
+                    "as_of_hours": float(result.now_hours),
+                    "band": prediction["band"],
+                }
+            },
+        }
         if page_url is not None:
-            card["links"] = [{"label": "Open the crsrisk bedside page for this patient", "url": page_url,
-                              "type": "absolute"}]
+            card["links"] = [
+                {"label": "Open the crsrisk bedside page for this patient", "url": page_url, "type": "absolute"}
+            ]
         out.append(card)
     unanswered = [f"{o['task']}: {o['text']}" for o in result.already_occurred]
     unanswered += [f"{s['task']}: not applicable ({s['reason']})" for s in result.not_applicable]
     if unanswered:
-        out.append({"uuid": card_uuid(audit_hash, "not-scored"),
-                    "summary": f"crsrisk: {len(unanswered)} question(s) not scored for this patient"[:139],
-                    "indicator": "info", "detail": "\n".join([*(f"- {u}" for u in unanswered), "",
-                                                              f"_{warning(result.model)}_"]),
-                    "source": _source(base_url)})
+        out.append(
+            {
+                "uuid": card_uuid(audit_hash, "not-scored"),
+                "summary": f"crsrisk: {len(unanswered)} question(s) not scored for this patient"[:139],
+                "indicator": "info",
+                "detail": "\n".join([*(f"- {u}" for u in unanswered), "", f"_{warning(result.model)}_"]),
+                "source": _source(base_url),
+            }
+        )
     return out
 
 
@@ -226,8 +281,9 @@ class Pages:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         # a new file under a fresh random name: nothing earlier to lose, and no reader before the link is sent,
         # so no staging and no fsync (a page lost in a crash is opened again from the EHR)
-        with os.fdopen(os.open(self.folder / f"{page_id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
-                       "wb") as handle:
+        with os.fdopen(
+            os.open(self.folder / f"{page_id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
+        ) as handle:
             handle.write(document_json(document))
         return page_id
 
@@ -250,8 +306,14 @@ class Pages:
                 pass
 
 
-def call(bundle: Bundle, patient: Mapping[str, Any], audit: bool, audit_log: str | os.PathLike | None, pages: Pages,
-         base_url: str) -> dict[str, Any]:
+def call(
+    bundle: Bundle,
+    patient: Mapping[str, Any],
+    audit: bool,
+    audit_log: str | os.PathLike | None,
+    pages: Pages,
+    base_url: str,
+) -> dict[str, Any]:
     """``POST /cds-services/{id}``: the cards for the patient in view (``hook_bundle`` of the call), the
     prediction audited; ``base_url`` is the service's own address, which the cards' links start with."""
     result = scoring.predict(record_from_fhir(patient), model=bundle, audit=audit, audit_log=audit_log)
@@ -282,7 +344,17 @@ def feedback(request: FeedbackRequest, audit_log: str | os.PathLike | None) -> l
         if linked is None:
             raise KeyError(f"feedback.card: no card {item.card!r} in this service's audit log")
         reason = item.overrideReason or {}
-        stored.append(log.append({"kind": "cds_feedback", "card": item.card, "outcome": item.outcome,
-                                  "override_reason": reason.get("reason"), "user_comment": reason.get("userComment"),
-                                  "outcome_timestamp": item.outcomeTimestamp, "card_record": linked}))
+        stored.append(
+            log.append(
+                {
+                    "kind": "cds_feedback",
+                    "card": item.card,
+                    "outcome": item.outcome,
+                    "override_reason": reason.get("reason"),
+                    "user_comment": reason.get("userComment"),
+                    "outcome_timestamp": item.outcomeTimestamp,
+                    "card_record": linked,
+                }
+            )
+        )
     return stored

@@ -32,8 +32,15 @@ def _refusal(error: Exception) -> CohortValidationError:
     return CohortValidationError([Problem("request", "<hook>", f"{type(error).__name__}: {text}")])
 
 
-def add_cds_routes(app: FastAPI, bundle: Bundle, one_at_a_time: threading.Lock, authorised: Callable[..., None],
-                   audit: bool, log_path: str | os.PathLike | None, needs_token: bool) -> None:
+def add_cds_routes(
+    app: FastAPI,
+    bundle: Bundle,
+    one_at_a_time: threading.Lock,
+    authorised: Callable[..., None],
+    audit: bool,
+    log_path: str | os.PathLike | None,
+    needs_token: bool,
+) -> None:
     """Discovery (open: it says nothing about patients), the call and feedback (behind ``authorised``, as
     ``/predict``; scored one at a time under the app's lock) and the card's bedside page."""
     pages = cds_hooks.Pages(log_path)
@@ -43,8 +50,11 @@ def add_cds_routes(app: FastAPI, bundle: Bundle, one_at_a_time: threading.Lock, 
         """CDS Hooks discovery: the ``patient-view`` service and its prefetch templates."""
         return cds_hooks.discovery()
 
-    @app.post("/cds-services/{service_id}", dependencies=[Depends(authorised)],
-              responses={412: {"description": "neither prefetch nor fhirServer gives what the service reads"}})
+    @app.post(
+        "/cds-services/{service_id}",
+        dependencies=[Depends(authorised)],
+        responses={412: {"description": "neither prefetch nor fhirServer gives what the service reads"}},
+    )
     def cds_call(service_id: str, body: cds_hooks.HookRequest, request: Request) -> dict[str, Any]:
         """CDS Hooks call: one card per task for the patient in view, audited like ``/predict``."""
         _known(service_id)

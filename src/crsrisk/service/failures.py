@@ -28,8 +28,7 @@ class EncodableJSON(JSONResponse):
     value is written as its JSON escape, so an echoed bad value cannot turn a refusal into a 500."""
 
     def render(self, content: Any) -> bytes:
-        return encodable(json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                                    separators=(",", ":")))
+        return encodable(json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")))
 
 
 class EncodableHTML(HTMLResponse):
@@ -71,8 +70,10 @@ def internal_error_id(error: BaseException) -> str:
 
 def internal_error_body(error_id: str) -> dict[str, str]:
     """The 500 body: the id to quote when reporting, and that it is a bug rather than bad input."""
-    return {"detail": f"internal error (a bug, not your input): quote error id {error_id} when reporting it",
-            "error_id": error_id}
+    return {
+        "detail": f"internal error (a bug, not your input): quote error id {error_id} when reporting it",
+        "error_id": error_id,
+    }
 
 
 class InternalErrors:

@@ -15,7 +15,6 @@ TOKEN_ENV = "CRSRISK_API_TOKEN"
 MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
-
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, ``localhost``)."""
     if host == "localhost":
@@ -31,8 +30,10 @@ def required_token(host: str, environ: dict[str, str] | None = None) -> str | No
     without one is refused (ValueError), so a server is never reachable from the network unauthenticated."""
     token = (os.environ if environ is None else environ).get(TOKEN_ENV) or None
     if token is None and not is_loopback(host):
-        raise InputError(f"host {host}: binding an address other than loopback needs a token; set {TOKEN_ENV} "
-                         "(callers then send 'Authorization: Bearer <token>')")
+        raise InputError(
+            f"host {host}: binding an address other than loopback needs a token; set {TOKEN_ENV} "
+            "(callers then send 'Authorization: Bearer <token>')"
+        )
     return token
 
 
@@ -84,7 +85,12 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        body = (b'{"detail": "request body larger than %d bytes"}' % self.max_bytes)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = b'{"detail": "request body larger than %d bytes"}' % self.max_bytes
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

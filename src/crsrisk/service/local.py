@@ -21,8 +21,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_server(command: Sequence[str], ready_url: str, env: Mapping[str, str] | None = None,
-                 timeout: float = 120.0, log: Path | None = None) -> Iterator[subprocess.Popen]:
+def local_server(
+    command: Sequence[str],
+    ready_url: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    log: Path | None = None,
+) -> Iterator[subprocess.Popen]:
     """Run ``command`` until the block ends; yields once ``ready_url`` answers (RuntimeError with the server's
     last output if it exits or does not answer within ``timeout`` seconds). The process is always stopped. Its
     output goes to ``log`` (a temporary file by default)."""
@@ -38,8 +43,10 @@ def local_server(command: Sequence[str], ready_url: str, env: Mapping[str, str] 
             except (urllib.error.URLError, ConnectionError, OSError):
                 if server.poll() is not None:
                     output.seek(0)
-                    raise RuntimeError(f"{command[:4]} exited with {server.returncode}: "
-                                       f"{output.read().decode(errors='replace')[-2000:]}") from None
+                    raise RuntimeError(
+                        f"{command[:4]} exited with {server.returncode}: "
+                        f"{output.read().decode(errors='replace')[-2000:]}"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[:4]} did not answer {ready_url} within {timeout:g} s") from None
                 time.sleep(0.3)

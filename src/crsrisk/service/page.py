@@ -17,8 +17,11 @@ TOP_REASONS = 5
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("crsrisk.service", "templates"),
-                              autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("crsrisk.service", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def percent(probability: float) -> str:
@@ -52,34 +55,60 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
     """One task's card: probability, band, what it answers, interval, top reasons and the inputs it lacked."""
     contributions = prediction.get("contributions", [])
     reasons = [c for c in contributions if c.get("shap")][:TOP_REASONS]
-    return {"task": prediction["task"], "probability": prediction["probability"],
-            "probability_repr": repr(float(prediction["probability"])),
-            "probability_text": percent(prediction["probability"]), "band": prediction.get("band", ""),
-            "question": _question(prediction, descriptions), "horizon": _horizon(prediction),
-            "landmark": prediction.get("landmark", ""),
-            "interval": _interval(prediction),
-            "reasons": [{"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
-                        for c in reasons],
-            "missing": sorted({c.get("label") or c["feature"] for c in contributions if c.get("value") is None})}
+    return {
+        "task": prediction["task"],
+        "probability": prediction["probability"],
+        "probability_repr": repr(float(prediction["probability"])),
+        "probability_text": percent(prediction["probability"]),
+        "band": prediction.get("band", ""),
+        "question": _question(prediction, descriptions),
+        "horizon": _horizon(prediction),
+        "landmark": prediction.get("landmark", ""),
+        "interval": _interval(prediction),
+        "reasons": [
+            {"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
+            for c in reasons
+        ],
+        "missing": sorted({c.get("label") or c["feature"] for c in contributions if c.get("value") is None}),
+    }
 
 
 def model_view(model: Mapping[str, Any]) -> dict[str, Any]:
     """Which model answered: version, bundle hash, creation time and whether it is synthetic."""
     digest = str(model.get("bundle_sha256") or "")
-    return {"version": model.get("crsrisk_version"), "sha": digest[:12], "created": model.get("created"),
-            "synthetic": bool(model.get("synthetic", True))}
+    return {
+        "version": model.get("crsrisk_version"),
+        "sha": digest[:12],
+        "created": model.get("created"),
+        "synthetic": bool(model.get("synthetic", True)),
+    }
 
 
-def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", document: Mapping[str, Any] | None = None,
-                trajectory_png: bytes | None = None, problems: list[str] | None = None,
-                needs_token: bool = False) -> str:
+def render_page(
+    bundle: Bundle,
+    *,
+    record_text: str = "",
+    now_hours: str = "",
+    document: Mapping[str, Any] | None = None,
+    trajectory_png: bytes | None = None,
+    problems: list[str] | None = None,
+    needs_token: bool = False,
+) -> str:
     """The whole page: the form (kept filled in), and the result or the refusal when there is one."""
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     meta = bundle.metadata
     context = {
-        "synthetic": meta.synthetic, "disclaimer": meta.disclaimer,
-        "record_text": record_text, "now_hours": now_hours, "needs_token": needs_token, "problems": problems or [],
-        "tasks": [], "not_applicable": [], "already_occurred": [], "population_flags": [], "missing_inputs": [],
+        "synthetic": meta.synthetic,
+        "disclaimer": meta.disclaimer,
+        "record_text": record_text,
+        "now_hours": now_hours,
+        "needs_token": needs_token,
+        "problems": problems or [],
+        "tasks": [],
+        "not_applicable": [],
+        "already_occurred": [],
+        "population_flags": [],
+        "missing_inputs": [],
         "model": model_view({}),
         "trajectory_image": None,
         "has_result": document is not None,
@@ -87,8 +116,11 @@ def render_page(bundle: Bundle, *, record_text: str = "", now_hours: str = "", d
     if document is not None:
         context.update(
             tasks=[task_view(p, descriptions) for p in document.get("predictions", [])],
-            not_applicable=document.get("not_applicable", []), already_occurred=document.get("already_occurred", []),
+            not_applicable=document.get("not_applicable", []),
+            already_occurred=document.get("already_occurred", []),
             population_flags=document.get("population_flags", []),
-            missing_inputs=document.get("missing_inputs", []), model=model_view(document.get("model", {})),
-            trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None))
+            missing_inputs=document.get("missing_inputs", []),
+            model=model_view(document.get("model", {})),
+            trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None),
+        )
     return _environment().get_template("page.html").render(**context)

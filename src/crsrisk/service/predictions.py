@@ -29,21 +29,43 @@ class PredictRequest(BaseModel):
     patient's FHIR R4 Bundle in ``fhir_bundle``) and ``now_hours``; ``trajectory`` asks for the risk over time too,
     ``top`` keeps only the largest reasons."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "patient": {"patient_id": "EXAMPLE-001", "age_years": 3.1, "product": "tisagenlecleucel",
-                    "dose_1e6_cells_per_kg": 1.5},
-        "measurements": [{"hours_since_infusion": 12, "analyte": "il6", "value": 240, "unit": "pg/mL"}],
-        "events": [{"hours_since_infusion": 20, "event": "crs_grade", "value": 1}], "now_hours": 40}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient": {
+                        "patient_id": "EXAMPLE-001",
+                        "age_years": 3.1,
+                        "product": "tisagenlecleucel",
+                        "dose_1e6_cells_per_kg": 1.5,
+                    },
+                    "measurements": [{"hours_since_infusion": 12, "analyte": "il6", "value": 240, "unit": "pg/mL"}],
+                    "events": [{"hours_since_infusion": 20, "event": "crs_grade", "value": 1}],
+                    "now_hours": 40,
+                }
+            ]
+        },
+    )
 
     patient: dict[str, Any] | None = Field(None, description="the patients row of the contract (or give fhir_bundle)")
-    fhir_bundle: dict[str, Any] | None = Field(None, description="instead of patient/measurements/events: one "
-                                               "patient's FHIR R4 Bundle, read as crsrisk.predict reads it")
+    fhir_bundle: dict[str, Any] | None = Field(
+        None,
+        description="instead of patient/measurements/events: one "
+        "patient's FHIR R4 Bundle, read as crsrisk.predict reads it",
+    )
     measurements: list[dict[str, Any]] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
-    now_hours: float | None = Field(None, description="hours since infusion (default: the latest measurement or "
-                                    "event); given here beside the record, never inside it")
-    trajectory: bool = Field(False, description="also return the risk every 12 h and after each new measurement, "
-                             "up to now_hours (crsrisk.risk_trajectory)")
+    now_hours: float | None = Field(
+        None,
+        description="hours since infusion (default: the latest measurement or "
+        "event); given here beside the record, never inside it",
+    )
+    trajectory: bool = Field(
+        False,
+        description="also return the risk every 12 h and after each new measurement, "
+        "up to now_hours (crsrisk.risk_trajectory)",
+    )
     top: int | None = Field(None, description="keep only the largest contributions per task (default: all)")
 
     @field_validator("now_hours", "trajectory", "top", mode="before")
@@ -51,7 +73,11 @@ class PredictRequest(BaseModel):
     def _strict(cls, value: Any, info: Any) -> Any:
         """The arguments read by the same strict parsers as ``crsrisk.predict`` (schema/arguments.py): a boolean
         is not a number, only a boolean is a yes/no, a number out of range is refused by name."""
-        parse: dict[str, Callable[[Any, str], Any]] = {"now_hours": parse_hours, "top": parse_count, "trajectory": parse_flag}
+        parse: dict[str, Callable[[Any, str], Any]] = {
+            "now_hours": parse_hours,
+            "top": parse_count,
+            "trajectory": parse_flag,
+        }
         try:
             return parse[info.field_name](value, info.field_name)
         except CohortValidationError as error:
@@ -93,14 +119,30 @@ def _plain(value: Any) -> Any:
 
 def problem_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
     """Each problem as JSON: table, field, row, patient_id, value, message."""
-    return [{"table": p.table, "field": p.field, "row": p.row, "patient_id": p.patient_id, "value": _plain(p.value),
-             "message": p.message} for p in problems]
+    return [
+        {
+            "table": p.table,
+            "field": p.field,
+            "row": p.row,
+            "patient_id": p.patient_id,
+            "value": _plain(p.value),
+            "message": p.message,
+        }
+        for p in problems
+    ]
 
 
 def request_problems(errors: Sequence[Mapping[str, Any]]) -> list[Problem]:
     """pydantic's errors on the request body, as the package's own problems (field path and value)."""
-    return [Problem("request", ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
-                    error["msg"], value=_plain(error.get("input"))) for error in errors]
+    return [
+        Problem(
+            "request",
+            ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
+            error["msg"],
+            value=_plain(error.get("input")),
+        )
+        for error in errors
+    ]
 
 
 def refusal(error: CohortValidationError) -> dict[str, Any]:
@@ -124,8 +166,9 @@ def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
     return document
 
 
-def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
-                     audit_log: str | None) -> tuple[dict[str, Any], Trajectory | None]:
+def predict_document(
+    bundle: Bundle, request: PredictRequest, audit: bool, audit_log: str | None
+) -> tuple[dict[str, Any], Trajectory | None]:
     """``crsrisk.predict(...).to_dict()`` for the request (audited), plus, when asked for, the risk trajectory up
     to ``now_hours`` (``crsrisk.risk_trajectory``; its ``to_dict()`` goes into the document under ``trajectory``).
     Numbers are left as computed (NaN included): ``document_json`` and ``json_ready`` make them JSON."""
@@ -146,8 +189,9 @@ def predict_document(bundle: Bundle, request: PredictRequest, audit: bool,
 def predict_fhir(bundle: Bundle, request: PredictRequest, audit: bool, audit_log: str | None) -> dict[str, Any]:
     """The request's prediction (audited as ``predict_document``) as a FHIR R4 Bundle of RiskAssessments."""
     patient = request.fhir_bundle if request.fhir_bundle is not None else request.record()
-    result = scoring.predict(patient, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log,
-                             top=request.top)
+    result = scoring.predict(
+        patient, model=bundle, now_hours=request.now_hours, audit=audit, audit_log=audit_log, top=request.top
+    )
     return risk_assessment_bundle(result, patient)
 
 

@@ -40,8 +40,10 @@ INFUSION_TYPES = ("Patient", "Procedure", "MedicationAdministration", "Medicatio
 def warning(model: Mapping[str, Any]) -> str:
     """The sentence every output of this model carries (RiskAssessment note, card detail)."""
     if model.get("synthetic", True):
-        return ("Synthetic model, not for clinical use: trained on simulated patients; its probabilities are not "
-                "clinical evidence.")
+        return (
+            "Synthetic model, not for clinical use: trained on simulated patients; its probabilities are not "
+            "clinical evidence."
+        )
     return "Research software, not for clinical use."
 
 
@@ -105,19 +107,29 @@ def _urn() -> str:
 
 def _device(model: Mapping[str, Any]) -> dict[str, Any]:
     """The crsrisk model as a Device: name, crsrisk version, and the bundle's SHA-256 as its identifier."""
-    return {"resourceType": "Device", "status": "active",
-            "identifier": [{"system": f"{MODEL_SYSTEM}-bundle-sha256", "value": str(model.get("bundle_sha256"))}],
-            "deviceName": [{"name": str(model.get("name") or "crsrisk"), "type": "model-name"}],
-            "version": [{"value": str(model.get("crsrisk_version"))}],
-            "note": [{"text": warning(model)}]}
+    return {
+        "resourceType": "Device",
+        "status": "active",
+        "identifier": [{"system": f"{MODEL_SYSTEM}-bundle-sha256", "value": str(model.get("bundle_sha256"))}],
+        "deviceName": [{"name": str(model.get("name") or "crsrisk"), "type": "model-name"}],
+        "version": [{"value": str(model.get("crsrisk_version"))}],
+        "note": [{"text": warning(model)}],
+    }
 
 
 def _method(model: Mapping[str, Any], prediction: TaskPrediction) -> dict[str, Any]:
-    return {"coding": [{"system": MODEL_SYSTEM, "code": prediction["model_key"],
-                        "display": f"crsrisk {model.get('crsrisk_version')} {prediction['model_key']}"}],
-            "text": f"{model.get('name') or 'crsrisk'} (crsrisk {model.get('crsrisk_version')}), model "
-                    f"{prediction['model_key']}, bundle sha256 "
-                    f"{model.get('bundle_sha256')}"}
+    return {
+        "coding": [
+            {
+                "system": MODEL_SYSTEM,
+                "code": prediction["model_key"],
+                "display": f"crsrisk {model.get('crsrisk_version')} {prediction['model_key']}",
+            }
+        ],
+        "text": f"{model.get('name') or 'crsrisk'} (crsrisk {model.get('crsrisk_version')}), model "
+        f"{prediction['model_key']}, bundle sha256 "
+        f"{model.get('bundle_sha256')}",
+    }
 
 
 def interval(prediction: TaskPrediction) -> list[float] | None:
@@ -131,38 +143,69 @@ def _prediction(prediction: TaskPrediction, start: datetime | None, now_hours: f
     entry: dict[str, Any] = {
         "outcome": {"coding": [{"system": PROJECT_SYSTEM, "code": prediction["task"]}], "text": view["question"]},
         "probabilityDecimal": float(prediction["probability"]),  # a fraction 0-1 (module docstring)
-        "qualitativeRisk": {"coding": [{"system": BAND_SYSTEM, "code": prediction["band"]}],
-                            "text": f"{prediction['band']} risk"},
-        "rationale": "; ".join(r["phrase"] for r in view["reasons"]) or "no input moved the risk from the base rate"}
+        "qualitativeRisk": {
+            "coding": [{"system": BAND_SYSTEM, "code": prediction["band"]}],
+            "text": f"{prediction['band']} risk",
+        },
+        "rationale": "; ".join(r["phrase"] for r in view["reasons"]) or "no input moved the risk from the base rate",
+    }
     if start is None:  # no calendar time in the input: the window in hours since infusion
-        entry["whenRange"] = {"low": {"value": now_hours, "unit": "h", "system": UCUM, "code": "h"},
-                              "high": {"value": end_hours, "unit": "h", "system": UCUM, "code": "h"}}
+        entry["whenRange"] = {
+            "low": {"value": now_hours, "unit": "h", "system": UCUM, "code": "h"},
+            "high": {"value": end_hours, "unit": "h", "system": UCUM, "code": "h"},
+        }
     else:
-        entry["whenPeriod"] = {"start": (start + timedelta(hours=now_hours)).isoformat(),
-                               "end": (start + timedelta(hours=end_hours)).isoformat()}
+        entry["whenPeriod"] = {
+            "start": (start + timedelta(hours=now_hours)).isoformat(),
+            "end": (start + timedelta(hours=end_hours)).isoformat(),
+        }
     bounds = interval(prediction)
     if bounds is not None:
-        entry["extension"] = [{"url": INTERVAL_EXTENSION, "valueRange": {"low": {"value": bounds[0]},
-                                                                          "high": {"value": bounds[1]}}}]
+        entry["extension"] = [
+            {"url": INTERVAL_EXTENSION, "valueRange": {"low": {"value": bounds[0]}, "high": {"value": bounds[1]}}}
+        ]
     return entry
 
 
 def _not_answered(result: PredictionResult, subject: dict[str, Any]) -> dict[str, Any] | None:
     """The OperationOutcome stating each task not scored and each input outside the training population."""
-    issues = [{"severity": "information", "code": "informational",
-               "details": {"coding": [{"system": PROJECT_SYSTEM, "code": o["task"]}],
-                           "text": f"{o['task']}: already occurred ({o.get('text') or 'hour ' + str(o['hours'])}); "
-                                   "not scored"}} for o in result.already_occurred]
-    issues += [{"severity": "information", "code": "not-supported",
-                "details": {"coding": [{"system": PROJECT_SYSTEM, "code": s["task"]}],
-                            "text": f"{s['task']}: not applicable ({s['reason']}); not scored"}}
-               for s in result.not_applicable]
-    issues += [{"severity": "warning", "code": "informational",
-                "details": {"text": f"outside the training population: {flag}"}} for flag in result.population_flags]
+    issues = [
+        {
+            "severity": "information",
+            "code": "informational",
+            "details": {
+                "coding": [{"system": PROJECT_SYSTEM, "code": o["task"]}],
+                "text": f"{o['task']}: already occurred ({o.get('text') or 'hour ' + str(o['hours'])}); not scored",
+            },
+        }
+        for o in result.already_occurred
+    ]
+    issues += [
+        {
+            "severity": "information",
+            "code": "not-supported",
+            "details": {
+                "coding": [{"system": PROJECT_SYSTEM, "code": s["task"]}],
+                "text": f"{s['task']}: not applicable ({s['reason']}); not scored",
+            },
+        }
+        for s in result.not_applicable
+    ]
+    issues += [
+        {
+            "severity": "warning",
+            "code": "informational",
+            "details": {"text": f"outside the training population: {flag}"},
+        }
+        for flag in result.population_flags
+    ]
     if not issues:
         return None
-    return {"resourceType": "OperationOutcome", "issue": issues,
-            "extension": [{"url": f"{STRUCTURE}/subject", "valueReference": subject}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": issues,
+        "extension": [{"url": f"{STRUCTURE}/subject", "valueReference": subject}],
+    }
 
 
 def risk_assessment_bundle(result: PredictionResult, patient: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,17 +221,22 @@ def assessments(result: PredictionResult, source: FhirInput | str) -> dict[str, 
     model, now = result.model, float(result.now_hours)
     device_url = _urn()
     fhir = None if isinstance(source, str) else source
-    subject: dict[str, Any] = ({"identifier": {"system": PATIENT_ID_SYSTEM, "value": source}} if fhir is None
-                               else {"reference": fhir.patient})
+    subject: dict[str, Any] = (
+        {"identifier": {"system": PATIENT_ID_SYSTEM, "value": source}} if fhir is None else {"reference": fhir.patient}
+    )
     start = fhir.infusion if fhir is not None and fhir.infusion.tzinfo is not None else None
     entries: list[dict[str, Any]] = [{"fullUrl": device_url, "resource": _device(model)}]
     for prediction in result.predictions:
         assessment: dict[str, Any] = {
-            "resourceType": "RiskAssessment", "status": "final", "subject": subject,
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": subject,
             "extension": [{"url": HOURS_EXTENSION, "valueDecimal": now}],
-            "method": _method(model, prediction), "performer": {"reference": device_url},
+            "method": _method(model, prediction),
+            "performer": {"reference": device_url},
             "prediction": [_prediction(prediction, start, now)],
-            "note": [{"text": warning(model)}]}
+            "note": [{"text": warning(model)}],
+        }
         if start is not None:
             assessment["occurrenceDateTime"] = (start + timedelta(hours=now)).isoformat()
         if fhir is not None:
@@ -197,6 +245,10 @@ def assessments(result: PredictionResult, source: FhirInput | str) -> dict[str, 
     outcome = _not_answered(result, subject)
     if outcome is not None:
         entries.append({"fullUrl": _urn(), "resource": outcome})
-    bundle = {"resourceType": "Bundle", "type": "collection",
-              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "entry": entries}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "entry": entries,
+    }
     return FhirBundle.model_validate(bundle).model_dump(mode="json", exclude_none=True)

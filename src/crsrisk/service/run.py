@@ -21,8 +21,12 @@ def app_from_environment() -> Any:
     from crsrisk.service.app import create_app
 
     settings = json.loads(os.environ[SETTINGS_ENV])
-    return create_app(model=settings["model"], audit_log=settings["audit_log"],
-                      token=required_token(settings["host"]), max_body_bytes=settings["max_body_bytes"])
+    return create_app(
+        model=settings["model"],
+        audit_log=settings["audit_log"],
+        token=required_token(settings["host"]),
+        max_body_bytes=settings["max_body_bytes"],
+    )
 
 
 def worker_count(workers: int | None) -> int:
@@ -33,9 +37,14 @@ def worker_count(workers: int | None) -> int:
     return count
 
 
-def serve(model: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          audit_log: str | os.PathLike | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-          workers: int | None = None) -> None:
+def serve(
+    model: str | os.PathLike | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    audit_log: str | os.PathLike | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    workers: int | None = None,
+) -> None:
     """Serve the bundle until interrupted, in ``workers`` processes (default: the cores available) sharing one
     socket and one audit log (appends are ``flock``-ed, so the chain stays whole). A non-loopback ``host`` needs
     ``$CRSRISK_API_TOKEN`` (ValueError otherwise); when the token is set every scoring request must carry it. The
@@ -46,9 +55,21 @@ def serve(model: str | os.PathLike | None = None, host: str = DEFAULT_HOST, port
 
     required_token(host)
     load_model(model)
-    os.environ[SETTINGS_ENV] = json.dumps({"model": None if model is None else os.fspath(model), "host": host,
-                                           "audit_log": None if audit_log is None else os.fspath(audit_log),
-                                           "max_body_bytes": max_body_bytes})
-    uvicorn.run("crsrisk.service.run:app_from_environment", factory=True, host=host, port=port,
-                workers=worker_count(workers),
-                access_log=False, log_level="warning", server_header=False)
+    os.environ[SETTINGS_ENV] = json.dumps(
+        {
+            "model": None if model is None else os.fspath(model),
+            "host": host,
+            "audit_log": None if audit_log is None else os.fspath(audit_log),
+            "max_body_bytes": max_body_bytes,
+        }
+    )
+    uvicorn.run(
+        "crsrisk.service.run:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=worker_count(workers),
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )

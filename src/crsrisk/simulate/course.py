@@ -51,9 +51,18 @@ class Noise:
 
 def draw_noise(rng: np.random.Generator, shape: tuple[int, ...], p: SimulationParams) -> Noise:
     """Fresh outcome noise of the given shape."""
-    return Noise(rng.normal(0, p.grade_noise, shape), rng.random(shape), rng.normal(0, 0.5, shape),
-                 rng.random(shape), rng.uniform(1, 4, shape), rng.random(shape), rng.random(shape), rng.random((4, *shape)),
-                 rng.uniform(6, 40, (4, *shape)), rng.random(shape))
+    return Noise(
+        rng.normal(0, p.grade_noise, shape),
+        rng.random(shape),
+        rng.normal(0, 0.5, shape),
+        rng.random(shape),
+        rng.uniform(1, 4, shape),
+        rng.random(shape),
+        rng.random(shape),
+        rng.random((4, *shape)),
+        rng.uniform(6, 40, (4, *shape)),
+        rng.random(shape),
+    )
 
 
 ESCALATIONS = ("siltuximab", "corticosteroid", "third_tocilizumab", "anakinra")
@@ -85,8 +94,11 @@ def clinical_course(latent: Latent, noise: Noise, p: SimulationParams) -> Course
     treated_low = (grade == 1) & (noise.toci_grade1 < p.toci_grade1_share)
     early = noise.toci_policy < p.toci_at_grade2_share
     at_grade2 = np.where(early, grade_times[1], np.where(grade >= 3, grade_times[2], grade_times[1] + 12.0))
-    toci = np.where(grade >= 2, at_grade2 + noise.toci_delay,
-                    np.where(treated_low, latent.onset + 12 * noise.toci_delay + 12, np.nan))
+    toci = np.where(
+        grade >= 2,
+        at_grade2 + noise.toci_delay,
+        np.where(treated_low, latent.onset + 12 * noise.toci_delay + 12, np.nan),
+    )
     given = ~np.isnan(toci)
     refractory = given & (noise.refractory < sigmoid(p.refractory_intercept + p.refractory_slope * severity))
     shares = np.asarray([p.escalation_shares[k] for k in ESCALATIONS]).reshape(4, *([1] * grade.ndim))
@@ -98,8 +110,17 @@ def clinical_course(latent: Latent, noise: Noise, p: SimulationParams) -> Course
     icans_grade = np.where(has_icans, 1 + ((severity + noise.icans_grade)[..., None] > icans_cuts).sum(-1), 0)
     start = np.where(latent.crs, latent.onset, 48.0)
     icans_onset = np.where(has_icans, start + latent.icans_delay, np.nan)
-    return Course(grade, grade_times, toci, refractory, escalated, toci + noise.escalation_time,
-                  given & ~refractory & (noise.second_dose < p.second_dose_share), icans_grade, icans_onset)
+    return Course(
+        grade,
+        grade_times,
+        toci,
+        refractory,
+        escalated,
+        toci + noise.escalation_time,
+        given & ~refractory & (noise.second_dose < p.second_dose_share),
+        icans_grade,
+        icans_onset,
+    )
 
 
 ICANS_HOURS = 96.0  # assumption: an ICANS episode lasts four days before its grade returns to 0

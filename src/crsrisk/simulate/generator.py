@@ -54,8 +54,9 @@ def _zscore(x: np.ndarray, centre: float, scale: float) -> np.ndarray:
     return (x - centre) / scale
 
 
-def _patients(n: int, rng: np.random.Generator, p: SimulationParams, shift: Shift,
-              shift_rng: np.random.Generator) -> pd.DataFrame:
+def _patients(
+    n: int, rng: np.random.Generator, p: SimulationParams, shift: Shift, shift_rng: np.random.Generator
+) -> pd.DataFrame:
     shares = np.array([c.share for c in p.centres])
     centre = rng.choice(len(p.centres), n, p=shares / shares.sum())
     age = shift.ages(np.round(np.clip(rng.gamma(2.6, 4.5, n) + 1, *p.age_range), 1), shift_rng)
@@ -69,27 +70,32 @@ def _patients(n: int, rng: np.random.Generator, p: SimulationParams, shift: Shif
     other = product == "other"
     costim[other] = np.where(rng.random(other.sum()) < 0.5, "4-1BB", "CD28")
     tisa_low, tisa_high = p.tisa_dose_range
-    dose = np.where(product == "tisagenlecleucel", np.exp(rng.uniform(np.log(tisa_low), np.log(tisa_high), n)),
-                    np.where(product == "brexucabtagene_autoleucel", 1.0, np.exp(rng.normal(0.3, 0.5, n))))
+    dose = np.where(
+        product == "tisagenlecleucel",
+        np.exp(rng.uniform(np.log(tisa_low), np.log(tisa_high), n)),
+        np.where(product == "brexucabtagene_autoleucel", 1.0, np.exp(rng.normal(0.3, 0.5, n))),
+    )
     lymphodepletion = np.where(rng.random(n) < p.flu_cy_share, "flu_cy", np.where(rng.random(n) < 0.7, "other", "none"))
     followup = np.where(rng.random(n) < p.short_followup_share, np.round(rng.uniform(96, 600, n)), 672.0)
-    frame = pd.DataFrame({
-        "patient_id": [f"SIM{i:05d}" for i in range(n)],
-        "center": [p.centres[c].name for c in centre],
-        "age_years": age,
-        "sex": np.where(rng.random(n) < p.male_share, "M", "F"),
-        "weight_kg": weight,
-        "diagnosis": "B-ALL",
-        "marrow_blasts_pct": blasts,
-        "extramedullary_disease": rng.random(n) < p.extramedullary_share,
-        "cns_status": np.array(["CNS1", "CNS2", "CNS3"])[rng.choice(3, n, p=p.cns_shares)],
-        "prior_hsct": rng.random(n) < p.prior_hsct_share,
-        "product": product,
-        "costim_domain": costim,
-        "dose_1e6_cells_per_kg": np.round(dose, 2),
-        "lymphodepletion": lymphodepletion,
-        "followup_hours": followup,
-    })
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"SIM{i:05d}" for i in range(n)],
+            "center": [p.centres[c].name for c in centre],
+            "age_years": age,
+            "sex": np.where(rng.random(n) < p.male_share, "M", "F"),
+            "weight_kg": weight,
+            "diagnosis": "B-ALL",
+            "marrow_blasts_pct": blasts,
+            "extramedullary_disease": rng.random(n) < p.extramedullary_share,
+            "cns_status": np.array(["CNS1", "CNS2", "CNS3"])[rng.choice(3, n, p=p.cns_shares)],
+            "prior_hsct": rng.random(n) < p.prior_hsct_share,
+            "product": product,
+            "costim_domain": costim,
+            "dose_1e6_cells_per_kg": np.round(dose, 2),
+            "lymphodepletion": lymphodepletion,
+            "followup_hours": followup,
+        }
+    )
     return frame.assign(_centre=centre)
 
 
@@ -105,18 +111,21 @@ def _baseline_labs(patients: pd.DataFrame, rng: np.random.Generator, p: Simulati
     }
 
 
-def _latent(patients: pd.DataFrame, labs: dict[str, np.ndarray], rng: np.random.Generator,
-            p: SimulationParams, shift: Shift) -> Latent:
+def _latent(
+    patients: pd.DataFrame, labs: dict[str, np.ndarray], rng: np.random.Generator, p: SimulationParams, shift: Shift
+) -> Latent:
     n = len(patients)
     cd28 = (patients["costim_domain"] == "CD28").to_numpy()
-    response = (p.response_intercept
-                + p.response_blasts * _zscore(np.log1p(patients["marrow_blasts_pct"].to_numpy()), 2.5, 1.5)
-                + p.response_dose * _zscore(np.log(patients["dose_1e6_cells_per_kg"].to_numpy()), 0.3, 0.7)
-                + p.response_cd28 * cd28
-                + p.response_obecel * (patients["product"] == "obecabtagene_autoleucel").to_numpy()
-                + p.response_flu_cy * (patients["lymphodepletion"] == "flu_cy").to_numpy()
-                + p.response_platelets * _zscore(-np.log(labs["platelets"]), -4.5, 0.6)
-                + rng.normal(0, p.response_noise, n))
+    response = (
+        p.response_intercept
+        + p.response_blasts * _zscore(np.log1p(patients["marrow_blasts_pct"].to_numpy()), 2.5, 1.5)
+        + p.response_dose * _zscore(np.log(patients["dose_1e6_cells_per_kg"].to_numpy()), 0.3, 0.7)
+        + p.response_cd28 * cd28
+        + p.response_obecel * (patients["product"] == "obecabtagene_autoleucel").to_numpy()
+        + p.response_flu_cy * (patients["lymphodepletion"] == "flu_cy").to_numpy()
+        + p.response_platelets * _zscore(-np.log(labs["platelets"]), -4.5, 0.6)
+        + rng.normal(0, p.response_noise, n)
+    )
     crs = rng.random(n) < sigmoid(p.crs_intercept + p.crs_slope * response)
     median = np.where(cd28, p.onset_median_hours["CD28"], p.onset_median_hours["4-1BB"])
     onset = median * np.exp(-p.onset_response * response + rng.normal(0, p.onset_spread, n))
@@ -124,8 +133,16 @@ def _latent(patients: pd.DataFrame, labs: dict[str, np.ndarray], rng: np.random.
     duration = rng.uniform(*p.crs_duration_hours, n)
     delay_median = np.where(cd28, p.icans_delay_median_hours["CD28"], p.icans_delay_median_hours["4-1BB"])
     icans_delay = delay_median * np.exp(rng.normal(0, 0.4, n))
-    return Latent(response, crs, cd28, np.round(onset, 1), np.round(steps, 1), duration, np.round(icans_delay, 1),
-                  shift.severity_shift(patients["center"].to_numpy()))
+    return Latent(
+        response,
+        crs,
+        cd28,
+        np.round(onset, 1),
+        np.round(steps, 1),
+        duration,
+        np.round(icans_delay, 1),
+        shift.severity_shift(patients["center"].to_numpy()),
+    )
 
 
 def _bump(t: np.ndarray, peak: np.ndarray, decay: float) -> np.ndarray:
@@ -135,8 +152,9 @@ def _bump(t: np.ndarray, peak: np.ndarray, decay: float) -> np.ndarray:
     return np.where(t < 0, 0.0, np.where(t < peak, rising, np.exp(-(t - peak) / decay)))
 
 
-def _level(name: str, t: np.ndarray, latent: Latent, course: Course, baseline: np.ndarray,
-           p: SimulationParams) -> np.ndarray:
+def _level(
+    name: str, t: np.ndarray, latent: Latent, course: Course, baseline: np.ndarray, p: SimulationParams
+) -> np.ndarray:
     """Canonical value of a cytokine/acute-phase analyte at times ``t`` (n, k), before assay noise."""
     base_fold, per_response = p.cytokine_rise[name]
     fold = np.where(latent.crs, np.maximum(base_fold + per_response * latent.response, 0.1), 0.15 * base_fold)
@@ -150,8 +168,9 @@ def _level(name: str, t: np.ndarray, latent: Latent, course: Course, baseline: n
     return np.exp(log_value)
 
 
-def _temperature(t: np.ndarray, latent: Latent, course: Course, rng: np.random.Generator,
-                 p: SimulationParams) -> np.ndarray:
+def _temperature(
+    t: np.ndarray, latent: Latent, course: Course, rng: np.random.Generator, p: SimulationParams
+) -> np.ndarray:
     peak_c, per_response = p.fever_peak_c
     amplitude = np.where(latent.crs, peak_c + per_response * latent.response - 36.9, 0.0)[:, None]
     active = (t >= latent.onset[:, None]) & (t <= (latent.onset + latent.duration)[:, None])
@@ -165,15 +184,28 @@ def _stream(patients: pd.DataFrame, hours: np.ndarray, jitter: float, rng: np.ra
     return hours[None, :] + rng.uniform(-jitter, jitter, (len(patients), len(hours)))
 
 
-def _long(patients: pd.DataFrame, analyte: str, times: np.ndarray, values: np.ndarray,
-          keep: np.ndarray) -> pd.DataFrame:
+def _long(
+    patients: pd.DataFrame, analyte: str, times: np.ndarray, values: np.ndarray, keep: np.ndarray
+) -> pd.DataFrame:
     rows, cols = np.nonzero(keep)
-    return pd.DataFrame({"patient_id": patients["patient_id"].to_numpy()[rows], "hours_since_infusion": times[rows, cols],
-                         "analyte": analyte, "value": values[rows, cols]})
+    return pd.DataFrame(
+        {
+            "patient_id": patients["patient_id"].to_numpy()[rows],
+            "hours_since_infusion": times[rows, cols],
+            "analyte": analyte,
+            "value": values[rows, cols],
+        }
+    )
 
 
-def _measurements(patients: pd.DataFrame, labs: dict[str, np.ndarray], latent: Latent, course: Course,
-                  rng: np.random.Generator, p: SimulationParams) -> pd.DataFrame:
+def _measurements(
+    patients: pd.DataFrame,
+    labs: dict[str, np.ndarray],
+    latent: Latent,
+    course: Course,
+    rng: np.random.Generator,
+    p: SimulationParams,
+) -> pd.DataFrame:
     n = len(patients)
     centres = [p.centres[c] for c in patients["_centre"]]
     missed = np.array([c.missed_draw for c in centres])[:, None]
@@ -183,10 +215,16 @@ def _measurements(patients: pd.DataFrame, labs: dict[str, np.ndarray], latent: L
     baseline_t = -rng.uniform(24, 120, (n, 1))
     noise = lambda shape: np.exp(rng.normal(0, p.assay_noise, shape))  # noqa: E731 - local shorthand
     frames = []
-    cyto_t = np.concatenate([baseline_t, _stream(patients, np.array(CYTOKINE_HOURS), 2.0, rng),
-                             _stream(patients, np.array(EARLY_EXTRA_HOURS), 2.0, rng)], axis=1)
+    cyto_t = np.concatenate(
+        [
+            baseline_t,
+            _stream(patients, np.array(CYTOKINE_HOURS), 2.0, rng),
+            _stream(patients, np.array(EARLY_EXTRA_HOURS), 2.0, rng),
+        ],
+        axis=1,
+    )
     is_extra = np.zeros(cyto_t.shape, bool)
-    is_extra[:, -len(EARLY_EXTRA_HOURS):] = True
+    is_extra[:, -len(EARLY_EXTRA_HOURS) :] = True
     for name in CYTOKINE_PANEL:
         baseline = p.cytokine_baseline[name] * np.exp(rng.normal(0, 0.35, n))
         values = _level(name, cyto_t, latent, course, baseline, p) * noise(cyto_t.shape)
@@ -195,8 +233,12 @@ def _measurements(patients: pd.DataFrame, labs: dict[str, np.ndarray], latent: L
     lab_t = np.concatenate([baseline_t, _stream(patients, np.arange(0, 8) * 24.0 + 2.0, 2.0, rng)], axis=1)
     activity = _bump(lab_t, np.where(latent.crs, latent.onset + 24, 60.0)[:, None], 96.0)
     strength = np.clip(latent.response + 1.5, 0, None)[:, None] * latent.crs[:, None]
-    drift = {"ldh": 0.25 * strength * activity, "platelets": -0.3 * strength * activity,
-             "creatinine": 0.12 * strength * activity, "fibrinogen": -0.15 * strength * activity}
+    drift = {
+        "ldh": 0.25 * strength * activity,
+        "platelets": -0.3 * strength * activity,
+        "creatinine": 0.12 * strength * activity,
+        "fibrinogen": -0.15 * strength * activity,
+    }
     for name in DAILY_LABS:
         if name in drift:
             values = labs[name][:, None] * np.exp(drift[name] + rng.normal(0, 0.08, lab_t.shape))
@@ -225,8 +267,13 @@ def _report_units(long: pd.DataFrame, patients: pd.DataFrame, p: SimulationParam
     """Express each value in the unit its centre reports (the loader converts it back)."""
     centre_of = dict(zip(patients["patient_id"], patients["_centre"]))
     centre = long["patient_id"].map(centre_of).to_numpy()
-    habits = {"crp": "crp_unit", "temperature": "temperature_unit", "sgp130": "sgp130_unit",
-              "creatinine": "creatinine_unit", "fibrinogen": "fibrinogen_unit"}
+    habits = {
+        "crp": "crp_unit",
+        "temperature": "temperature_unit",
+        "sgp130": "sgp130_unit",
+        "creatinine": "creatinine_unit",
+        "fibrinogen": "fibrinogen_unit",
+    }
     unit = long["analyte"].map({name: a.unit for name, a in ANALYTES.items()}).to_numpy(dtype=object)
     value = long["value"].to_numpy(dtype=float).copy()
     for name, attribute in habits.items():
@@ -239,8 +286,11 @@ def _report_units(long: pd.DataFrame, patients: pd.DataFrame, p: SimulationParam
                 unit[rows] = reported
     temperature = long["analyte"].to_numpy() == "temperature"
     value = np.where(temperature, np.round(value, 1), _round_significant(value, 4))
-    return long.assign(value=value, unit=unit).sort_values(
-        ["patient_id", "hours_since_infusion", "analyte"], kind="stable").reset_index(drop=True)
+    return (
+        long.assign(value=value, unit=unit)
+        .sort_values(["patient_id", "hours_since_infusion", "analyte"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _events(patients: pd.DataFrame, latent: Latent, course: Course) -> pd.DataFrame:
@@ -250,8 +300,11 @@ def _events(patients: pd.DataFrame, latent: Latent, course: Course) -> pd.DataFr
 
     def add(mask: np.ndarray, times: np.ndarray, event: str, value: np.ndarray | float) -> None:
         value = np.broadcast_to(np.asarray(value, dtype=float), mask.shape)
-        frames.append(pd.DataFrame({"patient_id": ids[mask], "hours_since_infusion": times[mask],
-                                    "event": event, "value": value[mask]}))
+        frames.append(
+            pd.DataFrame(
+                {"patient_id": ids[mask], "hours_since_infusion": times[mask], "event": event, "value": value[mask]}
+            )
+        )
 
     for g in range(4):  # CRS grade g+1 reached; steps down to 1 halfway through, to 0 at resolution
         add(course.grade >= g + 1, course.grade_times[g], "crs_grade", g + 1.0)
@@ -291,12 +344,14 @@ def _truth(patients: pd.DataFrame, latent: Latent, seed: int, p: SimulationParam
         given = (~np.isnan(values)).sum(axis=0)
         total = np.nansum(values, axis=0)
         columns[name] = np.round(np.divide(total, given, out=np.full(total.shape, np.nan), where=given > 0), 4)
-    return pd.DataFrame({"patient_id": patients["patient_id"], **columns,
-                         "latent_response": np.round(latent.response, 4)})
+    return pd.DataFrame(
+        {"patient_id": patients["patient_id"], **columns, "latent_response": np.round(latent.response, 4)}
+    )
 
 
-def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None,
-                    shift: Shift | None = None) -> SimulatedCohort:
+def simulate_cohort(
+    n: int, seed: int, params: SimulationParams | None = None, shift: Shift | None = None
+) -> SimulatedCohort:
     """Simulate ``n`` infusions; the same ``n``, ``seed``, shift and package version give identical tables.
 
     ``shift`` moves the case mix or the outcomes (see ``Shift``); without one the cohort is the default one.
@@ -313,13 +368,17 @@ def simulate_cohort(n: int, seed: int, params: SimulationParams | None = None,
     measurements = _measurements(patients, labs, latent, course, rng, p)
     events = _events(patients, latent, course)
     truth = _truth(patients, latent, seed, p)
-    metadata = {"synthetic": True, "generator": "crsrisk.simulate", "version": crsrisk.__version__,
-                "seed": seed, "n": n,
-                "note": "SYNTHETIC cohort generated from published effect sizes; not clinical evidence"}
+    metadata = {
+        "synthetic": True,
+        "generator": "crsrisk.simulate",
+        "version": crsrisk.__version__,
+        "seed": seed,
+        "n": n,
+        "note": "SYNTHETIC cohort generated from published effect sizes; not clinical evidence",
+    }
     if not shift.is_default:
         metadata["shift"] = shift.to_dict()
-    return SimulatedCohort(_blank_costim(patients.drop(columns="_centre"), rng), measurements, events, truth,
-                           metadata)
+    return SimulatedCohort(_blank_costim(patients.drop(columns="_centre"), rng), measurements, events, truth, metadata)
 
 
 def _blank_costim(patients: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

@@ -33,8 +33,9 @@ def _centres() -> tuple[Centre, ...]:
         Centre("C1", 0.30, extra_early_draws=True),
         Centre("C2", 0.22, crp_unit="mg/dL"),
         Centre("C3", 0.20, crp_unit="mg/dL", temperature_unit="degF", missed_draw=0.12),
-        Centre("C4", 0.16, sgp130_unit="ng/mL", creatinine_unit="umol/L", fibrinogen_unit="g/L",
-               extra_early_draws=True),
+        Centre(
+            "C4", 0.16, sgp130_unit="ng/mL", creatinine_unit="umol/L", fibrinogen_unit="g/L", extra_early_draws=True
+        ),
         Centre("C5", 0.12, missed_draw=0.2, cytokine_panel=0.6),
     )
 
@@ -55,9 +56,14 @@ class SimulationParams:
 
     # --- product and dose
     # assumption: a tisagenlecleucel-dominated pediatric practice with some CD28 and obe-cel use
-    product_shares: dict[str, float] = field(default_factory=lambda: {
-        "tisagenlecleucel": 0.72, "brexucabtagene_autoleucel": 0.12, "obecabtagene_autoleucel": 0.10,
-        "other": 0.06})
+    product_shares: dict[str, float] = field(
+        default_factory=lambda: {
+            "tisagenlecleucel": 0.72,
+            "brexucabtagene_autoleucel": 0.12,
+            "obecabtagene_autoleucel": 0.10,
+            "other": 0.06,
+        }
+    )
     # tisagenlecleucel label 0.2-5.0 x 10^6 CAR+ T cells/kg for <= 50 kg (clinical-facts.md; to confirm)
     tisa_dose_range: tuple[float, float] = (0.2, 5.0)
     flu_cy_share: float = 0.92  # assumption; Cy/Flu raises CRS risk (Hay 2017; confirmed)
@@ -101,8 +107,9 @@ class SimulationParams:
     refractory_intercept: float = -2.6
     refractory_slope: float = 1.3  # per unit of latent response
     second_dose_share: float = 0.25  # assumption: a repeat dose without refractoriness
-    escalation_shares: dict[str, float] = field(default_factory=lambda: {
-        "siltuximab": 0.45, "corticosteroid": 0.55, "third_tocilizumab": 0.3, "anakinra": 0.1})
+    escalation_shares: dict[str, float] = field(
+        default_factory=lambda: {"siltuximab": 0.45, "corticosteroid": 0.55, "third_tocilizumab": 0.3, "anakinra": 0.1}
+    )
 
     # --- ICANS ~22 % (Galan-Gomez 22 %, CIBMTR 22.2 %; confirmed); follows CRS, median day 5-7,
     # earlier with CD28 (to confirm); grade >= 3 ~9 % (CIBMTR; confirmed)
@@ -117,13 +124,31 @@ class SimulationParams:
     # > 10,000; IFN-gamma < 10 -> hundreds-thousands; sgp130 ~250 ng/mL, modest rise; IL-1RA hundreds ->
     # thousands+; MCP-1 hundreds -> above 1,343.5 (Hay threshold); ferritin hundreds-thousands -> tens of
     # thousands (CART-PICU 2023 peak medians 2,035 / 5,467 / 92,204; confirmed); CRP < 10 -> > 100 mg/L.
-    cytokine_baseline: dict[str, float] = field(default_factory=lambda: {
-        "il6": 5.0, "ifng": 4.0, "sgp130": 250_000.0, "il1ra": 350.0, "mcp1": 450.0, "il10": 6.0,
-        "ferritin": 900.0, "crp": 4.0})
-    cytokine_rise: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        # (log-fold at zero response, extra log-fold per unit response) for a CRS that occurs
-        "il6": (2.0, 1.9), "ifng": (1.8, 1.7), "sgp130": (0.15, 0.22), "il1ra": (1.5, 1.2),
-        "mcp1": (0.7, 0.9), "il10": (1.2, 1.2), "ferritin": (0.8, 1.0), "crp": (2.2, 1.0)})
+    cytokine_baseline: dict[str, float] = field(
+        default_factory=lambda: {
+            "il6": 5.0,
+            "ifng": 4.0,
+            "sgp130": 250_000.0,
+            "il1ra": 350.0,
+            "mcp1": 450.0,
+            "il10": 6.0,
+            "ferritin": 900.0,
+            "crp": 4.0,
+        }
+    )
+    cytokine_rise: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            # (log-fold at zero response, extra log-fold per unit response) for a CRS that occurs
+            "il6": (2.0, 1.9),
+            "ifng": (1.8, 1.7),
+            "sgp130": (0.15, 0.22),
+            "il1ra": (1.5, 1.2),
+            "mcp1": (0.7, 0.9),
+            "il10": (1.2, 1.2),
+            "ferritin": (0.8, 1.0),
+            "crp": (2.2, 1.0),
+        }
+    )
     crp_ceiling: float = 500.0  # mg/L: CRP saturates (hepatic synthesis); values approach, never pass it
     cytokine_peak_lag_hours: float = 12.0  # cytokines peak in the first days of CRS (to confirm)
     acute_phase_lag_hours: float = 36.0  # CRP and ferritin peak later (assumption)

@@ -63,9 +63,11 @@ class Shift:
     centre_effect: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.adult_fraction is not None and (not isinstance(self.adult_fraction, (int, float))
-                                                or isinstance(self.adult_fraction, bool)
-                                                or not 0 <= self.adult_fraction <= 1):
+        if self.adult_fraction is not None and (
+            not isinstance(self.adult_fraction, (int, float))
+            or isinstance(self.adult_fraction, bool)
+            or not 0 <= self.adult_fraction <= 1
+        ):
             raise InputError(f"adult_fraction: expected a number from 0 to 1, got {self.adult_fraction!r}")
         if self.product_mix is not None:
             object.__setattr__(self, "product_mix", _shares("product_mix", self.product_mix, PRODUCTS))
@@ -73,8 +75,9 @@ class Shift:
             raise InputError(f"centre_effect: expected a mapping of centre to shift, got {self.centre_effect!r}")
         for centre, effect in self.centre_effect.items():
             if not isinstance(effect, (int, float)) or isinstance(effect, bool) or not abs(effect) < 10:
-                raise InputError(f"centre_effect: shift of {centre!r} must be a number between -10 and 10, "
-                                 f"got {effect!r}")
+                raise InputError(
+                    f"centre_effect: shift of {centre!r} must be a number between -10 and 10, got {effect!r}"
+                )
         object.__setattr__(self, "centre_effect", MappingProxyType(dict(self.centre_effect)))
 
     @property

@@ -61,8 +61,16 @@ class SourceRows:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return
         if column in fields and fields[column] != value:
-            self.problems.append(Problem(where, column, f"conflicts with an earlier value {fields[column]!r} for this "
-                                         "patient", patient_id=patient_id, value=value, csv=False))
+            self.problems.append(
+                Problem(
+                    where,
+                    column,
+                    f"conflicts with an earlier value {fields[column]!r} for this patient",
+                    patient_id=patient_id,
+                    value=value,
+                    csv=False,
+                )
+            )
             return
         fields[column] = value
 
@@ -77,7 +85,9 @@ class SourceRows:
         self.unknown[key] += 1
         self.examples.setdefault(key, example)
 
-    def problem(self, where: str, field_name: str, message: str, patient_id: str | None = None, value: Any = None) -> None:
+    def problem(
+        self, where: str, field_name: str, message: str, patient_id: str | None = None, value: Any = None
+    ) -> None:
         """Record a problem found while reading (reported with the validation problems)."""
         self.problems.append(Problem(where, field_name, message, patient_id=patient_id, value=value, csv=False))
 
@@ -97,9 +107,17 @@ def age_at(birth: date, infusion: date) -> float:
 
 
 def _unknown_report(rows: SourceRows) -> list[dict[str, Any]]:
-    return [{"where": where, "system": system, "code": code, "display": display, "count": count,
-             "example": rows.examples[(where, system, code, display)]}
-            for (where, system, code, display), count in rows.unknown.most_common()]
+    return [
+        {
+            "where": where,
+            "system": system,
+            "code": code,
+            "display": display,
+            "count": count,
+            "example": rows.examples[(where, system, code, display)],
+        }
+        for (where, system, code, display), count in rows.unknown.most_common()
+    ]
 
 
 MAX_NAMED = 200  # patients named in the report when left out (all of them in any export of a treating centre)
@@ -111,9 +129,16 @@ def _dose(rows: SourceRows, index: int, patient_id: str, value: float | None, pr
         return value
     weight = rows.patients.get(patient_id, {}).get("weight_kg")
     if weight is None:
-        problems.append(Problem(rows.per_kg[index], "dose", "a dose in mg/kg needs the patient's body weight "
-                                "(weight_kg, LOINC 29463-7) to be given in mg", patient_id=patient_id, value=value,
-                                csv=False))
+        problems.append(
+            Problem(
+                rows.per_kg[index],
+                "dose",
+                "a dose in mg/kg needs the patient's body weight (weight_kg, LOINC 29463-7) to be given in mg",
+                patient_id=patient_id,
+                value=value,
+                csv=False,
+            )
+        )
         return None
     return value * float(weight)
 
@@ -131,8 +156,9 @@ def followup_to_last_record(tables: dict[str, pd.DataFrame]) -> int:
     return int(blank.sum())
 
 
-def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) -> tuple[dict[str, pd.DataFrame],
-                                                                                    dict[str, Any]]:
+def raw_tables(
+    rows: SourceRows, rule: TimeRule, every_patient: bool = False
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The three raw contract tables (units as given) and the timing counts; problems raise, all at once.
 
     A patient with no CAR-T infusion in the source (an EHR export holds other patients too) is left out and
@@ -141,15 +167,29 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
     starts: dict[str, datetime] = {}
     without = [p for p in rows.patients if not rows.infusions.get(p)]
     if without and (every_patient or len(without) == len(rows.patients)):
-        problems.append(Problem("infusion", "time", "no CAR-T infusion (a Procedure or drug record coded "
-                                "car_t_infusion or naming a product): nothing to place at time zero",
-                                patient_id=without[0], csv=False))
+        problems.append(
+            Problem(
+                "infusion",
+                "time",
+                "no CAR-T infusion (a Procedure or drug record coded "
+                "car_t_infusion or naming a product): nothing to place at time zero",
+                patient_id=without[0],
+                csv=False,
+            )
+        )
     for patient_id in rows.patients:
         found = rows.infusions.get(patient_id, [])
         if len(found) > 1:
-            problems.append(Problem("infusion", "time", f"{len(found)} CAR-T infusions ({', '.join(w for _, w in found)}):"
-                                    " expected one per patient_id (give a second infusion its own patient_id)",
-                                    patient_id=patient_id, csv=False))
+            problems.append(
+                Problem(
+                    "infusion",
+                    "time",
+                    f"{len(found)} CAR-T infusions ({', '.join(w for _, w in found)}):"
+                    " expected one per patient_id (give a second infusion its own patient_id)",
+                    patient_id=patient_id,
+                    csv=False,
+                )
+            )
             continue
         if not found:
             continue
@@ -166,8 +206,15 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
             if patient_id in without:
                 left_out[table] += 1
             elif patient_id not in rows.patients:
-                problems.append(Problem(table, "patient_id", "refers to no Patient/person in the source",
-                                        patient_id=patient_id, csv=False))
+                problems.append(
+                    Problem(
+                        table,
+                        "patient_id",
+                        "refers to no Patient/person in the source",
+                        patient_id=patient_id,
+                        csv=False,
+                    )
+                )
             return None
         if not has_time(moment):
             date_only[table] += 1
@@ -179,14 +226,25 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
                 problems.append(Problem(table, "time", str(error), patient_id=patient_id, csv=False))
         return None
 
-    measurements = [(pid, hours, analyte, value, unit) for pid, moment, analyte, value, unit in rows.measurements
-                    if (hours := place(pid, moment, True, "measurements")) is not None]
-    events = [(pid, hours, event, _dose(rows, i, pid, value, problems))
-              for i, (pid, moment, event, value) in enumerate(rows.events)
-              if (hours := place(pid, moment, False, "events")) is not None]
+    measurements = [
+        (pid, hours, analyte, value, unit)
+        for pid, moment, analyte, value, unit in rows.measurements
+        if (hours := place(pid, moment, True, "measurements")) is not None
+    ]
+    events = [
+        (pid, hours, event, _dose(rows, i, pid, value, problems))
+        for i, (pid, moment, event, value) in enumerate(rows.events)
+        if (hours := place(pid, moment, False, "events")) is not None
+    ]
     if len(same_day) > 1:
-        problems.append(Problem("measurements", "time", f"{len(same_day)} date-only labs on an infusion day in all "
-                                f"({len(set(same_day))} patients)", csv=False))
+        problems.append(
+            Problem(
+                "measurements",
+                "time",
+                f"{len(same_day)} date-only labs on an infusion day in all ({len(set(same_day))} patients)",
+                csv=False,
+            )
+        )
     if problems:
         raise CohortValidationError(problems[:50], max(0, len(problems) - 50))
     tables = {
@@ -194,9 +252,15 @@ def raw_tables(rows: SourceRows, rule: TimeRule, every_patient: bool = False) ->
         "measurements": pd.DataFrame(measurements, columns=[c.name for c in MEASUREMENT_COLUMNS]),
         "events": pd.DataFrame(events, columns=[c.name for c in EVENT_COLUMNS]),
     }
-    report = {"date_only": {k: date_only[k] for k in ("infusions", "measurements", "events")},
-              "without_infusion": {"patients": len(without), "examples": without[:MAX_NAMED],
-                                   "measurements": left_out["measurements"], "events": left_out["events"]}}
+    report = {
+        "date_only": {k: date_only[k] for k in ("infusions", "measurements", "events")},
+        "without_infusion": {
+            "patients": len(without),
+            "examples": without[:MAX_NAMED],
+            "measurements": left_out["measurements"],
+            "events": left_out["events"],
+        },
+    }
     return tables, report
 
 
@@ -207,12 +271,24 @@ def assemble(rows: SourceRows, rule: TimeRule, source: dict[str, Any]) -> Import
     except CohortValidationError as error:  # the unknown codes often explain the problems: shown first
         raise SourceImportError(error.problems, error.truncated, error.counts, _unknown_report(rows)) from None
     to_last = followup_to_last_record(tables)
-    notes = [f"patients: {to_last} infusion(s) with no stated follow-up: follow-up taken to end at the patient's "
-             "last record in the export (not complete to day 28)"] if to_last else []
-    report = {"imported_from": source, "time_rule": rule.to_metadata(), **timing, "notes": notes,
-              "followup_to_last_record": to_last,
-              "counts": {name: int(len(tables[name])) for name in TABLES},
-              "unknown_codes": _unknown_report(rows), "skipped": dict(rows.skipped)}
+    notes = (
+        [
+            f"patients: {to_last} infusion(s) with no stated follow-up: follow-up taken to end at the patient's "
+            "last record in the export (not complete to day 28)"
+        ]
+        if to_last
+        else []
+    )
+    report = {
+        "imported_from": source,
+        "time_rule": rule.to_metadata(),
+        **timing,
+        "notes": notes,
+        "followup_to_last_record": to_last,
+        "counts": {name: int(len(tables[name])) for name in TABLES},
+        "unknown_codes": _unknown_report(rows),
+        "skipped": dict(rows.skipped),
+    }
     cohort = validate_tables(tables, csv={name: False for name in TABLES}, metadata=report)
     return Imported(tables, cohort, report)
 
@@ -228,14 +304,17 @@ def as_record(imported_tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """One patient's raw tables as the single-patient record ``crsrisk.predict`` reads."""
     patients = imported_tables["patients"]
     if len(patients) != 1:
-        raise CohortValidationError([Problem("patients", "patient_id", f"expected one patient, found {len(patients)}",
-                                             csv=False)])
+        raise CohortValidationError(
+            [Problem("patients", "patient_id", f"expected one patient, found {len(patients)}", csv=False)]
+        )
 
     def plain(value: Any) -> Any:
         return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
     record: dict[str, Any] = {"patient": {k: plain(v) for k, v in patients.iloc[0].items()}}
     for name in ("measurements", "events"):
-        record[name] = [{k: plain(v) for k, v in row.items() if k != "patient_id"}
-                        for row in imported_tables[name].to_dict("records")]
+        record[name] = [
+            {k: plain(v) for k, v in row.items() if k != "patient_id"}
+            for row in imported_tables[name].to_dict("records")
+        ]
     return record

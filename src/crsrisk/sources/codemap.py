@@ -51,20 +51,41 @@ def _build(rows: list[tuple[str, str, str, str]], where: str) -> CodeMap:
     first: dict[tuple[str, str], str] = {}
     for label, system, code, target in rows:
         if not system.strip() or not code.strip():
-            problems.append(Problem("code_map", "source_code", f"{where} {label}: expected a vocabulary and a code",
-                                    value=f"{system}|{code}", csv=False))
+            problems.append(
+                Problem(
+                    "code_map",
+                    "source_code",
+                    f"{where} {label}: expected a vocabulary and a code",
+                    value=f"{system}|{code}",
+                    csv=False,
+                )
+            )
             continue
         found = meanings(target)
         if not found:
-            problems.append(Problem("code_map", "target", f"{where} {label}: unknown target: expected a contract "
-                                    "name (an analyte such as il6, car_t_infusion, a drug event, crs_grade, "
-                                    "icans_grade, a product, a diagnosis or a patient column)", value=target,
-                                    csv=False))
+            problems.append(
+                Problem(
+                    "code_map",
+                    "target",
+                    f"{where} {label}: unknown target: expected a contract "
+                    "name (an analyte such as il6, car_t_infusion, a drug event, crs_grade, "
+                    "icans_grade, a product, a diagnosis or a patient column)",
+                    value=target,
+                    csv=False,
+                )
+            )
             continue
         key = _key(system, code)
         if key in first:
-            problems.append(Problem("code_map", "source_code", f"{where} {label}: duplicate source code "
-                                    f"(first mapped at {first[key]})", value=f"{system}|{code}", csv=False))
+            problems.append(
+                Problem(
+                    "code_map",
+                    "source_code",
+                    f"{where} {label}: duplicate source code (first mapped at {first[key]})",
+                    value=f"{system}|{code}",
+                    csv=False,
+                )
+            )
             continue
         first[key] = label
         entries[key] = found
@@ -77,10 +98,20 @@ def _csv_rows(text: str, where: str) -> list[tuple[str, str, str, str]]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise CohortValidationError([Problem("code_map", missing[0], f"{where}: missing column(s) {missing}: "
-                                             f"expected {list(CSV_COLUMNS)}", csv=False)])
-    return [(f"line {n}", r["source_vocabulary_id"] or "", r["source_code"] or "", r["target"] or "")
-            for n, r in enumerate(reader, start=2)]
+        raise CohortValidationError(
+            [
+                Problem(
+                    "code_map",
+                    missing[0],
+                    f"{where}: missing column(s) {missing}: expected {list(CSV_COLUMNS)}",
+                    csv=False,
+                )
+            ]
+        )
+    return [
+        (f"line {n}", r["source_vocabulary_id"] or "", r["source_code"] or "", r["target"] or "")
+        for n, r in enumerate(reader, start=2)
+    ]
 
 
 def _concept_map_rows(data: Mapping[str, Any], where: str) -> list[tuple[str, str, str, str]]:
@@ -92,18 +123,33 @@ def _concept_map_rows(data: Mapping[str, Any], where: str) -> list[tuple[str, st
         concept_map = ConceptMap.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        raise CohortValidationError([Problem("code_map", ".".join(str(p) for p in first["loc"]) or "<resource>",
-                                             f"{where}: not a valid FHIR R4 ConceptMap: {first['msg']}",
-                                             csv=False)]) from None
+        raise CohortValidationError(
+            [
+                Problem(
+                    "code_map",
+                    ".".join(str(p) for p in first["loc"]) or "<resource>",
+                    f"{where}: not a valid FHIR R4 ConceptMap: {first['msg']}",
+                    csv=False,
+                )
+            ]
+        ) from None
     rows = []
     for g, group in enumerate(concept_map.group or []):
         for e, element in enumerate(group.element or []):
             label = f"group[{g}].element[{e}]"
             targets = [t for t in element.target or [] if t.equivalence not in ("unmatched", "disjoint")]
             if len(targets) != 1:
-                raise CohortValidationError([Problem("code_map", "target", f"{where} {label}: expected one target "
-                                                     f"(the contract name), found {len(targets)}",
-                                                     value=element.code, csv=False)])
+                raise CohortValidationError(
+                    [
+                        Problem(
+                            "code_map",
+                            "target",
+                            f"{where} {label}: expected one target (the contract name), found {len(targets)}",
+                            value=element.code,
+                            csv=False,
+                        )
+                    ]
+                )
             rows.append((label, group.source or "", element.code or "", targets[0].code or ""))
     return rows
 
@@ -116,16 +162,26 @@ def load_code_map(path: str | os.PathLike | None) -> CodeMap:
     try:
         text = read_limited(file, MAX_TABLE_BYTES, "code_map").decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise CohortValidationError([Problem("code_map", "<file>", f"{file.name}: not UTF-8 text ({error})",
-                                             csv=False)]) from None
+        raise CohortValidationError(
+            [Problem("code_map", "<file>", f"{file.name}: not UTF-8 text ({error})", csv=False)]
+        ) from None
     if file.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except ValueError as error:
-            raise CohortValidationError([Problem("code_map", "<json>", f"{file.name}: not valid JSON ({error})",
-                                                 csv=False)]) from None
+            raise CohortValidationError(
+                [Problem("code_map", "<json>", f"{file.name}: not valid JSON ({error})", csv=False)]
+            ) from None
         if not isinstance(data, Mapping) or data.get("resourceType") != "ConceptMap":
-            raise CohortValidationError([Problem("code_map", "resourceType", f"{file.name}: expected a FHIR "
-                                                 "ConceptMap (or a CSV code map)", csv=False)])
+            raise CohortValidationError(
+                [
+                    Problem(
+                        "code_map",
+                        "resourceType",
+                        f"{file.name}: expected a FHIR ConceptMap (or a CSV code map)",
+                        csv=False,
+                    )
+                ]
+            )
         return _build(_concept_map_rows(data, file.name), file.name)
     return _build(_csv_rows(text, file.name), file.name)

@@ -41,12 +41,19 @@ class TimeRule:
 
     def to_metadata(self) -> dict:
         """The rule as recorded in cohort.json, with a sentence saying what it did."""
-        labs = (f"date-only labs of the infusion day {self.same_day_labs} the infusion (at least "
-                f"{SAME_DAY_SHIFT_HOURS:g} h from it)" if self.same_day_labs else
-                "no side given for date-only labs of the infusion day (an export with any is refused)")
-        return {**asdict(self), "description": (
-            f"values with a date but no time are placed at {self.hour:g}:00 of their day; an infusion with a date "
-            f"only at {self.infusion_hour:g}:00; {labs}; date-only events of the infusion day after it")}
+        labs = (
+            f"date-only labs of the infusion day {self.same_day_labs} the infusion (at least "
+            f"{SAME_DAY_SHIFT_HOURS:g} h from it)"
+            if self.same_day_labs
+            else "no side given for date-only labs of the infusion day (an export with any is refused)"
+        )
+        return {
+            **asdict(self),
+            "description": (
+                f"values with a date but no time are placed at {self.hour:g}:00 of their day; an infusion with a date "
+                f"only at {self.infusion_hour:g}:00; {labs}; date-only events of the infusion day after it"
+            ),
+        }
 
 
 Moment = datetime | date
@@ -88,6 +95,8 @@ def hours_since(moment: Moment, infusion: datetime, lab: bool, rule: TimeRule) -
         return hours
     side = rule.same_day_labs if lab else "after"
     if side is None:
-        raise SameDayUnspecified("a lab dated the infusion day has no time: say whether such labs were taken "
-                                 "before or after the infusion (same_day_labs 'before' or 'after')")
+        raise SameDayUnspecified(
+            "a lab dated the infusion day has no time: say whether such labs were taken "
+            "before or after the infusion (same_day_labs 'before' or 'after')"
+        )
     return min(hours, -SAME_DAY_SHIFT_HOURS) if side == "before" else max(hours, SAME_DAY_SHIFT_HOURS)

@@ -60,8 +60,9 @@ def _resources_of(data: Mapping[str, Any], where: str) -> Iterator[tuple[dict, s
     if data.get("resourceType") == "Bundle":
         entries = data.get("entry") or []
         if not isinstance(entries, list):
-            raise CohortValidationError([Problem("fhir", "entry", f"{where}: expected a list of entries",
-                                                 value=entries)])
+            raise CohortValidationError(
+                [Problem("fhir", "entry", f"{where}: expected a list of entries", value=entries)]
+            )
         for i, entry in enumerate(entries):
             resource = entry.get("resource") if isinstance(entry, Mapping) else None
             if isinstance(resource, Mapping):
@@ -80,9 +81,17 @@ def _read_source(source: str | os.PathLike | Mapping[str, Any]) -> Iterator[tupl
         files = sorted(path.glob("*.ndjson"))
         bundles = sorted(path.glob("*.json"))
         if not files and not bundles:
-            raise CohortValidationError([Problem("fhir", "<folder>", f"{path}: no .json or .ndjson files (expected "
-                                                 "one Bundle .json per patient, or the Bulk Data layout: one "
-                                                 "Patient.ndjson, Observation.ndjson, ... per resource type)")])
+            raise CohortValidationError(
+                [
+                    Problem(
+                        "fhir",
+                        "<folder>",
+                        f"{path}: no .json or .ndjson files (expected "
+                        "one Bundle .json per patient, or the Bulk Data layout: one "
+                        "Patient.ndjson, Observation.ndjson, ... per resource type)",
+                    )
+                ]
+            )
         for file in bundles:  # per-patient Bundles (Synthea's layout)
             yield from _resources_of(_json(read_limited(file, MAX_TABLE_BYTES, "fhir"), file.name), file.name)
         for file in files:  # each bounded, and never a FIFO or device (read_limited)
@@ -97,7 +106,9 @@ def _json(text: str | bytes, where: str) -> Mapping[str, Any]:
     try:
         data = json.loads(text)
     except RecursionError:
-        raise CohortValidationError([Problem("fhir", "<json>", f"{where}: not valid JSON (nested too deeply)")]) from None
+        raise CohortValidationError(
+            [Problem("fhir", "<json>", f"{where}: not valid JSON (nested too deeply)")]
+        ) from None
     except ValueError as error:  # also bytes that are not UTF-8
         raise CohortValidationError([Problem("fhir", "<json>", f"{where}: not valid JSON ({error})")]) from None
     if not isinstance(data, Mapping):
@@ -120,8 +131,12 @@ def _parse(resources: Iterable[tuple[dict, str]], rows: SourceRows) -> dict[str,
             model = get_fhir_model_class(kind).model_validate(data)
         except ValidationError as error:
             first = error.errors()[0]
-            rows.problem(kind, ".".join(str(p) for p in first["loc"]) or "<resource>",
-                         f"{where}: not valid FHIR R4 {kind}: {first['msg']}", value=data.get("id"))
+            rows.problem(
+                kind,
+                ".".join(str(p) for p in first["loc"]) or "<resource>",
+                f"{where}: not valid FHIR R4 {kind}: {first['msg']}",
+                value=data.get("id"),
+            )
             continue
         parsed[kind].append((model, where))
     return parsed
@@ -136,8 +151,9 @@ def _ref_id(reference: Any) -> str | None:
 def _moment(value: Any, where: str, rows: SourceRows, patient_id: str | None) -> Moment | None:
     if isinstance(value, (datetime, date)):
         return value
-    rows.problem(where, "time", "expected a date or date-time (a year or month alone cannot be placed)",
-                 patient_id, value)
+    rows.problem(
+        where, "time", "expected a date or date-time (a year or month alone cannot be placed)", patient_id, value
+    )
     return None
 
 
@@ -147,14 +163,20 @@ def _codings(concept: Any) -> list[Any]:
 
 def _meaning_of(concept: Any, kinds: tuple[Kind, ...], rows: SourceRows) -> Meaning | None:
     """The meaning (of one of ``kinds``) of the first coding that has one (site map first), or None."""
-    return next((found for coding in _codings(concept)
-                 if (found := rows.meaning(coding.system, coding.code, kinds))), None)
+    return next(
+        (found for coding in _codings(concept) if (found := rows.meaning(coding.system, coding.code, kinds))), None
+    )
 
 
 def _unknown(rows: SourceRows, where: str, concept: Any, example: str) -> None:
     coding = _codings(concept)[0] if _codings(concept) else None
-    rows.add_unknown(where, getattr(coding, "system", None), getattr(coding, "code", None),
-                     getattr(coding, "display", None) or getattr(concept, "text", None), example)
+    rows.add_unknown(
+        where,
+        getattr(coding, "system", None),
+        getattr(coding, "code", None),
+        getattr(coding, "display", None) or getattr(concept, "text", None),
+        example,
+    )
 
 
 def _observation_value(obs: Any) -> tuple[Any, str | None]:
@@ -190,8 +212,14 @@ def _patients(parsed: dict[str, list[Any]], rows: SourceRows) -> dict[str, str]:
         if isinstance(patient.birthDate, date):
             rows.birth_dates[patient.id] = patient.birthDate
         elif patient.birthDate is not None:
-            rows.problem("Patient", "birthDate", "expected a full date (year-month-day) to compute the age at "
-                         "infusion; or give age_years as an Observation", patient.id, patient.birthDate)
+            rows.problem(
+                "Patient",
+                "birthDate",
+                "expected a full date (year-month-day) to compute the age at "
+                "infusion; or give age_years as an Observation",
+                patient.id,
+                patient.birthDate,
+            )
         organisation = patient.managingOrganization
         if organisation is not None:
             rows.set_field(patient.id, "center", organisation.display or _ref_id(organisation), f"Patient/{patient.id}")
@@ -232,7 +260,9 @@ def _observations(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: So
         if not isinstance(value, float) or math.isnan(value):
             rows.problem(label, "value", f"expected a number for {found.name}", patient_id, value)
         elif found.kind == "measurement":
-            rows.measurements.append((patient_id, moment, found.name, value, match_unit(found.name, unit) or unit or ""))
+            rows.measurements.append(
+                (patient_id, moment, found.name, value, match_unit(found.name, unit) or unit or "")
+            )
         else:
             rows.events.append((patient_id, moment, found.name, value))
 
@@ -244,8 +274,11 @@ def _medications(parsed: dict[str, list[Any]], by_url: dict[str, str], rows: Sou
             rows.skipped[f"MedicationAdministration status {given.status}"] += 1
             continue
         reference = getattr(given.medicationReference, "reference", None) or ""
-        concept = given.medicationCodeableConcept or catalogue.get(reference) or catalogue.get(
-            _ref_id(given.medicationReference) or "")
+        concept = (
+            given.medicationCodeableConcept
+            or catalogue.get(reference)
+            or catalogue.get(_ref_id(given.medicationReference) or "")
+        )
         found = _meaning_of(concept, ("event",), rows)
         label = f"MedicationAdministration/{given.id}" if given.id else where
         product = _product(rows, concept)
@@ -271,8 +304,13 @@ def _dose(rows: SourceRows, patient_id: str, moment: Moment, event: str, dose: A
     unit = dose.code if dose.system == "http://unitsofmeasure.org" and dose.code else dose.unit
     factor = dose_to_mg(unit)
     if factor is None:
-        rows.problem(label, "dosage.dose", f"{event} dose in {unit!r}: expected {DOSE_UNIT} (or g, ug, mg/kg), the "
-                     "contract's unit", patient_id, float(dose.value))
+        rows.problem(
+            label,
+            "dosage.dose",
+            f"{event} dose in {unit!r}: expected {DOSE_UNIT} (or g, ug, mg/kg), the contract's unit",
+            patient_id,
+            float(dose.value),
+        )
         return
     if factor[1]:
         rows.per_kg[len(rows.events)] = label
@@ -342,11 +380,16 @@ def read_fhir_rows(source: str | os.PathLike | Mapping[str, Any], codes: CodeMap
     return rows
 
 
-def import_fhir(source: str | os.PathLike | Mapping[str, Any], rule: TimeRule = TimeRule(),
-                codes: CodeMap = NO_MAP) -> Imported:
+def import_fhir(
+    source: str | os.PathLike | Mapping[str, Any], rule: TimeRule = TimeRule(), codes: CodeMap = NO_MAP
+) -> Imported:
     """A FHIR Bundle, a folder of per-patient Bundles or an NDJSON folder as a validated cohort with its report."""
-    described = {"kind": "fhir", "version": "R4", "source": "bundle" if isinstance(source, Mapping) else str(source),
-                 "code_map": codes.source}
+    described = {
+        "kind": "fhir",
+        "version": "R4",
+        "source": "bundle" if isinstance(source, Mapping) else str(source),
+        "code_map": codes.source,
+    }
     return assemble(read_fhir_rows(source, codes), rule, described)
 
 
@@ -355,6 +398,8 @@ def record_from_fhir(obj: Mapping[str, Any] | str | os.PathLike, rule: TimeRule 
     rows = read_fhir_rows(obj)
     tables, _ = raw_tables(rows, rule, every_patient=True)
     if rows.unknown:
-        listed = "; ".join(f"{where} {system}|{code} x{count}" for (where, system, code, _), count in rows.unknown.items())
+        listed = "; ".join(
+            f"{where} {system}|{code} x{count}" for (where, system, code, _), count in rows.unknown.items()
+        )
         warnings.warn(f"FHIR codes crsrisk does not read (ignored): {listed}", UserWarning, stacklevel=2)
     return as_record(tables)

@@ -70,8 +70,11 @@ def _when(row: Any) -> Moment | None:
         return row.at if isinstance(row.at, datetime) else datetime.fromisoformat(str(row.at))
     if row.day is None:
         return None
-    return row.day if isinstance(row.day, date) and not isinstance(row.day, datetime) else date.fromisoformat(
-        str(row.day)[:10])
+    return (
+        row.day
+        if isinstance(row.day, date) and not isinstance(row.day, datetime)
+        else date.fromisoformat(str(row.day)[:10])
+    )
 
 
 def _birth(row: Any, rows: SourceRows, patient_id: str) -> date | None:
@@ -81,7 +84,11 @@ def _birth(row: Any, rows: SourceRows, patient_id: str) -> date | None:
         return None
     if row.month_of_birth is None or row.day_of_birth is None:
         rows.skipped["person birth date completed to the middle of the year or month"] += 1
-        return date(int(row.year_of_birth), int(row.month_of_birth or 7), int(row.day_of_birth or (15 if row.month_of_birth else 1)))
+        return date(
+            int(row.year_of_birth),
+            int(row.month_of_birth or 7),
+            int(row.day_of_birth or (15 if row.month_of_birth else 1)),
+        )
     return date(int(row.year_of_birth), int(row.month_of_birth), int(row.day_of_birth))
 
 
@@ -139,14 +146,20 @@ def _facts(connection: Any, ids: dict[Any, str], rows: SourceRows, table: str, s
         if found.kind == "patient":
             value = next((v for v in (row.number, row.text, row.value_code) if v is not None), None)
             value = float(value) if isinstance(value, (int, float)) or hasattr(value, "as_tuple") else value  # type: ignore[arg-type]  # as_tuple: a Decimal
-            rows.set_field(patient_id, found.name, patient_value(found.name, value, unit, f"{table}_id {row.id}",
-                                                                 patient_id, rows), f"{table}_id {row.id}")
+            rows.set_field(
+                patient_id,
+                found.name,
+                patient_value(found.name, value, unit, f"{table}_id {row.id}", patient_id, rows),
+                f"{table}_id {row.id}",
+            )
             continue
         moment = _timed(row, table, rows, patient_id)
         if moment is None:
             continue
         if row.number is None:
-            rows.problem(table, "value_as_number", f"{table}_id {row.id}: expected a number for {found.name}", patient_id)
+            rows.problem(
+                table, "value_as_number", f"{table}_id {row.id}: expected a number for {found.name}", patient_id
+            )
         elif found.kind == "measurement":
             matched = match_unit(found.name, row.unit_code) or match_unit(found.name, row.unit_text)
             rows.measurements.append((patient_id, moment, found.name, float(row.number), matched or unit or ""))
@@ -168,13 +181,17 @@ def _ancestors(connection: Any) -> dict[Any, list[tuple[str, str]]]:
 def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     ancestors = _ancestors(connection)
     for row in _query(connection, _DRUG):
-        product = (getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
-                   or product_in_text(row.concept_name) or product_in_text(row.source_value))
+        product = (
+            getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
+            or product_in_text(row.concept_name)
+            or product_in_text(row.source_value)
+        )
         codes = [(row.vocabulary_id, row.concept_code), *ancestors.get(row.drug_concept_id, [])]
         found = next((m for v, c in codes if (m := rows.meaning(v, c, ("event",))) and m.name in DRUG_EVENTS), None)
         if product is None and found is None:
-            rows.add_unknown("drug_exposure", row.vocabulary_id, row.concept_code, row.concept_name,
-                             f"drug_exposure_id {row.id}")
+            rows.add_unknown(
+                "drug_exposure", row.vocabulary_id, row.concept_code, row.concept_name, f"drug_exposure_id {row.id}"
+            )
             continue
         patient_id, moment = _placed(ids, row, "drug_exposure", rows)
         if moment is None:
@@ -188,11 +205,19 @@ def _drugs(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
 def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     for row in _query(connection, _PROCEDURE):
         infusion = rows.meaning(row.vocabulary_id, row.concept_code, ("infusion",))
-        product = (getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
-                   or product_in_text(row.source_value) or product_in_text(row.concept_name))
+        product = (
+            getattr(rows.meaning(row.vocabulary_id, row.concept_code, ("product",)), "name", None)
+            or product_in_text(row.source_value)
+            or product_in_text(row.concept_name)
+        )
         if infusion is None and product is None:
-            rows.add_unknown("procedure_occurrence", row.vocabulary_id, row.concept_code, row.concept_name,
-                             f"procedure_occurrence_id {row.id}")
+            rows.add_unknown(
+                "procedure_occurrence",
+                row.vocabulary_id,
+                row.concept_code,
+                row.concept_name,
+                f"procedure_occurrence_id {row.id}",
+            )
             continue
         patient_id, moment = _placed(ids, row, "procedure_occurrence", rows)
         if moment is not None:
@@ -201,11 +226,17 @@ def _procedures(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
 
 def _conditions(connection: Any, ids: dict[Any, str], rows: SourceRows) -> None:
     for row in _query(connection, _CONDITION):
-        found = (rows.meaning(row.source_vocabulary, row.source_code, ("diagnosis",))
-                 or rows.meaning(row.vocabulary_id, row.concept_code, ("diagnosis",)))
+        found = rows.meaning(row.source_vocabulary, row.source_code, ("diagnosis",)) or rows.meaning(
+            row.vocabulary_id, row.concept_code, ("diagnosis",)
+        )
         if found is None:
-            rows.add_unknown("condition_occurrence", row.source_vocabulary or row.vocabulary_id,
-                             row.source_code or row.concept_code, row.concept_name, f"condition_occurrence_id {row.id}")
+            rows.add_unknown(
+                "condition_occurrence",
+                row.source_vocabulary or row.vocabulary_id,
+                row.source_code or row.concept_code,
+                row.concept_name,
+                f"condition_occurrence_id {row.id}",
+            )
             continue
         patient_id = _person(ids, row, "condition_occurrence", rows)
         if patient_id is not None:
@@ -225,11 +256,26 @@ def read_omop_rows(url: str, codes: CodeMap = NO_MAP) -> SourceRows:
     try:
         with engine.connect() as connection:
             present = set(inspect(connection).get_table_names())
-            needed = {"person", "concept", "care_site", "measurement", "observation", "drug_exposure",
-                      "procedure_occurrence", "condition_occurrence"}
+            needed = {
+                "person",
+                "concept",
+                "care_site",
+                "measurement",
+                "observation",
+                "drug_exposure",
+                "procedure_occurrence",
+                "condition_occurrence",
+            }
             if needed - present:
-                raise CohortValidationError([Problem("omop", "<tables>", f"missing OMOP CDM v5.4 table(s) "
-                                                     f"{sorted(needed - present)} in {engine.url!r}")])
+                raise CohortValidationError(
+                    [
+                        Problem(
+                            "omop",
+                            "<tables>",
+                            f"missing OMOP CDM v5.4 table(s) {sorted(needed - present)} in {engine.url!r}",
+                        )
+                    ]
+                )
             ids = _people(connection, rows)
             _procedures(connection, ids, rows)
             _drugs(connection, ids, rows)
@@ -248,5 +294,6 @@ def import_omop(url: str, rule: TimeRule = TimeRule(), codes: CodeMap = NO_MAP) 
     from sqlalchemy.engine import make_url
 
     shown = make_url(url).render_as_string(hide_password=True)
-    return assemble(read_omop_rows(url, codes), rule, {"kind": "omop", "version": "5.4", "source": shown,
-                                                        "code_map": codes.source})
+    return assemble(
+        read_omop_rows(url, codes), rule, {"kind": "omop", "version": "5.4", "source": shown, "code_map": codes.source}
+    )

@@ -12,8 +12,9 @@ _TRUE, _FALSE = {"true", "yes", "y", "1"}, {"false", "no", "n", "0"}
 
 
 class _Problems(Protocol):
-    def problem(self, where: str, field_name: str, message: str, patient_id: str | None = None,
-                value: Any = None) -> None: ...
+    def problem(
+        self, where: str, field_name: str, message: str, patient_id: str | None = None, value: Any = None
+    ) -> None: ...
 
 
 def patient_value(column: str, value: Any, unit: str | None, where: str, patient_id: str, out: _Problems) -> Any:

@@ -16,5 +16,19 @@ def label_table(cohort: Cohort, task: TaskBase | str, landmark: Any, label: str 
     return get_task(task).label_table(cohort, landmark, label)
 
 
-__all__ = ["DEFAULT_TASKS", "Dataset", "FirstEvent", "Grid", "Hours", "Landmark", "LandmarkFeatures", "Task", "TaskBase", "get_task",
-           "label_table", "parse_landmark", "task_from_settings", "tasks_from_config"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "Dataset",
+    "FirstEvent",
+    "Grid",
+    "Hours",
+    "Landmark",
+    "LandmarkFeatures",
+    "Task",
+    "TaskBase",
+    "get_task",
+    "label_table",
+    "parse_landmark",
+    "task_from_settings",
+    "tasks_from_config",
+]

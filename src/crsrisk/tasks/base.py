@@ -43,8 +43,9 @@ class Task(Protocol):
 
     def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def outcome(self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray,
-                label: str = "primary") -> tuple[np.ndarray, np.ndarray]: ...
+    def outcome(
+        self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def occurrence(self, arrays: CohortArrays) -> np.ndarray: ...
 
@@ -58,8 +59,9 @@ class Task(Protocol):
 
     def label_table(self, cohort: Cohort | CohortArrays, landmark: Any, label: str = "primary") -> pd.DataFrame: ...
 
-    def dataset(self, cohort: Cohort, landmark: Any, arrays: CohortArrays | None = None,
-                label: str = "primary") -> "Dataset": ...
+    def dataset(
+        self, cohort: Cohort, landmark: Any, arrays: CohortArrays | None = None, label: str = "primary"
+    ) -> "Dataset": ...
 
 
 @dataclass
@@ -107,10 +109,12 @@ class TaskBase:
     _positive_hours: ClassVar[tuple[str, ...]] = ()
 
     if TYPE_CHECKING:  # each task kind implements these hooks of the Task protocol; declared for the type checker
+
         def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]: ...
 
-        def outcome(self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray,
-                    label: str = "primary") -> tuple[np.ndarray, np.ndarray]: ...
+        def outcome(
+            self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+        ) -> tuple[np.ndarray, np.ndarray]: ...
 
         def occurrence(self, arrays: CohortArrays) -> np.ndarray: ...
 
@@ -149,8 +153,13 @@ class TaskBase:
         data: dict[str, Any] = {"kind": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            data[f.name] = ([lm.to_json() for lm in value] if f.name == "landmarks"
-                            else dict(value) if f.name == "second_labels" else value)
+            data[f.name] = (
+                [lm.to_json() for lm in value]
+                if f.name == "landmarks"
+                else dict(value)
+                if f.name == "second_labels"
+                else value
+            )
         return data
 
     def horizons(self, hours: np.ndarray) -> np.ndarray:
@@ -167,8 +176,12 @@ class TaskBase:
         arrays = cohort if isinstance(cohort, CohortArrays) else cohort_arrays(cohort)
         pairs = [self.at_risk(arrays, point) for point in parse_landmark(landmark).points()]
         codes = np.concatenate([c for c, _ in pairs])
-        return pd.Series(np.concatenate([h for _, h in pairs]), dtype="float64", name="landmark_hours",
-                         index=pd.Index(arrays.patient_ids[codes].astype(object), name="patient_id"))
+        return pd.Series(
+            np.concatenate([h for _, h in pairs]),
+            dtype="float64",
+            name="landmark_hours",
+            index=pd.Index(arrays.patient_ids[codes].astype(object), name="patient_id"),
+        )
 
     def label_table(self, cohort: Cohort | CohortArrays, landmark: Any, label: str = "primary") -> pd.DataFrame:
         """Label of every infusion in the risk set at the landmark (every point of a grid, stacked): 1/0, or NA
@@ -184,14 +197,23 @@ class TaskBase:
         follow = arrays.followup[codes]
         excluded = ~event & (follow < window_end)
         reason = np.full(codes.size, "", dtype=object)
-        reason[excluded] = [f"follow-up ended at {f:g} h before the outcome window closed at {w:g} h, without an "
-                            f"event" for f, w in zip(follow[excluded].tolist(), window_end[excluded].tolist())]
-        return pd.DataFrame({"patient_id": arrays.patient_ids[codes].astype(str), "landmark_hours": hours,
-                             "label": pd.array(np.where(excluded, pd.NA, event.astype(int)), dtype="Int8"),
-                             "excluded": excluded, "reason": reason})[LABEL_COLUMNS]
+        reason[excluded] = [
+            f"follow-up ended at {f:g} h before the outcome window closed at {w:g} h, without an event"
+            for f, w in zip(follow[excluded].tolist(), window_end[excluded].tolist())
+        ]
+        return pd.DataFrame(
+            {
+                "patient_id": arrays.patient_ids[codes].astype(str),
+                "landmark_hours": hours,
+                "label": pd.array(np.where(excluded, pd.NA, event.astype(int)), dtype="Int8"),
+                "excluded": excluded,
+                "reason": reason,
+            }
+        )[LABEL_COLUMNS]
 
-    def dataset(self, cohort: Cohort, landmark: Any, arrays: CohortArrays | None = None,
-                label: str = "primary") -> Dataset:
+    def dataset(
+        self, cohort: Cohort, landmark: Any, arrays: CohortArrays | None = None, label: str = "primary"
+    ) -> Dataset:
         """The one place that joins labels to leakage-free features: the labelled risk set at the landmark (or at
         each grid point, stacked) with its feature rows; excluded infusions dropped and counted per landmark."""
         landmark = parse_landmark(landmark)
@@ -201,15 +223,25 @@ class TaskBase:
         codes = arrays.codes(kept["patient_id"].to_numpy())
         hours = kept["landmark_hours"].to_numpy(dtype=np.float64)
         window = landmark.window
-        X = pd.DataFrame(feature_matrix(arrays, codes, hours, window),
-                         index=pd.Index(kept["patient_id"].to_numpy(dtype=object), name="patient_id"),
-                         columns=feature_names(window))
+        X = pd.DataFrame(
+            feature_matrix(arrays, codes, hours, window),
+            index=pd.Index(kept["patient_id"].to_numpy(dtype=object), name="patient_id"),
+            columns=feature_names(window),
+        )
         centres = cohort.patients.set_index("patient_id")["center"].reindex(X.index)
         counts = labels.groupby("landmark_hours", sort=True).agg(
-            risk_set=("patient_id", "size"), excluded=("excluded", "sum"),
-            events=("label", lambda s: int(s.dropna().astype(int).sum())))
+            risk_set=("patient_id", "size"),
+            excluded=("excluded", "sum"),
+            events=("label", lambda s: int(s.dropna().astype(int).sum())),
+        )
         counts["labelled"] = counts["risk_set"] - counts["excluded"]
-        return Dataset(self, landmark, X, kept["label"].astype(int).to_numpy(), pd.Series(X.index, index=X.index),
-                       hours, centres, counts.reset_index()[["landmark_hours", "risk_set", "labelled", "events",
-                                                             "excluded"]])
-
+        return Dataset(
+            self,
+            landmark,
+            X,
+            kept["label"].astype(int).to_numpy(),
+            pd.Series(X.index, index=X.index),
+            hours,
+            centres,
+            counts.reset_index()[["landmark_hours", "risk_set", "labelled", "events", "excluded"]],
+        )

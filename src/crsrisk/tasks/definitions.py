@@ -24,27 +24,60 @@ from crsrisk.tasks.refractory import TociRefractory
 SEVERE_CRS = "severe CRS (ASTCT CRS grade >= 3)"
 ANY_ICANS = "ICANS (any grade)"
 
-DEFAULT_TASKS: Mapping[str, TaskBase] = MappingProxyType({
-    "severe_crs": GradeOnset(
-        "severe_crs", "ASTCT CRS grade >= 3 from the landmark to day 28, among infusions without it so far",
-        (Hours(0.0), Hours(36.0)), "severe-crs-v1", SEVERE_CRS, grade_event="crs_grade", grade_threshold=3),
-    "icans": GradeOnset(
-        "icans", "ICANS of any grade from the landmark to day 28, among infusions without ICANS so far",
-        (Hours(0.0), Hours(36.0)), "icans-v1", ANY_ICANS, grade_event="icans_grade", grade_threshold=1,
-        second_labels=MappingProxyType({"icans_severe": 3})),
-    "severe_crs_dynamic": GradeOnset(
-        "severe_crs_dynamic", "ASTCT CRS grade >= 3 in the 48 h after the landmark, asked every 12 h to day 7, "
-        "among infusions without it so far", (Grid(0.0, 168.0, 12.0),), "severe-crs-next-v1", SEVERE_CRS,
-        grade_event="crs_grade", grade_threshold=3, horizon_hours=48.0, horizon_from="landmark"),
-    "icans_dynamic": GradeOnset(
-        "icans_dynamic", "ICANS of any grade in the 48 h after the landmark, asked every 12 h to day 7, among "
-        "infusions without ICANS so far", (Grid(0.0, 168.0, 12.0),), "icans-next-v1", ANY_ICANS,
-        grade_event="icans_grade", grade_threshold=1, horizon_hours=48.0, horizon_from="landmark"),
-    "toci_refractory": TociRefractory(
-        "toci_refractory", "within 48 h of the first tocilizumab dose: siltuximab or anakinra, a third "
-        "tocilizumab dose, corticosteroids for CRS, or a rise in CRS grade",
-        (FirstEvent("tocilizumab"),), "toci-refractory-v1"),
-})
+DEFAULT_TASKS: Mapping[str, TaskBase] = MappingProxyType(
+    {
+        "severe_crs": GradeOnset(
+            "severe_crs",
+            "ASTCT CRS grade >= 3 from the landmark to day 28, among infusions without it so far",
+            (Hours(0.0), Hours(36.0)),
+            "severe-crs-v1",
+            SEVERE_CRS,
+            grade_event="crs_grade",
+            grade_threshold=3,
+        ),
+        "icans": GradeOnset(
+            "icans",
+            "ICANS of any grade from the landmark to day 28, among infusions without ICANS so far",
+            (Hours(0.0), Hours(36.0)),
+            "icans-v1",
+            ANY_ICANS,
+            grade_event="icans_grade",
+            grade_threshold=1,
+            second_labels=MappingProxyType({"icans_severe": 3}),
+        ),
+        "severe_crs_dynamic": GradeOnset(
+            "severe_crs_dynamic",
+            "ASTCT CRS grade >= 3 in the 48 h after the landmark, asked every 12 h to day 7, "
+            "among infusions without it so far",
+            (Grid(0.0, 168.0, 12.0),),
+            "severe-crs-next-v1",
+            SEVERE_CRS,
+            grade_event="crs_grade",
+            grade_threshold=3,
+            horizon_hours=48.0,
+            horizon_from="landmark",
+        ),
+        "icans_dynamic": GradeOnset(
+            "icans_dynamic",
+            "ICANS of any grade in the 48 h after the landmark, asked every 12 h to day 7, among "
+            "infusions without ICANS so far",
+            (Grid(0.0, 168.0, 12.0),),
+            "icans-next-v1",
+            ANY_ICANS,
+            grade_event="icans_grade",
+            grade_threshold=1,
+            horizon_hours=48.0,
+            horizon_from="landmark",
+        ),
+        "toci_refractory": TociRefractory(
+            "toci_refractory",
+            "within 48 h of the first tocilizumab dose: siltuximab or anakinra, a third "
+            "tocilizumab dose, corticosteroids for CRS, or a rise in CRS grade",
+            (FirstEvent("tocilizumab"),),
+            "toci-refractory-v1",
+        ),
+    }
+)
 
 
 def get_task(name: str | TaskBase) -> TaskBase:

@@ -40,21 +40,24 @@ class GradeOnset(TaskBase):
         if self.grade_threshold not in (1, 2, 3, 4) or any(v not in (1, 2, 3, 4) for v in self.second_labels.values()):
             raise InputError(f"task {self.name}: grade_threshold must be 1-4, got {self.grade_threshold!r}")
         if self.horizon_from not in ("infusion", "landmark"):
-            raise InputError(f"task {self.name}: horizon_from must be 'infusion' or 'landmark', got "
-                             f"{self.horizon_from!r}")
+            raise InputError(
+                f"task {self.name}: horizon_from must be 'infusion' or 'landmark', got {self.horizon_from!r}"
+            )
         for landmark in self.landmarks:
             if isinstance(landmark, FirstEvent):
                 raise InputError(f"task {self.name}: landmarks must be hours or a grid, got {landmark.label!r}")
             if self.horizon_from == "infusion" and max(p.hours for p in landmark.points()) >= self.horizon_hours:
-                raise InputError(f"task {self.name}: landmark {landmark.label} is not before the horizon "
-                                 f"{self.horizon_hours:g} h")
+                raise InputError(
+                    f"task {self.name}: landmark {landmark.label} is not before the horizon {self.horizon_hours:g} h"
+                )
 
     def _threshold(self, label: str) -> int:
         if label == "primary":
             return self.grade_threshold
         if label not in self.second_labels:
-            raise InputError(f"task {self.name}: unknown label {label!r}; expected 'primary' or one of "
-                             f"{list(self.second_labels)}")
+            raise InputError(
+                f"task {self.name}: unknown label {label!r}; expected 'primary' or one of {list(self.second_labels)}"
+            )
         return self.second_labels[label]
 
     def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +65,9 @@ class GradeOnset(TaskBase):
         if not isinstance(landmark, Hours):
             raise InputError(f"task {self.name}: landmark must be hours after infusion, got {landmark.label!r}")
         if self.horizon_from == "infusion" and landmark.hours >= self.horizon_hours:
-            raise InputError(f"task {self.name}: landmark {landmark.hours:g} h is not before the horizon "
-                             f"{self.horizon_hours:g} h")
+            raise InputError(
+                f"task {self.name}: landmark {landmark.hours:g} h is not before the horizon {self.horizon_hours:g} h"
+            )
         everyone = np.arange(arrays.patient_ids.size)
         events = everyone_events(arrays)
         reached = events.of(self.grade_event) & (events.value >= self.grade_threshold)
@@ -73,8 +77,9 @@ class GradeOnset(TaskBase):
         codes = np.flatnonzero(out)
         return codes, np.full(codes.size, float(landmark.hours))
 
-    def outcome(self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray,
-                label: str = "primary") -> tuple[np.ndarray, np.ndarray]:
+    def outcome(
+        self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """First qualifying grade record at or after each landmark and before its window closes (inf if none),
         and the hour the window closes."""
         end = self.horizon_end(hours)

@@ -34,8 +34,9 @@ class TociRefractory(TaskBase):
     def check(self) -> None:
         """The only landmark is the first tocilizumab dose."""
         if self.landmarks != (FirstEvent("tocilizumab"),):
-            raise InputError(f"task {self.name}: the landmark is 'first_tocilizumab', got "
-                             f"{[lm.label for lm in self.landmarks]}")
+            raise InputError(
+                f"task {self.name}: the landmark is 'first_tocilizumab', got {[lm.label for lm in self.landmarks]}"
+            )
 
     def at_risk(self, arrays: CohortArrays, landmark: Hours | FirstEvent) -> tuple[np.ndarray, np.ndarray]:
         """Infusions that received tocilizumab within follow-up, at their first dose."""
@@ -45,8 +46,9 @@ class TociRefractory(TaskBase):
         codes = np.flatnonzero(np.isfinite(first))
         return codes, first[codes]
 
-    def outcome(self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray,
-                label: str = "primary") -> tuple[np.ndarray, np.ndarray]:
+    def outcome(
+        self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Hour of the first refractoriness criterion met within the window after each first dose (inf if none),
         and the hour the window closes."""
         if label != "primary":

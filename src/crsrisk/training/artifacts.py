@@ -32,12 +32,17 @@ def prepare_out_dir(path: Path) -> Path:
     return path
 
 
-def figures(y: np.ndarray, predictions: Mapping[str, np.ndarray], thresholds: tuple[float, float, float]) -> dict[str, Figure]:
+def figures(
+    y: np.ndarray, predictions: Mapping[str, np.ndarray], thresholds: tuple[float, float, float]
+) -> dict[str, Figure]:
     """ROC, reliability and decision-curve plots comparing every model on one task and landmark."""
     start, stop, step = thresholds
     grid = np.round(np.arange(start, stop + step / 2, step), 6)
-    return {"roc": roc_plot(y, predictions), "calibration": calibration_plot(y, predictions),
-            "decision_curve": decision_curve_plot(y, predictions, grid)}
+    return {
+        "roc": roc_plot(y, predictions),
+        "calibration": calibration_plot(y, predictions),
+        "decision_curve": decision_curve_plot(y, predictions, grid),
+    }
 
 
 def save_figures(figs: Mapping[str, Figure], folder: Path, prefix: str) -> None:
@@ -67,8 +72,14 @@ def by_landmark_metrics(rows: Sequence[Mapping[str, Any]], model: str) -> dict[s
     return out
 
 
-def metrics_document(cohort: Cohort, config: TrainConfig, tasks: Mapping[str, TaskBase], results: list[dict[str, Any]],
-                     run_id: str, tags: Mapping[str, str]) -> dict[str, Any]:
+def metrics_document(
+    cohort: Cohort,
+    config: TrainConfig,
+    tasks: Mapping[str, TaskBase],
+    results: list[dict[str, Any]],
+    run_id: str,
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
     """The metrics.json document other tools read: cohort fingerprint, task definitions, result rows."""
     return {
         "cohort": cohort_section(cohort),
@@ -110,23 +121,59 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     for r in results:
         verdict = ""
         if "beats_best_published" in r:
-            verdict = f"{r.get('comparison', 'beats' if r['beats_best_published'] else 'does NOT beat')} " \
-                      f"{r['best_published']}"
+            verdict = (
+                f"{r.get('comparison', 'beats' if r['beats_best_published'] else 'does NOT beat')} "
+                f"{r['best_published']}"
+            )
         m = r["metrics"]
-        rows.append([r["task"], r["landmark"], r["model"], r["kind"], f"{r['n']}/{r['events']}", _ci(m["auroc"]),
-                     _ci(m["auprc"]), _ci(m["brier"]), _ci(m["calibration_slope"]), verdict])
+        rows.append(
+            [
+                r["task"],
+                r["landmark"],
+                r["model"],
+                r["kind"],
+                f"{r['n']}/{r['events']}",
+                _ci(m["auroc"]),
+                _ci(m["auprc"]),
+                _ci(m["brier"]),
+                _ci(m["calibration_slope"]),
+                verdict,
+            ]
+        )
     listed = set()
     for r in results:  # each score whose inputs are all missing, once per task and landmark, never scored
         for name in r.get("not_computable", ()):
             if (r["task"], r["landmark"], name) not in listed:
                 listed.add((r["task"], r["landmark"], name))
-                rows.append([r["task"], r["landmark"], name, "published", "-", "not computable", "-", "-", "-",
-                             "inputs all missing: not scored"])
+                rows.append(
+                    [
+                        r["task"],
+                        r["landmark"],
+                        name,
+                        "published",
+                        "-",
+                        "not computable",
+                        "-",
+                        "-",
+                        "-",
+                        "inputs all missing: not scored",
+                    ]
+                )
     return rows
 
 
-COMPARISON_HEADER = ["task", "landmark", "model", "kind", "n/events", "AUROC (95% CI)", "AUPRC (95% CI)",
-                     "Brier (95% CI)", "calibration slope (95% CI)", "vs best published score"]
+COMPARISON_HEADER = [
+    "task",
+    "landmark",
+    "model",
+    "kind",
+    "n/events",
+    "AUROC (95% CI)",
+    "AUPRC (95% CI)",
+    "Brier (95% CI)",
+    "calibration slope (95% CI)",
+    "vs best published score",
+]
 
 
 def landmark_lines(results: list[dict[str, Any]], model: str = "xgboost") -> list[str]:
@@ -165,13 +212,21 @@ def shared_tracking_uri(uri: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
 
 
-def bundle_metadata(cohort: Cohort, tags: Mapping[str, str], document: Mapping[str, Any],
-                    tracking_uri: str) -> dict[str, Any]:
+def bundle_metadata(
+    cohort: Cohort, tags: Mapping[str, str], document: Mapping[str, Any], tracking_uri: str
+) -> dict[str, Any]:
     """What the bundle says about where it came from, including the full cross-validated metrics document.
     The tracking store is named only when it is a shared server; a local one is recorded as just that."""
     shared = shared_tracking_uri(tracking_uri)
-    return {"training_cohort_fingerprint": cohort.fingerprint(), "training_cohort_size": int(len(cohort.patients)),
-            "synthetic": cohort.synthetic, "not_for_clinical_use": True, "disclaimer": document["disclaimer"],
-            "git_commit": tags.get("git_commit"), "mlflow_run_id": document["mlflow_run_id"],
-            "mlflow_tracking_uri": shared, "mlflow_tracking_store": "server" if shared else "local",
-            "training_metrics": json_ready(dict(document))}
+    return {
+        "training_cohort_fingerprint": cohort.fingerprint(),
+        "training_cohort_size": int(len(cohort.patients)),
+        "synthetic": cohort.synthetic,
+        "not_for_clinical_use": True,
+        "disclaimer": document["disclaimer"],
+        "git_commit": tags.get("git_commit"),
+        "mlflow_run_id": document["mlflow_run_id"],
+        "mlflow_tracking_uri": shared,
+        "mlflow_tracking_store": "server" if shared else "local",
+        "training_metrics": json_ready(dict(document)),
+    }

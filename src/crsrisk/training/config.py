@@ -74,11 +74,15 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
-                             for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in error.errors()
+        )
         raise InputError(f"config {path or '(defaults)'}: {problems}") from None
 
 
-DEMO_CONFIG = TrainConfig(cv=CVConfig(n_splits=5, n_repeats=1), tuning=TuningConfig(n_iter=4, inner_splits=3),
-                          bootstrap=BootstrapConfig(n_boot=200))
+DEMO_CONFIG = TrainConfig(
+    cv=CVConfig(n_splits=5, n_repeats=1),
+    tuning=TuningConfig(n_iter=4, inner_splits=3),
+    bootstrap=BootstrapConfig(n_boot=200),
+)
 """What ``crsrisk demo`` trains with: the default design on a smaller budget, so it ends in minutes."""

@@ -45,9 +45,11 @@ def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig, groups
     fewest = min(min(_class_groups(y[s.train], groups[s.train])) for s in splits)
     if fewest < need:
         events, others = _class_groups(y, groups)
-        raise TooFewEvents(f"events in {events} and non-events in {others} infusions: an outer training fold holds "
-                           f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}; collect "
-                           "more data or lower the experiment's cv.n_splits / tuning.inner_splits")
+        raise TooFewEvents(
+            f"events in {events} and non-events in {others} infusions: an outer training fold holds "
+            f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}; collect "
+            "more data or lower the experiment's cv.n_splits / tuning.inner_splits"
+        )
 
 
 def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, config: TrainConfig) -> list[Split]:
@@ -59,9 +61,11 @@ def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, conf
         return [Split(0, k, tr, te) for k, (tr, te) in enumerate(LeaveOneGroupOut().split(y, y, groups))]
     events, others = _class_groups(y, patient_ids.to_numpy())
     if min(events, others) < config.cv.n_splits:
-        raise TooFewEvents(f"events in {events} and non-events in {others} infusions: fewer than "
-                           f"cv.n_splits={config.cv.n_splits} infusions of a class; collect more data or lower "
-                           "the experiment's cv.n_splits")
+        raise TooFewEvents(
+            f"events in {events} and non-events in {others} infusions: fewer than "
+            f"cv.n_splits={config.cv.n_splits} infusions of a class; collect more data or lower "
+            "the experiment's cv.n_splits"
+        )
     splits = []
     for repeat in range(config.cv.n_repeats):
         folds = StratifiedGroupKFold(config.cv.n_splits, shuffle=True, random_state=config.seed + repeat)
@@ -82,8 +86,9 @@ def fold_importance(fitted: FittedModel, X_test: pd.DataFrame) -> pd.Series:
     return pd.Series(np.abs(contributions).mean(axis=0), index=X_test.columns)
 
 
-def fold_predictions(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, split: Split, config: TrainConfig,
-                     baselines: list[str]) -> tuple[pd.DataFrame, pd.Series | None]:
+def fold_predictions(
+    X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, split: Split, config: TrainConfig, baselines: list[str]
+) -> tuple[pd.DataFrame, pd.Series | None]:
     """One outer fold: every model and published score fitted on its training part only, predicting its test part.
 
     Returns predictions (columns model, repeat, fold, row = position in X, probability) and the fold's XGBoost
@@ -100,12 +105,23 @@ def fold_predictions(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, split: 
                 importance = fold_importance(fitted, X_test).rename(f"{split.repeat}.{split.fold}")
         else:
             probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
-        frames.append(pd.DataFrame({"model": name, "repeat": split.repeat, "fold": split.fold,
-                                    "row": split.test, "probability": probability}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": name,
+                    "repeat": split.repeat,
+                    "fold": split.fold,
+                    "row": split.test,
+                    "probability": probability,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True), importance
 
 
 def combine_folds(results: list[tuple[pd.DataFrame, pd.Series | None]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All folds' predictions in one frame, and their importances one row per fold (in split order)."""
-    return (pd.concat([frame for frame, _ in results], ignore_index=True),
-            pd.DataFrame([imp for _, imp in results if imp is not None]))
+    return (
+        pd.concat([frame for frame, _ in results], ignore_index=True),
+        pd.DataFrame([imp for _, imp in results if imp is not None]),
+    )

@@ -25,16 +25,27 @@ from crsrisk.training.config import TrainConfig
 def base_estimator(name: str, columns: list[str], config: TrainConfig) -> Any:
     """An unfitted model: penalised logistic (log, impute, scale inside the pipeline) or XGBoost (native NaN)."""
     if name == "logistic":
-        return Pipeline([
-            ("log", LogTransform(log_scale_columns(columns))),
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("model", LogisticRegression(C=0.1, max_iter=2000)),
-        ])
+        return Pipeline(
+            [
+                ("log", LogTransform(log_scale_columns(columns))),
+                ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(C=0.1, max_iter=2000)),
+            ]
+        )
     if name == "xgboost":
-        return XGBClassifier(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.85,
-                             colsample_bytree=0.8, min_child_weight=3, tree_method="hist",
-                             n_jobs=config.xgboost_threads, random_state=config.seed, eval_metric="logloss")
+        return XGBClassifier(
+            n_estimators=200,
+            max_depth=3,
+            learning_rate=0.05,
+            subsample=0.85,
+            colsample_bytree=0.8,
+            min_child_weight=3,
+            tree_method="hist",
+            n_jobs=config.xgboost_threads,
+            random_state=config.seed,
+            eval_metric="logloss",
+        )
     raise InputError(f"model: expected 'logistic' or 'xgboost', got {name!r}")
 
 
@@ -73,8 +84,15 @@ class FittedModel:
         return self.calibrator.transform(margin(self.model, X))
 
 
-def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, seed: int,
-              groups: np.ndarray | None = None, calibration_boot: int = 0) -> FittedModel:
+def fit_model(
+    name: str,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    groups: np.ndarray | None = None,
+    calibration_boot: int = 0,
+) -> FittedModel:
     """Tune on inner folds, calibrate on inner-fold margins, refit on all of ``X`` - nothing outside it is seen.
     ``calibration_boot`` Platt refits on resampled margins give the final model's probabilities an interval.
 
@@ -84,21 +102,30 @@ def fit_model(name: str, X: pd.DataFrame, y: np.ndarray, config: TrainConfig, se
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     inner = StratifiedGroupKFold(config.tuning.inner_splits, shuffle=True, random_state=seed)
     base = base_estimator(name, list(X.columns), config)
-    search = RandomizedSearchCV(base, SEARCH_SPACES[name], n_iter=config.tuning.n_iter, scoring="roc_auc",
-                                cv=inner, random_state=seed, refit=False, n_jobs=1, error_score="raise")
+    search = RandomizedSearchCV(
+        base,
+        SEARCH_SPACES[name],
+        n_iter=config.tuning.n_iter,
+        scoring="roc_auc",
+        cv=inner,
+        random_state=seed,
+        refit=False,
+        n_jobs=1,
+        error_score="raise",
+    )
     search.fit(X, y, groups=groups)
     tuned = clone(base).set_params(**search.best_params_)
     if name == "xgboost":
         inner_margin = _xgb_oof_margin(tuned, X, y, inner, groups)
     else:
         inner_margin = cross_val_predict(tuned, X, y, cv=inner, groups=groups, method="decision_function")
-    calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed,
-                                groups=groups)
+    calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed, groups=groups)
     return FittedModel(name, tuned.fit(X, y), calibrator, _plain(search.best_params_))
 
 
-def _xgb_oof_margin(model: XGBClassifier, X: pd.DataFrame, y: np.ndarray, folds: StratifiedGroupKFold,
-                    groups: np.ndarray) -> np.ndarray:
+def _xgb_oof_margin(
+    model: XGBClassifier, X: pd.DataFrame, y: np.ndarray, folds: StratifiedGroupKFold, groups: np.ndarray
+) -> np.ndarray:
     out = np.empty(len(y))
     for train, test in folds.split(X, y, groups):
         out[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test], output_margin=True)

@@ -22,8 +22,12 @@ def _indexed(index: int, function: Callable[..., Any], args: tuple[Any, ...]) ->
     return index, function(*args)
 
 
-def run_all(jobs: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], workers: int | None = None,
-            on_done: Callable[[int], None] = lambda _: None, dask: str | None = None) -> list[Any]:
+def run_all(
+    jobs: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]],
+    workers: int | None = None,
+    on_done: Callable[[int], None] = lambda _: None,
+    dask: str | None = None,
+) -> list[Any]:
     """Call every ``(function, args)`` job and return the results in job order; ``on_done(i)`` runs in this process
     as job i finishes (progress bars and logging stay here). One worker runs the jobs in this process; ``dask``
     (a scheduler address or ``"local"``) runs them on a Dask cluster instead."""

@@ -13,16 +13,23 @@ class Progress:
     shows what runs now without counting."""
 
     def __init__(self, enabled: bool = True, total: int = 0) -> None:
-        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), disable=not enabled, transient=False)
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not enabled,
+            transient=False,
+        )
         self._task = self._bar.add_task("training", total=total)
 
     def __enter__(self) -> "Progress":
         self._bar.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._bar.stop()
 
     def step(self, description: str) -> None:

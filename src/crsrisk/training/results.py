@@ -43,7 +43,13 @@ def attribution_stability(importance: pd.DataFrame, top: int = 10) -> dict[str, 
     overlap = [len(tops[i] & tops[j]) / top for i, j in pairs]
     mean = importance.mean().sort_values(ascending=False)
     in_top = {name: int(sum(name in t for t in tops)) for name in mean.index[:top]}
-    return {"folds": int(len(folds)), "mean_spearman": float(np.mean(rho)) if rho else None,
-            "mean_top_overlap": float(np.mean(overlap)) if overlap else None, "top": top,
-            "top_features": [{"feature": name, "mean_abs_shap": float(mean[name]), "folds_in_top": in_top[name]}
-                             for name in mean.index[:top]]}
+    return {
+        "folds": int(len(folds)),
+        "mean_spearman": float(np.mean(rho)) if rho else None,
+        "mean_top_overlap": float(np.mean(overlap)) if overlap else None,
+        "top": top,
+        "top_features": [
+            {"feature": name, "mean_abs_shap": float(mean[name]), "folds_in_top": in_top[name]}
+            for name in mean.index[:top]
+        ],
+    }

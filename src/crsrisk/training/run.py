@@ -74,8 +74,9 @@ class Planned:
         return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, INTERVAL_REFITS))]
 
 
-def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfig
-                  ) -> tuple[list[Planned], list[dict[str, Any]]]:
+def plan_training(
+    cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfig
+) -> tuple[list[Planned], list[dict[str, Any]]]:
     """The dataset and folds of every task and landmark, and the ones skipped for too few events (with why)."""
     arrays = cohort_arrays(cohort)
     planned, skipped = [], []
@@ -86,8 +87,15 @@ def plan_training(cohort: Cohort, tasks: dict[str, TaskBase], config: TrainConfi
                 splits = outer_splits(data.y, data.patient_ids, data.centres, config)
                 check_events(data.y, splits, config, data.patient_ids.to_numpy())
             except TooFewEvents as reason:
-                skipped.append({"task": task.name, "landmark": landmark.label, "n": len(data.y),
-                                "events": int(data.y.sum()), "reason": _too_few(str(reason), data, cohort)})
+                skipped.append(
+                    {
+                        "task": task.name,
+                        "landmark": landmark.label,
+                        "n": len(data.y),
+                        "events": int(data.y.sum()),
+                        "reason": _too_few(str(reason), data, cohort),
+                    }
+                )
                 continue
             planned.append(Planned(data, baselines_for(task.name, landmark), splits))
     return planned, skipped
@@ -100,9 +108,11 @@ def _too_few(reason: str, data: Dataset, cohort: Cohort) -> str:
     labels = data.task.label_table(cohort, data.landmark)
     ids = list(dict.fromkeys(labels.loc[labels["excluded"], "patient_id"]))
     named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-    return f"{reason}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before " \
-           f"the outcome window closed without an event (infusions {named}): record followup_hours, or shorten " \
-           "the task's horizon_hours in the experiment file's task_overrides"
+    return (
+        f"{reason}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before "
+        f"the outcome window closed without an event (infusions {named}): record followup_hours, or shorten "
+        "the task's horizon_hours in the experiment file's task_overrides"
+    )
 
 
 def _threshold(config: TrainConfig, y: np.ndarray) -> float:
@@ -114,8 +124,9 @@ def _bands(y: np.ndarray) -> dict[str, float]:
     return {"low": round(rate * BAND_FACTORS[0], 4), "high": round(min(rate * BAND_FACTORS[1], 0.9), 4)}
 
 
-def evaluate_planned(p: Planned, folds: list[tuple[pd.DataFrame, pd.Series | None]], config: TrainConfig,
-                     truth: pd.DataFrame | None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def evaluate_planned(
+    p: Planned, folds: list[tuple[pd.DataFrame, pd.Series | None]], config: TrainConfig, truth: pd.DataFrame | None
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """metrics.json rows of one trained model beside the published scores (pooled, and per grid landmark)."""
     data = p.data
     oof, importance = combine_folds(folds)
@@ -124,8 +135,9 @@ def evaluate_planned(p: Planned, folds: list[tuple[pd.DataFrame, pd.Series | Non
         ceiling = ceiling_probabilities(truth, data.task.name, data.landmark, data.X.index)
         if ceiling is not None:
             predictions["generator_ceiling"] = ceiling
-    rows = dataset_rows(data, predictions, p.baselines, config.bootstrap.n_boot, config.seed,
-                        lambda y: _threshold(config, y))
+    rows = dataset_rows(
+        data, predictions, p.baselines, config.bootstrap.n_boot, config.seed, lambda y: _threshold(config, y)
+    )
     repeats = per_repeat_auroc(oof, data.y)
     for row in rows:
         if row["landmark"] == data.landmark.label:  # the model's own rows (pooled over a grid)
@@ -141,15 +153,28 @@ def final_model(data: Dataset, fitted: FittedModel, metrics: list[dict[str, Any]
     kept = ("auroc", "brier", "calibration_slope")
     pooled = [r for r in metrics if r["landmark"] == data.landmark.label]
     summary = json_ready({r["model"]: {k: r["metrics"][k]["value"] for k in kept} for r in pooled})
-    return TaskModel(task=data.task.name, landmark=data.landmark, booster=fitted.model.get_booster(),
-                     calibrator=fitted.calibrator, feature_names=list(data.X.columns), bands=_bands(data.y),
-                     metrics=summary, label_rule_version=data.task.rule_version,
-                     task_settings=data.task.describe())
+    return TaskModel(
+        task=data.task.name,
+        landmark=data.landmark,
+        booster=fitted.model.get_booster(),
+        calibrator=fitted.calibrator,
+        feature_names=list(data.X.columns),
+        bands=_bands(data.y),
+        metrics=summary,
+        label_rule_version=data.task.rule_version,
+        task_settings=data.task.describe(),
+    )
 
 
-def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | TrainConfig | None = None,
-          tracking_uri: str | None = None, out: str | Path = "runs/latest", show_progress: bool = True,
-          register: bool = True) -> TrainResult:
+def train(
+    cohort: str | Path | Cohort,
+    task: str = "all",
+    config: str | Path | TrainConfig | None = None,
+    tracking_uri: str | None = None,
+    out: str | Path = "runs/latest",
+    show_progress: bool = True,
+    register: bool = True,
+) -> TrainResult:
     """Train and honestly evaluate every requested task; write metrics, plots and the model bundle to ``out``.
 
     The fits (outer folds x models, and each final model) run side by side in ``config.workers`` processes
@@ -162,8 +187,10 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
     tasks = tasks_from_config({"tasks": {name: settings.task_overrides.get(name, {}) for name in settings.tasks}})
     planned, skipped = plan_training(loaded, tasks, settings)
     if not planned:
-        raise TooFewEvents("no task and landmark could be trained: " + "; ".join(
-            f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped))
+        raise TooFewEvents(
+            "no task and landmark could be trained: "
+            + "; ".join(f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped)
+        )
     truth = read_truth(loaded)
     out_dir = artifacts.prepare_out_dir(Path(out))
     tags = _tags(loaded, settings)
@@ -171,16 +198,23 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
     owners = [(p, i) for p, model_jobs in zip(planned, jobs) for i in range(len(model_jobs))]
     results: list[dict[str, Any]] = []
     models: list[TaskModel] = []
-    with warnings.catch_warnings(), Progress(show_progress, total=len(owners)) as progress, \
-            tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id:
+    with (
+        warnings.catch_warnings(),
+        Progress(show_progress, total=len(owners)) as progress,
+        tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id,
+    ):
         # Known dependency noise, silenced at its source modules only (deprecations inside MLflow's own code).
         warnings.filterwarnings("ignore", category=UserWarning, module="xgboost")
         warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
-        done = run_all([job for model_jobs in jobs for job in model_jobs], settings.workers,
-                       lambda i: progress.step(_job_name(*owners[i])), settings.dask)
+        done = run_all(
+            [job for model_jobs in jobs for job in model_jobs],
+            settings.workers,
+            lambda i: progress.step(_job_name(*owners[i])),
+            settings.dask,
+        )
         start = 0
         for p, model_jobs in zip(planned, jobs):
-            folds, fitted = done[start:start + len(model_jobs) - 1], done[start + len(model_jobs) - 1]
+            folds, fitted = done[start : start + len(model_jobs) - 1], done[start + len(model_jobs) - 1]
             start += len(model_jobs)
             progress.note(f"{p.name}: metrics, plots, MLflow")
             rows, predictions = evaluate_planned(p, folds, settings, truth)
@@ -190,29 +224,45 @@ def train(cohort: str | Path | Cohort, task: str = "all", config: str | Path | T
                 figures["by_landmark"] = landmark_plot(rows, f"{p.data.task.name}: out-of-fold, by landmark")
             artifacts.save_figures(figures, out_dir / "plots", f"{p.data.task.name}_{label}")
             for row in [r for r in rows if r["landmark"] == label]:
-                tracking.log_child(f"{p.data.task.name} {label} {row['model']}",
-                                   {"task": p.data.task.name, "landmark": label, "model": row["model"],
-                                    "n": row["n"], "events": row["events"]},
-                                   artifacts.flat_metrics(row), {**tags, "kind": row["kind"]}, figures,
-                                   stepped=artifacts.by_landmark_metrics(rows, row["model"]))
+                tracking.log_child(
+                    f"{p.data.task.name} {label} {row['model']}",
+                    {
+                        "task": p.data.task.name,
+                        "landmark": label,
+                        "model": row["model"],
+                        "n": row["n"],
+                        "events": row["events"],
+                    },
+                    artifacts.flat_metrics(row),
+                    {**tags, "kind": row["kind"]},
+                    figures,
+                    stepped=artifacts.by_landmark_metrics(rows, row["model"]),
+                )
             results.extend(rows)
             models.append(final_model(p.data, fitted, rows))
             nb = net_benefit(p.data.y, predictions, _decision_grid(settings))
             nb.to_csv(out_dir / f"decision_curve_{p.data.task.name}_{label}.csv", index=False)
         document = artifacts.metrics_document(loaded, settings, tasks, results, run_id, tags)
         document["skipped"] = skipped
-        document["landmark_counts"] = {f"{p.data.task.name}__{p.data.landmark.label}":
-                                       p.data.counts.to_dict(orient="records") for p in planned}
+        document["landmark_counts"] = {
+            f"{p.data.task.name}__{p.data.landmark.label}": p.data.counts.to_dict(orient="records") for p in planned
+        }
         artifacts.write_json(out_dir / "metrics.json", document)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
         (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results, skipped))
-        population = training_population(loaded, {f"{p.data.task.name}__{p.data.landmark.label}": p.data.X
-                                                   for p in planned})
-        bundle_dir = save_bundle(models, out_dir / "model", artifacts.bundle_metadata(
-            loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI) | {"training_population": population})
+        population = training_population(
+            loaded, {f"{p.data.task.name}__{p.data.landmark.label}": p.data.X for p in planned}
+        )
+        bundle_dir = save_bundle(
+            models,
+            out_dir / "model",
+            artifacts.bundle_metadata(loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI)
+            | {"training_population": population},
+        )
         tracking.log_artifact_dir(out_dir, "results")
-        registered, repointed = (tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic)
-                                 if register else ({}, []))
+        registered, repointed = (
+            tracking.register_models(bundle_dir, models, synthetic=loaded.synthetic) if register else ({}, [])
+        )
     return TrainResult(document, out_dir, bundle_dir, run_id, registered, repointed)
 
 
@@ -229,11 +279,19 @@ def _decision_grid(config: TrainConfig) -> np.ndarray:
 
 
 def _tags(cohort: Cohort, config: TrainConfig) -> dict[str, str]:
-    return {"cohort_fingerprint": cohort.fingerprint(), "synthetic": str(cohort.synthetic).lower(),
-            "git_commit": tracking.git_commit(), "seed": str(config.seed),
-            **{f"version.{k}": v for k, v in tracking.package_versions().items()}}
+    return {
+        "cohort_fingerprint": cohort.fingerprint(),
+        "synthetic": str(cohort.synthetic).lower(),
+        "git_commit": tracking.git_commit(),
+        "seed": str(config.seed),
+        **{f"version.{k}": v for k, v in tracking.package_versions().items()},
+    }
 
 
 def _params(config: TrainConfig) -> dict[str, Any]:
-    return {"config": json.dumps(config.model_dump(mode="json"), sort_keys=True)[:6000],
-            "cv_scheme": config.cv.scheme, "calibration": config.calibration, "seed": config.seed}
+    return {
+        "config": json.dumps(config.model_dump(mode="json"), sort_keys=True)[:6000],
+        "cv_scheme": config.cv.scheme,
+        "calibration": config.calibration,
+        "seed": config.seed,
+    }

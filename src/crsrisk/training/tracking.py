@@ -39,10 +39,17 @@ def git_commit() -> str:
     """The commit of the crsrisk source tree (``+dirty`` when it has uncommitted changes), or ``unknown``."""
     source = Path(crsrisk.__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
@@ -57,8 +64,9 @@ def _quiet_mlflow() -> None:
 
 
 @contextlib.contextmanager
-def parent_run(tracking_uri: str | None, run_name: str, tags: Mapping[str, str],
-               params: Mapping[str, Any]) -> Iterator[str]:
+def parent_run(
+    tracking_uri: str | None, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
+) -> Iterator[str]:
     """One MLflow run per ``train`` call; yields its run id. Nested runs go inside."""
     _quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
@@ -68,9 +76,15 @@ def parent_run(tracking_uri: str | None, run_name: str, tags: Mapping[str, str],
         yield run.info.run_id
 
 
-def log_child(run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str],
-              figures: Mapping[str, Figure] | None = None, artifacts: Mapping[str, Any] | None = None,
-              stepped: Mapping[str, Mapping[float, float]] | None = None) -> str:
+def log_child(
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    figures: Mapping[str, Figure] | None = None,
+    artifacts: Mapping[str, Any] | None = None,
+    stepped: Mapping[str, Mapping[float, float]] | None = None,
+) -> str:
     """A nested run for one task/landmark/model with its metrics, plots and JSON artifacts; ``stepped`` metrics
     (a landmark grid's per-hour AUROC, ...) are logged with the landmark hour as MLflow's step, in one batch."""
     with mlflow.start_run(run_name=run_name, nested=True, tags=dict(tags)) as run:
@@ -79,8 +93,12 @@ def log_child(run_name: str, params: Mapping[str, Any], metrics: Mapping[str, fl
         finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
         if finite:
             mlflow.log_metrics(finite)
-        series = [Metric(name, float(v), 0, int(round(step))) for name, values in (stepped or {}).items()
-                  for step, v in values.items() if v is not None and v == v]
+        series = [
+            Metric(name, float(v), 0, int(round(step)))
+            for name, values in (stepped or {}).items()
+            for step, v in values.items()
+            if v is not None and v == v
+        ]
         if series:
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=series)
         for name, figure in (figures or {}).items():
@@ -108,16 +126,22 @@ def registered_name(task: str, landmark: Any) -> str:
 def _describe_version(client: mlflow.MlflowClient, name: str, version: str, model: Any, synthetic: bool) -> None:
     """Say on the registered version what it answers, what it takes, and whether it is synthetic."""
     status = "SYNTHETIC training data: " if synthetic else ""
-    client.update_model_version(name, version, description=(
-        f"crsrisk {model.task} at landmark {model.landmark.label}: {model.definition.description}. "
-        f"Input: this model's feature rows, or patient records (column 'record', JSON; optional 'now_hours') "
-        f"scored by the whole bundle. {status}research software, not for clinical use."))
+    client.update_model_version(
+        name,
+        version,
+        description=(
+            f"crsrisk {model.task} at landmark {model.landmark.label}: {model.definition.description}. "
+            f"Input: this model's feature rows, or patient records (column 'record', JSON; optional 'now_hours') "
+            f"scored by the whole bundle. {status}research software, not for clinical use."
+        ),
+    )
     client.set_model_version_tag(name, version, "synthetic", str(synthetic).lower())
     client.set_model_version_tag(name, version, "landmark", model.landmark.label)
 
 
-def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = True
-                    ) -> tuple[dict[str, str], list[str]]:
+def register_models(
+    bundle_dir: Path, models: Sequence[Any], synthetic: bool = True
+) -> tuple[dict[str, str], list[str]]:
     """Log the bundle as a pyfunc model per task and landmark, each in a nested run of its own (a run's params
     cannot change, and each logged model records its own config), and register it as
     ``crsrisk-<task>-<landmark>@candidate``; each task's latest landmark is also ``crsrisk-<task>@candidate``.
@@ -135,11 +159,18 @@ def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = T
         name = registered_name(model.task, model.landmark)
         chatter = io.StringIO()
         try:
-            with mlflow.start_run(run_name=f"register {name}", nested=True,
-                                  tags={"kind": "registration", "task": model.task, "model_key": model.key}), \
-                    contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
-                uris[name] = log_bundle_to_mlflow(bundle_dir, model.task, model.landmark,
-                                                  registered_model_name=name, alias="candidate")
+            with (
+                mlflow.start_run(
+                    run_name=f"register {name}",
+                    nested=True,
+                    tags={"kind": "registration", "task": model.task, "model_key": model.key},
+                ),
+                contextlib.redirect_stderr(chatter),
+                contextlib.redirect_stdout(chatter),
+            ):
+                uris[name] = log_bundle_to_mlflow(
+                    bundle_dir, model.task, model.landmark, registered_model_name=name, alias="candidate"
+                )
                 names = [name] + ([f"crsrisk-{model.task}"] if latest[model.task] is model else [])
                 for registered in names:
                     if registered != name:
@@ -151,8 +182,11 @@ def register_models(bundle_dir: Path, models: Sequence[Any], synthetic: bool = T
         except BaseException:
             sys.stderr.write(chatter.getvalue())
             raise
-    moved = [f"{name}@candidate re-pointed from version {before[name]} to {after}" for name in names
-             if before[name] is not None and (after := _alias_version(client, name)) != before[name]]
+    moved = [
+        f"{name}@candidate re-pointed from version {before[name]} to {after}"
+        for name in names
+        if before[name] is not None and (after := _alias_version(client, name)) != before[name]
+    ]
     return uris, moved
 
 

@@ -17,7 +17,6 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.landmarks import Hours
 
 
-
 def read_truth(cohort: Cohort) -> pd.DataFrame | None:
     """The truth table of a synthetic cohort loaded from a folder, indexed by patient_id, else None."""
     source = cohort.metadata.get("source")

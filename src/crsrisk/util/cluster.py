@@ -25,11 +25,21 @@ def dask_client(address: str, workers: int | None = None) -> Iterator[Any]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise InputError("a Dask cluster needs Dask, which is not installed; install the team extra: pip install 'crsrisk[team]'") from None
+        raise InputError(
+            "a Dask cluster needs Dask, which is not installed; install the team extra: pip install 'crsrisk[team]'"
+        ) from None
     if address != "local":
         with Client(address) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers or available_cores(),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
