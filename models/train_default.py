@@ -4,14 +4,22 @@ Run from the repository root:  python models/train_default.py
 It simulates a cohort, trains every task with the demo budget into a throw-away MLflow store,
 and copies the resulting bundle to src/crsrisk/models_data/default/ (package data), so that
 `crsrisk.predict` works right after install. The bundle's metadata says synthetic and not for
-clinical use; its manifest pins every file by SHA-256.
+clinical use; its manifest pins every file by SHA-256, and it is signed with the project's release key
+(private key at $CRSRISK_RELEASE_KEY, default ~/.config/crsrisk-release/release.key, never in the repository;
+its public key is pinned in src/crsrisk/bundle/release_key.pub), so a fresh install verifies it.
+Re-sign the shipped bundle only:  python models/train_default.py --sign-only  (scripts/sign_default.sh)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+from crsrisk.bundle import sign_bundle, verify_bundle
+from crsrisk.bundle.keyring import RELEASE_KEY
 
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.training.config import DEMO_CONFIG
@@ -20,6 +28,31 @@ from crsrisk.training.run import train
 N_INFUSIONS = 1500
 SEED = 7
 TARGET = Path(__file__).resolve().parents[1] / "src" / "crsrisk" / "models_data" / "default"
+RELEASE_PRIVATE_KEY = Path(
+    os.environ.get("CRSRISK_RELEASE_KEY") or Path.home() / ".config" / "crsrisk-release" / "release.key"
+)
+
+
+def sign_default() -> bool:
+    """Sign the shipped bundle with the release key and check that the pinned public key alone verifies it
+    (with an empty config folder and no $CRSRISK_TRUSTED_KEYS, as on a fresh install). False, and says so,
+    when the release key is not on this machine: the bundle then keeps the maintainer's own signature, which
+    every other install refuses."""
+    if not RELEASE_PRIVATE_KEY.is_file():
+        print(
+            f"NOT SIGNED with the release key: {RELEASE_PRIVATE_KEY} does not exist (set CRSRISK_RELEASE_KEY). "
+            f"{TARGET} carries only your own key's signature and every other install will refuse it; sign it "
+            "with scripts/sign_default.sh on the machine that holds the release key before committing it.",
+            file=sys.stderr,
+        )
+        return False
+    sign_bundle(TARGET, RELEASE_PRIVATE_KEY)
+    with tempfile.TemporaryDirectory(prefix="crsrisk-fresh-") as fresh:
+        os.environ["XDG_CONFIG_HOME"] = fresh  # a fresh install: only the pinned release key is trusted
+        os.environ.pop("CRSRISK_TRUSTED_KEYS", None)
+        verify_bundle(TARGET)
+    print(f"{TARGET} signed with the release key and verified against {RELEASE_KEY}")
+    return True
 
 
 def main() -> None:
@@ -42,7 +75,10 @@ def main() -> None:
             shutil.rmtree(TARGET)
         staging.rename(TARGET)
     print(f"default bundle written to {TARGET}")
+    sign_default()
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--sign-only"]:
+        sys.exit(0 if sign_default() else 1)
     main()

@@ -17,6 +17,7 @@ for _variable in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
     os.environ[_variable] = os.path.join(_HOME, _variable.lower())
 
 from crsrisk.bundle import TaskModel, save_bundle  # noqa: E402
+from crsrisk.bundle.keyring import user_key_path, user_signing_key
 from crsrisk.bundle.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort
@@ -38,11 +39,20 @@ settings.register_profile("ci", max_examples=int(os.environ.get("CRSRISK_FUZZ_EX
 settings.register_profile("long", max_examples=20_000, **_FUZZ_SETTINGS)
 settings.load_profile(os.environ.get("CRSRISK_FUZZ_PROFILE", "ci"))
 
+# The session's signing key: the session home's own user key. Session- and module-scoped fixtures run before any
+# test's private homes are set (pytest sets up higher-scoped fixtures first), so the bundles they save are signed
+# with it; every test trusts it through $CRSRISK_TRUSTED_KEYS, as a site trusts another team's key. The default
+# stays strict: nothing sets CRSRISK_ALLOW_UNVERIFIED, and a bundle a test trains itself is signed with that
+# test's own key.
+user_signing_key()
+SESSION_SIGNING_KEY = user_key_path().with_suffix(".pub")
+
 
 @pytest.fixture(autouse=True)
 def private_audit_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default audit log, its keys and its witness live in the user's data, config and state folders: point
-    those into a temporary folder per test, so no test writes the real home or sees another test's log or keys."""
+    those into a temporary folder per test, so no test writes the real home or sees another test's log or keys.
+    The session's bundles stay trusted (``SESSION_SIGNING_KEY``); unverified bundles stay refused."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
@@ -53,8 +63,10 @@ def private_audit_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
         "CRSRISK_AUDIT_SALT",
         "CRSRISK_AUDIT_PSEUDONYM_KEY_FILE",
         "CRSRISK_AUDIT_WITNESS",
+        "CRSRISK_ALLOW_UNVERIFIED",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRSRISK_TRUSTED_KEYS", str(SESSION_SIGNING_KEY))
 
 
 @pytest.fixture(scope="session")

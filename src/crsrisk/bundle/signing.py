@@ -1,8 +1,9 @@
 """Ed25519 signatures over a bundle's manifest, and the trusted public keys that verify them.
 
 The signature (``signature.json``: algorithm, key id, signature) signs the exact bytes of ``manifest.json``;
-the manifest pins every other file by SHA-256, so one signature covers the whole bundle. Trusted keys come
-from ``$CRSRISK_TRUSTED_KEYS``: a list of PEM public-key files or folders of them, separated by ``os.pathsep``.
+the manifest pins every other file by SHA-256, so one signature covers the whole bundle. Which keys are trusted
+is ``crsrisk.bundle.keyring``'s (the pinned release key, the user's own key, and ``$CRSRISK_TRUSTED_KEYS``: a
+list of PEM public-key files or folders of them, separated by ``os.pathsep``, read here).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import binascii
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +27,14 @@ SIGNATURE = "signature.json"
 ENV_TRUSTED_KEYS = "CRSRISK_TRUSTED_KEYS"
 KEY_SUFFIXES = (".pem", ".pub")
 UNSIGNED = "unsigned"
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key that verifies bundles, and where its trust comes from (shown in every model line)."""
+
+    key: Ed25519PublicKey
+    source: str
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -75,13 +86,14 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     return key
 
 
-def _load_public_key(path: Path) -> Ed25519PublicKey:
+def load_public_key(path: Path, setting: str = ENV_TRUSTED_KEYS) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file, or a ``BundleIntegrityError`` naming the ``setting`` it came from."""
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except (ValueError, OSError) as error:
-        raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is not a PEM public key ({error})") from None
+        raise BundleIntegrityError(f"{setting}: {path} is not a PEM public key ({error})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is not an Ed25519 public key")
+        raise BundleIntegrityError(f"{setting}: {path} is not an Ed25519 public key")
     return key
 
 
@@ -103,7 +115,7 @@ def trusted_keys(setting: str | None = None) -> dict[str, Ed25519PublicKey]:
         else:
             raise BundleIntegrityError(f"{ENV_TRUSTED_KEYS}: {path} is neither a key file nor a folder of keys")
         for file in files:
-            key = _load_public_key(file)
+            key = load_public_key(file)
             keys[key_id(key)] = key
     return keys
 
@@ -118,34 +130,37 @@ def signature_document(manifest: bytes, private_key: Ed25519PrivateKey) -> bytes
     return json.dumps(document, indent=1, sort_keys=True).encode()
 
 
-def check_signature(manifest: bytes, signature: bytes | None, keys: dict[str, Ed25519PublicKey], where: str) -> str:
-    """The bundle's trust status; raises ``BundleIntegrityError`` when trusted keys are configured and the
-    manifest is unsigned, signed by an unknown key, or the signature does not match."""
+@dataclass(frozen=True)
+class SignatureStatus:
+    """What a bundle's signature says: ``verified`` only when a trusted key signed these very manifest bytes;
+    ``text`` is the status every output shows (or why it is not verified), ``signer`` the claimed key id."""
+
+    verified: bool
+    text: str
+    signer: str | None = None
+
+
+def check_signature(manifest: bytes, signature: bytes | None, keys: Mapping[str, TrustedKey]) -> SignatureStatus:
+    """The signature's status against the trusted ``keys``: verified, or why not (unsigned, unreadable, an
+    unknown key, or a signature that does not match the manifest). Whether that is refused is the caller's
+    policy (``crsrisk.bundle.trust``)."""
     if signature is None:
-        if keys:
-            raise BundleIntegrityError(
-                f"{where}: unsigned bundle refused: {ENV_TRUSTED_KEYS} names trusted keys "
-                "(sign it with a trusted private key)"
-            )
-        return UNSIGNED
+        return SignatureStatus(False, UNSIGNED)
     try:
         document = json.loads(signature)
         if document.get("algorithm") != "ed25519":
             raise InputError(f"algorithm {document.get('algorithm')!r}, expected 'ed25519'")
         signer, value = str(document["key_id"]), base64.b64decode(document["signature"], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
-        raise BundleIntegrityError(f"{where}: unreadable {SIGNATURE} ({error})") from None
-    if not keys:
-        return f"signed by key {signer}, not verified: no trusted keys configured ({ENV_TRUSTED_KEYS})"
+        return SignatureStatus(False, f"unreadable {SIGNATURE} ({error})")
     if signer not in keys:
-        raise BundleIntegrityError(
-            f"{where}: signed by key {signer}, which is not among the trusted keys ({', '.join(sorted(keys))})"
-        )
+        return SignatureStatus(False, f"signed by key {signer}, which is not a trusted key", signer)
     try:
-        keys[signer].verify(value, manifest)
+        keys[signer].key.verify(value, manifest)
     except InvalidSignature:
-        raise BundleIntegrityError(
-            f"{where}: the signature by key {signer} does not match manifest.json: "
-            "the bundle was changed after it was signed"
-        ) from None
-    return f"signed by trusted key {signer}, verified"
+        return SignatureStatus(
+            False,
+            f"the signature by key {signer} does not match manifest.json: the bundle was changed after it was signed",
+            signer,
+        )
+    return SignatureStatus(True, f"signed by trusted key {signer} ({keys[signer].source}), verified", signer)

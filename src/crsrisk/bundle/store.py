@@ -2,9 +2,10 @@
 
 Loading never unpickles and never executes code from the bundle: it reads every file's bytes once, checks
 them against the manifest (no file changed, added or removed; no symlink; no name outside the folder),
-checks the manifest's Ed25519 signature against ``$CRSRISK_TRUSTED_KEYS`` (signing.py), and only then
-parses those same bytes: boosters by XGBoost's model parser, everything else by ``json.loads``, with the
-calibrators and risk bands checked before any model is served.
+checks the manifest's Ed25519 signature against the trusted keys (keyring.py), and only then parses those same
+bytes: boosters by XGBoost's model parser, everything else by ``json.loads``, with the calibrators and risk bands
+checked before any model is served. Saving signs the manifest with the user's own key, so every bundle this user
+writes is trusted by this user's commands; whether an unverified bundle may be used is trust.py's policy.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ import crsrisk
 from crsrisk.util.atomic import staged_folder
 from crsrisk.bundle.format import FORMAT_VERSION, TaskModel
 from crsrisk.bundle.metadata import BundleMetadata, ModelIdentity
+from crsrisk.bundle.keyring import keyring, user_signing_key
 from crsrisk.bundle.signing import (
     SIGNATURE,
     UNSIGNED,
+    SignatureStatus,
     check_signature,
     load_private_key,
     signature_document,
-    trusted_keys,
 )
 from crsrisk.bundle.calibration import Calibrator, finite_number
 from crsrisk.errors import BundleIntegrityError
@@ -51,14 +53,17 @@ _OPTIONAL = {"metrics": {}, "label_rule_version": "", "task_settings": {}}  # mo
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified, loaded bundle: its metadata, its models by key, the manifest's own hash, and its trust
-    status (``unsigned``, signed but not verified, or signed by a trusted key), which every output shows."""
+    """A loaded bundle whose files match its manifest: its metadata, its models by key, the manifest's own hash,
+    and its trust status, which every output shows: ``trust`` (the text), ``verified`` (a trusted key signed it)
+    and ``unverified_accepted`` (not verified, but let through for research use: ``crsrisk.bundle.trust``)."""
 
     path: Path
     metadata: BundleMetadata
     models: dict[str, TaskModel]
     digest: str
     trust: str = UNSIGNED
+    verified: bool = False
+    unverified_accepted: bool = False
 
     @cached_property
     def population(self) -> Population:
@@ -102,8 +107,9 @@ def _json_bytes(data: Any) -> bytes:
 def save_bundle(
     models: list[TaskModel], out_dir: str | os.PathLike, metadata: BundleMetadata | Mapping[str, Any]
 ) -> Path:
-    """Write the bundle folder atomically with its manifest of SHA-256 hashes (unsigned: see ``crsrisk sign``).
-    The format version, crsrisk version and creation time are this save's own."""
+    """Write the bundle folder atomically with its manifest of SHA-256 hashes, signed with the user's own key
+    (made on first use: ``keyring.user_signing_key``). The format version, crsrisk version and creation time are
+    this save's own. Every command that writes a bundle saves it here, so every one is signed."""
     fields = metadata.to_dict() if isinstance(metadata, BundleMetadata) else dict(metadata)
     checked = BundleMetadata.from_dict(
         fields
@@ -147,14 +153,11 @@ def save_bundle(
         (staging / BUNDLE_FILE).write_bytes(_json_bytes(document))
         (staging / ENTRY_FILE).write_bytes(ENTRY_SOURCE.read_bytes())
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        (staging / MANIFEST).write_bytes(
-            _json_bytes(
-                {
-                    "algorithm": "sha256",
-                    "files": {f: hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files},
-                }
-            )
+        manifest = _json_bytes(
+            {"algorithm": "sha256", "files": {f: hashlib.sha256((staging / f).read_bytes()).hexdigest() for f in files}}
         )
+        (staging / MANIFEST).write_bytes(manifest)
+        (staging / SIGNATURE).write_bytes(signature_document(manifest, user_signing_key()))
     return target
 
 
@@ -220,11 +223,18 @@ def read_bundle_files(path: str | Path) -> BundleFiles:
     return BundleFiles(folder, manifest, signature, files)
 
 
+def signature_status(contents: BundleFiles) -> SignatureStatus:
+    """The bundle's signature checked against every trusted key (keyring.py)."""
+    return check_signature(contents.manifest, contents.signature, keyring())
+
+
 def verify_bundle(path: str | Path) -> dict[str, str]:
     """Check every file against the manifest and the signature against the trusted keys; return the
-    manifest's file list. Raises ``BundleIntegrityError`` naming the first problem."""
+    manifest's file list. Raises ``BundleIntegrityError`` naming the first problem (an unverified signature too)."""
     contents = read_bundle_files(path)
-    check_signature(contents.manifest, contents.signature, trusted_keys(), str(contents.folder))
+    status = signature_status(contents)
+    if not status.verified:
+        raise BundleIntegrityError(f"{contents.folder}: {status.text}")
     return json.loads(contents.manifest)["files"]
 
 
@@ -247,16 +257,17 @@ _PARSED: OrderedDict[tuple[Path, str], Bundle] = OrderedDict()
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Verify and load a bundle. The files are read, hashed and signature-checked on every call; the parsed
-    models are cached per folder and manifest hash (they were parsed from bytes matching that manifest)."""
+    """Check and load a bundle, with its signature's status (refusing an unverified one is the caller's policy:
+    ``crsrisk.bundle.trust``). The files are read, hashed and signature-checked on every call; the parsed models
+    are cached per folder and manifest hash (they were parsed from bytes matching that manifest)."""
     contents = read_bundle_files(path)
-    trust = check_signature(contents.manifest, contents.signature, trusted_keys(), str(contents.folder))
+    status = signature_status(contents)
     key = (contents.folder, contents.digest)
     if key not in _PARSED:
         _PARSED[key] = _parse(contents)
         while len(_PARSED) > _CACHE_SIZE:
             _PARSED.popitem(last=False)
-    return dataclasses.replace(_PARSED[key], trust=trust)
+    return dataclasses.replace(_PARSED[key], trust=status.text, verified=status.verified)
 
 
 def _bytes(contents: BundleFiles, name: str) -> bytes:

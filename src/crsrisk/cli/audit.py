@@ -26,12 +26,12 @@ def audit(
     """Write the self-contained HTML model card and log it to the model's MLflow run when that run exists."""
     from crsrisk.cohort.io import load_cohort
     from crsrisk.reporting.model_card import write_model_card
-    from crsrisk.scoring import load_model
+    from crsrisk.scoring import load_for_research
     from crsrisk.training.artifacts import shared_tracking_uri
 
-    bundle = load_model(model)
+    bundle = load_for_research(model)
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
-    console.print(f"model card: {path}")
+    console.print(f"model card: {path}; model {bundle.path} ({escape(bundle.trust)})")
     run_id = bundle.metadata.mlflow_run_id
     uri = tracking_uri or shared_tracking_uri(bundle.metadata.mlflow_tracking_uri)
     if not run_id:

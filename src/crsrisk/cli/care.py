@@ -10,8 +10,18 @@ from rich.markup import escape
 from rich.table import Table
 
 
+from crsrisk.bundle.store import Bundle
 from crsrisk.scoring.audited import audit_table
-from crsrisk.cli.common import _flag_text, _model_option, app, console, flag, friendly, print_json
+from crsrisk.cli.common import (
+    _allow_unverified_option,
+    _flag_text,
+    _model_option,
+    app,
+    console,
+    flag,
+    friendly,
+    print_json,
+)
 from crsrisk.errors import InputError
 
 
@@ -60,23 +70,26 @@ def predict(
         help="partitioned cohort: score chunks on the Dask "
         "scheduler at tcp://HOST:PORT, or 'local' for a local cluster",
     ),
+    allow_unverified: bool = _allow_unverified_option(),
 ) -> None:
     """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
     from crsrisk.cohort.io import is_folder
-    from crsrisk.scoring import predict as predict_one
+    from crsrisk.scoring import load_model, predict as predict_one
+
+    bundle = load_model(model, allow_unverified=allow_unverified)  # refused unless signed by a trusted key
 
     if is_folder(target):
         from crsrisk.scoring.batch import BATCH_COLUMNS, score_partitioned
         from crsrisk.cohort.io import load_cohort
         from crsrisk.cohort.partitions import is_partitioned
         from crsrisk.util.outputs import write_table
-        from crsrisk.scoring import load_model, predict_cohort
+        from crsrisk.scoring import predict_cohort
 
         if out is None:
             raise InputError("--out: batch scoring of a cohort folder needs an output CSV file")
         if is_partitioned(target):
             done = score_partitioned(
-                target, out, model, chunk_size=chunk_size, dask=dask, audit=audit, audit_log=audit_log, at_hours=at
+                target, out, bundle, chunk_size=chunk_size, dask=dask, audit=audit, audit_log=audit_log, at_hours=at
             )
             for note in done.notes:
                 console.print(f"note: {escape(note)}", highlight=False)
@@ -90,7 +103,7 @@ def predict(
                 "--dask: only a partitioned cohort folder (patients/, measurements/, events/ "
                 "folders of Parquet files) is scored on a cluster"
             )
-        bundle, cohort = load_model(model), load_cohort(target)
+        cohort = load_cohort(target)
         scores = predict_cohort(cohort, bundle, at_hours=at, audit=audit, audit_log=audit_log)
         write_table(scores[BATCH_COLUMNS], out)
         console.print(
@@ -101,7 +114,7 @@ def predict(
     if at is not None:
         raise InputError("--at: scores a cohort folder; for one patient use --now-hours")
     if trajectory:
-        _print_trajectory(target, model, plot, as_json, top, audit, audit_log)
+        _print_trajectory(target, bundle, plot, as_json, top, audit, audit_log)
         return
     if output_format not in ("text", "json", "fhir"):
         raise ValueError(f"--format: expected text, json or fhir, got {output_format!r}")
@@ -112,11 +125,11 @@ def predict(
         record = read_record(target)
         print_json(
             risk_assessment_bundle(
-                predict_one(record, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log), record
+                predict_one(record, model=bundle, now_hours=now_hours, audit=audit, audit_log=audit_log), record
             )
         )
         return
-    result = predict_one(target, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
+    result = predict_one(target, model=bundle, now_hours=now_hours, audit=audit, audit_log=audit_log)
     if as_json or output_format == "json":
         print_json(result.to_dict())
         return
@@ -150,7 +163,7 @@ def predict(
 
 def _print_trajectory(
     target: Path,
-    model: Optional[str],
+    model: Bundle,
     plot: Optional[Path],
     as_json: bool,
     top: int,
@@ -191,15 +204,17 @@ def explain(
     out: Path = typer.Option(Path("explanations"), "--out", help="folder for the PNG plots and text"),
     audit: bool = typer.Option(True, "--audit/--no-audit", help="append to the prediction audit log"),
     audit_log: Optional[Path] = typer.Option(None, "--audit-log", help="default: $CRSRISK_AUDIT_LOG"),
+    allow_unverified: bool = _allow_unverified_option(),
 ) -> None:
-    """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence."""
+    """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence.
+    A cohort's explanations are research and read any bundle; a patient's are care, as ``predict``."""
     from crsrisk.reporting.explain import explain_cohort, explain_patient
-    from crsrisk.scoring import load_model
+    from crsrisk.scoring import load_for_research, load_model
 
     from crsrisk.cohort.io import is_folder, load_cohort
 
-    bundle = load_model(model)
     if is_folder(target):
+        bundle = load_for_research(model)
         cohort = load_cohort(target)
         table = explain_cohort(cohort, bundle, out)
         if audit:
@@ -210,6 +225,7 @@ def explain(
             )
         console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return
+    bundle = load_model(model, allow_unverified=allow_unverified)
     summary, files = explain_patient(
         target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
     )
@@ -233,6 +249,7 @@ def serve(
         min=1,
         help="server processes (default: the cores available); they share the socket and the audit log",
     ),
+    allow_unverified: bool = _allow_unverified_option(),
 ) -> None:
     """Serve predictions over REST (POST /predict) and the bedside page (/) until interrupted."""
     from crsrisk.service.guard import required_token
@@ -248,4 +265,6 @@ def serve(
         f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
         "[bold]Not for clinical use.[/]"
     )
-    run_server(model=model, host=host, port=port, audit_log=audit_log, workers=workers)
+    run_server(
+        model=model, host=host, port=port, audit_log=audit_log, workers=workers, allow_unverified=allow_unverified
+    )

@@ -106,6 +106,15 @@ def _model_option() -> Any:
     )
 
 
+def _allow_unverified_option() -> Any:
+    """The ``--allow-unverified`` option of the care commands: the one way to lower the signature check."""
+    return typer.Option(
+        False,
+        "--allow-unverified",
+        help="research use only: accept a bundle not signed by a trusted key (every output then says UNVERIFIED)",
+    )
+
+
 MAX_SHOWN = 50  # problems shown on the terminal; --problems-out writes every one
 
 

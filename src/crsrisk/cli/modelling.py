@@ -10,7 +10,16 @@ from rich.markup import escape
 from rich.table import Table
 
 
-from crsrisk.cli.common import _flag_text, _model_option, app, console, flag, friendly, print_json
+from crsrisk.cli.common import (
+    _allow_unverified_option,
+    _flag_text,
+    _model_option,
+    app,
+    console,
+    flag,
+    friendly,
+    print_json,
+)
 from crsrisk.errors import InputError
 
 
@@ -127,7 +136,8 @@ def evaluate(
     _print_comparison(
         document["results"],
         f"{document['cohort']['size']} infusions of {cohort}, scored by "
-        f"{document['model']['path']} (published scores fitted on this cohort: optimistic)",
+        f"{document['model']['path']} ({document['model']['signature']}; published scores fitted on this cohort: "
+        "optimistic)",
     )
     for line in skipped_lines(document["skipped"]):
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
@@ -159,17 +169,22 @@ def recalibrate(
         "platt", "--method", help="platt (intercept and slope on the booster margin) or isotonic"
     ),
     n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
+    allow_unverified: bool = _allow_unverified_option(),
 ) -> None:
     """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
     from crsrisk.bundle.calibration import METHODS
     from crsrisk.cohort.io import load_cohort
     from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
+    from crsrisk.scoring import load_model
 
     if method not in METHODS:
         raise InputError(f"--method: expected one of {list(METHODS)}, got {method!r}")
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
-    result = write_recalibrated(refit(model, load_cohort(cohort), method, n_boot=n_boot), model, out)  # type: ignore[arg-type]  # checked above
+    parent = load_model(
+        model, allow_unverified=allow_unverified
+    )  # the new bundle is signed: its parent must be trusted
+    result = write_recalibrated(refit(parent, load_cohort(cohort), method, n_boot=n_boot), parent, out)  # type: ignore[arg-type]  # checked above
     lineage = result.lineage
     console.print(
         f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "

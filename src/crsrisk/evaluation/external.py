@@ -19,7 +19,7 @@ from crsrisk.evaluation.published import PublishedScore, baselines_for, split_co
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
-from crsrisk.scoring.load import load_model
+from crsrisk.scoring.load import load_for_research
 from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
 from crsrisk.evaluation.comparison import dataset_rows
 
@@ -52,7 +52,7 @@ def evaluate_bundle(
     A model whose labelled risk set has fewer than 2 events or non-events is listed in ``skipped``. The
     threshold metrics use the event rate of this cohort as the threshold, as training does by default.
     """
-    bundle = load_model(model)
+    bundle = load_for_research(model)
     arrays = cohort_arrays(cohort)
     results, skipped, per_model, input_flags = [], [], {}, []
     for key, task_model in bundle.models.items():

@@ -29,7 +29,7 @@ from crsrisk.reporting.explain import cohort_attributions, cohort_plots
 from crsrisk.evaluation.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
-from crsrisk.scoring.load import load_model
+from crsrisk.scoring.load import load_for_research
 from crsrisk.cohort.summary import SAME_COHORT_NOTE, cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
 from crsrisk.scoring.trajectory import trajectory_of
@@ -221,7 +221,7 @@ def build_model_card(
     work_dir: Path | None = None,
 ) -> str:
     """The model card as one HTML string."""
-    bundle = load_model(model)
+    bundle = load_for_research(model)
     meta = bundle.metadata
     training = meta.training_metrics
     summary = cohort_summary(cohort)

@@ -1,4 +1,5 @@
-"""Loading a verified bundle for scoring: a folder, an MLflow ``models:/`` URI, or the shipped default."""
+"""Loading a bundle for scoring (refused unless a trusted key signed it) or for research: a folder, an MLflow
+``models:/`` URI, or the shipped default. The trust policy itself is ``crsrisk.bundle.trust``'s."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ from pathlib import Path
 
 
 from crsrisk.bundle.store import Bundle, load_bundle
+from crsrisk.bundle.trust import for_care, for_research
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models_data" / "default"
 
 
-def load_model(model: str | os.PathLike | Bundle | None = None) -> Bundle:
-    """A verified, loaded bundle from a folder, an MLflow ``models:/`` URI, or the shipped default (None).
+def load_model(model: str | os.PathLike | Bundle | None = None, allow_unverified: bool = False) -> Bundle:
+    """A verified bundle for care from a folder, an MLflow ``models:/`` URI, or the shipped default (None):
+    refused unless a trusted key signed it, or ``allow_unverified`` (research use; every output then says so).
 
     Load once and pass the bundle to ``predict`` when scoring many patients: its files are hashed once."""
-    if isinstance(model, Bundle):
-        return model
+    return for_care(model if isinstance(model, Bundle) else _read(model), allow_unverified)
+
+
+def load_for_research(model: str | os.PathLike | Bundle | None = None) -> Bundle:
+    """A bundle for a research path (evaluation, audit, model card, cohort explanations), verified or not; an
+    unverified one says so in every output."""
+    return for_research(model if isinstance(model, Bundle) else _read(model))
+
+
+def _read(model: str | os.PathLike | None) -> Bundle:
+    """The bundle at a folder, an MLflow ``models:/`` or ``runs:/`` URI, or the shipped default (None)."""
     if model is None:
         if not (DEFAULT_MODEL / "manifest.json").exists():
             raise FileNotFoundError(

@@ -113,10 +113,13 @@ def create_app(
     audit: bool = True,
     token: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    allow_unverified: bool = False,
 ) -> FastAPI:
     """The service around one verified bundle (loaded once). ``token`` set: ``/predict``, ``/model`` and scoring
-    on the page need it (``Authorization: Bearer``, or the page's token field); ``audit_log`` as for ``predict``."""
-    bundle = load_model(model)
+    on the page need it (``Authorization: Bearer``, or the page's token field); ``audit_log`` as for ``predict``.
+    A bundle not signed by a trusted key is refused at start unless ``allow_unverified`` (or
+    ``$CRSRISK_ALLOW_UNVERIFIED=1``): research use, and every answer then says UNVERIFIED."""
+    bundle = load_model(model, allow_unverified=allow_unverified)
     log_path = None if audit_log is None else str(audit_log)
     # Scoring is CPU-bound Python: requests interleaved on threads of one process only take turns at the GIL, and
     # one preempted while holding the audit log's lock stalls the other processes too. One at a time per process

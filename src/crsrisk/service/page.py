@@ -98,6 +98,7 @@ def render_page(
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     meta = bundle.metadata
     context = {
+        "unverified": bundle.trust if bundle.unverified_accepted else "",
         "synthetic": meta.synthetic,
         "disclaimer": meta.disclaimer,
         "record_text": record_text,

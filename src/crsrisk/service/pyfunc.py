@@ -23,6 +23,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorS
 
 import crsrisk
 from crsrisk.bundle.store import ENTRY_FILE, load_bundle
+from crsrisk.bundle.trust import for_care
 from crsrisk.errors import AuditLogError, BundleIntegrityError, CrsriskError
 from crsrisk.scoring.patient import predict
 from crsrisk.service.failures import internal_error_id
@@ -74,9 +75,10 @@ class CrsriskPyfunc(PythonModel):
     one row per task, the same numbers as ``crsrisk serve``."""
 
     def load_context(self, context: Any) -> None:
-        """Load (and verify) the bundle shipped as the model's artifact; the model key comes from model_config."""
+        """Load (and verify) the bundle shipped as the model's artifact; the model key comes from model_config.
+        A bundle not signed by a trusted key is refused here, at start, unless ``$CRSRISK_ALLOW_UNVERIFIED=1``."""
         self.key = context.model_config["key"]
-        self.bundle = load_bundle(context.artifacts["bundle"])
+        self.bundle = for_care(load_bundle(context.artifacts["bundle"]))
         self.model = self.bundle.models[self.key]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -84,7 +86,7 @@ class CrsriskPyfunc(PythonModel):
         refused (``mlflow models serve``: 400), an audit log that cannot be appended to is 503, and anything else
         is a bug: 500 with an error id, its traceback logged under that id."""
         try:
-            return self._predict(model_input, params)
+            result = self._predict(model_input, params)
         except MlflowException:
             raise
         except AuditLogError as error:
@@ -98,6 +100,10 @@ class CrsriskPyfunc(PythonModel):
                 f"internal error (a bug, not your input): quote error id {internal_error_id(error)}",
                 error_code=INTERNAL_ERROR,
             ) from None
+        bundle = getattr(self, "bundle", None)
+        if bundle is not None and bundle.unverified_accepted:  # research use: every answer says so
+            result["model_trust"] = bundle.trust
+        return result
 
     def _predict(self, model_input: pd.DataFrame, params: dict | None) -> pd.DataFrame:
         """Feature rows scored by this task/landmark's model, or patient records through ``crsrisk.predict``."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 
+from crsrisk.bundle.trust import UNVERIFIED
 from crsrisk.schema.codes import PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult, TaskPrediction
 from crsrisk.service.page import task_view
@@ -38,13 +39,17 @@ INFUSION_TYPES = ("Patient", "Procedure", "MedicationAdministration", "Medicatio
 
 
 def warning(model: Mapping[str, Any]) -> str:
-    """The sentence every output of this model carries (RiskAssessment note, card detail)."""
+    """The sentence every output of this model carries (RiskAssessment note, card detail); for a bundle let
+    through unverified (research use), its trust status too."""
     if model.get("synthetic", True):
-        return (
+        text = (
             "Synthetic model, not for clinical use: trained on simulated patients; its probabilities are not "
             "clinical evidence."
         )
-    return "Research software, not for clinical use."
+    else:
+        text = "Research software, not for clinical use."
+    signature = str(model.get("signature", ""))
+    return f"{text} Model bundle {signature}." if signature.startswith(UNVERIFIED) else text
 
 
 @dataclass(frozen=True)

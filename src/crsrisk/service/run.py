@@ -26,6 +26,7 @@ def app_from_environment() -> Any:
         audit_log=settings["audit_log"],
         token=required_token(settings["host"]),
         max_body_bytes=settings["max_body_bytes"],
+        allow_unverified=settings["allow_unverified"],
     )
 
 
@@ -44,23 +45,26 @@ def serve(
     audit_log: str | os.PathLike | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     workers: int | None = None,
+    allow_unverified: bool = False,
 ) -> None:
     """Serve the bundle until interrupted, in ``workers`` processes (default: the cores available) sharing one
     socket and one audit log (appends are ``flock``-ed, so the chain stays whole). A non-loopback ``host`` needs
     ``$CRSRISK_API_TOKEN`` (ValueError otherwise); when the token is set every scoring request must carry it. The
-    bundle is loaded and verified here first, so a bad model is one clear error, not a worker crash loop."""
+    bundle is loaded and verified here first (refused unless signed by a trusted key, or ``allow_unverified``), so
+    a bad or unverified model is one clear error, not a worker crash loop."""
     import uvicorn
 
     from crsrisk.scoring.load import load_model
 
     required_token(host)
-    load_model(model)
+    load_model(model, allow_unverified=allow_unverified)
     os.environ[SETTINGS_ENV] = json.dumps(
         {
             "model": None if model is None else os.fspath(model),
             "host": host,
             "audit_log": None if audit_log is None else os.fspath(audit_log),
             "max_body_bytes": max_body_bytes,
+            "allow_unverified": allow_unverified,
         }
     )
     uvicorn.run(
