@@ -1,6 +1,6 @@
-"""Signed bundles: trusted keys refuse unsigned, wrongly signed and re-manifested bundles; without keys every
-output says "unsigned"; loading parses the bytes it hashed, keeps to the bundle folder, checks calibrators and
-bands."""
+"""Signed bundles: care refuses unsigned, wrongly signed and re-manifested bundles, --allow-unverified lets them
+through saying so; loading parses the bytes it hashed, keeps to the bundle folder, checks calibrators and bands.
+(The campaign's tamperings of the shipped bundle and the per-user key: test_trust.py.)"""
 
 from __future__ import annotations
 
@@ -66,64 +66,71 @@ def test_keygen_writes_a_private_key_only_the_owner_reads_and_never_overwrites(t
     assert private.read_bytes() == before
 
 
-def test_unsigned_bundle_loads_without_keys_and_every_output_says_unsigned(bundle_copy: Path, small_cohort) -> None:
-    from crsrisk.scoring import predict
+def test_an_unsigned_bundle_is_read_but_refused_for_care(bundle_copy: Path, small_cohort) -> None:
+    from crsrisk.scoring import load_model, predict
 
-    assert load_bundle(bundle_copy).trust == "unsigned"
-    patient = small_cohort.patients["patient_id"].iloc[0]
-    result = predict(patient_record(small_cohort, patient), model=bundle_copy, now_hours=40, audit=False)
-    assert result.to_dict()["model"]["signature"] == "unsigned"
+    (bundle_copy / "signature.json").unlink()
+    assert (load_bundle(bundle_copy).trust, load_bundle(bundle_copy).verified) == ("unsigned", False)
+    patient = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[0])
+    with pytest.raises(BundleIntegrityError, match="unsigned: refused, a bundle used for care must be signed"):
+        predict(patient, model=bundle_copy, now_hours=40, audit=False)
+    result = predict(patient, model=load_model(bundle_copy, allow_unverified=True), now_hours=40, audit=False)
+    assert result.to_dict()["model"]["signature"] == (
+        "UNVERIFIED (unsigned): accepted for research use only (--allow-unverified / $CRSRISK_ALLOW_UNVERIFIED=1)"
+    )
 
 
 def test_signed_bundle_is_verified_against_trusted_keys(bundle_copy: Path, keys, monkeypatch) -> None:
     private, public = keys["ours"]
     sign_bundle(bundle_copy, private)
     key_id = next(iter(trusted_keys(str(public))))
-    assert (
-        load_bundle(bundle_copy).trust == f"signed by key {key_id}, not verified: no trusted keys configured "
-        f"({ENV_TRUSTED_KEYS})"
-    )
+    assert load_bundle(bundle_copy).trust == f"signed by key {key_id}, which is not a trusted key"
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(public.parent))  # a folder of keys: both are trusted
-    assert load_bundle(bundle_copy).trust == f"signed by trusted key {key_id}, verified"
+    assert load_bundle(bundle_copy).trust == f"signed by trusted key {key_id} ($CRSRISK_TRUSTED_KEYS), verified"
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(public))
-    assert load_bundle(bundle_copy).trust == f"signed by trusted key {key_id}, verified"
+    assert load_bundle(bundle_copy).verified
 
 
-def test_edited_and_remanifested_bundle_is_refused_when_keys_are_configured(
-    bundle_copy: Path, keys, monkeypatch
-) -> None:
+def test_edited_and_remanifested_bundle_is_refused_for_care(bundle_copy: Path, keys, monkeypatch) -> None:
+    from crsrisk.scoring import load_model
+
     private, public = keys["ours"]
     sign_bundle(bundle_copy, private)
     edit_json(bundle_copy / "icans__36h" / "calibrator.json", lambda d: d["params"].update(b=5.0))
     remanifest(bundle_copy)
-    assert load_bundle(bundle_copy).models["icans__36h"].calibrator.params["b"] == 5.0  # no keys: hashes agree
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(public))
+    read = load_bundle(bundle_copy)  # the hashes agree, the signature does not
+    assert read.models["icans__36h"].calibrator.params["b"] == 5.0 and not read.verified
     with pytest.raises(BundleIntegrityError, match="does not match manifest.json: the bundle was changed"):
-        load_bundle(bundle_copy)
+        load_model(bundle_copy)
 
 
 def test_wrong_key_and_unsigned_bundles_are_refused(bundle_copy: Path, keys, monkeypatch) -> None:
+    from crsrisk.scoring import load_model
+
     monkeypatch.setenv(ENV_TRUSTED_KEYS, str(keys["ours"][1]))
-    with pytest.raises(BundleIntegrityError, match="unsigned bundle refused"):
-        load_bundle(bundle_copy)
+    (bundle_copy / "signature.json").unlink()
+    with pytest.raises(BundleIntegrityError, match="unsigned: refused"):
+        load_model(bundle_copy)
     sign_bundle(bundle_copy, keys["theirs"][0])
-    with pytest.raises(BundleIntegrityError, match="not among the trusted keys"):
-        load_bundle(bundle_copy)
+    with pytest.raises(BundleIntegrityError, match="which is not a trusted key: refused"):
+        load_model(bundle_copy)
     # a signature by another key that claims our key's id
     ours = next(iter(trusted_keys(str(keys["ours"][1]))))
     edit_json(bundle_copy / "signature.json", lambda d: d.update(key_id=ours))
     with pytest.raises(BundleIntegrityError, match=f"signature by key {ours} does not match"):
-        load_bundle(bundle_copy)
+        load_model(bundle_copy)
     (bundle_copy / "signature.json").write_text("{not json")
     with pytest.raises(BundleIntegrityError, match="unreadable signature.json"):
-        load_bundle(bundle_copy)
+        load_model(bundle_copy)
 
 
 def test_signing_refuses_a_bundle_that_does_not_match_its_manifest(bundle_copy: Path, keys) -> None:
+    before = (bundle_copy / "signature.json").read_bytes()
     (bundle_copy / "icans__0h" / "features.json").write_text("[]")
     with pytest.raises(BundleIntegrityError, match="'icans__0h/features.json' does not match"):
         sign_bundle(bundle_copy, keys["ours"][0])
-    assert not (bundle_copy / "signature.json").exists()
+    assert (bundle_copy / "signature.json").read_bytes() == before
 
 
 def test_a_misconfigured_trust_setting_is_an_error_not_silence(bundle_copy: Path, tmp_path: Path, monkeypatch) -> None:
@@ -221,7 +228,7 @@ def test_loading_parses_the_very_bytes_it_hashed(bundle_copy: Path, monkeypatch:
     store._PARSED.clear()
     bundle = load_bundle(bundle_copy)
     listed = json.loads((bundle_copy / "manifest.json").read_text())["files"]
-    assert sorted(reads) == sorted([*listed, "manifest.json"])  # each file once, nothing else from disk
+    assert sorted(reads) == sorted([*listed, "manifest.json", "signature.json"])  # each once, nothing else
     assert bundle.models["severe_crs__0h"].booster.num_features() == len(bundle.models["severe_crs__0h"].feature_names)
 
 
@@ -253,7 +260,9 @@ def test_cli_keygen_sign_and_refusal(bundle_copy: Path, tmp_path: Path, small_co
     (tmp_path / "signature.json").write_bytes((bundle_copy / "signature.json").read_bytes())
     (bundle_copy / "signature.json").unlink()
     unsigned = runner.invoke(app, command)
-    assert unsigned.exit_code == 0 and "(unsigned)" in unsigned.output, unsigned.output
+    assert unsigned.exit_code == 2 and "unsigned: refused" in unsigned.output, unsigned.output
+    research = runner.invoke(app, [*command, "--allow-unverified"])
+    assert research.exit_code == 0 and "(UNVERIFIED (unsigned): accepted for research" in research.output
     (bundle_copy / "signature.json").write_bytes((tmp_path / "signature.json").read_bytes())
     edit_json(bundle_copy / "bundle.json", lambda d: d.update(synthetic=False))
     remanifest(bundle_copy)
