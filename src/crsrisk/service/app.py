@@ -25,6 +25,7 @@ from crsrisk.audit import log_head, resolve_log_path
 from crsrisk.bundle.store import Bundle
 from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model
+from crsrisk.service.anchor import VersionTag
 from crsrisk.service.failures import AuditHealth, EncodableHTML, EncodableJSON, InternalErrors
 from crsrisk.service.cds_routes import add_cds_routes
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
@@ -147,6 +148,17 @@ def create_app(
         swagger_ui_parameters={"validatorUrl": None},
     )  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    anchor = VersionTag.for_model(model) if audit and not isinstance(model, Bundle) else None
+    if anchor is not None:
+
+        @app.middleware("http")
+        async def _anchor_head(request: Request, call_next: Any) -> Response:
+            """After an answered POST (an audited answer), tag the served model version with the log's head."""
+            response = await call_next(request)
+            if request.method == "POST" and response.status_code == 200:
+                await run_in_threadpool(anchor.tag, resolve_log_path(log_path))
+            return response
+
     app.add_middleware(InternalErrors)  # outermost of the two: a bug anywhere is a 500 with an error id
 
     def authorised(request: Request) -> None:
