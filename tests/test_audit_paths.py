@@ -43,9 +43,10 @@ def test_batch_predict_writes_one_record_for_the_cohort(
         app,
         ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(out), "--audit-log", str(log)],
     )
-    assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
+    assert result.exit_code == 0 and "$CRSRISK_TRUSTED_KEYS), verified)" in result.output, result.output
     (stored,) = AuditLog(log).records()
-    assert stored["kind"] == "batch_prediction" and stored["model"]["signature"] == "unsigned"
+    assert stored["kind"] == "batch_prediction"
+    assert stored["model"]["signature"].endswith("($CRSRISK_TRUSTED_KEYS), verified")  # conftest's session key
     assert stored["n_rows"] == len(out.read_text().splitlines()) - 1 == len(stored["rows"])
     first_id = out.read_text().splitlines()[1].split(",")[0]
     assert stored["columns"][0] == "patient_hash" and first_id not in json.dumps(stored)
@@ -101,7 +102,7 @@ def test_explain_writes_records_for_a_patient_and_a_cohort(
                 str(log),
             ],
         )
-        assert result.exit_code == 0 and "(unsigned)" in result.output, result.output
+        assert result.exit_code == 0 and "verified)" in result.output, result.output
     single, cohort = AuditLog(log).records()
     assert single["kind"] == "prediction" and single["outputs"]
     assert cohort["kind"] == "explanation" and cohort["columns"] == ["model", "feature", "label", "mean_abs_shap"]
