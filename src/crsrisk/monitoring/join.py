@@ -128,7 +128,9 @@ class PeriodRule:
     every: int | None = None
 
     def __post_init__(self) -> None:
-        if self.every is not None and (isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1):
+        if self.every is not None and (
+            isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1
+        ):
             raise InputError(f"--every: expected a whole number of predictions of at least 1, got {self.every!r}")
 
     @property

@@ -7,6 +7,7 @@ valid is refused as an ``InputError`` naming the field (``rules.2.below: ...``),
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,7 +77,10 @@ class Rule(_Strict):
     @property
     def threshold(self) -> str:
         """``below 0.8``, ``above 1.25``."""
-        parts = [f"below {self.below:g}" if self.below is not None else "", f"above {self.above:g}" if self.above is not None else ""]
+        parts = [
+            f"below {self.below:g}" if self.below is not None else "",
+            f"above {self.above:g}" if self.above is not None else "",
+        ]
         return " or ".join(p for p in parts if p)
 
 
@@ -118,7 +122,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def load_plan(path: str | Path | None = None) -> Plan:
+def load_plan(path: str | os.PathLike | None = None) -> Plan:
     """Read a plan file (the shipped default when None), by the bounded read that refuses FIFOs and devices."""
     where = DEFAULT_PLAN if path is None else Path(path)
     try:
@@ -134,7 +138,7 @@ def load_plan(path: str | Path | None = None) -> Plan:
     return plan_from_mapping(data, f"--plan {where}")
 
 
-def judged(rule: Rule, plan: Plan, figures: dict[str, Any]) -> tuple[bool, float | None, list[float] | None]:
+def judged(rule: Rule, plan: Plan, figures: dict[str, Any]) -> tuple[bool, float | None, list[Any] | None]:
     """Whether the group's figures allow judging the rule this period, its value and CI (None: nothing to judge)."""
     if rule.metric in OUTCOME_METRICS:
         if figures["labelled"] < plan.min_labelled or figures["events"] < plan.min_events:
@@ -153,7 +157,7 @@ def judged(rule: Rule, plan: Plan, figures: dict[str, Any]) -> tuple[bool, float
     return True, float(value), ci
 
 
-def breached(rule: Rule, value: float, ci: list[float] | None) -> bool:
+def breached(rule: Rule, value: float, ci: list[Any] | None) -> bool:
     """The rule's condition in one period: beyond the threshold, and the CI excluding ``ci_excludes`` if asked."""
     if not rule.beyond(value):
         return False

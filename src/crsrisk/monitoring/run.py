@@ -151,7 +151,8 @@ def monitor(
             "head": None if verified is None or verified.head is None else f"{verified.head[0]}:{verified.head[1]}",
             "records_by_kind": dict(reading.kinds),
             "unreadable": reading.unreadable,
-            "not_joined": dict(tally.counts) | {"batch_prediction_stream": reading.kinds.get("batch_prediction_stream", 0)},
+            "not_joined": dict(tally.counts)
+            | {"batch_prediction_stream": reading.kinds.get("batch_prediction_stream", 0)},
         },
         "pseudonym_key": KEY_TEXT,
         "outcomes": {
