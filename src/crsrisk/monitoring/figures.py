@@ -1,5 +1,9 @@
 """One group's figures in one period: volume, pending, O/E, calibration intercept and slope, AUROC (each with a
-percentile bootstrap CI, resampling patients when one has several predictions), band shares and input drift."""
+percentile bootstrap CI), band shares and input drift.
+
+The bootstrap is not stratified by outcome: a resample that kept the number of events would hide the very
+uncertainty O/E and the calibration intercept are about (how many events a period has). It resamples patients when
+one has several predictions in the period."""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def group_figures(state: GroupState, plan: Plan, seed: int = 0) -> dict[str, Any
     if y.size:
         repeated = np.unique(who).size < who.size
         figures["metrics"] = bootstrap_ci(
-            y, p, METRICS, n_boot=plan.n_boot, seed=seed, groups=who if repeated else None
+            y, p, METRICS, n_boot=plan.n_boot, seed=seed, groups=who if repeated else None, stratify=False
         )
     if state.drift is not None:
         figures["drift"] = state.drift.figures(plan.drift.psi, plan.drift.alpha)
