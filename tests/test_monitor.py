@@ -83,6 +83,7 @@ def _flagged(document: dict) -> dict[str, set[str]]:
     return {p["period"]: {f["rule"] for f in p["flags"]} for p in document["periods"]}
 
 
+@pytest.mark.slow
 def test_a_drift_half_way_is_flagged_in_the_second_half_and_never_in_the_first(scenario: dict, keys: None) -> None:
     result = monitor(scenario["drifting"], scenario["outcomes"], [scenario["bundle"]], every=EVERY)
     document = result.document
@@ -107,6 +108,7 @@ def test_a_drift_half_way_is_flagged_in_the_second_half_and_never_in_the_first(s
     assert all(g["model_sha256"] == scenario["bundle"].digest for p in periods for g in p["groups"])
 
 
+@pytest.mark.slow
 def test_an_unshifted_stream_raises_no_flag(scenario: dict, keys: None) -> None:
     document = monitor(scenario["unshifted"], scenario["folder"], [scenario["bundle"]], every=EVERY).document
     assert document["flags"] == [] and all(p["flags"] == [] for p in document["periods"])
@@ -116,6 +118,7 @@ def test_an_unshifted_stream_raises_no_flag(scenario: dict, keys: None) -> None:
         assert group["drift"]["psi_max"] < 0.25 and group["drift"]["outside_population_share"] == 0
 
 
+@pytest.mark.slow
 def test_cli_writes_monitor_json_html_and_plots_and_prints_the_flags(
     scenario: dict, keys: None, tmp_path: Path
 ) -> None:
@@ -190,31 +193,21 @@ def test_pending_is_never_a_negative_and_the_join_equals_a_hand_computation(
     assert status.tolist() == [EVENT, NO_EVENT, PENDING, PRIOR]
 
 
-def test_periods_are_calendar_months_of_the_record_time() -> None:
+def test_periods_are_calendar_months_of_the_record_time(small_cohort: Cohort) -> None:
     def at(seq: int, when: str, pid: str) -> Prediction:
         return Prediction(seq, when, "a" * 64, "severe_crs", 36.0, 0.3, "intermediate", pid, 40.0)
 
-    cohort_key = b"k" * 32
     stream = [
-        at(0, "2026-01-31T23:59:59+00:00", "x"),
-        at(1, "2026-02-01T00:00:00+00:00", "y"),
-        at(2, "2026-02-03T00:00:00+00:00", "y"),
+        at(0, "2026-01-31T23:59:59.999999+00:00", "x"),
+        at(1, "2026-02-01T00:00:00.000000+00:00", "y"),
+        at(2, "2026-02-03T00:00:00.000000+00:00", "y"),
     ]
-    outcomes = Outcomes(_EmptyArrays.make(), {}, "none")
+    outcomes = Outcomes.of(small_cohort.subset(small_cohort.patients["patient_id"].iloc[:3]), b"k" * 32)
     periods = list(join(stream, outcomes, Models(), PeriodRule()))
     assert [(p.key, p.first_seq, p.last_seq) for p in periods] == [("2026-01", 0, 0), ("2026-02", 1, 2)]
     assert [sum(s.counts["volume"] for s in p.groups.values()) for p in periods] == [1, 2]
-    assert cohort_key  # the pseudonyms match nothing: every prediction is unmatched, none is a negative
-    assert all(s.counts["unmatched"] == s.counts["volume"] for p in periods for s in p.groups.values())
-
-
-class _EmptyArrays:
-    @staticmethod
-    def make():
-        from crsrisk.cohort.record import validate_record
-        from tests_support import patient_record  # noqa: F401
-
-        return validate_record({"patient": {"patient_id": "nobody", "age_years": 10}, "measurements": [], "events": []})
+    # these pseudonyms match no patient of the cohort: every prediction is unmatched, none is a negative
+    assert all(s.counts["unmatched"] == s.counts["volume"] and not s.y for p in periods for s in p.groups.values())
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -222,23 +215,27 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_bad_inputs_exit_2_naming_the_field(scenario: dict, keys: None, tmp_path: Path) -> None:
-    base = ["--outcomes", str(scenario["folder"]), "--out", str(tmp_path / "r")]
-    code, text = _cli("--audit-log", str(tmp_path / "missing.jsonl"), *base)
+def test_bad_inputs_exit_2_naming_the_field(small_cohort_dir: Path, tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "log.jsonl")
+    output = {"task": "severe_crs", "landmark_hours": 0.0, "horizon_hours": 672.0, "probability": 0.2, "band": "low"}
+    log.append(prediction_record(log, {"bundle_sha256": "f" * 64}, "SIM00001", "0" * 64, [output], None, 0.0))
+    good = ["--audit-log", str(log.path), "--outcomes", str(small_cohort_dir), "--out", str(tmp_path / "r")]
+    assert _cli(*good)[0] == 0
+    code, text = _cli("--audit-log", str(tmp_path / "missing.jsonl"), *good[2:])
     assert code == 2 and "--audit-log" in text
-    code, text = _cli("--audit-log", str(scenario["unshifted"]), *base, "--period", "fortnight")
+    code, text = _cli(*good, "--period", "fortnight")
     assert code == 2 and "--period" in text and "fortnight" in text
-    code, text = _cli("--audit-log", str(scenario["unshifted"]), *base, "--every", "0")
+    code, text = _cli(*good, "--every", "0")
     assert code == 2 and "--every" in text
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({"rules": [{"name": "x", "metric": "oe", "below": "low", "action": "update"}]}))
-    code, text = _cli("--audit-log", str(scenario["unshifted"]), *base, "--plan", str(plan))
+    code, text = _cli(*good, "--plan", str(plan))
     assert code == 2 and "rules.0.below" in text
     plan.write_text("rules: [unclosed")
-    code, text = _cli("--audit-log", str(scenario["unshifted"]), *base, "--plan", str(plan))
+    code, text = _cli(*good, "--plan", str(plan))
     assert code == 2 and "not valid YAML" in text
     code, text = _cli(
-        "--audit-log", str(scenario["unshifted"]), "--outcomes", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")
+        "--audit-log", str(log.path), "--outcomes", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")
     )
     assert code == 2 and "--outcomes" in text
 
@@ -305,6 +302,7 @@ def test_fuzzed_plan_text_is_valid_or_an_input_error(tmp_path_factory: pytest.Te
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
 def test_the_report_renders_in_headless_chromium_with_its_plots(scenario: dict, keys: None, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -327,6 +325,7 @@ def test_the_report_renders_in_headless_chromium_with_its_plots(scenario: dict, 
     assert (tmp_path / "report.png").stat().st_size > 50_000
 
 
+@pytest.mark.slow
 def test_the_mlflow_run_is_linked_to_the_registered_model_version(scenario: dict, keys: None, tmp_path: Path) -> None:
     import dataclasses
 
