@@ -354,3 +354,24 @@ def test_the_mlflow_run_is_linked_to_the_registered_model_version(scenario: dict
     assert client.get_model_version("crsrisk-severe_crs-0h", "1").tags["monitoring_run_id"] == run_id
     artifacts = {a.path for a in client.list_artifacts(run_id, "monitoring")}
     assert {"monitoring/monitor.json", "monitoring/report.html"} <= artifacts
+
+
+def test_drift_figures_by_hand() -> None:
+    from crsrisk.cohort.population import bin_index, feature_bins
+    from crsrisk.monitoring.drift import homogeneity_p, population_stability, reference_for
+
+    values = np.arange(1.0, 101.0)[:, None]
+    bins = feature_bins(values)
+    assert bins["rows"] == 100 and len(bins["edges"][0]) == 9 and bins["counts"][0] == [10] * 10
+    assert bin_index(bins["edges"][0], np.array([1.0, 10.9, 11.0, 100.0])).tolist() == [0, 0, 1, 9]
+    same = np.array(bins["counts"][0], dtype=float)
+    assert population_stability(same, same) == 0.0 and homogeneity_p(same, same) == pytest.approx(1.0)
+    shifted = np.array([0, 0, 0, 0, 0, 10, 10, 20, 30, 30], dtype=float)
+    a, e = (shifted + 0.5) / (100 + 5), (same + 0.5) / (100 + 5)
+    assert population_stability(shifted, same) == pytest.approx(float(np.sum((a - e) * np.log(a / e))))
+    assert homogeneity_p(shifted, same) < 1e-6
+    # a bundle made before monitoring recorded bins: missingness and range only, said in a note
+    old = {"models": {"m": {"features": ["x"], "low": [1.0], "high": [9.0], "missing": [0.1], "row_missing_mean": 0.1}}}
+    reference, note = reference_for(old, "m", None)
+    assert reference is not None and reference.edges is None and "PSI" in (note or "")
+    assert reference_for(old, "m", 12.0)[0] is None  # a super-model without per-hour bins: not compared pooled
