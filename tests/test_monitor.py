@@ -375,3 +375,29 @@ def test_drift_figures_by_hand() -> None:
     reference, note = reference_for(old, "m", None)
     assert reference is not None and reference.edges is None and "PSI" in (note or "")
     assert reference_for(old, "m", 12.0)[0] is None  # a super-model without per-hour bins: not compared pooled
+
+
+def test_the_outcome_cohort_can_be_a_fhir_source_read_directly(small_cohort: Cohort, tmp_path: Path) -> None:
+    from fhir_export import cohort_bundles
+
+    ids = small_cohort.patients["patient_id"].iloc[:5].tolist()
+    part = small_cohort.subset(ids)
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    for i, bundle in enumerate(cohort_bundles(part.patients, part.measurements, part.events)):
+        (folder / f"patient-{i}.json").write_text(json.dumps(bundle))
+    log = AuditLog(tmp_path / "log.jsonl")
+    for pid in ids:
+        output = {
+            "task": "severe_crs",
+            "landmark_hours": 0.0,
+            "horizon_hours": 672.0,
+            "probability": 0.2,
+            "band": "low",
+        }
+        log.append(prediction_record(log, {"bundle_sha256": "f" * 64}, pid, "0" * 64, [output], None, 0.0))
+    plan = plan_from_mapping({"n_boot": 50, "rules": []})
+    document = monitor(log.path, folder, [], plan, every=100).document
+    (group,) = document["periods"][0]["groups"]
+    assert group["volume"] == 5 and group["unmatched"] == 0 and group["matched"] == 5
+    assert document["outcomes"]["infusions"] == 5
