@@ -119,15 +119,16 @@ def chain_key(log: Path, create: bool = False, key_file: str | os.PathLike | Non
         raise AuditLogError(f"{path}: cannot read or create the audit key ({error})") from None
 
 
-def pseudonym_key(log: Path | None = None) -> bytes:
+def pseudonym_key(log: Path | None = None, create: bool = True) -> bytes:
     """The pseudonym key: $CRSRISK_AUDIT_SALT, else a legacy ``<log>.salt`` beside ``log``, else the
-    per-user file (made on first use)."""
+    per-user file (made on first use when ``create``; a reader such as ``crsrisk monitor`` passes False, so a
+    missing key is said rather than replaced by a new one that matches nothing)."""
     from_env = _env_secret(ENV_SALT)
     if from_env is not None:
         return from_env
     path = legacy_salt_path(log) if log is not None and legacy_salt_path(log).is_file() else pseudonym_key_path()
     try:
-        return _secret(path, create=True)
+        return _secret(path, create=create)
     except OSError as error:
         raise AuditLogError(f"{path}: cannot read or create the pseudonym key ({error})") from None
 

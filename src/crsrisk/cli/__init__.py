@@ -3,7 +3,7 @@
 One module per command group; importing them registers their commands on ``app``.
 """
 
-from crsrisk.cli import audit, care, data, modelling  # noqa: F401  (registers the commands)
+from crsrisk.cli import audit, care, data, modelling, monitoring  # noqa: F401  (registers the commands)
 from crsrisk.cli.common import app, print_json
 
 __all__ = ["app", "print_json"]

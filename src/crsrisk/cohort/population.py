@@ -17,11 +17,35 @@ from crsrisk.cohort.validated import Cohort
 
 MOSTLY_MISSING = 0.5  # flag when more than half of a model's inputs are missing ...
 MISSING_MARGIN = 0.2  # ... and that is this much more than the training rows' average
+DRIFT_BINS = 10  # deciles of each input's observed training values: the bins input drift (PSI) is measured on
 
 
-def training_population(cohort: Cohort, inputs: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+def bin_index(edges: Any, values: np.ndarray) -> np.ndarray:
+    """The bin of each value given a feature's interior cut points: bin i holds edges[i-1] < x <= edges[i]
+    (``len(edges) + 1`` bins); NaN is not binned (the caller counts it as missing). The one binning rule."""
+    return np.searchsorted(np.asarray(edges, dtype=float), values, side="left")
+
+
+def feature_bins(values: np.ndarray) -> dict[str, Any]:
+    """Each column's decile cut points (distinct, 6 significant digits) over its observed values and the count of
+    rows in each bin, plus the row count: what monitoring compares a period's inputs with (PSI, chi-square)."""
+    edges, counts = [], []
+    for column in values.T:
+        seen = column[~np.isnan(column)]
+        cuts = np.unique(np.quantile(seen, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1])) if seen.size else np.array([])
+        cuts = np.unique([float(f"{c:.6g}") for c in cuts.tolist()])
+        edges.append(cuts.tolist())
+        counts.append(np.bincount(bin_index(cuts, seen), minlength=cuts.size + 1).tolist())
+    return {"rows": int(values.shape[0]), "edges": edges, "counts": counts}
+
+
+def training_population(
+    cohort: Cohort, inputs: Mapping[str, pd.DataFrame], landmark_hours: Mapping[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     """The training population in plain data: patient ranges and vocabularies, and per model (key -> its feature
-    frame) each input's observed range and missing fraction, and the mean missing fraction of a row."""
+    frame) each input's observed range, missing fraction and decile bins, and the mean missing fraction of a row.
+    ``landmark_hours`` (key -> each row's landmark hour, for super-models) adds the bins at every landmark hour,
+    since a super-model's inputs at 12 h and at 120 h differ by design."""
     patients = cohort.patients
     age = patients["age_years"].astype(float)
     models = {}
@@ -34,7 +58,14 @@ def training_population(cohort: Cohort, inputs: Mapping[str, pd.DataFrame]) -> d
             "high": [float(np.nanmax(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
             "missing": [round(float(1 - s.mean()), 4) for s in seen.T],
             "row_missing_mean": round(float(1 - seen.mean()), 4),
+            "bins": feature_bins(values),
         }
+        hours = None if landmark_hours is None else landmark_hours.get(key)
+        if hours is not None:
+            hours = np.asarray(hours, dtype=float)
+            models[key]["bins_by_landmark"] = {
+                f"{h:g}": feature_bins(values[hours == h]) for h in np.unique(hours).tolist()
+            }
     return {
         "infusions": int(len(patients)),
         "age_years": [float(age.min()), float(age.max())],

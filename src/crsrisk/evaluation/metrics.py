@@ -101,6 +101,11 @@ def _brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _divide(w @ (p - y) ** 2, w.sum(axis=1))
 
 
+def _observed_expected(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Observed over expected events: the events over the sum of predicted risks (calibration in the large)."""
+    return _divide(w @ y, w @ p)
+
+
 def logit(p: np.ndarray) -> np.ndarray:
     """log(p / (1 - p)) with p clipped to [EPS, 1 - EPS]."""
     p = np.clip(np.asarray(p, float), EPS, 1 - EPS)
@@ -169,6 +174,7 @@ def _calibration_slope(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarra
 auroc = Metric("auroc", _auroc, probabilities=False)
 auprc = Metric("auprc", _auprc, probabilities=False)
 brier = Metric("brier", _brier)
+observed_expected = Metric("oe", _observed_expected)
 calibration_intercept = Metric("calibration_intercept", _calibration_intercept)
 calibration_slope = Metric("calibration_slope", _calibration_slope)
 

@@ -55,6 +55,10 @@ class Task(Protocol):
 
     def question(self, hours: float) -> str: ...
 
+    def observed(
+        self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
     def risk_set(self, cohort: Cohort | CohortArrays, landmark: Any) -> pd.Series: ...
 
     def label_table(self, cohort: Cohort | CohortArrays, landmark: Any, label: str = "primary") -> pd.DataFrame: ...
@@ -190,12 +194,20 @@ class TaskBase:
         frames = [self._point_labels(arrays, point, label) for point in parse_landmark(landmark).points()]
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
-    def _point_labels(self, arrays: CohortArrays, point: Hours | FirstEvent, label: str) -> pd.DataFrame:
-        codes, hours = self.at_risk(arrays, point)
+    def observed(
+        self, arrays: CohortArrays, codes: np.ndarray, hours: np.ndarray, label: str = "primary"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For predictions of infusions ``codes`` at ``hours``: whether the outcome happened in the window, whether
+        it is unknown (follow-up ended before the window closed, without an event: excluded from training, pending
+        in monitoring, never a negative), and the hour each window closes. The one home of that rule."""
         onset, window_end = self.outcome(arrays, codes, hours, label)
         event = np.isfinite(onset)
+        return event, ~event & (arrays.followup[codes] < window_end), window_end
+
+    def _point_labels(self, arrays: CohortArrays, point: Hours | FirstEvent, label: str) -> pd.DataFrame:
+        codes, hours = self.at_risk(arrays, point)
+        event, excluded, window_end = self.observed(arrays, codes, hours, label)
         follow = arrays.followup[codes]
-        excluded = ~event & (follow < window_end)
         reason = np.full(codes.size, "", dtype=object)
         reason[excluded] = [
             f"follow-up ended at {f:g} h before the outcome window closed at {w:g} h, without an event"

@@ -251,7 +251,13 @@ def train(
         (out_dir / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
         (out_dir / "comparison.md").write_text(artifacts.comparison_markdown(results, skipped))
         population = training_population(
-            loaded, {f"{p.data.task.name}__{p.data.landmark.label}": p.data.X for p in planned}
+            loaded,
+            {f"{p.data.task.name}__{p.data.landmark.label}": p.data.X for p in planned},
+            {
+                f"{p.data.task.name}__{p.data.landmark.label}": p.data.landmark_hours
+                for p in planned
+                if isinstance(p.data.landmark, Grid)
+            },
         )
         bundle_dir = save_bundle(
             models,
