@@ -233,7 +233,7 @@ def update(
     bundle = load_model(model)
     keys = [k for k, m in bundle.models.items() if only in (None, k, m.task)]
     if not keys:
-        raise InputError(f"task: {only!r} names no model of this bundle; expected one of {list(bundle.models)}")
+        raise InputError(f"--task: {only!r} names no model of this bundle; expected one of {list(bundle.models)}")
     arrays = cohort_arrays(cohort)
     models, report = [], {}
     for key, task_model in bundle.models.items():
