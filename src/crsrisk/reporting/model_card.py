@@ -211,8 +211,18 @@ def _update_section(lineage: Mapping[str, Any] | None) -> str:
     """The bundle's update lineage (parent, both cohorts, the method chosen per model and the tests), when it has one."""
     if not lineage:
         return ""
-    fields = ("parent_bundle_sha256", "parent_bundle_path", "training_cohort_fingerprint", "local_cohort_fingerprint")
-    fields += ("local_cohort_size", "local_cohort_synthetic", "alpha", "procedure", "date", "bands")
+    fields = [
+        "parent_bundle_sha256",
+        "parent_bundle_path",
+        "training_cohort_fingerprint",
+        "local_cohort_fingerprint",
+        "local_cohort_size",
+        "local_cohort_synthetic",
+        "alpha",
+        "procedure",
+        "date",
+        "bands",
+    ]
     return (
         "<h2 id='update'>Model update to a local cohort</h2><p>Each model was updated by closed testing on a local "
         "cohort; its method and the tests that chose it are below (figures cross-validated on that cohort).</p>"
