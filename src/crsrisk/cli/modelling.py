@@ -218,6 +218,7 @@ def update(
     """Update each model to a local cohort by closed testing: original, recalibration (intercept; intercept and
     slope), revision (booster continued) or refit; the simplest not significantly worse is kept."""
     from crsrisk.cohort.io import load_cohort
+    from crsrisk.evaluation.update_options import LABELS
     from crsrisk.evaluation.updating import OPTION_HEADER, UPDATE_CONFIG, option_rows, update as run_update
     from crsrisk.evaluation.updating import write_updated
     from crsrisk.training.config import load_config
@@ -247,13 +248,16 @@ def update(
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
     for key, entry in document["models"].items():
-        console.print(f"[bold]{escape(key)}[/]: kept {escape(entry['choice'])}: {escape(entry['reason'])}")
+        kept = LABELS[entry["choice"]]
+        console.print(f"[bold]{escape(key)}[/]: kept {escape(kept)}: {escape(entry['reason'])}", highlight=False)
         _sample_size_line(f"{key}: {entry['precision']['statement']}")
     console.print(f"choice: {escape(result.lineage.procedure)}, alpha {alpha}", highlight=False)
     console.print(
         f"new bundle {result.path} (parent {result.lineage.parent_bundle_sha256[:12]}...); report {report_path}; "
         "check it on another local cohort with `crsrisk evaluate`"
     )
+    if result.lineage.local_cohort_synthetic:
+        console.print("[yellow]note:[/] the local cohort is synthetic: no figure here is clinical evidence")
 
 
 @app.command()

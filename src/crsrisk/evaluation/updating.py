@@ -298,7 +298,7 @@ def _ci(metric: dict[str, float | None]) -> str:
     def number(value: float | None) -> str:
         return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
-    return f"{number(metric['value'])} ({number(metric['ci_low'])}-{number(metric['ci_high'])})"
+    return f"{number(metric['value'])} ({number(metric['ci_low'])} to {number(metric['ci_high'])})"
 
 
 def lineage_rows(lineage: dict[str, Any]) -> list[list[str]]:
