@@ -19,12 +19,13 @@ from typer.testing import CliRunner
 from xgboost import XGBClassifier
 
 from crsrisk.bundle import TaskModel, load_bundle, save_bundle
-from crsrisk.bundle.calibration import fit_calibrator
+from crsrisk.bundle.calibration import Isotonic, Platt, fit_calibrator
 from crsrisk.bundle.metadata import BundleMetadata
 from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort, write_cohort
 from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import auroc, calibration_intercept, calibration_slope, logit
+from crsrisk.evaluation.update_options import composed
 from crsrisk.evaluation.samplesize import train_readiness, validation_precision
 from crsrisk.evaluation.updating import UpdateLineage, deviance_test, lr_test, update
 from crsrisk.reporting.model_card import _update_section
@@ -282,3 +283,16 @@ def test_cli_bad_input_exits_2_naming_the_field(
 def test_update_refuses_an_alpha_outside_zero_one_by_name(alpha: float) -> None:
     with pytest.raises(InputError, match="alpha"):
         update("unused: refused before loading", None, alpha=alpha)  # type: ignore[arg-type]
+
+
+def test_composed_calibrators_apply_the_new_intercept_and_slope_to_the_parents_logit() -> None:
+    margin = np.linspace(-4, 4, 9)
+    platt = Platt(0.8, -1.2, ({"a": 0.7, "b": -1.0},))
+    outer = Platt(1.3, 0.4, ({"a": 1.1, "b": 0.2},))
+    new = composed(platt, outer)
+    assert np.allclose(new.transform(margin), expit(1.3 * (0.8 * margin - 1.2) + 0.4))
+    # the local refits compose with the parent's fitted map (the parent's own refits describe another cohort)
+    assert new.bootstrap == ({"a": pytest.approx(1.1 * 0.8), "b": pytest.approx(1.1 * -1.2 + 0.2)},)
+    iso = Isotonic((-2.0, 0.0, 2.0), (0.1, 0.3, 0.6))
+    mapped = composed(iso, outer)
+    assert np.allclose(mapped.transform(np.array(iso.x)), expit(1.3 * logit(np.array(iso.y)) + 0.4))

@@ -53,6 +53,10 @@ PROCEDURE = (
     "(c) vs (b) 1 df; (d) and (e) are not nested in (c), so cross-validated deviance with a one-sided paired z-test "
     "over infusions; the simplest option not significantly worse is kept"
 )
+REPEATED_ROWS = (
+    "rows at several landmarks of one infusion: the LR tests count them as independent, so their p-values are "
+    "optimistic; the deviance test and the bootstrap CIs resample whole infusions"
+)
 METRICS = {"auroc": auroc, "calibration_intercept": calibration_intercept, "calibration_slope": calibration_slope}
 METRICS |= {"brier": brier}
 
@@ -212,6 +216,8 @@ def update_model(
         for o in OPTIONS
     }
     entry |= {"log_likelihood": ll, "tests": tests | compared, "choice": choice, "reason": reason}
+    if len(set(groups)) < len(groups):
+        entry["note"] = REPEATED_ROWS
     chosen = (
         final[choice]
         if choice in final
