@@ -27,7 +27,7 @@ from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import auroc, calibration_intercept, calibration_slope, logit
 from crsrisk.evaluation.update_options import composed
 from crsrisk.evaluation.samplesize import train_readiness, validation_precision
-from crsrisk.evaluation.updating import UpdateLineage, deviance_test, lr_test, update
+from crsrisk.evaluation.updating import UpdateLineage, choose, deviance_test, lr_test, update
 from crsrisk.reporting.model_card import _update_section
 from crsrisk.simulate import Shift, simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS
@@ -296,3 +296,25 @@ def test_composed_calibrators_apply_the_new_intercept_and_slope_to_the_parents_l
     iso = Isotonic((-2.0, 0.0, 2.0), (0.1, 0.3, 0.6))
     mapped = composed(iso, outer)
     assert np.allclose(mapped.transform(np.array(iso.x)), expit(1.3 * logit(np.array(iso.y)) + 0.4))
+
+
+def test_choose_keeps_the_simplest_option_not_significantly_worse() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.05, 0.95, 400)
+    y = (rng.random(400) < truth).astype(float)
+    groups = np.arange(400)
+    significant = {"p_value": 0.001}
+    tests = {"original_vs_logistic": significant, "intercept_vs_logistic": significant}
+    oof = {"logistic": np.full(400, y.mean()), "revision": truth, "refit": np.clip(truth + 0.01, 0, 1)}
+    deviance = {o: -2 * float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))) for o, p in oof.items()}
+    choice, reason, compared = choose(tests, deviance, oof, y, groups, 0.05)
+    assert choice == "revision" and "not nested" in reason  # far better than (c); (e) is no better than (d)
+    assert (
+        compared["logistic_vs_revision"]["p_value"] < 0.05 and compared["refit_vs_revision"]["deviance_difference"] > 0
+    )
+    close = {"logistic": truth, "revision": np.clip(truth * 0.99 + 0.005, 0, 1)}
+    deviance = {o: -2 * float(np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))) for o, p in close.items()}
+    assert choose(tests, deviance, close, y, groups, 0.05)[0] == "logistic"
+    not_significant = {"p_value": 0.5}
+    tests = {"original_vs_logistic": not_significant, "intercept_vs_logistic": not_significant}
+    assert choose(tests, {"original": 1.0}, {"original": truth}, y, groups, 0.05)[0] == "original"

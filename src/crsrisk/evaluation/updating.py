@@ -148,13 +148,13 @@ def choose(
         return nested, why + "; its cross-validated deviance is the lowest of the options compared", compared
     if option == nested:
         return nested, why + f"; {LABELS[best]} has lower cross-validated deviance, not significantly", compared
+    simpler = ", ".join(LABELS[o] for o in candidates[: candidates.index(option)])
     return (
         option,
-        (
-            f"{LABELS[option]}: cross-validated deviance "
-            + ("the lowest" if option == best else f"not significantly above {LABELS[best]}'s")
-            + f", significantly below the simpler options' (paired z, p < {alpha}); (d)/(e) are not nested in (c)"
-        ),
+        f"{LABELS[option]}: cross-validated deviance "
+        + ("the lowest" if option == best else f"not significantly above the lowest, {LABELS[best]}'s")
+        + f"; {simpler} significantly above it (paired z over infusions, p < {alpha}); "
+        "(d) and (e) are not nested in (c), so no LR test applies",
         compared,
     )
 
