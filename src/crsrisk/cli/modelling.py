@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -62,6 +62,11 @@ def _report_run(result, tracking_uri: str | None) -> None:
     console.print(result.metrics["disclaimer"])
 
 
+def _sample_size_line(statement: str) -> None:
+    """A sample-size statement (Riley et al.), printed before fitting or beside an evaluation."""
+    console.print(f"[cyan]sample size:[/] {escape(statement)}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 @friendly
 def train(
@@ -94,7 +99,13 @@ def train(
     settings = load_config(config, workers=workers, dask=dask)
     with flag(f"--config {config or '(none: the defaults)'} (the experiment file, see experiments/)", TooFewEvents):
         result = run_training(
-            cohort, task=task, config=settings, tracking_uri=tracking_uri, out=out, show_progress=progress
+            cohort,
+            task=task,
+            config=settings,
+            tracking_uri=tracking_uri,
+            out=out,
+            show_progress=progress,
+            announce=_sample_size_line,
         )
     _report_run(result, tracking_uri)
 
@@ -150,6 +161,8 @@ def evaluate(
         console.print(
             f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False
         )
+    for key, size in document["precision"].items():
+        _sample_size_line(f"{key}: {size['statement']}")
     if document["same_cohort_as_training"]:
         console.print(f"[yellow]note:[/] {SAME_COHORT_NOTE}")
     if out is not None:
@@ -200,6 +213,66 @@ def recalibrate(
         f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
         "check it on another local cohort with `crsrisk evaluate`"
     )
+
+
+@app.command()
+@friendly
+def update(
+    model: str = typer.Argument(..., help="the bundle to update (folder or models:/NAME@ALIAS)"),
+    cohort: Path = typer.Argument(..., help="the local cohort folder"),
+    out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
+    alpha: float = typer.Option(0.05, "--alpha", help="significance level of the closed testing procedure"),
+    task: Optional[str] = typer.Option(None, "--task", help="update only this task or model key (default: all)"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="experiment YAML: folds (cv), tuning of (d)/(e), bootstrap, seed"
+    ),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, max=20, help="local cross-validation folds (5)"),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs (500)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="where REPORT.json goes (default: OUT.REPORT.json)"),
+) -> None:
+    """Update each model to a local cohort by closed testing: original, recalibration (intercept; intercept and
+    slope), revision (booster continued) or refit; the simplest not significantly worse is kept."""
+    from crsrisk.cohort.io import load_cohort
+    from crsrisk.evaluation.update_options import LABELS
+    from crsrisk.evaluation.updating import OPTION_HEADER, UPDATE_CONFIG, option_rows, update as run_update
+    from crsrisk.evaluation.updating import write_updated
+    from crsrisk.training.config import load_config
+    from crsrisk.util.outputs import write_json
+
+    if not 0 < alpha < 1:
+        raise InputError(f"--alpha: expected a number strictly between 0 and 1, got {alpha!r}")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    settings = load_config(config) if config is not None else UPDATE_CONFIG
+    changes: dict[str, Any] = {} if folds is None else {"cv": settings.cv.model_copy(update={"n_splits": folds})}
+    if n_boot is not None:
+        changes["bootstrap"] = settings.bootstrap.model_copy(update={"n_boot": n_boot})
+    result = run_update(model, load_cohort(cohort), float(alpha), settings.model_copy(update=changes), task)
+    result = write_updated(result, model, out)
+    document = result.report | {"bundle": str(result.path)}
+    report_path = report or out.with_name(f"{out.name}.REPORT.json")
+    write_json(report_path, document)
+    console.print(
+        f"[bold]each option cross-validated on {result.lineage.local_cohort_size} infusions of {cohort} "
+        f"({settings.cv.n_splits if folds is None else folds} folds; bootstrap 95% CI)[/]"
+    )
+    table = Table()
+    for name in OPTION_HEADER:
+        table.add_column(name, overflow="fold")
+    for row in option_rows(document):
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+    for key, entry in document["models"].items():
+        kept = LABELS[entry["choice"]]
+        console.print(f"[bold]{escape(key)}[/]: kept {escape(kept)}: {escape(entry['reason'])}", highlight=False)
+        _sample_size_line(f"{key}: {entry['precision']['statement']}")
+    console.print(f"choice: {escape(result.lineage.procedure)}, alpha {alpha}", highlight=False)
+    console.print(
+        f"new bundle {result.path} (parent {result.lineage.parent_bundle_sha256[:12]}...); report {report_path}; "
+        "check it on another local cohort with `crsrisk evaluate`"
+    )
+    if result.lineage.local_cohort_synthetic:
+        console.print("[yellow]note:[/] the local cohort is synthetic: no figure here is clinical evidence")
 
 
 @app.command()

@@ -9,7 +9,7 @@ Teachey-style model), so they are fitted on this very cohort: optimistic for the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +22,8 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring.load import load_for_research
 from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
 from crsrisk.evaluation.comparison import dataset_rows
+from crsrisk.evaluation.cohort_size import anticipated_cstatistic, precision
+from crsrisk.evaluation.metrics import auroc
 
 BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
 
@@ -55,6 +57,7 @@ def evaluate_bundle(
     bundle = load_for_research(model)
     arrays = cohort_arrays(cohort)
     results, skipped, per_model, input_flags = [], [], {}, []
+    sizes: dict[str, dict[str, Any]] = {}  # the CI widths this cohort can give, per model (Riley et al. 2021)
     for key, task_model in bundle.models.items():
         data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
         if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < 2:
@@ -81,6 +84,8 @@ def evaluate_bundle(
             data, predictions, published, n_boot, seed, lambda y: float(y.mean()), {"fitted_on_this_cohort": computable}
         )
         per_model[key] = TaskEvaluation(key, data.patient_ids.to_numpy(), data.y, predictions)
+        observed = auroc(data.y, predictions[BUNDLE_MODEL])
+        sizes[key] = asdict(precision(data.y, data.patient_ids, anticipated_cstatistic(task_model.metrics, observed)))
         input_flags += bundle.population.input_flags(
             key, task_model.feature_names, data.X[task_model.feature_names].to_numpy()
         )
@@ -96,6 +101,7 @@ def evaluate_bundle(
         "seed": seed,
         "results": results,
         "skipped": skipped,
+        "precision": sizes,
         "population_flags": {
             "infusions": bundle.population.cohort_summary(cohort),
             "rows": input_flags,

@@ -71,9 +71,7 @@ def recalibrate(
             models.append(task_model)
             report[key] = entry
             continue
-        margin = task_model.booster.inplace_predict(
-            data.X[task_model.feature_names].to_numpy(), predict_type="margin", missing=np.nan
-        )
+        margin = task_model.margin(data.X[task_model.feature_names].to_numpy(dtype=float))
         calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS, groups=groups)
         before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
         entry |= {
@@ -84,16 +82,8 @@ def recalibrate(
         }
         models.append(replace(task_model, calibrator=calibrator))
         report[key] = entry
-    meta = bundle.metadata
-    lineage = {
-        "parent_bundle_sha256": bundle.digest,
-        "parent_bundle_path": str(bundle.path),
-        "parent_created": meta.created,
-        "parent_mlflow_run_id": meta.mlflow_run_id,
-        "training_cohort_fingerprint": meta.training_cohort_fingerprint,
-        "local_cohort_fingerprint": cohort.fingerprint(),
-        "local_cohort_size": int(len(cohort.patients)),
-        "local_cohort_synthetic": cohort.synthetic,
+    lineage = parent_lineage(bundle, cohort) | {
+        "parent_mlflow_run_id": bundle.metadata.mlflow_run_id,
         "method": method,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bands": "kept from the parent bundle (set from the training cohort's event rate)",
@@ -101,6 +91,40 @@ def recalibrate(
         "models": report,
     }
     return Recalibrated(models, lineage)
+
+
+def parent_lineage(bundle: Bundle, cohort: Cohort) -> dict[str, Any]:
+    """What every derived bundle records of its parent and the local cohort (recalibrate and update alike)."""
+    return {
+        "parent_bundle_sha256": bundle.digest,
+        "parent_bundle_path": str(bundle.path),
+        "parent_created": bundle.metadata.created,
+        "training_cohort_fingerprint": bundle.metadata.training_cohort_fingerprint,
+        "local_cohort_fingerprint": cohort.fingerprint(),
+        "local_cohort_size": int(len(cohort.patients)),
+        "local_cohort_synthetic": cohort.synthetic,
+    }
+
+
+def save_child(
+    bundle: Bundle,
+    models: list[TaskModel],
+    out_dir: str | os.PathLike,
+    recalibration: dict[str, Any] | None,
+    update: dict[str, Any] | None,
+) -> Path:
+    """Save models derived from ``bundle`` through the one save path: the parent's metadata with these lineage
+    fields, no MLflow run of its own, synthetic if either cohort was."""
+    local_synthetic = any(bool(v and v.get("local_cohort_synthetic")) for v in (recalibration, update))
+    meta = replace(
+        bundle.metadata,
+        mlflow_run_id=None,
+        mlflow_tracking_uri=None,
+        synthetic=bundle.metadata.synthetic or local_synthetic,
+        recalibration=recalibration,
+        update=update,
+    )
+    return save_bundle(models, out_dir, meta)
 
 
 def _ci(metric: dict[str, float | None]) -> str:
@@ -143,12 +167,4 @@ def write_recalibrated(
     lineage = json_ready(result.lineage)  # an undefined CI bound (NaN) is stored as null
     if bundle.metadata.recalibration is not None:
         lineage["parent_recalibration"] = bundle.metadata.recalibration
-    meta = replace(
-        bundle.metadata,
-        mlflow_run_id=None,
-        mlflow_tracking_uri=None,
-        recalibration=lineage,
-        synthetic=bundle.metadata.synthetic or bool(result.lineage["local_cohort_synthetic"]),
-    )
-    path = save_bundle(result.models, out_dir, meta)
-    return replace(result, path=path)
+    return replace(result, path=save_child(bundle, result.models, out_dir, lineage, bundle.metadata.update))

@@ -29,6 +29,7 @@ from crsrisk.reporting.explain import cohort_attributions, cohort_plots
 from crsrisk.evaluation.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
+from crsrisk.evaluation.updating import LINEAGE_HEADER as UPDATE_HEADER, lineage_rows as update_rows
 from crsrisk.scoring.load import load_for_research
 from crsrisk.cohort.summary import SAME_COHORT_NOTE, cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
@@ -206,6 +207,30 @@ def _recalibration_section(lineage: Mapping[str, Any] | None) -> str:
     )
 
 
+def _update_section(lineage: Mapping[str, Any] | None) -> str:
+    """The bundle's update lineage (parent, both cohorts, the method chosen per model and the tests), when it has one."""
+    if not lineage:
+        return ""
+    fields = [
+        "parent_bundle_sha256",
+        "parent_bundle_path",
+        "training_cohort_fingerprint",
+        "local_cohort_fingerprint",
+        "local_cohort_size",
+        "local_cohort_synthetic",
+        "alpha",
+        "procedure",
+        "date",
+        "bands",
+    ]
+    return (
+        "<h2 id='update'>Model update to a local cohort</h2><p>Each model was updated by closed testing on a local "
+        "cohort; its method and the tests that chose it are below (figures cross-validated on that cohort).</p>"
+        + _table(["field", "value"], [[k, lineage.get(k)] for k in fields])
+        + _table(UPDATE_HEADER, update_rows(dict(lineage)))
+    )
+
+
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.82em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -270,6 +295,7 @@ def build_model_card(
             ],
         ),
         _recalibration_section(meta.recalibration),
+        _update_section(meta.update),
         "<h2 id='tasks'>Task definitions</h2>"
         + _table(
             ["task", "rule version", "definition", "landmarks"],

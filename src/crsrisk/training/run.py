@@ -18,6 +18,7 @@ from crsrisk.bundle.calibration import INTERVAL_REFITS
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.io import load_cohort
 from crsrisk.cohort.validated import Cohort
+from crsrisk.evaluation.cohort_size import readiness as sample_size_readiness
 from crsrisk.evaluation.decision import net_benefit
 from crsrisk.evaluation.plots import landmark_plot
 from crsrisk.landmarks import Grid
@@ -174,11 +175,13 @@ def train(
     out: str | Path = "runs/latest",
     show_progress: bool = True,
     register: bool = True,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train and honestly evaluate every requested task; write metrics, plots and the model bundle to ``out``.
 
     The fits (outer folds x models, and each final model) run side by side in ``config.workers`` processes
     (default: the cores available), single-threaded each; the numbers do not depend on the number of workers.
+    Before any fit, ``announce`` (if given) receives each model's sample-size statement (Riley et al.'s criteria).
     """
     loaded = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
     settings = config if isinstance(config, TrainConfig) else load_config(config)
@@ -191,6 +194,10 @@ def train(
             "no task and landmark could be trained: "
             + "; ".join(f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped)
         )
+    readiness = {p.name: sample_size_readiness(p.data.y, p.data.patient_ids, p.data.X.shape[1]) for p in planned}
+    for name, ready in readiness.items():
+        if announce is not None:
+            announce(f"{name}: {ready.statement}")
     truth = read_truth(loaded)
     out_dir = artifacts.prepare_out_dir(Path(out))
     tags = _tags(loaded, settings)
@@ -244,6 +251,7 @@ def train(
             nb.to_csv(out_dir / f"decision_curve_{p.data.task.name}_{label}.csv", index=False)
         document = artifacts.metrics_document(loaded, settings, tasks, results, run_id, tags)
         document["skipped"] = skipped
+        document["sample_size"] = {name: ready.statement for name, ready in readiness.items()}
         document["landmark_counts"] = {
             f"{p.data.task.name}__{p.data.landmark.label}": p.data.counts.to_dict(orient="records") for p in planned
         }
