@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, settings
 from xgboost import XGBClassifier
@@ -16,16 +19,15 @@ _HOME = tempfile.mkdtemp(prefix="crsrisk-test-home-")
 for _variable in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
     os.environ[_variable] = os.path.join(_HOME, _variable.lower())
 
-from crsrisk.bundle import TaskModel, save_bundle  # noqa: E402
+from crsrisk.bundle.calibration import Calibrator, fit_calibrator  # noqa: E402
 from crsrisk.bundle.keyring import user_key_path, user_signing_key
-from crsrisk.bundle.calibration import fit_calibrator
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.io import load_cohort
-from crsrisk.cohort.population import training_population
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.tasks import DEFAULT_TASKS
 from crsrisk.training.config import BootstrapConfig, CVConfig, TrainConfig, TuningConfig
 from crsrisk.training.run import train
+from tests_support import fitted_bundle
 
 # Fuzz budgets as hypothesis profiles, chosen by CRSRISK_FUZZ_PROFILE: "ci" (the default; its budget can still be
 # set with CRSRISK_FUZZ_EXAMPLES, 150 unless said) or "long" (20,000 examples per fuzz test, for a campaign:
@@ -86,37 +88,12 @@ def small_cohort(small_cohort_dir: Path) -> Cohort:
 @pytest.fixture(scope="session")
 def small_bundle(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle with every task and landmark, fitted directly (no tuning) so tests stay fast."""
-    models, inputs = [], {}
-    for task in DEFAULT_TASKS.values():
-        for landmark in task.landmarks:
-            data = task.dataset(small_cohort, landmark)
-            X, y = data.X, data.y
-            inputs[f"{task.name}__{landmark.label}"] = X
-            fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
-            calibrator = fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
-            models.append(
-                TaskModel(
-                    task.name,
-                    landmark,
-                    fitted.get_booster(),
-                    calibrator,
-                    list(X.columns),
-                    {"low": 0.1, "high": 0.3},
-                    {"xgboost": {"auroc": 0.0}},
-                    task.rule_version,
-                    task.describe(),
-                )
-            )
-    return save_bundle(
-        models,
-        tmp_path_factory.mktemp("bundle") / "model",
-        {
-            "synthetic": True,
-            "not_for_clinical_use": True,
-            "training_cohort_fingerprint": "test",
-            "training_population": training_population(small_cohort, inputs),
-        },
-    )
+
+    def fit(X: pd.DataFrame, y: np.ndarray) -> tuple[Any, Calibrator]:
+        fitted = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
+        return fitted.get_booster(), fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
+
+    return fitted_bundle(small_cohort, tmp_path_factory.mktemp("bundle") / "model", DEFAULT_TASKS.values(), fit, "test")
 
 
 TINY = TrainConfig(

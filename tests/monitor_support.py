@@ -8,20 +8,20 @@ Synthetic cohorts all number their infusions SIM00000..., so each cohort of a st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 from xgboost import XGBClassifier
 
-from crsrisk.bundle import TaskModel, save_bundle
-from crsrisk.bundle.calibration import fit_calibrator
+from crsrisk.bundle.calibration import Calibrator, fit_calibrator
 from crsrisk.cohort.io import load_cohort
-from crsrisk.cohort.population import training_population
 from crsrisk.cohort.validated import Cohort
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.simulate.shift import Shift
 from crsrisk.tasks import DEFAULT_TASKS, TaskBase
+from tests_support import fitted_bundle
 
 # the adult-centre shift of examples/shifts/adult-centre.yaml: case mix (adults, CD28 product) and a centre effect
 SHIFT = Shift(
@@ -64,39 +64,13 @@ def joined(*cohorts: Cohort) -> Cohort:
 
 def calibrated_bundle(cohort: Cohort, out: Path, tasks: tuple[TaskBase, ...] = TASKS) -> Path:
     """A bundle of the tasks' models: small boosters, Platt calibration on 3-fold out-of-fold margins."""
-    models, inputs, hours = [], {}, {}
-    for task in tasks:
-        for landmark in task.landmarks:
-            data = task.dataset(cohort, landmark)
-            X, y = data.X, data.y
-            key = f"{task.name}__{landmark.label}"
-            inputs[key], hours[key] = X, data.landmark_hours
-            params = dict(n_estimators=40, max_depth=2, learning_rate=0.1, n_jobs=1, random_state=0)
-            margins = np.zeros(len(y))
-            for fit, held in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
-                booster = XGBClassifier(**params).fit(X.iloc[fit], y[fit])
-                margins[held] = booster.predict(X.iloc[held], output_margin=True)
-            fitted = XGBClassifier(**params).fit(X, y)
-            models.append(
-                TaskModel(
-                    task.name,
-                    landmark,
-                    fitted.get_booster(),
-                    fit_calibrator(margins, y, "platt"),
-                    list(X.columns),
-                    {"low": 0.1, "high": 0.3},
-                    {"xgboost": {"auroc": 0.0}},
-                    task.rule_version,
-                    task.describe(),
-                )
-            )
-    return save_bundle(
-        models,
-        out,
-        {
-            "synthetic": True,
-            "not_for_clinical_use": True,
-            "training_cohort_fingerprint": cohort.fingerprint(),
-            "training_population": training_population(cohort, inputs, hours),
-        },
-    )
+
+    def fit(X: pd.DataFrame, y: np.ndarray) -> tuple[Any, Calibrator]:
+        params = dict(n_estimators=40, max_depth=2, learning_rate=0.1, n_jobs=1, random_state=0)
+        margins = np.zeros(len(y))
+        for train, held in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
+            booster = XGBClassifier(**params).fit(X.iloc[train], y[train])
+            margins[held] = booster.predict(X.iloc[held], output_margin=True)
+        return XGBClassifier(**params).fit(X, y).get_booster(), fit_calibrator(margins, y, "platt")
+
+    return fitted_bundle(cohort, out, tasks, fit, cohort.fingerprint(), by_hour=True)

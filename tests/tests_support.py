@@ -9,13 +9,57 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
+from crsrisk.bundle import TaskModel, save_bundle
+from crsrisk.bundle.calibration import Calibrator
+from crsrisk.cohort.population import training_population
 from crsrisk.cohort.validated import Cohort
 from crsrisk.service.local import free_port, local_server
+from crsrisk.tasks import TaskBase
+
+Fit = Callable[[pd.DataFrame, np.ndarray], tuple[Any, Calibrator]]  # X, y -> (booster, calibrator)
+
+
+def fitted_bundle(
+    cohort: Cohort, out: Path, tasks: Iterable[TaskBase], fit: Fit, fingerprint: str, by_hour: bool = False
+) -> Path:
+    """A bundle of every task's landmark models fitted directly by ``fit`` (no tuning, placeholder bands and
+    metrics), so tests stay fast; ``by_hour`` adds the training population's per-landmark-hour bins."""
+    models, inputs, hours = [], {}, {}
+    for task in tasks:
+        for landmark in task.landmarks:
+            data = task.dataset(cohort, landmark)
+            key = f"{task.name}__{landmark.label}"
+            inputs[key], hours[key] = data.X, data.landmark_hours
+            booster, calibrator = fit(data.X, data.y)
+            models.append(
+                TaskModel(
+                    task.name,
+                    landmark,
+                    booster,
+                    calibrator,
+                    list(data.X.columns),
+                    {"low": 0.1, "high": 0.3},
+                    {"xgboost": {"auroc": 0.0}},
+                    task.rule_version,
+                    task.describe(),
+                )
+            )
+    population = training_population(cohort, inputs, hours) if by_hour else training_population(cohort, inputs)
+    return save_bundle(
+        models,
+        out,
+        {
+            "synthetic": True,
+            "not_for_clinical_use": True,
+            "training_cohort_fingerprint": fingerprint,
+            "training_population": population,
+        },
+    )
 
 
 def patient_record(cohort: Cohort, patient_id: str) -> dict:

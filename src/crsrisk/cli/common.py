@@ -139,6 +139,22 @@ def _write_problems(error: CohortValidationError, path: Path) -> None:
     errors.print(f"wrote all {len(rows)} problem(s) to {escape(str(path))}", highlight=False)
 
 
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """A table of text cells (markup escaped), long cells folded rather than cut."""
+    table = Table()
+    for name in header:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+
+
+def require_empty(out: Path) -> None:
+    """Refuse an ``--out`` folder that already holds files, so nothing written before is overwritten."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+
+
 def _print_counts(title: str, counts: dict) -> None:
     console.print(f"[bold]{escape(title)}[/]")  # above the table: a title inside would wrap to its width
     table = Table()

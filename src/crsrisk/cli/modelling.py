@@ -19,6 +19,8 @@ from crsrisk.cli.common import (
     flag,
     friendly,
     print_json,
+    print_rows,
+    require_empty,
 )
 from crsrisk.errors import InputError
 
@@ -192,8 +194,7 @@ def recalibrate(
 
     if method not in METHODS:
         raise InputError(f"--method: expected one of {list(METHODS)}, got {method!r}")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    require_empty(out)
     parent = load_model(
         model, allow_unverified=allow_unverified
     )  # the new bundle is signed: its parent must be trusted
@@ -203,12 +204,7 @@ def recalibrate(
         f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
         f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]"
     )
-    table = Table()
-    for name in LINEAGE_HEADER:
-        table.add_column(name, overflow="fold")
-    for row in lineage_rows(lineage):
-        table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    print_rows(LINEAGE_HEADER, lineage_rows(lineage))
     console.print(
         f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
         "check it on another local cohort with `crsrisk evaluate`"
@@ -241,27 +237,22 @@ def update(
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha: expected a number strictly between 0 and 1, got {alpha!r}")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} exists and is not empty; choose another folder")
+    require_empty(out)
     settings = load_config(config) if config is not None else UPDATE_CONFIG
     changes: dict[str, Any] = {} if folds is None else {"cv": settings.cv.model_copy(update={"n_splits": folds})}
     if n_boot is not None:
         changes["bootstrap"] = settings.bootstrap.model_copy(update={"n_boot": n_boot})
-    result = run_update(model, load_cohort(cohort), float(alpha), settings.model_copy(update=changes), task)
+    settings = settings.model_copy(update=changes)
+    result = run_update(model, load_cohort(cohort), float(alpha), settings, task)
     result = write_updated(result, model, out)
     document = result.report | {"bundle": str(result.path)}
     report_path = report or out.with_name(f"{out.name}.REPORT.json")
     write_json(report_path, document)
     console.print(
         f"[bold]each option cross-validated on {result.lineage.local_cohort_size} infusions of {cohort} "
-        f"({settings.cv.n_splits if folds is None else folds} folds; bootstrap 95% CI)[/]"
+        f"({settings.cv.n_splits} folds; bootstrap 95% CI)[/]"
     )
-    table = Table()
-    for name in OPTION_HEADER:
-        table.add_column(name, overflow="fold")
-    for row in option_rows(document):
-        table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+    print_rows(OPTION_HEADER, option_rows(document))
     for key, entry in document["models"].items():
         kept = LABELS[entry["choice"]]
         console.print(f"[bold]{escape(key)}[/]: kept {escape(kept)}: {escape(entry['reason'])}", highlight=False)

@@ -127,9 +127,11 @@ def save_child(
     return save_bundle(models, out_dir, meta)
 
 
-def _ci(metric: dict[str, float | None]) -> str:
+def ci_text(metric: dict[str, float | None], spec: str = "+.2f") -> str:
+    """A metric with its 95 % CI as the lineage tables show it (``+0.12 (-0.05 to +0.30)``; ``-`` when missing)."""
+
     def number(value: float | None) -> str:
-        return "-" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+        return "-" if value is None or not np.isfinite(value) else f"{value:{spec}}"
 
     return f"{number(metric['value'])} ({number(metric['ci_low'])} to {number(metric['ci_high'])})"
 
@@ -139,7 +141,7 @@ def lineage_rows(lineage: dict[str, Any]) -> list[list[str]]:
     rows = []
     for key, entry in lineage["models"].items():
         shown = [
-            _ci(entry[when][metric]) if when in entry else "-"
+            ci_text(entry[when][metric]) if when in entry else "-"
             for when in ("before", "after")
             for metric in ("calibration_intercept", "calibration_slope")
         ]

@@ -39,7 +39,7 @@ from crsrisk.errors import InputError
 from crsrisk.evaluation.bootstrap import bootstrap_ci
 from crsrisk.evaluation.cohort_size import anticipated_cstatistic, precision
 from crsrisk.evaluation.metrics import auroc, brier, calibration_intercept, calibration_slope
-from crsrisk.evaluation.recalibration import MIN_EACH_CLASS, parent_lineage, save_child
+from crsrisk.evaluation.recalibration import MIN_EACH_CLASS, ci_text, parent_lineage, save_child
 from crsrisk.evaluation.update_options import LABELS, OPTIONS, fit_option, log_likelihood, row_log_likelihood
 from crsrisk.scoring.load import load_model
 from crsrisk.training.config import CVConfig, TrainConfig
@@ -292,19 +292,12 @@ def option_rows(report: dict[str, Any]) -> list[list[str]]:
                 shown = [figures.get("status", "-")] + ["-"] * 4
             else:
                 m = figures["metrics"]
-                shown = [_ci(m[name]) for name in METRICS] + [f"{figures['cv_deviance']:.1f}"]
+                shown = [ci_text(m[name], ".3f") for name in METRICS] + [f"{figures['cv_deviance']:.1f}"]
             rows.append([key, LABELS[option], *shown, chosen])
     return rows
 
 
 OPTION_HEADER = ["model", "option", "AUROC", "cal. intercept", "cal. slope", "Brier", "CV deviance", "choice"]
-
-
-def _ci(metric: dict[str, float | None]) -> str:
-    def number(value: float | None) -> str:
-        return "-" if value is None or not np.isfinite(value) else f"{value:.3f}"
-
-    return f"{number(metric['value'])} ({number(metric['ci_low'])} to {number(metric['ci_high'])})"
 
 
 def lineage_rows(lineage: dict[str, Any]) -> list[list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,30 +18,20 @@ from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
 from crsrisk.errors import CrsriskError, InputError
 
 DEFAULT_PLAN = Path(__file__).with_name("default_plan.yaml")
-OUTCOME_METRICS = ("oe", "calibration_intercept", "calibration_slope", "auroc")  # with bootstrap CIs
-INPUT_METRICS = (
+OutcomeMetric = Literal["oe", "calibration_intercept", "calibration_slope", "auroc"]  # with bootstrap CIs
+InputMetric = Literal[
     "drifted_features",
     "psi_max",
     "drift_test_min_p",
     "missing_change_max",
     "outside_population_share",
     "beyond_range_share",
-)
-VOLUME_METRICS = ("pending_share", "unmatched_share")
-MetricName = Literal[
-    "oe",
-    "calibration_intercept",
-    "calibration_slope",
-    "auroc",
-    "drifted_features",
-    "psi_max",
-    "drift_test_min_p",
-    "missing_change_max",
-    "outside_population_share",
-    "beyond_range_share",
-    "pending_share",
-    "unmatched_share",
 ]
+VolumeMetric = Literal["pending_share", "unmatched_share"]
+MetricName = Literal[OutcomeMetric, InputMetric, VolumeMetric]  # every metric a rule may name: the three kinds
+OUTCOME_METRICS: tuple[str, ...] = get_args(OutcomeMetric)
+INPUT_METRICS: tuple[str, ...] = get_args(InputMetric)
+VOLUME_METRICS: tuple[str, ...] = get_args(VolumeMetric)
 Action = Literal["review", "recalibrate", "update", "retrain", "suspend"]
 
 

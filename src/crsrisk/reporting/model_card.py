@@ -179,31 +179,39 @@ def _by_landmark(
     return "".join(out)
 
 
+PARENT_FIELDS = (
+    "parent_bundle_sha256",
+    "parent_bundle_path",
+    "training_cohort_fingerprint",
+    "local_cohort_fingerprint",
+    "local_cohort_size",
+    "local_cohort_synthetic",
+)  # what a derived bundle's card shows of its parent and the local cohort (recalibration and update alike)
+
+
+def _lineage_section(
+    anchor: str, title: str, intro: str, lineage: Mapping[str, Any], fields: tuple[str, ...], rows_table: str
+) -> str:
+    """A derived bundle's lineage: heading, what was done, the parent and cohort fields, then the per-model table."""
+    return (
+        f"<h2 id='{anchor}'>{title}</h2><p>{intro}</p>"
+        + _table(["field", "value"], [[k, lineage.get(k)] for k in (*PARENT_FIELDS, *fields)])
+        + rows_table
+    )
+
+
 def _recalibration_section(lineage: Mapping[str, Any] | None) -> str:
     """The bundle's recalibration lineage (parent, cohorts, method, calibration before/after), when it has one."""
     if not lineage:
         return ""
-    return (
-        "<h2 id='recalibration'>Local recalibration</h2><p>The boosters are the parent bundle's; only the "
-        "calibrators were refitted on a local cohort. 'After' is measured on that same cohort (optimistic).</p>"
-        + _table(
-            ["field", "value"],
-            [
-                [k, lineage.get(k)]
-                for k in (
-                    "parent_bundle_sha256",
-                    "parent_bundle_path",
-                    "training_cohort_fingerprint",
-                    "local_cohort_fingerprint",
-                    "local_cohort_size",
-                    "local_cohort_synthetic",
-                    "method",
-                    "date",
-                    "bands",
-                )
-            ],
-        )
-        + _table(LINEAGE_HEADER, lineage_rows(dict(lineage)))
+    return _lineage_section(
+        "recalibration",
+        "Local recalibration",
+        "The boosters are the parent bundle's; only the calibrators were refitted on a local cohort. 'After' is "
+        "measured on that same cohort (optimistic).",
+        lineage,
+        ("method", "date", "bands"),
+        _table(LINEAGE_HEADER, lineage_rows(dict(lineage))),
     )
 
 
@@ -211,23 +219,14 @@ def _update_section(lineage: Mapping[str, Any] | None) -> str:
     """The bundle's update lineage (parent, both cohorts, the method chosen per model and the tests), when it has one."""
     if not lineage:
         return ""
-    fields = [
-        "parent_bundle_sha256",
-        "parent_bundle_path",
-        "training_cohort_fingerprint",
-        "local_cohort_fingerprint",
-        "local_cohort_size",
-        "local_cohort_synthetic",
-        "alpha",
-        "procedure",
-        "date",
-        "bands",
-    ]
-    return (
-        "<h2 id='update'>Model update to a local cohort</h2><p>Each model was updated by closed testing on a local "
-        "cohort; its method and the tests that chose it are below (figures cross-validated on that cohort).</p>"
-        + _table(["field", "value"], [[k, lineage.get(k)] for k in fields])
-        + _table(UPDATE_HEADER, update_rows(dict(lineage)))
+    return _lineage_section(
+        "update",
+        "Model update to a local cohort",
+        "Each model was updated by closed testing on a local cohort; its method and the tests that chose it are "
+        "below (figures cross-validated on that cohort).",
+        lineage,
+        ("alpha", "procedure", "date", "bands"),
+        _table(UPDATE_HEADER, update_rows(dict(lineage))),
     )
 
 
