@@ -231,7 +231,8 @@ def update(
     from crsrisk.cohort.io import load_cohort
     from crsrisk.evaluation.update_options import LABELS
     from crsrisk.evaluation.updating import OPTION_HEADER, UPDATE_CONFIG, option_rows, update as run_update
-    from crsrisk.evaluation.updating import write_updated
+    from crsrisk.evaluation.updating import selected_models, write_updated
+    from crsrisk.scoring.load import load_model
     from crsrisk.training.config import load_config
     from crsrisk.util.outputs import write_json
 
@@ -243,8 +244,11 @@ def update(
     if n_boot is not None:
         changes["bootstrap"] = settings.bootstrap.model_copy(update={"n_boot": n_boot})
     settings = settings.model_copy(update=changes)
-    result = run_update(model, load_cohort(cohort), float(alpha), settings, task)
-    result = write_updated(result, model, out)
+    parent = load_model(model)
+    with flag("--task"):
+        selected_models(parent, task)
+    result = run_update(parent, load_cohort(cohort), float(alpha), settings, task)
+    result = write_updated(result, parent, out)
     document = result.report | {"bundle": str(result.path)}
     report_path = report or out.with_name(f"{out.name}.REPORT.json")
     write_json(report_path, document)

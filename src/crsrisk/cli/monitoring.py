@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from crsrisk.cli.common import app, console, errors, friendly, print_json
+from crsrisk.cli.common import app, console, errors, flag, friendly, print_json
 
 
 @app.command()
@@ -41,11 +41,19 @@ def monitor(
     from crsrisk.bundle.store import load_bundle
     from crsrisk.monitoring.plan import load_plan
     from crsrisk.monitoring.report import write_report
-    from crsrisk.monitoring.run import monitor as run_monitor, period_rule
+    from crsrisk.monitoring.run import load_outcomes, monitor as run_monitor, period_rule
+    from crsrisk.monitoring.stream import audit_log_file
     from crsrisk.scoring.load import DEFAULT_MODEL, load_model
 
-    period_rule(period, every)  # bad options are refused before anything is read
-    chosen = load_plan(plan)
+    # bad options are refused before anything is read; the library names the setting, the CLI adds its flag
+    with flag("--every" if every is not None and period is None else "--period"):
+        period_rule(period, every)
+    with flag("--plan"):
+        chosen = load_plan(plan)
+    with flag("--audit-log"):
+        audit_log_file(audit_log)
+    with flag("--outcomes"):
+        cohort = load_outcomes(outcomes)
     # monitoring is an audit path: bundles are read as they are (signed or not); their trust shows in the report
     if model:
         bundles = [load_model(m) if m.startswith(("models:/", "runs:/")) else load_bundle(m) for m in model]
@@ -56,7 +64,7 @@ def monitor(
         if not as_json:
             console.print(f"[bold red]FLAG[/] {escape(flag['period'])}: {escape(flag['text'])}", highlight=False)
 
-    result = run_monitor(audit_log, outcomes, bundles, chosen, every, period, verify, on_flag=said)
+    result = run_monitor(audit_log, cohort, bundles, chosen, every, period, verify, on_flag=said)
     paths = write_report(result.document, out)
     document = result.document
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -226,6 +226,14 @@ def update_model(
     return chosen, entry
 
 
+def selected_models(bundle: Bundle, only: str | None) -> list[str]:
+    """The keys of the models to update: all, or those whose key or task is ``only`` (refused when none is)."""
+    keys = [k for k, m in bundle.models.items() if only in (None, k, m.task)]
+    if not keys:
+        raise InputError(f"only: {only!r} names no model of this bundle; expected one of {list(bundle.models)}")
+    return keys
+
+
 def update(
     model: str | os.PathLike | Bundle,
     cohort: Cohort,
@@ -237,9 +245,7 @@ def update(
     if not (isinstance(alpha, float) and 0 < alpha < 1):
         raise InputError(f"alpha: expected a number strictly between 0 and 1, got {alpha!r}")
     bundle = load_model(model)
-    keys = [k for k, m in bundle.models.items() if only in (None, k, m.task)]
-    if not keys:
-        raise InputError(f"--task: {only!r} names no model of this bundle; expected one of {list(bundle.models)}")
+    keys = selected_models(bundle, only)
     arrays = cohort_arrays(cohort)
     models, report = [], {}
     for key, task_model in bundle.models.items():

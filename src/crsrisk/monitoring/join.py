@@ -131,7 +131,7 @@ class PeriodRule:
         if self.every is not None and (
             isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1
         ):
-            raise InputError(f"--every: expected a whole number of predictions of at least 1, got {self.every!r}")
+            raise InputError(f"every: expected a whole number of predictions of at least 1, got {self.every!r}")
 
     @property
     def kind(self) -> str:

@@ -118,14 +118,14 @@ def load_plan(path: str | os.PathLike | None = None) -> Plan:
     try:
         text = read_limited(where, MAX_SETTINGS_BYTES, "plan")
     except CrsriskError as error:
-        raise InputError(f"--plan: {error}") from None
+        raise InputError(f"plan: {error}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise InputError(f"--plan {where}: not valid YAML: {str(error).splitlines()[0]}") from None
+        raise InputError(f"plan {where}: not valid YAML: {str(error).splitlines()[0]}") from None
     except RecursionError:
-        raise InputError(f"--plan {where}: nested too deeply") from None
-    return plan_from_mapping(data, f"--plan {where}")
+        raise InputError(f"plan {where}: nested too deeply") from None
+    return plan_from_mapping(data, f"plan {where}")
 
 
 def judged(rule: Rule, plan: Plan, figures: dict[str, Any]) -> tuple[bool, float | None, list[Any] | None]:

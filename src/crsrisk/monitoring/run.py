@@ -23,7 +23,7 @@ from crsrisk.monitoring.drift import outside_population
 from crsrisk.monitoring.figures import group_figures
 from crsrisk.monitoring.join import JoinTally, Models, Outcomes, PeriodRule, join
 from crsrisk.monitoring.plan import Plan, Runs, load_plan
-from crsrisk.monitoring.stream import read_predictions
+from crsrisk.monitoring.stream import audit_log_file, read_predictions
 
 PERIODS = ("month",)
 KEY_TEXT = (
@@ -36,9 +36,9 @@ KEY_TEXT = (
 def period_rule(period: str | None, every: int | None) -> PeriodRule:
     """``--period month`` (the default) or ``--every N``; anything else is an InputError naming the option."""
     if period is not None and every is not None:
-        raise InputError("--period and --every: give one of them (a calendar month, or every N predictions)")
+        raise InputError("period and every: give one of them (a calendar month, or every N predictions)")
     if period is not None and period not in PERIODS:
-        raise InputError(f"--period: unknown period {period!r}; expected one of {list(PERIODS)} (or --every N)")
+        raise InputError(f"period: unknown period {period!r}; expected one of {list(PERIODS)} (or every N predictions)")
     return PeriodRule(every)
 
 
@@ -47,7 +47,7 @@ def load_outcomes(path: str | os.PathLike) -> Cohort:
     (a Bundle ``.json``, a folder of Bundles or of Bulk Data ``.ndjson`` files) with the default time rule."""
     source = Path(path)
     if not source.exists():
-        raise InputError(f"--outcomes: no cohort folder or FHIR source at {source}")
+        raise InputError(f"outcomes: no cohort folder or FHIR source at {source}")
     if is_folder(source) and any((source / f"patients{suffix}").exists() for suffix in (".csv", ".parquet")):
         return load_cohort(source)
     from crsrisk.sources.fhir import import_fhir
@@ -80,9 +80,7 @@ def monitor(
     called with each flag as its period closes."""
     rule = period_rule(period, every)
     chosen = plan if isinstance(plan, Plan) else load_plan(plan)
-    log = Path(audit_log)
-    if not log.is_file():
-        raise InputError(f"--audit-log: no audit log file at {log}")
+    log = audit_log_file(audit_log)
     cohort = outcomes if isinstance(outcomes, Cohort) else load_outcomes(outcomes)
     indexed = Outcomes.of(cohort, pseudonym_key(log, create=False))
     predictions, reading = read_predictions(log, verify)

@@ -104,15 +104,21 @@ def predictions_of(record: Mapping[str, Any], reading: LogReading) -> Iterator[P
                 yield found
 
 
+def audit_log_file(path: str | os.PathLike) -> Path:
+    """The audit log at ``path``, refused (naming the path) when no such file exists."""
+    log = Path(path)
+    if not log.is_file():
+        raise InputError(f"audit log: no file at {log}")
+    return log
+
+
 def read_predictions(path: str | os.PathLike, verify: bool = True) -> tuple[Iterator[Prediction], LogReading]:
     """The log's predictions as a stream, and the reading's bookkeeping (filled in as the stream is consumed).
 
     ``verify`` first checks the whole chain (``verify_log``: a streaming pass, the chain key must be reachable as for
     ``crsrisk audit-log verify``); the predictions are then read up to the head that was checked, so records
     appended meanwhile are left for the next run rather than reported unchecked."""
-    log = Path(path)
-    if not log.is_file():
-        raise InputError(f"--audit-log: no audit log file at {log}")
+    log = audit_log_file(path)
     reading = LogReading()
     last: int | None = None
     if verify:
