@@ -61,8 +61,24 @@ def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, t
             },
         )
         served = [row["probability"] for row in answer["predictions"]]
-        expected = model.calibrator.transform(model.booster.inplace_predict(X.to_numpy(), predict_type="margin"))
-        np.testing.assert_allclose(served, expected, rtol=1e-6)
+        np.testing.assert_allclose(served, model.probability(X.to_numpy()), rtol=1e-6)
+
+        # regression: a feature beyond float32's range (XGBoost refuses it) is scored as the largest float32 is,
+        # through TaskModel.margin like every other path, not refused or answered with a 500
+        beyond = X.iloc[:1].to_numpy().copy()
+        beyond[0, 0] = 1e39
+        answer = invoke(
+            port,
+            {
+                "dataframe_split": {
+                    "columns": list(X.columns),
+                    "data": [[float(v) if np.isfinite(v) else None for v in beyond[0]]],
+                }
+            },
+        )
+        largest = beyond.copy()
+        largest[0, 0] = float(np.finfo(np.float32).max)
+        assert answer["predictions"][0]["probability"] == pytest.approx(float(model.probability(largest)[0]), rel=1e-6)
 
         # the same patient record crsrisk serve takes, in a 'record' column: the same numbers as crsrisk.predict
         record = EXAMPLE.read_text()

@@ -119,7 +119,7 @@ class CrsriskPyfunc(PythonModel):
             values = model_input[self.model.feature_names].to_numpy(dtype=float)
         except (TypeError, ValueError) as error:
             raise _refuse(f"model {self.key}: feature values must be numbers or null: {error}") from None
-        raw = self.model.booster.inplace_predict(values, predict_type="margin")
+        raw = self.model.margin(values)
         probability = self.model.calibrator.transform(raw)
         return pd.DataFrame({"probability": probability, "band": self.model.band(probability), "raw_score": raw})
 
