@@ -71,10 +71,7 @@ def evaluate_bundle(
                 }
             )
             continue
-        raw = task_model.booster.inplace_predict(
-            data.X[task_model.feature_names].to_numpy(), predict_type="margin", missing=np.nan
-        )
-        predictions = {BUNDLE_MODEL: task_model.calibrator.transform(raw)}
+        predictions = {BUNDLE_MODEL: task_model.probability(data.X[task_model.feature_names].to_numpy())}
         published = baselines_for(task_model.task, task_model.landmark)
         computable, _ = split_computable(published, data.X)
         predictions |= {
