@@ -21,6 +21,7 @@ from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
+from crsrisk.cohort.population import summarise
 from crsrisk.cohort.record import read_record, validate_record
 from crsrisk.schema.arguments import parse_count, parse_hours
 from crsrisk.landmarks import Grid, Hours
@@ -247,8 +248,9 @@ def predict(
     flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
     for p in predictions:
         flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
+    summary = summarise(flags)  # each finding once per patient, not once per model
     result = PredictionResult(
-        now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, flags, arrays
+        now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, summary, arrays
     )
     if audit:
         stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log, now)
