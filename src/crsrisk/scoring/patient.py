@@ -206,7 +206,7 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
                 slices[(columns, rows.tobytes())] = groups[columns].slice(rows.tolist())
             dmatrix = slices[(columns, rows.tobytes())]
         values = matrix[np.ix_(rows, model.columns)]
-        contributions, raw = model.contributions(dmatrix), model.margin(values)
+        contributions, raw = model.contributions(dmatrix), model.margin(dmatrix)
         for j, (i, slot, h) in enumerate(wanted):
             out[i][slot] = TaskPrediction(
                 model,
