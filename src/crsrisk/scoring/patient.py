@@ -30,14 +30,16 @@ from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
 from crsrisk.scoring.plan import Plan, plan_at
+from crsrisk.scoring.reasons import EAGER_REASONS, Reasons
 
 
 class TaskPrediction(Mapping[str, Any]):
     """One task's calibrated risk at one hour and its exact SHAP attributions.
 
     Reads like the documented dict (``p["probability"]``, ``p["contributions"]``); the per-feature
-    contribution records (value, unit, phrase) are rendered on first access, since a caller that wants only
-    the risk should not pay for 140 sentences. ``trends`` is asked then, once, for each analyte's
+    contribution records (value, unit, phrase) are rendered on first access, the largest ``EAGER_REASONS`` then
+    and the rest when read (``Reasons``), since a caller that wants only the risk should not pay for 140
+    sentences, nor one that shows five reasons for the other 135. ``trends`` is asked then, once, for each analyte's
     ``TrendEnds`` at this landmark, so a trend reads as what the values did (none given: as a fold change).
     """
 
@@ -85,11 +87,21 @@ class TaskPrediction(Mapping[str, Any]):
         return len(self._fields) + 1
 
     @cached_property
-    def contributions(self) -> list[dict[str, Any]]:
-        """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase."""
+    def order(self) -> np.ndarray:
+        """Feature positions, largest |SHAP| first (the ``top`` largest when ``top`` is set)."""
+        return np.argsort(-np.abs(self.shap), kind="stable")[: self._top or None]
+
+    @cached_property
+    def contributions(self) -> Reasons:
+        """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase: the first
+        ``EAGER_REASONS`` rendered now, the rest when first read (``Reasons``)."""
+        return Reasons(self._render, len(self.order))
+
+    def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """The contribution records at ranks ``start`` to ``stop``."""
         names, values, shap, trends = self.model.feature_names, self.values, self.shap, self._trends()
         out = []
-        for i in np.argsort(-np.abs(shap), kind="stable")[: self._top or None].tolist():
+        for i in self.order[start:stop].tolist():
             info, value, effect = feature_info(names[i]), float(values[i]), float(shap[i])
             out.append(
                 {
@@ -144,16 +156,19 @@ class PredictionResult:
         return sorted({name for p in self.predictions for name in p.missing()})
 
     def audit_outputs(self) -> list[dict[str, Any]]:
-        """What the audit record keeps of this answer: every prediction with its SHAP values, the outcomes
-        already recorded and the population flags."""
-        outputs: list[dict[str, Any]] = [
-            {
-                k: p[k]
-                for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score", "base_value")
-            }
-            | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))}
-            for p in self.predictions
-        ]
+        """What the audit record keeps of this answer: every prediction with the SHAP values of the reasons given
+        with it (the largest ``EAGER_REASONS``) and the sum of the others (``shap_other``: base value + these +
+        it = raw score), the outcomes already recorded and the population flags. Every other SHAP value follows
+        from the model and the inputs (the record's ``model_sha256`` and ``input_fingerprint``)."""
+        outputs: list[dict[str, Any]] = []
+        for p in self.predictions:
+            shown = p.order[:EAGER_REASONS]
+            fields = ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score", "base_value")
+            outputs.append(
+                {k: p[k] for k in fields}
+                | {"shap": {p.model.feature_names[i]: float(p.shap[i]) for i in shown.tolist()}}
+                | {"shap_other": float(p.shap.sum() - p.shap[shown].sum())}
+            )
         outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in self.already_occurred]
         return outputs + [{"population_flag": flag} for flag in self.population_flags]
 
