@@ -166,3 +166,20 @@ def test_a_cohort_is_summarised_once_across_models() -> None:
         "found il6_log_slope up to 2 in 6 row(s), trained on -0.064 to 0.276; "
         "found il6_log_slope down to -0.5 in 3 row(s), trained on -0.064 to 0.276"
     )
+
+
+def test_a_trajectory_says_each_finding_once_over_all_its_points(small_bundle: Path) -> None:
+    from crsrisk.scoring.trajectory import risk_trajectory
+
+    adult = {
+        "patient": {"patient_id": "NEW", "age_years": 45, "product": "tisagenlecleucel"},
+        "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 9_000_000, "unit": "pg/mL"}],
+    }
+    trajectory = risk_trajectory(adult, small_bundle, until_hours=40, audit=False)
+    flags = trajectory.to_dict()["population_flags"]
+    assert flags[0] == {"kind": "age", "field": "age_years", "value": 45.0, "low": 1.4, "high": 26.0}
+    keys = [(f["kind"], f["field"]) for f in flags]
+    assert len(keys) == len(set(keys)) and ("beyond_training_range", "age_years") not in keys
+    il6 = next(f for f in flags if f["field"] == "il6_max")
+    points = [p for p in trajectory.points if p["model_key"] in il6["models"] and p["hours"] > 10]
+    assert il6["value"] == 9_000_000 and il6["rows"] == len(points) > 1

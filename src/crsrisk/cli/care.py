@@ -193,6 +193,9 @@ def _print_trajectory(
     console.print(table)
     for task, hours in result.already_occurred.items():
         console.print(f"{task}: occurred at hour {hours:g}")
+    if result.population_flags:
+        found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
+        console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     console.print(f"plot: {path}")
 
 

@@ -235,6 +235,21 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
     return out  # type: ignore[return-value]
 
 
+def population_flags(bundle: Bundle, arrays: CohortArrays, predictions: list[TaskPrediction]) -> list[dict[str, Any]]:
+    """Patient 0's population flags, each finding once, not once per model (``summarise``): its patient fields
+    and each model's inputs, one row per model for ``predict``, or over a trajectory's points the rows of each
+    model (each flag then counting its ``rows``)."""
+    population = bundle.population
+    flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
+    rows: dict[str, tuple[TaskModel, list[np.ndarray]]] = {}
+    for p in predictions:
+        rows.setdefault(p.model.key, (p.model, []))[1].append(p.values)
+    for model, values in rows.values():
+        inputs = values[0] if len(predictions) == len(rows) else np.vstack(values)
+        flags += population.input_flags(model.key, model.feature_names, inputs)
+    return summarise(flags)
+
+
 def predict(
     patient: Mapping[str, Any] | str | os.PathLike,
     model: str | os.PathLike | Bundle | None = None,
@@ -259,13 +274,9 @@ def predict(
     now = default_now(arrays) if now_hours is None else parse_hours(now_hours)
     chosen = plan_at(bundle, arrays, now).patient(0)
     predictions = score_plans([chosen], arrays, top)[0]
-    population = bundle.population
-    flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
-    for p in predictions:
-        flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
-    summary = summarise(flags)  # each finding once per patient, not once per model
+    flags = population_flags(bundle, arrays, predictions)
     result = PredictionResult(
-        now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, summary, arrays
+        now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, flags, arrays
     )
     if audit:
         stored = audit_patient(arrays, result.model, result.audit_outputs(), audit_log, now)
