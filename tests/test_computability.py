@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crsrisk.cohort.population import Population
+from crsrisk.cohort.population import Population, flags_text, summarise
 from crsrisk.cohort.summary import same_cohort_as_training
 from crsrisk.evaluation.published import BASELINES, PublishedScore, baseline_computable, split_computable
 from crsrisk.training.artifacts import comparison_rows
@@ -89,8 +89,11 @@ def test_population_flag_quotes_only_the_out_of_range_value_of_each_column() -> 
         }
     )
     values = np.array([[5.0, 0.0175], [0.5, 0.9]])
-    text = population.input_flags("k", ["a", "b"], values)[0]["expected"]
-    assert "b=0.9 " in text and "a=5 " in text and "0.0175" not in text
+    text = flags_text(summarise(population.input_flags("k", ["a", "b"], values)), ["k"])
+    assert (
+        text
+        == "found a up to 5 in 1 row(s), trained on 0 to 1; found b up to 0.9 in 1 row(s), trained on -0.064 to 0.276"
+    )
 
 
 def test_same_cohort_as_training_compares_fingerprints(small_cohort) -> None:

@@ -18,7 +18,7 @@ from crsrisk.util.atomic import write_bytes
 from crsrisk.cli import app, print_json
 from crsrisk.cohort.io import write_tables
 from crsrisk.cohort.validated import Cohort
-from crsrisk.util.outputs import json_text, write_table
+from crsrisk.util.outputs import json_text, readable, write_table
 from crsrisk.training.artifacts import write_json
 
 runner = CliRunner()
@@ -147,3 +147,23 @@ def test_patient_explanations_are_private(small_bundle: Path, tmp_path: Path) ->
     )
     assert files and all(mode(f) == 0o600 for f in files)
     assert mode(tmp_path / "summary.txt") == 0o600
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0175, "0.0175"),
+        (0.27634, "0.276"),
+        (-0.064, "-0.064"),
+        (45.0, "45"),
+        (1.4, "1.4"),
+        (52345.6, "52,300"),
+        (9_000_000.0, "9,000,000"),
+        (999.7, "1,000"),
+        (0.0, "0"),
+        (2.5e-6, "2.5e-06"),
+        (3.4e38, "3.4e+38"),
+    ],
+)
+def test_readable_numbers_have_three_significant_figures_and_no_exponent_when_ordinary(value: float, text: str) -> None:
+    assert readable(value) == text

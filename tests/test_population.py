@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from crsrisk.bundle.store import load_bundle
+from crsrisk.cohort.population import Population, flag_text, flags_text, summarise
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.scoring import predict
@@ -36,7 +40,8 @@ def test_an_adult_with_an_unseen_product_and_diagnosis_is_flagged_by_name(
     )
     result = predict(adult, model=small_bundle, now_hours=40, audit=False)
     flags = _kinds(result)
-    assert flags["age"]["value"] == 45.0 and flags["age"]["expected"].startswith("1.4 to 26 years")
+    assert flags["age"] == {"kind": "age", "field": "age_years", "value": 45.0, "low": 1.4, "high": 26.0}
+    assert flag_text(flags["age"]) == "found age 45 years, trained on 1.4 to 26 years"
     assert flags["unseen_product"]["value"] == "axicabtagene_ciloleucel"
     assert flags["unseen_diagnosis"]["value"] == "LBCL"
     assert result.predictions  # flagged, still scored: the flag says what the number is worth
@@ -48,9 +53,12 @@ def test_most_inputs_missing_and_values_beyond_training_are_flagged(small_bundle
         "patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"},
         "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 9_000_000, "unit": "pg/mL"}],
     }
-    flags = _kinds(predict(sparse, model=small_bundle, now_hours=40, audit=False))
+    result = predict(sparse, model=small_bundle, now_hours=40, audit=False)
+    flags = _kinds(result)
     assert flags["mostly_missing"]["value"] > 0.5
-    assert "il6" in flags["beyond_training_range"]["expected"]
+    beyond = [f for f in result.population_flags if f["kind"] == "beyond_training_range"]
+    assert {f["field"] for f in beyond} >= {"il6_max", "il6_last"}
+    assert all(f["value"] > f["high"] and f["value"] == 9_000_000 for f in beyond if f["field"] == "il6_max")
 
 
 def test_the_cli_says_it_and_evaluate_counts_it(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
@@ -76,8 +84,102 @@ def test_the_cli_says_it_and_evaluate_counts_it(small_cohort: Cohort, small_bund
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "outside the training population: age (age_years): 45.0" in " ".join(out.stdout.split())
+    said = [line for line in out.stdout.splitlines() if "outside the training population" in line]
+    assert len(said) == 1 and "found age 45 years, trained on 1.4 to 26 years" in said[0]
     older = small_cohort.patients.assign(age_years=small_cohort.patients["age_years"] + 30)
     shifted = Cohort(older, small_cohort.measurements, small_cohort.events, small_cohort.metadata)
     summary = evaluate_bundle(shifted, load_bundle(small_bundle), n_boot=50).document["population_flags"]
     assert summary["recorded"] and summary["infusions"]["age"] == int((older["age_years"] > 26).sum())
+
+
+def _recorded(models: int) -> Population:
+    """A training population of ages 1.4 to 26 whose ``models`` models all read age and the IL-6 trend."""
+    model = {
+        "features": ["age_years", "il6_log_slope"],
+        "low": [1.4, -0.064],
+        "high": [26.0, 0.276],
+        "missing": [0.0, 0.0],
+        "row_missing_mean": 0.0,
+    }
+    return Population(
+        {
+            "age_years": [1.4, 26.0],
+            "diagnosis": ["B-ALL"],
+            "product": ["tisagenlecleucel"],
+            "models": {f"task{i}__36h": model for i in range(models)},
+        }
+    )
+
+
+def _patient_flags(population: Population, age: float, slope: float) -> list[dict]:
+    """What ``predict`` reports for one patient scored by every model of ``population``."""
+    flags = population.patient_flags({"age_years": age, "diagnosis": "B-ALL", "product": "tisagenlecleucel"})
+    for key in population.models:
+        flags += population.input_flags(key, ["age_years", "il6_log_slope"], np.array([age, slope]))
+    return summarise(flags)
+
+
+def test_only_the_out_of_range_value_is_named_with_its_range() -> None:
+    population = _recorded(1)
+    flags = _patient_flags(population, 45.0, 0.0175)  # age beyond 1.4-26; the slope inside -0.064 to 0.276
+    text = flags_text(flags, list(population.models))
+    assert text == "found age 45 years, trained on 1.4 to 26 years"
+    assert "il6_log_slope" not in text and "0.0175" not in text and "expected" not in text
+    assert _patient_flags(population, 12.0, 0.0175) == []
+
+
+def test_a_patient_scored_by_five_models_gets_one_line_with_each_finding_once() -> None:
+    population = _recorded(5)
+    flags = _patient_flags(population, 45.0, 0.9)
+    assert [f["field"] for f in flags] == ["age_years", "il6_log_slope"]  # age said once, as the patient's
+    assert flags[1]["models"] == list(population.models)
+    text = flags_text(flags, list(population.models))
+    assert "\n" not in text
+    assert text == "found age 45 years, trained on 1.4 to 26 years; found il6_log_slope 0.9, trained on -0.064 to 0.276"
+    some = flags_text(flags, [*population.models, "other__0h"])  # models differ: name the ones it concerns
+    assert some.endswith("(task0__36h, task1__36h, task2__36h, task3__36h, task4__36h)")
+
+
+@pytest.mark.parametrize(
+    ("age", "said"),
+    [
+        (26.04, "found age 26.04 years, trained on 1.4 to 26 years"),  # more digits where 3 would read in range
+        (0.5, "found age 0.5 years, trained on 1.4 to 26 years"),
+        (123456.0, "found age 123,000 years, trained on 1.4 to 26 years"),
+    ],
+)
+def test_values_read_as_people_write_them(age: float, said: str) -> None:
+    assert flags_text(_patient_flags(_recorded(1), age, 0.0)) == said
+
+
+def test_a_cohort_is_summarised_once_across_models() -> None:
+    population = _recorded(3)
+    rows = np.array([[10.0, 0.1], [12.0, 0.5], [11.0, 2.0], [9.0, -0.5]])
+    flags = summarise(
+        [f for key in population.models for f in population.input_flags(key, ["age_years", "il6_log_slope"], rows)]
+    )
+    assert [(f["field"], f["value"], f["rows"]) for f in flags] == [
+        ("il6_log_slope", 2.0, 6),
+        ("il6_log_slope", -0.5, 3),
+    ]
+    assert flags_text(flags, list(population.models)) == (
+        "found il6_log_slope up to 2 in 6 row(s), trained on -0.064 to 0.276; "
+        "found il6_log_slope down to -0.5 in 3 row(s), trained on -0.064 to 0.276"
+    )
+
+
+def test_a_trajectory_says_each_finding_once_over_all_its_points(small_bundle: Path) -> None:
+    from crsrisk.scoring.trajectory import risk_trajectory
+
+    adult = {
+        "patient": {"patient_id": "NEW", "age_years": 45, "product": "tisagenlecleucel"},
+        "measurements": [{"hours_since_infusion": 10, "analyte": "il6", "value": 9_000_000, "unit": "pg/mL"}],
+    }
+    trajectory = risk_trajectory(adult, small_bundle, until_hours=40, audit=False)
+    flags = trajectory.to_dict()["population_flags"]
+    assert flags[0] == {"kind": "age", "field": "age_years", "value": 45.0, "low": 1.4, "high": 26.0}
+    keys = [(f["kind"], f["field"]) for f in flags]
+    assert len(keys) == len(set(keys)) and ("beyond_training_range", "age_years") not in keys
+    il6 = next(f for f in flags if f["field"] == "il6_max")
+    points = [p for p in trajectory.points if p["model_key"] in il6["models"] and p["hours"] > 10]
+    assert il6["value"] == 9_000_000 and il6["rows"] == len(points) > 1

@@ -334,3 +334,44 @@ def test_the_audit_fingerprint_ignores_spelling_and_order(
     predict(respelled, model=small_bundle, now_hours=40, audit_log=log)
     first, second = AuditLog(log).records()
     assert first["input_fingerprint"] == second["input_fingerprint"]
+
+
+def test_the_largest_reasons_are_rendered_with_the_answer_and_the_rest_when_read(
+    small_cohort: Cohort, small_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crsrisk.scoring.patient as scoring
+    from crsrisk.scoring.reasons import EAGER_REASONS
+    from crsrisk.service.predictions import document_json
+
+    said: list[str] = []
+    phrase = scoring.phrase
+    monkeypatch.setattr(scoring, "phrase", lambda name, *rest: said.append(name) or phrase(name, *rest))
+    record = patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[4])
+    result = predict(record, model=small_bundle, now_hours=40, audit=False)
+    document = result.to_dict()
+    features = [len(p.model.feature_names) for p in result.predictions]
+    assert len(said) == EAGER_REASONS * len(features)  # the top ten of each prediction, no more
+    top = document["predictions"][0]["contributions"][:5]
+    assert [c["feature"] for c in top] == said[:5] and len(said) == EAGER_REASONS * len(features)
+    wire = json.loads(document_json(document))  # the service's encoder renders the rest, as json.dumps does
+    assert [len(p["contributions"]) for p in wire["predictions"]] == features
+    assert len(said) == sum(features)
+    assert wire["predictions"] == json.loads(json.dumps(document))["predictions"]
+
+
+def test_the_audit_record_keeps_the_reasons_given_and_the_sum_of_the_rest(
+    small_cohort: Cohort, small_bundle: Path, tmp_path: Path
+) -> None:
+    from crsrisk.audit import AuditLog
+    from crsrisk.scoring.reasons import EAGER_REASONS
+
+    log = tmp_path / "audit.jsonl"
+    result = predict(
+        patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[4]), small_bundle, 40, audit_log=log
+    )
+    (stored,) = AuditLog(log).records()
+    for output, p in zip(stored["outputs"], result.predictions):
+        assert output["shap"] == {c["feature"]: c["shap"] for c in p["contributions"][:EAGER_REASONS]}
+        total = output["base_value"] + sum(output["shap"].values()) + output["shap_other"]
+        assert total == pytest.approx(p["raw_score"], abs=1e-4)
+        assert (output["task"], output["probability"], output["band"]) == (p["task"], p["probability"], p["band"])

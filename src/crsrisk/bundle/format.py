@@ -76,9 +76,13 @@ class TaskModel:
     def _booster_for(self, rows: int) -> xgb.Booster:
         return self.row_booster if rows <= _FEW_ROWS else self.booster
 
-    def margin(self, X: np.ndarray) -> np.ndarray:
+    def margin(self, X: np.ndarray | xgb.DMatrix) -> np.ndarray:
         """The raw score (log-odds margin) of each row of ``X`` (columns in ``feature_names`` order, NaN = missing):
-        the one place a raw score is computed. Values beyond float32's range are clipped (``model_ready``)."""
+        the one place a raw score is computed. Values beyond float32's range are clipped (``model_ready``). A
+        prepared DMatrix (already ``model_ready``, as for ``contributions``) gives the same margins bit for bit and,
+        on one row, in half the time of converting the array again."""
+        if isinstance(X, xgb.DMatrix):
+            return self._booster_for(X.num_row()).predict(X, output_margin=True)
         values = model_ready(X)
         if values.ndim != 2 or values.shape[1] != len(self.feature_names):
             raise InputError(

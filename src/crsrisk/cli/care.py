@@ -14,7 +14,6 @@ from crsrisk.bundle.store import Bundle
 from crsrisk.scoring.audited import audit_table
 from crsrisk.cli.common import (
     _allow_unverified_option,
-    _flag_text,
     _model_option,
     app,
     console,
@@ -22,6 +21,7 @@ from crsrisk.cli.common import (
     friendly,
     print_json,
 )
+from crsrisk.cohort.population import flags_text
 from crsrisk.errors import InputError
 
 
@@ -146,8 +146,9 @@ def predict(
         console.print(table)
     for occurred in result.already_occurred:
         console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
-    for found in result.population_flags:
-        console.print(f"[bold yellow]outside the training population:[/] {escape(_flag_text(found))}", highlight=False)
+    if result.population_flags:
+        found = flags_text(result.population_flags, [p.model.key for p in result.predictions])
+        console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
     if result.missing_inputs:
@@ -192,6 +193,9 @@ def _print_trajectory(
     console.print(table)
     for task, hours in result.already_occurred.items():
         console.print(f"{task}: occurred at hour {hours:g}")
+    if result.population_flags:
+        found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
+        console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     console.print(f"plot: {path}")
 
 

@@ -165,12 +165,6 @@ def _print_counts(title: str, counts: dict) -> None:
     console.print(table)
 
 
-def _flag_text(flag: dict) -> str:
-    """One population flag in words: which field or model, the value, what training saw."""
-    where = flag.get("model_key", flag["field"])
-    return f"{flag['kind']} ({where}): {flag.get('value')!s}; expected {flag['expected']}"
-
-
 def print_json(data: object) -> None:
     """Print plain, strict JSON (no colour; null, never NaN) so other tools can read the output."""
     from crsrisk.util.outputs import json_text

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from crsrisk.cli.common import (
     _allow_unverified_option,
-    _flag_text,
     _model_option,
     app,
     console,
@@ -22,6 +21,7 @@ from crsrisk.cli.common import (
     print_rows,
     require_empty,
 )
+from crsrisk.cohort.population import flags_text
 from crsrisk.errors import InputError
 
 
@@ -157,12 +157,11 @@ def evaluate(
     flags = document["population_flags"]
     if not flags["recorded"]:
         console.print("[yellow]note:[/] the bundle records no training population: nothing checked against it")
-    for kind, count in flags["infusions"].items():
-        console.print(f"[yellow]outside the training population:[/] {count} infusion(s) flagged {kind}")
-    for found in flags["rows"]:
-        console.print(
-            f"[yellow]outside the training population:[/] {escape(_flag_text(found))} (rows)", highlight=False
-        )
+    found = [f"found {count} infusion(s) flagged {kind}" for kind, count in flags["infusions"].items()]
+    if flags["rows"]:  # the models evaluated are the keys of ``precision``: name a finding's only when not all
+        found.append(flags_text(flags["rows"], list(document["precision"])))
+    if found:
+        console.print(f"[yellow]outside the training population:[/] {escape('; '.join(found))}", highlight=False)
     for key, size in document["precision"].items():
         _sample_size_line(f"{key}: {size['statement']}")
     if document["same_cohort_as_training"]:

@@ -8,15 +8,17 @@ beyond anything seen in training. A flag does not stop a prediction: it says wha
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
+from crsrisk.util.outputs import readable
 
 MOSTLY_MISSING = 0.5  # flag when more than half of a model's inputs are missing ...
 MISSING_MARGIN = 0.2  # ... and that is this much more than the training rows' average
+BEYOND = "beyond_training_range"  # the kind of a flag for an input beyond its training range
 DRIFT_BINS = 10  # deciles of each input's observed training values: the bins input drift (PSI) is measured on
 
 
@@ -76,7 +78,12 @@ def training_population(
 
 
 class Population:
-    """A bundle's training population, prepared once for fast checks on the clinician's path."""
+    """A bundle's training population, prepared once for fast checks on the clinician's path.
+
+    A flag is plain data (``kind``, ``field``, ``value`` and what training saw: ``low``/``high`` or ``seen``;
+    input flags name their ``models``, and over many rows count them in ``rows``); ``summarise`` merges one
+    patient's (or one cohort's) flags across models and ``flags_text`` says them in one line.
+    """
 
     def __init__(self, recorded: Mapping[str, Any] | None) -> None:
         self.recorded = dict(recorded or {})
@@ -89,81 +96,60 @@ class Population:
         """Flags for one infusion's patient fields (``age_years``, ``diagnosis``, ``product``)."""
         if not self.recorded:
             return []
-        flags = []
+        flags: list[dict[str, Any]] = []
         age = patient.get("age_years")
         low, high = self.recorded["age_years"]
         if age is not None and age == age and not low <= float(age) <= high:
-            flags.append(
-                {
-                    "kind": "age",
-                    "field": "age_years",
-                    "value": float(age),
-                    "expected": f"{low:g} to {high:g} years (the training population)",
-                }
-            )
+            flags.append({"kind": "age", "field": "age_years", "value": float(age), "low": low, "high": high})
         for field in ("diagnosis", "product"):
             value = patient.get(field)
             if value is not None and value == value and str(value) not in self.recorded[field]:
                 flags.append(
-                    {
-                        "kind": f"unseen_{field}",
-                        "field": field,
-                        "value": str(value),
-                        "expected": f"one of {self.recorded[field]} (the training population)",
-                    }
+                    {"kind": f"unseen_{field}", "field": field, "value": str(value), "seen": self.recorded[field]}
                 )
         return flags
 
     def input_flags(self, key: str, names: list[str], values: np.ndarray) -> list[dict[str, Any]]:
-        """Flags for one model's inputs (rows of ``values``, or one row): most inputs missing, values beyond the
-        training range. For many rows, each flag's ``value`` counts the rows it applies to."""
+        """Flags for one model's inputs (one row, or many): most inputs missing, and each input with a value beyond
+        its training range (only those), with the range. Over many rows a flag counts its ``rows`` and quotes the
+        value farthest out (the highest above the range, else the lowest below it)."""
         if key not in self.models:
             return []
         features, low, high, missing_mean = self.models[key]
         if list(names) != list(features):
-            return [
-                {
-                    "kind": "inputs",
-                    "model_key": key,
-                    "field": "features",
-                    "expected": "the features the training population was recorded for",
-                }
-            ]
-        rows = np.atleast_2d(values)
+            return [{"kind": "inputs", "field": "features", "models": [key]}]
+        rows, single = np.atleast_2d(values), np.ndim(values) == 1
+
+        def counted(where: np.ndarray) -> dict[str, int]:
+            return {} if single else {"rows": int(where.sum())}
+
         flags = []
         missing = np.isnan(rows).mean(axis=1)
         mostly = (missing > MOSTLY_MISSING) & (missing > missing_mean + MISSING_MARGIN)
         if mostly.any():
-            flags.append(
-                {
-                    "kind": "mostly_missing",
-                    "model_key": key,
-                    "field": "inputs",
-                    "value": float(missing[0]) if rows.shape[0] == 1 else int(mostly.sum()),
-                    "expected": f"about {missing_mean:.0%} of inputs missing, as in training",
-                }
-            )
+            found = {"kind": "mostly_missing", "field": "inputs", "value": float(missing[mostly].max())}
+            flags.append(found | {"training": missing_mean, "models": [key]} | counted(mostly))
         with np.errstate(invalid="ignore"):
-            beyond = (rows < low) | (rows > high)
-        if beyond.any():
-            columns = np.flatnonzero(beyond.any(axis=0))
-            # Quote each column's value from a row where that column itself is out of range (not the first
-            # flagged row, whose value of this column may be in range).
-            examples = [
-                f"{features[i]}={rows[np.flatnonzero(beyond[:, i])[0], i]:.3g} (trained on "
-                f"{low[i]:.3g} to {high[i]:.3g})"
-                for i in columns[:3]
-            ]
-            flags.append(
-                {
-                    "kind": "beyond_training_range",
-                    "model_key": key,
-                    "field": "inputs",
-                    "value": int(columns.size) if rows.shape[0] == 1 else int(beyond.any(axis=1).sum()),
-                    "expected": "; ".join(examples),
-                }
-            )
+            above, below = rows > high, rows < low
+        for i in np.flatnonzero((above | below).any(axis=0)).tolist():
+            for side, beyond in (("above", above[:, i]), ("below", below[:, i])):
+                if beyond.any():
+                    column = rows[beyond, i]
+                    value = float(column.max() if side == "above" else column.min())
+                    flags.append(
+                        {"kind": BEYOND, "field": features[i], "value": value}
+                        | {"low": float(low[i]), "high": float(high[i]), "models": [key]}
+                        | counted(beyond)
+                    )
         return flags
+
+    def rows_beyond(self, key: str, values: np.ndarray) -> int:
+        """How many rows of one model's inputs (in its feature order) hold a value beyond the training range."""
+        if key not in self.models:
+            return 0
+        _, low, high, _ = self.models[key]
+        with np.errstate(invalid="ignore"):
+            return int(((values < low) | (values > high)).any(axis=1).sum())
 
     def cohort_summary(self, cohort: Cohort) -> dict[str, int]:
         """How many infusions of a cohort each patient-level flag applies to (for ``evaluate``)."""
@@ -172,3 +158,80 @@ class Population:
             for flag in self.patient_flags(patient):
                 counts[flag["kind"]] = counts.get(flag["kind"], 0) + 1
         return counts
+
+
+def _side(flag: Mapping[str, Any]) -> str:
+    """Which side of its training range a ``beyond_training_range`` flag's value lies."""
+    return "above" if flag["value"] > flag["high"] else "below"
+
+
+def summarise(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One patient's (or one cohort's) flags merged across models: each finding once, naming every model it
+    concerns (a patient field flagged as such is not flagged again as a model input). A value beyond the range is merged with the same input's other models on the same side of their
+    ranges, quoting the range they span (the value is beyond it too) and, over many rows, the value farthest out
+    and the rows of all of them; per patient, only equal values are merged."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    patient_fields = {flag["field"] for flag in flags if "models" not in flag}
+    for flag in flags:
+        if "models" not in flag:
+            merged[(flag["kind"], flag["field"])] = dict(flag)
+            continue
+        if flag["field"] in patient_fields:  # an adult's age is said once, as the patient's, not again as an input
+            continue
+        many = "rows" in flag
+        side = _side(flag) if flag["kind"] == BEYOND else ""
+        key = (flag["kind"], flag["field"], side, None if many else flag.get("value"))
+        if key not in merged:
+            merged[key] = dict(flag, models=list(flag["models"]))
+            continue
+        seen = merged[key]
+        seen["models"] += [m for m in flag["models"] if m not in seen["models"]]
+        if many:
+            seen["rows"] += flag["rows"]
+        if flag["kind"] == BEYOND:
+            seen["low"], seen["high"] = min(seen["low"], flag["low"]), max(seen["high"], flag["high"])
+            seen["value"] = (max if _side(flag) == "above" else min)(seen["value"], flag["value"])
+        elif flag["kind"] == "mostly_missing" and flag["value"] > seen["value"]:
+            seen["value"], seen["training"] = flag["value"], flag["training"]
+    return list(merged.values())
+
+
+def _beyond(value: float, low: float, high: float) -> tuple[str, str, str]:
+    """A value outside ``low``-``high`` and the range, to 3 significant figures, or more where 3 would print the
+    value equal to the bound it lies beyond (26.04 beyond 26)."""
+    above = value > high
+    bound = high if above else low
+    for digits in range(3, 16):
+        found, limit = readable(value, digits), readable(bound, digits)
+        if found != limit:
+            break
+    other = readable(low if above else high)
+    return (found, other, limit) if above else (found, limit, other)
+
+
+def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
+    """One flag as a finding: what was found and what training saw, naming the models it concerns when they are not
+    all of ``models`` (the models that answered)."""
+    kind, value = flag["kind"], flag.get("value", "")
+    rows = f" in {flag['rows']} row(s)" if "rows" in flag else ""
+    if kind == "age":
+        text = "found age {} years, trained on {} to {} years".format(*_beyond(value, flag["low"], flag["high"]))
+    elif kind.startswith("unseen_"):
+        text = f"found {flag['field']} {value}, trained on {', '.join(flag['seen']) or 'none recorded'} only"
+    elif kind == "mostly_missing":
+        text = f"found {value:.0%} of inputs missing{rows}, trained with about {flag['training']:.0%} missing"
+    elif kind == BEYOND:
+        found, low, high = _beyond(value, flag["low"], flag["high"])
+        extreme = ("up to " if _side(flag) == "above" else "down to ") if rows else ""
+        text = f"found {flag['field']} {extreme}{found}{rows}, trained on {low} to {high}"
+    else:
+        text = "found inputs other than those the training population was recorded for"
+    concerns = flag.get("models", [])
+    if concerns and set(concerns) != set(models):
+        text += f" ({', '.join(concerns)})"
+    return text
+
+
+def flags_text(flags: list[dict[str, Any]], models: Sequence[str] = ()) -> str:
+    """Every flag of one patient (or one cohort) in one line."""
+    return "; ".join(flag_text(flag, models) for flag in flags)

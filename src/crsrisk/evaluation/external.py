@@ -18,6 +18,7 @@ import numpy as np
 from crsrisk.evaluation.published import PublishedScore, baselines_for, split_computable
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
+from crsrisk.cohort.population import summarise
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring.load import load_for_research
 from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
@@ -101,7 +102,7 @@ def evaluate_bundle(
         "precision": sizes,
         "population_flags": {
             "infusions": bundle.population.cohort_summary(cohort),
-            "rows": input_flags,
+            "rows": summarise(input_flags),
             "recorded": bool(bundle.population.recorded),
         },
     }

@@ -93,10 +93,7 @@ class DriftCounts:
         if outside is not None:
             self.outside += int(outside.sum())
             self.outside_known += outside.size
-        flags = self.reference.population.input_flags(self.reference.key, self.reference.features, X)
-        for flag in flags:
-            if flag["kind"] == "beyond_training_range":
-                self.beyond += 1 if X.shape[0] == 1 else int(flag["value"])
+        self.beyond += self.reference.population.rows_beyond(self.reference.key, X)
 
     def figures(self, psi_threshold: float, alpha: float) -> dict[str, Any]:
         """The period's drift figures: per feature PSI, test p-value and missingness change; their summaries."""

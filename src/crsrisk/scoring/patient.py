@@ -21,6 +21,7 @@ from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
 from crsrisk.features.phrases import phrase
 from crsrisk.features.spec import feature_info
+from crsrisk.cohort.population import summarise
 from crsrisk.cohort.record import read_record, validate_record
 from crsrisk.schema.arguments import parse_count, parse_hours
 from crsrisk.landmarks import Grid, Hours
@@ -29,14 +30,16 @@ from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
 from crsrisk.scoring.plan import Plan, plan_at
+from crsrisk.scoring.reasons import EAGER_REASONS, Reasons
 
 
 class TaskPrediction(Mapping[str, Any]):
     """One task's calibrated risk at one hour and its exact SHAP attributions.
 
     Reads like the documented dict (``p["probability"]``, ``p["contributions"]``); the per-feature
-    contribution records (value, unit, phrase) are rendered on first access, since a caller that wants only
-    the risk should not pay for 140 sentences. ``trends`` is asked then, once, for each analyte's
+    contribution records (value, unit, phrase) are rendered on first access, the largest ``EAGER_REASONS`` then
+    and the rest when read (``Reasons``), since a caller that wants only the risk should not pay for 140
+    sentences, nor one that shows five reasons for the other 135. ``trends`` is asked then, once, for each analyte's
     ``TrendEnds`` at this landmark, so a trend reads as what the values did (none given: as a fold change).
     """
 
@@ -84,11 +87,21 @@ class TaskPrediction(Mapping[str, Any]):
         return len(self._fields) + 1
 
     @cached_property
-    def contributions(self) -> list[dict[str, Any]]:
-        """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase."""
+    def order(self) -> np.ndarray:
+        """Feature positions, largest |SHAP| first (the ``top`` largest when ``top`` is set)."""
+        return np.argsort(-np.abs(self.shap), kind="stable")[: self._top or None]
+
+    @cached_property
+    def contributions(self) -> Reasons:
+        """Every feature (or the ``top`` largest), largest |SHAP| first, with value, unit and a phrase: the first
+        ``EAGER_REASONS`` rendered now, the rest when first read (``Reasons``)."""
+        return Reasons(self._render, len(self.order))
+
+    def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """The contribution records at ranks ``start`` to ``stop``."""
         names, values, shap, trends = self.model.feature_names, self.values, self.shap, self._trends()
         out = []
-        for i in np.argsort(-np.abs(shap), kind="stable")[: self._top or None].tolist():
+        for i in self.order[start:stop].tolist():
             info, value, effect = feature_info(names[i]), float(values[i]), float(shap[i])
             out.append(
                 {
@@ -143,16 +156,19 @@ class PredictionResult:
         return sorted({name for p in self.predictions for name in p.missing()})
 
     def audit_outputs(self) -> list[dict[str, Any]]:
-        """What the audit record keeps of this answer: every prediction with its SHAP values, the outcomes
-        already recorded and the population flags."""
-        outputs: list[dict[str, Any]] = [
-            {
-                k: p[k]
-                for k in ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score", "base_value")
-            }
-            | {"shap": dict(zip(p.model.feature_names, p.shap.tolist()))}
-            for p in self.predictions
-        ]
+        """What the audit record keeps of this answer: every prediction with the SHAP values of the reasons given
+        with it (the largest ``EAGER_REASONS``) and the sum of the others (``shap_other``: base value + these +
+        it = raw score), the outcomes already recorded and the population flags. Every other SHAP value follows
+        from the model and the inputs (the record's ``model_sha256`` and ``input_fingerprint``)."""
+        outputs: list[dict[str, Any]] = []
+        for p in self.predictions:
+            shown = p.order[:EAGER_REASONS]
+            fields = ("task", "landmark_hours", "horizon_hours", "probability", "band", "raw_score", "base_value")
+            outputs.append(
+                {k: p[k] for k in fields}
+                | {"shap": {p.model.feature_names[i]: float(p.shap[i]) for i in shown.tolist()}}
+                | {"shap_other": float(p.shap.sum() - p.shap[shown].sum())}
+            )
         outputs += [{"task": o["task"], "already_occurred_hours": o["hours"]} for o in self.already_occurred]
         return outputs + [{"population_flag": flag} for flag in self.population_flags]
 
@@ -205,7 +221,7 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
                 slices[(columns, rows.tobytes())] = groups[columns].slice(rows.tolist())
             dmatrix = slices[(columns, rows.tobytes())]
         values = matrix[np.ix_(rows, model.columns)]
-        contributions, raw = model.contributions(dmatrix), model.margin(values)
+        contributions, raw = model.contributions(dmatrix), model.margin(dmatrix)
         for j, (i, slot, h) in enumerate(wanted):
             out[i][slot] = TaskPrediction(
                 model,
@@ -217,6 +233,21 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
                 lambda row=row_of[h]: every_trend()[row],  # type: ignore[misc]  # bound default
             )
     return out  # type: ignore[return-value]
+
+
+def population_flags(bundle: Bundle, arrays: CohortArrays, predictions: list[TaskPrediction]) -> list[dict[str, Any]]:
+    """Patient 0's population flags, each finding once, not once per model (``summarise``): its patient fields
+    and each model's inputs, one row per model for ``predict``, or over a trajectory's points the rows of each
+    model (each flag then counting its ``rows``)."""
+    population = bundle.population
+    flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
+    rows: dict[str, tuple[TaskModel, list[np.ndarray]]] = {}
+    for p in predictions:
+        rows.setdefault(p.model.key, (p.model, []))[1].append(p.values)
+    for model, values in rows.values():
+        inputs = values[0] if len(predictions) == len(rows) else np.vstack(values)
+        flags += population.input_flags(model.key, model.feature_names, inputs)
+    return summarise(flags)
 
 
 def predict(
@@ -243,10 +274,7 @@ def predict(
     now = default_now(arrays) if now_hours is None else parse_hours(now_hours)
     chosen = plan_at(bundle, arrays, now).patient(0)
     predictions = score_plans([chosen], arrays, top)[0]
-    population = bundle.population
-    flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
-    for p in predictions:
-        flags += population.input_flags(p.model.key, p.model.feature_names, p.values)
+    flags = population_flags(bundle, arrays, predictions)
     result = PredictionResult(
         now, predictions, bundle.identity.to_dict(), chosen.already_occurred, chosen.not_applicable, flags, arrays
     )

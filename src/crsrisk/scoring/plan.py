@@ -110,6 +110,8 @@ class Plan:
 
 def _texts(template: str, values: np.ndarray) -> np.ndarray:
     """``template`` formatted with each value, once per distinct value (a cohort has few)."""
+    if not values.size:  # one patient: most reasons apply to nobody
+        return np.empty(0, dtype=object)
     distinct, where = np.unique(values, return_inverse=True)
     return np.array([template.format(v) for v in distinct.tolist()], dtype=object)[where.ravel()]
 

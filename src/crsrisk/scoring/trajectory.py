@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +22,7 @@ from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
 from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
-from crsrisk.scoring.patient import default_now, score_plans
+from crsrisk.scoring.patient import default_now, population_flags, score_plans
 from crsrisk.scoring.plan import plan_at, task_onsets
 
 DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
@@ -36,6 +36,7 @@ class Trajectory:
     already_occurred: dict[str, float]  # task -> hour the outcome happened
     events: list[dict[str, Any]]  # doses and grade changes: hours, event, value
     model: dict[str, Any]
+    population_flags: list[dict[str, Any]] = field(default_factory=list)  # over every point, each finding once
 
     def audit_outputs(self) -> list[dict[str, Any]]:
         """What the audit record keeps: every point's risk, and the outcomes already recorded."""
@@ -49,12 +50,14 @@ class Trajectory:
         ] + [{"task": task, "already_occurred_hours": hours} for task, hours in self.already_occurred.items()]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...}}``."""
+        """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...},
+        "population_flags": [...]}``."""
         return {
             "points": self.points,
             "already_occurred": self.already_occurred,
             "events": self.events,
             "model": self.model,
+            "population_flags": self.population_flags,
         }
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -163,8 +166,8 @@ def trajectory_of(
     until = default_now(arrays) if until_hours is None else float(until_hours)
     onsets = task_onsets(bundle, arrays)
     plans = [plan_at(bundle, arrays, hours, onsets).patient(0) for hours in _hours(arrays, float(step_hours), until)]
-    points = []
-    for chosen, predictions in zip(plans, score_plans(plans, arrays, top)):
+    points, scored = [], score_plans(plans, arrays, top)
+    for chosen, predictions in zip(plans, scored):
         for p in predictions:
             points.append(
                 {
@@ -177,7 +180,9 @@ def trajectory_of(
                     "probability": p["probability"],
                     "band": p["band"],
                     "reasons": [c["phrase"] for c in p["contributions"]],
+                    "model_key": p["model_key"],
                 }
             )
     occurred = {task: float(hours[0]) for task, hours in onsets.items() if hours[0] == hours[0] and hours[0] < until}
-    return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict())
+    flags = population_flags(bundle, arrays, [p for predictions in scored for p in predictions])
+    return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict(), flags)

@@ -30,6 +30,7 @@ from requests import RequestException
 from crsrisk import scoring
 from crsrisk.audit import AuditLog
 from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.population import flags_text
 from crsrisk.errors import FhirServerError, PrefetchMissingError
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
@@ -212,7 +213,9 @@ def _detail(view: Mapping[str, Any], prediction: Any, result: PredictionResult) 
             "",
             f"Missing inputs: {', '.join(view['missing'][:12])}" + (" ..." if len(view["missing"]) > 12 else ""),
         ]
-    lines += [f"\nOutside the training population: {flag}" for flag in result.population_flags]
+    if result.population_flags:
+        found = flags_text(result.population_flags, [p.model.key for p in result.predictions])
+        lines.append(f"\nOutside the training population: {found}")
     return "\n".join([*lines, "", f"_{warning(result.model)}_"])
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import jinja2
 
 from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.population import flags_text
 
 TOP_REASONS = 5
 
@@ -108,7 +109,7 @@ def render_page(
         "tasks": [],
         "not_applicable": [],
         "already_occurred": [],
-        "population_flags": [],
+        "population_flags": "",
         "missing_inputs": [],
         "model": model_view({}),
         "trajectory_image": None,
@@ -119,7 +120,9 @@ def render_page(
             tasks=[task_view(p, descriptions) for p in document.get("predictions", [])],
             not_applicable=document.get("not_applicable", []),
             already_occurred=document.get("already_occurred", []),
-            population_flags=document.get("population_flags", []),
+            population_flags=flags_text(
+                document.get("population_flags", []), [p.get("model_key") for p in document.get("predictions", [])]
+            ),
             missing_inputs=document.get("missing_inputs", []),
             model=model_view(document.get("model", {})),
             trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None),

@@ -198,4 +198,17 @@ def predict_fhir(bundle: Bundle, request: PredictRequest, audit: bool, audit_log
 def document_json(document: Any) -> bytes:
     """Strict JSON bytes of a document, as ``json_text(json_ready(...))`` reads them (NaN and infinity as null,
     numpy numbers plain, anything else as its text), without the pure-Python walk over ~700 reasons per answer."""
-    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str)
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+    return orjson.dumps(document, option=options, default=_builtin)
+
+
+def _builtin(value: Any) -> Any:
+    """What orjson is given for what it does not write itself: a subclass of a builtin as that builtin (orjson
+    would read a ``Reasons`` list's storage, missing the reasons not rendered yet), anything else as its text."""
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, int):
+        return int(value)
+    return str.__str__(value) if isinstance(value, str) else str(value)

@@ -20,6 +20,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 
 from crsrisk.bundle.trust import UNVERIFIED
+from crsrisk.cohort.population import flag_text
 from crsrisk.schema.codes import PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult, TaskPrediction
 from crsrisk.service.page import task_view
@@ -196,11 +197,12 @@ def _not_answered(result: PredictionResult, subject: dict[str, Any]) -> dict[str
         }
         for s in result.not_applicable
     ]
+    models = [p.model.key for p in result.predictions]
     issues += [
         {
             "severity": "warning",
             "code": "informational",
-            "details": {"text": f"outside the training population: {flag}"},
+            "details": {"text": f"outside the training population: {flag_text(flag, models)}"},
         }
         for flag in result.population_flags
     ]

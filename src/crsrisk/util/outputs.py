@@ -19,6 +19,19 @@ from crsrisk.schema.numbers import NUMBER_TEXT
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
 
 
+def readable(value: float, digits: int = 3) -> str:
+    """A number as people write it: ``digits`` significant figures, thousands separated, no trailing zeros, and
+    no exponent between 0.0001 and a trillion (``0.0175``, ``52,300``, ``9,000,000``, ``45``)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(value)))
+    if not -4 <= magnitude < 12:
+        return f"{value:.{digits}g}"
+    decimals = max(digits - 1 - magnitude, 0)
+    text = f"{round(value, digits - 1 - magnitude):,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def json_ready(value: Any) -> Any:
     """NaN and infinity become null (and numpy scalars plain Python) so the JSON is valid for every reader."""
     if isinstance(value, float) and not math.isfinite(value):
