@@ -79,6 +79,11 @@ class NotFoundError(InputError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class NothingScored(InputError):
+    """No task is scored for this patient at the hour asked (each outcome occurred, or none applies yet), so
+    there is nothing to explain; the message names the hour and each task's reason."""
+
+
 class CohortValidationError(CrsriskError, ValueError):
     """Input that breaks the cohort contract; holds every problem found (up to a limit)."""
 

@@ -18,7 +18,7 @@ import math
 import os
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -206,12 +206,17 @@ def _table(rows: list[tuple[float, int, float]]) -> Rows:
     )
 
 
+def unknown_key_message(allowed: Iterable[str]) -> str:
+    """How every refusal of an unknown key reads (record, request body): the keys allowed there, listed."""
+    return f"unknown key; expected one of {sorted(allowed)}"
+
+
 def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     """Every key the record's contract does not know (a typo such as "measurement" would otherwise drop a
     whole table silently), each named with the keys expected there."""
 
     def unknown(where: str, mapping: Mapping[str, Any], allowed: Any, row: int | None = None) -> list[Problem]:
-        expected = f"unknown key; expected one of {sorted(allowed)}"
+        expected = unknown_key_message(allowed)
         return [
             Problem(
                 where,
