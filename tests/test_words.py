@@ -166,3 +166,20 @@ def test_too_few_events_is_a_headline_and_bullets_saying_where_to_change_what(sm
         "- collect more data, or lower tuning.inner_splits (or cv.n_splits) in the experiment file",
     ]
     assert len(headline) < 100 and all(line.startswith("- ") for line in rest if line != "what to change:")
+
+
+def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_path: Path) -> None:
+    from crsrisk.errors import InputError
+    from crsrisk.training.config import load_config
+
+    path = tmp_path / "x.yaml"
+    path.write_text("cv: {n_split: 3}\ntask: [icans]\n")
+    with pytest.raises(InputError) as refused:
+        load_config(path)
+    assert str(refused.value).splitlines() == [
+        f"config {path}: 2 problem(s)",
+        "- cv.n_split: unknown key; expected one of ['n_repeats', 'n_splits', 'scheme'] (got 3)",
+        "- task: unknown key; expected one of ['bootstrap', 'calibration', 'cv', 'dask', 'decision_thresholds', "
+        "'models', 'seed', 'task_overrides', 'tasks', 'threshold', 'tuning', 'workers', 'xgboost_threads'] "
+        "(got ['icans'])",
+    ]

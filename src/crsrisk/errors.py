@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import reprlib
 from dataclasses import dataclass
+from typing import Iterable
 
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 80, 80, 40
@@ -61,6 +62,12 @@ class Problem:
         where.append(f"field {self.field!r}")
         value = "" if self.value is None else f": value {shown(self.value)}"
         return f"{', '.join(where)}{value}: {self.message}"
+
+
+def unknown_key_message(allowed: Iterable[str]) -> str:
+    """How every refusal of an unknown key reads (a record, a request body, an experiment file): the keys
+    allowed there, listed."""
+    return f"unknown key; expected one of {sorted(allowed)}"
 
 
 class CrsriskError(Exception):

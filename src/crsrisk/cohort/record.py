@@ -18,13 +18,13 @@ import math
 import os
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
-from crsrisk.errors import CohortValidationError, Problem, shown
+from crsrisk.errors import CohortValidationError, Problem, shown, unknown_key_message
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.kinds import DECLINED
 from crsrisk.schema.numbers import WHITESPACE
@@ -204,11 +204,6 @@ def _table(rows: list[tuple[float, int, float]]) -> Rows:
         value.astype(np.float64),
         np.array([0, len(rows)]),
     )
-
-
-def unknown_key_message(allowed: Iterable[str]) -> str:
-    """How every refusal of an unknown key reads (record, request body): the keys allowed there, listed."""
-    return f"unknown key; expected one of {sorted(allowed)}"
 
 
 def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:

@@ -14,8 +14,8 @@ from pydantic_core import PydanticCustomError
 
 from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
-from crsrisk.cohort.record import refuse_unknown_keys, unknown_key_message
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.cohort.record import refuse_unknown_keys
+from crsrisk.errors import CohortValidationError, Problem, unknown_key_message
 from crsrisk.service.riskassessment import risk_assessment_bundle
 from crsrisk.schema.arguments import parse_count, parse_flag, parse_hours
 from crsrisk.sources.fhir import record_from_fhir
