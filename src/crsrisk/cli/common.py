@@ -8,7 +8,7 @@ import os
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 import typer
@@ -147,10 +147,13 @@ def _longest_word(text: str) -> int:
     return max((cell_len(word) for word in text.split()), default=0)
 
 
-def print_rows(header: list[str], rows: list[list[str]], dropped_note: str = "") -> None:
+def print_rows(header: list[str], rows: list[list[str]], dropped_note: str = "", first: Sequence[str] = ()) -> None:
     """A table of text cells (markup escaped) at most ``TABLE_WIDTH`` columns wide, cells wrapped at word
-    boundaries; while the columns' longest words do not fit, the rightmost column is left out (never the first),
-    and a note names what was left out, then ``dropped_note`` (where to read it)."""
+    boundaries; the columns named in ``first`` lead, the others follow in order; while the columns' longest words
+    do not fit, the rightmost column is left out (never the first), and a note names what was left out, then
+    ``dropped_note`` (where to read it)."""
+    order = [header.index(name) for name in first] + [i for i, name in enumerate(header) if name not in first]
+    header, rows = [header[i] for i in order], [[row[i] for i in order] for row in rows]
     width = min(console.width, TABLE_WIDTH)
     shown = len(header)
     need = [max(_longest_word(cell) for cell in [name, *(row[i] for row in rows)]) for i, name in enumerate(header)]

@@ -202,7 +202,12 @@ def recalibrate(
         f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
         f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]"
     )
-    print_rows(LINEAGE_HEADER, lineage_rows(lineage))
+    print_rows(
+        LINEAGE_HEADER,
+        lineage_rows(lineage),
+        f"all in {out / 'bundle.json'}, under recalibration",
+        first=["model", "status", "intercept before", "intercept after", "slope before", "slope after"],
+    )
     console.print(
         f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
         "check it on another local cohort with `crsrisk evaluate`"
@@ -254,7 +259,7 @@ def update(
         f"[bold]each option cross-validated on {result.lineage.local_cohort_size} infusions of {cohort} "
         f"({settings.cv.n_splits} folds; bootstrap 95% CI)[/]"
     )
-    print_rows(OPTION_HEADER, option_rows(document))
+    print_rows(OPTION_HEADER, option_rows(document), f"all in {report_path}", first=["model", "option", "choice"])
     for key, entry in document["models"].items():
         kept = LABELS[entry["choice"]]
         console.print(f"[bold]{escape(key)}[/]: kept {escape(kept)}: {escape(entry['reason'])}", highlight=False)
