@@ -183,3 +183,12 @@ def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_pa
         "'models', 'seed', 'task_overrides', 'tasks', 'threshold', 'tuning', 'workers', 'xgboost_threads'] "
         "(got ['icans'])",
     ]
+
+
+def test_a_population_flag_says_its_share_of_missing_inputs_as_a_percentage() -> None:
+    # before infusion, a super-model has none of its post-infusion inputs yet: flagged, in words
+    done = _run("predict", str(EXAMPLES / "patient.json"), "--no-audit")
+    flagged = re.findall(
+        r"mostly_missing \(severe_crs_dynamic__\S+\): (\d+)% of inputs missing; expected about", done.output
+    )
+    assert flagged and 50 < int(flagged[0]) < 100

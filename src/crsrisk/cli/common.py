@@ -190,9 +190,11 @@ def _print_counts(title: str, counts: dict) -> None:
 
 
 def _flag_text(flag: dict) -> str:
-    """One population flag in words: which field or model, the value, what training saw."""
-    where = flag.get("model_key", flag["field"])
-    return f"{flag['kind']} ({where}): {flag.get('value')!s}; expected {flag['expected']}"
+    """One population flag in words: which field or model, the value (one patient's share of inputs missing as a
+    percentage, as the expectation beside it), what training saw."""
+    where, value = flag.get("model_key", flag["field"]), flag.get("value")
+    shown = f"{value:.0%} of inputs missing" if flag["kind"] == "mostly_missing" and isinstance(value, float) else value
+    return f"{flag['kind']} ({where}): {shown!s}; expected {flag['expected']}"
 
 
 def print_json(data: object) -> None:
