@@ -22,6 +22,7 @@ from crsrisk.scoring.trajectory import risk_trajectory
 from tests_support import patient_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
+COURSE = EXAMPLE.with_name("patient-course.json")  # the whole course: grade 3 CRS at 46.7 h
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,10 @@ def test_a_value_just_before_the_hour_does_change_it(small_cohort: Cohort, bundl
 
 
 def test_the_example_patient_with_grade_3_crs_is_told_it_already_occurred(bundle: Bundle) -> None:
-    record = json.loads(EXAMPLE.read_text())
+    record = json.loads(COURSE.read_text())
     onset = min(e["hours_since_infusion"] for e in record["events"] if e["event"] == "crs_grade" and e["value"] >= 3)
-    result = predict(record, model=bundle, audit=False)  # no hour: just after the latest record
+    result = predict(record, model=bundle, audit=False)  # no hour: the first whole hour after the latest record
+    assert result.now_hours == 48  # the latest record is at 47.2 h
     occurred = {o["task"]: o for o in result.already_occurred}
     assert occurred["severe_crs"]["hours"] == onset and occurred["severe_crs_dynamic"]["hours"] == onset
     assert f"already occurred at hour {onset:g}" == occurred["severe_crs"]["text"]
@@ -203,7 +205,7 @@ def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bund
         "-m",
         "crsrisk.cli",
         "predict",
-        str(EXAMPLE),
+        str(COURSE),
         "--model",
         str(small_bundle),
         "--trajectory",

@@ -24,7 +24,9 @@ from crsrisk.util.outputs import json_text
 from crsrisk.scoring import load_model, predict
 from fuzz_strategies import FUZZ, fhir_bundles, junk, records
 
-EXAMPLE = json.loads((Path(__file__).resolve().parents[1] / "examples" / "patient.json").read_text())
+EXAMPLE = json.loads(
+    (Path(__file__).resolve().parents[1] / "examples" / "patient-course.json").read_text()
+)  # every table
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from crsrisk.features.build import TrendEnds
-from crsrisk.features.phrases import phrase
+from crsrisk.features.phrases import Clock, missing_words, phrase
 from crsrisk.features.spec import feature_names
 
 NAN = math.nan
@@ -18,8 +18,8 @@ NAN = math.nan
     [
         ("ferritin_fold_change", 3.8, 0.2, "ferritin 3.8x its baseline (raised the risk)"),
         ("fever_first_hours", 9.2, 0.1, "febrile since hour 9 (raised the risk)"),
-        ("platelets_missing", 1.0, 0.1, "platelets not measured yet (raised the risk)"),
-        ("platelets_last", NAN, -0.1, "platelets not measured yet (lowered the risk)"),
+        ("platelets_missing", 1.0, 0.1, "platelets not measured yet (its absence raised the risk)"),
+        ("platelets_last", NAN, -0.1, "platelets not measured yet (its absence lowered the risk)"),
         ("il6_log_slope", math.log(2400 / 40) / 12, 0.5, "IL-6 rising about 60-fold per 12 h (raised the risk)"),
         ("il6_max", 2400.0, 0.3, "IL-6 highest so far 2,400 pg/mL (raised the risk)"),
         ("product_obecabtagene_autoleucel", 1.0, -0.1, "product: obecabtagene autoleucel (lowered the risk)"),
@@ -72,7 +72,7 @@ def test_a_trend_says_what_the_values_did(name: str, ends: TrendEnds, expected: 
     analyte = name.removesuffix("_log_slope")
     assert phrase(name, 0.3, 0.2, {analyte: ends}) == f"{expected} (raised the risk)"
     assert phrase(name, 0.3, 0.2, {"sgp130": ends}) == phrase(name, 0.3, 0.2)  # another analyte's ends: fold wording
-    assert phrase(name, NAN, 0.2, {analyte: ends}).endswith("too few values for a trend (raised the risk)")
+    assert phrase(name, NAN, 0.2, {analyte: ends}).endswith("trend yet (its absence raised the risk)")
 
 
 def test_every_feature_reads_as_words() -> None:
@@ -90,3 +90,49 @@ def test_regression_a_trend_too_steep_for_exp_is_phrased_not_an_overflow() -> No
     # 12-hour fold overflows a float. It must read as words, never raise OverflowError.
     assert phrase("il6_log_slope", 500.0, 1.0) == "IL-6 rising more than a million-fold per 12 h (raised the risk)"
     assert "falling" in phrase("il6_log_slope", -500.0, -1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shap", "expected"),
+    [
+        ("platelets_log_slope", NAN, 0.3, "no platelets trend yet (its absence raised the risk)"),
+        ("baseline_il15", NAN, -0.2, "IL-15 not measured before infusion (its absence lowered the risk)"),
+        ("hours_since_crs_onset", NAN, -0.3, "no CRS so far (lowered the risk)"),  # a finding, not an absence
+        ("fever_first_hours", NAN, -0.1, "no fever so far (lowered the risk)"),
+        ("platelets_missing", 0.0, -0.1, "platelets measured since infusion (lowered the risk)"),
+    ],
+)
+def test_an_absent_input_is_said_as_such(name: str, value: float, shap: float, expected: str) -> None:
+    assert phrase(name, value, shap) == expected
+
+
+def test_times_are_said_from_the_hour_asked() -> None:
+    # CRS began at 11.7 h, the first tocilizumab dose (the model's landmark) at 20.7 h, asked at hour 40
+    at_dose = Clock(now=40.0, landmark=20.7, landmark_name="the first tocilizumab dose")
+    expected = "CRS began 28 h ago, 9 h before the first tocilizumab dose (raised the risk)"
+    assert phrase("hours_since_crs_onset", 9.0, 0.4, clock=at_dose) == expected
+    now = Clock(now=40.0, landmark=40.0, landmark_name="hour 40")  # a super-model reads the record at now itself
+    assert phrase("hours_since_crs_onset", 28.3, 0.4, clock=now) == "CRS began 28 h ago (raised the risk)"
+    assert phrase("fever_first_hours", 9.2, 0.1, clock=now) == "febrile since hour 9 (31 h ago) (raised the risk)"
+    assert phrase("il6_hours_to_max", 24.0, 0.1, clock=now) == "IL-6 peaked at hour 24 (16 h ago) (raised the risk)"
+    assert phrase("crs_grade_current", 2.0, 0.2, clock=now) == "CRS grade 2 now (raised the risk)"
+    # what a model read at the dose knew is said as of the dose, not as of now
+    expected = "no platelets trend by the first tocilizumab dose (its absence raised the risk)"
+    assert phrase("platelets_log_slope", NAN, 0.3, clock=at_dose) == expected
+    assert (
+        phrase("crs_grade_current", 2.0, 0.2, clock=at_dose)
+        == "CRS grade 2 at the first tocilizumab dose (raised the risk)"
+    )
+    assert (
+        phrase("crs_grade_max", 2.0, 0.2, clock=at_dose)
+        == "CRS up to grade 2 by the first tocilizumab dose (raised the risk)"
+    )
+
+
+def test_missing_inputs_are_listed_in_words_once_each() -> None:
+    names = ["ifng_last", "ifng_max", "ifng_log_slope", "baseline_il15"]
+    assert missing_words(names) == [
+        "IFN-gamma not measured yet",
+        "no IFN-gamma trend yet",
+        "IL-15 not measured before infusion",
+    ]

@@ -288,6 +288,7 @@ def test_a_prediction_reads_as_the_documented_dict(small_cohort: Cohort, small_b
         "base_value",
         "label_rule_version",
         "model_key",
+        "missing_inputs",
         "contributions",
     ]
     assert len(p["contributions"]) == 3 and p["contributions"] is p.contributions

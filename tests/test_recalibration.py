@@ -74,7 +74,10 @@ def test_cli_prints_before_and_after_and_refuses_an_existing_folder(small_bundle
         app, ["recalibrate", str(small_bundle), str(local), "--out", str(out), "--method", "isotonic", "--n-boot", "50"]
     )
     assert result.exit_code == 0, result.output
-    assert "intercept before" in result.output and KEY in result.output
+    table = [line for line in result.output.splitlines() if line[:1] in "┃│"]  # within 80 columns, words whole
+    assert KEY in result.output and max(map(len, table)) <= 80 and "recalibrated" in result.output
+    assert {"intercept", "before", "after"} <= set(" ".join(table).split())
+    assert "under recalibration" in " ".join(result.output.split())  # where the columns left out are
     document = json.loads((out / "bundle.json").read_text())
     assert document["recalibration"]["method"] == "isotonic" and document.get("mlflow_run_id") is None
     again = CliRunner().invoke(app, ["recalibrate", str(small_bundle), str(local), "--out", str(out)])

@@ -258,4 +258,4 @@ def test_too_few_events_names_the_infusions_cut_short(small_cohort) -> None:
     assert not planned and len(skipped) == 2
     first = sorted(short.patients["patient_id"])[0]
     assert "excluded because follow-up ended before the outcome window closed" in skipped[0]["reason"]
-    assert first in skipped[0]["reason"] and "horizon_hours" in skipped[0]["reason"]
+    assert first in skipped[0]["reason"] and "horizon_hours" in skipped[0]["change"]  # what, then where to change

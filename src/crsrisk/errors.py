@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import reprlib
 from dataclasses import dataclass
+from typing import Iterable
 
 _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 80, 80, 40
@@ -63,6 +64,12 @@ class Problem:
         return f"{', '.join(where)}{value}: {self.message}"
 
 
+def unknown_key_message(allowed: Iterable[str]) -> str:
+    """How every refusal of an unknown key reads (a record, a request body, an experiment file): the keys
+    allowed there, listed."""
+    return f"unknown key; expected one of {sorted(allowed)}"
+
+
 class CrsriskError(Exception):
     """An error the package raises on purpose: bad input, or a state the user can fix (a damaged log, a bundle
     that fails its checks). The CLI shows it and exits 2; the service answers 422 (503 for the audit log)."""
@@ -77,6 +84,11 @@ class NotFoundError(InputError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NothingScored(InputError):
+    """No task is scored for this patient at the hour asked (each outcome occurred, or none applies yet), so
+    there is nothing to explain; the message names the hour and each task's reason."""
 
 
 class CohortValidationError(CrsriskError, ValueError):

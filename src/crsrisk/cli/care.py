@@ -20,9 +20,11 @@ from crsrisk.cli.common import (
     flag,
     friendly,
     print_json,
+    print_rows,
 )
 from crsrisk.cohort.population import flags_text
-from crsrisk.errors import InputError
+from crsrisk.errors import InputError, NothingScored
+from crsrisk.features.phrases import missing_words
 
 
 @app.command()
@@ -75,6 +77,7 @@ def predict(
     """Calibrated risk for one patient with its reasons (or over time), or scores for every infusion of a cohort."""
     from crsrisk.cohort.io import is_folder
     from crsrisk.scoring import load_model, predict as predict_one
+    from crsrisk.scoring.patient import default_now_words
 
     bundle = load_model(model, allow_unverified=allow_unverified)  # refused unless signed by a trusted key
 
@@ -133,17 +136,23 @@ def predict(
     if as_json or output_format == "json":
         print_json(result.to_dict())
         return
-    console.print(f"[bold]as of hour {result.now_hours:g}[/] (everything recorded strictly before it)")
+    default = f" (by default: {default_now_words(result.now_hours)})" if now_hours is None else ""
+    console.print(
+        f"[bold]as of hour {result.now_hours:g}[/]{default}: everything recorded strictly before it", highlight=False
+    )
     for p in result.predictions:
-        table = Table(
-            title=f"{p['task']}: {p['probability']:.1%} ({p['band']} risk) - {p['question']}", title_justify="left"
+        interval = p.interval()
+        shown = "" if interval is None else f"; 95% interval {interval[0]:.1%} to {interval[1]:.1%}"
+        console.print(
+            f"\n[bold]{p['task']}: {p['probability']:.1%}[/] ({p['band']} risk{shown}) - {escape(p['question'])}",
+            highlight=False,
         )
-        for column in ("feature", "value", "SHAP (log-odds)", "reason"):
-            table.add_column(column)
-        for c in p["contributions"][:top]:
-            value = "-" if c["value"] is None else f"{c['value']:.4g} {c['unit']}"
-            table.add_row(c["feature"], value, f"{c['shap']:+.3f}", c["phrase"])
-        console.print(table)
+        print_rows(
+            ["reason", "SHAP (log-odds)"], [[c["phrase"], f"{c['shap']:+.3f}"] for c in p["contributions"][:top]]
+        )
+        missing = missing_words(p.missing(), p.clock)
+        if missing:
+            console.print(escape(f"missing for {p['task']}: {'; '.join(missing)}"), highlight=False)
     for occurred in result.already_occurred:
         console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
     if result.population_flags:
@@ -151,11 +160,6 @@ def predict(
         console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
-    if result.missing_inputs:
-        console.print(
-            f"missing inputs ({len(result.missing_inputs)}): {', '.join(result.missing_inputs[:12])}"
-            + (" ..." if len(result.missing_inputs) > 12 else "")
-        )
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
     console.print(
         f"[bold]{status}not for clinical use.[/] model {result.model['path']} ({escape(result.model['signature'])})"
@@ -230,9 +234,10 @@ def explain(
         console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return
     bundle = load_model(model, allow_unverified=allow_unverified)
-    summary, files = explain_patient(
-        target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
-    )
+    with flag("--now-hours", NothingScored):
+        summary, files = explain_patient(
+            target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
+        )
     console.print(summary, highlight=False)
     console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")

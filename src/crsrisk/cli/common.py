@@ -8,10 +8,11 @@ import os
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -139,14 +140,42 @@ def _write_problems(error: CohortValidationError, path: Path) -> None:
     errors.print(f"wrote all {len(rows)} problem(s) to {escape(str(path))}", highlight=False)
 
 
-def print_rows(header: list[str], rows: list[list[str]]) -> None:
-    """A table of text cells (markup escaped), long cells folded rather than cut."""
+TABLE_WIDTH = 80  # every table fits an 80-column terminal (or a narrower one), whatever the output goes to
+
+
+def _longest_word(text: str) -> int:
+    return max((cell_len(word) for word in text.split()), default=0)
+
+
+def print_rows(header: list[str], rows: list[list[str]], dropped_note: str = "", first: Sequence[str] = ()) -> None:
+    """A table of text cells (markup escaped) at most ``TABLE_WIDTH`` columns wide, cells wrapped at word
+    boundaries; the columns named in ``first`` lead, the others follow in order; while the columns' longest words
+    do not fit, the rightmost column is left out (never the first), and a note names what was left out, then
+    ``dropped_note`` (where to read it)."""
+    order = [header.index(name) for name in first] + [i for i, name in enumerate(header) if name not in first]
+    header, rows = [header[i] for i in order], [[row[i] for i in order] for row in rows]
+    width = min(console.width, TABLE_WIDTH)
+    shown = len(header)
+    need = [max(_longest_word(cell) for cell in [name, *(row[i] for row in rows)]) for i, name in enumerate(header)]
+    while shown > 1 and sum(need[:shown]) + 3 * shown + 1 > width:  # each column: its text, 2 padding, 1 rule
+        shown -= 1
+    natural = [max(cell_len(cell) for cell in [name, *(row[i] for row in rows)]) for i, name in enumerate(header)]
+    spare, widths = width - (sum(need[:shown]) + 3 * shown + 1), []
+    for least, most in zip(need[:shown], natural):  # the longest words first, then the spare room in order
+        widths.append(least + min(spare, most - least))
+        spare -= widths[-1] - least
     table = Table()
-    for name in header:
-        table.add_column(name, overflow="fold")
+    for name, chosen in zip(header[:shown], widths):
+        table.add_column(escape(name), overflow="fold", width=chosen)  # fold only a word wider than the table
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
-    console.print(table)
+        table.add_row(*(escape(cell) for cell in row[:shown]))
+    console.print(table, width=width)
+    if shown < len(header):
+        left_out = ", ".join(header[shown:])
+        console.print(
+            escape(f"(not shown at {width} columns: {left_out}{'; ' + dropped_note if dropped_note else ''})"),
+            highlight=False,
+        )
 
 
 def require_empty(out: Path) -> None:
@@ -157,12 +186,7 @@ def require_empty(out: Path) -> None:
 
 def _print_counts(title: str, counts: dict) -> None:
     console.print(f"[bold]{escape(title)}[/]")  # above the table: a title inside would wrap to its width
-    table = Table()
-    table.add_column("name")
-    table.add_column("count", justify="right")
-    for name, count in counts.items():
-        table.add_row(str(name), str(count))
-    console.print(table)
+    print_rows(["name", "count"], [[str(name), str(count)] for name, count in counts.items()])
 
 
 def print_json(data: object) -> None:

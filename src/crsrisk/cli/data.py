@@ -7,11 +7,20 @@ from typing import Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from crsrisk.errors import CohortValidationError, InputError, SourceImportError, shown
 
-from crsrisk.cli.common import MAX_SHOWN, _print_counts, _write_problems, app, console, errors, friendly, import_app
+from crsrisk.cli.common import (
+    MAX_SHOWN,
+    _print_counts,
+    _write_problems,
+    app,
+    console,
+    errors,
+    friendly,
+    import_app,
+    print_rows,
+)
 
 
 @app.command()
@@ -164,12 +173,12 @@ def features(
     }
     console.print(f"{task} at {dataset.landmark.label}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     described = describe_features(matrix)
-    report = Table(title=f"{matrix.shape[1]} features", title_justify="left")
-    for column in described.columns:
-        report.add_column(str(column))
-    for row in described.itertuples(index=False):
-        report.add_row(*[f"{v:.1%}" if isinstance(v, float) else str(v) for v in row])
-    console.print(report)
+    console.print(f"{matrix.shape[1]} features")
+    print_rows(
+        [str(c) for c in described.columns],
+        [[f"{v:.1%}" if isinstance(v, float) else str(v) for v in row] for row in described.itertuples(index=False)],
+        f"every column in {out}",
+    )
     console.print(f"wrote {len(table)} rows to {out}")
 
 
@@ -222,23 +231,21 @@ def _report_import(imported: Any, out: Path) -> None:
         )
     for reason, count in report["skipped"].items():
         console.print(f"skipped: {count} x {escape(reason)}", highlight=False)
-    _unknown_table(report["unknown_codes"])
+    from crsrisk.cohort.io import METADATA_FILE
+
+    _unknown_table(report["unknown_codes"], f"every column in {out / METADATA_FILE}, under unknown_codes")
     for note in imported.cohort.metadata.get("notes", []):
         console.print(f"note: {escape(note)}", highlight=False)
 
 
-def _unknown_table(unknown: list[dict]) -> None:
-    """The codes an import did not read, counted with an example each."""
+def _unknown_table(unknown: list[dict], where: str = "") -> None:
+    """The codes an import did not read, counted with an example each (``where``: where the table is whole)."""
     if unknown:
-        table = Table(
-            title=f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)",
-            title_justify="left",
+        console.print(
+            f"{sum(u['count'] for u in unknown)} records with codes crsrisk does not read (ignored)", highlight=False
         )
-        for column in ("where", "system", "code", "display", "count", "example"):
-            table.add_column(column, overflow="fold")
-        for u in unknown:
-            table.add_row(*(escape(str(u[k])) for k in ("where", "system", "code", "display", "count", "example")))
-        console.print(table)
+        columns = ["where", "system", "code", "display", "count", "example"]
+        print_rows(columns, [[str(u[k]) for k in columns] for u in unknown], where)
 
 
 def _import(

@@ -7,7 +7,6 @@ from typing import Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 
 from crsrisk.cli.common import (
@@ -33,14 +32,13 @@ def _print_comparison(
     from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, landmark_lines
 
     console.print(f"[bold]{escape(title)}[/]")
-    narrow = console.width < 120  # an 80-column terminal: the columns that decide, all of them in comparison.md
-    keep = [0, 1, 2, 5, 9] if narrow else list(range(len(COMPARISON_HEADER)))
-    table = Table(show_edge=not narrow)
-    for i in keep:
-        table.add_column(COMPARISON_HEADER[i], overflow="fold")
-    for row in comparison_rows([r for r in results if "model_landmark" not in r]):
-        table.add_row(*(row[i] for i in keep))
-    console.print(table)
+    order = [2, 5, 9, 4, 6, 7, 8, 3]  # after the task and landmark, the columns that decide: what does not fit
+    rows = comparison_rows([r for r in results if "model_landmark" not in r])  # at 80 columns is left out
+    print_rows(
+        [f"{COMPARISON_HEADER[0]}, {COMPARISON_HEADER[1]}", *(COMPARISON_HEADER[i] for i in order)],
+        [[f"{row[0]} {row[1]}", *(row[i] for i in order)] for row in rows],
+        "all in comparison.md",
+    )
     for line in landmark_lines(results):
         console.print(escape(line), highlight=False)
 
@@ -203,7 +201,12 @@ def recalibrate(
         f"[bold]calibration on {lineage['local_cohort_size']} infusions of {cohort} before and after "
         f"({method}; bootstrap 95% CI; 'after' is in-sample)[/]"
     )
-    print_rows(LINEAGE_HEADER, lineage_rows(lineage))
+    print_rows(
+        LINEAGE_HEADER,
+        lineage_rows(lineage),
+        f"all in {out / 'bundle.json'}, under recalibration",
+        first=["model", "status", "intercept before", "intercept after", "slope before", "slope after"],
+    )
     console.print(
         f"new bundle {result.path} (parent {lineage['parent_bundle_sha256'][:12]}..., boosters unchanged); "
         "check it on another local cohort with `crsrisk evaluate`"
@@ -255,7 +258,7 @@ def update(
         f"[bold]each option cross-validated on {result.lineage.local_cohort_size} infusions of {cohort} "
         f"({settings.cv.n_splits} folds; bootstrap 95% CI)[/]"
     )
-    print_rows(OPTION_HEADER, option_rows(document))
+    print_rows(OPTION_HEADER, option_rows(document), f"all in {report_path}", first=["model", "option", "choice"])
     for key, entry in document["models"].items():
         kept = LABELS[entry["choice"]]
         console.print(f"[bold]{escape(key)}[/]: kept {escape(kept)}: {escape(entry['reason'])}", highlight=False)
@@ -317,11 +320,9 @@ def samplesize(
         highlight=False,
     )
     columns = ("criterion", "n", "events") + (("events/parameter",) if result.purpose == "development" else ())
-    table = Table()
-    for column in columns:
-        table.add_column(column, justify="left" if column == "criterion" else "right")
+    rows = []
     for c in result.criteria:
-        per_parameter = () if c.events_per_parameter is None else (f"{c.events_per_parameter:.2f}",)
-        table.add_row(c.description, str(c.n), str(c.events), *per_parameter)
-    console.print(table)
+        per_parameter = [] if c.events_per_parameter is None else [f"{c.events_per_parameter:.2f}"]
+        rows.append([c.description, str(c.n), str(c.events), *per_parameter])
+    print_rows(list(columns), rows, "all of them with --json")
     console.print(f"minimum n = {result.minimum_n} ({result.minimum_events} events): the largest of the criteria")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
-from crsrisk.errors import CohortValidationError, Problem, shown
+from crsrisk.errors import CohortValidationError, Problem, shown, unknown_key_message
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.kinds import DECLINED
 from crsrisk.schema.numbers import WHITESPACE
@@ -211,7 +211,7 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     whole table silently), each named with the keys expected there."""
 
     def unknown(where: str, mapping: Mapping[str, Any], allowed: Any, row: int | None = None) -> list[Problem]:
-        expected = f"unknown key; expected one of {sorted(allowed)}"
+        expected = unknown_key_message(allowed)
         return [
             Problem(
                 where,

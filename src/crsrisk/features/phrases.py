@@ -11,10 +11,11 @@ fold change its slope implies.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from crsrisk.features.build import TrendEnds
-from crsrisk.features.spec import WINDOW_STATS, feature_info
+from crsrisk.features.spec import NONE_YET, WINDOW_STATS, feature_info
 from crsrisk.schema.analytes import ANALYTES, Analyte
 from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
 
@@ -34,6 +35,45 @@ def number(value: float) -> str:
 
 def _hours(value: float) -> str:
     return f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """When a prediction is made (``now``) and the landmark its model reads the record at, named in words
+    (``the first tocilizumab dose``, ``hour 36``), so that times are said relative to now."""
+
+    now: float
+    landmark: float
+    landmark_name: str
+
+    def ago(self, hours: float) -> str:
+        """``hours`` (since infusion) said from now: ``9 h ago``."""
+        return f"{_hours(self.now - hours)} h ago"
+
+
+def _since_onset(before_landmark: float, clock: Clock | None) -> str:
+    """CRS onset said from now, and from the landmark when the model reads the record at an earlier hour:
+    ``CRS began 28 h ago, 9 h before the first tocilizumab dose``."""
+    if clock is None or clock.landmark >= clock.now:
+        return f"CRS began {_hours(before_landmark)} h ago"
+    return (
+        f"CRS began {clock.ago(clock.landmark - before_landmark)}, {_hours(before_landmark)} h before "
+        f"{clock.landmark_name}"
+    )
+
+
+def _as_of_landmark(text: str, clock: Clock | None) -> str:
+    """A phrase about the record as its model reads it, said so when that is before now: ``so far`` and ``yet``
+    become ``by the first tocilizumab dose``, a closing ``now`` becomes ``at the first tocilizumab dose``."""
+    if clock is None or clock.landmark >= clock.now:
+        return text
+    text = text.replace(" so far", f" by {clock.landmark_name}").replace(" yet", f" by {clock.landmark_name}")
+    return text.removesuffix(" now") + f" at {clock.landmark_name}" if text.endswith(" now") else text
+
+
+def _at_hour(text: str, hours: float, clock: Clock | None) -> str:
+    """``text`` naming an hour since infusion, with how long ago that was when the clock is known."""
+    return text if clock is None else f"{text} ({clock.ago(hours)})"
 
 
 def _span(hours: float) -> str:
@@ -77,18 +117,18 @@ def _trend(label: str, slope: float) -> str:
     return f"{label} falling to about {number(fold)}x per {TREND_HOURS} h"
 
 
-def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None) -> str:
+def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None, clock: Clock | None) -> str:
     """One window statistic of one analyte; its trend from ``ends`` when given."""
     a = ANALYTES[analyte]
     if stat == "missing":
         return f"{a.label} not measured yet" if value >= 0.5 else f"{a.label} measured since infusion"
     if math.isnan(value):
-        return f"{a.label}: too few values for a trend" if stat == "log_slope" else f"{a.label} not measured yet"
+        return f"no {a.label} trend yet" if stat == "log_slope" else f"{a.label} not measured yet"
     return {
         "last": lambda: f"{a.label} latest {number(value)} {a.shown_unit}",
         "max": lambda: f"{a.label} highest so far {number(value)} {a.shown_unit}",
         "log_slope": lambda: _trend(a.label, value) if ends is None else _course(a, ends),
-        "hours_to_max": lambda: f"{a.label} peaked at hour {_hours(value)}",
+        "hours_to_max": lambda: _at_hour(f"{a.label} peaked at hour {_hours(value)}", value, clock),
     }[stat]()
 
 
@@ -122,7 +162,6 @@ _FIXED: dict[str, Callable[[float], str]] = {
         "fludarabine/cyclophosphamide lymphodepletion", "lymphodepletion other than fludarabine/cyclophosphamide"
     ),
     "age_years": lambda v: f"age {number(v)} years",
-    "fever_first_hours": lambda v: f"febrile since hour {_hours(v)}",
     "fever_hours": _count("no fever so far", "febrile for {n} h so far"),
     "ferritin_fold_change": lambda v: f"ferritin {number(v)}x its baseline",
     "crp_fold_change": lambda v: f"CRP {number(v)}x its baseline",
@@ -135,21 +174,37 @@ _FIXED: dict[str, Callable[[float], str]] = {
     "icans_grade_max": _count("no ICANS so far", "ICANS up to grade {n} so far"),
     "tocilizumab_doses": _count("no tocilizumab so far", "{n} tocilizumab dose(s) so far"),
     "corticosteroid_given": _yes_no("corticosteroids given", "no corticosteroids so far"),
-    "hours_since_crs_onset": lambda v: f"CRS began {_hours(v)} h ago",
     "landmark_hours": lambda v: f"hour {_hours(v)} after infusion",
     **_choice(PRODUCTS, "product", "product"),
     **_choice(DIAGNOSES, "diagnosis", "diagnosis"),
 }
 
 
-def describe_value(name: str, value: float, trends: Mapping[str, TrendEnds] | None = None) -> str:
+_NONE_YET_WORDS = {"hours_since_crs_onset": "no CRS so far", "fever_first_hours": "no fever so far"}  # NONE_YET
+
+
+def describe_value(
+    name: str, value: float, trends: Mapping[str, TrendEnds] | None = None, clock: Clock | None = None
+) -> str:
     """What the patient's value of one feature says, without its effect (e.g. ``febrile since hour 9``);
-    ``trends`` (analyte -> ``TrendEnds`` at the same landmark) lets a trend say what the values did."""
+    ``trends`` (analyte -> ``TrendEnds`` at the same landmark) lets a trend say what the values did, ``clock``
+    says times from now (``CRS began 28 h ago, 9 h before the first tocilizumab dose``) and what was known at an
+    earlier landmark as such (``no fibrinogen trend by the first tocilizumab dose``)."""
+    return _as_of_landmark(_described(name, value, trends, clock), clock)
+
+
+def _described(name: str, value: float, trends: Mapping[str, TrendEnds] | None, clock: Clock | None) -> str:
     info = feature_info(name)
     for known in WINDOW_STATS:
         head, _, tail = name.rpartition(f"_{known}")
         if not tail and head in ANALYTES:
-            return _window(head, known, value, trends.get(head) if trends else None)
+            return _window(head, known, value, trends.get(head) if trends else None, clock)
+    if name in _NONE_YET_WORDS and math.isnan(value):
+        return _NONE_YET_WORDS[name]
+    if name == "hours_since_crs_onset":
+        return _since_onset(value, clock)
+    if name == "fever_first_hours":
+        return _at_hour(f"febrile since hour {_hours(value)}", value, clock)
     if name in _FIXED and not math.isnan(value):
         return _FIXED[name](value)
     if info.source == "baseline":
@@ -165,8 +220,26 @@ def describe_value(name: str, value: float, trends: Mapping[str, TrendEnds] | No
     return f"{info.label} {number(value)} {info.unit}"
 
 
-def phrase(name: str, value: float, shap: float, trends: Mapping[str, TrendEnds] | None = None) -> str:
-    """One reason as a clinician would say it, with its effect: ``ferritin 3.8x its baseline (raised the risk)``
-    (``trends`` as for ``describe_value``)."""
+def missing_words(names: list[str], clock: Clock | None = None) -> list[str]:
+    """Missing inputs as a clinician would list them, each said once (``IFN-gamma not measured yet`` stands for
+    its latest value, highest value and trend alike; ``clock`` as for ``describe_value``)."""
+    return list(dict.fromkeys(describe_value(name, math.nan, clock=clock) for name in names))
+
+
+def is_absence(name: str, value: float) -> bool:
+    """The value says an input is absent (not measured, too few values for a trend), not what it measured; an
+    event that has not happened (no CRS, no fever) is a finding, not an absence."""
+    indicator = name.endswith("_missing") and name.removesuffix("_missing") in ANALYTES
+    return (math.isnan(value) and name not in NONE_YET) or (indicator and value >= 0.5)
+
+
+def phrase(
+    name: str, value: float, shap: float, trends: Mapping[str, TrendEnds] | None = None, clock: Clock | None = None
+) -> str:
+    """One reason as a clinician would say it, with its effect: ``ferritin 3.8x its baseline (raised the risk)``;
+    an absent input's effect said as such: ``no platelets trend yet (its absence raised the risk)`` (``trends`` and
+    ``clock`` as for ``describe_value``)."""
     effect = "raised the risk" if shap > 0 else ("lowered the risk" if shap < 0 else "did not change the risk")
-    return f"{describe_value(name, value, trends)} ({effect})"
+    if is_absence(name, value) and shap != 0:
+        effect = f"its absence {effect}"
+    return f"{describe_value(name, value, trends, clock)} ({effect})"

@@ -146,3 +146,13 @@ def describe_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Name, label, unit and missing fraction of each column of a feature matrix."""
     rows = [(c, feature_info(c).label, feature_info(c).unit, float(frame[c].isna().mean())) for c in frame.columns]
     return pd.DataFrame(rows, columns=["feature", "label", "unit", "missing"])
+
+
+NONE_YET = ("hours_since_crs_onset", "fever_first_hours")  # NaN means it has not happened (no CRS, no fever) yet
+_PRE_INFUSION = frozenset(f.name for f in feature_specs(False))
+
+
+def absent_by_design(name: str, landmark_hours: float) -> bool:
+    """A NaN of this feature at this landmark says nothing is missing: the event has not happened yet
+    (``NONE_YET``), or the feature is about the time after infusion and the landmark is not after it."""
+    return name in NONE_YET or (landmark_hours <= 0 and name not in _PRE_INFUSION)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from crsrisk.errors import InputError
+from crsrisk.errors import InputError, NothingScored
 from crsrisk.util.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
@@ -62,8 +62,11 @@ def explain_patient(
     audit_log: str | os.PathLike | None = None,
 ) -> tuple[str, list[Path]]:
     """A waterfall PNG per applicable task and a text summary of the top contributors; the prediction behind
-    them is written to the audit log like any other (``audit=False`` opts out)."""
+    them is written to the audit log like any other (``audit=False`` opts out). No task scored at the hour is
+    refused, saying why, rather than explained by nothing."""
     result = predict(patient, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
+    if not result.predictions:
+        raise NothingScored(f"nothing to explain: {result.why_nothing_scored()}; give an earlier now_hours")
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     lines, files = [], []

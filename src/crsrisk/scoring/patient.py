@@ -19,12 +19,12 @@ from crsrisk.bundle.format import TaskModel, model_ready
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.features.build import TrendEnds, feature_matrix, trend_ends
-from crsrisk.features.phrases import phrase
-from crsrisk.features.spec import feature_info
+from crsrisk.features.phrases import Clock, phrase
+from crsrisk.features.spec import absent_by_design, feature_info
 from crsrisk.cohort.population import summarise
 from crsrisk.cohort.record import read_record, validate_record
 from crsrisk.schema.arguments import parse_count, parse_hours
-from crsrisk.landmarks import Grid, Hours
+from crsrisk.landmarks import FirstEvent, Grid, Hours
 from crsrisk.sources.fhir import is_fhir_bundle, record_from_fhir
 
 from crsrisk.scoring.audited import audit_patient
@@ -54,8 +54,12 @@ class TaskPrediction(Mapping[str, Any]):
         contributions: np.ndarray,
         top: int | None = None,
         trends: Callable[[], Mapping[str, TrendEnds]] = dict,
+        now: float | None = None,
     ) -> None:
         self.model = model
+        self.clock = Clock(
+            landmark_hours if now is None else now, landmark_hours, _landmark_name(model, landmark_hours)
+        )
         self.values = values  # the model's inputs, in model.feature_names order
         self.shap = contributions[:-1]  # they add up, with the base value, to ``raw`` (to float32 rounding)
         base = float(contributions[-1])
@@ -78,13 +82,15 @@ class TaskPrediction(Mapping[str, Any]):
         }
 
     def __getitem__(self, key: str) -> Any:
+        if key == "missing_inputs":
+            return self.missing()
         return self.contributions if key == "contributions" else self._fields[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter((*self._fields, "contributions"))
+        return iter((*self._fields, "missing_inputs", "contributions"))
 
     def __len__(self) -> int:
-        return len(self._fields) + 1
+        return len(self._fields) + 2
 
     @cached_property
     def order(self) -> np.ndarray:
@@ -111,24 +117,37 @@ class TaskPrediction(Mapping[str, Any]):
                     "unit": info.unit,
                     "shap": effect,
                     "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                    "phrase": phrase(names[i], value, effect, trends),
+                    "phrase": phrase(names[i], value, effect, trends, self.clock),
                 }
             )
         return out
 
     def missing(self) -> list[str]:
-        """The model's inputs that were not available for this patient."""
-        return [self.model.feature_names[i] for i in np.flatnonzero(np.isnan(self.values)).tolist()]
+        """The model's inputs this patient lacks at its landmark: not those whose absence is by design (no CRS
+        yet, or an input about the time after infusion at a landmark not after it)."""
+        names, landmark = self.model.feature_names, self._fields["landmark_hours"]
+        return [
+            names[i] for i in np.flatnonzero(np.isnan(self.values)).tolist() if not absent_by_design(names[i], landmark)
+        ]
+
+    def interval(self) -> list[float] | None:
+        """The 95 % interval of the probability over the calibrator's bootstrap refits (None when it has none)."""
+        return self.model.calibrator.interval(self._fields["raw_score"])
 
     def to_dict(self) -> dict[str, Any]:
-        """The documented plain-JSON form."""
-        return {**self._fields, "contributions": self.contributions}
+        """The documented plain-JSON form, with the inputs it lacked."""
+        return dict(self)
 
 
 def _point_label(model: TaskModel, hours: float) -> str:
     """The landmark a prediction was made at: the model's own (``36h``, ``first_tocilizumab``) or, for a
     super-model, the hour it was asked at (``40h``)."""
     return Hours(hours).label if isinstance(model.landmark, Grid) else model.landmark.label
+
+
+def _landmark_name(model: TaskModel, hours: float) -> str:
+    """The landmark a model reads the record at, in words: ``the first tocilizumab dose``, ``hour 36``."""
+    return f"the first {model.landmark.event} dose" if isinstance(model.landmark, FirstEvent) else f"hour {hours:g}"
 
 
 def _point_labels(model: TaskModel, hours: np.ndarray) -> np.ndarray:
@@ -152,8 +171,15 @@ class PredictionResult:
 
     @cached_property
     def missing_inputs(self) -> list[str]:
-        """Inputs any of the used models would have read but the record does not give (allowed; listed)."""
+        """Inputs any of the used models lacks (allowed; listed); each prediction's own are in its
+        ``missing_inputs``."""
         return sorted({name for p in self.predictions for name in p.missing()})
+
+    def why_nothing_scored(self) -> str:
+        """Why no task is scored at this hour, naming the hour and each task's reason (for when none is)."""
+        reasons = [f"{o['task']} {o['text']}" for o in self.already_occurred]
+        reasons += [f"{s['task']}: {s['reason']}" for s in self.not_applicable]
+        return f"no task is scored at hour {self.now_hours:g}: " + "; ".join(reasons)
 
     def audit_outputs(self) -> list[dict[str, Any]]:
         """What the audit record keeps of this answer: every prediction with the SHAP values of the reasons given
@@ -187,9 +213,17 @@ class PredictionResult:
 
 
 def default_now(arrays: CohortArrays) -> float:
-    """Just after the latest measurement or event (so that it is known), and never before infusion (0)."""
+    """The first whole hour after the latest measurement or event, so that the latest is known and the hour
+    reads exactly as it is (a record at 47.2 h: hour 48); never before infusion (0)."""
     times = np.concatenate([arrays.measurements.hours, arrays.events.hours])
-    return float(np.nextafter(times.max(), np.inf)) if times.size and times.max() >= 0 else 0.0
+    return float(math.floor(times.max()) + 1) if times.size and times.max() >= 0 else 0.0
+
+
+def default_now_words(now: float) -> str:
+    """How ``default_now`` chose the hour ``now``, to be said beside it."""
+    return (
+        "infusion, since nothing is recorded after it" if now == 0 else "the first whole hour after the latest record"
+    )
 
 
 def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None) -> list[list[TaskPrediction]]:
@@ -231,6 +265,7 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
                 contributions[j],
                 top,
                 lambda row=row_of[h]: every_trend()[row],  # type: ignore[misc]  # bound default
+                plans[i].now,
             )
     return out  # type: ignore[return-value]
 
@@ -261,10 +296,10 @@ def predict(
     """Calibrated risk for every task that applies to this patient at hour ``now_hours``, with every feature's
     SHAP reason, from everything recorded strictly before that hour.
 
-    ``now_hours`` defaults to just after the latest measurement or event (0 before infusion). Each prediction
-    says what it answers (``question``, ``horizon_hours``); a task whose outcome already happened is listed in
-    ``already_occurred``, never scored. ``top`` keeps only the largest contributions (all by default, so they add
-    up to the raw score). For many calls, pass a bundle from ``load_model`` so its files are verified once.
+    ``now_hours`` defaults to the first whole hour after the latest measurement or event (0 before infusion).
+    Each prediction says what it answers (``question``, ``horizon_hours``); a task whose outcome already happened
+    is listed in ``already_occurred``, never scored. ``top`` keeps only the largest contributions (all by default,
+    so they add up to the raw score). For many calls, pass a bundle from ``load_model`` so its files are verified once.
     """
     top = parse_count(top, "top")
     bundle = load_model(model)

@@ -147,8 +147,8 @@ def risk_trajectory(
     audit_log: str | os.PathLike | None = None,
 ) -> Trajectory:
     """The risk every ``step_hours`` (and just after each new measurement) from infusion to ``until_hours``
-    (default: just after the latest record), each point with its ``top`` reasons; one audit record holds every
-    point (``audit=False`` opts out, as for ``predict``)."""
+    (default: the first whole hour after the latest record), each point with its ``top`` reasons; one audit
+    record holds every point (``audit=False`` opts out, as for ``predict``)."""
     if not (isinstance(step_hours, (int, float)) and step_hours > 0):
         raise InputError(f"step_hours: expected a positive number of hours, got {step_hours!r}")
     arrays = validate_record(patient)

@@ -12,6 +12,7 @@ import jinja2
 
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.population import flags_text
+from crsrisk.features.phrases import missing_words
 
 TOP_REASONS = 5
 
@@ -70,7 +71,7 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
             {"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
             for c in reasons
         ],
-        "missing": sorted({c.get("label") or c["feature"] for c in contributions if c.get("value") is None}),
+        "missing": missing_words(prediction.get("missing_inputs", [])),
     }
 
 

@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from crsrisk import scoring
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.record import refuse_unknown_keys
-from crsrisk.errors import CohortValidationError, Problem
+from crsrisk.errors import CohortValidationError, Problem, unknown_key_message
 from crsrisk.service.riskassessment import risk_assessment_bundle
 from crsrisk.schema.arguments import parse_count, parse_flag, parse_hours
 from crsrisk.sources.fhir import record_from_fhir
@@ -58,8 +58,8 @@ class PredictRequest(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     now_hours: float | None = Field(
         None,
-        description="hours since infusion (default: the latest measurement or "
-        "event); given here beside the record, never inside it",
+        description="hours since infusion (default: the first whole hour after the latest "
+        "measurement or event); given here beside the record, never inside it",
     )
     trajectory: bool = Field(
         False,
@@ -133,12 +133,13 @@ def problem_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
 
 
 def request_problems(errors: Sequence[Mapping[str, Any]]) -> list[Problem]:
-    """pydantic's errors on the request body, as the package's own problems (field path and value)."""
+    """pydantic's errors on the request body, as the package's own problems (field path and value); an unknown
+    key (only the prediction request forbids them) is named with the keys allowed."""
     return [
         Problem(
             "request",
             ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
-            error["msg"],
+            unknown_key_message(PredictRequest.model_fields) if error["type"] == "extra_forbidden" else error["msg"],
             value=_plain(error.get("input")),
         )
         for error in errors

@@ -188,7 +188,11 @@ def landmark_lines(results: list[dict[str, Any]], model: str = "xgboost") -> lis
 
 def skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
     """One sentence per task/landmark that was not trained, and why."""
-    return [f"{s['task']} at {s['landmark']} not trained ({s['n']} infusions): {s['reason']}" for s in skipped]
+    return [
+        f"{s['task']} at {s['landmark']} not trained ({s['n']} infusions): {s['reason']}"
+        + (f"; to change: {s['change']}" if s.get("change") else "")
+        for s in skipped
+    ]
 
 
 def comparison_markdown(results: list[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crsrisk.bundle.calibration import Method
 from crsrisk.cohort.io import MAX_SETTINGS_BYTES, read_limited
-from crsrisk.errors import InputError
+from crsrisk.errors import InputError, unknown_key_message
 from crsrisk.tasks.definitions import DEFAULT_TASKS
 
 ModelName = Literal["logistic", "xgboost"]
@@ -74,10 +74,18 @@ def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in error.errors()
-        )
-        raise InputError(f"config {path or '(defaults)'}: {problems}") from None
+        problems = [f"- {'.'.join(map(str, e['loc']))}: {_message(e)} (got {e.get('input')!r})" for e in error.errors()]
+        raise InputError("\n".join([f"config {path or '(defaults)'}: {len(problems)} problem(s)", *problems])) from None
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, or for an unknown key the keys allowed in its section (``cv``, ``tuning``, ...)."""
+    if error["type"] != "extra_forbidden":
+        return str(error["msg"])
+    section: Any = TrainConfig
+    for part in error["loc"][:-1]:
+        section = section.model_fields[part].annotation
+    return unknown_key_message(section.model_fields)
 
 
 DEMO_CONFIG = TrainConfig(

@@ -28,7 +28,12 @@ class Split:
 
 
 class TooFewEvents(InputError):
-    """A task/landmark whose events (or non-events) are too few for the configured folds: skipped, not trained."""
+    """A task/landmark whose events (or non-events) are too few for the configured folds: skipped, not trained.
+    ``fact`` says what was too few, ``change`` where to change what (both in the message)."""
+
+    def __init__(self, fact: str, change: str = "") -> None:
+        super().__init__(f"{fact}; {change}" if change else fact)
+        self.fact, self.change = fact, change
 
 
 def _class_groups(y: np.ndarray, groups: np.ndarray) -> tuple[int, int]:
@@ -47,8 +52,8 @@ def check_events(y: np.ndarray, splits: list[Split], config: TrainConfig, groups
         events, others = _class_groups(y, groups)
         raise TooFewEvents(
             f"events in {events} and non-events in {others} infusions: an outer training fold holds "
-            f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}; collect "
-            "more data or lower the experiment's cv.n_splits / tuning.inner_splits"
+            f"only {fewest} infusions of a class, fewer than tuning.inner_splits={need}",
+            "collect more data, or lower tuning.inner_splits (or cv.n_splits) in the experiment file",
         )
 
 
@@ -63,8 +68,8 @@ def outer_splits(y: np.ndarray, patient_ids: pd.Series, centres: pd.Series, conf
     if min(events, others) < config.cv.n_splits:
         raise TooFewEvents(
             f"events in {events} and non-events in {others} infusions: fewer than "
-            f"cv.n_splits={config.cv.n_splits} infusions of a class; collect more data or lower "
-            "the experiment's cv.n_splits"
+            f"cv.n_splits={config.cv.n_splits} infusions of a class",
+            "collect more data, or lower cv.n_splits in the experiment file",
         )
     splits = []
     for repeat in range(config.cv.n_repeats):

@@ -88,13 +88,15 @@ def plan_training(
                 splits = outer_splits(data.y, data.patient_ids, data.centres, config)
                 check_events(data.y, splits, config, data.patient_ids.to_numpy())
             except TooFewEvents as reason:
+                fact, change = _too_few(reason, data, cohort)
                 skipped.append(
                     {
                         "task": task.name,
                         "landmark": landmark.label,
                         "n": len(data.y),
                         "events": int(data.y.sum()),
-                        "reason": _too_few(str(reason), data, cohort),
+                        "reason": fact,
+                        "change": change,
                     }
                 )
                 continue
@@ -102,17 +104,19 @@ def plan_training(
     return planned, skipped
 
 
-def _too_few(reason: str, data: Dataset, cohort: Cohort) -> str:
-    """The reason, plus the infusions left out for short follow-up (a real cohort's usual cause), by name."""
+def _too_few(reason: TooFewEvents, data: Dataset, cohort: Cohort) -> tuple[str, str]:
+    """What was too few and where to change what, plus the infusions left out for short follow-up (a real
+    cohort's usual cause), by name."""
     if not data.excluded:
-        return reason
+        return reason.fact, reason.change
     labels = data.task.label_table(cohort, data.landmark)
     ids = list(dict.fromkeys(labels.loc[labels["excluded"], "patient_id"]))
     named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     return (
-        f"{reason}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before "
-        f"the outcome window closed without an event (infusions {named}): record followup_hours, or shorten "
-        "the task's horizon_hours in the experiment file's task_overrides"
+        f"{reason.fact}; {data.excluded} (infusion, landmark) pairs were excluded because follow-up ended before "
+        f"the outcome window closed without an event (infusions {named})",
+        f"{reason.change}; or record followup_hours in the patients table, or shorten the task's horizon_hours "
+        "under task_overrides in the experiment file",
     )
 
 
@@ -191,8 +195,14 @@ def train(
     planned, skipped = plan_training(loaded, tasks, settings)
     if not planned:
         raise TooFewEvents(
-            "no task and landmark could be trained: "
-            + "; ".join(f"{s['task']} at {s['landmark']}: {s['reason']}" for s in skipped)
+            "\n".join(
+                [
+                    "no task and landmark could be trained: too few events or non-events for the folds",
+                    *(f"- {s['task']} at {s['landmark']}: {s['reason']}" for s in skipped),
+                    "what to change:",
+                    *(f"- {change}" for change in dict.fromkeys(s["change"] for s in skipped)),
+                ]
+            )
         )
     readiness = {p.name: sample_size_readiness(p.data.y, p.data.patient_ids, p.data.X.shape[1]) for p in planned}
     for name, ready in readiness.items():
