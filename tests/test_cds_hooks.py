@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,7 +23,9 @@ from fhir_export import patient_bundle
 from fhirpy import SyncFHIRClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from crsrisk.cli import app
 from crsrisk.audit import AuditLog, verify_log
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
@@ -306,25 +307,10 @@ def test_day_28_questions_end_their_window_at_day_28(bundle, tmp_path: Path) -> 
 def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, exports: list[dict], tmp_path: Path) -> None:
     path = tmp_path / "patient.fhir.json"
     path.write_text(json.dumps(exports[1]))
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "predict",
-            str(path),
-            "--format",
-            "fhir",
-            "--model",
-            str(small_bundle),
-            "--no-audit",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    printed = CliRunner().invoke(
+        app, ["predict", str(path), "--format", "fhir", "--model", str(small_bundle), "--no-audit"]
     )
-    assert printed.returncode == 0, printed.stderr
+    assert printed.exit_code == 0, printed.output
     document = json.loads(printed.stdout)
     FhirBundle.model_validate(document)
     expected = probabilities(predict(exports[1], model=bundle, audit=False))

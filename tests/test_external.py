@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort
 from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.simulate import simulate_cohort, write_simulated
@@ -55,11 +55,9 @@ def test_cli_writes_metrics_and_says_when_the_cohort_is_the_training_one(
     trained, small_cohort_dir: Path, tmp_path: Path
 ) -> None:
     _, _, result = trained
-    out = subprocess.run(
+    out = CliRunner().invoke(
+        app,
         [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
             "evaluate",
             str(small_cohort_dir),
             "--model",
@@ -69,11 +67,8 @@ def test_cli_writes_metrics_and_says_when_the_cohort_is_the_training_one(
             "--n-boot",
             "50",
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     assert "not an external validation" in out.stdout
     document = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert document["same_cohort_as_training"] is True and document["results"]

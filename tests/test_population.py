@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from crsrisk.cli import app
 from crsrisk.bundle.store import load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.scoring import predict
 from tests_support import patient_record
+from typer.testing import CliRunner
 
 
 def _kinds(result) -> dict[str, dict]:
@@ -58,24 +58,10 @@ def test_the_cli_says_it_and_evaluate_counts_it(small_cohort: Cohort, small_bund
     record["patient"]["age_years"] = 45.0
     patient = tmp_path / "adult.json"
     patient.write_text(json.dumps(record, default=float))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "predict",
-            str(patient),
-            "--model",
-            str(small_bundle),
-            "--no-audit",
-            "--now-hours",
-            "40",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = CliRunner().invoke(
+        app, ["predict", str(patient), "--model", str(small_bundle), "--no-audit", "--now-hours", "40"]
     )
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     assert "outside the training population: age (age_years): 45.0" in " ".join(out.stdout.split())
     older = small_cohort.patients.assign(age_years=small_cohort.patients["age_years"] + 30)
     shifted = Cohort(older, small_cohort.measurements, small_cohort.events, small_cohort.metadata)
