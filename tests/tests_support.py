@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.bundle.calibration import Calibrator
@@ -20,6 +22,22 @@ from crsrisk.cohort.population import training_population
 from crsrisk.cohort.validated import Cohort
 from crsrisk.service.local import free_port, local_server
 from crsrisk.tasks import TaskBase
+
+# Debian's chromium (scripts/test.sh installs it), driven by playwright without a browser download.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)"
+)
+# Headless, no sandbox (root in CI) and nothing fetched but what a page asks for.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 Fit = Callable[[pd.DataFrame, np.ndarray], tuple[Any, Calibrator]]  # X, y -> (booster, calibrator)
 
@@ -149,3 +167,35 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
         )
         answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
     return np.array([row["probability"] for row in answer["predictions"]])
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian chromium, headless, launched by a ``sync_playwright()`` context (``CHROMIUM_ARGS``)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def service_client(bundle: Any, tmp_path: Path, token: str | None = None) -> Any:
+    """The service app in-process (FastAPI's TestClient), auditing to ``tmp_path / "audit.jsonl"``."""
+    from fastapi.testclient import TestClient
+
+    from crsrisk.service import create_app
+
+    return TestClient(create_app(model=bundle, audit_log=tmp_path / "audit.jsonl", token=token))
+
+
+def serve_command(model: Path, port: int, audit_log: Path) -> list[str]:
+    """``crsrisk serve`` of ``model`` with two worker processes on a loopback ``port``, auditing to ``audit_log``."""
+    return [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--audit-log",
+        str(audit_log),
+        "--workers",
+        "2",
+    ]
