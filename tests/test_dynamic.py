@@ -21,7 +21,7 @@ from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import predict, predict_cohort
 from crsrisk.scoring.trajectory import risk_trajectory
-from tests_support import patient_record
+from tests_support import BATCH_CSV_COLUMNS, patient_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 
@@ -153,16 +153,7 @@ def test_cli_batch_at_an_hour(small_cohort_dir: Path, small_bundle: Path, tmp_pa
     out = CliRunner().invoke(app, cli)
     assert out.exit_code == 0, out.output
     table = pd.read_csv(scores)
-    assert list(table.columns) == [
-        "patient_id",
-        "task",
-        "landmark_hours",
-        "horizon_hours",
-        "probability",
-        "band",
-        "status",
-        "reason",
-    ]
+    assert list(table.columns) == BATCH_CSV_COLUMNS
     assert len(table) == table["patient_id"].nunique() * table["task"].nunique()  # every infusion and task, once
     dynamic = table[(table["task"] == "icans_dynamic") & (table["status"] == "scored")]
     assert len(dynamic) > 100 and set(dynamic["landmark_hours"]) == {72.0} and set(dynamic["horizon_hours"]) == {48}

@@ -17,7 +17,7 @@ from crsrisk.cli import app
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.scoring import predict, predict_cohort
-from tests_support import patient_record, run_in_processes
+from tests_support import BATCH_CSV_COLUMNS, patient_record, run_in_processes
 
 
 def test_attributions_add_up_to_the_raw_score(small_cohort: Cohort, small_bundle: Path) -> None:
@@ -209,16 +209,7 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
     out = runner.invoke(app, ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(scores)])
     assert out.exit_code == 0, out.output
     table = pd.read_csv(scores)
-    assert list(table.columns) == [
-        "patient_id",
-        "task",
-        "landmark_hours",
-        "horizon_hours",
-        "probability",
-        "band",
-        "status",
-        "reason",
-    ]
+    assert list(table.columns) == BATCH_CSV_COLUMNS
     assert set(table["status"]) == {"scored"}  # every model at its own landmarks: only rows it scores
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
 

@@ -39,6 +39,19 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+# The columns of `crsrisk predict COHORT --out scores.csv`, in order: the contract, written out (not read from src).
+BATCH_CSV_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band", "status", "reason"]
+# (task, landmark) of every model of the default tasks: what a run or an evaluation either gives or says it skipped.
+DEFAULT_MODELS = {
+    ("severe_crs", "0h"),
+    ("severe_crs", "36h"),
+    ("icans", "0h"),
+    ("icans", "36h"),
+    ("severe_crs_dynamic", "every12h_0-168h"),
+    ("icans_dynamic", "every12h_0-168h"),
+    ("toci_refractory", "first_tocilizumab"),
+}
+
 Fit = Callable[[pd.DataFrame, np.ndarray], tuple[Any, Calibrator]]  # X, y -> (booster, calibrator)
 
 
@@ -132,11 +145,10 @@ def venv_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 
-def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log: Path) -> np.ndarray:
-    """``mlflow models serve`` the registered model from ``tracking_uri`` on a loopback port and return the
-    probabilities it answers for the rows of ``X``."""
-    port = free_port()
-    command = [
+def mlflow_serve_command(model_uri: str, port: int) -> list[str]:
+    """``mlflow models serve`` of ``model_uri`` in this environment (no new virtualenv) on a loopback ``port``; run it
+    with ``venv_env`` (it starts ``uvicorn`` from PATH) and ``MLFLOW_TRACKING_URI`` for a registry URI."""
+    return [
         sys.executable,
         "-m",
         "mlflow",
@@ -151,8 +163,17 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
         "-p",
         str(port),
     ]
+
+
+def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log: Path) -> np.ndarray:
+    """``mlflow models serve`` the registered model from ``tracking_uri`` on a loopback port and return the
+    probabilities it answers for the rows of ``X``."""
+    port = free_port()
     with local_server(
-        command, f"http://127.0.0.1:{port}/ping", env=venv_env(MLFLOW_TRACKING_URI=tracking_uri), log=log
+        mlflow_serve_command(model_uri, port),
+        f"http://127.0.0.1:{port}/ping",
+        env=venv_env(MLFLOW_TRACKING_URI=tracking_uri),
+        log=log,
     ):
         payload = {
             "dataframe_split": {
