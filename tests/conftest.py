@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -103,6 +104,50 @@ TINY = TrainConfig(
     bootstrap=BootstrapConfig(n_boot=50),
     xgboost_threads=1,
 )
+
+
+# Which tests use `trained`: written by each xdist worker at collection, read by the controller's scheduler (below).
+# The controller imports this file first and its workers inherit the variable, so all agree on the path.
+_TRAINED_TESTS = Path(os.environ.setdefault("CRSRISK_TEST_TRAINED_NODEIDS", os.path.join(_HOME, "trained-tests.json")))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        ids = [item.nodeid for item in items if "trained" in getattr(item, "fixturenames", ())]
+        partial = _TRAINED_TESTS.with_name(f"{_TRAINED_TESTS.name}.{os.getpid()}")
+        partial.write_text(json.dumps(ids))
+        os.replace(partial, _TRAINED_TESTS)  # whole or absent: each worker writes the same list
+
+
+class _TrainedTestsTogether:
+    """``--dist load``, except that the tests using ``trained`` are one unit of work, handed out first.
+
+    A session fixture is set up once per xdist worker, and ``trained`` (a real training run) is the suite's costliest
+    setup: under plain ``load`` both workers trained it. xdist's own ``xdist_group``/``--dist loadgroup`` would do
+    this but silently stops grouping on pytest 9.2 (pytest-dev/pytest-xdist#1386), so the scheduler is made here:
+    xdist's LoadScopeScheduling with one scope for those tests and one per test for the rest (larger scopes go
+    first)."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") != "load":
+            return None  # another --dist the caller asked for: xdist's own
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduling(LoadScopeScheduling):
+            together: set[str] | None = None
+
+            def _split_scope(self, nodeid: str) -> str:
+                if self.together is None:  # first called once every worker has collected (and written the list)
+                    self.together = set(json.loads(_TRAINED_TESTS.read_text())) if _TRAINED_TESTS.exists() else set()
+                return "trained" if nodeid in self.together else nodeid
+
+        return Scheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist") and not os.environ.get("PYTEST_XDIST_WORKER"):
+        config.pluginmanager.register(_TrainedTestsTogether(), "crsrisk-trained-tests-together")
 
 
 @pytest.fixture(scope="session")

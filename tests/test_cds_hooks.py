@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -24,21 +21,22 @@ from fhir_export import patient_bundle
 from fhirpy import SyncFHIRClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from crsrisk.cli import app
 from crsrisk.audit import AuditLog, verify_log
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
-from crsrisk.service import create_app
 from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.riskassessment import FHIR_JSON, INTERVAL_EXTENSION
+from tests_support import launch_chromium, needs_chromium, serve_command, service_client as client
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`"),
     pytest.mark.filterwarnings("ignore:FHIR codes crsrisk does not read"),
 ]
 CALL = f"/cds-services/{SERVICE_ID}"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +67,6 @@ def exports(small_cohort: Cohort, bundle) -> list[dict]:
         if len(found) == 3:
             return found
     raise AssertionError("no synthetic patient with a task still open at its last record")
-
-
-def client(bundle, tmp_path: Path, token: str | None = None):
-    from fastapi.testclient import TestClient
-
-    return TestClient(create_app(model=bundle, audit_log=tmp_path / "audit.jsonl", token=token))
 
 
 def card_probabilities(answer: dict) -> dict[str, float]:
@@ -306,25 +298,10 @@ def test_day_28_questions_end_their_window_at_day_28(bundle, tmp_path: Path) -> 
 def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, exports: list[dict], tmp_path: Path) -> None:
     path = tmp_path / "patient.fhir.json"
     path.write_text(json.dumps(exports[1]))
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "predict",
-            str(path),
-            "--format",
-            "fhir",
-            "--model",
-            str(small_bundle),
-            "--no-audit",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    printed = CliRunner().invoke(
+        app, ["predict", str(path), "--format", "fhir", "--model", str(small_bundle), "--no-audit"]
     )
-    assert printed.returncode == 0, printed.stderr
+    assert printed.exit_code == 0, printed.output
     document = json.loads(printed.stdout)
     FhirBundle.model_validate(document)
     expected = probabilities(predict(exports[1], model=bundle, audit=False))
@@ -332,7 +309,7 @@ def test_predict_format_fhir_prints_the_bundle(small_bundle: Path, bundle, expor
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+@needs_chromium
 def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_numbers(
     small_bundle: Path, bundle, exports: list[dict], tmp_path: Path
 ) -> None:
@@ -340,38 +317,14 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
-    command = [
-        sys.executable,
-        "-m",
-        "crsrisk.cli",
-        "serve",
-        "--model",
-        str(small_bundle),
-        "--port",
-        str(port),
-        "--audit-log",
-        str(tmp_path / "audit.jsonl"),
-        "--workers",
-        "2",
-    ]
+    command = serve_command(small_bundle, port, tmp_path / "audit.jsonl")
     url = f"http://127.0.0.1:{port}"
     with local_server(command, f"{url}/health", env=env, timeout=120, log=tmp_path / "server.log"):
         answer = httpx.post(f"{url}{CALL}", json=hook_request(exports[0], prefetch=prefetched(exports[0])), timeout=60)
         assert answer.status_code == 200, answer.text
         cards = [c for c in answer.json()["cards"] if "extension" in c]
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = launch_chromium(p)
             page = browser.new_page()
             page.goto(cards[0]["links"][0]["url"])  # another worker process may answer: the page is shared
             page.wait_for_selector("#results")

@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from crsrisk.cli import app
 from crsrisk.bundle.store import Bundle, load_bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import predict, predict_cohort
 from crsrisk.scoring.trajectory import risk_trajectory
-from tests_support import patient_record
+from tests_support import BATCH_CSV_COLUMNS, patient_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 COURSE = EXAMPLE.with_name("patient-course.json")  # the whole course: grade 3 CRS at 46.7 h
@@ -149,32 +151,11 @@ def test_batch_at_an_hour_equals_predict_at_that_hour(small_cohort: Cohort, bund
 
 def test_cli_batch_at_an_hour(small_cohort_dir: Path, small_bundle: Path, tmp_path: Path) -> None:
     scores = tmp_path / "scores.csv"
-    cli = [
-        sys.executable,
-        "-m",
-        "crsrisk.cli",
-        "predict",
-        str(small_cohort_dir),
-        "--model",
-        str(small_bundle),
-        "--at",
-        "72",
-        "--out",
-        str(scores),
-    ]
-    out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    cli = ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--at", "72", "--out", str(scores)]
+    out = CliRunner().invoke(app, cli)
+    assert out.exit_code == 0, out.output
     table = pd.read_csv(scores)
-    assert list(table.columns) == [
-        "patient_id",
-        "task",
-        "landmark_hours",
-        "horizon_hours",
-        "probability",
-        "band",
-        "status",
-        "reason",
-    ]
+    assert list(table.columns) == BATCH_CSV_COLUMNS
     assert len(table) == table["patient_id"].nunique() * table["task"].nunique()  # every infusion and task, once
     dynamic = table[(table["task"] == "icans_dynamic") & (table["status"] == "scored")]
     assert len(dynamic) > 100 and set(dynamic["landmark_hours"]) == {72.0} and set(dynamic["horizon_hours"]) == {48}
@@ -200,23 +181,9 @@ def test_cli_trajectory_writes_the_png_and_the_points(bundle: Bundle, small_bund
     from crsrisk.audit import AuditLog, verify_log
 
     plot, log = tmp_path / "example.png", tmp_path / "audit.jsonl"
-    cli = [
-        sys.executable,
-        "-m",
-        "crsrisk.cli",
-        "predict",
-        str(COURSE),
-        "--model",
-        str(small_bundle),
-        "--trajectory",
-        "--plot",
-        str(plot),
-        "--json",
-        "--audit-log",
-        str(log),
-    ]
-    out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    cli = ["predict", str(COURSE), "--model", str(small_bundle), "--trajectory", "--plot", str(plot), "--json"]
+    out = CliRunner().invoke(app, [*cli, "--audit-log", str(log)])
+    assert out.exit_code == 0, out.output
     (record,) = AuditLog(log).records()  # the trajectory is a scoring path too: one record holds every point
     assert verify_log(log).ok and sum("trajectory_point" in o for o in record["outputs"]) == len(
         json.loads(out.stdout)["points"]
@@ -235,25 +202,10 @@ def test_features_cli_reads_the_grid_from_a_config(small_cohort_dir: Path, tmp_p
     config = tmp_path / "grid.yaml"
     config.write_text("task_overrides:\n  icans_dynamic: {landmarks: [{start: 0, stop: 96, step: 24}]}\n")
     out = tmp_path / "X.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "features",
-            str(small_cohort_dir),
-            "--task",
-            "icans_dynamic",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = CliRunner().invoke(
+        app, ["features", str(small_cohort_dir), "--task", "icans_dynamic", "--config", str(config), "--out", str(out)]
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     table = pd.read_csv(out)
     assert sorted(set(table["landmark_hours"])) == [0.0, 24.0, 48.0, 72.0, 96.0]
     assert table.groupby("patient_id").size().max() == 5 and set(table["label"]) == {0, 1}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,7 @@ import pytest
 from crsrisk.cohort.validated import Cohort
 from crsrisk.reporting.explain import explain_cohort, explain_patient
 from crsrisk.reporting.model_card import write_model_card
-from tests_support import patient_record
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests_support import launch_chromium, needs_chromium, patient_record
 
 
 def test_patient_waterfall_and_summary(small_cohort: Cohort, small_bundle: Path, tmp_path: Path) -> None:
@@ -65,23 +62,12 @@ def test_card_of_the_training_cohort_says_in_sample_at_the_top(card: Path) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+@needs_chromium
 def test_card_renders_in_headless_chromium_with_every_image(card: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(card.as_uri())
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")

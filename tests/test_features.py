@@ -163,29 +163,15 @@ def test_log_transform() -> None:
 
 
 def test_features_cli_writes_ids_landmark_label_and_reports(small_cohort_dir, tmp_path) -> None:
-    import subprocess
-    import sys
+    from typer.testing import CliRunner
+
+    from crsrisk.cli import app
 
     out = tmp_path / "X.parquet"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "features",
-            str(small_cohort_dir),
-            "--task",
-            "severe_crs",
-            "--landmark",
-            "36",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = CliRunner().invoke(
+        app, ["features", str(small_cohort_dir), "--task", "severe_crs", "--landmark", "36", "--out", str(out)]
     )
-    assert run.returncode == 0, run.stderr
+    assert run.exit_code == 0, run.output
     table = pd.read_parquet(out)
     assert list(table.columns[:3]) == ["patient_id", "landmark_hours", "label"]
     assert set(table["label"].unique()) <= {0, 1} and (table["landmark_hours"] == 36).all()

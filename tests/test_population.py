@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from crsrisk.cli import app
 from crsrisk.bundle.store import load_bundle
 from crsrisk.cohort.population import Population, flag_text, flags_text, summarise
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.scoring import predict
 from tests_support import patient_record
+from typer.testing import CliRunner
 
 
 def _kinds(result) -> dict[str, dict]:
@@ -66,26 +66,14 @@ def test_the_cli_says_it_and_evaluate_counts_it(small_cohort: Cohort, small_bund
     record["patient"]["age_years"] = 45.0
     patient = tmp_path / "adult.json"
     patient.write_text(json.dumps(record, default=float))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crsrisk.cli",
-            "predict",
-            str(patient),
-            "--model",
-            str(small_bundle),
-            "--no-audit",
-            "--now-hours",
-            "40",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = CliRunner().invoke(
+        app, ["predict", str(patient), "--model", str(small_bundle), "--no-audit", "--now-hours", "40"]
     )
-    assert out.returncode == 0, out.stderr
-    said = [line for line in out.stdout.splitlines() if "outside the training population" in line]
-    assert len(said) == 1 and "found age 45 years, trained on 1.4 to 26 years" in said[0]
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.stdout.split())
+    assert (
+        said.count("outside the training population") == 1 and "found age 45 years, trained on 1.4 to 26 years" in said
+    )
     older = small_cohort.patients.assign(age_years=small_cohort.patients["age_years"] + 30)
     shifted = Cohort(older, small_cohort.measurements, small_cohort.events, small_cohort.metadata)
     summary = evaluate_bundle(shifted, load_bundle(small_bundle), n_boot=50).document["population_flags"]

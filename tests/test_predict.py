@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from crsrisk.cli import app
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import CohortValidationError
 from crsrisk.scoring import predict, predict_cohort
-from tests_support import patient_record, run_in_processes
+from tests_support import BATCH_CSV_COLUMNS, patient_record, run_in_processes
 
 
 def test_attributions_add_up_to_the_raw_score(small_cohort: Cohort, small_bundle: Path) -> None:
@@ -197,34 +199,17 @@ def test_cli_single_and_batch(small_cohort: Cohort, small_cohort_dir: Path, smal
     patient.write_text(
         json.dumps(patient_record(small_cohort, small_cohort.patients["patient_id"].iloc[2]), default=float)
     )
-    cli = [sys.executable, "-m", "crsrisk.cli"]
-    out = subprocess.run(
-        cli + ["predict", str(patient), "--model", str(small_bundle), "--json", "--no-audit", "--now-hours", "40"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["predict", str(patient), "--model", str(small_bundle), "--json", "--no-audit", "--now-hours", "40"]
     )
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     assert {p["task"] for p in json.loads(out.stdout)["predictions"]} >= {"severe_crs", "icans"}
     scores = tmp_path / "scores.csv"
-    out = subprocess.run(
-        cli + ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(scores)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    out = runner.invoke(app, ["predict", str(small_cohort_dir), "--model", str(small_bundle), "--out", str(scores)])
+    assert out.exit_code == 0, out.output
     table = pd.read_csv(scores)
-    assert list(table.columns) == [
-        "patient_id",
-        "task",
-        "landmark_hours",
-        "horizon_hours",
-        "probability",
-        "band",
-        "status",
-        "reason",
-    ]
+    assert list(table.columns) == BATCH_CSV_COLUMNS
     assert set(table["status"]) == {"scored"}  # every model at its own landmarks: only rows it scores
     assert np.all((table["probability"] >= 0) & (table["probability"] <= 1))
 

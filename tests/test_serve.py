@@ -4,8 +4,6 @@ records; every landmark is registered, described and tagged synthetic."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +17,7 @@ from crsrisk.tasks import LandmarkFeatures
 from crsrisk.scoring import predict
 from crsrisk.service.local import free_port, local_server
 from crsrisk.training.tracking import registered_name
+from tests_support import mlflow_serve_command, venv_env
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 
@@ -27,27 +26,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
 def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, tmp_path: Path) -> None:
     _, uri, result = trained
     port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = venv_env(MLFLOW_TRACKING_URI=uri)
     env.pop("CRSRISK_AUDIT_LOG", None)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        "models:/crsrisk-severe_crs@candidate",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    command = mlflow_serve_command("models:/crsrisk-severe_crs@candidate", port)
     with local_server(command, f"http://127.0.0.1:{port}/ping", env=env, timeout=120):
         model = load_bundle(result.bundle_dir).models["severe_crs__36h"]
         X = LandmarkFeatures(task="severe_crs", landmark=36.0).fit_transform(small_cohort).iloc[:5]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,16 +16,14 @@ from hypothesis import strategies as st
 from crsrisk.audit import verify_log
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
-from crsrisk.service import create_app
 from crsrisk.service.guard import required_token, token_matches
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.predictions import example_record_text, with_intervals
 from fuzz_strategies import FUZZ, any_text, extreme_numbers, records
-from tests_support import patient_record
+from tests_support import launch_chromium, needs_chromium, patient_record, serve_command, service_client as client
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +32,6 @@ def bundle(small_bundle: Path):
 
 
 JSON = {"content-type": "application/json"}  # without it FastAPI reads the body as bytes and never parses it
-
-
-def client(bundle, tmp_path: Path, token: str | None = None):
-    from fastapi.testclient import TestClient
-
-    return TestClient(create_app(model=bundle, audit_log=tmp_path / "audit.jsonl", token=token))
 
 
 def probabilities(document: dict) -> dict[str, float]:
@@ -185,21 +175,13 @@ def server(small_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     env = {k: v for k, v in os.environ.items() if k != "CRSRISK_API_TOKEN"}
     env["PATH"] = "/usr/bin:/bin"
     env |= _served_audit(folder)  # the server outlives a test: its key and witness must not follow per-test homes
-    command = [
-        sys.executable,
-        "-m",
-        "crsrisk.cli",
-        "serve",
-        "--model",
-        str(small_bundle),
-        "--port",
-        str(port),
-        "--audit-log",
-        str(audit),
-        "--workers",
-        "2",
-    ]
-    with local_server(command, f"http://127.0.0.1:{port}/health", env=env, timeout=120, log=folder / "server.log"):
+    with local_server(
+        serve_command(small_bundle, port, audit),
+        f"http://127.0.0.1:{port}/health",
+        env=env,
+        timeout=120,
+        log=folder / "server.log",
+    ):
         yield f"http://127.0.0.1:{port}", audit
 
 
@@ -256,14 +238,14 @@ def test_concurrent_requests_on_two_workers_each_answered_and_audited_once(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+@needs_chromium
 def test_api_docs_render_from_the_server_alone(server) -> None:
     from playwright.sync_api import sync_playwright
 
     url, _ = server
     asked: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.on("request", lambda request: asked.append(request.url))
         page.goto(url + "/docs")
@@ -275,24 +257,13 @@ def test_api_docs_render_from_the_server_alone(server) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)")
+@needs_chromium
 def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     url, _ = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(url + "/")
         banner = page.inner_text("#banner")

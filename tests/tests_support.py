@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.bundle.calibration import Calibrator
@@ -20,6 +22,35 @@ from crsrisk.cohort.population import training_population
 from crsrisk.cohort.validated import Cohort
 from crsrisk.service.local import free_port, local_server
 from crsrisk.tasks import TaskBase
+
+# Debian's chromium (scripts/test.sh installs it), driven by playwright without a browser download.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium not installed (scripts/test.sh installs it)"
+)
+# Headless, no sandbox (root in CI) and nothing fetched but what a page asks for.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# The columns of `crsrisk predict COHORT --out scores.csv`, in order: the contract, written out (not read from src).
+BATCH_CSV_COLUMNS = ["patient_id", "task", "landmark_hours", "horizon_hours", "probability", "band", "status", "reason"]
+# (task, landmark) of every model of the default tasks: what a run or an evaluation either gives or says it skipped.
+DEFAULT_MODELS = {
+    ("severe_crs", "0h"),
+    ("severe_crs", "36h"),
+    ("icans", "0h"),
+    ("icans", "36h"),
+    ("severe_crs_dynamic", "every12h_0-168h"),
+    ("icans_dynamic", "every12h_0-168h"),
+    ("toci_refractory", "first_tocilizumab"),
+}
 
 Fit = Callable[[pd.DataFrame, np.ndarray], tuple[Any, Calibrator]]  # X, y -> (booster, calibrator)
 
@@ -114,11 +145,10 @@ def venv_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 
-def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log: Path) -> np.ndarray:
-    """``mlflow models serve`` the registered model from ``tracking_uri`` on a loopback port and return the
-    probabilities it answers for the rows of ``X``."""
-    port = free_port()
-    command = [
+def mlflow_serve_command(model_uri: str, port: int) -> list[str]:
+    """``mlflow models serve`` of ``model_uri`` in this environment (no new virtualenv) on a loopback ``port``; run it
+    with ``venv_env`` (it starts ``uvicorn`` from PATH) and ``MLFLOW_TRACKING_URI`` for a registry URI."""
+    return [
         sys.executable,
         "-m",
         "mlflow",
@@ -133,8 +163,17 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
         "-p",
         str(port),
     ]
+
+
+def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log: Path) -> np.ndarray:
+    """``mlflow models serve`` the registered model from ``tracking_uri`` on a loopback port and return the
+    probabilities it answers for the rows of ``X``."""
+    port = free_port()
     with local_server(
-        command, f"http://127.0.0.1:{port}/ping", env=venv_env(MLFLOW_TRACKING_URI=tracking_uri), log=log
+        mlflow_serve_command(model_uri, port),
+        f"http://127.0.0.1:{port}/ping",
+        env=venv_env(MLFLOW_TRACKING_URI=tracking_uri),
+        log=log,
     ):
         payload = {
             "dataframe_split": {
@@ -149,3 +188,35 @@ def served_probabilities(tracking_uri: str, model_uri: str, X: pd.DataFrame, log
         )
         answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
     return np.array([row["probability"] for row in answer["predictions"]])
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian chromium, headless, launched by a ``sync_playwright()`` context (``CHROMIUM_ARGS``)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def service_client(bundle: Any, tmp_path: Path, token: str | None = None) -> Any:
+    """The service app in-process (FastAPI's TestClient), auditing to ``tmp_path / "audit.jsonl"``."""
+    from fastapi.testclient import TestClient
+
+    from crsrisk.service import create_app
+
+    return TestClient(create_app(model=bundle, audit_log=tmp_path / "audit.jsonl", token=token))
+
+
+def serve_command(model: Path, port: int, audit_log: Path) -> list[str]:
+    """``crsrisk serve`` of ``model`` with two worker processes on a loopback ``port``, auditing to ``audit_log``."""
+    return [
+        sys.executable,
+        "-m",
+        "crsrisk.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--audit-log",
+        str(audit_log),
+        "--workers",
+        "2",
+    ]

@@ -41,16 +41,21 @@ def _over_time(ax: Any, periods: list[dict[str, Any]], metric: str, reference: f
     ax.set_xticks([p["index"] for p in periods], [p["period"] for p in periods], rotation=45, ha="right", fontsize=7)
 
 
+def _label(top: Any, bottom: Any, title: str) -> None:
+    """The title on the top panel, periods along the bottom one, and a legend of the groups when there are any."""
+    top.set_title(title)
+    bottom.set_xlabel("period")
+    if top.get_legend_handles_labels()[0]:
+        top.legend(fontsize=7)
+
+
 def calibration_over_time(periods: list[dict[str, Any]]) -> Figure:
     """Calibration intercept and slope per period and group, with 95% CIs (ideal: 0 and 1)."""
     figure = Figure(figsize=(9, 6.5), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True)
     _over_time(top, periods, "calibration_intercept", 0.0, "calibration intercept")
     _over_time(bottom, periods, "calibration_slope", 1.0, "calibration slope")
-    top.set_title("Calibration over time (95% bootstrap CI; dashed: ideal)")
-    bottom.set_xlabel("period")
-    if top.get_legend_handles_labels()[0]:
-        top.legend(fontsize=7)
+    _label(top, bottom, "Calibration over time (95% bootstrap CI; dashed: ideal)")
     return figure
 
 
@@ -59,10 +64,7 @@ def oe_over_time(periods: list[dict[str, Any]]) -> Figure:
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.subplots()
     _over_time(ax, periods, "oe", 1.0, "observed / expected")
-    ax.set_title("O/E over time (95% bootstrap CI; dashed: 1)")
-    ax.set_xlabel("period")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    _label(ax, ax, "O/E over time (95% bootstrap CI; dashed: 1)")
     return figure
 
 

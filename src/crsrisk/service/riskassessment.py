@@ -173,37 +173,32 @@ def _prediction(prediction: TaskPrediction, start: datetime | None, now_hours: f
     return entry
 
 
+def _issue(severity: str, code: str, text: str, task: str | None = None) -> dict[str, Any]:
+    """One OperationOutcome issue; ``task``, when given, is coded in the project's system."""
+    details: dict[str, Any] = {"text": text}
+    if task is not None:
+        details = {"coding": [{"system": PROJECT_SYSTEM, "code": task}], **details}
+    return {"severity": severity, "code": code, "details": details}
+
+
 def _not_answered(result: PredictionResult, subject: dict[str, Any]) -> dict[str, Any] | None:
     """The OperationOutcome stating each task not scored and each input outside the training population."""
     issues = [
-        {
-            "severity": "information",
-            "code": "informational",
-            "details": {
-                "coding": [{"system": PROJECT_SYSTEM, "code": o["task"]}],
-                "text": f"{o['task']}: already occurred ({o.get('text') or 'hour ' + str(o['hours'])}); not scored",
-            },
-        }
+        _issue(
+            "information",
+            "informational",
+            f"{o['task']}: already occurred ({o.get('text') or 'hour ' + str(o['hours'])}); not scored",
+            o["task"],
+        )
         for o in result.already_occurred
     ]
     issues += [
-        {
-            "severity": "information",
-            "code": "not-supported",
-            "details": {
-                "coding": [{"system": PROJECT_SYSTEM, "code": s["task"]}],
-                "text": f"{s['task']}: not applicable ({s['reason']}); not scored",
-            },
-        }
+        _issue("information", "not-supported", f"{s['task']}: not applicable ({s['reason']}); not scored", s["task"])
         for s in result.not_applicable
     ]
     models = [p.model.key for p in result.predictions]
     issues += [
-        {
-            "severity": "warning",
-            "code": "informational",
-            "details": {"text": f"outside the training population: {flag_text(flag, models)}"},
-        }
+        _issue("warning", "informational", f"outside the training population: {flag_text(flag, models)}")
         for flag in result.population_flags
     ]
     if not issues:
