@@ -159,6 +159,7 @@ def test_lineage_is_recorded_round_trips_and_shows_on_the_card(shifted_run, orig
         UpdateLineage.from_dict({k: v for k, v in stored.items() if k != "alpha"})
     card = _update_section(stored)
     assert "Model update to a local cohort" in card and parent.digest in card and KEY in card
+    assert lineage.training_cohort_fingerprint in card and lineage.local_cohort_fingerprint in card  # both cohorts
     assert _update_section(None) == ""
 
 
