@@ -8,6 +8,8 @@ clinical use; its manifest pins every file by SHA-256, and it is signed with the
 (private key at $CRSRISK_RELEASE_KEY, default ~/.config/crsrisk-release/release.key, never in the repository;
 its public key is pinned in src/crsrisk/bundle/release_key.pub), so a fresh install verifies it.
 Re-sign the shipped bundle only:  python models/train_default.py --sign-only  (scripts/sign_default.sh)
+Record the training population's drift bins (``crsrisk monitor``'s PSI and two-sample test) in a bundle trained
+before they existed, boosters and calibrators unchanged, then sign:  python models/train_default.py --population-only
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from crsrisk.bundle import sign_bundle, verify_bundle
+from dataclasses import replace
+
+from crsrisk.bundle import save_bundle, sign_bundle, verify_bundle
 from crsrisk.bundle.keyring import RELEASE_KEY
+from crsrisk.bundle.store import load_bundle
+from crsrisk.cohort.arrays import cohort_arrays
+from crsrisk.cohort.io import load_cohort
+from crsrisk.cohort.population import training_population
+from crsrisk.landmarks import Grid
 
 from crsrisk.simulate import simulate_cohort, write_simulated
 from crsrisk.training.config import DEMO_CONFIG
@@ -55,6 +64,40 @@ def sign_default() -> bool:
     return True
 
 
+def refresh_population(target: Path = TARGET) -> None:
+    """Recompute the bundle's training population (with the decile bins monitoring compares inputs with, per
+    landmark hour for super-models) from its training cohort, regenerated from N_INFUSIONS and SEED and checked by
+    fingerprint; the models are untouched, and every range and missing share already recorded must come out the
+    same (else the feature code changed since training: retrain instead). Saved through the one save path."""
+    bundle = load_bundle(target)
+    with tempfile.TemporaryDirectory(prefix="crsrisk-population-") as scratch:
+        work = Path(scratch)
+        write_simulated(simulate_cohort(n=N_INFUSIONS, seed=SEED), work / "cohort")
+        cohort = load_cohort(work / "cohort")
+        if cohort.fingerprint() != bundle.metadata.training_cohort_fingerprint:
+            sys.exit(f"{target}: its training cohort is not simulate_cohort(n={N_INFUSIONS}, seed={SEED}); retrain")
+        arrays = cohort_arrays(cohort)
+        inputs, hours = {}, {}
+        for key, model in bundle.models.items():
+            data = model.definition.dataset(cohort, model.landmark, arrays)
+            inputs[key] = data.X[model.feature_names]
+            if isinstance(model.landmark, Grid):
+                hours[key] = data.landmark_hours
+        population = training_population(cohort, inputs, hours)
+        recorded = (bundle.metadata.training_population or {}).get("models", {})
+        for key, before in recorded.items():
+            now = population["models"][key]
+            if any(before.get(k) != now[k] for k in ("features", "low", "high", "missing", "row_missing_mean")):
+                sys.exit(f"{target}: {key}'s recomputed inputs differ from those it was trained on; retrain")
+        staging = target.with_name(f".{target.name}.new")
+        if staging.exists():
+            shutil.rmtree(staging)
+        save_bundle(list(bundle.models.values()), staging, replace(bundle.metadata, training_population=population))
+        shutil.rmtree(target)
+        staging.rename(target)
+    print(f"{target}: training population recomputed with drift bins")
+
+
 def main() -> None:
     """Simulate, train, and install the bundle as package data."""
     with tempfile.TemporaryDirectory(prefix="crsrisk-default-") as scratch:
@@ -80,5 +123,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--sign-only"]:
+        sys.exit(0 if sign_default() else 1)
+    if sys.argv[1:] == ["--population-only"]:
+        refresh_population()
         sys.exit(0 if sign_default() else 1)
     main()

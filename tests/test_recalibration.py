@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crsrisk.bundle import load_bundle
+from crsrisk.bundle.calibration import Platt
 from crsrisk.cli import app
 from crsrisk.cohort.io import write_cohort
 from crsrisk.cohort.validate import validate_tables
@@ -86,3 +87,26 @@ def test_cli_prints_before_and_after_and_refuses_an_existing_folder(small_bundle
         app, ["recalibrate", str(small_bundle), str(local), "--out", str(tmp_path / "x"), "--method", "beta"]
     )
     assert wrong.exit_code == 2 and "--method" in wrong.output
+
+
+@pytest.mark.slow
+def test_intercept_method_is_updates_option_b(small_bundle, enriched, tmp_path):
+    # issue 18: recalibrate stays as update's options (b) (intercept) and (c) (platt)
+    fit_on, _ = enriched
+    parent = load_bundle(small_bundle)
+    result = recalibrate(parent, fit_on, "intercept", n_boot=50)
+    entry = result.lineage["models"][KEY]
+    assert result.lineage["method"] == "intercept" and entry["status"] == "recalibrated"
+    model = parent.models[KEY]
+    data = model.definition.dataset(fit_on, model.landmark)
+    p = model.probability(data.X[model.feature_names].to_numpy(dtype=float))
+    new, old = {m.key: m for m in result.models}[KEY].calibrator, model.calibrator
+    assert isinstance(new, Platt) and isinstance(old, Platt) and new.bootstrap  # with its probability interval
+    assert new.a == pytest.approx(old.a)  # slope 1 on the parent's log-odds: one new intercept
+    assert new.b - old.b == pytest.approx(calibration_intercept(data.y, p)) and new.b > old.b  # enriched: higher
+    local = write_cohort(fit_on, tmp_path / "local_cohort")
+    cli = CliRunner().invoke(
+        app, ["recalibrate", str(small_bundle), str(local), "--out", str(tmp_path / "b"), "--method", "intercept"]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["recalibration"]["method"] == "intercept"

@@ -25,7 +25,7 @@ from crsrisk.cli import app
 from crsrisk.cohort.io import load_cohort, write_cohort
 from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import auroc, calibration_intercept, calibration_slope, logit
-from crsrisk.evaluation.update_options import composed
+from crsrisk.evaluation.update_options import composed, fit_option
 from crsrisk.evaluation.samplesize import train_readiness, validation_precision
 from crsrisk.evaluation.updating import UpdateLineage, choose, deviance_test, lr_test, update
 from crsrisk.reporting.model_card import _update_section
@@ -159,6 +159,7 @@ def test_lineage_is_recorded_round_trips_and_shows_on_the_card(shifted_run, orig
         UpdateLineage.from_dict({k: v for k, v in stored.items() if k != "alpha"})
     card = _update_section(stored)
     assert "Model update to a local cohort" in card and parent.digest in card and KEY in card
+    assert lineage.training_cohort_fingerprint in card and lineage.local_cohort_fingerprint in card  # both cohorts
     assert _update_section(None) == ""
 
 
@@ -283,6 +284,25 @@ def test_cli_bad_input_exits_2_naming_the_field(
 def test_update_refuses_an_alpha_outside_zero_one_by_name(alpha: float) -> None:
     with pytest.raises(InputError, match="alpha"):
         update("unused: refused before loading", None, alpha=alpha)  # type: ignore[arg-type]
+
+
+def test_recalibration_in_the_large_states_a_probability_interval_as_logistic_does(origin: Path, work: Path) -> None:
+    # an updated bundle that keeps (b) used to lose the interval its probabilities were stated with
+    model = load_bundle(origin).models[KEY]
+    local = _cohort(work, "interval", 300, 51, SHIFT)
+    data = model.definition.dataset(local, model.landmark)
+    X, y, groups = data.X, data.y.astype(int), data.patient_ids.to_numpy()
+    p = model.probability(X[model.feature_names].to_numpy(dtype=float))
+    fitted = fit_option("intercept", model, X, y, groups, QUICK, 3, 50)
+    assert isinstance(model.calibrator, Platt) and isinstance(fitted.calibrator, Platt)
+    assert fitted.calibrator.a == pytest.approx(model.calibrator.a)  # slope 1 on the parent's logit
+    assert fitted.calibrator.b == pytest.approx(model.calibrator.b + calibration_intercept(y, p))
+    boot = fitted.calibrator.bootstrap
+    assert 45 <= len(boot) <= 50 and all(r["a"] == pytest.approx(model.calibrator.a) for r in boot)
+    for margin in (-2.0, 0.0, 2.0):
+        low, high = fitted.calibrator.interval(margin)
+        assert low < float(fitted.calibrator.transform(np.array([margin]))[0]) < high
+    assert fit_option("intercept", model, X, y, groups, QUICK, 3).calibrator.bootstrap == ()  # folds: no refits
 
 
 def test_composed_calibrators_apply_the_new_intercept_and_slope_to_the_parents_logit() -> None:

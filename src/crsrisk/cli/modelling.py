@@ -178,14 +178,17 @@ def recalibrate(
     cohort: Path = typer.Argument(..., help="the local cohort folder to fit the calibrators on"),
     out: Path = typer.Option(..., "--out", help="folder for the new bundle (must not exist or be empty)"),
     method: str = typer.Option(
-        "platt", "--method", help="platt (intercept and slope on the booster margin) or isotonic"
+        "platt",
+        "--method",
+        help="platt (intercept and slope on the booster margin: update's option (c)), intercept (a new intercept "
+        "only: update's option (b)) or isotonic",
     ),
     n_boot: int = typer.Option(500, "--n-boot", min=50, help="bootstrap resamples for the 95% CIs"),
     allow_unverified: bool = _allow_unverified_option(),
 ) -> None:
     """Refit each model's calibrator on a local cohort, keep the boosters, write a new bundle with its lineage."""
-    from crsrisk.bundle.calibration import METHODS
     from crsrisk.cohort.io import load_cohort
+    from crsrisk.evaluation.recalibration import RECALIBRATION_METHODS as METHODS
     from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows, recalibrate as refit, write_recalibrated
     from crsrisk.scoring import load_model
 

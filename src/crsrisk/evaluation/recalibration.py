@@ -2,7 +2,8 @@
 
 A model trained elsewhere often ranks local patients well but misstates their risk (a different event rate,
 different practice). Recalibration keeps the trees (the raw score, its SHAP reasons) and refits only the map
-from raw score to probability: ``platt`` (logistic on the booster margin: a new intercept and slope) or
+from raw score to probability: ``platt`` (logistic on the booster margin: a new intercept and slope, ``crsrisk
+update``'s option (c)), ``intercept`` (recalibration in the large: a new intercept only, option (b)) or
 ``isotonic``. The new bundle records its lineage: the parent bundle's SHA-256, the training and local cohort
 fingerprints, the method, the date, and each model's calibration intercept and slope (bootstrap 95 % CI)
 before and after on the local cohort. "After" is measured on the cohort the calibrator was fitted on, so it
@@ -15,19 +16,23 @@ import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from crsrisk.bundle import Bundle, TaskModel, save_bundle
-from crsrisk.bundle.calibration import INTERVAL_REFITS, Method, fit_calibrator
+from crsrisk.bundle.calibration import INTERVAL_REFITS, METHODS, fit_calibrator
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.bootstrap import bootstrap_ci
 from crsrisk.evaluation.metrics import calibration_intercept, calibration_slope
+from crsrisk.evaluation.update_options import fit_option
 from crsrisk.scoring.load import load_model
+from crsrisk.training.config import TrainConfig
 from crsrisk.util.outputs import json_ready
 
+RecalibrationMethod = Literal["platt", "isotonic", "intercept"]
+RECALIBRATION_METHODS: tuple[str, ...] = (*METHODS, "intercept")  # intercept: update's (b); platt: its (c)
 MIN_EACH_CLASS = 5  # fewer local events (or non-events) than this: the model keeps its calibrator
 
 
@@ -56,7 +61,11 @@ def _calibration(
 
 
 def recalibrate(
-    model: str | os.PathLike | Bundle, cohort: Cohort, method: Method = "platt", n_boot: int = 500, seed: int = 0
+    model: str | os.PathLike | Bundle,
+    cohort: Cohort,
+    method: RecalibrationMethod = "platt",
+    n_boot: int = 500,
+    seed: int = 0,
 ) -> Recalibrated:
     """Refit every model's calibrator on ``cohort`` (boosters unchanged) and measure calibration before/after."""
     bundle = load_model(model)
@@ -72,7 +81,11 @@ def recalibrate(
             report[key] = entry
             continue
         margin = task_model.margin(data.X[task_model.feature_names].to_numpy(dtype=float))
-        calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS, groups=groups)
+        if method == "intercept":  # slope 1 on the parent's logit: exactly update's option (b)
+            refitted = fit_option("intercept", task_model, data.X, y, groups, TrainConfig(), seed, INTERVAL_REFITS)
+            calibrator = refitted.calibrator
+        else:
+            calibrator = fit_calibrator(margin, y, method, n_boot=INTERVAL_REFITS, groups=groups)
         before, after = task_model.calibrator.transform(margin), calibrator.transform(margin)
         entry |= {
             "status": "recalibrated",

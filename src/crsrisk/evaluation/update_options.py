@@ -90,12 +90,29 @@ def _original(model: TaskModel, X: pd.DataFrame, y: np.ndarray, *_: object) -> T
     return model
 
 
-def _intercept(model: TaskModel, X: pd.DataFrame, y: np.ndarray, *_: object) -> TaskModel:
+def _shifts_resampled(y: np.ndarray, p: np.ndarray, refits: int, seed: int, groups: np.ndarray) -> tuple[dict, ...]:
+    """The intercept refitted on ``refits`` bootstrap resamples of whole infusions (``groups``), as Platt refits
+    with slope 1: what (c)'s Platt refits are to its fit, so a (b) model states a probability interval too."""
+    if not refits:
+        return ()
+    rng = np.random.default_rng(seed)
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    n_groups = int(codes.max()) + 1
+    weights = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=refits).astype(float)[:, codes]
+    shifts = calibration_intercept.weighted(y.astype(float), p, weights)
+    return tuple({"a": 1.0, "b": float(b)} for b in shifts if np.isfinite(b))  # one-class resamples have none
+
+
+def _intercept(
+    model: TaskModel, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, config: TrainConfig, seed: int, refits: int
+) -> TaskModel:
     """A new intercept on the logit of the original probability, slope fixed at 1 (an offset logistic fit)."""
-    shift = calibration_intercept(y, model.probability(_matrix(model, X)))
+    p = model.probability(_matrix(model, X))
+    shift = calibration_intercept(y, p)
     if not np.isfinite(shift):
         raise InputError(f"model {model.key}: recalibration in the large is not estimable on these rows")
-    return replace(model, calibrator=composed(model.calibrator, Platt(1.0, shift)))
+    outer = Platt(1.0, shift, _shifts_resampled(y, p, refits, seed, groups))
+    return replace(model, calibrator=composed(model.calibrator, outer))
 
 
 def _logistic(
