@@ -177,6 +177,12 @@ def check_family(name: str) -> Iterator[tuple[str, Check]]:
         yield check.__name__.lstrip("_"), lambda check=check: check(name)
 
 
+def _budget() -> settings:
+    """A property check's budget: a quarter of the loaded hypothesis profile's (conftest.py: "ci" or "long")."""
+    default = settings.default
+    return settings(max_examples=max(10, (default.max_examples if default else 100) // 4))
+
+
 # ---- random event timelines ------------------------------------------------------------------------------------
 
 PATIENTS = ("A", "B", "C")
@@ -299,7 +305,7 @@ def _describe_round_trip(name: str) -> None:
 def _on_random_timelines(name: str, check: Callable[[TaskBase, Cohort], None]) -> None:
     task = DEFAULT_TASKS[name]
 
-    @settings(max_examples=40)
+    @_budget()
     @given(cohort=timelines())
     def run(cohort: Cohort) -> None:
         check(task, cohort)
@@ -416,7 +422,7 @@ def _hours_at_are_known_by_then(kind: type) -> None:
     at its own hour for each infusion (``times``), once reached for good."""
     examples = _examples(kind)
 
-    @settings(max_examples=40)
+    @_budget()
     @given(cohort=timelines(), now=st.floats(0, 500), later=st.floats(0, 200))
     def run(cohort: Cohort, now: float, later: float) -> None:
         arrays = cohort_arrays(cohort)
