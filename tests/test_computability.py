@@ -1,44 +1,15 @@
-"""One rule of computability for the published scores, and the comparison rows that list the rest."""
+"""One rule of computability for the published scores, and the comparison rows that list the rest (every registered
+score's computability and orientation: ``check_published_score`` in tests/conformance.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from crsrisk.cohort.population import Population, flags_text, summarise
 from crsrisk.cohort.summary import same_cohort_as_training
-from crsrisk.evaluation.published import BASELINES, PublishedScore, baseline_computable, split_computable
+from crsrisk.evaluation.published import baseline_computable, split_computable
 from crsrisk.training.artifacts import comparison_rows
-
-
-def _frame(columns: list[str], value: float, n: int = 6) -> pd.DataFrame:
-    return pd.DataFrame({c: np.full(n, value) for c in columns})
-
-
-@pytest.mark.parametrize("name", list(BASELINES))
-def test_check_published_score_computability(name: str) -> None:
-    """Every registered score: all inputs missing -> not computable; all present -> computable."""
-    spec = BASELINES[name]
-    columns = [*spec.columns, *spec.optional_columns]
-    assert baseline_computable(name, _frame(columns, np.nan)) is False
-    assert baseline_computable(name, _frame(columns, 2.0)) is True
-
-
-@pytest.mark.parametrize("name", list(BASELINES))
-def test_check_published_score_orientation(name: str) -> None:
-    """Every registered score, on a synthetic monotone example (every input rising, events among the high rows):
-    a higher raw score never gets a lower predicted probability, and the highest beats the lowest."""
-    spec = BASELINES[name]
-    values = np.logspace(0, 4, 40)
-    X = pd.DataFrame({c: values for c in (*spec.columns, *spec.optional_columns)})
-    y = (np.arange(40) >= 20).astype(int)
-    y[[5, 30]] = 1 - y[[5, 30]]  # not separable, so every fit stays finite
-    model = PublishedScore(name).fit(X, y)
-    raw, p = model.score_raw(X), model.predict_proba(X)[:, 1]
-    order = np.argsort(raw, kind="stable")
-    assert (np.diff(p[order]) >= -1e-12).all()
-    assert p[order[-1]] > p[order[0]]
 
 
 def test_m_easix_at_36h_is_computable_from_window_values_without_a_baseline() -> None:

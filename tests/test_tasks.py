@@ -1,5 +1,6 @@
-"""Risk sets and labels: hand-made edge cases, the real NULISA timelines, and random timelines,
-each checked against an independent per-patient derivation of the same rules."""
+"""Risk sets and labels: hand-made edge cases, the real NULISA timelines, and random timelines, each checked against
+an independent per-patient derivation of the same rules (``conformance.reference_labels``; ``check_task`` runs it on
+random timelines for every registered task)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.validate import validate_tables
 from crsrisk.landmarks import Hours
-from crsrisk.tasks import DEFAULT_TASKS, TaskBase, get_task, label_table, tasks_from_config
+from crsrisk.tasks import DEFAULT_TASKS, get_task, label_table, tasks_from_config
+from conformance import as_dict, make_cohort, reference_labels
 
 FIRST_TOCILIZUMAB = "first_tocilizumab"
 
@@ -39,70 +41,6 @@ def shared_folder() -> Path:
 
 
 NULISA = shared_folder() / TIMELINES
-
-
-def make_cohort(events: list[tuple], followup: dict[str, float] | None = None, ids: list[str] | None = None) -> Cohort:
-    frame = pd.DataFrame(events, columns=["patient_id", "hours_since_infusion", "event", "value"])
-    ids = ids or sorted(set(frame["patient_id"]))
-    patients = pd.DataFrame(
-        {
-            "patient_id": ids,
-            "age_years": 10.0,
-            "product": "tisagenlecleucel",
-            "followup_hours": [(followup or {}).get(i, 672.0) for i in ids],
-        }
-    )
-    empty = pd.DataFrame(columns=["patient_id", "hours_since_infusion", "analyte", "value", "unit"])
-    return validate_tables({"patients": patients, "measurements": empty, "events": frame})
-
-
-# ---- an independent, deliberately plain derivation of the same rules --------------------------------
-
-
-def reference_labels(cohort: Cohort, task: TaskBase, landmark) -> dict[str, object]:
-    """Per patient, with plain loops: label 0/1, 'excluded', or absent when not in the risk set."""
-    out: dict[str, object] = {}
-    for _, patient in cohort.patients.iterrows():
-        pid, follow = patient["patient_id"], patient["followup_hours"]
-        ev = sorted(
-            (
-                tuple(r)
-                for r in cohort.events[cohort.events.patient_id == pid][
-                    ["hours_since_infusion", "event", "value"]
-                ].itertuples(index=False)
-                if r[0] <= follow
-            ),
-            key=lambda r: r[0],
-        )  # a grade holds "from that time on": the one in force is the latest in time
-        if task.kind == "toci_refractory":
-            doses = [t for t, e, _ in ev if e == "tocilizumab"]
-            if not doses:
-                continue
-            t0 = min(doses)
-            end = t0 + task.window_hours
-            win = [(t, e, v) for t, e, v in ev if t0 <= t <= end]
-            positive = any(e in ("siltuximab", "anakinra") for _, e, _ in win)
-            positive |= sum(e == "tocilizumab" for _, e, _ in win) > task.max_tocilizumab_doses
-            for t, e, _ in win:
-                if e == "corticosteroid":
-                    icans = [v for tt, ee, v in ev if ee == "icans_grade" and tt <= t]
-                    if not task.steroids_only_without_icans or (icans[-1] if icans else 0) == 0:
-                        positive = True
-            before = [v for t, e, v in ev if e == "crs_grade" and t <= t0]
-            ref = before[-1] if before else 0
-            positive |= any(e == "crs_grade" and t0 < t <= end and v > ref for t, e, v in ev)
-        else:
-            lm = float(landmark)
-            if any(e == task.grade_event and v >= task.grade_threshold and t < lm for t, e, v in ev):
-                continue
-            end = lm + task.horizon_hours if task.horizon_from == "landmark" else task.horizon_hours
-            positive = any(e == task.grade_event and v >= task.grade_threshold and lm <= t < end for t, e, v in ev)
-        out[pid] = 1 if positive else ("excluded" if follow < end else 0)
-    return out
-
-
-def as_dict(table: pd.DataFrame) -> dict[str, object]:
-    return {r.patient_id: ("excluded" if r.excluded else int(r.label)) for r in table.itertuples()}
 
 
 # ---- hand-made edge cases ---------------------------------------------------------------------------

@@ -150,12 +150,13 @@ class Grid:
 
 
 Landmark = Union[Hours, FirstEvent, Grid]
+LANDMARK_KINDS: tuple[type[Hours], type[FirstEvent], type[Grid]] = (Hours, FirstEvent, Grid)  # every landmark kind
 
 
 def parse_landmark(value: Any) -> Landmark:
     """A landmark from its config/JSON form: hours (``36``, ``"36h"``), ``"first_<drug>"``, a grid mapping
     ``{"start", "stop", "step"}``; a ``Landmark`` passes through. Anything else is a ValueError naming it."""
-    if isinstance(value, (Hours, FirstEvent, Grid)):
+    if isinstance(value, LANDMARK_KINDS):
         return value
     if isinstance(value, bool):
         raise InputError(f"landmark: expected hours, 'first_<drug>' or a grid, got {value!r}")

@@ -17,6 +17,7 @@ from crsrisk.tasks import TaskBase, get_task, task_from_settings
 
 FORMAT_VERSION = 2  # 2: typed landmarks (a grid is {start, stop, step}), dynamic tasks
 BAND_NAMES = ("low", "intermediate", "high")
+BUNDLE_MODEL = "xgboost"  # the model family a bundle holds (a booster), as result rows name it
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FEW_ROWS = 64  # up to this many rows, the single-threaded booster copy answers (see ``row_booster``)
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.evaluation.samplesize import Precision, Readiness, train_readiness, validation_precision
 
 
@@ -29,7 +30,7 @@ def readiness(y: np.ndarray, groups: np.ndarray | pd.Series, parameters: int) ->
 def anticipated_cstatistic(recorded: Mapping[str, Any], observed: float) -> float:
     """The C-statistic to size a validation with, to 3 decimals: the model's recorded cross-validated AUROC (its
     card's figure), else the one observed on this cohort (0.5 when neither is usable)."""
-    value = recorded.get("xgboost", {}).get("auroc") if isinstance(recorded.get("xgboost"), dict) else None
+    value = recorded.get(BUNDLE_MODEL, {}).get("auroc") if isinstance(recorded.get(BUNDLE_MODEL), dict) else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 < value < 1:
         return round(float(value), 3)
     return round(float(observed), 3) if np.isfinite(observed) and 0 < observed < 1 else 0.5

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crsrisk.evaluation.published import PublishedScore, baselines_for, split_computable
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.population import summarise
@@ -25,8 +26,6 @@ from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_tr
 from crsrisk.evaluation.comparison import dataset_rows
 from crsrisk.evaluation.cohort_size import anticipated_cstatistic, precision
 from crsrisk.evaluation.metrics import auroc
-
-BUNDLE_MODEL = "xgboost"  # the name the bundle's models carry in result rows, as in training's metrics.json
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ not met); a continuous score or a refitted input is imputed with the training-fo
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,6 @@ GUST_IL6_PG_ML = 16.0
 # Korell et al., Front Immunol 2022 ("confirmed"): pre-lymphodepletion EASIX > 4.67 -> 4.3-fold odds of
 # grade >= 3 CRS and/or ICANS. Our easix_baseline is the last pre-infusion value (within 7 days).
 EASIX_CUTOFF = 4.67
-
-Kind = Literal["rule", "score", "refit"]
 
 
 def _log(x: pd.Series) -> pd.Series:
@@ -61,19 +60,107 @@ def _easix(X: pd.DataFrame) -> pd.Series:
     return _log(X["easix_baseline"])
 
 
+class ScoreKind(ABC):
+    """One kind of published score: how its raw score is computed, when it is computable, what is fitted on the
+    training fold, and how the raw score orients to a probability. ``inputs`` are the score's required columns
+    and the optional ones present, as floats (``PublishedScore`` checks and selects them)."""
+
+    def computable(self, inputs: pd.DataFrame, required: tuple[str, ...]) -> bool:
+        """Every required input measured in at least one row."""
+        return bool(inputs[list(required)].notna().any().all())
+
+    @abstractmethod
+    def fit(self, model: PublishedScore, inputs: pd.DataFrame, y: np.ndarray) -> None:
+        """Fit, on ``model``, only what the published score leaves open."""
+
+    @abstractmethod
+    def raw(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        """The score as published, or the refitted linear predictor."""
+
+    def probability(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        """Probabilities of class 0 and 1 by the fold-fitted 1-D logistic map of the raw score."""
+        check_is_fitted(model, "mapping_")
+        return model.mapping_.predict_proba(self.raw(model, inputs).reshape(-1, 1))
+
+    def _map(self, model: PublishedScore, inputs: pd.DataFrame, y: np.ndarray) -> None:
+        # Practically unpenalised 1-D logistic recalibration of the raw score.
+        model.mapping_ = LogisticRegression(C=1e6, max_iter=1000).fit(self.raw(model, inputs).reshape(-1, 1), y)
+
+
+@dataclass(frozen=True)
+class Rule(ScoreKind):
+    """A binary rule (0/1); a threshold that was not measured was not met."""
+
+    score: Callable[[pd.DataFrame], pd.Series]
+
+    def fit(self, model: PublishedScore, inputs: pd.DataFrame, y: np.ndarray) -> None:
+        self._map(model, inputs, y)
+
+    def raw(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        return self.score(inputs).to_numpy(dtype=float)
+
+
+@dataclass(frozen=True)
+class Continuous(ScoreKind):
+    """A continuous score; a missing value is imputed with the training-fold median."""
+
+    score: Callable[[pd.DataFrame], pd.Series]
+
+    def computable(self, inputs: pd.DataFrame, required: tuple[str, ...]) -> bool:
+        """A finite score in at least one row."""
+        return bool(np.isfinite(self.score(inputs).to_numpy(dtype=float)).any())
+
+    def fit(self, model: PublishedScore, inputs: pd.DataFrame, y: np.ndarray) -> None:
+        raw = self.score(inputs).to_numpy(dtype=float)
+        model.median_ = float(np.nanmedian(raw)) if np.isfinite(raw).any() else 0.0
+        self._map(model, inputs, y)
+
+    def raw(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        raw = self.score(inputs).to_numpy(dtype=float)
+        check_is_fitted(model, "median_")
+        return np.where(np.isnan(raw), model.median_, raw)
+
+
+@dataclass(frozen=True)
+class Refit(ScoreKind):
+    """A logistic regression refitted on the published inputs (``logged`` on the log scale), imputed with the
+    training-fold medians and standardised; its own probabilities, oriented by the fit."""
+
+    logged: tuple[str, ...] = ()
+
+    def _design(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        return inputs.assign(**{c: _log(inputs[c]) for c in self.logged})
+
+    def _standardised(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(model, "model_")
+        return (self._design(inputs).fillna(model.medians_).to_numpy() - model.center_) / model.scale_
+
+    def fit(self, model: PublishedScore, inputs: pd.DataFrame, y: np.ndarray) -> None:
+        design = self._design(inputs)
+        model.medians_ = design.median().fillna(0.0)
+        values = design.fillna(model.medians_).to_numpy()
+        model.center_, model.scale_ = values.mean(axis=0), values.std(axis=0) + 1e-9
+        # Mild L2 (C=1 on standardised inputs) keeps small folds with near-separation finite.
+        model.model_ = LogisticRegression(C=1.0, max_iter=1000).fit((values - model.center_) / model.scale_, y)
+
+    def raw(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        return model.model_.decision_function(self._standardised(model, inputs))
+
+    def probability(self, model: PublishedScore, inputs: pd.DataFrame) -> np.ndarray:
+        return model.model_.predict_proba(self._standardised(model, inputs))
+
+
 @dataclass(frozen=True)
 class BaselineSpec:
-    """A published score: where it comes from, where it applies, what it needs and how it is computed."""
+    """A published score: where it comes from, where it applies, what it needs and (its kind) how it is computed."""
 
     name: str
     citation: str
     status: str  # "confirmed" / "to confirm" as in clinical-facts.md, or "project baseline"
     applies: Mapping[str, tuple[str, ...]]  # task -> landmark labels ("36h", "first_tocilizumab"; "grid": any grid)
     columns: tuple[str, ...]  # required feature columns
-    kind: Kind  # "rule" (binary 0/1), "score" (continuous), "refit" (logistic on the inputs, fold-fitted)
-    score: Callable[[pd.DataFrame], pd.Series] | None = None  # raw score of a rule or continuous score
+    kind: ScoreKind
     optional_columns: tuple[str, ...] = ()  # used when present (e.g. window values at a later landmark)
-    logged: tuple[str, ...] = ()  # refit inputs entered on the log scale
     cutoff: float | None = None  # published decision cut-off on the raw score (positive when raw > cutoff)
 
 
@@ -93,8 +180,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "to confirm",
             {"severe_crs": ("36h",)},
             ("temperature_max", "mcp1_max"),
-            "rule",
-            _hay,
+            Rule(_hay),
             cutoff=0.5,
         ),
         "teachey2016": BaselineSpec(
@@ -104,8 +190,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "to confirm",
             {"severe_crs": ("36h",), "severe_crs_dynamic": ("grid",)},
             ("sgp130_max", "ifng_max", "il1ra_max"),
-            "refit",
-            logged=("sgp130_max", "ifng_max", "il1ra_max"),
+            Refit(logged=("sgp130_max", "ifng_max", "il1ra_max")),
         ),
         "m_easix": BaselineSpec(
             "m_easix",
@@ -113,8 +198,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "confirmed",
             _EVERY_GRADE_LANDMARK,
             ("m_easix_baseline",),
-            "score",
-            _m_easix,
+            Continuous(_m_easix),
             optional_columns=("m_easix_last",),
         ),
         "easix": BaselineSpec(
@@ -123,8 +207,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "confirmed",
             _EVERY_GRADE_LANDMARK,
             ("easix_baseline",),
-            "score",
-            _easix,
+            Continuous(_easix),
             cutoff=float(np.log(EASIX_CUTOFF)),
         ),
         "gust2017": BaselineSpec(
@@ -133,8 +216,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "to confirm",
             {"icans": ("36h",)},
             ("temperature_max", "il6_max", "mcp1_max"),
-            "rule",
-            _gust,
+            Rule(_gust),
             cutoff=0.5,
         ),
         "toci_simple": BaselineSpec(
@@ -144,8 +226,7 @@ BASELINES: Mapping[str, BaselineSpec] = MappingProxyType(
             "project baseline",
             {"toci_refractory": ("first_tocilizumab",)},
             ("il6_last", "ferritin_last", "marrow_blasts_pct", "crs_grade_current"),
-            "refit",
-            logged=("il6_last", "ferritin_last"),
+            Refit(logged=("il6_last", "ferritin_last")),
         ),
     }
 )
@@ -159,16 +240,19 @@ def baselines_for(task_name: str, landmark: Landmark | Any) -> list[str]:
 
 
 def baseline_computable(name: str, X: pd.DataFrame) -> bool:
-    """The one rule of computability: False when the score cannot be computed from anything measured in ``X`` (a
-    continuous score with no finite value; a rule or refit with a required input missing in every row). Such a
-    score is "not computable" there: never fitted, scored or beaten, never an AUROC of 0.5."""
+    """The one rule of computability: False when the score cannot be computed from anything measured in ``X`` (its
+    kind decides: a continuous score with no finite value; a rule or refit with a required input missing in every
+    row). Such a score is "not computable" there: never fitted, scored or beaten, never an AUROC of 0.5."""
     spec = get_baseline(name)
     if not set(spec.columns) <= set(X.columns):
         return False
-    if spec.kind == "score":
-        present = [c for c in spec.optional_columns if c in X.columns]
-        return bool(np.isfinite(spec.score(X[[*spec.columns, *present]].astype(float)).to_numpy(dtype=float)).any())  # type: ignore[misc]  # score kinds carry one
-    return bool(X[list(spec.columns)].notna().any().all())
+    return spec.kind.computable(_inputs(spec, X), spec.columns)
+
+
+def _inputs(spec: BaselineSpec, X: pd.DataFrame) -> pd.DataFrame:
+    """The score's required columns and the optional ones present, as floats."""
+    present = [c for c in spec.optional_columns if c in X.columns]
+    return X[[*spec.columns, *present]].astype(float)
 
 
 def split_computable(names: list[str], X: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -199,30 +283,11 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
         missing = [c for c in spec.columns if c not in X.columns]
         if missing:
             raise InputError(f"baseline {self.name}: the feature frame lacks {missing} (is the landmark right?)")
-        present = [c for c in spec.optional_columns if c in X.columns]
-        return X[[*spec.columns, *present]].astype(float)
-
-    def _design(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Refit inputs, logged where the spec says, before imputation."""
-        inputs = self._inputs(X)
-        logged = list(get_baseline(self.name).logged)
-        return inputs.assign(**{c: _log(inputs[c]) for c in logged})
-
-    def _standardised(self, X: pd.DataFrame) -> np.ndarray:
-        """Refit inputs imputed with the training medians and standardised with the training mean and SD."""
-        check_is_fitted(self, "model_")
-        return (self._design(X).fillna(self.medians_).to_numpy() - self.center_) / self.scale_
+        return _inputs(spec, X)
 
     def score_raw(self, X: pd.DataFrame) -> np.ndarray:
         """The score as published (rule 0/1, continuous log score), or the refitted linear predictor."""
-        spec = get_baseline(self.name)
-        if spec.kind == "refit":
-            return self.model_.decision_function(self._standardised(X))
-        raw = spec.score(self._inputs(X)).to_numpy(dtype=float)  # type: ignore[misc]  # rule and score kinds carry one
-        if spec.kind == "rule":
-            return raw
-        check_is_fitted(self, "median_")
-        return np.where(np.isnan(raw), self.median_, raw)
+        return get_baseline(self.name).kind.raw(self, self._inputs(X))
 
     def fit(self, X: pd.DataFrame, y: object) -> "PublishedScore":
         """Fit only what the published score leaves open, on the training fold."""
@@ -232,29 +297,13 @@ class PublishedScore(ClassifierMixin, BaseEstimator):
             raise InputError(f"baseline {self.name}: {len(y)} labels for {len(X)} feature rows")
         if not np.isin(y, (0.0, 1.0)).all() or np.unique(y).size < 2:
             raise InputError(f"baseline {self.name}: labels must be 0/1 with both classes in the training fold")
-        y = y.astype(int)
         self.classes_ = np.array([0, 1])
-        if spec.kind == "refit":
-            design = self._design(X)
-            self.medians_ = design.median().fillna(0.0)
-            values = design.fillna(self.medians_).to_numpy()
-            self.center_, self.scale_ = values.mean(axis=0), values.std(axis=0) + 1e-9
-            # Mild L2 (C=1 on standardised inputs) keeps small folds with near-separation finite.
-            self.model_ = LogisticRegression(C=1.0, max_iter=1000).fit((values - self.center_) / self.scale_, y)
-            return self
-        if spec.kind == "score":
-            raw = spec.score(self._inputs(X)).to_numpy(dtype=float)  # type: ignore[misc]  # score kinds carry one
-            self.median_ = float(np.nanmedian(raw)) if np.isfinite(raw).any() else 0.0
-        # Practically unpenalised 1-D logistic recalibration of the raw score.
-        self.mapping_ = LogisticRegression(C=1e6, max_iter=1000).fit(self.score_raw(X).reshape(-1, 1), y)
+        spec.kind.fit(self, self._inputs(X), y.astype(int))
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities of class 0 and 1 (column 1: the event)."""
-        if get_baseline(self.name).kind == "refit":
-            return self.model_.predict_proba(self._standardised(X))
-        check_is_fitted(self, "mapping_")
-        return self.mapping_.predict_proba(self.score_raw(X).reshape(-1, 1))
+        return get_baseline(self.name).kind.probability(self, self._inputs(X))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The published classification (raw score above the published cut-off), else probability >= 0.5."""

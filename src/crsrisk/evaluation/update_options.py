@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from crsrisk.bundle import TaskModel
 from crsrisk.bundle.calibration import Calibrator, Isotonic, Platt, fit_calibrator
-from crsrisk.bundle.format import model_ready
+from crsrisk.bundle.format import BUNDLE_MODEL, model_ready
 from crsrisk.errors import InputError
 from crsrisk.evaluation.metrics import EPS, calibration_intercept, logit
 from crsrisk.training.config import TrainConfig
@@ -161,7 +161,7 @@ def _refit(
     model: TaskModel, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, config: TrainConfig, seed: int, refits: int
 ) -> TaskModel:
     """XGBoost trained from scratch on these rows by ``training.estimators.fit_model`` (tuned, calibrated inside)."""
-    fitted = fit_model("xgboost", X[model.feature_names], y, config, seed, groups, calibration_boot=refits)
+    fitted = fit_model(BUNDLE_MODEL, X[model.feature_names], y, config, seed, groups, calibration_boot=refits)
     return replace(model, booster=fitted.model.get_booster(), calibrator=fitted.calibrator)
 
 

@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, landmark_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.reporting.explain import cohort_attributions, cohort_plots
-from crsrisk.evaluation.external import BUNDLE_MODEL, TaskEvaluation, evaluate_bundle
+from crsrisk.evaluation.external import TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
 from crsrisk.evaluation.updating import LINEAGE_HEADER as UPDATE_HEADER, lineage_rows as update_rows
@@ -127,7 +128,7 @@ def _stability_rows(training: Mapping[str, Any]) -> list[list[Any]]:
     rows = []
     for r in training.get("results", []):
         stability = r.get("attribution_stability")
-        if r.get("model") == "xgboost" and stability:
+        if r.get("model") == BUNDLE_MODEL and stability:
             top = ", ".join(
                 f"{t['feature']} ({t['folds_in_top']}/{stability['folds']})" for t in stability["top_features"][:6]
             )

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from matplotlib.figure import Figure
 
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.cohort.validated import Cohort
 from crsrisk.util import outputs
 from crsrisk.util.outputs import json_ready
@@ -176,7 +177,7 @@ COMPARISON_HEADER = [
 ]
 
 
-def landmark_lines(results: list[dict[str, Any]], model: str = "xgboost") -> list[str]:
+def landmark_lines(results: list[dict[str, Any]], model: str = BUNDLE_MODEL) -> list[str]:
     """One line per landmark super-model: its AUROC at each grid landmark (the full rows are in metrics.json)."""
     by_task: dict[str, list[str]] = {}
     for r in results:

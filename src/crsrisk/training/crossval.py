@@ -7,10 +7,10 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from sklearn.base import clone
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold
 
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.errors import InputError
 from crsrisk.evaluation.published import PublishedScore
 from crsrisk.training.config import TrainConfig
@@ -84,11 +84,11 @@ def _candidates(config: TrainConfig, baselines: list[str]) -> Iterator[str]:
     yield from baselines
 
 
-def fold_importance(fitted: FittedModel, X_test: pd.DataFrame) -> pd.Series:
-    """Mean |SHAP| per feature of one fold's XGBoost model on its own test part (exact tree SHAP)."""
-    matrix = xgb.DMatrix(X_test.to_numpy(dtype=float), missing=np.nan, feature_names=list(X_test.columns))
-    contributions = fitted.model.get_booster().predict(matrix, pred_contribs=True)[:, :-1]
-    return pd.Series(np.abs(contributions).mean(axis=0), index=X_test.columns)
+def fold_importance(fitted: FittedModel, X_test: pd.DataFrame) -> pd.Series | None:
+    """Mean |contribution| per feature of one fold's model on its own test part (None for a family without
+    exact contributions)."""
+    contributions = fitted.family.contributions(fitted.model, X_test)
+    return None if contributions is None else pd.Series(np.abs(contributions).mean(axis=0), index=X_test.columns)
 
 
 def fold_predictions(
@@ -96,8 +96,8 @@ def fold_predictions(
 ) -> tuple[pd.DataFrame, pd.Series | None]:
     """One outer fold: every model and published score fitted on its training part only, predicting its test part.
 
-    Returns predictions (columns model, repeat, fold, row = position in X, probability) and the fold's XGBoost
-    importance (None without XGBoost). A job of its own: ``training.executor`` runs the folds side by side.
+    Returns predictions (columns model, repeat, fold, row = position in X, probability) and the importance of the
+    fold's model of the bundle's family (None when that family is not trained). A job of its own: ``training.executor`` runs the folds side by side.
     """
     X_train, y_train, X_test = X.iloc[split.train], y[split.train], X.iloc[split.test]
     seed = config.seed + 1000 * split.repeat + split.fold
@@ -106,8 +106,9 @@ def fold_predictions(
         if name in config.models:
             fitted = fit_model(name, X_train, y_train, config, seed, groups[split.train])
             probability = fitted.predict_proba(X_test)
-            if name == "xgboost":
-                importance = fold_importance(fitted, X_test).rename(f"{split.repeat}.{split.fold}")
+            if name == BUNDLE_MODEL:
+                importance = fold_importance(fitted, X_test)
+                importance = None if importance is None else importance.rename(f"{split.repeat}.{split.fold}")
         else:
             probability = clone(PublishedScore(name)).fit(X_train, y_train).predict_proba(X_test)[:, 1]
         frames.append(

@@ -1,4 +1,4 @@
-"""The two model families, their tuning spaces, and margin-calibrated fitting inside a training set."""
+"""Margin-calibrated fitting of a model family inside a training set."""
 
 from __future__ import annotations
 
@@ -7,67 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import loguniform
 from sklearn.base import clone
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from xgboost import XGBClassifier
+from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
 
 from crsrisk.bundle.calibration import Calibrator, fit_calibrator
-from crsrisk.errors import InputError
-from crsrisk.features import LogTransform, log_scale_columns
 from crsrisk.training.config import TrainConfig
-
-
-def base_estimator(name: str, columns: list[str], config: TrainConfig) -> Any:
-    """An unfitted model: penalised logistic (log, impute, scale inside the pipeline) or XGBoost (native NaN)."""
-    if name == "logistic":
-        return Pipeline(
-            [
-                ("log", LogTransform(log_scale_columns(columns))),
-                ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-                ("scale", StandardScaler()),
-                ("model", LogisticRegression(C=0.1, max_iter=2000)),
-            ]
-        )
-    if name == "xgboost":
-        return XGBClassifier(
-            n_estimators=200,
-            max_depth=3,
-            learning_rate=0.05,
-            subsample=0.85,
-            colsample_bytree=0.8,
-            min_child_weight=3,
-            tree_method="hist",
-            n_jobs=config.xgboost_threads,
-            random_state=config.seed,
-            eval_metric="logloss",
-        )
-    raise InputError(f"model: expected 'logistic' or 'xgboost', got {name!r}")
-
-
-SEARCH_SPACES: dict[str, dict[str, Any]] = {
-    "logistic": {"model__C": loguniform(1e-3, 10.0)},
-    "xgboost": {
-        "n_estimators": [100, 200, 300],
-        "max_depth": [2, 3, 4],
-        "learning_rate": loguniform(0.02, 0.2),
-        "subsample": [0.7, 0.85, 1.0],
-        "colsample_bytree": [0.5, 0.8, 1.0],
-        "min_child_weight": [1, 3, 5, 10],
-        "reg_lambda": loguniform(0.5, 10.0),
-    },
-}
-
-
-def margin(model: Any, X: pd.DataFrame) -> np.ndarray:
-    """The model's raw score on the log-odds scale (what calibration and SHAP work on)."""
-    if isinstance(model, XGBClassifier):
-        return np.asarray(model.predict(X, output_margin=True), dtype=float)
-    return np.asarray(model.decision_function(X), dtype=float)
+from crsrisk.training.families import Family, get_family
 
 
 @dataclass
@@ -79,9 +24,14 @@ class FittedModel:
     calibrator: Calibrator
     best_params: dict[str, Any]
 
+    @property
+    def family(self) -> Family:
+        """The model family it belongs to."""
+        return get_family(self.name)
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the positive class."""
-        return self.calibrator.transform(margin(self.model, X))
+        return self.calibrator.transform(self.family.margin(self.model, X))
 
 
 def fit_model(
@@ -99,12 +49,13 @@ def fit_model(
     Inner folds are grouped by ``groups`` (the infusion), so a landmark super-model never tunes or calibrates on
     one landmark of an infusion while validating on another of the same infusion.
     """
+    family = get_family(name)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     inner = StratifiedGroupKFold(config.tuning.inner_splits, shuffle=True, random_state=seed)
-    base = base_estimator(name, list(X.columns), config)
+    base = family.estimator(list(X.columns), config)
     search = RandomizedSearchCV(
         base,
-        SEARCH_SPACES[name],
+        dict(family.search_space),
         n_iter=config.tuning.n_iter,
         scoring="roc_auc",
         cv=inner,
@@ -115,21 +66,9 @@ def fit_model(
     )
     search.fit(X, y, groups=groups)
     tuned = clone(base).set_params(**search.best_params_)
-    if name == "xgboost":
-        inner_margin = _xgb_oof_margin(tuned, X, y, inner, groups)
-    else:
-        inner_margin = cross_val_predict(tuned, X, y, cv=inner, groups=groups, method="decision_function")
+    inner_margin = family.inner_margin(tuned, X, y, inner, groups)
     calibrator = fit_calibrator(inner_margin, y, config.calibration, n_boot=calibration_boot, seed=seed, groups=groups)
     return FittedModel(name, tuned.fit(X, y), calibrator, _plain(search.best_params_))
-
-
-def _xgb_oof_margin(
-    model: XGBClassifier, X: pd.DataFrame, y: np.ndarray, folds: StratifiedGroupKFold, groups: np.ndarray
-) -> np.ndarray:
-    out = np.empty(len(y))
-    for train, test in folds.split(X, y, groups):
-        out[test] = clone(model).fit(X.iloc[train], y[train]).predict(X.iloc[test], output_margin=True)
-    return out
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import yaml
 from crsrisk.evaluation.published import baselines_for, split_computable
 from crsrisk.bundle import TaskModel, save_bundle
 from crsrisk.bundle.calibration import INTERVAL_REFITS
+from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.io import load_cohort
 from crsrisk.cohort.validated import Cohort
@@ -72,7 +73,7 @@ class Planned:
         """Every outer fold, then the final model refitted on all rows: independent fits for the executor."""
         d, groups = self.data, self.data.patient_ids.to_numpy()
         folds = [(fold_predictions, (d.X, d.y, groups, split, config, self.computable)) for split in self.splits]
-        return folds + [(fit_model, ("xgboost", d.X, d.y, config, config.seed, groups, INTERVAL_REFITS))]
+        return folds + [(fit_model, (BUNDLE_MODEL, d.X, d.y, config, config.seed, groups, INTERVAL_REFITS))]
 
 
 def plan_training(
@@ -148,7 +149,7 @@ def evaluate_planned(
         if row["landmark"] == data.landmark.label:  # the model's own rows (pooled over a grid)
             row["auroc_per_repeat"] = repeats.get(row["model"], [])
             row["n_features"] = int(data.X.shape[1])
-            if row["model"] == "xgboost" and not importance.empty:
+            if row["model"] == BUNDLE_MODEL and not importance.empty:
                 row["attribution_stability"] = attribution_stability(importance)
     return rows, predictions
 
