@@ -64,11 +64,14 @@ def test_served_model_returns_the_bundles_probabilities(trained, small_cohort, t
         # the same patient record crsrisk serve takes, in a 'record' column: the same numbers as crsrisk.predict
         record = EXAMPLE.read_text()
         answer = invoke(port, {"dataframe_records": [{"record": record, "now_hours": 40}]})
-        served = {
-            row["task"]: row["probability"] for row in answer["predictions"] if row.get("probability") is not None
-        }
+        # a task not scored is a row with its reason (and, in the frame's float column, no probability: NaN)
+        said = {row["task"]: row for row in answer["predictions"] if isinstance(row.get("reason"), str)}
+        served = {row["task"]: row["probability"] for row in answer["predictions"] if row["task"] not in said}
         expected = predict(json.loads(record), model=result.bundle_dir, now_hours=40, audit=False)
         assert served == {p["task"]: p["probability"] for p in expected.predictions}
+        assert {task: row["reason"] for task, row in said.items()} == {
+            n["task"]: n["reason"] for n in expected.not_applicable
+        } | {o["task"]: o.get("text", "already occurred") for o in expected.already_occurred}
 
         bad = json.loads(record)
         bad["patient"]["age_years"] = "-3"
