@@ -24,6 +24,7 @@ from crsrisk.monitoring.figures import group_figures
 from crsrisk.monitoring.join import JoinTally, Models, Outcomes, PeriodRule, join
 from crsrisk.monitoring.plan import Plan, Runs, load_plan
 from crsrisk.monitoring.stream import audit_log_file, read_predictions
+from crsrisk.sources.fhir import import_fhir
 
 PERIODS = ("month",)
 KEY_TEXT = (
@@ -50,8 +51,6 @@ def load_outcomes(path: str | os.PathLike) -> Cohort:
         raise InputError(f"outcomes: no cohort folder or FHIR source at {source}")
     if is_folder(source) and any((source / f"patients{suffix}").exists() for suffix in (".csv", ".parquet")):
         return load_cohort(source)
-    from crsrisk.sources.fhir import import_fhir
-
     return import_fhir(source).cohort
 
 

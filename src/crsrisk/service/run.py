@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from crsrisk.errors import InputError
+from crsrisk.scoring.load import load_model
 from crsrisk.util.cluster import available_cores
 from crsrisk.service.guard import MAX_BODY_BYTES, required_token
 
@@ -18,7 +19,7 @@ SETTINGS_ENV = "CRSRISK_SERVE_SETTINGS"  # how the parent hands the worker proce
 
 def app_from_environment() -> Any:
     """The app a worker process serves, from the settings its parent put in ``$CRSRISK_SERVE_SETTINGS``."""
-    from crsrisk.service.app import create_app
+    from crsrisk.service.app import create_app  # in the worker only: the parent never builds the app (FastAPI)
 
     settings = json.loads(os.environ[SETTINGS_ENV])
     return create_app(
@@ -52,9 +53,7 @@ def serve(
     ``$CRSRISK_API_TOKEN`` (ValueError otherwise); when the token is set every scoring request must carry it. The
     bundle is loaded and verified here first (refused unless signed by a trusted key, or ``allow_unverified``), so
     a bad or unverified model is one clear error, not a worker crash loop."""
-    import uvicorn
-
-    from crsrisk.scoring.load import load_model
+    import uvicorn  # the server itself: only for a process that serves
 
     required_token(host)
     load_model(model, allow_unverified=allow_unverified)

@@ -18,6 +18,7 @@ from mlflow.entities import Metric
 from matplotlib.figure import Figure
 
 import crsrisk
+from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
 EXPERIMENT = "crsrisk"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default: a real, transactional store
@@ -148,8 +149,6 @@ def register_models(
     Every version carries a description and a ``synthetic`` tag. MLflow's progress lines are kept back and shown
     only if something fails. Returns the model URIs and one sentence per alias that now points elsewhere (a
     registry others read from must never change under them silently)."""
-    from crsrisk.service.pyfunc import log_bundle_to_mlflow
-
     latest = {model.task: model for model in models}  # landmarks come in order: the last one wins
     client = mlflow.MlflowClient()
     uris: dict[str, str] = {}
