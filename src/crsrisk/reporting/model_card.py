@@ -280,8 +280,16 @@ def build_model_card(
     meta = bundle.metadata
     training = meta.training_metrics
     summary = cohort_summary(cohort)
-    step(f"1/5 evaluating {len(bundle.models)} models on {summary['infusions']} infusions ({n_boot} bootstrap draws)")
-    evaluation = evaluate_bundle(cohort, bundle, n_boot, seed)
+    order = {key: i for i, key in enumerate(bundle.models, 1)}
+    evaluation = evaluate_bundle(
+        cohort,
+        bundle,
+        n_boot,
+        seed,
+        lambda key: step(
+            f"1/5 evaluating {key} ({order[key]}/{len(order)}) on {summary['infusions']} infusions, {n_boot} bootstraps"
+        ),
+    )
     per_model = evaluation.per_model
     step("2/5 subgroups")
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
