@@ -214,7 +214,7 @@ def test_card_link_opens_the_bedside_page_with_the_same_numbers(bundle, exports:
     link = cards[0]["links"][0]
     assert link["type"] == "absolute"
     page = api.get(link["url"])
-    assert page.status_code == 200 and "Synthetic model, not for clinical use." in page.text
+    assert page.status_code == 200 and "Synthetic model, not for clinical use:" in page.text
     for p in predict(exports[0], model=bundle, audit=False).predictions:
         assert f'data-value="{p["probability"]!r}"' in page.text
     assert api.get(f"{CALL}/page/unknown-page").status_code == 404
@@ -334,7 +334,7 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
             }
             banner = page.inner_text("#banner")
             browser.close()
-    assert "Synthetic model, not for clinical use." in banner
+    assert banner.startswith("Synthetic model, not for clinical use:")
     assert shown == {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"] for c in cards}
     assert shown == probabilities(predict(exports[0], model=bundle, audit=False))
 

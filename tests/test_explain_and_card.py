@@ -55,10 +55,26 @@ def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
 
 @pytest.mark.slow
 def test_card_of_the_training_cohort_says_in_sample_at_the_top(card: Path) -> None:
-    """The card on the model's own training cohort: the in-sample banner first, no "performance on this cohort"."""
+    """The card on the model's own training cohort: the in-sample banner first, no "performance on this cohort",
+    every section on the cohort labelled in-sample; under 1 MB, with contents linking every section."""
     page = card.read_text()
     assert page.index("In-sample: this is the cohort the model was trained on") < page.index("NOT FOR CLINICAL USE")
     assert "Performance in-sample, on the training cohort" in page and "Performance on this cohort" not in page
+    assert "Calibration and decision curves in-sample, on the training cohort" in page
+    assert "SHAP global importance (exact tree SHAP, in-sample, on the training cohort)" in page
+    assert card.stat().st_size < 1_000_000
+    sections = re.findall(r"<h2 id='([^']+)'>", page)
+    assert re.findall(r"<li><a href='#([^']+)'>", page) == sections
+    assert page.index("id='contents'") < page.index("id='intended-use'") and len(sections) >= 10
+
+
+@pytest.mark.slow
+def test_card_intended_use_names_the_dynamic_models(card: Path) -> None:
+    page = card.read_text()
+    intended = page[page.index("id='intended-use'") : page.index("id='model'")]
+    assert "dynamic landmark super-models" in intended
+    assert "severe_crs_dynamic__every12h_0-168h</td><td>dynamic (any hour of its grid)" in intended
+    assert "severe_crs__36h</td><td>fixed landmark" in intended
 
 
 @pytest.mark.slow

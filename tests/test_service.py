@@ -119,7 +119,7 @@ def test_any_pasted_record_on_the_page_is_shown_back_with_a_reason_never_a_500(
     page = client(bundle, tmp_path).post("/", data={"action": "record", "record": record, "now_hours": now})
     assert page.status_code in (200, 422), page.text[-500:]
     if page.status_code == 422:
-        assert 'id="problems"' in page.text and "Synthetic model, not for clinical use." in page.text
+        assert 'id="problems"' in page.text and "Synthetic model, not for clinical use:" in page.text
 
 
 def test_token_body_limit_and_bind_policy(bundle, tmp_path: Path) -> None:
@@ -146,15 +146,24 @@ def test_model_endpoint_describes_the_bundle(bundle, tmp_path: Path) -> None:
 
 def test_page_shows_each_probability_band_and_the_synthetic_banner(bundle, tmp_path: Path) -> None:
     api = client(bundle, tmp_path)
-    assert "Synthetic model, not for clinical use." in api.get("/").text
+    assert "Synthetic model, not for clinical use:" in api.get("/").text
     page = api.post("/", data={"action": "example", "now_hours": "40"})
     assert page.status_code == 200
+    assert page.text.lower().count("not for clinical use") == 1  # one banner, saying it once
+    assert "Bands for this question, as set in the model bundle: low below 10.0%, high from 30.0%." in page.text
+    assert "How the bands are chosen: low is below 0.5 times" in page.text
     expected = predict(json.loads(example_record_text()), model=bundle, now_hours=40, audit=False)
     for p in expected.predictions:
         assert f'data-value="{p["probability"]!r}"' in page.text and f"{100 * p['probability']:.1f}%" in page.text
     assert "interval not available" in page.text or "95% interval" in page.text
     refused = api.post("/", data={"action": "record", "record": '{"patient": {"age_years": 300}}'})
     assert refused.status_code == 422 and "age_years" in refused.text
+
+
+def test_page_names_the_hour_when_no_task_is_scored(bundle, tmp_path: Path) -> None:
+    page = client(bundle, tmp_path).post("/", data={"action": "example", "now_hours": "500"})
+    assert page.status_code == 200 and 'class="task"' not in page.text
+    assert "No task is scored at hour 500.0 after infusion (day 20; infusion = day 0):" in page.text
 
 
 def test_shipped_example_is_the_repositorys_example() -> None:
@@ -270,10 +279,18 @@ def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_pa
         page.fill("#now_hours", "40")
         page.click("#score-example")
         page.wait_for_selector("#results")
+        identity = {
+            field.get_attribute("data-field"): field.inner_text() for field in page.query_selector_all("#patient dd")
+        }
+        above = page.evaluate(
+            "document.querySelector('#patient').getBoundingClientRect().bottom"
+            " <= document.querySelector('section.task').getBoundingClientRect().top"
+        )
         shown = {
             section.get_attribute("data-task"): (
                 section.query_selector(".probability").inner_text(),
                 section.query_selector(".probability").get_attribute("data-value"),
+                section.query_selector(".band").inner_text(),
             )
             for section in page.query_selector_all("section.task")
         }
@@ -281,12 +298,34 @@ def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_pa
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     print(f"screenshot of the bedside page: {screenshot}")
-    assert "Synthetic model, not for clinical use." in banner
+    assert banner.startswith("Synthetic model, not for clinical use:") and banner.lower().count("clinical use") == 1
+    assert identity == {
+        "patient": "EXAMPLE-001",
+        "age": "3.1 years",
+        "sex": "F",
+        "diagnosis": "B-ALL",
+        "product": "other (CD28 costimulation)",
+        "dose": "1.48 x 10^6 CAR T cells/kg",
+        "centre": "C1",
+    }
+    assert above  # the patient is named above the risks
     expected = predict(json.loads(EXAMPLE.read_text()), model=bundle, now_hours=40, audit=False)
     assert set(shown) == {p["task"] for p in expected.predictions}
     for p in expected.predictions:
-        text, value = shown[p["task"]]
+        text, value, band = shown[p["task"]]
         assert float(value) == p["probability"] and text == f"{100 * p['probability']:.1f}%"
+        cutoffs = bundle.models[p["model_key"]].bands  # the test bundle's: low 0.1, high 0.3
+        assert (
+            band
+            == (
+                "low"
+                if p["probability"] < cutoffs["low"]
+                else "high"
+                if p["probability"] >= cutoffs["high"]
+                else "intermediate"
+            )
+            + " risk"
+        )
     assert screenshot.stat().st_size > 20_000
 
 

@@ -260,5 +260,9 @@ def test_audit_of_a_bundle_trained_on_a_local_store_says_so_and_creates_no_store
     said = " ".join(audited.stdout.split())
     assert f"MLflow run {result.run_id} was tracked in a local store on the machine that trained it" in said
     assert "pass --tracking-uri" in said and not (tmp_path / "mlflow.db").exists()
+    assert "model card, " in said and ": 1/5 evaluating" in said and ": 5/5 SHAP" in said  # progress as it builds
     again = subprocess.run([*command, "--tracking-uri", uri], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert f"logged to MLflow run {result.run_id} ({uri})" in " ".join(again.stdout.split()), again.stderr[-3000:]
+    store = Path(uri.removeprefix("sqlite:///"))  # run where the run was tracked: its mlflow.db is found there
+    here = subprocess.run(command, cwd=store.parent, capture_output=True, text=True, timeout=600)
+    assert f"logged to MLflow run {result.run_id} (sqlite:///{store.resolve()})" in " ".join(here.stdout.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -30,21 +31,27 @@ def audit(
     from crsrisk.training.artifacts import shared_tracking_uri
 
     bundle = load_for_research(model)
-    path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot)
+    started = time.monotonic()
+
+    def announce(step: str) -> None:
+        console.print(f"model card, {time.monotonic() - started:3.0f} s: {step}", highlight=False)
+
+    path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot, announce=announce)
     console.print(f"model card: {path}; model {bundle.path} ({escape(bundle.trust)})")
     run_id = bundle.metadata.mlflow_run_id
-    uri = tracking_uri or shared_tracking_uri(bundle.metadata.mlflow_tracking_uri)
     if not run_id:
         console.print("no MLflow run recorded in the bundle: report not logged")
         return
+    from crsrisk.training.tracking import local_tracking_store, log_report
+
+    uri = tracking_uri or shared_tracking_uri(bundle.metadata.mlflow_tracking_uri) or local_tracking_store()
     if not uri:
         console.print(
-            f"the model's MLflow run {run_id} was tracked in a local store on the machine that trained it "
-            "(the bundle names no tracking server): report not logged; pass --tracking-uri to log it there"
+            f"the model's MLflow run {run_id} was tracked in a local store on the machine that trained it (the "
+            "bundle names no tracking server, and there is no mlflow.db in this folder): report not logged; pass "
+            "--tracking-uri to log it to that store"
         )
         return
-    from crsrisk.training.tracking import log_report
-
     console.print(log_report(uri, run_id, path))
 
 

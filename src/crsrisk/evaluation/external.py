@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -47,18 +47,25 @@ class Evaluation:
 
 
 def evaluate_bundle(
-    cohort: Cohort, model: str | os.PathLike | Bundle | None = None, n_boot: int = 500, seed: int = 0
+    cohort: Cohort,
+    model: str | os.PathLike | Bundle | None = None,
+    n_boot: int = 500,
+    seed: int = 0,
+    announce: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Metrics with bootstrap 95 % CIs of every bundled model on ``cohort``, beside the published scores.
 
     A model whose labelled risk set has fewer than 2 events or non-events is listed in ``skipped``. The
     threshold metrics use the event rate of this cohort as the threshold, as training does by default.
+    ``announce`` (if given) hears each model's key as its evaluation starts (bootstraps take a while).
     """
     bundle = load_for_research(model)
     arrays = cohort_arrays(cohort)
     results, skipped, per_model, input_flags = [], [], {}, []
     sizes: dict[str, dict[str, Any]] = {}  # the CI widths this cohort can give, per model (Riley et al. 2021)
     for key, task_model in bundle.models.items():
+        if announce is not None:
+            announce(key)
         data = task_model.definition.dataset(cohort, task_model.landmark, arrays)
         if min(int(data.y.sum()), int(len(data.y) - data.y.sum())) < 2:
             skipped.append(

@@ -91,10 +91,12 @@ def calibration_plot(y: object, predictions: Predictions, bins: int = 10, source
     return fig
 
 
-def decision_curve_plot(y: object, predictions: Predictions, thresholds: np.ndarray) -> Figure:
+def decision_curve_plot(
+    y: object, predictions: Predictions, thresholds: np.ndarray, source: str = "out-of-fold"
+) -> Figure:
     """Net benefit of each model against treat-all and treat-none across decision thresholds."""
     labels, models = _models(y, predictions)
-    fig = _figure("Decision curve")
+    fig = _figure(f"Decision curve ({source})")
     ax = fig.add_subplot()
     for name, (yk, pk) in models.items():
         ax.plot(thresholds, net_benefit_curve(yk, pk, thresholds), lw=1.3, label=name)

@@ -12,15 +12,18 @@ import base64
 import html
 import io
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image
 
 from crsrisk.bundle.format import BUNDLE_MODEL
+from crsrisk.bundle.bands import RULE
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.validated import Cohort
@@ -38,10 +41,14 @@ from crsrisk.scoring.trajectory import trajectory_of
 
 INTENDED_USE = (
     "Estimate, for children and young adults with B-cell ALL receiving CD19 CAR T cells, the risk of severe "
-    "CRS (ASTCT grade >= 3), ICANS, and tocilizumab-refractory CRS at fixed landmarks (before infusion, 36 h "
-    "after it, at the first tocilizumab dose), as a research aid for studying early-warning signals. It does "
-    "not replace ASTCT grading, clinical judgement or institutional protocols."
+    "CRS (ASTCT grade >= 3), ICANS, and tocilizumab-refractory CRS: at fixed landmarks (before infusion, 36 h "
+    "after it, at the first tocilizumab dose) and, with the dynamic landmark super-models, at any hour of the "
+    "first week ('in the next 48 h?', asked every 12 h and after each new measurement), as a research aid for "
+    "studying early-warning signals. It does not replace ASTCT grading, clinical judgement or institutional "
+    "protocols."
 )
+IMAGE_WIDTH = 540  # pixels: the card shows a figure at most 520 px wide, two or three to a row
+IMAGE_COLOURS = 64  # plots are flat colours: a 64-colour palette keeps them sharp at a fraction of the bytes
 
 # TRIPOD+AI (Collins et al., BMJ 2024) items, grouped, with the report section that covers each.
 TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
@@ -76,6 +83,19 @@ TRIPOD_ITEMS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _sized_png(data: bytes) -> bytes:
+    """A PNG sized for the card: at most ``IMAGE_WIDTH`` pixels wide, in a palette of ``IMAGE_COLOURS``, so forty
+    figures stay well under a megabyte (a plot drawn for print at 150 dpi is several times larger)."""
+    picture = Image.open(io.BytesIO(data)).convert("RGB")
+    if picture.width > IMAGE_WIDTH:
+        picture = picture.resize(
+            (IMAGE_WIDTH, round(picture.height * IMAGE_WIDTH / picture.width)), Image.Resampling.LANCZOS
+        )
+    out = io.BytesIO()
+    picture.quantize(colors=IMAGE_COLOURS, method=Image.Quantize.FASTOCTREE).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def _image(fig_or_path: Figure | Path) -> str:
     """An <img> with the PNG embedded as base64, so the file opens offline."""
     if isinstance(fig_or_path, Figure):
@@ -85,7 +105,14 @@ def _image(fig_or_path: Figure | Path) -> str:
         data = buffer.getvalue()
     else:
         data = Path(fig_or_path).read_bytes()
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+    encoded = base64.b64encode(_sized_png(data)).decode()
+    return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
+
+
+def _contents(body: str) -> str:
+    """The table of contents: a link to every section heading of the card, in order."""
+    links = "".join(f"<li><a href='#{a}'>{t}</a></li>" for a, t in re.findall(r"<h2 id='([^']+)'>(.*?)</h2>", body))
+    return f"<nav id='contents'><h2>Contents</h2><ol>{links}</ol></nav>"
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -146,10 +173,10 @@ def _stability_rows(training: Mapping[str, Any]) -> list[list[Any]]:
 
 
 def _by_landmark(
-    bundle: Bundle, training: Mapping[str, Any], here: list[dict[str, Any]], cohort: Cohort, work: Path
+    bundle: Bundle, training: Mapping[str, Any], here: list[dict[str, Any]], cohort: Cohort, work: Path, source: str
 ) -> str:
     """AUROC and calibration slope by landmark for each landmark super-model (cross-validated and on this cohort,
-    with 95% CIs), and one infusion's risk trajectory: how the dynamic models are meant to be read."""
+    labelled ``source``, with 95% CIs), and one infusion's risk trajectory: how the dynamic models are read."""
     grids = [m for m in bundle.models.values() if isinstance(m.landmark, Grid)]
     if not grids:
         return ""
@@ -162,9 +189,9 @@ def _by_landmark(
         trained = [r for r in training.get("results", []) if r["task"] == m.task]
         local = [r for r in here if r["task"] == m.task]
         out.append(
-            f"<h3>{html.escape(m.key)}</h3><div class='plots'>"
+            f"<h3>{html.escape(m.key)}</h3><div class='plots two'>"
             + (_image(landmark_plot(trained, f"{m.task}: cross-validated (training run)")) if trained else "")
-            + (_image(landmark_plot(local, f"{m.task}: this cohort")) if local else "")
+            + (_image(landmark_plot(local, f"{m.task}: {source}")) if local else "")
             + "</div>"
         )
     events = cohort.events
@@ -173,7 +200,7 @@ def _by_landmark(
     trajectory = trajectory_of(bundle, cohort_arrays(cohort.subset([example])), until_hours=168.0)
     path = trajectory.plot(work / "plots" / "example_trajectory.png")
     out.append(
-        f"<h3>An example infusion's risk over time ({html.escape(example)})</h3><p>What predict says every "
+        f"<h3>An example infusion's risk over time ({html.escape(example)}, {source})</h3><p>What predict says every "
         "12 h and after each new measurement, from everything recorded before that hour; vertical lines are "
         "doses, red labels grade changes, dashed lines the hour an outcome occurred.</p>" + _image(path)
     )
@@ -235,7 +262,8 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.82em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
 th{background:#f3f3f3}.banner{background:#b00020;color:#fff;padding:.8em 1em;font-weight:600;border-radius:4px}
-.warn{color:#a15c00}img{max-width:520px;margin:4px;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap}"""
+.warn{color:#a15c00}img{max-width:520px;margin:4px;border:1px solid #eee}.plots{display:flex;flex-wrap:wrap}
+.plots img{width:32%;min-width:300px}.plots.two img{width:48%}nav ol{columns:2;font-size:.9em}"""
 
 
 def build_model_card(
@@ -244,27 +272,51 @@ def build_model_card(
     n_boot: int = 300,
     seed: int = 0,
     work_dir: Path | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> str:
-    """The model card as one HTML string."""
+    """The model card as one HTML string; ``announce`` (if given) hears each step as it starts (the whole build
+    takes about a minute on a laptop's cohort of a few thousand infusions)."""
+    step = announce or (lambda _: None)
     bundle = load_for_research(model)
     meta = bundle.metadata
     training = meta.training_metrics
     summary = cohort_summary(cohort)
-    evaluation = evaluate_bundle(cohort, bundle, n_boot, seed)
+    order = {key: i for i, key in enumerate(bundle.models, 1)}
+    evaluation = evaluate_bundle(
+        cohort,
+        bundle,
+        n_boot,
+        seed,
+        lambda key: step(
+            f"1/5 evaluating {key} ({order[key]}/{len(order)}) on {summary['infusions']} infusions, {n_boot} bootstraps"
+        ),
+    )
     per_model = evaluation.per_model
+    step("2/5 subgroups")
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
     work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     in_sample = bool(evaluation.document["same_cohort_as_training"])  # decided once, by evaluate_bundle
     where = "in-sample, on the training cohort" if in_sample else "on this cohort"
+    source = "in-sample: training cohort" if in_sample else "this cohort"  # every figure drawn on the cohort says so
     parts = [
         "<h1>crsrisk model card</h1>"
         + (f"<p class='banner'>In-sample: {html.escape(SAME_COHORT_NOTE)}.</p>" if in_sample else "")
-        + "<p class='banner'>NOT FOR CLINICAL USE. "
-        f"{'Trained on a SYNTHETIC cohort: no result here is clinical evidence. ' if meta.synthetic else ''}"
-        f"{html.escape(meta.disclaimer)}</p>",
+        + "<p class='banner'>NOT FOR CLINICAL USE."
+        f"{' Trained on a SYNTHETIC cohort: no result here is clinical evidence.' if meta.synthetic else ''}</p>",
         f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
         f"{html.escape(str(meta.crsrisk_version))}.</p>",
-        f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p>",
+        f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p><p>This bundle's models:</p>"
+        + _table(
+            ["model", "kind", "question"],
+            [
+                [
+                    m.key,
+                    "dynamic (any hour of its grid)" if isinstance(m.landmark, Grid) else "fixed landmark",
+                    m.definition.description,
+                ]
+                for m in bundle.models.values()
+            ],
+        ),
         "<h2 id='model'>Model</h2>"
         + _table(
             ["field", "value"],
@@ -274,7 +326,9 @@ def build_model_card(
                 ["created", meta.created],
                 ["git commit", meta.git_commit],
                 ["MLflow run", meta.mlflow_run_id],
+                ["MLflow tracking store", meta.mlflow_tracking_uri or "a local store on the machine that trained it"],
                 ["synthetic", meta.synthetic],
+                ["risk band rule", RULE],
                 [
                     "risk bands",
                     "; ".join(
@@ -316,27 +370,30 @@ def build_model_card(
         + _table(COMPARISON_HEADER, comparison_rows(evaluation.document["results"]))
         + "".join(f"<p class='warn'>{html.escape(line)}</p>" for line in skipped_lines(evaluation.document["skipped"])),
     ]
+    step(f"3/5 ROC, calibration and decision curves of {len(per_model)} models")
     figures = []
     for key, data in per_model.items():
         figures.append(
             f"<h3>{html.escape(key)}</h3><div class='plots'>"
-            + _image(roc_plot(data.y, data.predictions, "this cohort"))
-            + _image(calibration_plot(data.y, data.predictions, source="this cohort"))
-            + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02)))
+            + _image(roc_plot(data.y, data.predictions, source))
+            + _image(calibration_plot(data.y, data.predictions, source=source))
+            + _image(decision_curve_plot(data.y, data.predictions, np.arange(0.02, 0.52, 0.02), source))
             + "</div>"
         )
     parts.append(f"<h2 id='calibration'>Calibration and decision curves {where}</h2>" + "".join(figures))
-    parts.append(_by_landmark(bundle, training, evaluation.document["results"], cohort, work))
+    step("4/5 performance by landmark and an example trajectory")
+    parts.append(_by_landmark(bundle, training, evaluation.document["results"], cohort, work, source))
+    step("5/5 SHAP attributions on the cohort")
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():
         files = cohort_plots(attributions, work / "plots", dependence=1)
         shap_parts.append(
-            f"<h3>{html.escape(model_key)}</h3><div class='plots'>"
+            f"<h3>{html.escape(model_key)}</h3><div class='plots two'>"
             + _image(files["importance"])
             + _image(files["beeswarm"])
             + "</div>"
         )
-    parts.append("<h2 id='shap'>SHAP global importance (exact tree SHAP on this cohort)</h2>" + "".join(shap_parts))
+    parts.append(f"<h2 id='shap'>SHAP global importance (exact tree SHAP, {where})</h2>" + "".join(shap_parts))
     parts.append(
         "<h2 id='stability'>Attribution stability across cross-validation folds</h2>"
         "<p>Mean pairwise Spearman correlation of per-fold mean |SHAP| and overlap of the folds' top-10 "
@@ -394,9 +451,10 @@ def build_model_card(
             ["item", "section", "covered"], [[item, f"#{anchor}", covered] for item, anchor, covered in TRIPOD_ITEMS]
         )
     )
+    top, sections = "".join(parts[:2]), "".join(parts[2:])  # the banners and date, then the contents
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>crsrisk model card</title>"
-        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+        f"<style>{CSS}</style></head><body>{top}{_contents(sections)}{sections}</body></html>"
     )
 
 
@@ -406,11 +464,12 @@ def write_model_card(
     out_dir: str | os.PathLike,
     n_boot: int = 300,
     seed: int = 0,
+    announce: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write ``model_card.html`` into ``out_dir`` (atomically) and return its path."""
+    """Write ``model_card.html`` into ``out_dir`` (atomically) and return its path; ``announce`` hears each step."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    page = build_model_card(model, cohort, n_boot=n_boot, seed=seed, work_dir=folder)
+    page = build_model_card(model, cohort, n_boot=n_boot, seed=seed, work_dir=folder, announce=announce)
     target = folder / "model_card.html"
     staging = folder / ".model_card.html.tmp"
     staging.write_text(page, encoding="utf-8")

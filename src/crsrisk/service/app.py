@@ -23,6 +23,7 @@ from pydantic import ValidationError
 import crsrisk
 from crsrisk.audit import log_head, resolve_log_path
 from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.record import validate_record
 from crsrisk.errors import AuditLogError, CohortValidationError, CrsriskError, InputError, Problem
 from crsrisk.scoring.load import load_model
 from crsrisk.service.anchor import VersionTag
@@ -245,6 +246,8 @@ def create_app(
         except CrsriskError as error:
             return EncodableHTML(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
         image = await run_in_threadpool(trajectory_png, points) if points is not None and points.points else None
-        return EncodableHTML(render_page(bundle, document=json_ready(document), trajectory_png=image, **shown))
+        patient = await run_in_threadpool(validate_record, body.record())  # scored already: it validates
+        page = render_page(bundle, document=json_ready(document), trajectory_png=image, patient=patient, **shown)
+        return EncodableHTML(page)
 
     return app

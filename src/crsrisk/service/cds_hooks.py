@@ -36,7 +36,8 @@ from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
 from crsrisk.service.page import percent, task_view
 from crsrisk.service.predictions import document_json
-from crsrisk.service.riskassessment import interval, warning
+from crsrisk.service.riskassessment import interval
+from crsrisk.service.status import warning
 from crsrisk.sources.fhir import record_from_fhir
 
 SERVICE_ID = "crsrisk-patient-view"

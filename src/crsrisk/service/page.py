@@ -10,9 +10,14 @@ from typing import Any, Mapping
 
 import jinja2
 
+from crsrisk.bundle.bands import RULE, training_rate
+from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.population import flags_text
 from crsrisk.features.phrases import missing_words
+from crsrisk.cohort.arrays import CohortArrays
+from crsrisk.cohort.record import canonical_record
+from crsrisk.service.status import warning
 
 TOP_REASONS = 5
 
@@ -75,6 +80,46 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
     }
 
 
+def band_cutoffs(model: TaskModel | None) -> str:
+    """A model's band cut-offs in words, with the training event rate they were set from (``bundle.bands``), so
+    a reader sees why the same probability is one band for one question and another band for another."""
+    if model is None:
+        return ""
+    low, high = percent(model.bands["low"]), percent(model.bands["high"])
+    rate = training_rate(model.bands)
+    if rate is None:
+        return f"Bands for this question, as set in the model bundle: low below {low}, high from {high}."
+    return (
+        f"Bands for this question: low below {low}, high from {high}; {percent(rate)} of the training infusions "
+        "had this outcome."
+    )
+
+
+def _hours(hours: float) -> str:
+    """An hour since infusion as a care team counts it: ``hour 40.0 after infusion (day 1; infusion = day 0)``."""
+    if hours < 0:
+        return f"hour {hours:.1f}, before infusion"
+    return f"hour {hours:.1f} after infusion (day {int(hours // 24)}; infusion = day 0)"
+
+
+def patient_view(arrays: CohortArrays) -> list[tuple[str, str]]:
+    """Who was scored, as the validated record says (defaults applied), shown above the risks so that a risk is
+    never read against the wrong patient: id, age, sex, diagnosis, product and its costimulatory domain, dose."""
+    patient = canonical_record(arrays)["patient"]
+    dose = patient.get("dose_1e6_cells_per_kg")
+    product = patient.get("product") or "not recorded"
+    costim = patient.get("costim_domain")
+    rows = [
+        ("patient", str(arrays.patient_ids[0])),
+        ("age", "not recorded" if patient.get("age_years") is None else f"{patient['age_years']:g} years"),
+        ("sex", patient.get("sex") or "not recorded"),
+        ("diagnosis", patient.get("diagnosis") or "not recorded"),
+        ("product", f"{product} ({costim} costimulation)" if costim else product),
+        ("dose", "not recorded" if dose is None else f"{dose:g} x 10^6 CAR T cells/kg"),
+    ]
+    return rows + ([("centre", patient["center"])] if patient.get("center") else [])
+
+
 def model_view(model: Mapping[str, Any]) -> dict[str, Any]:
     """Which model answered: version, bundle hash, creation time and whether it is synthetic."""
     digest = str(model.get("bundle_sha256") or "")
@@ -95,14 +140,14 @@ def render_page(
     trajectory_png: bytes | None = None,
     problems: list[str] | None = None,
     needs_token: bool = False,
+    patient: CohortArrays | None = None,
 ) -> str:
-    """The whole page: the form (kept filled in), and the result or the refusal when there is one."""
+    """The whole page: the form (kept filled in), and the result or the refusal when there is one; ``patient``,
+    the validated record scored, names the patient above the risks."""
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
-    meta = bundle.metadata
     context = {
-        "unverified": bundle.trust if bundle.unverified_accepted else "",
-        "synthetic": meta.synthetic,
-        "disclaimer": meta.disclaimer,
+        "warning": warning(bundle.identity.to_dict()),
+        "band_rule": RULE,
         "record_text": record_text,
         "now_hours": now_hours,
         "needs_token": needs_token,
@@ -115,10 +160,16 @@ def render_page(
         "model": model_view({}),
         "trajectory_image": None,
         "has_result": document is not None,
+        "patient": [] if patient is None else patient_view(patient),
+        "as_of": "",
     }
     if document is not None:
         context.update(
-            tasks=[task_view(p, descriptions) for p in document.get("predictions", [])],
+            tasks=[
+                task_view(p, descriptions) | {"cutoffs": band_cutoffs(bundle.models.get(p.get("model_key", "")))}
+                for p in document.get("predictions", [])
+            ],
+            as_of="" if document.get("now_hours") is None else _hours(float(document["now_hours"])),
             not_applicable=document.get("not_applicable", []),
             already_occurred=document.get("already_occurred", []),
             population_flags=flags_text(

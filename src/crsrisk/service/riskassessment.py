@@ -19,11 +19,11 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
 
-from crsrisk.bundle.trust import UNVERIFIED
 from crsrisk.cohort.population import flag_text
 from crsrisk.schema.codes import PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult, TaskPrediction
 from crsrisk.service.page import task_view
+from crsrisk.service.status import warning
 from crsrisk.sources.daily import TimeRule, hours_since, infusion_start
 from crsrisk.sources.fhir import NOT_DONE, is_fhir_bundle, read_fhir_rows
 
@@ -37,20 +37,6 @@ PATIENT_ID_SYSTEM = f"{PROJECT_SYSTEM}-patient-id"  # a contract record's patien
 UCUM = "http://unitsofmeasure.org"
 BASIS_TYPES = ("Observation", "MedicationAdministration")
 INFUSION_TYPES = ("Patient", "Procedure", "MedicationAdministration", "Medication")  # where the importer finds it
-
-
-def warning(model: Mapping[str, Any]) -> str:
-    """The sentence every output of this model carries (RiskAssessment note, card detail); for a bundle let
-    through unverified (research use), its trust status too."""
-    if model.get("synthetic", True):
-        text = (
-            "Synthetic model, not for clinical use: trained on simulated patients; its probabilities are not "
-            "clinical evidence."
-        )
-    else:
-        text = "Research software, not for clinical use."
-    signature = str(model.get("signature", ""))
-    return f"{text} Model bundle {signature}." if signature.startswith(UNVERIFIED) else text
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import yaml
 
 from crsrisk.evaluation.published import baselines_for, split_computable
 from crsrisk.bundle import TaskModel, save_bundle
+from crsrisk.bundle.bands import relative_bands
 from crsrisk.bundle.calibration import INTERVAL_REFITS
 from crsrisk.bundle.format import BUNDLE_MODEL
 from crsrisk.cohort.arrays import cohort_arrays
@@ -35,8 +36,6 @@ from crsrisk.evaluation.comparison import dataset_rows
 from crsrisk.training.results import attribution_stability, per_repeat_auroc, pooled_predictions
 from crsrisk.util.outputs import json_ready
 from crsrisk.training.truth import ceiling_probabilities, read_truth
-
-BAND_FACTORS = (0.5, 2.0)  # risk bands: low below half the cohort's event rate, high above twice it
 
 
 @dataclass
@@ -125,11 +124,6 @@ def _threshold(config: TrainConfig, y: np.ndarray) -> float:
     return float(y.mean()) if config.threshold == "prevalence" else float(config.threshold)
 
 
-def _bands(y: np.ndarray) -> dict[str, float]:
-    rate = float(y.mean())
-    return {"low": round(rate * BAND_FACTORS[0], 4), "high": round(min(rate * BAND_FACTORS[1], 0.9), 4)}
-
-
 def evaluate_planned(
     p: Planned, folds: list[tuple[pd.DataFrame, pd.Series | None]], config: TrainConfig, truth: pd.DataFrame | None
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
@@ -165,7 +159,7 @@ def final_model(data: Dataset, fitted: FittedModel, metrics: list[dict[str, Any]
         booster=fitted.model.get_booster(),
         calibrator=fitted.calibrator,
         feature_names=list(data.X.columns),
-        bands=_bands(data.y),
+        bands=relative_bands(data.y),
         metrics=summary,
         label_rule_version=data.task.rule_version,
         task_settings=data.task.describe(),

@@ -197,6 +197,13 @@ def _alias_version(client: Any, name: str) -> str | None:
         return None
 
 
+def local_tracking_store() -> str | None:
+    """The default local store (``./mlflow.db``, where ``crsrisk train`` tracks unless told otherwise) when it
+    exists in this folder, as an absolute URI; else None (opening a missing SQLite store would create an empty one)."""
+    database = Path(DEFAULT_TRACKING_URI.removeprefix("sqlite:///"))
+    return f"sqlite:///{database.resolve()}" if database.is_file() else None
+
+
 def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
     """Attach a report to an existing run; say plainly where it looked when that run is not there."""
     _quiet_mlflow()
