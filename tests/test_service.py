@@ -161,9 +161,10 @@ def test_page_shows_each_probability_band_and_the_synthetic_banner(bundle, tmp_p
 
 
 def test_page_names_the_hour_when_no_task_is_scored(bundle, tmp_path: Path) -> None:
-    page = client(bundle, tmp_path).post("/", data={"action": "example", "now_hours": "500"})
+    # the shipped example (before infusion) is followed to day 28: at hour 700 its follow-up has ended
+    page = client(bundle, tmp_path).post("/", data={"action": "example", "now_hours": "700"})
     assert page.status_code == 200 and 'class="task"' not in page.text
-    assert "No task is scored at hour 500.0 after infusion (day 20; infusion = day 0):" in page.text
+    assert "No task is scored at hour 700.0 after infusion (day 29; infusion = day 0):" in page.text
 
 
 def test_shipped_example_is_the_repositorys_example() -> None:
