@@ -4,7 +4,8 @@ held to the same contract, so a new one is covered by adding it to its registry.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,10 +70,15 @@ def _refuses_bad_parameters(method: str) -> None:
             Calibrator.from_dict(stored | {"params": {k: v[::-1] for k, v in params.items()}})
 
 
+def named_checks(subject: Any, checks: Sequence[Callable[[Any], None]]) -> Iterator[tuple[str, Check]]:
+    """Each check bound to ``subject``, named after its function (scikit-learn's ``parametrize_with_checks`` style)."""
+    for check in checks:
+        yield check.__name__.lstrip("_"), lambda check=check: check(subject)
+
+
 def check_calibrator(method: str) -> Iterator[tuple[str, Check]]:
     """The named checks every registered calibration method must pass."""
-    for check in (_monotone, _round_trip, _refuses_bad_parameters):
-        yield check.__name__.lstrip("_"), lambda check=check: check(method)
+    yield from named_checks(method, (_monotone, _round_trip, _refuses_bad_parameters))
 
 
 # ---- published scores ------------------------------------------------------------------------------------------
@@ -114,8 +120,7 @@ def _applies_to_registered_tasks(name: str) -> None:
 
 def check_published_score(name: str) -> Iterator[tuple[str, Check]]:
     """The named checks every registered published score must pass, whatever its kind."""
-    for check in (_computability, _orientation, _applies_to_registered_tasks):
-        yield check.__name__.lstrip("_"), lambda check=check: check(name)
+    yield from named_checks(name, (_computability, _orientation, _applies_to_registered_tasks))
 
 
 # ---- model families --------------------------------------------------------------------------------------------
@@ -168,13 +173,15 @@ def _contributions_add_up(name: str) -> None:
 
 def check_family(name: str) -> Iterator[tuple[str, Check]]:
     """The named checks every registered model family must pass."""
-    for check in (
-        _margin_orders_like_probability,
-        _tuning_space_fits_the_estimator,
-        _inner_margins_are_out_of_fold,
-        _contributions_add_up,
-    ):
-        yield check.__name__.lstrip("_"), lambda check=check: check(name)
+    yield from named_checks(
+        name,
+        (
+            _margin_orders_like_probability,
+            _tuning_space_fits_the_estimator,
+            _inner_margins_are_out_of_fold,
+            _contributions_add_up,
+        ),
+    )
 
 
 def _budget() -> settings:
@@ -364,13 +371,15 @@ def _labels_match_independent_derivation(name: str) -> None:
 
 def check_task(name: str) -> Iterator[tuple[str, Check]]:
     """The named checks every registered task definition must pass; its kind needs an entry in ``REFERENCES``."""
-    for check in (
-        _describe_round_trip,
-        _window_end_is_hour_plus_horizon,
-        _risk_set_and_occurrence_agree,
-        _labels_match_independent_derivation,
-    ):
-        yield check.__name__.lstrip("_"), lambda check=check: check(name)
+    yield from named_checks(
+        name,
+        (
+            _describe_round_trip,
+            _window_end_is_hour_plus_horizon,
+            _risk_set_and_occurrence_agree,
+            _labels_match_independent_derivation,
+        ),
+    )
 
 
 # ---- landmark kinds ----------------------------------------------------------------------------------------------
@@ -440,5 +449,6 @@ def _hours_at_are_known_by_then(kind: type) -> None:
 
 def check_landmark(kind: type) -> Iterator[tuple[str, Check]]:
     """The named checks every registered landmark kind must pass."""
-    for check in (_json_round_trip, _points_are_single_landmarks, _refuses_bad_settings, _hours_at_are_known_by_then):
-        yield check.__name__.lstrip("_"), lambda check=check: check(kind)
+    yield from named_checks(
+        kind, (_json_round_trip, _points_are_single_landmarks, _refuses_bad_settings, _hours_at_are_known_by_then)
+    )
