@@ -231,7 +231,7 @@ def explain(
     )
     console.print(summary, highlight=False)
     console.print(f"model {bundle.path} ({escape(bundle.trust)})")
-    console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
+    console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
 
 
 @app.command()
