@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ from crsrisk.features.spec import THEMES, FeatureInfo, feature_info, feature_spe
 from crsrisk.reporting.explain import explain_patient, reasons_chart, shap_waterfall
 from crsrisk.reporting.figures import png_bytes
 from crsrisk.reporting.steps import log_odds_steps, probability_steps
+from crsrisk.reporting.trajectory_figure import trajectory_figure
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.scoring import load_model, predict
+from crsrisk.scoring.trajectory import Trajectory, risk_trajectory
 from tests_support import patient_record
 
 TOP = 8
@@ -165,3 +168,62 @@ def test_explain_writes_both_pictures_per_task(record: dict, default_bundle: Bun
         width, height = Image.open(f).size
         assert width == 900 and 600 <= height <= 1600
         assert f.stat().st_mode & 0o077 == 0  # a patient's values: owner only
+
+
+def test_trajectory_is_drawn_as_steps_with_legible_events(record: dict, default_bundle: Bundle) -> None:
+    trajectory = risk_trajectory(record, default_bundle, until_hours=96, audit=False)
+    figure = trajectory_figure(trajectory)
+    shown = assert_legible(figure)
+    assert_png(png_bytes(figure), figure, (500, 1200))
+    risk = figure.axes[0]
+    tasks = [line for line in risk.get_lines() if not line.get_label().startswith("_")]  # not the dose lines
+    assert len(tasks) == 5 and all(line.get_drawstyle() == "steps-post" for line in tasks)
+    grades = [t for t in figure.axes[1].texts if "grade" in t.get_text()]
+    assert grades and all(t.get_fontsize() >= 8 for t in grades)
+    assert not any("_" in label for label in shown)  # no internal names (crs_grade, severe_crs_dynamic)
+
+
+def _point(hours: float, task: str, probability: float) -> dict:
+    return {"hours": hours, "task": task, "probability": probability, "band": "high", "horizon_text": task}
+
+
+def test_crowded_events_at_the_right_edge_take_lanes_and_stay_inside() -> None:
+    """Grade changes and doses minutes apart at the very end of the course (as when CRS reaches grade 3 and ICANS
+    begins together): each label whole, none on another."""
+    points = [_point(h, "severe CRS by day 28", 0.2 + h / 100) for h in (0.0, 12.0, 24.0, 36.0, 47.0)]
+    events = [
+        {"hours": 46.7, "event": "crs_grade", "value": 3.0},
+        {"hours": 46.7, "event": "tocilizumab", "value": 12.0},
+        {"hours": 46.9, "event": "corticosteroid", "value": 10.0},
+        {"hours": 47.2, "event": "icans_grade", "value": 1.0},
+        {"hours": 47.2, "event": "crs_grade", "value": 0.0},
+    ]
+    figure = trajectory_figure(Trajectory(points, {}, events, {"synthetic": True}))
+    shown = assert_legible(figure)
+    assert {"CRS grade 3", "tocilizumab", "corticosteroid", "ICANS grade 1", "CRS resolved"} <= set(shown)
+    assert len({t.xy[1] for t in figure.axes[1].texts}) == 5  # five lanes for five labels at one place
+    assert_png(png_bytes(figure), figure, (500, 1200))
+
+
+def test_the_trajectory_table_has_one_row_per_change() -> None:
+    points = [_point(h, "a", 0.30) for h in range(0, 240, 12)] + [_point(100.0, "b", 0.1)]
+    points[5] = _point(60, "a", 0.3004)  # shown as 30.0 %: no change
+    points[7] = _point(84, "a", 0.42)
+    points.sort(key=lambda p: p["hours"])
+    rows = Trajectory(points, {}, [], {}).changes()
+    assert [(r["task"], r["hours"], r["probability"]) for r in rows] == [
+        ("a", 0, 0.30),
+        ("a", 84, 0.42),
+        ("a", 96, 0.30),
+        ("b", 100.0, 0.1),
+    ]
+
+
+def test_a_real_trajectory_table_folds_the_unchanged_landmark_risks(record: dict, default_bundle: Bundle) -> None:
+    trajectory = risk_trajectory(record, default_bundle, until_hours=28 * 24, audit=False)
+    rows = trajectory.changes()
+    assert len(rows) < len(trajectory.points) / 3
+    for task in {p["task"] for p in trajectory.points}:
+        mine = [(round(r["probability"], 3), r["band"]) for r in rows if r["task"] == task]
+        assert mine and all(a != b for a, b in zip(mine, mine[1:]))
+    assert not math.isnan(sum(r["probability"] for r in rows))

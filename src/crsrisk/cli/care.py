@@ -178,10 +178,14 @@ def _print_trajectory(
     if as_json:
         print_json(result.to_dict() | {"plot": str(path)})
         return
-    table = Table(title="risk over time (each point: everything strictly before that hour)", title_justify="left")
+    table = Table(
+        title="risk over time: a row where a task's risk (to 0.1 %) or band changed, from everything strictly "
+        "before that hour",
+        title_justify="left",
+    )
     for column in ("hour", "task", "probability", "band", "top reasons"):
         table.add_column(column, overflow="fold")
-    for point in result.points:
+    for point in result.changes():
         table.add_row(
             f"{point['hours']:.1f}",
             point["task"],
