@@ -189,18 +189,20 @@ def _point(hours: float, task: str, probability: float) -> dict:
 
 def test_crowded_events_at_the_right_edge_take_lanes_and_stay_inside() -> None:
     """Grade changes and doses minutes apart at the very end of the course (as when CRS reaches grade 3 and ICANS
-    begins together): each label whole, none on another."""
-    points = [_point(h, "severe CRS by day 28", 0.2 + h / 100) for h in (0.0, 12.0, 24.0, 36.0, 47.0)]
+    begins together): each label whole, none on another; an event after the course drawn is left out."""
+    points = [_point(h, "severe CRS by day 28", 0.2 + h / 100) for h in (0.0, 12.0, 24.0, 36.0, 47.5)]
     events = [
         {"hours": 46.7, "event": "crs_grade", "value": 3.0},
         {"hours": 46.7, "event": "tocilizumab", "value": 12.0},
         {"hours": 46.9, "event": "corticosteroid", "value": 10.0},
         {"hours": 47.2, "event": "icans_grade", "value": 1.0},
         {"hours": 47.2, "event": "crs_grade", "value": 0.0},
+        {"hours": 60.0, "event": "anakinra", "value": 100.0},  # after the course drawn: left out
     ]
     figure = trajectory_figure(Trajectory(points, {}, events, {"synthetic": True}))
     shown = assert_legible(figure)
     assert {"CRS grade 3", "tocilizumab", "corticosteroid", "ICANS grade 1", "CRS resolved"} <= set(shown)
+    assert "anakinra" not in shown
     assert len({t.xy[1] for t in figure.axes[1].texts}) == 5  # five lanes for five labels at one place
     assert_png(png_bytes(figure), figure, (500, 1200))
 
