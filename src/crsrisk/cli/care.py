@@ -183,10 +183,14 @@ def _print_trajectory(
     if as_json:
         print_json(result.to_dict() | {"plot": str(path)})
         return
-    table = Table(title="risk over time (each point: everything strictly before that hour)", title_justify="left")
+    table = Table(
+        title="risk over time: a row where a task's risk (to 0.1 %) or band changed, from everything strictly "
+        "before that hour",
+        title_justify="left",
+    )
     for column in ("hour", "task", "probability", "band", "top reasons"):
         table.add_column(column, overflow="fold")
-    for point in result.points:
+    for point in result.changes():
         table.add_row(
             f"{point['hours']:.1f}",
             point["task"],
@@ -240,7 +244,7 @@ def explain(
         )
     console.print(summary, highlight=False)
     console.print(f"model {bundle.path} ({escape(bundle.trust)})")
-    console.print(f"waterfall plots: {', '.join(str(f) for f in files)}")
+    console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
 
 
 @app.command()

@@ -16,15 +16,43 @@ from crsrisk.schema.analytes import ANALYTES
 from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
 
 
+THEMES = (
+    "cytokines",
+    "inflammation markers",
+    "blood counts and chemistry",
+    "fever",
+    "course so far",
+    "disease burden",
+    "product and conditioning",
+    "patient",
+)
+"""What a clinician groups features under (a chart's remainder is summed per theme), in the order they are shown;
+an analyte's features take the analyte's theme (``schema.analytes``)."""
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
-    """What a feature means: label for people, unit, whether a linear model should take its log."""
+    """What a feature means: label for people, unit, whether a linear model should take its log, its theme."""
 
     name: str
     label: str
     unit: str
     log_scale: bool
     source: str  # patient, baseline, window, fever, derived, course
+    theme: str  # one of THEMES
+
+    def __post_init__(self) -> None:
+        if self.theme not in THEMES:
+            raise ValueError(f"feature {self.name}: theme {self.theme!r} is not one of {THEMES}")
+
+
+_BURDEN, _PRODUCT, _COURSE = "disease burden", "product and conditioning", "course so far"
+
+
+def _theme_of(analyte: str) -> str:
+    """A derived feature's theme: that of the analyte it is computed from (m-EASIX from LDH, fever from
+    temperature)."""
+    return ANALYTES[analyte].theme
 
 
 def _slug(text: str) -> str:
@@ -33,27 +61,36 @@ def _slug(text: str) -> str:
 
 def _patient() -> list[FeatureInfo]:
     fixed = [
-        FeatureInfo("age_years", "age", "years", False, "patient"),
-        FeatureInfo("weight_kg", "weight", "kg", False, "patient"),
-        FeatureInfo("sex_male", "male sex", "1 = yes", False, "patient"),
-        FeatureInfo("marrow_blasts_pct", "marrow blasts before lymphodepletion", "%", False, "patient"),
-        FeatureInfo("extramedullary_disease", "extramedullary disease", "1 = yes", False, "patient"),
-        FeatureInfo("cns3", "CNS3 status", "1 = yes", False, "patient"),
-        FeatureInfo("prior_hsct", "prior stem-cell transplant", "1 = yes", False, "patient"),
-        FeatureInfo("dose_1e6_cells_per_kg", "CAR T-cell dose", "10^6 cells/kg", True, "patient"),
-        FeatureInfo("costim_cd28", "CD28 costimulatory domain", "1 = yes", False, "patient"),
+        FeatureInfo("age_years", "age", "years", False, "patient", "patient"),
+        FeatureInfo("weight_kg", "weight", "kg", False, "patient", "patient"),
+        FeatureInfo("sex_male", "male sex", "1 = yes", False, "patient", "patient"),
+        FeatureInfo("marrow_blasts_pct", "marrow blasts before lymphodepletion", "%", False, "patient", _BURDEN),
+        FeatureInfo("extramedullary_disease", "extramedullary disease", "1 = yes", False, "patient", _BURDEN),
+        FeatureInfo("cns3", "CNS3 status", "1 = yes", False, "patient", _BURDEN),
+        FeatureInfo("prior_hsct", "prior stem-cell transplant", "1 = yes", False, "patient", "patient"),
+        FeatureInfo("dose_1e6_cells_per_kg", "CAR T-cell dose", "10^6 cells/kg", True, "patient", _PRODUCT),
+        FeatureInfo("costim_cd28", "CD28 costimulatory domain", "1 = yes", False, "patient", _PRODUCT),
         FeatureInfo(
-            "lymphodepletion_flu_cy", "fludarabine/cyclophosphamide lymphodepletion", "1 = yes", False, "patient"
+            "lymphodepletion_flu_cy",
+            "fludarabine/cyclophosphamide lymphodepletion",
+            "1 = yes",
+            False,
+            "patient",
+            _PRODUCT,
         ),
     ]
-    fixed += [FeatureInfo(f"product_{_slug(p)}", f"product {p}", "1 = yes", False, "patient") for p in PRODUCTS]
-    fixed += [FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis {d}", "1 = yes", False, "patient") for d in DIAGNOSES]
+    fixed += [
+        FeatureInfo(f"product_{_slug(p)}", f"product {p}", "1 = yes", False, "patient", _PRODUCT) for p in PRODUCTS
+    ]
+    fixed += [
+        FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis {d}", "1 = yes", False, "patient", _BURDEN) for d in DIAGNOSES
+    ]
     return fixed
 
 
 def _baseline() -> list[FeatureInfo]:
     return [
-        FeatureInfo(f"baseline_{a.name}", f"{a.label} before infusion", a.unit, a.log_scale, "baseline")
+        FeatureInfo(f"baseline_{a.name}", f"{a.label} before infusion", a.unit, a.log_scale, "baseline", a.theme)
         for a in ANALYTES.values()
     ]
 
@@ -65,38 +102,64 @@ def _window() -> list[FeatureInfo]:
     out = []
     for a in ANALYTES.values():
         out += [
-            FeatureInfo(f"{a.name}_last", f"{a.label}, latest value", a.unit, a.log_scale, "window"),
-            FeatureInfo(f"{a.name}_max", f"{a.label}, highest since infusion", a.unit, a.log_scale, "window"),
+            FeatureInfo(f"{a.name}_last", f"{a.label}, latest value", a.unit, a.log_scale, "window", a.theme),
+            FeatureInfo(f"{a.name}_max", f"{a.label}, highest since infusion", a.unit, a.log_scale, "window", a.theme),
             FeatureInfo(
                 f"{a.name}_log_slope",
                 f"{a.label}, trend (change of log value per hour)",
                 f"log({a.unit})/h",
                 False,
                 "window",
+                a.theme,
             ),
             FeatureInfo(
-                f"{a.name}_hours_to_max", f"{a.label}, hours from infusion to its highest value", "h", False, "window"
+                f"{a.name}_hours_to_max",
+                f"{a.label}, hours from infusion to its highest value",
+                "h",
+                False,
+                "window",
+                a.theme,
             ),
-            FeatureInfo(f"{a.name}_missing", f"{a.label} not measured since infusion", "1 = missing", False, "window"),
+            FeatureInfo(
+                f"{a.name}_missing", f"{a.label} not measured since infusion", "1 = missing", False, "window", a.theme
+            ),
         ]
     return out
 
 
 def _late() -> list[FeatureInfo]:
     return [
-        FeatureInfo("fever_hours", "hours with fever >= 38.0 C since infusion", "h", False, "fever"),
-        FeatureInfo("fever_first_hours", "hours from infusion to first fever >= 38.0 C", "h", False, "fever"),
-        FeatureInfo("m_easix_last", "m-EASIX (LDH x CRP / platelets), latest", "U/L x mg/dL / 10^9/L", True, "derived"),
-        FeatureInfo("ferritin_fold_change", "ferritin, latest / baseline", "ratio", True, "derived"),
-        FeatureInfo("crp_fold_change", "CRP, latest / baseline", "ratio", True, "derived"),
-        FeatureInfo("il6_sgp130_ratio", "IL-6 / sgp130, latest", "ratio", True, "derived"),
-        FeatureInfo("crs_grade_current", "CRS grade now", "ASTCT grade", False, "course"),
-        FeatureInfo("crs_grade_max", "highest CRS grade so far", "ASTCT grade", False, "course"),
-        FeatureInfo("icans_grade_max", "highest ICANS grade so far", "ASTCT grade", False, "course"),
-        FeatureInfo("tocilizumab_doses", "tocilizumab doses so far", "doses", False, "course"),
-        FeatureInfo("corticosteroid_given", "corticosteroids given so far", "1 = yes", False, "course"),
-        FeatureInfo("hours_since_crs_onset", "hours since CRS onset", "h", False, "course"),
-        FeatureInfo("landmark_hours", "hours since infusion at prediction", "h", False, "course"),
+        FeatureInfo(
+            "fever_hours", "hours with fever >= 38.0 C since infusion", "h", False, "fever", _theme_of("temperature")
+        ),
+        FeatureInfo(
+            "fever_first_hours",
+            "hours from infusion to first fever >= 38.0 C",
+            "h",
+            False,
+            "fever",
+            _theme_of("temperature"),
+        ),
+        FeatureInfo(
+            "m_easix_last",
+            "m-EASIX (LDH x CRP / platelets), latest",
+            "U/L x mg/dL / 10^9/L",
+            True,
+            "derived",
+            _theme_of("ldh"),
+        ),
+        FeatureInfo(
+            "ferritin_fold_change", "ferritin, latest / baseline", "ratio", True, "derived", _theme_of("ferritin")
+        ),
+        FeatureInfo("crp_fold_change", "CRP, latest / baseline", "ratio", True, "derived", _theme_of("crp")),
+        FeatureInfo("il6_sgp130_ratio", "IL-6 / sgp130, latest", "ratio", True, "derived", _theme_of("il6")),
+        FeatureInfo("crs_grade_current", "CRS grade now", "ASTCT grade", False, "course", _COURSE),
+        FeatureInfo("crs_grade_max", "highest CRS grade so far", "ASTCT grade", False, "course", _COURSE),
+        FeatureInfo("icans_grade_max", "highest ICANS grade so far", "ASTCT grade", False, "course", _COURSE),
+        FeatureInfo("tocilizumab_doses", "tocilizumab doses so far", "doses", False, "course", _COURSE),
+        FeatureInfo("corticosteroid_given", "corticosteroids given so far", "1 = yes", False, "course", _COURSE),
+        FeatureInfo("hours_since_crs_onset", "hours since CRS onset", "h", False, "course", _COURSE),
+        FeatureInfo("landmark_hours", "hours since infusion at prediction", "h", False, "course", _COURSE),
     ]
 
 
@@ -107,9 +170,15 @@ _EARLY_DERIVED = [
         "U/L x mg/dL / 10^9/L",
         True,
         "derived",
+        _theme_of("ldh"),
     ),
     FeatureInfo(
-        "m_easix_baseline", "m-EASIX (LDH x CRP / platelets) before infusion", "U/L x mg/dL / 10^9/L", True, "derived"
+        "m_easix_baseline",
+        "m-EASIX (LDH x CRP / platelets) before infusion",
+        "U/L x mg/dL / 10^9/L",
+        True,
+        "derived",
+        _theme_of("ldh"),
     ),
 ]
 

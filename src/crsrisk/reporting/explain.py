@@ -1,7 +1,9 @@
-"""SHAP explanations for auditors: a patient's waterfall, a cohort's importance, beeswarm and dependence plots.
+"""SHAP explanations: a patient's reasons chart (for clinicians, on the probability scale) and waterfall (for
+auditors, in log-odds), a cohort's importance, beeswarm and dependence plots.
 
-Attributions are XGBoost's exact tree SHAP (``pred_contribs``); the plots are SHAP's own plotting
-functions fed with those values, so what is drawn is exactly what ``predict`` returns.
+Attributions are XGBoost's exact tree SHAP (``pred_contribs``), so what is drawn is exactly what ``predict``
+returns: a patient's two charts are drawn here from its prediction (``reporting.steps``), a cohort's plots are
+SHAP's own plotting functions fed with those values.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -22,6 +26,9 @@ from crsrisk.util.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
+from crsrisk.reporting.figures import status, write_png  # noqa: E402
+from crsrisk.reporting.steps import log_odds_steps, probability_steps  # noqa: E402
+from crsrisk.reporting.waterfall import waterfall_figure  # noqa: E402
 from crsrisk.util.outputs import write_table  # noqa: E402
 from crsrisk.scoring.cohort import CohortAttributions, cohort_attributions  # noqa: E402
 from crsrisk.scoring.patient import predict  # noqa: E402
@@ -52,6 +59,42 @@ def _save(path: Path) -> Path:
     return write_bytes(path, buffer.getvalue(), private=True)
 
 
+def _title(prediction: Any) -> str:
+    """The question a prediction answers, in words, with its answer: ``severe CRS ... in the next 48 h, as of hour
+    40: 85.0% (high risk)``."""
+    return f"{prediction['question']}: {prediction['probability']:.1%} ({prediction['band']} risk)"
+
+
+def reasons_chart(prediction: Any, model: Mapping[str, Any], top: int = 8) -> Figure:
+    """For clinicians: the ``top`` reasons in clinical words and the rest by theme, as steps on the probability
+    scale from the model's starting point to exactly the calibrated risk (``model``: the prediction's model
+    identity, for its status)."""
+    return waterfall_figure(
+        probability_steps(prediction, top),
+        _title(prediction),
+        "the model's starting point, before any of this patient's inputs",
+        "this patient's risk",
+        "The model's attribution (exact tree SHAP), not a cause. Each bar is one reason's step on the probability "
+        "scale, taken in the order shown (top to bottom) from the starting point to this patient's calibrated "
+        "risk; in another order a step would differ in size. The inputs not named are summed by theme. "
+        + status(model),
+    )
+
+
+def shap_waterfall(prediction: Any, model: Mapping[str, Any], top: int = 8) -> Figure:
+    """For auditors: the exact SHAP waterfall in log-odds, from the base value to the raw score, with each
+    feature's value (``not measured`` when missing) and the rest summed by theme."""
+    return waterfall_figure(
+        log_odds_steps(prediction, top),
+        _title(prediction),
+        "base value E[f(X)]",
+        f"raw score f(x), calibrated to {prediction['probability']:.1%}",
+        "Exact tree SHAP (XGBoost pred_contribs) in log-odds: the base value plus every contribution is the raw "
+        f"score (to float32 rounding), which the {prediction.model.calibrator.method} calibrator maps to the "
+        f"probability. Inputs outside the top {top} are summed by theme. " + status(model),
+    )
+
+
 def explain_patient(
     patient,
     model=None,
@@ -61,9 +104,9 @@ def explain_patient(
     audit: bool = True,
     audit_log: str | os.PathLike | None = None,
 ) -> tuple[str, list[Path]]:
-    """A waterfall PNG per applicable task and a text summary of the top contributors; the prediction behind
-    them is written to the audit log like any other (``audit=False`` opts out). No task scored at the hour is
-    refused, saying why, rather than explained by nothing."""
+    """Per applicable task a reasons chart and a SHAP waterfall (PNG), and a text summary of the top
+    contributors; the prediction behind them is written to the audit log like any other (``audit=False`` opts
+    out). No task scored at the hour is refused, saying why, rather than explained by nothing."""
     result = predict(patient, model=model, now_hours=now_hours, audit=audit, audit_log=audit_log)
     if not result.predictions:
         raise NothingScored(f"nothing to explain: {result.why_nothing_scored()}; give an earlier now_hours")
@@ -71,14 +114,9 @@ def explain_patient(
     folder.mkdir(parents=True, exist_ok=True)
     lines, files = [], []
     for p in result.predictions:
-        names = [c["feature"] for c in p["contributions"]]
-        values = np.array([c["shap"] for c in p["contributions"]])
-        data = np.array([np.nan if c["value"] is None else c["value"] for c in p["contributions"]])
-        _shap().plots.waterfall(
-            _explanation(values, np.float64(p["base_value"]), data, names)[...], max_display=top + 1, show=False
-        )
-        plt.title(f"{p['task']} at {p['landmark']}: {p['probability']:.1%} ({p['band']})", fontsize=10)
-        files.append(_save(folder / f"waterfall_{p['task']}_{p['landmark']}.png"))
+        name = f"{p['task']}_{p['landmark']}.png"
+        files.append(write_png(reasons_chart(p, result.model, top), folder / f"reasons_{name}"))
+        files.append(write_png(shap_waterfall(p, result.model, top), folder / f"waterfall_{name}"))
         lines.append(
             f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
             f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions"

@@ -41,6 +41,7 @@ class Analyte:
     loinc: tuple[str, ...] = ()  # LOINC codes read as this analyte by the FHIR and OMOP importers
     ratio_scale: bool = True  # zero means none of it, so a change can be said as a percentage (not so in degC)
     symbol: str = ""  # how people write the unit, where the contract's code differs ("degC" is written "°C")
+    theme: str = field(kw_only=True)  # what a clinician groups it under (features.spec.THEMES): its features' theme
 
     @property
     def shown_unit(self) -> str:
@@ -57,8 +58,10 @@ _PG_PER_ML = {"ng/L": SAME, "ng/mL": UnitConversion(1000.0)}
 
 
 def _cytokine(name: str, label: str, high: float = 1e7, loinc: tuple[str, ...] = ()) -> Analyte:
-    return Analyte(name, label, "pg/mL", 0.0, high, True, _PG_PER_ML, loinc)
+    return Analyte(name, label, "pg/mL", 0.0, high, True, _PG_PER_ML, loinc, theme="cytokines")
 
+
+_INFLAMMATION, _CHEMISTRY = "inflammation markers", "blood counts and chemistry"  # themes of several analytes
 
 _ALL: tuple[Analyte, ...] = (
     # LOINC codes, all "[Mass/volume] in Serum or Plasma" unless said otherwise. Sources: clinical-facts.md
@@ -78,11 +81,21 @@ _ALL: tuple[Analyte, ...] = (
     _cytokine("il15", "IL-15"),
     _cytokine("tnfa", "TNF-alpha"),
     # HLH-like toxicity reaches peak ferritin ~92,000 ng/mL (CART-PICU, Front Immunol 2023).
-    Analyte("ferritin", "ferritin", "ng/mL", 0.0, 1e6, True, {"ug/L": SAME}, ("2276-4",)),
-    Analyte("crp", "CRP", "mg/L", 0.0, 1000.0, True, {"mg/dL": UnitConversion(10.0)}, ("1988-5",)),
-    Analyte("ldh", "LDH", "U/L", 0.0, 100_000.0, True, {}, ("2532-0",)),
-    Analyte("platelets", "platelets", "10^9/L", 0.0, 3000.0, False, {"10^3/uL": SAME}, ("777-3",)),
-    Analyte("fibrinogen", "fibrinogen", "mg/dL", 0.0, 3000.0, False, {"g/L": UnitConversion(100.0)}, ("3255-7",)),
+    Analyte("ferritin", "ferritin", "ng/mL", 0.0, 1e6, True, {"ug/L": SAME}, ("2276-4",), theme=_INFLAMMATION),
+    Analyte("crp", "CRP", "mg/L", 0.0, 1000.0, True, {"mg/dL": UnitConversion(10.0)}, ("1988-5",), theme=_INFLAMMATION),
+    Analyte("ldh", "LDH", "U/L", 0.0, 100_000.0, True, {}, ("2532-0",), theme=_CHEMISTRY),
+    Analyte("platelets", "platelets", "10^9/L", 0.0, 3000.0, False, {"10^3/uL": SAME}, ("777-3",), theme=_CHEMISTRY),
+    Analyte(
+        "fibrinogen",
+        "fibrinogen",
+        "mg/dL",
+        0.0,
+        3000.0,
+        False,
+        {"g/L": UnitConversion(100.0)},
+        ("3255-7",),
+        theme=_CHEMISTRY,
+    ),
     Analyte(
         "creatinine",
         "creatinine",
@@ -92,6 +105,7 @@ _ALL: tuple[Analyte, ...] = (
         False,
         {"umol/L": UnitConversion(1 / 88.4)},
         ("2160-0", "38483-4"),
+        theme=_CHEMISTRY,
     ),
     Analyte(
         "temperature",
@@ -104,6 +118,7 @@ _ALL: tuple[Analyte, ...] = (
         ("8310-5", "8331-1"),
         ratio_scale=False,
         symbol="°C",
+        theme="fever",
     ),
 )
 

@@ -7,7 +7,6 @@ itself, outcomes already reached reported (and the task's line stopped), never s
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from crsrisk.errors import InputError
-from crsrisk.util.atomic import write_bytes
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.arrays import EVENT_CODES, CohortArrays
 from crsrisk.cohort.record import validate_record
@@ -24,8 +22,8 @@ from crsrisk.scoring.audited import audit_patient
 from crsrisk.scoring.load import load_model
 from crsrisk.scoring.patient import default_now, population_flags, score_plans
 from crsrisk.scoring.plan import plan_at, task_onsets
-
-DRUGS = ("tocilizumab", "siltuximab", "anakinra", "corticosteroid")
+from crsrisk.reporting.figures import write_png
+from crsrisk.reporting.trajectory_figure import trajectory_figure
 
 
 @dataclass
@@ -60,53 +58,21 @@ class Trajectory:
             "population_flags": self.population_flags,
         }
 
-    def plot(self, path: str | os.PathLike) -> Path:
-        """Draw the risk of each task over time with doses (vertical lines) and grade changes (labels) as a PNG."""
-        from matplotlib.figure import Figure
+    def changes(self) -> list[dict[str, Any]]:
+        """The points where a task's risk as shown (to 0.1 %) or its band changed, and each task's first: a
+        table of one row per change, not the same day-28 risk every 12 hours."""
+        shown: dict[str, tuple[float, str]] = {}
+        rows = []
+        for point in self.points:
+            now = (round(point["probability"], 3), point["band"])
+            if shown.get(point["task"]) != now:
+                shown[point["task"]] = now
+                rows.append(point)
+        return rows
 
-        fig = Figure(figsize=(8, 5.6), dpi=110)
-        ax = fig.add_subplot()
-        for task in dict.fromkeys(p["task"] for p in self.points):
-            mine = [p for p in self.points if p["task"] == task]
-            (line,) = ax.plot(
-                [p["hours"] for p in mine],
-                [p["probability"] for p in mine],
-                marker="o",
-                ms=2.5,
-                lw=1.4,
-                label=f"{task}: {mine[-1]['horizon_text']}",
-            )
-            if task in self.already_occurred:
-                ax.axvline(self.already_occurred[task], color=line.get_color(), ls="--", lw=1)
-        top = max([p["probability"] for p in self.points] + [0.1]) * 1.15
-        for event in self.events:
-            if event["event"] in DRUGS:
-                ax.axvline(event["hours"], color="grey", lw=0.8, alpha=0.6)
-                ax.text(
-                    event["hours"], top * 0.98, event["event"][:4], rotation=90, fontsize=6, va="top", color="dimgrey"
-                )
-            else:
-                ax.annotate(
-                    f"{event['event'].split('_')[0].upper()} {event['value']:g}",
-                    (event["hours"], 0),
-                    xytext=(0, 8),
-                    textcoords="offset points",
-                    fontsize=6,
-                    rotation=90,
-                    color="darkred",
-                )
-        ax.set(xlabel="hours after infusion", ylabel="calibrated probability", ylim=(0, top))
-        ax.set_title(
-            "Risk over time (SYNTHETIC model, not for clinical use)"
-            if self.model.get("synthetic")
-            else "Risk over time (not for clinical use)",
-            fontsize=9,
-        )
-        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
-        image = io.BytesIO()
-        fig.savefig(image, format="png", bbox_inches="tight")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return write_bytes(path, image.getvalue(), private=True)  # a patient's course: owner only, atomic
+    def plot(self, path: str | os.PathLike) -> Path:
+        """Draw the risk of each task over time as steps, with doses and grade changes named, as a PNG."""
+        return write_png(trajectory_figure(self), path)  # a patient's course: owner only, atomic
 
 
 def _hours(arrays: CohortArrays, step: float, until: float) -> list[float]:
