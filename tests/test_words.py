@@ -97,7 +97,7 @@ def test_a_misspelled_request_key_is_refused_with_the_keys_allowed(tmp_path: Pat
     answer = TestClient(create_app(audit_log=tmp_path / "audit.jsonl")).post("/predict", json=body)
     assert answer.status_code == 422
     (problem,) = answer.json()["problems"]
-    assert problem["field"] == "now_hour" and "expected one of [" in problem["message"]
+    assert problem["field"] == "now_hour" and "did you mean 'now_hours'? expected one of [" in problem["message"]
     assert "'now_hours'" in problem["message"] and "'measurements'" in problem["message"]
 
 
@@ -168,6 +168,19 @@ def test_too_few_events_is_a_headline_and_bullets_saying_where_to_change_what(sm
     assert len(headline) < 100 and all(line.startswith("- ") for line in rest if line != "what to change:")
 
 
+def test_an_unknown_record_key_far_from_any_allowed_one_gets_no_guess() -> None:
+    from crsrisk.cohort.record import validate_record
+    from crsrisk.errors import CohortValidationError
+
+    record = json.loads((EXAMPLES / "patient.json").read_text())
+    record["patient"] |= {"age_yrs": 3.1, "favourite_colour": "blue"}
+    with pytest.raises(CohortValidationError) as refused:
+        validate_record(record)
+    messages = {p.field: p.message for p in refused.value.problems}
+    assert messages["age_yrs"].startswith("unknown key; did you mean 'age_years'? expected one of ['age_years', ")
+    assert messages["favourite_colour"].startswith("unknown key; expected one of ['age_years', ")
+
+
 def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_path: Path) -> None:
     from crsrisk.errors import InputError
     from crsrisk.training.config import load_config
@@ -178,8 +191,9 @@ def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_pa
         load_config(path)
     assert str(refused.value).splitlines() == [
         f"config {path}: 2 problem(s)",
-        "- cv.n_split: unknown key; expected one of ['n_repeats', 'n_splits', 'scheme'] (got 3)",
-        "- task: unknown key; expected one of ['bootstrap', 'calibration', 'cv', 'dask', 'decision_thresholds', "
+        "- cv.n_split: unknown key; did you mean 'n_splits'? expected one of ['n_repeats', 'n_splits', 'scheme'] "
+        "(got 3)",
+        "- task: unknown key; did you mean 'tasks'? expected one of ['bootstrap', 'calibration', 'cv', 'dask', 'decision_thresholds', "
         "'models', 'seed', 'task_overrides', 'tasks', 'threshold', 'tuning', 'workers', 'xgboost_threads'] "
         "(got ['icans'])",
     ]

@@ -5,6 +5,8 @@ The bad-input types also derive from the built-in type a caller would catch (``V
 
 from __future__ import annotations
 
+import difflib
+
 import reprlib
 from dataclasses import dataclass
 from typing import Iterable
@@ -64,10 +66,13 @@ class Problem:
         return f"{', '.join(where)}{value}: {self.message}"
 
 
-def unknown_key_message(allowed: Iterable[str]) -> str:
-    """How every refusal of an unknown key reads (a record, a request body, an experiment file): the keys
-    allowed there, listed."""
-    return f"unknown key; expected one of {sorted(allowed)}"
+def unknown_key_message(allowed: Iterable[str], key: object = None) -> str:
+    """How every refusal of an unknown key reads (a record, a request body, an experiment file): the closest
+    allowed key when the key looks like a typo of one, then the keys allowed there, listed."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75) if isinstance(key, str) else []
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {guess}expected one of {allowed}"
 
 
 class CrsriskError(Exception):

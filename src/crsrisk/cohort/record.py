@@ -211,12 +211,13 @@ def _unknown_keys(data: Mapping[str, Any]) -> list[Problem]:
     whole table silently), each named with the keys expected there."""
 
     def unknown(where: str, mapping: Mapping[str, Any], allowed: Any, row: int | None = None) -> list[Problem]:
-        expected = unknown_key_message(allowed)
         return [
             Problem(
                 where,
                 shown(key) if not isinstance(key, str) else key,
-                f"{ARGUMENT_NOT_IN_RECORD[key]}; {expected}" if key in ARGUMENT_NOT_IN_RECORD else expected,
+                f"{ARGUMENT_NOT_IN_RECORD[key]}; {unknown_key_message(allowed)}"
+                if key in ARGUMENT_NOT_IN_RECORD
+                else unknown_key_message(allowed, key),
                 row=row,
                 csv=False,
             )

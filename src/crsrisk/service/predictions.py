@@ -139,7 +139,9 @@ def request_problems(errors: Sequence[Mapping[str, Any]]) -> list[Problem]:
         Problem(
             "request",
             ".".join(str(part) for part in error["loc"] if part != "body") or "<body>",
-            unknown_key_message(PredictRequest.model_fields) if error["type"] == "extra_forbidden" else error["msg"],
+            unknown_key_message(PredictRequest.model_fields, error["loc"][-1])
+            if error["type"] == "extra_forbidden"
+            else error["msg"],
             value=_plain(error.get("input")),
         )
         for error in errors

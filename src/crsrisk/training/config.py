@@ -85,7 +85,7 @@ def _message(error: Any) -> str:
     section: Any = TrainConfig
     for part in error["loc"][:-1]:
         section = section.model_fields[part].annotation
-    return unknown_key_message(section.model_fields)
+    return unknown_key_message(section.model_fields, error["loc"][-1])
 
 
 DEMO_CONFIG = TrainConfig(
