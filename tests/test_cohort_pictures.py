@@ -134,13 +134,28 @@ def test_dependence_draws_missing_values_in_a_strip_of_their_own(attributions: d
     assert question(a.model) in _words(shown) and STATUS in _words(shown)
 
 
-def test_dependence_without_missing_values_has_no_strip(attributions: dict[str, CohortAttributions]) -> None:
+def test_dependence_without_missing_values_has_no_strip_and_writes_log_ticks_as_values(
+    attributions: dict[str, CohortAttributions],
+) -> None:
     a = attributions["severe_crs__0h"]
-    name = next(n for n in a.importance().index if not a.X[n].isna().any())
+    name = "dose_1e6_cells_per_kg"  # on a log axis (feature_info(name).log_scale) and never missing here
+    assert feature_info(name).log_scale and not a.X[name].isna().any()
     figure = dependence_figure(a, name, _page(a))
     shown = assert_legible(figure)
-    assert len(figure.axes) == 1 and "not measured" not in _words(shown)
-    assert figure.axes[0].get_ylabel() == "SHAP value (log-odds)"
+    assert len(figure.axes) == 1 and "not measured" not in _words(shown) and "drawn apart" not in _words(shown)
+    axes = figure.axes[0]
+    assert axes.get_xscale() == "log" and axes.get_ylabel() == "SHAP value (log-odds)"
+    ticks = [t.get_text() for t in axes.get_xticklabels() + axes.get_xticklabels(minor=True) if t.get_text()]
+    assert "1" in ticks and not any("10^" in t or "times" in t or "$" in t for t in ticks)  # 0.5, 1, 2: not 10^0
+
+
+def test_an_event_not_yet_happened_is_named_as_such(attributions: dict[str, CohortAttributions]) -> None:
+    a = attributions["icans_dynamic__every12h_0-168h"]
+    figure = dependence_figure(a, "hours_since_crs_onset", _page(a))
+    shown = assert_legible(figure)
+    assert [t.get_text() for t in figure.axes[1].get_xticklabels()] == ["no CRS so far"]
+    missing = int(a.X["hours_since_crs_onset"].isna().sum())
+    assert f"{missing:,} rows without a value (no CRS so far) are drawn apart" in _words(shown)
 
 
 def test_explain_on_a_cohort_writes_page_sized_pictures_and_prints_words(

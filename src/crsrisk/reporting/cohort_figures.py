@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from crsrisk.features.phrases import describe_value
+from crsrisk.features.phrases import describe_value, number
 from crsrisk.features.spec import NONE_YET, feature_info
 from crsrisk.landmarks import Hours
 from crsrisk.reporting.figures import new_figure, widen_to_fit
@@ -42,6 +42,11 @@ def question(model: TaskModel) -> str:
     first = model.landmark.points()[0]
     hours = first.hours if isinstance(first, Hours) else math.nan  # a first dose's window is counted from the dose
     return f"{model.definition.outcome_window(hours)}, asked {model.landmark.words}"
+
+
+def absent_colour(name: str) -> str:
+    """The colour of a missing value of ``name``: one for an event not yet happened, another for not measured."""
+    return NONE_YET_COLOUR if name in NONE_YET else NOT_MEASURED
 
 
 def absent_words(name: str) -> str:
@@ -122,6 +127,16 @@ def _plain(axes: Axes, grid: Literal["both", "x", "y"]) -> None:
         axes.spines[side].set_visible(False)
 
 
+def _log_axis(axes: Axes) -> None:
+    """A logarithmic x axis with ticks written as a clinician writes values (0.2, 1, 50, 2,000), not as powers."""
+    from matplotlib.ticker import FuncFormatter
+
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
+    lead = lambda v: round(v / 10 ** math.floor(math.log10(v)))  # noqa: E731  # a tick's leading digit
+    axes.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: number(v) if lead(v) in (2, 5) else ""))
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Each measured value's rank within its input, 0 (lowest) to 1 (highest); NaN stays NaN."""
     ranks = pd.Series(values).rank(method="average").to_numpy()
@@ -168,7 +183,7 @@ def beeswarm_figure(attributions: CohortAttributions, page: Page, top: int = 10)
         ys = y + _swarm(x, 0.38)
         missing = np.isnan(values)
         if missing.any():
-            colour = NONE_YET_COLOUR if name in NONE_YET else NOT_MEASURED
+            colour = absent_colour(name)
             meanings = absent.setdefault(colour, [])
             meanings += [] if absent_words(name) in meanings else [absent_words(name)]
             axes.scatter(x[missing], ys[missing], s=size, color=colour, lw=0, zorder=2)
@@ -221,12 +236,12 @@ def dependence_figure(attributions: CohortAttributions, name: str, page: Page) -
         axes.set_xlabel(info.label, fontsize=9)
     else:
         if info.log_scale and positive.size and positive.min() > 0:
-            axes.set_xscale("log")
+            _log_axis(axes)
         axes.set_xlabel(f"{info.label} [{info.unit}]", fontsize=9)
     axes.set_title(_wrap(info.label, 80), fontsize=10)
     if grid is not None:
         strip = figure.add_subplot(grid[0, 0], sharey=axes)
-        strip.scatter(rng.uniform(-0.3, 0.3, missing.sum()), shap[missing], s=size, color=NOT_MEASURED, lw=0)
+        strip.scatter(rng.uniform(-0.3, 0.3, missing.sum()), shap[missing], s=size, color=absent_colour(name), lw=0)
         strip.axhline(0, color="grey", lw=0.7)
         strip.set_xlim(-0.6, 0.6)
         strip.set_xticks([0], [_wrap(absent_words(name), 14)], fontsize=8.5)
@@ -235,8 +250,9 @@ def dependence_figure(attributions: CohortAttributions, name: str, page: Page) -
         _plain(strip, "y")
     else:
         axes.set_ylabel(LOG_ODDS, fontsize=9)
-    count = (
-        f" {int(missing.sum()):,} rows with it {absent_words(name)} are drawn apart, at left." if missing.any() else ""
+    apart = f" {int(missing.sum()):,} rows without a value ({absent_words(name)}) are drawn apart, at left."
+    page.frame(
+        figure,
+        f"One dot per scored row: the input's value and its SHAP value in {SCALE}.{apart if missing.any() else ''}",
     )
-    page.frame(figure, f"One dot per scored row: the input's value and its SHAP value in {SCALE}.{count}")
     return figure

@@ -387,7 +387,7 @@ def build_model_card(
     step("5/5 SHAP attributions on the cohort")
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():
-        files = cohort_plots(attributions, work / "plots", status(bundle.identity.to_dict()), source, dependence=1)
+        files = cohort_plots(attributions, work / "plots", status(bundle.identity.to_dict()), source, dependence=0)
         shap_parts.append(
             f"<h3>{html.escape(model_key)}</h3><div class='plots two'>"
             + _image(files["importance"])
