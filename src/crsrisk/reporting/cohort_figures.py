@@ -19,7 +19,7 @@ import pandas as pd
 from crsrisk.features.phrases import describe_value, number
 from crsrisk.features.spec import NONE_YET, feature_info
 from crsrisk.landmarks import Hours
-from crsrisk.reporting.figures import new_figure, widen_to_fit
+from crsrisk.reporting.figures import new_figure
 from crsrisk.reporting.steps import theme_groups
 
 if TYPE_CHECKING:
@@ -93,21 +93,16 @@ def importance_figure(attributions: CohortAttributions, page: Page, top: int = 1
     lines = sum(label.count("\n") + 1 for label, _, _ in bars)
     figure = new_figure(WIDTH_INCHES, 2.2 + 0.2 * lines + 0.12 * len(bars))
     axes = figure.add_subplot()
-    marks = []
     for y, (_, value, group) in enumerate(bars):
         axes.barh(y, value, height=0.66, color="#5d6d7e" if group else "#1f4e79", alpha=0.55 if group else 1.0)
-        marks.append(
-            axes.annotate(
-                f"{value:.3f}", (value, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8.5
-            )
-        )
+        axes.annotate(f"{value:.3f}", (value, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8.5)
     if groups:
         axes.axhline(len(named) - 0.5, color="grey", lw=0.6, ls="--")
     axes.set_yticks(range(len(bars)), [label for label, _, _ in bars], fontsize=9)
     axes.set_ylim(len(bars) - 0.4, -0.6)
     axes.tick_params(axis="y", length=0)
     _plain(axes, "x")
-    axes.set_xlim(0, max(v for _, v, _ in bars) * 1.05 or 1e-3)
+    axes.set_xlim(0, max(v for _, v, _ in bars) * 1.14 or 1e-3)  # room for the longest bar's label (``0.773``)
     axes.set_xlabel("mean |SHAP value| (log-odds)", fontsize=9)
     page.frame(
         figure,
@@ -115,7 +110,6 @@ def importance_figure(attributions: CohortAttributions, page: Page, top: int = 1
         f"Below the dashed line, the other {len(names) - len(named)} inputs by theme: the mean |sum| of a theme's "
         "values in a row.",
     )
-    widen_to_fit(figure, axes, marks)
     return figure
 
 
