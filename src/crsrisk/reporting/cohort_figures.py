@@ -223,13 +223,13 @@ def dependence_figure(attributions: CohortAttributions, name: str, page: Page) -
     axes.scatter(x, shap[~missing], s=size, color="#1f4e79", alpha=0.7, lw=0)
     axes.axhline(0, color="grey", lw=0.7)
     _plain(axes, "both")
-    positive = values[~missing]
+    measured = values[~missing]
     if flag:
         axes.set_xticks([0, 1], ["no", "yes"])
         axes.set_xlim(-0.5, 1.5)
         axes.set_xlabel(info.label, fontsize=9)
     else:
-        if info.log_scale and positive.size and positive.min() > 0:
+        if info.log_scale and measured.size and measured.min() > 0:
             _log_axis(axes)
         axes.set_xlabel(f"{info.label} [{info.unit}]", fontsize=9)
     axes.set_title(_wrap(info.label, 80), fontsize=10)
