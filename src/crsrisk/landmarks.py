@@ -45,6 +45,11 @@ class Hours:
         return f"{self.hours:g}h"
 
     @property
+    def words(self) -> str:
+        """When the question is asked, in words: ``at hour 36``."""
+        return f"at hour {self.hours:g}"
+
+    @property
     def window(self) -> bool:
         """True when post-infusion data can exist before this landmark."""
         return self.hours > 0
@@ -80,6 +85,11 @@ class FirstEvent:
     def label(self) -> str:
         """``first_tocilizumab``."""
         return f"first_{self.event}"
+
+    @property
+    def words(self) -> str:
+        """When the question is asked, in words: ``at the first tocilizumab dose``."""
+        return f"at the first {self.event} dose"
 
     window = True
 
@@ -124,6 +134,11 @@ class Grid:
     def label(self) -> str:
         """``every12h_0-168h``."""
         return f"every{self.step:g}h_{self.start:g}-{self.stop:g}h"
+
+    @property
+    def words(self) -> str:
+        """When the question is asked, in words: ``every 12 h from hour 0 to 168``."""
+        return f"every {self.step:g} h from hour {self.start:g} to {self.stop:g}"
 
     window = True
 

@@ -220,6 +220,7 @@ def explain(
 ) -> None:
     """SHAP explanations: a patient's waterfall and summary, or a cohort's importance, beeswarm and dependence.
     A cohort's explanations are research and read any bundle; a patient's are care, as ``predict``."""
+    from crsrisk.reporting.cohort_figures import question
     from crsrisk.reporting.explain import explain_cohort, explain_patient
     from crsrisk.scoring import load_for_research, load_model
 
@@ -232,8 +233,9 @@ def explain(
         if audit:
             audit_table(bundle, table, cohort.fingerprint(), "explanation", audit_log)
         for key, part in table.groupby("model", sort=False):
+            console.print(f"{key} ({escape(question(bundle.models[str(key)]))}), mean |SHAP| in log-odds:")
             console.print(
-                f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples())
+                "".join(f"  {r.mean_abs_shap:.3f}  {escape(str(r.label))}\n" for r in part.head(5).itertuples()), end=""
             )
         console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
         return

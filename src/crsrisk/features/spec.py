@@ -80,10 +80,11 @@ def _patient() -> list[FeatureInfo]:
         ),
     ]
     fixed += [
-        FeatureInfo(f"product_{_slug(p)}", f"product {p}", "1 = yes", False, "patient", _PRODUCT) for p in PRODUCTS
+        FeatureInfo(f"product_{_slug(p)}", f"product: {p.replace('_', ' ')}", "1 = yes", False, "patient", _PRODUCT)
+        for p in PRODUCTS
     ]
     fixed += [
-        FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis {d}", "1 = yes", False, "patient", _BURDEN) for d in DIAGNOSES
+        FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis: {d}", "1 = yes", False, "patient", _BURDEN) for d in DIAGNOSES
     ]
     return fixed
 

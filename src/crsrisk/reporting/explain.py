@@ -2,61 +2,32 @@
 auditors, in log-odds), a cohort's importance, beeswarm and dependence plots.
 
 Attributions are XGBoost's exact tree SHAP (``pred_contribs``), so what is drawn is exactly what ``predict``
-returns: a patient's two charts are drawn here from its prediction (``reporting.steps``), a cohort's plots are
-SHAP's own plotting functions fed with those values.
+returns: a patient's two charts are drawn from its prediction (``reporting.steps``), a cohort's plots from its
+attributions (``reporting.cohort_figures``), all by our own drawing code in clinical words.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
+from crsrisk.bundle.store import Bundle
+from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import InputError, NothingScored
-from crsrisk.util.atomic import write_bytes  # noqa: E402
-from crsrisk.bundle.store import Bundle  # noqa: E402
-from crsrisk.cohort.validated import Cohort  # noqa: E402
-from crsrisk.features.spec import feature_info  # noqa: E402
-from crsrisk.reporting.figures import status, write_png  # noqa: E402
-from crsrisk.reporting.steps import log_odds_steps, probability_steps  # noqa: E402
-from crsrisk.reporting.waterfall import waterfall_figure  # noqa: E402
-from crsrisk.util.outputs import write_table  # noqa: E402
-from crsrisk.scoring.cohort import CohortAttributions, cohort_attributions  # noqa: E402
-from crsrisk.scoring.patient import predict  # noqa: E402
-
-
-def _shap():
-    import warnings
-
-    with warnings.catch_warnings():  # shap's import warns about matplotlib internals (engineering.md)
-        warnings.simplefilter("ignore")
-        import shap
-    return shap
-
-
-def _explanation(values: np.ndarray, base: np.ndarray | float, data: np.ndarray, names: list[str]):
-    labels = [feature_info(n).label for n in names]
-    return _shap().Explanation(values=values, base_values=base, data=data, feature_names=labels)
-
-
-def _save(path: Path) -> Path:
-    """The current figure as a PNG, written atomically and readable by the owner only (it shows patients' values)."""
-    figure = plt.gcf()
-    figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # long labels and the colour-bar label stay whole
-    plt.close("all")
-    return write_bytes(path, buffer.getvalue(), private=True)
+from crsrisk.features.spec import feature_info
+from crsrisk.reporting.cohort_figures import Page, beeswarm_figure, dependence_figure, importance_figure, question
+from crsrisk.reporting.figures import status, write_png
+from crsrisk.reporting.steps import log_odds_steps, probability_steps
+from crsrisk.reporting.waterfall import waterfall_figure
+from crsrisk.scoring.cohort import CohortAttributions, cohort_attributions
+from crsrisk.scoring.load import load_model
+from crsrisk.scoring.patient import predict
+from crsrisk.util.atomic import write_bytes
+from crsrisk.util.outputs import write_table
 
 
 def _title(prediction: Any) -> str:
@@ -128,23 +99,26 @@ def explain_patient(
     return summary, files
 
 
-def cohort_plots(attributions: CohortAttributions, out_dir: Path, dependence: int = 3) -> dict[str, Path]:
-    """Global importance bar, beeswarm and dependence plots of the top features (SHAP's own plots)."""
-    shap = _shap()
-    out_dir.mkdir(parents=True, exist_ok=True)
+def cohort_plots(
+    attributions: CohortAttributions,
+    out_dir: Path,
+    model_status: str,
+    source: str = "this cohort",
+    dependence: int = 3,
+) -> dict[str, Path]:
+    """Global importance, beeswarm and dependence plots of the ``dependence`` most important inputs
+    (``reporting.cohort_figures``), each titled with the model's question and footed with ``source`` (which
+    cohort's rows) and ``model_status`` (``figures.status`` of the bundle)."""
     key = attributions.model.key
-    explanation = _explanation(
-        attributions.shap, attributions.base, attributions.X.to_numpy(dtype=float), list(attributions.X.columns)
-    )
-    files = {}
-    shap.plots.bar(explanation, max_display=12, show=False)
-    files["importance"] = _save(out_dir / f"{key}_importance.png")
-    shap.plots.beeswarm(explanation, max_display=12, show=False)
-    files["beeswarm"] = _save(out_dir / f"{key}_beeswarm.png")
+    page = Page(question(attributions.model), len(attributions.X), source, model_status)
+    files = {
+        "importance": write_png(importance_figure(attributions, page), out_dir / f"{key}_importance.png"),
+        "beeswarm": write_png(beeswarm_figure(attributions, page), out_dir / f"{key}_beeswarm.png"),
+    }
     for rank, name in enumerate(attributions.importance().index[:dependence], start=1):
-        column = list(attributions.X.columns).index(name)
-        shap.plots.scatter(explanation[:, column], show=False)
-        files[f"dependence_{rank}"] = _save(out_dir / f"{key}_dependence_{rank}_{name}.png")
+        files[f"dependence_{rank}"] = write_png(
+            dependence_figure(attributions, name, page), out_dir / f"{key}_dependence_{rank}_{name}.png"
+        )
     return files
 
 
@@ -153,10 +127,11 @@ def explain_cohort(
 ) -> pd.DataFrame:
     """Every model's global importance (CSV) and plots; returns the importance table."""
     folder = Path(out_dir)
+    bundle = load_model(model)
     tables = []
-    for attributions in cohort_attributions(cohort, model).values():
+    for attributions in cohort_attributions(cohort, bundle).values():
         task_model = attributions.model
-        cohort_plots(attributions, folder)
+        cohort_plots(attributions, folder, status(bundle.identity.to_dict()))
         importance = attributions.importance()
         tables.append(
             pd.DataFrame(

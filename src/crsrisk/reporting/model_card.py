@@ -30,6 +30,7 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, landmark_plot, roc_plot
 from crsrisk.evaluation.subgroups import age_band, subgroup_metrics
 from crsrisk.reporting.explain import cohort_attributions, cohort_plots
+from crsrisk.reporting.figures import status
 from crsrisk.evaluation.external import TaskEvaluation, evaluate_bundle
 from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
@@ -386,7 +387,7 @@ def build_model_card(
     step("5/5 SHAP attributions on the cohort")
     shap_parts = []
     for model_key, attributions in cohort_attributions(cohort, bundle).items():
-        files = cohort_plots(attributions, work / "plots", dependence=1)
+        files = cohort_plots(attributions, work / "plots", status(bundle.identity.to_dict()), source, dependence=0)
         shap_parts.append(
             f"<h3>{html.escape(model_key)}</h3><div class='plots two'>"
             + _image(files["importance"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,17 +67,24 @@ def attribution(prediction: Any, top: int, label: Label) -> list[tuple[str, floa
     summed per theme, largest |sum| first; the sums add up to the raw score less the base value."""
     named = list(prediction["contributions"][:top])
     shown = {r["feature"] for r in named}
-    names, shap = prediction.model.feature_names, np.asarray(prediction.shap, dtype=np.float64)
-    themes: dict[str, list[float]] = {}
-    for name, effect in zip(names, shap.tolist()):
-        if name not in shown:
-            themes.setdefault(feature_info(name).theme, []).append(effect)
-    groups = [
-        (f"{theme}: {len(effects)} more input{'s' if len(effects) > 1 else ''}", math.fsum(effects), True)
-        for theme, effects in sorted(themes.items(), key=lambda item: THEMES.index(item[0]))
+    rest = [name for name in prediction.model.feature_names if name not in shown]
+    groups = theme_groups(rest)
+    shap = dict(zip(prediction.model.feature_names, np.asarray(prediction.shap, dtype=np.float64).tolist()))
+    sums = [(text, math.fsum(shap[name] for name in members), True) for text, members in groups]
+    sums.sort(key=lambda group: -abs(group[1]))
+    return [(label(r), float(r["shap"]), False) for r in named] + sums
+
+
+def theme_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``names`` (the inputs a chart does not name) grouped by theme in ``THEMES`` order, each with its label
+    (``cytokines: 12 more inputs``): one remainder per theme rather than "131 other features"."""
+    themes: dict[str, list[str]] = {}
+    for name in names:
+        themes.setdefault(feature_info(name).theme, []).append(name)
+    return [
+        (f"{theme}: {len(members)} more input{'s' if len(members) > 1 else ''}", members)
+        for theme, members in sorted(themes.items(), key=lambda item: THEMES.index(item[0]))
     ]
-    groups.sort(key=lambda group: -abs(group[1]))
-    return [(label(r), float(r["shap"]), False) for r in named] + groups
 
 
 def log_odds_steps(prediction: Any, top: int, label: Label = audit_label) -> Steps:

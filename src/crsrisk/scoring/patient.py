@@ -147,7 +147,7 @@ def _point_label(model: TaskModel, hours: float) -> str:
 
 def _landmark_name(model: TaskModel, hours: float) -> str:
     """The landmark a model reads the record at, in words: ``the first tocilizumab dose``, ``hour 36``."""
-    return f"the first {model.landmark.event} dose" if isinstance(model.landmark, FirstEvent) else f"hour {hours:g}"
+    return (model.landmark if isinstance(model.landmark, FirstEvent) else Hours(hours)).words.removeprefix("at ")
 
 
 def _point_labels(model: TaskModel, hours: np.ndarray) -> np.ndarray:
