@@ -25,6 +25,7 @@ from crsrisk.errors import InputError, NothingScored
 from crsrisk.util.atomic import write_bytes  # noqa: E402
 from crsrisk.bundle.store import Bundle  # noqa: E402
 from crsrisk.cohort.validated import Cohort  # noqa: E402
+from crsrisk.features.phrases import log_odds, missing_lines  # noqa: E402
 from crsrisk.features.spec import feature_info  # noqa: E402
 from crsrisk.reporting.figures import status, write_png  # noqa: E402
 from crsrisk.reporting.steps import log_odds_steps, probability_steps  # noqa: E402
@@ -121,7 +122,9 @@ def explain_patient(
             f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
             f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions"
         )
-        lines += [f"  {c['shap']:+.3f}  {c['phrase']}" for c in p["contributions"][:top]]
+        lines += [f"  {log_odds(c['shap']):>7}  {c['phrase']}" for c in p["contributions"][:top]]
+        missing = missing_lines(p.missing(), p.clock)
+        lines += ["  missing:", *(f"    {line}" for line in missing)] if missing else []
     lines += [f"{s['task']}: not scored ({s['reason']})" for s in result.not_applicable]
     summary = "\n".join(lines) + "\n"
     write_bytes(folder / "summary.txt", summary.encode(), private=True)

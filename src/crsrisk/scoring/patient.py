@@ -103,6 +103,11 @@ class TaskPrediction(Mapping[str, Any]):
         ``EAGER_REASONS`` rendered now, the rest when first read (``Reasons``)."""
         return Reasons(self._render, len(self.order))
 
+    @cached_property
+    def row(self) -> dict[str, float]:
+        """The model's inputs by name, so a phrase can read the patient's other inputs (which product they have)."""
+        return dict(zip(self.model.feature_names, self.values.tolist()))
+
     def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
         """The contribution records at ranks ``start`` to ``stop``."""
         names, values, shap, trends = self.model.feature_names, self.values, self.shap, self._trends()
@@ -117,7 +122,7 @@ class TaskPrediction(Mapping[str, Any]):
                     "unit": info.unit,
                     "shap": effect,
                     "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                    "phrase": phrase(names[i], value, effect, trends, self.clock),
+                    "phrase": phrase(names[i], value, effect, trends, self.clock, self.row),
                 }
             )
         return out
