@@ -202,11 +202,29 @@ def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_pa
     ]
 
 
-def test_a_population_flag_says_its_share_of_missing_inputs_as_a_percentage() -> None:
-    # before infusion, a super-model has none of its post-infusion inputs yet: flagged, in words
+def test_the_pre_infusion_example_is_not_flagged_for_inputs_it_cannot_have_yet() -> None:
+    # at hour 0 nothing after infusion can have been measured: those inputs are not counted as missing
     done = _run("predict", str(EXAMPLES / "patient.json"), "--no-audit")
-    flagged = re.findall(
-        r"found (\d+)% of inputs missing, trained with about \d+% missing \(severe_crs_dynamic__",
-        " ".join(done.output.split()),
+    assert done.exit_code == 0, done.output
+    assert "outside the training population" not in done.output
+
+
+def test_a_patient_with_almost_nothing_recorded_is_flagged_in_words(tmp_path: Path) -> None:
+    record = {"patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"}}
+    (flag,) = [f for f in predict(record, now_hours=40, audit=False).population_flags if f["kind"] == "mostly_missing"]
+    assert flag["training_hours"] is None  # the shipped bundle records no bins per landmark hour
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(record))
+    done = _run("predict", str(path), "--no-audit", "--now-hours", "40")
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split()).split("outside the training population: ")[1]
+    assert said.startswith(
+        f"found {flag['value']:.0%} of the inputs that can have a value by hour 36 missing, trained with about "
+        f"{flag['training']:.0%} of the same inputs missing over all its training rows"
     )
-    assert flagged and 50 < int(flagged[0]) < 100
+    # a finding about some of the models names their questions in words, not their keys
+    assert (
+        "(for severe CRS (ASTCT CRS grade >= 3) by day 28, as of hour 36; ICANS (any grade) by day 28, as of hour 36)"
+        in said
+    )
+    assert "__" not in said

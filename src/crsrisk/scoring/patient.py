@@ -277,16 +277,19 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
 
 def population_flags(bundle: Bundle, arrays: CohortArrays, predictions: list[TaskPrediction]) -> list[dict[str, Any]]:
     """Patient 0's population flags, each finding once, not once per model (``summarise``): its patient fields
-    and each model's inputs, one row per model for ``predict``, or over a trajectory's points the rows of each
-    model (each flag then counting its ``rows``)."""
+    and each model's inputs at the landmark hour they were read at, one row per model for ``predict``, or over a
+    trajectory's points the rows of each model (each flag then counting its ``rows``)."""
     population = bundle.population
     flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
-    rows: dict[str, tuple[TaskModel, list[np.ndarray]]] = {}
+    rows: dict[str, tuple[TaskModel, list[np.ndarray], list[float]]] = {}
     for p in predictions:
-        rows.setdefault(p.model.key, (p.model, []))[1].append(p.values)
-    for model, values in rows.values():
-        inputs = values[0] if len(predictions) == len(rows) else np.vstack(values)
-        flags += population.input_flags(model.key, model.feature_names, inputs)
+        model, values, hours = rows.setdefault(p.model.key, (p.model, [], []))
+        values.append(p.values)
+        hours.append(p["landmark_hours"])
+    for model, values, hours in rows.values():
+        one = len(predictions) == len(rows)
+        inputs, at = (values[0], hours[0]) if one else (np.vstack(values), np.array(hours))
+        flags += population.input_flags(model.key, model.feature_names, inputs, at, model.words)
     return summarise(flags)
 
 
