@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk.features.spec import _slug, feature_names
+from crsrisk.features.spec import feature_names, one_hot_name
 from crsrisk.schema.analytes import ANALYTES, FEVER_THRESHOLD_C
 from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCT_COSTIM, PRODUCTS
 
@@ -38,9 +38,9 @@ def _patient_features(patients: pd.DataFrame) -> pd.DataFrame:
     out["costim_cd28"] = _flag(costim, "CD28")
     out["lymphodepletion_flu_cy"] = _flag(patients["lymphodepletion"], "flu_cy")
     for product in PRODUCTS:
-        out[f"product_{_slug(product)}"] = (patients["product"] == product).fillna(False).astype(float)
+        out[one_hot_name("product", product)] = (patients["product"] == product).fillna(False).astype(float)
     for diagnosis in DIAGNOSES:
-        out[f"diagnosis_{_slug(diagnosis)}"] = (patients["diagnosis"] == diagnosis).fillna(False).astype(float)
+        out[one_hot_name("diagnosis", diagnosis)] = (patients["diagnosis"] == diagnosis).fillna(False).astype(float)
     return out
 
 

@@ -54,13 +54,12 @@ def test_population_flag_quotes_only_the_out_of_range_value_of_each_column() -> 
                     "low": [0.0, -0.064],
                     "high": [1.0, 0.276],
                     "missing": [0.0, 0.0],
-                    "row_missing_mean": 0.0,
                 }
             }
         }
     )
     values = np.array([[5.0, 0.0175], [0.5, 0.9]])
-    text = flags_text(summarise(population.input_flags("k", ["a", "b"], values)), ["k"])
+    text = flags_text(summarise(population.input_flags("k", ["a", "b"], values, 36.0, "q")), ["k"])
     assert (
         text
         == "found a up to 5 in 1 row(s), trained on 0 to 1; found b up to 0.9 in 1 row(s), trained on -0.064 to 0.276"

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from crsrisk.features.build import TrendEnds
-from crsrisk.features.phrases import Clock, missing_words, phrase
-from crsrisk.features.spec import feature_names
+from crsrisk.features.phrases import Clock, describe_value, log_odds, missing_lines, phrase
+from crsrisk.features.spec import feature_info, feature_names
 
 NAN = math.nan
 
@@ -22,7 +22,7 @@ NAN = math.nan
         ("platelets_last", NAN, -0.1, "platelets not measured yet (its absence lowered the risk)"),
         ("il6_log_slope", math.log(2400 / 40) / 12, 0.5, "IL-6 rising about 60-fold per 12 h (raised the risk)"),
         ("il6_max", 2400.0, 0.3, "IL-6 highest so far 2,400 pg/mL (raised the risk)"),
-        ("product_obecabtagene_autoleucel", 1.0, -0.1, "product: obecabtagene autoleucel (lowered the risk)"),
+        ("product_obecabtagene_autoleucel", 1.0, -0.1, "product obecabtagene autoleucel (lowered the risk)"),
         ("product_tisagenlecleucel", 0.0, 0.1, "product not tisagenlecleucel (raised the risk)"),
         ("costim_cd28", 0.0, 0.0, "4-1BB costimulatory domain (did not change the risk)"),
         ("tocilizumab_doses", 2.0, 0.4, "2 tocilizumab dose(s) so far (raised the risk)"),
@@ -129,10 +129,90 @@ def test_times_are_said_from_the_hour_asked() -> None:
     )
 
 
-def test_missing_inputs_are_listed_in_words_once_each() -> None:
-    names = ["ifng_last", "ifng_max", "ifng_log_slope", "baseline_il15"]
-    assert missing_words(names) == [
-        "IFN-gamma not measured yet",
-        "no IFN-gamma trend yet",
-        "IL-15 not measured before infusion",
+def test_missing_inputs_are_grouped_by_why_each_is_missing_and_said_once() -> None:
+    names = [
+        "baseline_il15",
+        "baseline_temperature",
+        "ifng_last",
+        "ifng_max",
+        "ifng_log_slope",
+        "ifng_hours_to_max",
+        "platelets_last",
+        "platelets_max",
+        "platelets_log_slope",
+        "ferritin_log_slope",  # its latest value is there: one value, no trend
+        "crp_log_slope",
+        "m_easix_last",
+        "weight_kg",
+        "sex_male",
     ]
+    assert missing_lines(names) == [
+        "not measured before infusion: IL-15, temperature",
+        "not measured since infusion: IFN-gamma, platelets",
+        "only one value so far (no trend): ferritin, CRP",
+        "not computable: m-EASIX (needs platelets)",
+        "not recorded: weight, sex",
+    ]
+
+
+def test_missing_inputs_of_a_model_read_at_an_earlier_landmark_are_said_as_of_it() -> None:
+    at_dose = Clock(now=40.0, landmark=20.7, landmark_name="the first tocilizumab dose")
+    assert missing_lines(["il8_last", "il8_log_slope", "ldh_log_slope"], at_dose) == [
+        "not measured from infusion to the first tocilizumab dose: IL-8",
+        "only one value by the first tocilizumab dose (no trend): LDH",
+    ]
+
+
+def test_a_derived_value_is_missing_exactly_when_one_of_its_inputs_is() -> None:
+    """``FeatureInfo.inputs`` (what ``missing_lines`` says a derived value needs) matches how the builder computes
+    it, on the shipped examples at several hours (their platelets come and go; a ratio over zero aside)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from crsrisk.cohort.record import read_record, validate_record
+    from crsrisk.features.build import feature_matrix
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    names = feature_names(True)
+    derived = [n for n in names if feature_info(n).inputs]
+    assert set(derived) == {
+        "fever_hours",
+        "m_easix_last",
+        "ferritin_fold_change",
+        "crp_fold_change",
+        "il6_sgp130_ratio",
+        "easix_baseline",
+        "m_easix_baseline",
+    }
+    seen_missing = set()
+    for example in ("patient.json", "patient-day1.json", "patient-tocilizumab.json"):
+        arrays = validate_record(read_record(examples / example))
+        hours = np.array([0.0, 6.0, 12.0, 20.0, 40.0])
+        matrix = feature_matrix(arrays, np.zeros(hours.size, dtype=np.int64), hours, window=True)
+        for name in derived:
+            inputs = matrix[:, [names.index(i) for i in feature_info(name).inputs]]
+            lacking = np.isnan(inputs).any(axis=1)
+            at_zero = (inputs == 0).any(axis=1)
+            value = matrix[:, names.index(name)]
+            assert np.array_equal(np.isnan(value) & ~at_zero, lacking & ~at_zero), (example, name)
+            seen_missing |= {name for _ in np.flatnonzero(lacking)}
+    assert {"m_easix_last", "fever_hours"} <= seen_missing  # the check saw both sides
+
+
+def test_a_one_hot_input_names_what_the_patient_has() -> None:
+    row = {"product_obecabtagene_autoleucel": 0.0, "product_axicabtagene_ciloleucel": 1.0, "diagnosis_b_all": 0.0}
+    assert (
+        phrase("product_obecabtagene_autoleucel", 0.0, 0.2, row=row)
+        == "product axicabtagene ciloleucel, not obecabtagene autoleucel (raised the risk)"
+    )
+    assert describe_value("diagnosis_b_all", 0.0, row={"diagnosis_other": 1.0}) == "another diagnosis, not B-ALL"
+    assert describe_value("product_other", 1.0) == "another product"
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [(0.1234, "+0.123"), (-0.0004, "-<0.001"), (0.0004, "+<0.001"), (0.0, "+0.000"), (-0.0005, "-0.001")],
+)
+def test_a_log_odds_change_never_reads_minus_zero(value: float, said: str) -> None:
+    assert log_odds(value) == said

@@ -19,6 +19,7 @@ from PIL import Image
 
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.validated import Cohort
+from crsrisk.features.phrases import log_odds
 from crsrisk.features.spec import THEMES, FeatureInfo, feature_info, feature_specs
 from crsrisk.reporting.explain import explain_patient, reasons_chart, shap_waterfall
 from crsrisk.reporting.figures import png_bytes
@@ -151,12 +152,31 @@ def test_shap_waterfall_is_in_labelled_log_odds_with_whole_labels_and_no_nan(
         assert_png(png_bytes(figure), figure, (600, 1600))
         assert "log-odds" in figure.axes[0].get_xlabel() and "nan" not in " ".join(shown)
         for c in p["contributions"][:TOP]:
-            assert f"{c['shap']:+.3f}" in shown  # every bar's label whole, to three decimals
+            assert log_odds(c["shap"]) in shown  # every bar's label whole, to three decimals
             if c["value"] is None:
                 saw_missing = True
                 assert any(label.replace("\n", " ").endswith("= not measured") for label in shown)
         assert f"{p['raw_score']:+.3f}" in shown and f"{p['base_value']:+.3f}" in shown
     assert saw_missing  # the patient's top reasons include a missing input, shown as such
+
+
+def test_a_one_hot_input_and_a_tiny_step_read_as_words_in_both_charts(default_bundle: Bundle) -> None:
+    """The pre-infusion example's product is ``other``: its reason names what the patient has, in the phrases'
+    words, on the clinician's chart and the auditor's waterfall alike (not ``product obecabtagene_autoleucel =
+    no``); a step too small for three decimals reads ``<0.001`` with its sign, never ``-0.000``."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "patient.json"
+    result = predict(example, model=default_bundle, audit=False)
+    p = next(p for p in result.predictions if p["task"] == "severe_crs")
+    said = "another product, not obecabtagene autoleucel"
+    assert any(c["phrase"] == f"{said} (raised the risk)" for c in p["contributions"][:TOP])
+    charts = {"reasons": reasons_chart(p, result.model, TOP), "waterfall": shap_waterfall(p, result.model, TOP)}
+    labels = {name: [label.replace("\n", " ") for label in assert_legible(f)] for name, f in charts.items()}
+    for shown in labels.values():
+        assert any(label.startswith(said) for label in shown)
+        assert not any("obecabtagene_autoleucel" in label or label.endswith("= no") for label in shown)
+        assert "-0.000" not in shown and "+0.000" not in shown
+    assert any(abs(s.end - s.start) < 0.0005 for s in log_odds_steps(p, TOP).steps)  # a step this small exists
+    assert "-<0.001" in labels["waterfall"] or "+<0.001" in labels["waterfall"]
 
 
 def test_explain_writes_both_pictures_per_task(record: dict, default_bundle: Bundle, tmp_path: Path) -> None:

@@ -87,7 +87,6 @@ def _recorded(models: int) -> Population:
         "low": [1.4, -0.064],
         "high": [26.0, 0.276],
         "missing": [0.0, 0.0],
-        "row_missing_mean": 0.0,
     }
     return Population(
         {
@@ -103,7 +102,7 @@ def _patient_flags(population: Population, age: float, slope: float) -> list[dic
     """What ``predict`` reports for one patient scored by every model of ``population``."""
     flags = population.patient_flags({"age_years": age, "diagnosis": "B-ALL", "product": "tisagenlecleucel"})
     for key in population.models:
-        flags += population.input_flags(key, ["age_years", "il6_log_slope"], np.array([age, slope]))
+        flags += population.input_flags(key, ["age_years", "il6_log_slope"], np.array([age, slope]), 36.0, f"q{key}")
     return summarise(flags)
 
 
@@ -124,8 +123,8 @@ def test_a_patient_scored_by_five_models_gets_one_line_with_each_finding_once() 
     text = flags_text(flags, list(population.models))
     assert "\n" not in text
     assert text == "found age 45 years, trained on 1.4 to 26 years; found il6_log_slope 0.9, trained on -0.064 to 0.276"
-    some = flags_text(flags, [*population.models, "other__0h"])  # models differ: name the ones it concerns
-    assert some.endswith("(task0__36h, task1__36h, task2__36h, task3__36h, task4__36h)")
+    some = flags_text(flags, [*population.models, "other__0h"])  # models differ: name the questions it concerns
+    assert some.endswith("(for qtask0__36h; qtask1__36h; qtask2__36h; qtask3__36h; qtask4__36h)")
 
 
 @pytest.mark.parametrize(
@@ -144,7 +143,11 @@ def test_a_cohort_is_summarised_once_across_models() -> None:
     population = _recorded(3)
     rows = np.array([[10.0, 0.1], [12.0, 0.5], [11.0, 2.0], [9.0, -0.5]])
     flags = summarise(
-        [f for key in population.models for f in population.input_flags(key, ["age_years", "il6_log_slope"], rows)]
+        [
+            f
+            for key in population.models
+            for f in population.input_flags(key, ["age_years", "il6_log_slope"], rows, 36.0, key)
+        ]
     )
     assert [(f["field"], f["value"], f["rows"]) for f in flags] == [
         ("il6_log_slope", 2.0, 6),
@@ -171,3 +174,78 @@ def test_a_trajectory_says_each_finding_once_over_all_its_points(small_bundle: P
     il6 = next(f for f in flags if f["field"] == "il6_max")
     points = [p for p in trajectory.points if p["model_key"] in il6["models"] and p["hours"] > 10]
     assert il6["value"] == 9_000_000 and il6["rows"] == len(points) > 1
+
+
+def _three_inputs(by_hour: bool) -> Population:
+    """Age (known before infusion) and two inputs about the time after it; at hour 12 training lacked those two in
+    9 rows of 10 (when the bins per landmark hour are recorded)."""
+    model = {
+        "features": ["age_years", "ferritin_last", "il6_last"],
+        "low": [1.0, 1.0, 1.0],
+        "high": [30.0, 1e5, 1e5],
+        "missing": [0.0, 0.1, 0.1],
+    }
+    if by_hour:
+        model["bins_by_landmark"] = {"12": {"rows": 10, "edges": [[], [], []], "counts": [[10], [1], [1]]}}
+    return Population({"age_years": [1.0, 30.0], "diagnosis": [], "product": [], "models": {"k": model}})
+
+
+def _missing_flag(population: Population, row: list[float], hours: float) -> dict | None:
+    flags = population.input_flags("k", ["age_years", "ferritin_last", "il6_last"], np.array(row), hours, "q")
+    return next((f for f in flags if f["kind"] == "mostly_missing"), None)
+
+
+@pytest.mark.parametrize("by_hour", [False, True])
+def test_at_infusion_only_inputs_that_can_exist_count_as_missing(by_hour: bool) -> None:
+    population = _three_inputs(by_hour)
+    assert _missing_flag(population, [5.0, np.nan, np.nan], 0.0) is None  # nothing after infusion can exist yet
+    flag = _missing_flag(population, [np.nan, np.nan, np.nan], 0.0)  # not even the age
+    assert flag is not None and flag["value"] == 1.0 and flag["training"] == 0.0
+    assert flag_text(flag, ["k"]) == (
+        "found 100% of the inputs that can have a value by hour 0 missing, trained with about 0% of the same inputs "
+        "missing over all its training rows"
+    )
+
+
+def test_missingness_is_compared_with_training_at_the_same_hour_when_the_bundle_records_it() -> None:
+    row = [5.0, np.nan, np.nan]  # two of three inputs missing at hour 12
+    overall = _missing_flag(_three_inputs(False), row, 12.0)
+    assert overall is not None and overall["training"] == pytest.approx(0.2 / 3, abs=1e-4)
+    assert _missing_flag(_three_inputs(True), row, 12.0) is None  # training lacked them at hour 12 too (60 %)
+    alone = _missing_flag(_three_inputs(True), [np.nan, np.nan, np.nan], 12.0)
+    assert alone is not None and alone["training"] == 0.6 and alone["training_hours"] == 12.0
+    assert flag_text(alone, ["k"]).endswith("trained with about 60% of the same inputs missing at hour 12")
+    later = _missing_flag(_three_inputs(True), [np.nan, np.nan, np.nan], 20.0)  # between landmarks: the one before
+    assert later is not None and later["training_hours"] == 12.0 and later["landmark_hours"] == 20.0
+    assert _missing_flag(_three_inputs(True), [np.nan, np.nan, np.nan], 6.0)["training_hours"] is None
+
+
+@pytest.fixture(scope="module")
+def dynamic_bundle_with_bins(small_cohort: Cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A severe-CRS super-model whose bundle records the training bins at every landmark hour."""
+    from xgboost import XGBClassifier
+
+    from crsrisk.bundle.calibration import fit_calibrator
+    from crsrisk.tasks import DEFAULT_TASKS
+    from tests_support import fitted_bundle
+
+    def fit(X, y):
+        fitted = XGBClassifier(n_estimators=20, max_depth=2, n_jobs=1, random_state=0).fit(X, y)
+        return fitted.get_booster(), fit_calibrator(fitted.predict(X, output_margin=True), y, "platt")
+
+    out = tmp_path_factory.mktemp("binned") / "model"
+    return fitted_bundle(small_cohort, out, [DEFAULT_TASKS["severe_crs_dynamic"]], fit, "test", by_hour=True)
+
+
+def test_with_bins_per_hour_the_examples_and_the_training_cohort_are_not_flagged_for_what_cannot_exist(
+    small_cohort: Cohort, dynamic_bundle_with_bins: Path
+) -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    before = predict(examples / "patient.json", model=dynamic_bundle_with_bins, audit=False)
+    assert before.now_hours == 0 and before.predictions and _kinds(before).get("mostly_missing") is None
+    empty = {"patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"}}
+    flag = _kinds(predict(empty, model=dynamic_bundle_with_bins, now_hours=40, audit=False))["mostly_missing"]
+    assert flag["training_hours"] == 36.0 and flag["landmark_hours"] == 40.0 and flag["training"] < 0.5
+    rows = evaluate_bundle(small_cohort, load_bundle(dynamic_bundle_with_bins), n_boot=20).document
+    flagged = [f for f in rows["population_flags"]["rows"] if f["kind"] == "mostly_missing"]
+    assert flagged == []  # its own training rows, hour 0 included, compared with training at their hours

@@ -35,7 +35,9 @@ def test_each_example_shows_risks_reasons_and_intervals_at_its_default_hour(name
     chosen = (
         "infusion, since nothing is recorded after it" if hour == 0 else "the first whole hour after the latest record"
     )
-    assert done.output.startswith(f"as of hour {hour} (by default: {chosen}): everything recorded strictly before it")
+    said = " ".join(done.output.split())
+    assert said.startswith(f"as of hour {hour} (by default: {chosen}): everything recorded strictly before it")
+    assert max(len(line) for line in done.output.splitlines()) <= 80  # text wrapped, not only the tables
     assert "already occurred" not in done.output
     assert re.search(r"severe_crs: \d+\.\d% \(\w+ risk; 95% interval \d+\.\d% to \d+\.\d%\)", done.output)
     assert "(raised the risk)" in done.output
@@ -76,9 +78,24 @@ def test_missing_inputs_are_per_task_and_never_contradict_a_value_shown() -> Non
     assert "ifng_last" in dynamic["missing_inputs"] and "il6_last" not in dynamic["missing_inputs"]
     assert "hours_since_crs_onset" not in dynamic["missing_inputs"]
     assert set(result.missing_inputs) == {n for p in result.predictions for n in p["missing_inputs"]}
-    done = _run("predict", str(EXAMPLES / "patient-tocilizumab.json"), "--no-audit")
-    assert "missing for severe_crs: sIL-6R not measured before infusion;" in done.output
-    assert "IFN-gamma not measured yet" in done.output.split("missing for severe_crs_dynamic:")[1]
+
+
+def test_missing_inputs_are_listed_in_short_groups_within_80_columns() -> None:
+    done = _run("predict", str(EXAMPLES / "patient-day1.json"), "--no-audit")
+    assert done.exit_code == 0, done.output
+    assert (
+        "missing for severe_crs:\n  not measured before infusion: sIL-6R, IL-8, IL-15, TNF-alpha, temperature\n"
+        in done.output
+    )
+    block = done.output.split("missing for severe_crs_dynamic:\n")[1].split("\n\n")[0]
+    assert block.splitlines() == [
+        "  not measured before infusion: sIL-6R, IL-8, IL-15, TNF-alpha, temperature",
+        "  not measured since infusion: IFN-gamma, sIL-6R, IL-8, IL-15, TNF-alpha,",
+        "      platelets",  # wrapped at a word, under a hanging indent
+        "  only one value so far (no trend): ferritin, CRP, LDH, fibrinogen, creatinine",
+        "  not computable: m-EASIX (needs platelets)",
+    ]
+    assert "trend yet" not in block and "not recorded" not in block
 
 
 def test_explain_with_nothing_to_explain_says_why_and_fails(tmp_path: Path) -> None:
@@ -199,10 +216,29 @@ def test_a_misspelled_experiment_setting_lists_the_settings_allowed_there(tmp_pa
     ]
 
 
-def test_a_population_flag_says_its_share_of_missing_inputs_as_a_percentage() -> None:
-    # before infusion, a super-model has none of its post-infusion inputs yet: flagged, in words
+def test_the_pre_infusion_example_is_not_flagged_for_inputs_it_cannot_have_yet() -> None:
+    # at hour 0 nothing after infusion can have been measured: those inputs are not counted as missing
     done = _run("predict", str(EXAMPLES / "patient.json"), "--no-audit")
-    flagged = re.findall(
-        r"found (\d+)% of inputs missing, trained with about \d+% missing \(severe_crs_dynamic__", done.output
+    assert done.exit_code == 0, done.output
+    assert "outside the training population" not in done.output
+
+
+def test_a_patient_with_almost_nothing_recorded_is_flagged_in_words(tmp_path: Path) -> None:
+    record = {"patient": {"patient_id": "NEW", "age_years": 9, "product": "tisagenlecleucel"}}
+    (flag,) = [f for f in predict(record, now_hours=40, audit=False).population_flags if f["kind"] == "mostly_missing"]
+    assert flag["training_hours"] is None  # the shipped bundle records no bins per landmark hour
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(record))
+    done = _run("predict", str(path), "--no-audit", "--now-hours", "40")
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split()).split("outside the training population: ")[1]
+    assert said.startswith(
+        f"found {flag['value']:.0%} of the inputs that can have a value by hour 36 missing, trained with about "
+        f"{flag['training']:.0%} of the same inputs missing over all its training rows"
     )
-    assert flagged and 50 < int(flagged[0]) < 100
+    # a finding about some of the models names their questions in words, not their keys
+    assert (
+        "(for severe CRS (ASTCT CRS grade >= 3) by day 28, as of hour 36; ICANS (any grade) by day 28, as of hour 36)"
+        in said
+    )
+    assert "__" not in said

@@ -12,7 +12,7 @@ import xgboost as xgb
 from crsrisk.bundle.calibration import Calibrator
 from crsrisk.errors import InputError
 from crsrisk.features.spec import feature_names
-from crsrisk.landmarks import Landmark, parse_landmark
+from crsrisk.landmarks import Grid, Hours, Landmark, parse_landmark
 from crsrisk.tasks import TaskBase, get_task, task_from_settings
 
 FORMAT_VERSION = 2  # 2: typed landmarks (a grid is {start, stop, step}), dynamic tasks
@@ -56,6 +56,14 @@ class TaskModel:
     def definition(self) -> TaskBase:
         """The task definition (landmarks, thresholds, windows) this model was trained for."""
         return task_from_settings(self.task_settings) if self.task_settings else get_task(self.task)
+
+    @cached_property
+    def words(self) -> str:
+        """What this model answers, in its task definition's words, to name it to people: ``ICANS (any grade) in
+        the next 48 h``; a model read at one fixed hour says which (``severe CRS ... by day 28, as of hour 36``)."""
+        if isinstance(self.landmark, Hours):
+            return self.definition.question(self.landmark.hours)
+        return self.definition.outcome_window(self.landmark.start if isinstance(self.landmark, Grid) else 0.0)
 
     @cached_property
     def row_booster(self) -> xgb.Booster:

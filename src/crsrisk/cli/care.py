@@ -21,10 +21,11 @@ from crsrisk.cli.common import (
     friendly,
     print_json,
     print_rows,
+    say,
 )
 from crsrisk.cohort.population import flags_text
 from crsrisk.errors import InputError, NothingScored
-from crsrisk.features.phrases import missing_words
+from crsrisk.features.phrases import log_odds, missing_lines
 
 
 @app.command()
@@ -137,33 +138,29 @@ def predict(
         print_json(result.to_dict())
         return
     default = f" (by default: {default_now_words(result.now_hours)})" if now_hours is None else ""
-    console.print(
-        f"[bold]as of hour {result.now_hours:g}[/]{default}: everything recorded strictly before it", highlight=False
-    )
+    say(f"{default}: everything recorded strictly before it", lead=f"as of hour {result.now_hours:g}")
     for p in result.predictions:
         interval = p.interval()
         shown = "" if interval is None else f"; 95% interval {interval[0]:.1%} to {interval[1]:.1%}"
-        console.print(
-            f"\n[bold]{p['task']}: {p['probability']:.1%}[/] ({p['band']} risk{shown}) - {escape(p['question'])}",
-            highlight=False,
-        )
+        console.print()
+        say(f" ({p['band']} risk{shown}) - {p['question']}", lead=f"{p['task']}: {p['probability']:.1%}")
         print_rows(
-            ["reason", "SHAP (log-odds)"], [[c["phrase"], f"{c['shap']:+.3f}"] for c in p["contributions"][:top]]
+            ["reason", "SHAP (log-odds)"], [[c["phrase"], log_odds(c["shap"])] for c in p["contributions"][:top]]
         )
-        missing = missing_words(p.missing(), p.clock)
+        missing = missing_lines(p.missing(), p.clock)
         if missing:
-            console.print(escape(f"missing for {p['task']}: {'; '.join(missing)}"), highlight=False)
+            say(f"missing for {p['task']}:")
+        for line in missing:
+            say(line, margin=2)
     for occurred in result.already_occurred:
-        console.print(f"{occurred['task']}: {occurred['text']} (not scored)")
+        say(f"{occurred['task']}: {occurred['text']} (not scored)")
     if result.population_flags:
         found = flags_text(result.population_flags, [p.model.key for p in result.predictions])
-        console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
+        say(found, lead="outside the training population: ", style="bold yellow")
     for skipped in result.not_applicable:
-        console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
+        say(f"{skipped['task']}: not scored ({skipped['reason']})")
     status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    console.print(
-        f"[bold]{status}not for clinical use.[/] model {result.model['path']} ({escape(result.model['signature'])})"
-    )
+    say(f" model {result.model['path']} ({result.model['signature']})", lead=f"{status}not for clinical use.")
 
 
 def _print_trajectory(
@@ -203,7 +200,7 @@ def _print_trajectory(
         console.print(f"{task}: occurred at hour {hours:g}")
     if result.population_flags:
         found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
-        console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
+        say(found, lead="outside the training population: ", style="bold yellow")
     console.print(f"plot: {path}")
 
 
@@ -244,7 +241,9 @@ def explain(
         summary, files = explain_patient(
             target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
         )
-    console.print(summary, highlight=False)
+    for line in summary.splitlines():
+        text = line.lstrip()
+        say(text, margin=len(line) - len(text))
     console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import textwrap
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -176,6 +177,30 @@ def print_rows(header: list[str], rows: list[list[str]], dropped_note: str = "",
             escape(f"(not shown at {width} columns: {left_out}{'; ' + dropped_note if dropped_note else ''})"),
             highlight=False,
         )
+
+
+def text_width() -> int:
+    """The width prose is wrapped at: the terminal's, or ``TABLE_WIDTH`` when the output is not a terminal."""
+    return console.width if console.is_terminal else TABLE_WIDTH
+
+
+def say(text: str, lead: str = "", style: str = "bold", margin: int = 0, hang: int = 4) -> None:
+    """Plain text (markup escaped) after an optional ``lead`` in ``style``, wrapped at word boundaries to
+    ``text_width``, ``margin`` spaces in and every further line ``hang`` more, so a long list stays readable."""
+    lines = textwrap.wrap(
+        lead + text,
+        text_width(),
+        initial_indent=" " * margin,
+        subsequent_indent=" " * (margin + hang),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    start = " " * margin + lead
+    for i, line in enumerate(lines):
+        shown = escape(line)
+        if i == 0 and lead and line.startswith(start):
+            shown = f"{' ' * margin}[{style}]{escape(lead)}[/]{escape(line[len(start) :])}"
+        console.print(shown, highlight=False, soft_wrap=True)
 
 
 def require_empty(out: Path) -> None:

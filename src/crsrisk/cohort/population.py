@@ -4,6 +4,12 @@ A bundle records its training population (age range, diagnoses, products, and fo
 missingness of every input). ``predict`` and ``evaluate`` compare a patient (or a cohort) with it and flag an
 adult scored by a paediatric model, a product or diagnosis the model never saw, most inputs missing, or inputs
 beyond anything seen in training. A flag does not stop a prediction: it says what the prediction is worth.
+
+Missingness is compared like with like: only the inputs that can have a value by the hour scored count
+(``features.spec.absent_by_design``: nothing after infusion is missing at hour 0, no CRS onset is not missing),
+on both sides; training's missing fraction of those inputs is taken at the landmark hour trained at that is the
+latest at or before the hour scored when the bundle records bins per landmark hour (a super-model asked at 40 h:
+its training rows at 36 h), else over all its training rows.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
+from crsrisk.features.spec import absent_by_design
 from crsrisk.util.outputs import readable
 
-MOSTLY_MISSING = 0.5  # flag when more than half of a model's inputs are missing ...
-MISSING_MARGIN = 0.2  # ... and that is this much more than the training rows' average
+MOSTLY_MISSING = 0.5  # flag when more than half of the inputs a model can have by the hour scored are missing ...
+MISSING_MARGIN = 0.2  # ... and that is this much more than training's missing fraction of the same inputs
 BEYOND = "beyond_training_range"  # the kind of a flag for an input beyond its training range
 DRIFT_BINS = 10  # deciles of each input's observed training values: the bins input drift (PSI) is measured on
 
@@ -41,11 +48,22 @@ def feature_bins(values: np.ndarray) -> dict[str, Any]:
     return {"rows": int(values.shape[0]), "edges": edges, "counts": counts}
 
 
+def _missing_of(bins: Mapping[str, Any]) -> np.ndarray:
+    """Each input's missing fraction in training from its bins: the rows none of its bins counts."""
+    rows = bins["rows"]
+    return np.array([1 - sum(c) / rows if rows else np.nan for c in bins["counts"]], dtype=float)
+
+
+def _latest_at_or_before(by_hour: Mapping[float, Any], hours: float) -> float | None:
+    """The latest landmark hour with training bins at or before ``hours`` (None when there is none)."""
+    return max((h for h in by_hour if h <= hours), default=None)
+
+
 def training_population(
     cohort: Cohort, inputs: Mapping[str, pd.DataFrame], landmark_hours: Mapping[str, np.ndarray] | None = None
 ) -> dict[str, Any]:
     """The training population in plain data: patient ranges and vocabularies, and per model (key -> its feature
-    frame) each input's observed range, missing fraction and decile bins, and the mean missing fraction of a row.
+    frame) each input's observed range, missing fraction and decile bins.
     ``landmark_hours`` (key -> each row's landmark hour, for super-models) adds the bins at every landmark hour,
     since a super-model's inputs at 12 h and at 120 h differ by design."""
     patients = cohort.patients
@@ -59,7 +77,6 @@ def training_population(
             "low": [float(np.nanmin(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
             "high": [float(np.nanmax(c)) if s.any() else None for c, s in zip(values.T, seen.T)],
             "missing": [round(float(1 - s.mean()), 4) for s in seen.T],
-            "row_missing_mean": round(float(1 - seen.mean()), 4),
             "bins": feature_bins(values),
         }
         hours = None if landmark_hours is None else landmark_hours.get(key)
@@ -90,7 +107,8 @@ class Population:
         self.models = {}
         for key, model in self.recorded.get("models", {}).items():
             bounds = [np.array([np.nan if v is None else v for v in model[side]]) for side in ("low", "high")]
-            self.models[key] = (model["features"], *bounds, float(model["row_missing_mean"]))
+            by_hour = {float(h): _missing_of(bins) for h, bins in (model.get("bins_by_landmark") or {}).items()}
+            self.models[key] = (model["features"], *bounds, np.array(model["missing"], dtype=float), by_hour)
 
     def patient_flags(self, patient: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Flags for one infusion's patient fields (``age_years``, ``diagnosis``, ``product``)."""
@@ -109,26 +127,45 @@ class Population:
                 )
         return flags
 
-    def input_flags(self, key: str, names: list[str], values: np.ndarray) -> list[dict[str, Any]]:
-        """Flags for one model's inputs (one row, or many): most inputs missing, and each input with a value beyond
-        its training range (only those), with the range. Over many rows a flag counts its ``rows`` and quotes the
-        value farthest out (the highest above the range, else the lowest below it)."""
+    def input_flags(
+        self, key: str, names: list[str], values: np.ndarray, hours: float | np.ndarray, task: str
+    ) -> list[dict[str, Any]]:
+        """Flags for one model's inputs (one row, or many) scored at landmark ``hours`` (one per row) for ``task``
+        (the question it answers, in words): most inputs missing, compared like with like (the module's rule),
+        and each input with a value beyond its training range (only those), with the range. Over many rows a flag
+        counts its ``rows`` and quotes the value farthest out (the highest above the range, else the lowest below
+        it; for missingness the row most missing, with its hour and training's fraction)."""
         if key not in self.models:
             return []
-        features, low, high, missing_mean = self.models[key]
+        features, low, high, trained, by_hour = self.models[key]
+        about = {"models": [key], "tasks": [task]}
         if list(names) != list(features):
-            return [{"kind": "inputs", "field": "features", "models": [key]}]
+            return [{"kind": "inputs", "field": "features"} | about]
         rows, single = np.atleast_2d(values), np.ndim(values) == 1
+        at = np.broadcast_to(np.asarray(hours, dtype=float), rows.shape[:1])
 
         def counted(where: np.ndarray) -> dict[str, int]:
             return {} if single else {"rows": int(where.sum())}
 
         flags = []
-        missing = np.isnan(rows).mean(axis=1)
-        mostly = (missing > MOSTLY_MISSING) & (missing > missing_mean + MISSING_MARGIN)
+        distinct, where = np.unique(at, return_inverse=True)
+        trained_at = [_latest_at_or_before(by_hour, h) for h in distinct.tolist()]
+        can = np.array([[not absent_by_design(n, h) for n in features] for h in distinct.tolist()])[where.ravel()]
+        reference = np.array([trained if t is None else by_hour[t] for t in trained_at])[where.ravel()]
+        counts = np.maximum(can.sum(axis=1), 1)
+        missing = (np.isnan(rows) & can).sum(axis=1) / counts
+        training = (reference * can).sum(axis=1) / counts
+        mostly = (missing > MOSTLY_MISSING) & (missing > training + MISSING_MARGIN)
         if mostly.any():
-            found = {"kind": "mostly_missing", "field": "inputs", "value": float(missing[mostly].max())}
-            flags.append(found | {"training": missing_mean, "models": [key]} | counted(mostly))
+            worst = int(np.flatnonzero(mostly)[np.argmax(missing[mostly])])
+            found = {"kind": "mostly_missing", "field": "inputs", "value": float(missing[worst])}
+            flags.append(
+                found
+                | {"training": round(float(training[worst]), 4), "landmark_hours": float(at[worst])}
+                | {"training_hours": trained_at[int(where.ravel()[worst])]}
+                | about
+                | counted(mostly)
+            )
         with np.errstate(invalid="ignore"):
             above, below = rows > high, rows < low
         for i in np.flatnonzero((above | below).any(axis=0)).tolist():
@@ -138,7 +175,8 @@ class Population:
                     value = float(column.max() if side == "above" else column.min())
                     flags.append(
                         {"kind": BEYOND, "field": features[i], "value": value}
-                        | {"low": float(low[i]), "high": float(high[i]), "models": [key]}
+                        | {"low": float(low[i]), "high": float(high[i])}
+                        | about
                         | counted(beyond)
                     )
         return flags
@@ -147,7 +185,7 @@ class Population:
         """How many rows of one model's inputs (in its feature order) hold a value beyond the training range."""
         if key not in self.models:
             return 0
-        _, low, high, _ = self.models[key]
+        _, low, high, _, _ = self.models[key]
         with np.errstate(invalid="ignore"):
             return int(((values < low) | (values > high)).any(axis=1).sum())
 
@@ -182,17 +220,18 @@ def summarise(flags: list[dict[str, Any]]) -> list[dict[str, Any]]:
         side = _side(flag) if flag["kind"] == BEYOND else ""
         key = (flag["kind"], flag["field"], side, None if many else flag.get("value"))
         if key not in merged:
-            merged[key] = dict(flag, models=list(flag["models"]))
+            merged[key] = dict(flag, models=list(flag["models"]), tasks=list(flag["tasks"]))
             continue
         seen = merged[key]
         seen["models"] += [m for m in flag["models"] if m not in seen["models"]]
+        seen["tasks"] += [t for t in flag["tasks"] if t not in seen["tasks"]]
         if many:
             seen["rows"] += flag["rows"]
         if flag["kind"] == BEYOND:
             seen["low"], seen["high"] = min(seen["low"], flag["low"]), max(seen["high"], flag["high"])
             seen["value"] = (max if _side(flag) == "above" else min)(seen["value"], flag["value"])
         elif flag["kind"] == "mostly_missing" and flag["value"] > seen["value"]:
-            seen["value"], seen["training"] = flag["value"], flag["training"]
+            seen.update({k: flag[k] for k in ("value", "training", "landmark_hours", "training_hours")})
     return list(merged.values())
 
 
@@ -210,8 +249,8 @@ def _beyond(value: float, low: float, high: float) -> tuple[str, str, str]:
 
 
 def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
-    """One flag as a finding: what was found and what training saw, naming the models it concerns when they are not
-    all of ``models`` (the models that answered)."""
+    """One flag as a finding: what was found and what training saw, naming the questions it concerns in words when
+    its models are not all of ``models`` (the models that answered)."""
     kind, value = flag["kind"], flag.get("value", "")
     rows = f" in {flag['rows']} row(s)" if "rows" in flag else ""
     if kind == "age":
@@ -219,7 +258,13 @@ def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
     elif kind.startswith("unseen_"):
         text = f"found {flag['field']} {value}, trained on {', '.join(flag['seen']) or 'none recorded'} only"
     elif kind == "mostly_missing":
-        text = f"found {value:.0%} of inputs missing{rows}, trained with about {flag['training']:.0%} missing"
+        by = "the hour scored" if rows else f"hour {flag['landmark_hours']:g}"
+        trained = flag["training_hours"]
+        where = "over all its training rows" if trained is None else f"at hour {trained:g}"
+        text = (
+            f"found {'up to ' if rows else ''}{value:.0%} of the inputs that can have a value by {by} missing{rows}, "
+            f"trained with about {flag['training']:.0%} of the same inputs missing {where}"
+        )
     elif kind == BEYOND:
         found, low, high = _beyond(value, flag["low"], flag["high"])
         extreme = ("up to " if _side(flag) == "above" else "down to ") if rows else ""
@@ -228,7 +273,7 @@ def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
         text = "found inputs other than those the training population was recorded for"
     concerns = flag.get("models", [])
     if concerns and set(concerns) != set(models):
-        text += f" ({', '.join(concerns)})"
+        text += f" (for {'; '.join(flag['tasks'])})"
     return text
 
 

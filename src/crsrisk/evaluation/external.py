@@ -91,7 +91,11 @@ def evaluate_bundle(
         observed = auroc(data.y, predictions[BUNDLE_MODEL])
         sizes[key] = asdict(precision(data.y, data.patient_ids, anticipated_cstatistic(task_model.metrics, observed)))
         input_flags += bundle.population.input_flags(
-            key, task_model.feature_names, data.X[task_model.feature_names].to_numpy()
+            key,
+            task_model.feature_names,
+            data.X[task_model.feature_names].to_numpy(),
+            data.landmark_hours,
+            task_model.words,
         )
     meta, section = bundle.metadata, cohort_section(cohort)
     document = {

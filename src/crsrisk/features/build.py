@@ -16,10 +16,10 @@ import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
 from crsrisk.cohort.arrays import ANALYTE_CODES, EVENT_CODES, CohortArrays, Rows, cohort_arrays
-from crsrisk.features.spec import WINDOW_STATS, _slug, feature_names
+from crsrisk.features.spec import ONE_HOT, WINDOW_STATS, feature_names, one_hot_name
 from crsrisk.landmarks import known_at
 from crsrisk.schema.analytes import FEVER_THRESHOLD_C
-from crsrisk.schema.tables import BASELINE_WINDOW_HOURS, DIAGNOSES, PRODUCTS
+from crsrisk.schema.tables import BASELINE_WINDOW_HOURS
 
 CRP_MG_DL_PER_MG_L = 0.1  # m-EASIX uses CRP in mg/dL (Pennisi et al., Blood Adv 2021; confirmed)
 _TEMPERATURE = ANALYTE_CODES["temperature"]
@@ -34,7 +34,6 @@ _FLAGS = (
     ("costim_cd28", "costim_domain", "CD28"),
     ("lymphodepletion_flu_cy", "lymphodepletion", "flu_cy"),
 )
-_ONE_HOT = (("product", PRODUCTS), ("diagnosis", DIAGNOSES))
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +42,7 @@ def _patient_names() -> tuple[str, ...]:
     return (
         *_NUMERIC_PATIENT_FIELDS,
         *(name for name, _, _ in _FLAGS),
-        *(f"{field}_{_slug(level)}" for field, levels in _ONE_HOT for level in levels),
+        *(one_hot_name(field, level) for field, levels in ONE_HOT for level in levels),
     )
 
 
@@ -62,7 +61,7 @@ def _layout(window: bool) -> tuple[dict[str, int], dict[str, np.ndarray]]:
 
 
 _FLAG_TRUTHS = np.array([truth for _, _, truth in _FLAGS], dtype=object)
-_LEVELS = {field: np.array(levels, dtype=object) for field, levels in _ONE_HOT}
+_LEVELS = {field: np.array(levels, dtype=object) for field, levels in ONE_HOT}
 
 
 def _patient_block(patients: Mapping[str, np.ndarray]) -> np.ndarray:

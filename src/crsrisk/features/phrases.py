@@ -1,6 +1,6 @@
 """Each feature's reason in the words a clinician would use ("IL-6 rose from 40 to 2,400 pg/mL over 12 h",
-"ferritin 3.8x its baseline", "febrile since hour 9", "platelets not measured yet", "product: obecabtagene
-autoleucel").
+"ferritin 3.8x its baseline", "febrile since hour 9", "platelets not measured yet", "product axicabtagene
+ciloleucel, not obecabtagene autoleucel").
 
 The templates sit beside the feature spec: a feature is phrased by what it is (its spec's source and, for the
 analyte window statistics, which statistic), with the analyte's label and unit from the analyte registry. A
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from crsrisk.features.build import TrendEnds
-from crsrisk.features.spec import NONE_YET, WINDOW_STATS, feature_info
+from crsrisk.features.spec import NONE_YET, ONE_HOT, WINDOW_STATS, feature_info, one_hot_name
 from crsrisk.schema.analytes import ANALYTES, Analyte
-from crsrisk.schema.tables import DIAGNOSES, PRODUCTS
 
 TREND_HOURS = 12  # without its ends, a log-slope per hour is said as the fold change over this many hours
 STEADY = 0.1  # a latest value within this fraction of the first reads as steady (a fold within 1 +- this)
@@ -31,6 +30,14 @@ def number(value: float) -> str:
     if abs(value) >= 1 or value == 0:
         return f"{value:.1f}".removesuffix(".0")
     return f"{value:.2g}"
+
+
+def log_odds(value: float) -> str:
+    """A SHAP value (a change of log-odds) signed to three decimals; one that would print as ``-0.000`` or ``+0.000``
+    is said as ``-<0.001`` / ``+<0.001``, as the reasons chart says ``+<0.1 pts``."""
+    if value == 0 or abs(value) >= 0.0005:
+        return f"{value:+.3f}"
+    return ("+" if value > 0 else "-") + "<0.001"
 
 
 def _hours(value: float) -> str:
@@ -132,16 +139,30 @@ def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None, clock
     }[stat]()
 
 
-def _choice(vocabulary: tuple[str, ...], prefix: str, field: str) -> dict[str, Callable[[float], str]]:
-    """One-hot columns of a vocabulary said as words: ``product: obecabtagene autoleucel`` / ``product not ...``."""
-    return {
-        f"{prefix}_{v.lower().replace('-', '_')}": (
-            lambda value, v=v: (  # type: ignore[misc]  # mypy cannot type a lambda's bound default
-                f"{field}: {v.replace('_', ' ')}" if value >= 0.5 else f"{field} not {v.replace('_', ' ')}"
-            )
-        )
-        for v in vocabulary
-    }
+_LEVEL_OF = {one_hot_name(field, level): (field, level) for field, levels in ONE_HOT for level in levels}
+
+
+def is_one_hot(name: str) -> bool:
+    """The feature is one level of a one-hot record field (``product_tisagenlecleucel``)."""
+    return name in _LEVEL_OF
+
+
+def _level(name: str, value: float, row: Mapping[str, float] | None) -> str:
+    """A one-hot column said as what the patient has: ``product obecabtagene autoleucel`` when it is set, else the
+    level the patient's ``row`` sets beside the one it is not (``product axicabtagene ciloleucel, not obecabtagene
+    autoleucel``), or only what it is not when no row is given or no level is set; the level ``other`` said as
+    ``another product``."""
+    field, level = _LEVEL_OF[name]
+
+    def said(v: str) -> str:
+        return f"another {field}" if v == "other" else f"{field} {v.replace('_', ' ')}"
+
+    if value >= 0.5:
+        return said(level)
+    levels = dict(ONE_HOT)[field]
+    chosen = next((v for v in levels if row is not None and row.get(one_hot_name(field, v), 0.0) >= 0.5), None)
+    shown = "other" if level == "other" else level.replace("_", " ")
+    return f"{field} not {shown}" if chosen is None else f"{said(chosen)}, not {shown}"
 
 
 def _yes_no(yes: str, no: str) -> Callable[[float], str]:
@@ -175,8 +196,6 @@ _FIXED: dict[str, Callable[[float], str]] = {
     "tocilizumab_doses": _count("no tocilizumab so far", "{n} tocilizumab dose(s) so far"),
     "corticosteroid_given": _yes_no("corticosteroids given", "no corticosteroids so far"),
     "landmark_hours": lambda v: f"hour {_hours(v)} after infusion",
-    **_choice(PRODUCTS, "product", "product"),
-    **_choice(DIAGNOSES, "diagnosis", "diagnosis"),
 }
 
 
@@ -184,12 +203,19 @@ _NONE_YET_WORDS = {"hours_since_crs_onset": "no CRS so far", "fever_first_hours"
 
 
 def describe_value(
-    name: str, value: float, trends: Mapping[str, TrendEnds] | None = None, clock: Clock | None = None
+    name: str,
+    value: float,
+    trends: Mapping[str, TrendEnds] | None = None,
+    clock: Clock | None = None,
+    row: Mapping[str, float] | None = None,
 ) -> str:
     """What the patient's value of one feature says, without its effect (e.g. ``febrile since hour 9``);
     ``trends`` (analyte -> ``TrendEnds`` at the same landmark) lets a trend say what the values did, ``clock``
     says times from now (``CRS began 28 h ago, 9 h before the first tocilizumab dose``) and what was known at an
-    earlier landmark as such (``no fibrinogen trend by the first tocilizumab dose``)."""
+    earlier landmark as such (``no fibrinogen trend by the first tocilizumab dose``), and ``row`` (the patient's
+    features by name) lets a one-hot column name what the patient has rather than only what they have not."""
+    if name in _LEVEL_OF:
+        return _level(name, value, row)
     return _as_of_landmark(_described(name, value, trends, clock), clock)
 
 
@@ -220,10 +246,74 @@ def _described(name: str, value: float, trends: Mapping[str, TrendEnds] | None, 
     return f"{info.label} {number(value)} {info.unit}"
 
 
-def missing_words(names: list[str], clock: Clock | None = None) -> list[str]:
-    """Missing inputs as a clinician would list them, each said once (``IFN-gamma not measured yet`` stands for
-    its latest value, highest value and trend alike; ``clock`` as for ``describe_value``)."""
-    return list(dict.fromkeys(describe_value(name, math.nan, clock=clock) for name in names))
+_COMPUTED = {  # a derived feature named in a list of what could not be computed
+    "easix_baseline": "EASIX before infusion",
+    "m_easix_baseline": "m-EASIX before infusion",
+    "m_easix_last": "m-EASIX",
+    "ferritin_fold_change": "ferritin fold change",
+    "crp_fold_change": "CRP fold change",
+    "il6_sgp130_ratio": "IL-6/sgp130 ratio",
+    "fever_hours": "hours of fever",
+}
+_RECORD_FIELDS = {  # a patient feature named by the record field it comes from
+    "sex_male": "sex",
+    "cns3": "CNS status",
+    "costim_cd28": "costimulatory domain",
+    "lymphodepletion_flu_cy": "lymphodepletion",
+}
+_BEFORE, _SINCE, _ONE, _COMPUTABLE, _RECORDED = range(5)  # the groups, in the order they are listed
+
+
+def _analyte_of(name: str) -> tuple[str, str]:
+    """The analyte a baseline or window feature is about and which statistic (``baseline`` for a baseline)."""
+    if name.startswith("baseline_"):
+        return name.removeprefix("baseline_"), "baseline"
+    for stat in WINDOW_STATS:
+        head, _, tail = name.rpartition(f"_{stat}")
+        if not tail and head in ANALYTES:
+            return head, stat
+    raise KeyError(name)
+
+
+def _missing_item(name: str, missing: set[str]) -> tuple[int, str]:
+    """The group a missing input is listed in and its words there: the analyte's label for a measurement (its
+    highest value, latest value and trend are one thing missing), the inputs a derived value lacks, the record
+    field a patient feature comes from."""
+    info = feature_info(name)
+    if info.source == "baseline":
+        return _BEFORE, ANALYTES[name.removeprefix("baseline_")].label
+    if info.source == "window":
+        analyte, stat = _analyte_of(name)
+        measured = f"{analyte}_last" not in missing and f"{analyte}_max" not in missing
+        return (_ONE if stat == "log_slope" and measured else _SINCE), ANALYTES[analyte].label
+    if info.inputs:
+        lacking = [ANALYTES[_analyte_of(i)[0]].label for i in info.inputs if i in missing]
+        needs = f"needs {', '.join(dict.fromkeys(lacking))}" if lacking else "an input is zero"
+        return _COMPUTABLE, f"{_COMPUTED[name]} ({needs})"
+    for prefix in ("product", "diagnosis"):
+        if name.startswith(f"{prefix}_"):
+            return _RECORDED, prefix
+    return _RECORDED, _RECORD_FIELDS.get(name, info.label)
+
+
+def _headings(clock: Clock | None) -> tuple[str, ...]:
+    """Each group's heading; said as of the landmark when its model reads the record before now."""
+    since = "not measured since infusion"
+    if clock is not None and clock.landmark < clock.now:
+        since = f"not measured from infusion to {clock.landmark_name}"
+    one = _as_of_landmark("only one value so far (no trend)", clock)
+    return "not measured before infusion", since, one, "not computable", "not recorded"
+
+
+def missing_lines(names: list[str], clock: Clock | None = None) -> list[str]:
+    """A model's missing inputs as a clinician would list them, grouped by why each is missing, one line a group
+    (``not measured since infusion: IFN-gamma, sIL-6R``, ``only one value so far (no trend): ferritin, CRP``,
+    ``not computable: m-EASIX (needs platelets)``), each input said once; ``clock`` as for ``describe_value``."""
+    missing, groups = set(names), [dict[str, None]() for _ in range(5)]
+    for name in names:
+        group, item = _missing_item(name, missing)
+        groups[group][item] = None
+    return [f"{heading}: {', '.join(items)}" for heading, items in zip(_headings(clock), groups) if items]
 
 
 def is_absence(name: str, value: float) -> bool:
@@ -234,12 +324,17 @@ def is_absence(name: str, value: float) -> bool:
 
 
 def phrase(
-    name: str, value: float, shap: float, trends: Mapping[str, TrendEnds] | None = None, clock: Clock | None = None
+    name: str,
+    value: float,
+    shap: float,
+    trends: Mapping[str, TrendEnds] | None = None,
+    clock: Clock | None = None,
+    row: Mapping[str, float] | None = None,
 ) -> str:
     """One reason as a clinician would say it, with its effect: ``ferritin 3.8x its baseline (raised the risk)``;
-    an absent input's effect said as such: ``no platelets trend yet (its absence raised the risk)`` (``trends`` and
-    ``clock`` as for ``describe_value``)."""
+    an absent input's effect said as such: ``no platelets trend yet (its absence raised the risk)`` (``trends``,
+    ``clock`` and ``row`` as for ``describe_value``)."""
     effect = "raised the risk" if shap > 0 else ("lowered the risk" if shap < 0 else "did not change the risk")
     if is_absence(name, value) and shap != 0:
         effect = f"its absence {effect}"
-    return f"{describe_value(name, value, trends, clock)} ({effect})"
+    return f"{describe_value(name, value, trends, clock, row)} ({effect})"

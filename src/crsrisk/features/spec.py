@@ -40,6 +40,7 @@ class FeatureInfo:
     log_scale: bool
     source: str  # patient, baseline, window, fever, derived, course
     theme: str  # one of THEMES
+    inputs: tuple[str, ...] = ()  # a derived feature's inputs: it has no value while any of them has none
 
     def __post_init__(self) -> None:
         if self.theme not in THEMES:
@@ -55,8 +56,12 @@ def _theme_of(analyte: str) -> str:
     return ANALYTES[analyte].theme
 
 
-def _slug(text: str) -> str:
-    return text.lower().replace("-", "_")
+ONE_HOT = (("product", PRODUCTS), ("diagnosis", DIAGNOSES))  # record fields given to models one column a level
+
+
+def one_hot_name(field: str, level: str) -> str:
+    """The column of one level of a one-hot field: ``product_obecabtagene_autoleucel``, ``diagnosis_b_all``."""
+    return f"{field}_{level.lower().replace('-', '_')}"
 
 
 def _patient() -> list[FeatureInfo]:
@@ -79,12 +84,13 @@ def _patient() -> list[FeatureInfo]:
             _PRODUCT,
         ),
     ]
+    theme = {"product": _PRODUCT, "diagnosis": _BURDEN}
     fixed += [
-        FeatureInfo(f"product_{_slug(p)}", f"product: {p.replace('_', ' ')}", "1 = yes", False, "patient", _PRODUCT)
-        for p in PRODUCTS
-    ]
-    fixed += [
-        FeatureInfo(f"diagnosis_{_slug(d)}", f"diagnosis: {d}", "1 = yes", False, "patient", _BURDEN) for d in DIAGNOSES
+        FeatureInfo(
+            one_hot_name(field, level), f"{field}: {level.replace('_', ' ')}", "1 = yes", False, "patient", theme[field]
+        )
+        for field, levels in ONE_HOT
+        for level in levels
     ]
     return fixed
 
@@ -131,7 +137,13 @@ def _window() -> list[FeatureInfo]:
 def _late() -> list[FeatureInfo]:
     return [
         FeatureInfo(
-            "fever_hours", "hours with fever >= 38.0 C since infusion", "h", False, "fever", _theme_of("temperature")
+            "fever_hours",
+            "hours with fever >= 38.0 C since infusion",
+            "h",
+            False,
+            "fever",
+            _theme_of("temperature"),
+            ("temperature_last",),
         ),
         FeatureInfo(
             "fever_first_hours",
@@ -148,12 +160,35 @@ def _late() -> list[FeatureInfo]:
             True,
             "derived",
             _theme_of("ldh"),
+            ("ldh_last", "crp_last", "platelets_last"),
         ),
         FeatureInfo(
-            "ferritin_fold_change", "ferritin, latest / baseline", "ratio", True, "derived", _theme_of("ferritin")
+            "ferritin_fold_change",
+            "ferritin, latest / baseline",
+            "ratio",
+            True,
+            "derived",
+            _theme_of("ferritin"),
+            ("ferritin_last", "baseline_ferritin"),
         ),
-        FeatureInfo("crp_fold_change", "CRP, latest / baseline", "ratio", True, "derived", _theme_of("crp")),
-        FeatureInfo("il6_sgp130_ratio", "IL-6 / sgp130, latest", "ratio", True, "derived", _theme_of("il6")),
+        FeatureInfo(
+            "crp_fold_change",
+            "CRP, latest / baseline",
+            "ratio",
+            True,
+            "derived",
+            _theme_of("crp"),
+            ("crp_last", "baseline_crp"),
+        ),
+        FeatureInfo(
+            "il6_sgp130_ratio",
+            "IL-6 / sgp130, latest",
+            "ratio",
+            True,
+            "derived",
+            _theme_of("il6"),
+            ("il6_last", "sgp130_last"),
+        ),
         FeatureInfo("crs_grade_current", "CRS grade now", "ASTCT grade", False, "course", _COURSE),
         FeatureInfo("crs_grade_max", "highest CRS grade so far", "ASTCT grade", False, "course", _COURSE),
         FeatureInfo("icans_grade_max", "highest ICANS grade so far", "ASTCT grade", False, "course", _COURSE),
@@ -172,6 +207,7 @@ _EARLY_DERIVED = [
         True,
         "derived",
         _theme_of("ldh"),
+        ("baseline_ldh", "baseline_creatinine", "baseline_platelets"),
     ),
     FeatureInfo(
         "m_easix_baseline",
@@ -180,6 +216,7 @@ _EARLY_DERIVED = [
         True,
         "derived",
         _theme_of("ldh"),
+        ("baseline_ldh", "baseline_crp", "baseline_platelets"),
     ),
 ]
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.validated import Cohort
 from crsrisk.errors import InputError, NothingScored
+from crsrisk.features.phrases import log_odds, missing_lines
 from crsrisk.features.spec import feature_info
 from crsrisk.reporting.cohort_figures import Page, beeswarm_figure, dependence_figure, importance_figure, question
 from crsrisk.reporting.figures import status, write_png
@@ -92,7 +93,9 @@ def explain_patient(
             f"{p['task']} at {p['landmark']}: probability {p['probability']:.1%} ({p['band']} risk); "
             f"raw score {p['raw_score']:+.3f} = base {p['base_value']:+.3f} + contributions"
         )
-        lines += [f"  {c['shap']:+.3f}  {c['phrase']}" for c in p["contributions"][:top]]
+        lines += [f"  {log_odds(c['shap']):>7}  {c['phrase']}" for c in p["contributions"][:top]]
+        missing = missing_lines(p.missing(), p.clock)
+        lines += ["  missing:", *(f"    {line}" for line in missing)] if missing else []
     lines += [f"{s['task']}: not scored ({s['reason']})" for s in result.not_applicable]
     summary = "\n".join(lines) + "\n"
     write_bytes(folder / "summary.txt", summary.encode(), private=True)

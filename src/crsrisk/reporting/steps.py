@@ -15,10 +15,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from crsrisk.features.phrases import number
+from crsrisk.features.phrases import describe_value, is_one_hot, number
 from crsrisk.features.spec import THEMES, feature_info
 
-Label = Callable[[Mapping[str, Any]], str]  # a contribution record -> what the chart calls it
+Label = Callable[[Mapping[str, Any], Mapping[str, float]], str]  # a contribution record and the patient's features
+# by name -> what the chart calls it
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Steps:
     scale: str  # "log-odds" or "probability"
 
 
-def clinical_label(record: Mapping[str, Any]) -> str:
+def clinical_label(record: Mapping[str, Any], row: Mapping[str, float]) -> str:
     """A reason in a clinician's words (``features.phrases``), as the text summary says it."""
     return str(record["phrase"])
 
@@ -57,9 +58,14 @@ def value_text(name: str, value: float | None) -> str:
     return f"{number(value)} {info.unit}"
 
 
-def audit_label(record: Mapping[str, Any]) -> str:
-    """A reason for an auditor: the feature's label and its value (``IL-6, latest value = 716 pg/mL``)."""
-    return f"{record['label']} = {value_text(record['feature'], record['value'])}"
+def audit_label(record: Mapping[str, Any], row: Mapping[str, float]) -> str:
+    """A reason for an auditor: the feature's label and its value (``IL-6, latest value = 716 pg/mL``); a one-hot
+    column as what the patient has, in the phrases' words (``product axicabtagene ciloleucel, not obecabtagene
+    autoleucel``), not as ``= no``."""
+    name, value = record["feature"], record["value"]
+    if is_one_hot(name) and value is not None:
+        return describe_value(name, value, row=row)
+    return f"{record['label']} = {value_text(name, value)}"
 
 
 def attribution(prediction: Any, top: int, label: Label) -> list[tuple[str, float, bool]]:
@@ -72,7 +78,7 @@ def attribution(prediction: Any, top: int, label: Label) -> list[tuple[str, floa
     shap = dict(zip(prediction.model.feature_names, np.asarray(prediction.shap, dtype=np.float64).tolist()))
     sums = [(text, math.fsum(shap[name] for name in members), True) for text, members in groups]
     sums.sort(key=lambda group: -abs(group[1]))
-    return [(label(r), float(r["shap"]), False) for r in named] + sums
+    return [(label(r, prediction.row), float(r["shap"]), False) for r in named] + sums
 
 
 def theme_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -11,6 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from crsrisk.features.phrases import log_odds
 from crsrisk.reporting.figures import LOWERS, RAISES, new_figure, widen_to_fit
 from crsrisk.reporting.steps import Steps
 
@@ -42,7 +43,7 @@ class Scale:
 SCALES = {
     "probability": Scale("calibrated risk", _points, lambda p: f"{p:.1%}", True),
     "log-odds": Scale(
-        "model output in log-odds (raw score before calibration)", lambda v: f"{v:+.3f}", lambda v: f"{v:+.3f}", False
+        "model output in log-odds (raw score before calibration)", log_odds, lambda v: f"{v:+.3f}", False
     ),
 }
 

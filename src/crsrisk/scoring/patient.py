@@ -103,6 +103,11 @@ class TaskPrediction(Mapping[str, Any]):
         ``EAGER_REASONS`` rendered now, the rest when first read (``Reasons``)."""
         return Reasons(self._render, len(self.order))
 
+    @cached_property
+    def row(self) -> dict[str, float]:
+        """The model's inputs by name, so a phrase can read the patient's other inputs (which product they have)."""
+        return dict(zip(self.model.feature_names, self.values.tolist()))
+
     def _render(self, start: int, stop: int) -> list[dict[str, Any]]:
         """The contribution records at ranks ``start`` to ``stop``."""
         names, values, shap, trends = self.model.feature_names, self.values, self.shap, self._trends()
@@ -117,7 +122,7 @@ class TaskPrediction(Mapping[str, Any]):
                     "unit": info.unit,
                     "shap": effect,
                     "direction": "raises" if effect > 0 else "lowers" if effect < 0 else "none",
-                    "phrase": phrase(names[i], value, effect, trends, self.clock),
+                    "phrase": phrase(names[i], value, effect, trends, self.clock, self.row),
                 }
             )
         return out
@@ -272,16 +277,19 @@ def score_plans(plans: list[Plan], arrays: CohortArrays, top: int | None = None)
 
 def population_flags(bundle: Bundle, arrays: CohortArrays, predictions: list[TaskPrediction]) -> list[dict[str, Any]]:
     """Patient 0's population flags, each finding once, not once per model (``summarise``): its patient fields
-    and each model's inputs, one row per model for ``predict``, or over a trajectory's points the rows of each
-    model (each flag then counting its ``rows``)."""
+    and each model's inputs at the landmark hour they were read at, one row per model for ``predict``, or over a
+    trajectory's points the rows of each model (each flag then counting its ``rows``)."""
     population = bundle.population
     flags = population.patient_flags({name: values[0] for name, values in arrays.patients.items()})
-    rows: dict[str, tuple[TaskModel, list[np.ndarray]]] = {}
+    rows: dict[str, tuple[TaskModel, list[np.ndarray], list[float]]] = {}
     for p in predictions:
-        rows.setdefault(p.model.key, (p.model, []))[1].append(p.values)
-    for model, values in rows.values():
-        inputs = values[0] if len(predictions) == len(rows) else np.vstack(values)
-        flags += population.input_flags(model.key, model.feature_names, inputs)
+        model, values, hours = rows.setdefault(p.model.key, (p.model, [], []))
+        values.append(p.values)
+        hours.append(p["landmark_hours"])
+    for model, values, hours in rows.values():
+        one = len(predictions) == len(rows)
+        inputs, at = (values[0], hours[0]) if one else (np.vstack(values), np.array(hours))
+        flags += population.input_flags(model.key, model.feature_names, inputs, at, model.words)
     return summarise(flags)
 
 

@@ -210,10 +210,7 @@ def _detail(view: Mapping[str, Any], prediction: Any, result: PredictionResult) 
     ]
     lines += [f"- {r['phrase']}" for r in view["reasons"]] or ["- none: no input moved the risk from the base rate"]
     if view["missing"]:
-        lines += [
-            "",
-            f"Missing inputs: {', '.join(view['missing'][:12])}" + (" ..." if len(view["missing"]) > 12 else ""),
-        ]
+        lines += ["", "Missing inputs:", *(f"- {line}" for line in view["missing"])]
     if result.population_flags:
         found = flags_text(result.population_flags, [p.model.key for p in result.predictions])
         lines.append(f"\nOutside the training population: {found}")

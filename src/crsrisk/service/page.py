@@ -14,7 +14,7 @@ from crsrisk.bundle.bands import RULE, training_rate
 from crsrisk.bundle.format import TaskModel
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.population import flags_text
-from crsrisk.features.phrases import missing_words
+from crsrisk.features.phrases import missing_lines
 from crsrisk.cohort.arrays import CohortArrays
 from crsrisk.cohort.record import canonical_record
 from crsrisk.service.status import warning
@@ -76,7 +76,7 @@ def task_view(prediction: Mapping[str, Any], descriptions: Mapping[str, str]) ->
             {"phrase": c.get("phrase") or c.get("label") or c["feature"], "direction": c.get("direction")}
             for c in reasons
         ],
-        "missing": missing_words(prediction.get("missing_inputs", [])),
+        "missing": missing_lines(prediction.get("missing_inputs", [])),
     }
 
 
