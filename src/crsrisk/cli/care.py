@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-
+from crsrisk import notice
 from crsrisk.bundle.store import Bundle
 from crsrisk.scoring.audited import audit_table
 from crsrisk.cli.common import (
@@ -19,6 +19,7 @@ from crsrisk.cli.common import (
     console,
     flag,
     friendly,
+    model_footer,
     print_json,
     print_rows,
 )
@@ -160,10 +161,7 @@ def predict(
         console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     for skipped in result.not_applicable:
         console.print(f"{skipped['task']}: not scored ({skipped['reason']})")
-    status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    console.print(
-        f"[bold]{status}not for clinical use.[/] model {result.model['path']} ({escape(result.model['signature'])})"
-    )
+    console.print(model_footer(result.model), highlight=False)
 
 
 def _print_trajectory(
@@ -205,6 +203,7 @@ def _print_trajectory(
         found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
         console.print(f"[bold yellow]outside the training population:[/] {escape(found)}", highlight=False)
     console.print(f"plot: {path}")
+    console.print(model_footer(result.model), highlight=False)
 
 
 @app.command()
@@ -235,7 +234,8 @@ def explain(
             console.print(
                 f"{key}: " + ", ".join(f"{r.feature} {r.mean_abs_shap:.3f}" for r in part.head(5).itertuples())
             )
-        console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
+        console.print(f"plots and global_importance.csv in {out}")
+        console.print(model_footer(bundle.identity.to_dict()), highlight=False)
         return
     bundle = load_model(model, allow_unverified=allow_unverified)
     with flag("--now-hours", NothingScored):
@@ -243,8 +243,8 @@ def explain(
             target, model=bundle, now_hours=now_hours, out_dir=out, audit=audit, audit_log=audit_log
         )
     console.print(summary, highlight=False)
-    console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
+    console.print(model_footer(bundle.identity.to_dict()), highlight=False)
 
 
 @app.command()
@@ -276,7 +276,7 @@ def serve(
     console.print(
         f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
         f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
-        "[bold]Not for clinical use.[/]"
+        f"[bold]{notice.GENERAL}[/]"
     )
     run_server(
         model=model, host=host, port=port, audit_log=audit_log, workers=workers, allow_unverified=allow_unverified
