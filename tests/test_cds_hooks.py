@@ -103,7 +103,7 @@ def test_prefetch_call_gives_cards_with_the_probabilities_predict_gives(
         assert card_probabilities(answer.json()) == probabilities(expected) != {}
         for card in answer.json()["cards"]:
             assert len(card["summary"]) < 140 and card["indicator"] in ("info", "warning", "critical")
-            assert "Synthetic model, not for clinical use" in card["detail"] and card["source"]["label"]
+            assert "SYNTHETIC model, not for clinical use" in card["detail"] and card["source"]["label"]
         scored = [c for c in answer.json()["cards"] if "extension" in c]
         for card, p in zip(scored, expected.predictions):
             numbers = card["extension"]["crsrisk"]
@@ -214,7 +214,7 @@ def test_card_link_opens_the_bedside_page_with_the_same_numbers(bundle, exports:
     link = cards[0]["links"][0]
     assert link["type"] == "absolute"
     page = api.get(link["url"])
-    assert page.status_code == 200 and "Synthetic model, not for clinical use:" in page.text
+    assert page.status_code == 200 and "SYNTHETIC model, not for clinical use:" in page.text
     for p in predict(exports[0], model=bundle, audit=False).predictions:
         assert f'data-value="{p["probability"]!r}"' in page.text
     assert api.get(f"{CALL}/page/unknown-page").status_code == 404
@@ -334,7 +334,7 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
             }
             banner = page.inner_text("#banner")
             browser.close()
-    assert banner.startswith("Synthetic model, not for clinical use:")
+    assert banner.startswith("SYNTHETIC model, not for clinical use:")
     assert shown == {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"] for c in cards}
     assert shown == probabilities(predict(exports[0], model=bundle, audit=False))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from crsrisk import notice
 from crsrisk.cohort.validated import Cohort
 from crsrisk.reporting.explain import explain_cohort, explain_patient
 from crsrisk.reporting.model_card import write_model_card
@@ -47,7 +48,8 @@ def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
         auroc = row["metrics"]["auroc"]
         if auroc["value"] is not None:
             assert f"{auroc['value']:.3f} ({auroc['ci_low']:.3f}-{auroc['ci_high']:.3f})" in page
-    assert "NOT FOR CLINICAL USE" in page and "TRIPOD+AI" in page and "small group" in page
+    assert notice.disclaimer(True, cohort_synthetic=True) in page  # the trained model, scored on a simulated cohort
+    assert "TRIPOD+AI" in page and "small group" in page
     assert "toci-refractory-v1" in page and "Attribution stability" in page
     assert "id='by-landmark'" in page and "An example infusion's risk over time" in page
     assert not re.search(r"<img[^>]+src=\"(?!data:image/png;base64,)", page)  # every image embedded
@@ -58,7 +60,7 @@ def test_card_of_the_training_cohort_says_in_sample_at_the_top(card: Path) -> No
     """The card on the model's own training cohort: the in-sample banner first, no "performance on this cohort",
     every section on the cohort labelled in-sample; under 1 MB, with contents linking every section."""
     page = card.read_text()
-    assert page.index("In-sample: this is the cohort the model was trained on") < page.index("NOT FOR CLINICAL USE")
+    assert page.index("In-sample: this is the cohort the model was trained on") < page.index(notice.line(True)[:-1])
     assert "Performance in-sample, on the training cohort" in page and "Performance on this cohort" not in page
     assert "Calibration and decision curves in-sample, on the training cohort" in page
     assert "SHAP global importance (exact tree SHAP, in-sample, on the training cohort)" in page

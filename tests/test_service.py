@@ -119,7 +119,7 @@ def test_any_pasted_record_on_the_page_is_shown_back_with_a_reason_never_a_500(
     page = client(bundle, tmp_path).post("/", data={"action": "record", "record": record, "now_hours": now})
     assert page.status_code in (200, 422), page.text[-500:]
     if page.status_code == 422:
-        assert 'id="problems"' in page.text and "Synthetic model, not for clinical use:" in page.text
+        assert 'id="problems"' in page.text and "SYNTHETIC model, not for clinical use:" in page.text
 
 
 def test_token_body_limit_and_bind_policy(bundle, tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_model_endpoint_describes_the_bundle(bundle, tmp_path: Path) -> None:
 
 def test_page_shows_each_probability_band_and_the_synthetic_banner(bundle, tmp_path: Path) -> None:
     api = client(bundle, tmp_path)
-    assert "Synthetic model, not for clinical use:" in api.get("/").text
+    assert "SYNTHETIC model, not for clinical use:" in api.get("/").text
     page = api.post("/", data={"action": "example", "now_hours": "40"})
     assert page.status_code == 200
     assert page.text.lower().count("not for clinical use") == 1  # one banner, saying it once
@@ -299,7 +299,7 @@ def test_page_in_chromium_shows_the_numbers_predict_gives(server, bundle, tmp_pa
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     print(f"screenshot of the bedside page: {screenshot}")
-    assert banner.startswith("Synthetic model, not for clinical use:") and banner.lower().count("clinical use") == 1
+    assert banner.startswith("SYNTHETIC model, not for clinical use:") and banner.lower().count("clinical use") == 1
     assert identity == {
         "patient": "EXAMPLE-001",
         "age": "3.1 years",

@@ -56,10 +56,17 @@ Fit = Callable[[pd.DataFrame, np.ndarray], tuple[Any, Calibrator]]  # X, y -> (b
 
 
 def fitted_bundle(
-    cohort: Cohort, out: Path, tasks: Iterable[TaskBase], fit: Fit, fingerprint: str, by_hour: bool = False
+    cohort: Cohort,
+    out: Path,
+    tasks: Iterable[TaskBase],
+    fit: Fit,
+    fingerprint: str,
+    by_hour: bool = False,
+    synthetic: bool = True,
 ) -> Path:
     """A bundle of every task's landmark models fitted directly by ``fit`` (no tuning, placeholder bands and
-    metrics), so tests stay fast; ``by_hour`` adds the training population's per-landmark-hour bins."""
+    metrics), so tests stay fast; ``by_hour`` adds the training population's per-landmark-hour bins;
+    ``synthetic=False`` marks it trained on real data."""
     models, inputs, hours = [], {}, {}
     for task in tasks:
         for landmark in task.landmarks:
@@ -85,7 +92,7 @@ def fitted_bundle(
         models,
         out,
         {
-            "synthetic": True,
+            "synthetic": synthetic,
             "not_for_clinical_use": True,
             "training_cohort_fingerprint": fingerprint,
             "training_population": population,

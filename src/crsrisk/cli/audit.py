@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 
-from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly
+from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly, model_footer
 
 
 @app.command()
@@ -37,7 +37,8 @@ def audit(
         console.print(f"model card, {time.monotonic() - started:3.0f} s: {step}", highlight=False)
 
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot, announce=announce)
-    console.print(f"model card: {path}; model {bundle.path} ({escape(bundle.trust)})")
+    console.print(f"model card: {path}")
+    console.print(model_footer(bundle.identity.to_dict()), highlight=False)
     run_id = bundle.metadata.mlflow_run_id
     if not run_id:
         console.print("no MLflow run recorded in the bundle: report not logged")

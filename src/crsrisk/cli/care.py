@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-
+from crsrisk import notice
 from crsrisk.bundle.store import Bundle
 from crsrisk.scoring.audited import audit_table
 from crsrisk.cli.common import (
@@ -19,6 +19,7 @@ from crsrisk.cli.common import (
     console,
     flag,
     friendly,
+    model_footer,
     print_json,
     print_rows,
     say,
@@ -159,8 +160,7 @@ def predict(
         say(found, lead="outside the training population: ", style="bold yellow")
     for skipped in result.not_applicable:
         say(f"{skipped['task']}: not scored ({skipped['reason']})")
-    status = "SYNTHETIC model, " if result.model["synthetic"] else ""
-    say(f" model {result.model['path']} ({result.model['signature']})", lead=f"{status}not for clinical use.")
+    console.print(model_footer(result.model), highlight=False)
 
 
 def _print_trajectory(
@@ -202,6 +202,7 @@ def _print_trajectory(
         found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
         say(found, lead="outside the training population: ", style="bold yellow")
     console.print(f"plot: {path}")
+    console.print(model_footer(result.model), highlight=False)
 
 
 @app.command()
@@ -234,7 +235,8 @@ def explain(
             console.print(
                 "".join(f"  {r.mean_abs_shap:.3f}  {escape(str(r.label))}\n" for r in part.head(5).itertuples()), end=""
             )
-        console.print(f"plots and global_importance.csv in {out}; model {bundle.path} ({escape(bundle.trust)})")
+        console.print(f"plots and global_importance.csv in {out}")
+        console.print(model_footer(bundle.identity.to_dict()), highlight=False)
         return
     bundle = load_model(model, allow_unverified=allow_unverified)
     with flag("--now-hours", NothingScored):
@@ -244,8 +246,8 @@ def explain(
     for line in summary.splitlines():
         text = line.lstrip()
         say(text, margin=len(line) - len(text))
-    console.print(f"model {bundle.path} ({escape(bundle.trust)})")
     console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
+    console.print(model_footer(bundle.identity.to_dict()), highlight=False)
 
 
 @app.command()
@@ -277,7 +279,7 @@ def serve(
     console.print(
         f"crsrisk serving on http://{host}:{port}/ in {workers} process(es) (page at /, API docs at "
         f"/docs); bearer token {'required' if secured else 'not required (loopback only)'}; Ctrl-C stops it. "
-        "[bold]Not for clinical use.[/]"
+        f"[bold]{notice.GENERAL}[/]"
     )
     run_server(
         model=model, host=host, port=port, audit_log=audit_log, workers=workers, allow_unverified=allow_unverified

@@ -9,7 +9,7 @@ import tempfile
 import textwrap
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import click
 import typer
@@ -19,14 +19,14 @@ from rich.markup import escape
 from rich.table import Table
 
 import crsrisk
+from crsrisk import notice
 from crsrisk.errors import CohortValidationError, CrsriskError, InputError, shown
 
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
-    "Research software: not for clinical use.",
+    help="Predict severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. " + notice.GENERAL,
 )
 audit_log_app = typer.Typer(no_args_is_help=True, help="The append-only prediction audit log.")
 app.add_typer(audit_log_app, name="audit-log")
@@ -212,6 +212,14 @@ def require_empty(out: Path) -> None:
 def _print_counts(title: str, counts: dict) -> None:
     console.print(f"[bold]{escape(title)}[/]")  # above the table: a title inside would wrap to its width
     print_rows(["name", "count"], [[str(name), str(count)] for name, count in counts.items()])
+
+
+def model_footer(identity: Mapping[str, Any]) -> str:
+    """The closing line of every output a model produced (rich markup): the notice's line, the bundle, its trust."""
+    return (
+        f"[bold]{notice.line(notice.is_synthetic(identity))}[/] model {escape(str(identity['path']))} "
+        f"({escape(str(identity['signature']))})"
+    )
 
 
 def print_json(data: object) -> None:

@@ -139,7 +139,7 @@ def evaluate(
 ) -> None:
     """External validation: score a cohort with a trained bundle, beside the published scores."""
     from crsrisk.cohort.io import load_cohort
-    from crsrisk.cohort.summary import SAME_COHORT_NOTE
+    from crsrisk import notice
     from crsrisk.evaluation.external import evaluate_bundle
     from crsrisk.training.artifacts import skipped_lines, write_json
 
@@ -163,7 +163,7 @@ def evaluate(
     for key, size in document["precision"].items():
         _sample_size_line(f"{key}: {size['statement']}")
     if document["same_cohort_as_training"]:
-        console.print(f"[yellow]note:[/] {SAME_COHORT_NOTE}")
+        console.print(f"[yellow]note:[/] {notice.in_sample()}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", document)

@@ -24,17 +24,6 @@ def cohort_summary(cohort: Cohort) -> dict[str, Any]:
     }
 
 
-NOT_FOR_CLINICAL_USE = "Research software: not for clinical use."
-
-
-def disclaimer(cohort: Cohort) -> str:
-    """What every result document says first; a synthetic cohort is named as such."""
-    return NOT_FOR_CLINICAL_USE + (" Synthetic cohort: not clinical evidence." if cohort.synthetic else "")
-
-
-SAME_COHORT_NOTE = "this is the cohort the model was trained on: its figures are in-sample, not an external validation"
-
-
 def same_cohort_as_training(training_fingerprint: str | None, cohort: Cohort) -> bool:
     """The one "same cohort as training" check: the bundle's recorded training-cohort fingerprint equals this
     cohort's (no recorded fingerprint: not known to be the same)."""

@@ -22,7 +22,8 @@ from crsrisk.cohort.arrays import cohort_arrays
 from crsrisk.cohort.population import summarise
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring.load import load_for_research
-from crsrisk.cohort.summary import cohort_section, disclaimer, same_cohort_as_training
+from crsrisk import notice
+from crsrisk.cohort.summary import cohort_section, same_cohort_as_training
 from crsrisk.evaluation.comparison import dataset_rows
 from crsrisk.evaluation.cohort_size import anticipated_cstatistic, precision
 from crsrisk.evaluation.metrics import auroc
@@ -104,7 +105,7 @@ def evaluate_bundle(
         "model": bundle.identity.to_dict() | {"git_commit": meta.git_commit},
         "same_cohort_as_training": same_cohort_as_training(meta.training_cohort_fingerprint, cohort),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": disclaimer(cohort),
+        "disclaimer": notice.disclaimer(meta.synthetic, cohort.synthetic),
         "n_boot": n_boot,
         "seed": seed,
         "results": results,

@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from crsrisk import notice
 from crsrisk.monitoring.plots import calibration_over_time, drift_heat_map, oe_over_time
 from crsrisk.util.atomic import write_bytes
 from crsrisk.util.outputs import write_json
@@ -113,21 +114,17 @@ def html_report(document: dict[str, Any], images: dict[str, bytes]) -> str:
         f'src="data:image/png;base64,{base64.b64encode(data).decode()}">'
         for name, data in images.items()
     )
-    synthetic = (
-        "<p class='warn'>The outcome cohort is SYNTHETIC: these figures are a demonstration, not clinical evidence.</p>"
-        if document["synthetic_outcomes"]
-        else ""
-    )
+    status = notice.disclaimer(document["synthetic_models"], document["synthetic_outcomes"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{TITLE}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}} tr.flagged{{background:#fde0dd}} .warn{{color:#b30000;font-weight:bold}}
 img{{max-width:100%}}</style></head><body>
 <h1>{TITLE}</h1>
-<p>Research software, not for clinical use. {document["volume"]} audited predictions from {html.escape(log["path"])}
+<p class='warn'>{html.escape(status)}</p>
+<p>{document["volume"]} audited predictions from {html.escape(log["path"])}
 (chain {html.escape(chain)}), joined with outcomes from {html.escape(document["outcomes"]["source"])}
 ({document["outcomes"]["infusions"]} infusions), by period ({html.escape(document["period"])}).</p>
-{synthetic}
 <h2>Flags ({len(document["flags"])})</h2><ul>{flags or "<li>none</li>"}</ul>
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
 <p>Pseudonymous key: {html.escape(document["pseudonym_key"])}.</p>

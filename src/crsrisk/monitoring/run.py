@@ -140,6 +140,7 @@ def monitor(
         "kind": "crsrisk monitoring report",
         "not_for_clinical_use": True,
         "synthetic_outcomes": cohort.synthetic,
+        "synthetic_models": any(b.metadata.synthetic for b in models.bundles.values()),
         "audit_log": {
             "path": str(log),
             "verified": None if verified is None else verified.ok,

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from crsrisk import notice
 from crsrisk.util.atomic import write_bytes
 
 if TYPE_CHECKING:
@@ -66,5 +67,6 @@ def widen_to_fit(figure: Figure, axes: Axes, texts: Sequence[Text], rounds: int 
 
 
 def status(model: Mapping[str, Any]) -> str:
-    """What every patient picture says of its model (``PredictionResult.model``, ``Trajectory.model``)."""
-    return "SYNTHETIC model, not for clinical use." if model.get("synthetic", True) else "Not for clinical use."
+    """What every patient picture says of its model (``PredictionResult.model``, ``Trajectory.model``): the
+    notice's one line."""
+    return notice.line(notice.is_synthetic(model))

@@ -36,7 +36,8 @@ from crsrisk.landmarks import Grid
 from crsrisk.evaluation.recalibration import LINEAGE_HEADER, lineage_rows
 from crsrisk.evaluation.updating import LINEAGE_HEADER as UPDATE_HEADER, lineage_rows as update_rows
 from crsrisk.scoring.load import load_for_research
-from crsrisk.cohort.summary import SAME_COHORT_NOTE, cohort_summary
+from crsrisk import notice
+from crsrisk.cohort.summary import cohort_summary
 from crsrisk.training.artifacts import COMPARISON_HEADER, comparison_rows, interval_text, skipped_lines
 from crsrisk.scoring.trajectory import trajectory_of
 
@@ -301,9 +302,8 @@ def build_model_card(
     source = "in-sample: training cohort" if in_sample else "this cohort"  # every figure drawn on the cohort says so
     parts = [
         "<h1>crsrisk model card</h1>"
-        + (f"<p class='banner'>In-sample: {html.escape(SAME_COHORT_NOTE)}.</p>" if in_sample else "")
-        + "<p class='banner'>NOT FOR CLINICAL USE."
-        f"{' Trained on a SYNTHETIC cohort: no result here is clinical evidence.' if meta.synthetic else ''}</p>",
+        + (f"<p class='banner'>{html.escape(notice.in_sample())}</p>" if in_sample else "")
+        + f"<p class='banner'>{html.escape(notice.disclaimer(meta.synthetic, cohort.synthetic))}</p>",
         f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by crsrisk "
         f"{html.escape(str(meta.crsrisk_version))}.</p>",
         f"<h2 id='intended-use'>Intended use</h2><p>{html.escape(INTENDED_USE)}</p><p>This bundle's models:</p>"

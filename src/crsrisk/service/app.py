@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 import crsrisk
+from crsrisk import notice
 from crsrisk.audit import log_head, resolve_log_path
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.record import validate_record
@@ -144,8 +145,8 @@ def create_app(
     app = FastAPIOffline(
         title="crsrisk",
         version=crsrisk.__version__,
-        description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell "
-        "therapy. Research software, synthetic model: not for clinical use.",
+        description="Risk of severe CRS, ICANS and tocilizumab-refractory CRS after CAR T-cell therapy. "
+        + notice.banner(bundle.metadata.synthetic),
         swagger_ui_parameters={"validatorUrl": None},
     )  # no badge fetched from validator.swagger.io
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -32,6 +32,7 @@ from crsrisk.audit import AuditLog
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.population import flags_text
 from crsrisk.errors import FhirServerError, PrefetchMissingError
+from crsrisk.notice import banner, is_synthetic, label
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
 from crsrisk.service.page import percent, task_view
@@ -77,8 +78,9 @@ def prefetch_templates() -> dict[str, str]:
     }
 
 
-def discovery() -> dict[str, Any]:
-    """``GET /cds-services``: the one ``patient-view`` service."""
+def discovery(model: Mapping[str, Any]) -> dict[str, Any]:
+    """``GET /cds-services``: the one ``patient-view`` service, described with the status of the served ``model``
+    (its identity)."""
     return {
         "services": [
             {
@@ -86,8 +88,7 @@ def discovery() -> dict[str, Any]:
                 "id": SERVICE_ID,
                 "title": "crsrisk: CRS and ICANS risk after CAR T-cell therapy",
                 "description": "Calibrated risk of severe CRS, ICANS and tocilizumab-refractory CRS for a patient after a "
-                "CAR T-cell infusion, with the reasons. Research software, synthetic model: not for clinical "
-                "use.",
+                "CAR T-cell infusion, with the reasons. " + banner(is_synthetic(model)),
                 "prefetch": prefetch_templates(),
                 "usageRequirements": "The patient's CAR-T infusion must be in the record (a Procedure or a "
                 "MedicationAdministration of the product).",
@@ -217,8 +218,9 @@ def _detail(view: Mapping[str, Any], prediction: Any, result: PredictionResult) 
     return "\n".join([*lines, "", f"_{warning(result.model)}_"])
 
 
-def _source(base_url: str) -> dict[str, str]:
-    return {"label": "crsrisk (research software, synthetic model)", "url": f"{base_url}model"}
+def _source(base_url: str, model: Mapping[str, Any]) -> dict[str, str]:
+    """A card's source: the software and its status, linking to the served model's description."""
+    return {"label": label(is_synthetic(model)), "url": f"{base_url}model"}
 
 
 def cards(result: PredictionResult, base_url: str, page_url: str | None) -> list[dict[str, Any]]:
@@ -234,7 +236,7 @@ def cards(result: PredictionResult, base_url: str, page_url: str | None) -> list
             "summary": summary if len(summary) < 140 else summary[:138] + "…",
             "indicator": INDICATOR.get(prediction["band"], "info"),
             "detail": _detail(view, prediction, result),
-            "source": _source(base_url),
+            "source": _source(base_url, result.model),
             "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": c, "display": d} for c, d in OVERRIDE_REASONS],
             "extension": {
                 "crsrisk": {
@@ -262,7 +264,7 @@ def cards(result: PredictionResult, base_url: str, page_url: str | None) -> list
                 "summary": f"crsrisk: {len(unanswered)} question(s) not scored for this patient"[:139],
                 "indicator": "info",
                 "detail": "\n".join([*(f"- {u}" for u in unanswered), "", f"_{warning(result.model)}_"]),
-                "source": _source(base_url),
+                "source": _source(base_url, result.model),
             }
         )
     return out

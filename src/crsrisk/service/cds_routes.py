@@ -48,7 +48,7 @@ def add_cds_routes(
     @app.get("/cds-services")
     async def cds_discovery() -> dict[str, Any]:
         """CDS Hooks discovery: the ``patient-view`` service and its prefetch templates."""
-        return cds_hooks.discovery()
+        return cds_hooks.discovery(bundle.identity.to_dict())
 
     @app.post(
         "/cds-services/{service_id}",

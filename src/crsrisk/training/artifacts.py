@@ -16,7 +16,8 @@ from crsrisk.cohort.validated import Cohort
 from crsrisk.util import outputs
 from crsrisk.util.outputs import json_ready
 from crsrisk.evaluation.plots import calibration_plot, decision_curve_plot, roc_plot, save_figure
-from crsrisk.cohort.summary import cohort_section, disclaimer
+from crsrisk import notice
+from crsrisk.cohort.summary import cohort_section
 from crsrisk.tasks import TaskBase
 from crsrisk.training.config import TrainConfig
 
@@ -89,7 +90,7 @@ def metrics_document(
         "mlflow_run_id": run_id,
         "git_commit": tags.get("git_commit"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "disclaimer": disclaimer(cohort),
+        "disclaimer": notice.banner(cohort.synthetic),  # the model trained on it is as synthetic as it
         "results": results,
     }
 

@@ -18,6 +18,7 @@ from mlflow.entities import Metric
 from matplotlib.figure import Figure
 
 import crsrisk
+from crsrisk import notice
 from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
 EXPERIMENT = "crsrisk"
@@ -126,14 +127,13 @@ def registered_name(task: str, landmark: Any) -> str:
 
 def _describe_version(client: mlflow.MlflowClient, name: str, version: str, model: Any, synthetic: bool) -> None:
     """Say on the registered version what it answers, what it takes, and whether it is synthetic."""
-    status = "SYNTHETIC training data: " if synthetic else ""
     client.update_model_version(
         name,
         version,
         description=(
             f"crsrisk {model.task} at landmark {model.landmark.label}: {model.definition.description}. "
             f"Input: this model's feature rows, or patient records (column 'record', JSON; optional 'now_hours') "
-            f"scored by the whole bundle. {status}research software, not for clinical use."
+            f"scored by the whole bundle. {notice.banner(synthetic)}"
         ),
     )
     client.set_model_version_tag(name, version, "synthetic", str(synthetic).lower())
