@@ -25,11 +25,13 @@ from typer.testing import CliRunner
 
 from crsrisk.cli import app
 from crsrisk.audit import AuditLog, verify_log
+from crsrisk.cohort.record import canonical_record, validate_record
 from crsrisk.cohort.validated import Cohort
 from crsrisk.scoring import load_model, predict
 from crsrisk.service.cds_hooks import SERVICE_ID
 from crsrisk.service.local import free_port, local_server
 from crsrisk.service.riskassessment import FHIR_JSON, INTERVAL_EXTENSION
+from crsrisk.sources.fhir import record_from_fhir
 from tests_support import launch_chromium, needs_chromium, serve_command, service_client as client
 
 pytestmark = [
@@ -217,6 +219,8 @@ def test_card_link_opens_the_bedside_page_with_the_same_numbers(bundle, exports:
     assert page.status_code == 200 and "SYNTHETIC model, not for clinical use:" in page.text
     for p in predict(exports[0], model=bundle, audit=False).predictions:
         assert f'data-value="{p["probability"]!r}"' in page.text
+    patient_id = exports[0]["entry"][0]["resource"]["id"]
+    assert f'<dd data-field="patient">{patient_id}</dd>' in page.text  # the page names whom the card was for
     assert api.get(f"{CALL}/page/unknown-page").status_code == 404
 
 
@@ -333,8 +337,19 @@ def test_chromium_follows_the_cards_link_to_the_bedside_page_and_reads_the_same_
                 for s in page.query_selector_all("section.task")
             }
             banner = page.inner_text("#banner")
+            identity = {f.get_attribute("data-field"): f.inner_text() for f in page.query_selector_all("#patient dd")}
+            bands = {
+                s.get_attribute("data-task"): s.query_selector(".band").inner_text()
+                for s in page.query_selector_all("section.task")
+            }
             browser.close()
     assert banner.startswith("SYNTHETIC model, not for clinical use:")
+    record = canonical_record(validate_record(record_from_fhir(exports[0])))["patient"]
+    assert identity["patient"] == exports[0]["entry"][0]["resource"]["id"]  # whom the card was for, by the risks
+    assert identity["age"] == f"{record['age_years']:g} years" and identity["diagnosis"] == record["diagnosis"]
+    assert identity["product"].startswith(record["product"])
+    expected = predict(exports[0], model=bundle, audit=False)
+    assert bands == {p["task"]: f"{p['band']} risk" for p in expected.predictions}
     assert shown == {c["extension"]["crsrisk"]["task"]: c["extension"]["crsrisk"]["probability"] for c in cards}
     assert shown == probabilities(predict(exports[0], model=bundle, audit=False))
 

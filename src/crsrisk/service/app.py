@@ -31,7 +31,7 @@ from crsrisk.service.anchor import VersionTag
 from crsrisk.service.failures import AuditHealth, EncodableHTML, EncodableJSON, InternalErrors
 from crsrisk.service.cds_routes import add_cds_routes
 from crsrisk.service.guard import MAX_BODY_BYTES, BodyLimit, token_matches
-from crsrisk.service.page import render_page
+from crsrisk.service.page import page_document, render_page
 from crsrisk.service.riskassessment import FHIR_JSON
 from crsrisk.service.predictions import (
     PredictRequest,
@@ -248,7 +248,7 @@ def create_app(
             return EncodableHTML(render_page(bundle, problems=_problem_texts(error), **shown), status_code=422)
         image = await run_in_threadpool(trajectory_png, points) if points is not None and points.points else None
         patient = await run_in_threadpool(validate_record, body.record())  # scored already: it validates
-        page = render_page(bundle, document=json_ready(document), trajectory_png=image, patient=patient, **shown)
+        page = render_page(bundle, document=page_document(json_ready(document), patient), trajectory_png=image, **shown)
         return EncodableHTML(page)
 
     return app

@@ -35,7 +35,7 @@ from crsrisk.errors import FhirServerError, PrefetchMissingError
 from crsrisk.notice import banner, is_synthetic, label
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
-from crsrisk.service.page import percent, task_view
+from crsrisk.service.page import page_document, percent, task_view
 from crsrisk.service.predictions import document_json
 from crsrisk.service.riskassessment import interval
 from crsrisk.service.status import warning
@@ -323,7 +323,7 @@ def call(
     document = result.to_dict()
     for p, prediction in zip(document["predictions"], result.predictions):
         p["probability_interval"] = interval(prediction)
-    page_id = pages.put(document)
+    page_id = pages.put(page_document(document, result.inputs))  # type: ignore[arg-type]  # predict sets inputs
     return {"cards": cards(result, base_url, f"{base_url}cds-services/{SERVICE_ID}/page/{page_id}")}
 
 

@@ -120,6 +120,13 @@ def patient_view(arrays: CohortArrays) -> list[tuple[str, str]]:
     return rows + ([("centre", patient["center"])] if patient.get("center") else [])
 
 
+def page_document(document: Mapping[str, Any], arrays: CohortArrays) -> dict[str, Any]:
+    """A prediction document as the page keeps it: with the scored patient's identity (``patient_view``) under
+    ``identity``, so that a page rendered later from the document alone (a CDS card's link) still names the
+    patient above the risks."""
+    return {**document, "identity": [list(row) for row in patient_view(arrays)]}
+
+
 def model_view(model: Mapping[str, Any]) -> dict[str, Any]:
     """Which model answered: version, bundle hash, creation time and whether it is synthetic."""
     digest = str(model.get("bundle_sha256") or "")
@@ -140,10 +147,9 @@ def render_page(
     trajectory_png: bytes | None = None,
     problems: list[str] | None = None,
     needs_token: bool = False,
-    patient: CohortArrays | None = None,
 ) -> str:
-    """The whole page: the form (kept filled in), and the result or the refusal when there is one; ``patient``,
-    the validated record scored, names the patient above the risks."""
+    """The whole page: the form (kept filled in), and the result or the refusal when there is one; a result's
+    ``document`` (``page_document``) names the patient above the risks."""
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     context = {
         "warning": warning(bundle.identity.to_dict()),
@@ -160,7 +166,7 @@ def render_page(
         "model": model_view({}),
         "trajectory_image": None,
         "has_result": document is not None,
-        "patient": [] if patient is None else patient_view(patient),
+        "patient": [],
         "as_of": "",
     }
     if document is not None:
@@ -169,6 +175,7 @@ def render_page(
                 task_view(p, descriptions) | {"cutoffs": band_cutoffs(bundle.models.get(p.get("model_key", "")))}
                 for p in document.get("predictions", [])
             ],
+            patient=[(str(name), str(value)) for name, value in document.get("identity", [])],
             as_of="" if document.get("now_hours") is None else _hours(float(document["now_hours"])),
             not_applicable=document.get("not_applicable", []),
             already_occurred=document.get("already_occurred", []),
