@@ -203,6 +203,27 @@ def test_trajectory_is_drawn_as_steps_with_legible_events(record: dict, default_
     assert not any("_" in label for label in shown)  # no internal names (crs_grade, severe_crs_dynamic)
 
 
+def test_the_trajectory_is_drawn_to_the_hour_it_was_read_to_not_its_last_point() -> None:
+    """Risk read at 0 to 36 h and a dose at 60 h, the course read to 72 h: the axis ends at 72 h, every task's
+    last risk is drawn on to it, and the dose within it is named."""
+    points = [_point(h, "severe CRS by day 28", 0.2) for h in (0.0, 12.0, 24.0, 36.0)]
+    events = [{"hours": 60.0, "event": "tocilizumab", "value": 8.0}, {"hours": 80.0, "event": "anakinra", "value": 1}]
+    figure = trajectory_figure(Trajectory(points, {}, events, {"synthetic": True}, until_hours=72.0))
+    risk = figure.axes[0]
+    assert 72.0 <= risk.get_xlim()[1] <= 73.0
+    (line,) = [line for line in risk.get_lines() if not line.get_label().startswith("_")]
+    assert line.get_xdata()[-1] == 72.0
+    shown = assert_legible(figure)
+    assert "tocilizumab" in shown and "anakinra" not in shown
+
+
+def test_a_scored_trajectory_reads_to_its_until_hours(record: dict, default_bundle: Bundle) -> None:
+    trajectory = risk_trajectory(record, default_bundle, until_hours=100, audit=False)
+    assert trajectory.until_hours == 100.0 and trajectory.to_dict()["until_hours"] == 100.0
+    assert max(p["hours"] for p in trajectory.points) < 100.0  # the last point is earlier: the axis still reaches 100
+    assert trajectory_figure(trajectory).axes[0].get_xlim()[1] >= 100.0
+
+
 def _point(hours: float, task: str, probability: float) -> dict:
     return {"hours": hours, "task": task, "probability": probability, "band": "high", "horizon_text": task}
 
@@ -219,7 +240,7 @@ def test_crowded_events_at_the_right_edge_take_lanes_and_stay_inside() -> None:
         {"hours": 47.2, "event": "crs_grade", "value": 0.0},
         {"hours": 60.0, "event": "anakinra", "value": 100.0},  # after the course drawn: left out
     ]
-    figure = trajectory_figure(Trajectory(points, {}, events, {"synthetic": True}))
+    figure = trajectory_figure(Trajectory(points, {}, events, {"synthetic": True}, until_hours=48.0))
     shown = assert_legible(figure)
     assert {"CRS grade 3", "tocilizumab", "corticosteroid", "ICANS grade 1", "CRS resolved"} <= set(shown)
     assert "anakinra" not in shown
@@ -232,7 +253,7 @@ def test_the_trajectory_table_has_one_row_per_change() -> None:
     points[5] = _point(60, "a", 0.3004)  # shown as 30.0 %: no change
     points[7] = _point(84, "a", 0.42)
     points.sort(key=lambda p: p["hours"])
-    rows = Trajectory(points, {}, [], {}).changes()
+    rows = Trajectory(points, {}, [], {}, until_hours=240.0).changes()
     assert [(r["task"], r["hours"], r["probability"]) for r in rows] == [
         ("a", 0, 0.30),
         ("a", 84, 0.42),

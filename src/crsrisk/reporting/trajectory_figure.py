@@ -31,15 +31,15 @@ def event_label(event: dict[str, Any]) -> str:
 
 
 def trajectory_figure(trajectory: Trajectory) -> Figure:
-    """Draw the trajectory: risk steps per task (a cross where its outcome was reached), dose lines, and below
-    them the doses and grade changes in as many lanes as their labels need."""
+    """Draw the trajectory to its ``until_hours``: risk steps per task (a cross where its outcome was reached),
+    dose lines, and below them the doses and grade changes in as many lanes as their labels need."""
     from matplotlib.ticker import PercentFormatter
 
     figure = new_figure(9.0, 6.5)
     grid = figure.add_gridspec(2, 1, height_ratios=[RISK_INCHES, STRIP_INCHES + LANE_INCHES])
     risk = figure.add_subplot(grid[0])
     strip = figure.add_subplot(grid[1], sharex=risk)
-    end = max([p["hours"] for p in trajectory.points] + list(trajectory.already_occurred.values()) + [0.0])
+    end = trajectory.until_hours  # the course drawn to the hour it was read to, not to its last point
     for task in dict.fromkeys(p["task"] for p in trajectory.points):
         mine = [p for p in trajectory.points if p["task"] == task]
         reached = trajectory.already_occurred.get(task)
@@ -60,7 +60,9 @@ def trajectory_figure(trajectory: Trajectory) -> Figure:
             for axes in (risk, strip):
                 axes.axvline(event["hours"], color="grey", lw=0.8, alpha=0.6)
     top = max([p["probability"] for p in trajectory.points] + [0.1])
-    risk.set(ylabel="calibrated risk", ylim=(0, min(1.0, top * 1.12)), xlim=(min(0.0, end), end * 1.01 or 1.0))
+    start = min([0.0] + [p["hours"] for p in trajectory.points])
+    width = max(end - start, 1.0)
+    risk.set(ylabel="calibrated risk", ylim=(0, min(1.0, top * 1.12)), xlim=(start, start + width * 1.01))
     risk.yaxis.set_major_formatter(PercentFormatter(1.0))
     risk.grid(color="#eeeeee", lw=0.6)
     risk.tick_params(labelbottom=False)

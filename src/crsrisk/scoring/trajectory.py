@@ -34,6 +34,7 @@ class Trajectory:
     already_occurred: dict[str, float]  # task -> hour the outcome happened
     events: list[dict[str, Any]]  # doses and grade changes: hours, event, value
     model: dict[str, Any]
+    until_hours: float  # the hour the course is read to: the last risk holds until then
     population_flags: list[dict[str, Any]] = field(default_factory=list)  # over every point, each finding once
 
     def audit_outputs(self) -> list[dict[str, Any]]:
@@ -49,12 +50,13 @@ class Trajectory:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: ``{"points": [...], "already_occurred": {...}, "events": [...], "model": {...},
-        "population_flags": [...]}``."""
+        "until_hours": ..., "population_flags": [...]}``."""
         return {
             "points": self.points,
             "already_occurred": self.already_occurred,
             "events": self.events,
             "model": self.model,
+            "until_hours": self.until_hours,
             "population_flags": self.population_flags,
         }
 
@@ -151,4 +153,4 @@ def trajectory_of(
             )
     occurred = {task: float(hours[0]) for task, hours in onsets.items() if hours[0] == hours[0] and hours[0] < until}
     flags = population_flags(bundle, arrays, [p for predictions in scored for p in predictions])
-    return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict(), flags)
+    return Trajectory(points, occurred, _events(arrays), bundle.identity.to_dict(), until, flags)
