@@ -41,6 +41,13 @@ def _cohort(cohort: Cohort, synthetic: bool) -> Cohort:
     return dataclasses.replace(cohort, metadata=cohort.metadata | {"synthetic": synthetic})
 
 
+def _last_paragraph(output: str) -> str:
+    """The CLI's closing line, wrapped or not: its last unindented line and the indented lines that continue it."""
+    lines = output.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if not line.startswith(" "))
+    return " ".join(" ".join(lines[start:]).split())
+
+
 def _monitoring(synthetic_models: bool, synthetic_outcomes: bool) -> str:
     document = {
         "audit_log": {"path": "audit.jsonl", "verified": None, "chain_problems": []},
@@ -74,7 +81,7 @@ def surfaces(folder: Path, cohort: Cohort) -> dict[str, str]:
         "CDS card detail": cards[0]["detail"],
         "API description": api.get("/openapi.json").json()["info"]["description"],
         "bedside page": api.get("/").text,
-        "CLI footer": cli.output.splitlines()[-1],
+        "CLI footer": _last_paragraph(cli.output),
         "training metrics": metrics_document(cohort, TrainConfig(), {}, [], "run", {})["disclaimer"],
         "monitoring report": _monitoring(bundle.metadata.synthetic, cohort.synthetic),
     }

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 
-from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly, model_footer
+from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly, say_model
 
 
 @app.command()
@@ -38,7 +38,7 @@ def audit(
 
     path = write_model_card(bundle, load_cohort(cohort), out, n_boot=n_boot, announce=announce)
     console.print(f"model card: {path}")
-    console.print(model_footer(bundle.identity.to_dict()), highlight=False)
+    say_model(bundle.identity.to_dict())
     run_id = bundle.metadata.mlflow_run_id
     if not run_id:
         console.print("no MLflow run recorded in the bundle: report not logged")

@@ -19,7 +19,7 @@ from crsrisk.cli.common import (
     console,
     flag,
     friendly,
-    model_footer,
+    say_model,
     print_json,
     print_rows,
     say,
@@ -160,7 +160,7 @@ def predict(
         say(found, lead="outside the training population: ", style="bold yellow")
     for skipped in result.not_applicable:
         say(f"{skipped['task']}: not scored ({skipped['reason']})")
-    console.print(model_footer(result.model), highlight=False)
+    say_model(result.model)
 
 
 def _print_trajectory(
@@ -202,7 +202,7 @@ def _print_trajectory(
         found = flags_text(result.population_flags, sorted({p["model_key"] for p in result.points}))
         say(found, lead="outside the training population: ", style="bold yellow")
     console.print(f"plot: {path}")
-    console.print(model_footer(result.model), highlight=False)
+    say_model(result.model)
 
 
 @app.command()
@@ -236,7 +236,7 @@ def explain(
                 "".join(f"  {r.mean_abs_shap:.3f}  {escape(str(r.label))}\n" for r in part.head(5).itertuples()), end=""
             )
         console.print(f"plots and global_importance.csv in {out}")
-        console.print(model_footer(bundle.identity.to_dict()), highlight=False)
+        say_model(bundle.identity.to_dict())
         return
     bundle = load_model(model, allow_unverified=allow_unverified)
     with flag("--now-hours", NothingScored):
@@ -247,7 +247,7 @@ def explain(
         text = line.lstrip()
         say(text, margin=len(line) - len(text))
     console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
-    console.print(model_footer(bundle.identity.to_dict()), highlight=False)
+    say_model(bundle.identity.to_dict())
 
 
 @app.command()

@@ -214,12 +214,10 @@ def _print_counts(title: str, counts: dict) -> None:
     print_rows(["name", "count"], [[str(name), str(count)] for name, count in counts.items()])
 
 
-def model_footer(identity: Mapping[str, Any]) -> str:
-    """The closing line of every output a model produced (rich markup): the notice's line, the bundle, its trust."""
-    return (
-        f"[bold]{notice.line(notice.is_synthetic(identity))}[/] model {escape(str(identity['path']))} "
-        f"({escape(str(identity['signature']))})"
-    )
+def say_model(identity: Mapping[str, Any]) -> None:
+    """The closing line of every output a model produced, wrapped as ``say`` wraps: the notice's line in bold,
+    then the bundle and its trust."""
+    say(f" model {identity['path']} ({identity['signature']})", lead=notice.line(notice.is_synthetic(identity)))
 
 
 def print_json(data: object) -> None:
