@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 
 
-from crsrisk.cli.common import _model_option, app, audit_log_app, console, errors, flag, friendly, say_model
+from crsrisk.cli.common import (
+    _model_option,
+    app,
+    audit_log_app,
+    console,
+    errors,
+    flag,
+    friendly,
+    say_model,
+    tracking_store,
+)
 
 
 @app.command()
@@ -30,6 +40,8 @@ def audit(
     from crsrisk.scoring import load_for_research
     from crsrisk.training.artifacts import shared_tracking_uri
 
+    if tracking_uri is not None:  # refused before the card is written
+        tracking_store(tracking_uri)
     bundle = load_for_research(model)
     started = time.monotonic()
 

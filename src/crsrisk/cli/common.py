@@ -101,6 +101,15 @@ def flag(name: str, kind: type[InputError] = InputError) -> Iterator[None]:
         raise InputError(f"{name}: {error}") from error
 
 
+def tracking_store(uri: str | None, name: str = "--tracking-uri") -> str:
+    """The MLflow store a command tracks in (``uri``, or the default), refused by the library's one rule before
+    the command reads or writes anything; ``name`` is how the user gave it."""
+    from crsrisk.training import tracking
+
+    with flag(name):
+        return tracking.tracking_store(uri)
+
+
 def _model_option() -> Any:
     """The ``--model`` option every scoring command takes."""
     return typer.Option(

@@ -19,6 +19,7 @@ from crsrisk.cli.common import (
     print_json,
     print_rows,
     require_empty,
+    tracking_store,
 )
 from crsrisk.cohort.population import flags_text
 from crsrisk.errors import InputError
@@ -43,14 +44,13 @@ def _print_comparison(
         console.print(escape(line), highlight=False)
 
 
-def _report_run(result, tracking_uri: str | None) -> None:
+def _report_run(result, uri: str) -> None:
     """The comparison table and where everything went."""
     from crsrisk.training.artifacts import skipped_lines
 
     _print_comparison(result.metrics["results"])
     for line in skipped_lines(result.metrics.get("skipped", [])):
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
-    uri = tracking_uri or "sqlite:///mlflow.db"
     browse = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
     console.print(
         f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
@@ -96,18 +96,19 @@ def train(
     from crsrisk.training.crossval import TooFewEvents
     from crsrisk.training.run import train as run_training
 
+    store = tracking_store(tracking_uri)
     settings = load_config(config, workers=workers, dask=dask)
     with flag(f"--config {config or '(none: the defaults)'} (the experiment file, see experiments/)", TooFewEvents):
         result = run_training(
             cohort,
             task=task,
             config=settings,
-            tracking_uri=tracking_uri,
+            tracking_uri=store,
             out=out,
             show_progress=progress,
             announce=_sample_size_line,
         )
-    _report_run(result, tracking_uri)
+    _report_run(result, store)
 
 
 @app.command()
@@ -123,10 +124,11 @@ def demo(
     from crsrisk.training.config import DEMO_CONFIG
     from crsrisk.training.run import train as run_training
 
+    store = tracking_store(tracking_uri)
     cohort_dir = out / "cohort"
     write_simulated(simulate_cohort(n=n, seed=seed), cohort_dir, overwrite=True)
     console.print(f"simulated {n} infusions (seed {seed}) into {cohort_dir} [bold](synthetic)[/]")
-    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=tracking_uri, out=out / "run"), tracking_uri)
+    _report_run(run_training(cohort_dir, config=DEMO_CONFIG, tracking_uri=store, out=out / "run"), store)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from crsrisk.cli.common import app, console, errors, flag, friendly, print_json
+from crsrisk.cli.common import app, console, errors, flag, friendly, print_json, tracking_store
 
 
 @app.command()
@@ -54,6 +54,9 @@ def monitor(
         audit_log_file(audit_log)
     with flag("--outcomes"):
         cohort = load_outcomes(outcomes)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:  # refused before the report is written
+        tracking_store(uri, "--tracking-uri" if tracking_uri else "$MLFLOW_TRACKING_URI")
     # monitoring is an audit path: bundles are read as they are (signed or not); their trust shows in the report
     if model:
         bundles = [load_model(m) if m.startswith(("models:/", "runs:/")) else load_bundle(m) for m in model]
@@ -67,7 +70,6 @@ def monitor(
     result = run_monitor(audit_log, cohort, bundles, chosen, every, period, verify, on_flag=said)
     paths = write_report(result.document, out)
     document = result.document
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         from crsrisk.monitoring.tracking import log_monitoring
 

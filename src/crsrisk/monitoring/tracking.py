@@ -13,7 +13,7 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
 from crsrisk.bundle.store import Bundle
-from crsrisk.training.tracking import _quiet_mlflow
+from crsrisk.training.tracking import _quiet_mlflow, tracking_store
 
 EXPERIMENT = "crsrisk-monitoring"
 STEPPED = ("oe", "calibration_intercept", "calibration_slope", "auroc")
@@ -72,7 +72,7 @@ def log_monitoring(
     name, and those registered from the bundles' training runs)."""
     _quiet_mlflow()
     bundles = list(bundles)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_store(tracking_uri))
     versions = [v for uri in model_uris if (v := uri_version(client, uri)) is not None]
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)

@@ -182,6 +182,7 @@ def train(
     (default: the cores available), single-threaded each; the numbers do not depend on the number of workers.
     Before any fit, ``announce`` (if given) receives each model's sample-size statement (Riley et al.'s criteria).
     """
+    store = tracking.tracking_store(tracking_uri)  # refused before anything is read or written
     loaded = cohort if isinstance(cohort, Cohort) else load_cohort(cohort)
     settings = config if isinstance(config, TrainConfig) else load_config(config)
     if task != "all":
@@ -213,7 +214,7 @@ def train(
     with (
         warnings.catch_warnings(),
         Progress(show_progress, total=len(owners)) as progress,
-        tracking.parent_run(tracking_uri, f"train {','.join(tasks)}", tags, _params(settings)) as run_id,
+        tracking.parent_run(store, f"train {','.join(tasks)}", tags, _params(settings)) as run_id,
     ):
         # Known dependency noise, silenced at its source modules only (deprecations inside MLflow's own code).
         warnings.filterwarnings("ignore", category=UserWarning, module="xgboost")
@@ -275,8 +276,7 @@ def train(
         bundle_dir = save_bundle(
             models,
             out_dir / "model",
-            artifacts.bundle_metadata(loaded, tags, document, tracking_uri or tracking.DEFAULT_TRACKING_URI)
-            | {"training_population": population},
+            artifacts.bundle_metadata(loaded, tags, document, store) | {"training_population": population},
         )
         tracking.log_artifact_dir(out_dir, "results")
         registered, repointed = (

@@ -12,6 +12,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.entities import Metric
@@ -19,10 +20,14 @@ from matplotlib.figure import Figure
 
 import crsrisk
 from crsrisk import notice
+from crsrisk.errors import InputError, shown
 from crsrisk.service.pyfunc import log_bundle_to_mlflow
 
 EXPERIMENT = "crsrisk"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default: a real, transactional store
+# Stores MLflow 3 keeps runs in: databases (SQLAlchemy URIs, a driver after "+") and tracking servers. A folder or a
+# file:// URI is MLflow's retired file store, which it refuses at the first call.
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 _VERSIONED = ("scikit-learn", "xgboost", "shap", "pandas", "numpy", "mlflow")
 
 
@@ -57,6 +62,18 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def tracking_store(uri: str | None) -> str:
+    """The MLflow tracking URI runs go to: ``uri``, else the local SQLite default. InputError naming
+    ``tracking_uri`` for anything MLflow 3 keeps no runs in (a folder, a ``file://`` URI), before any work."""
+    chosen = uri or DEFAULT_TRACKING_URI
+    if (urlsplit(chosen).scheme.split("+")[0].lower() or chosen) not in TRACKING_SCHEMES:
+        raise InputError(
+            f"tracking_uri {shown(chosen)}: MLflow 3 keeps runs only in a database (sqlite:///PATH/mlflow.db, "
+            "postgresql://...) or on a tracking server (http(s)://HOST:PORT), not in a folder or file:// store"
+        )
+    return chosen
+
+
 def _quiet_mlflow() -> None:
     """Silence MLflow's informational chatter (alembic migrations, run links, download bars) at its source."""
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
@@ -71,7 +88,7 @@ def parent_run(
 ) -> Iterator[str]:
     """One MLflow run per ``train`` call; yields its run id. Nested runs go inside."""
     _quiet_mlflow()
-    mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(tracking_store(tracking_uri))
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
         mlflow.log_params(dict(params))
@@ -207,7 +224,7 @@ def local_tracking_store() -> str | None:
 def log_report(tracking_uri: str, run_id: str, path: Path) -> str:
     """Attach a report to an existing run; say plainly where it looked when that run is not there."""
     _quiet_mlflow()
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_store(tracking_uri))
     try:
         client.get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
