@@ -104,7 +104,7 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
 def test_regression_the_shipped_bundle_verifies_with_no_configuration() -> None:
     assert load_bundle(DEFAULT_MODEL).trust == f"signed by trusted key {RELEASE_ID} (the crsrisk release key), verified"
     code, output = predict_cli(DEFAULT_MODEL)
-    assert code == 0 and f"signed by trusted key {RELEASE_ID}" in output, output
+    assert code == 0 and f"signed by trusted key {RELEASE_ID}" in " ".join(output.split()), output
     assert not user_key_path().exists()  # reading never makes the user's key
 
 
