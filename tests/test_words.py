@@ -143,7 +143,9 @@ def test_tables_fit_80_columns_and_never_split_a_word(monkeypatch: pytest.Monkey
     cells = {word for line in table for cell in re.split(f"[{BOX}]", line) for word in cell.split()}
     assert {"severe_crs_dynamic", "every12h_0-168h", "generator_ceiling", "first_tocilizumab"} <= cells
     assert {"m_easix_baseline", "(0.780-0.840)"} <= cells  # the verdict and the AUROC kept, whole
-    assert "(not shown at 80 columns: n/events, AUPRC (95% CI), " in out and "; all in comparison.md)" in out
+    said = " ".join(out.split())
+    assert "(not shown at 80 columns: n/events, AUPRC (95% CI), " in said and "; all in comparison.md)" in said
+    assert max(len(line) for line in out.splitlines()) <= 80  # the note below the table wrapped too
 
 
 def test_progress_goes_to_a_file_as_plain_lines(tmp_path: Path) -> None:
@@ -162,6 +164,20 @@ def test_progress_goes_to_a_file_as_plain_lines(tmp_path: Path) -> None:
     assert lines[1] == "[0:00] training: 1/3 fits done (latest: severe_crs 36h xgboost fold 0)"
     assert lines[3].endswith("3/3 fits done (latest: severe_crs 36h xgboost fold 2)")
     assert lines[4].endswith("severe_crs: metrics, plots, MLflow") and "\x1b" not in log.read_text()
+
+
+def test_a_long_progress_line_is_wrapped_at_80_columns_between_words(tmp_path: Path) -> None:
+    script = (
+        "from crsrisk.training.progress import Progress\n"
+        "with Progress(total=1, every=0) as p:\n"
+        "    p.step('severe_crs_dynamic at every12h_0-168h: repeat 1 fold 1, with a longer note than fits')\n"
+    )
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3 and max(len(line) for line in lines) <= 80 and lines[2].startswith("    ")
+    assert " ".join(" ".join(lines[1:]).split()).endswith("repeat 1 fold 1, with a longer note than fits)")
 
 
 def test_too_few_events_is_a_headline_and_bullets_saying_where_to_change_what(small_cohort, tmp_path: Path) -> None:

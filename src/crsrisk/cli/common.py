@@ -182,10 +182,7 @@ def print_rows(header: list[str], rows: list[list[str]], dropped_note: str = "",
     console.print(table, width=width)
     if shown < len(header):
         left_out = ", ".join(header[shown:])
-        console.print(
-            escape(f"(not shown at {width} columns: {left_out}{'; ' + dropped_note if dropped_note else ''})"),
-            highlight=False,
-        )
+        say(f"(not shown at {width} columns: {left_out}{'; ' + dropped_note if dropped_note else ''})")
 
 
 def text_width() -> int:

@@ -19,6 +19,7 @@ from crsrisk.cli.common import (
     print_json,
     print_rows,
     require_empty,
+    say,
     tracking_store,
 )
 from crsrisk.cohort.population import flags_text
@@ -41,7 +42,7 @@ def _print_comparison(
         "all in comparison.md",
     )
     for line in landmark_lines(results):
-        console.print(escape(line), highlight=False)
+        say(line)
 
 
 def _report_run(result, uri: str) -> None:
@@ -50,21 +51,20 @@ def _report_run(result, uri: str) -> None:
 
     _print_comparison(result.metrics["results"])
     for line in skipped_lines(result.metrics.get("skipped", [])):
-        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+        say(line, lead="note: ", style="yellow")
     browse = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
-    console.print(
-        f"metrics: {result.out_dir / 'metrics.json'}; model bundle: {result.bundle_dir}; "
-        f"MLflow run {result.run_id} (browse: {browse}); "
-        f"registered: {', '.join(result.registered) or 'none'}"
-    )
+    say(str(result.out_dir / "metrics.json"), lead="metrics: ")
+    say(str(result.bundle_dir), lead="model bundle: ")
+    say(f"{result.run_id} (browse: {browse})", lead="MLflow run: ")
+    say(", ".join(result.registered) or "none", lead="registered: ")
     for line in result.repointed:
-        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
-    console.print(result.metrics["disclaimer"])
+        say(line, lead="note: ", style="yellow")
+    say(result.metrics["disclaimer"])
 
 
 def _sample_size_line(statement: str) -> None:
     """A sample-size statement (Riley et al.), printed before fitting or beside an evaluation."""
-    console.print(f"[cyan]sample size:[/] {escape(statement)}", highlight=False, soft_wrap=True)
+    say(statement, lead="sample size: ", style="cyan")
 
 
 @app.command()

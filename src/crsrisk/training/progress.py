@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from types import TracebackType
 
@@ -44,12 +45,14 @@ class Progress:
         self._bar.stop()
 
     def _say(self, text: str, force: bool = False) -> None:
-        """One plain line with the time since the start, when not on a terminal and one is due."""
+        """One plain line (wrapped at 80 columns) with the time since the start, when not on a terminal and one
+        is due."""
         now = time.monotonic()
         if self._plain and (force or now - self._last >= self._every):
             self._last = now
             elapsed = int(now - self._start)
-            sys.stdout.write(f"[{elapsed // 60}:{elapsed % 60:02d}] {text}\n")
+            line = f"[{elapsed // 60}:{elapsed % 60:02d}] {text}"
+            sys.stdout.write(textwrap.fill(line, 80, subsequent_indent=" " * 4, break_long_words=False) + "\n")
             sys.stdout.flush()
 
     def step(self, description: str) -> None:
