@@ -53,6 +53,7 @@ def test_card_numbers_match_metrics_json(card: Path, trained) -> None:
     assert "toci-refractory-v1" in page and "Attribution stability" in page
     assert "id='by-landmark'" in page and "An example infusion's risk over time" in page
     assert not re.search(r"<img[^>]+src=\"(?!data:image/png;base64,)", page)  # every image embedded
+    assert [p.name for p in card.parent.iterdir()] == ["model_card.html"]  # the card alone: no scratch figures
 
 
 @pytest.mark.slow
@@ -90,10 +91,12 @@ def test_card_renders_in_headless_chromium_with_every_image(card: Path, tmp_path
         page.goto(card.as_uri())
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
         title = page.title()
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
         browser.close()
     assert title == "crsrisk model card"
     assert len(images) >= 15
+    assert wide <= 0  # no sideways scrolling at 1200 px: tables and images fit the page
     assert all(done and width > 100 and height > 100 for done, width, height in images)
     assert (tmp_path / "card.png").stat().st_size > 50_000
 

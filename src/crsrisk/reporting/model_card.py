@@ -13,6 +13,7 @@ import html
 import io
 import os
 import re
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -273,11 +274,25 @@ def build_model_card(
     cohort: Cohort,
     n_boot: int = 300,
     seed: int = 0,
-    work_dir: Path | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> str:
     """The model card as one HTML string; ``announce`` (if given) hears each step as it starts (the whole build
-    takes about a minute on a laptop's cohort of a few thousand infusions)."""
+    takes about a minute on a laptop's cohort of a few thousand infusions). Its figures are drawn into a private
+    scratch folder, embedded, and removed with it: the card is the one file, and no patient's picture is left
+    behind in a shared folder."""
+    with tempfile.TemporaryDirectory(prefix="crsrisk-card-") as scratch:
+        return _card(model, cohort, n_boot, seed, Path(scratch), announce)
+
+
+def _card(
+    model: str | os.PathLike | Bundle | None,
+    cohort: Cohort,
+    n_boot: int,
+    seed: int,
+    work: Path,
+    announce: Callable[[str], None] | None,
+) -> str:
+    """``build_model_card`` with ``work``, the scratch folder its figures are drawn into."""
     step = announce or (lambda _: None)
     bundle = load_for_research(model)
     meta = bundle.metadata
@@ -296,7 +311,6 @@ def build_model_card(
     per_model = evaluation.per_model
     step("2/5 subgroups")
     subgroups = _subgroups(cohort, per_model, max(n_boot // 3, 50), seed)
-    work = work_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     in_sample = bool(evaluation.document["same_cohort_as_training"])  # decided once, by evaluate_bundle
     where = "in-sample, on the training cohort" if in_sample else "on this cohort"
     source = "in-sample: training cohort" if in_sample else "this cohort"  # every figure drawn on the cohort says so
@@ -470,7 +484,7 @@ def write_model_card(
     """Write ``model_card.html`` into ``out_dir`` (atomically) and return its path; ``announce`` hears each step."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    page = build_model_card(model, cohort, n_boot=n_boot, seed=seed, work_dir=folder, announce=announce)
+    page = build_model_card(model, cohort, n_boot=n_boot, seed=seed, announce=announce)
     target = folder / "model_card.html"
     staging = folder / ".model_card.html.tmp"
     staging.write_text(page, encoding="utf-8")
