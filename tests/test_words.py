@@ -148,34 +148,37 @@ def test_tables_fit_80_columns_and_never_split_a_word(monkeypatch: pytest.Monkey
     assert max(len(line) for line in out.splitlines()) <= 80  # the note below the table wrapped too
 
 
+def _progress_into_a_file(body: str, tmp_path: Path) -> str:
+    """What a ``Progress`` (``p``) driven by ``body`` writes when its output goes to a file, not a terminal."""
+    script = "from crsrisk.training.progress import Progress\n" + body
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    return log.read_text()
+
+
 def test_progress_goes_to_a_file_as_plain_lines(tmp_path: Path) -> None:
-    script = (
-        "from crsrisk.training.progress import Progress\n"
+    text = _progress_into_a_file(
         "with Progress(total=3, every=0) as p:\n"
         "    for fold in range(3):\n"
         "        p.step(f'severe_crs 36h xgboost fold {fold}')\n"
-        "    p.note('severe_crs: metrics, plots, MLflow')\n"
+        "    p.note('severe_crs: metrics, plots, MLflow')\n",
+        tmp_path,
     )
-    log = tmp_path / "log.txt"
-    with log.open("w") as out:
-        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
-    lines = log.read_text().splitlines()
+    lines = text.splitlines()
     assert lines[0] == "[0:00] training: 3 fits to run"
     assert lines[1] == "[0:00] training: 1/3 fits done (latest: severe_crs 36h xgboost fold 0)"
     assert lines[3].endswith("3/3 fits done (latest: severe_crs 36h xgboost fold 2)")
-    assert lines[4].endswith("severe_crs: metrics, plots, MLflow") and "\x1b" not in log.read_text()
+    assert lines[4].endswith("severe_crs: metrics, plots, MLflow") and "\x1b" not in text
 
 
 def test_a_long_progress_line_is_wrapped_at_80_columns_between_words(tmp_path: Path) -> None:
-    script = (
-        "from crsrisk.training.progress import Progress\n"
+    text = _progress_into_a_file(
         "with Progress(total=1, every=0) as p:\n"
-        "    p.step('severe_crs_dynamic at every12h_0-168h: repeat 1 fold 1, with a longer note than fits')\n"
+        "    p.step('severe_crs_dynamic at every12h_0-168h: repeat 1 fold 1, with a longer note than fits')\n",
+        tmp_path,
     )
-    log = tmp_path / "log.txt"
-    with log.open("w") as out:
-        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
-    lines = log.read_text().splitlines()
+    lines = text.splitlines()
     assert len(lines) == 3 and max(len(line) for line in lines) <= 80 and lines[2].startswith("    ")
     assert " ".join(" ".join(lines[1:]).split()).endswith("repeat 1 fold 1, with a longer note than fits)")
 
