@@ -19,11 +19,11 @@ from PIL import Image
 
 from crsrisk.bundle.store import Bundle
 from crsrisk.cohort.validated import Cohort
-from crsrisk.features.phrases import log_odds
+from crsrisk.features.phrases import absent_words, log_odds
 from crsrisk.features.spec import THEMES, FeatureInfo, feature_info, feature_specs
 from crsrisk.reporting.explain import explain_patient, reasons_chart, shap_waterfall
 from crsrisk.reporting.figures import png_bytes
-from crsrisk.reporting.steps import log_odds_steps, probability_steps
+from crsrisk.reporting.steps import audit_label, log_odds_steps, probability_steps
 from crsrisk.reporting.trajectory_figure import trajectory_figure
 from crsrisk.schema.analytes import ANALYTES
 from crsrisk.scoring import load_model, predict
@@ -155,7 +155,8 @@ def test_shap_waterfall_is_in_labelled_log_odds_with_whole_labels_and_no_nan(
             assert log_odds(c["shap"]) in shown  # every bar's label whole, to three decimals
             if c["value"] is None:
                 saw_missing = True
-                assert any(label.replace("\n", " ").endswith("= not measured") for label in shown)
+                said = absent_words(c["feature"])  # "not measured", or "no CRS so far" for an event yet to come
+                assert any(label.replace("\n", " ").endswith(f"= {said}") for label in shown)
         assert f"{p['raw_score']:+.3f}" in shown and f"{p['base_value']:+.3f}" in shown
     assert saw_missing  # the patient's top reasons include a missing input, shown as such
 
@@ -177,6 +178,14 @@ def test_a_one_hot_input_and_a_tiny_step_read_as_words_in_both_charts(default_bu
         assert "-0.000" not in shown and "+0.000" not in shown
     assert any(abs(s.end - s.start) < 0.0005 for s in log_odds_steps(p, TOP).steps)  # a step this small exists
     assert "-<0.001" in labels["waterfall"] or "+<0.001" in labels["waterfall"]
+
+
+def test_an_auditors_label_says_what_a_missing_value_means() -> None:
+    """A NaN of hours since CRS onset is no CRS so far, not a value nobody measured; a NaN of IL-6 is."""
+    onset = {"feature": "hours_since_crs_onset", "label": "hours since CRS onset", "value": None}
+    il6 = {"feature": "il6_last", "label": "IL-6, latest value", "value": None}
+    assert audit_label(onset, {}) == "hours since CRS onset = no CRS so far"
+    assert audit_label(il6, {}) == "IL-6, latest value = not measured"
 
 
 def test_explain_writes_both_pictures_per_task(record: dict, default_bundle: Bundle, tmp_path: Path) -> None:

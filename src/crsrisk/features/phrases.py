@@ -202,6 +202,12 @@ _FIXED: dict[str, Callable[[float], str]] = {
 _NONE_YET_WORDS = {"hours_since_crs_onset": "no CRS so far", "fever_first_hours": "no fever so far"}  # NONE_YET
 
 
+def absent_words(name: str) -> str:
+    """What a missing value of ``name`` means: an event not yet happened (``no CRS so far``, ``NONE_YET``), else
+    ``not measured``; the one wording of a missing value for every chart and table."""
+    return _NONE_YET_WORDS.get(name, "not measured")
+
+
 def describe_value(
     name: str,
     value: float,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from crsrisk.features.phrases import describe_value, number
+from crsrisk.features.phrases import absent_words, number
 from crsrisk.features.spec import NONE_YET, feature_info
 from crsrisk.landmarks import Hours
 from crsrisk.reporting.figures import new_figure
@@ -47,12 +47,6 @@ def question(model: TaskModel) -> str:
 def absent_colour(name: str) -> str:
     """The colour of a missing value of ``name``: one for an event not yet happened, another for not measured."""
     return NONE_YET_COLOUR if name in NONE_YET else NOT_MEASURED
-
-
-def absent_words(name: str) -> str:
-    """What a missing value of ``name`` means: an event not yet happened in the phrases' words (``no CRS so far``),
-    else ``not measured``."""
-    return describe_value(name, math.nan) if name in NONE_YET else "not measured"
 
 
 @dataclass(frozen=True)

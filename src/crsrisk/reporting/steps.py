@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from crsrisk.features.phrases import describe_value, is_one_hot, number
+from crsrisk.features.phrases import absent_words, describe_value, is_one_hot, number
 from crsrisk.features.spec import THEMES, feature_info
 
 Label = Callable[[Mapping[str, Any], Mapping[str, float]], str]  # a contribution record and the patient's features
@@ -48,11 +48,11 @@ def clinical_label(record: Mapping[str, Any], row: Mapping[str, float]) -> str:
 
 
 def value_text(name: str, value: float | None) -> str:
-    """A feature's value for an auditor: ``not measured`` when missing, ``yes``/``no`` for a flag, else the number
-    with its unit."""
+    """A feature's value for an auditor: what its absence means when missing (``not measured``, ``no CRS so
+    far``), ``yes``/``no`` for a flag, else the number with its unit."""
     info = feature_info(name)
     if value is None or math.isnan(value):
-        return "not measured"
+        return absent_words(name)
     if info.unit.startswith("1 = "):
         return "yes" if value >= 0.5 else "no"
     return f"{number(value)} {info.unit}"
