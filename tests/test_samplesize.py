@@ -28,6 +28,7 @@ from crsrisk.evaluation.samplesize import (
     n_for_cstatistic,
     n_for_oe,
     n_for_overall_risk,
+    n_for_shrinkage,
     r2_cs_from_cstatistic,
     train_readiness,
     validation_precision,
@@ -224,6 +225,20 @@ def test_r2_beyond_the_shrinkage_target_is_refused() -> None:
         train_readiness(10, 11, 3)
     with pytest.raises(ValueError, match="events"):
         validation_precision(10, -1, 0.7)
+
+
+def test_regression_a_vanishing_r2_is_refused_by_the_one_rule_not_a_division_by_zero() -> None:
+    """Fuzzing found R2 9.4e-250: ln(1 - R2/S) rounded to 0 and the shrinkage criterion divided by it (exit 3).
+    A given R2 now meets the rule a derived one met (above 1e-6, below the shrinkage target), and the criterion
+    itself is computed with log1p, exact for a small R2."""
+    with pytest.raises(
+        ValueError,
+        match=r"r2_cs: got 9\.39\S*; a sample size needs one above 1e-06 and below the shrinkage target 0\.9",
+    ):
+        development_sample_size(0.5, 1, r2_cs=9.39320514776725e-250)
+    done = CliRunner().invoke(app, ["samplesize", "--prevalence", "0.5", "--parameters", "1", "--r2-cs", "9.39e-250"])
+    assert done.exit_code == 2 and "above 1e-06" in " ".join(done.output.split())
+    assert n_for_shrinkage(1, 1e-12, 0.9) == pytest.approx(1 / (0.1 * 1e-12 / 0.9), rel=1e-9)
 
 
 @pytest.mark.parametrize("events", [0, 40])

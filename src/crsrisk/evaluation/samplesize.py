@@ -57,7 +57,7 @@ def n_for_shrinkage(parameters: int, r2_cs: float, shrinkage: float) -> float:
     Unrounded; the criteria round up."""
     s = _check_fraction("shrinkage", shrinkage)
     r2 = _check_fraction("r2_cs", r2_cs, 0.0, s)
-    return _check_count("parameters", parameters) / ((s - 1.0) * math.log(1.0 - r2 / s))
+    return _check_count("parameters", parameters) / ((s - 1.0) * math.log1p(-r2 / s))  # exact for a tiny R2
 
 
 def shrinkage_for_optimism(r2_cs: float, prevalence: float, delta: float = 0.05) -> float:
@@ -160,6 +160,18 @@ def _criterion(
     )
 
 
+MIN_R2_CS = 1e-6  # below it the criteria ask for more patients than exist: no model is worth developing
+
+
+def _check_r2(r2: float, shrinkage: float, said: str) -> None:
+    """The one rule for an anticipated Cox-Snell R2, given or derived: above ``MIN_R2_CS`` and below the
+    shrinkage target (criterion (i) has no answer otherwise); InputError opening with ``said``."""
+    if not MIN_R2_CS < r2 < shrinkage:
+        raise InputError(
+            f"{said}; a sample size needs one above {MIN_R2_CS:g} and below the shrinkage target {shrinkage}"
+        )
+
+
 def development_sample_size(
     prevalence: float,
     parameters: int,
@@ -178,13 +190,12 @@ def development_sample_size(
         raise InputError("r2_cs, cstatistic: expected one of them, got both")
     if r2_cs is not None:
         r2, source = _check_fraction("r2_cs", r2_cs), "given"
+        _check_r2(r2, shrinkage, f"r2_cs: got {r2_cs!r}")
     elif cstatistic is not None:
         r2, source = r2_cs_from_cstatistic(cstatistic, prevalence), f"from C-statistic {cstatistic}"
-        if not 1e-6 < r2 < shrinkage:
-            raise InputError(
-                f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}; "
-                f"a sample size needs one above 0 and below the shrinkage target {shrinkage}"
-            )
+        _check_r2(
+            r2, shrinkage, f"cstatistic: {cstatistic} implies a Cox-Snell R2 of {r2:.3g} at prevalence {prevalence}"
+        )
     else:
         r2, source = conservative_r2_cs(prevalence), "conservative default (Nagelkerke R2 0.15)"
     phi = _check_fraction("prevalence", prevalence)
