@@ -12,7 +12,7 @@ import pytest
 
 from crsrisk.cli import app
 from crsrisk.bundle.store import load_bundle
-from crsrisk.cohort.population import Population, flag_text, flags_text, summarise
+from crsrisk.cohort.population import BEYOND, Population, flag_text, flags_text, summarise
 from crsrisk.cohort.validated import Cohort
 from crsrisk.evaluation.external import evaluate_bundle
 from crsrisk.scoring import predict
@@ -122,7 +122,10 @@ def test_a_patient_scored_by_five_models_gets_one_line_with_each_finding_once() 
     assert flags[1]["models"] == list(population.models)
     text = flags_text(flags, list(population.models))
     assert "\n" not in text
-    assert text == "found age 45 years, trained on 1.4 to 26 years; found il6_log_slope 0.9, trained on -0.064 to 0.276"
+    assert text == (
+        "found age 45 years, trained on 1.4 to 26 years; "
+        "found IL-6, trend (change of log value per hour) at 0.9 log(pg/mL)/h, trained on -0.064 to 0.276"
+    )
     some = flags_text(flags, [*population.models, "other__0h"])  # models differ: name the questions it concerns
     assert some.endswith("(for qtask0__36h; qtask1__36h; qtask2__36h; qtask3__36h; qtask4__36h)")
 
@@ -154,8 +157,18 @@ def test_a_cohort_is_summarised_once_across_models() -> None:
         ("il6_log_slope", -0.5, 3),
     ]
     assert flags_text(flags, list(population.models)) == (
-        "found il6_log_slope up to 2 in 6 row(s), trained on -0.064 to 0.276; "
-        "found il6_log_slope down to -0.5 in 3 row(s), trained on -0.064 to 0.276"
+        "found IL-6, trend (change of log value per hour) at up to 2 log(pg/mL)/h in 6 row(s), trained on -0.064 to 0.276; "
+        "found IL-6, trend (change of log value per hour) at down to -0.5 log(pg/mL)/h in 3 row(s), trained on -0.064 to 0.276"
+    )
+
+
+def test_a_yes_no_input_beyond_training_is_said_in_words() -> None:
+    """An indicator training only ever saw as 0 (temperature always measured), found 1: its label and yes/no,
+    never ``temperature_missing 1, trained on 0 to 0``."""
+    flag = {"kind": BEYOND, "field": "temperature_missing", "value": 1.0, "low": 0.0, "high": 0.0}
+    assert flag_text(flag) == "found temperature not measured since infusion: yes, always no in training"
+    assert flag_text(flag | {"value": 0.0, "low": 1.0, "high": 1.0, "rows": 4}) == (
+        "found temperature not measured since infusion: no in 4 row(s), always yes in training"
     )
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from crsrisk.cohort.validated import Cohort
-from crsrisk.features.spec import absent_by_design
+from crsrisk.errors import NotFoundError
+from crsrisk.features.spec import absent_by_design, feature_info
 from crsrisk.util.outputs import readable
 
 MOSTLY_MISSING = 0.5  # flag when more than half of the inputs a model can have by the hour scored are missing ...
@@ -248,6 +249,24 @@ def _beyond(value: float, low: float, high: float) -> tuple[str, str, str]:
     return (found, other, limit) if above else (found, limit, other)
 
 
+def _beyond_text(flag: Mapping[str, Any], rows: str) -> str:
+    """An input beyond its training range in the model card's words (``features.spec``): its label and unit, a
+    yes/no input as such (``temperature not measured since infusion: yes, always no in training``); a field the
+    features do not describe by its name."""
+    try:
+        info = feature_info(flag["field"])
+    except NotFoundError:
+        info = None
+    if info is not None and info.unit.startswith("1 = "):
+        found, trained = ("yes", "no") if flag["value"] >= 0.5 else ("no", "yes")
+        return f"found {info.label}: {found}{rows}, always {trained} in training"
+    found, low, high = _beyond(flag["value"], flag["low"], flag["high"])
+    extreme = ("up to " if _side(flag) == "above" else "down to ") if rows else ""
+    if info is None:
+        return f"found {flag['field']} {extreme}{found}{rows}, trained on {low} to {high}"
+    return f"found {info.label} at {extreme}{found} {info.unit}{rows}, trained on {low} to {high}"
+
+
 def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
     """One flag as a finding: what was found and what training saw, naming the questions it concerns in words when
     its models are not all of ``models`` (the models that answered)."""
@@ -266,9 +285,7 @@ def flag_text(flag: Mapping[str, Any], models: Sequence[str] = ()) -> str:
             f"trained with about {flag['training']:.0%} of the same inputs missing {where}"
         )
     elif kind == BEYOND:
-        found, low, high = _beyond(value, flag["low"], flag["high"])
-        extreme = ("up to " if _side(flag) == "above" else "down to ") if rows else ""
-        text = f"found {flag['field']} {extreme}{found}{rows}, trained on {low} to {high}"
+        text = _beyond_text(flag, rows)
     else:
         text = "found inputs other than those the training population was recorded for"
     concerns = flag.get("models", [])
