@@ -162,7 +162,6 @@ def render_page(
         "not_applicable": [],
         "already_occurred": [],
         "population_flags": "",
-        "missing_inputs": [],
         "model": model_view({}),
         "trajectory_image": None,
         "has_result": document is not None,
@@ -182,7 +181,6 @@ def render_page(
             population_flags=flags_text(
                 document.get("population_flags", []), [p.get("model_key") for p in document.get("predictions", [])]
             ),
-            missing_inputs=document.get("missing_inputs", []),
             model=model_view(document.get("model", {})),
             trajectory_image=(base64.b64encode(trajectory_png).decode() if trajectory_png else None),
         )
