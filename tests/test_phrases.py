@@ -106,6 +106,18 @@ def test_an_absent_input_is_said_as_such(name: str, value: float, shap: float, e
     assert phrase(name, value, shap) == expected
 
 
+def test_a_missing_trend_says_whether_the_analyte_was_measured_once_or_never() -> None:
+    """The same NaN slope means one IFN-gamma value so far or none at all; the patient's row tells which."""
+    once, never = {"ifng_last": 334.6}, {"ifng_last": NAN}
+    assert phrase("ifng_log_slope", NAN, 0.2, row=once) == (
+        "no IFN-gamma trend yet: one value since infusion (its absence raised the risk)"
+    )
+    assert phrase("ifng_log_slope", NAN, 0.2, row=never) == (
+        "no IFN-gamma trend yet: not measured since infusion (its absence raised the risk)"
+    )
+    assert phrase("ifng_log_slope", NAN, 0.2, row={}) == "no IFN-gamma trend yet (its absence raised the risk)"
+
+
 def test_times_are_said_from_the_hour_asked() -> None:
     # CRS began at 11.7 h, the first tocilizumab dose (the model's landmark) at 20.7 h, asked at hour 40
     at_dose = Clock(now=40.0, landmark=20.7, landmark_name="the first tocilizumab dose")

@@ -124,13 +124,26 @@ def _trend(label: str, slope: float) -> str:
     return f"{label} falling to about {number(fold)}x per {TREND_HOURS} h"
 
 
-def _window(analyte: str, stat: str, value: float, ends: TrendEnds | None, clock: Clock | None) -> str:
-    """One window statistic of one analyte; its trend from ``ends`` when given."""
+def _no_trend(a: Analyte, row: Mapping[str, float] | None) -> str:
+    """Why an analyte has no trend, when the patient's ``row`` says: one value so far, or none; else only that
+    there is none."""
+    last = None if row is None else row.get(f"{a.name}_last")
+    if last is None:
+        return f"no {a.label} trend yet"
+    why = "not measured since infusion" if math.isnan(last) else "one value since infusion"
+    return f"no {a.label} trend yet: {why}"
+
+
+def _window(
+    analyte: str, stat: str, value: float, ends: TrendEnds | None, clock: Clock | None, row: Mapping[str, float] | None
+) -> str:
+    """One window statistic of one analyte; its trend from ``ends`` when given, and why there is none from the
+    patient's ``row``."""
     a = ANALYTES[analyte]
     if stat == "missing":
         return f"{a.label} not measured yet" if value >= 0.5 else f"{a.label} measured since infusion"
     if math.isnan(value):
-        return f"no {a.label} trend yet" if stat == "log_slope" else f"{a.label} not measured yet"
+        return _no_trend(a, row) if stat == "log_slope" else f"{a.label} not measured yet"
     return {
         "last": lambda: f"{a.label} latest {number(value)} {a.shown_unit}",
         "max": lambda: f"{a.label} highest so far {number(value)} {a.shown_unit}",
@@ -222,15 +235,21 @@ def describe_value(
     features by name) lets a one-hot column name what the patient has rather than only what they have not."""
     if name in _LEVEL_OF:
         return _level(name, value, row)
-    return _as_of_landmark(_described(name, value, trends, clock), clock)
+    return _as_of_landmark(_described(name, value, trends, clock, row), clock)
 
 
-def _described(name: str, value: float, trends: Mapping[str, TrendEnds] | None, clock: Clock | None) -> str:
+def _described(
+    name: str,
+    value: float,
+    trends: Mapping[str, TrendEnds] | None,
+    clock: Clock | None,
+    row: Mapping[str, float] | None,
+) -> str:
     info = feature_info(name)
     for known in WINDOW_STATS:
         head, _, tail = name.rpartition(f"_{known}")
         if not tail and head in ANALYTES:
-            return _window(head, known, value, trends.get(head) if trends else None, clock)
+            return _window(head, known, value, trends.get(head) if trends else None, clock, row)
     if name in _NONE_YET_WORDS and math.isnan(value):
         return _NONE_YET_WORDS[name]
     if name == "hours_since_crs_onset":
