@@ -47,7 +47,7 @@ def test_predict_returns_what_crsrisk_predict_returns_and_audits_each_call(
         record = json.loads(json.dumps(patient_record(small_cohort, patient_id), default=float))
         answer = api.post("/predict", json={**record, "now_hours": 40})
         assert answer.status_code == 200
-        expected = with_intervals(predict(record, model=bundle, now_hours=40, audit=False).to_dict(), bundle)
+        expected = with_intervals(predict(record, model=bundle, now_hours=40, audit=False))
         assert answer.json()["predictions"] == json.loads(json.dumps(expected["predictions"]))
         assert answer.json()["missing_inputs"] == expected["missing_inputs"]
     log = verify_log(tmp_path / "audit.jsonl")

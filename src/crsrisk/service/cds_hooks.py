@@ -36,8 +36,7 @@ from crsrisk.notice import banner, is_synthetic, label
 from crsrisk.schema.codes import CODES, PROJECT_SYSTEM
 from crsrisk.scoring.patient import PredictionResult
 from crsrisk.service.page import page_document, percent, task_view
-from crsrisk.service.predictions import document_json
-from crsrisk.service.riskassessment import interval
+from crsrisk.service.predictions import document_json, with_intervals
 from crsrisk.service.status import warning
 from crsrisk.sources.fhir import record_from_fhir
 
@@ -197,7 +196,7 @@ def card_uuid(audit_hash: str, task: str) -> str:
 
 
 def _detail(view: Mapping[str, Any], prediction: Any, result: PredictionResult) -> str:
-    bounds = interval(prediction)
+    bounds = prediction.interval()
     lines = [
         f"**{view['probability_text']}** ({view['band']} risk); "
         + (
@@ -230,7 +229,7 @@ def cards(result: PredictionResult, base_url: str, page_url: str | None) -> list
     for prediction in result.predictions:
         view = task_view(prediction, {})
         summary = f"{view['question']}: {view['probability_text']} ({prediction['band']} risk)"
-        bounds = interval(prediction)
+        bounds = prediction.interval()
         card = {
             "uuid": card_uuid(audit_hash, prediction["task"]),
             "summary": summary if len(summary) < 140 else summary[:138] + "…",
@@ -320,9 +319,7 @@ def call(
     """``POST /cds-services/{id}``: the cards for the patient in view (``hook_bundle`` of the call), the
     prediction audited; ``base_url`` is the service's own address, which the cards' links start with."""
     result = scoring.predict(record_from_fhir(patient), model=bundle, audit=audit, audit_log=audit_log)
-    document = result.to_dict()
-    for p, prediction in zip(document["predictions"], result.predictions):
-        p["probability_interval"] = interval(prediction)
+    document = with_intervals(result)
     page_id = pages.put(page_document(document, result.inputs))  # type: ignore[arg-type]  # predict sets inputs
     return {"cards": cards(result, base_url, f"{base_url}cds-services/{SERVICE_ID}/page/{page_id}")}
 

@@ -21,6 +21,7 @@ from crsrisk.schema.arguments import parse_count, parse_flag, parse_hours
 from crsrisk.sources.fhir import record_from_fhir
 from crsrisk.util.outputs import json_ready
 from crsrisk.scoring.audited import audit_patient
+from crsrisk.scoring.patient import PredictionResult
 from crsrisk.scoring.trajectory import Trajectory, risk_trajectory
 
 
@@ -159,13 +160,12 @@ def trajectory_png(points: Trajectory) -> bytes:
         return points.plot(Path(scratch) / "trajectory.png").read_bytes()
 
 
-def with_intervals(document: dict[str, Any], bundle: Bundle) -> dict[str, Any]:
-    """Each prediction's ``probability_interval`` (95 %, over the calibrator's bootstrap refits; None when the
-    bundle has none), unless ``predict`` already states it."""
-    for p in document["predictions"]:
-        if "probability_interval" not in p:
-            model = bundle.models.get(p.get("model_key") or f"{p['task']}__{p['landmark']}")
-            p["probability_interval"] = None if model is None else model.calibrator.interval(p["raw_score"])
+def with_intervals(result: PredictionResult) -> dict[str, Any]:
+    """``result.to_dict()`` with each prediction's ``probability_interval`` (``TaskPrediction.interval``: 95 %,
+    over the calibrator's bootstrap refits; None when the bundle has none), as every service answer gives it."""
+    document = result.to_dict()
+    for p, prediction in zip(document["predictions"], result.predictions):
+        p["probability_interval"] = prediction.interval()
     return document
 
 
@@ -177,7 +177,7 @@ def predict_document(
     Numbers are left as computed (NaN included): ``document_json`` and ``json_ready`` make them JSON."""
     record = request.record()
     result = scoring.predict(record, model=bundle, now_hours=request.now_hours, audit=False, top=request.top)
-    document = with_intervals(result.to_dict(), bundle)
+    document = with_intervals(result)
     points = None
     outputs = result.audit_outputs()
     if request.trajectory:

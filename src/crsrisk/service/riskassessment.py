@@ -124,11 +124,6 @@ def _method(model: Mapping[str, Any], prediction: TaskPrediction) -> dict[str, A
     }
 
 
-def interval(prediction: TaskPrediction) -> list[float] | None:
-    """The probability's 95 % interval over the calibrator's bootstrap refits (None when the bundle has none)."""
-    return prediction.get("probability_interval") or prediction.model.calibrator.interval(prediction["raw_score"])
-
-
 def _prediction(prediction: TaskPrediction, start: datetime | None, now_hours: float) -> dict[str, Any]:
     view = task_view(prediction, {})  # every prediction states its own question
     end_hours = float(prediction["landmark_hours"]) + float(prediction["horizon_hours"])  # day 28 for day-28 tasks
@@ -151,7 +146,7 @@ def _prediction(prediction: TaskPrediction, start: datetime | None, now_hours: f
             "start": (start + timedelta(hours=now_hours)).isoformat(),
             "end": (start + timedelta(hours=end_hours)).isoformat(),
         }
-    bounds = interval(prediction)
+    bounds = prediction.interval()
     if bounds is not None:
         entry["extension"] = [
             {"url": INTERVAL_EXTENSION, "valueRange": {"low": {"value": bounds[0]}, "high": {"value": bounds[1]}}}
