@@ -105,6 +105,16 @@ def test_explain_with_nothing_to_explain_says_why_and_fails(tmp_path: Path) -> N
     assert "--now-hours" in done.output and not (tmp_path / "x").exists()
 
 
+def test_explain_lists_the_pictures_it_wrote_a_line_each(tmp_path: Path) -> None:
+    out = tmp_path / "pictures"
+    done = _run("explain", str(EXAMPLES / "patient-day1.json"), "--no-audit", "--out", str(out))
+    assert done.exit_code == 0, done.output
+    assert max(len(line) for line in done.output.splitlines() if str(out) not in line) <= 80  # a path stays whole
+    listed = done.output.split("reasons charts and SHAP waterfalls:\n")[1].splitlines()
+    written = sorted(str(p) for p in out.glob("*.png"))
+    assert sorted(line.strip() for line in listed[: len(written)]) == written and len(written) == 8
+
+
 def test_a_misspelled_request_key_is_refused_with_the_keys_allowed(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

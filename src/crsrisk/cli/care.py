@@ -246,7 +246,9 @@ def explain(
     for line in summary.splitlines():
         text = line.lstrip()
         say(text, margin=len(line) - len(text))
-    console.print(f"reasons charts and SHAP waterfalls: {', '.join(str(f) for f in files)}")
+    say("reasons charts and SHAP waterfalls:")
+    for path in files:
+        say(str(path), margin=2)
     say_model(bundle.identity.to_dict())
 
 
