@@ -221,6 +221,7 @@ def test_card_link_opens_the_bedside_page_with_the_same_numbers(bundle, exports:
         assert f'data-value="{p["probability"]!r}"' in page.text
     patient_id = exports[0]["entry"][0]["resource"]["id"]
     assert f'<dd data-field="patient">{patient_id}</dd>' in page.text  # the page names whom the card was for
+    assert 'id="record-form"' not in page.text  # the EHR chose the patient: no form to paste another
     assert api.get(f"{CALL}/page/unknown-page").status_code == 404
 
 

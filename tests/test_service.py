@@ -158,6 +158,7 @@ def test_page_shows_each_probability_band_and_the_synthetic_banner(bundle, tmp_p
     assert "interval not available" in page.text or "95% interval" in page.text
     # missing inputs are listed under each question, in groups, not counted as feature columns for the page
     assert "Inputs missing for any model" not in page.text and "<summary>missing inputs</summary>" in page.text
+    assert 'id="record-form"' in page.text  # the bedside page keeps its form for the next record
     refused = api.post("/", data={"action": "record", "record": '{"patient": {"age_years": 300}}'})
     assert refused.status_code == 422 and "age_years" in refused.text
 

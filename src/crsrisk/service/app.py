@@ -218,7 +218,7 @@ def create_app(
         document, _ = scored(body)
         return Response(document_json(document), media_type="application/json")
 
-    add_cds_routes(app, bundle, one_at_a_time, authorised, audit, log_path, needs_token=token is not None)
+    add_cds_routes(app, bundle, one_at_a_time, authorised, audit, log_path)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:

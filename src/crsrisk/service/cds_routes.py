@@ -39,7 +39,6 @@ def add_cds_routes(
     authorised: Callable[..., None],
     audit: bool,
     log_path: str | os.PathLike | None,
-    needs_token: bool,
 ) -> None:
     """Discovery (open: it says nothing about patients), the call and feedback (behind ``authorised``, as
     ``/predict``; scored one at a time under the app's lock) and the card's bedside page."""
@@ -86,4 +85,4 @@ def add_cds_routes(
         document = pages.get(page_id)
         if document is None:
             raise HTTPException(404, "no such page, or it has expired: open the patient in the EHR again")
-        return render_page(bundle, document=document, needs_token=needs_token)
+        return render_page(bundle, document=document, form=False)  # the EHR chose the patient

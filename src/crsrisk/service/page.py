@@ -147,9 +147,11 @@ def render_page(
     trajectory_png: bytes | None = None,
     problems: list[str] | None = None,
     needs_token: bool = False,
+    form: bool = True,
 ) -> str:
-    """The whole page: the form (kept filled in), and the result or the refusal when there is one; a result's
-    ``document`` (``page_document``) names the patient above the risks."""
+    """The whole page: the form (kept filled in; left out with ``form=False``, for a page a CDS card opens on a
+    patient already chosen in the EHR), and the result or the refusal when there is one; a result's ``document``
+    (``page_document``) names the patient above the risks."""
     descriptions = {m.task: m.definition.description for m in bundle.models.values()}
     context = {
         "warning": warning(bundle.identity.to_dict()),
@@ -157,6 +159,7 @@ def render_page(
         "record_text": record_text,
         "now_hours": now_hours,
         "needs_token": needs_token,
+        "form": form,
         "problems": problems or [],
         "tasks": [],
         "not_applicable": [],
