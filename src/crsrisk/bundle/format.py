@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -12,7 +13,7 @@ import xgboost as xgb
 from crsrisk.bundle.calibration import Calibrator
 from crsrisk.errors import InputError
 from crsrisk.features.spec import feature_names
-from crsrisk.landmarks import Grid, Hours, Landmark, parse_landmark
+from crsrisk.landmarks import Hours, Landmark, parse_landmark
 from crsrisk.tasks import TaskBase, get_task, task_from_settings
 
 FORMAT_VERSION = 2  # 2: typed landmarks (a grid is {start, stop, step}), dynamic tasks
@@ -58,12 +59,19 @@ class TaskModel:
         return task_from_settings(self.task_settings) if self.task_settings else get_task(self.task)
 
     @cached_property
+    def outcome_words(self) -> str:
+        """The outcome and its window in the task definition's words, read at the model's first landmark point
+        (a first dose's window is counted from the dose): ``ICANS (any grade) in the next 48 h``."""
+        first = self.landmark.points()[0]
+        return self.definition.outcome_window(first.hours if isinstance(first, Hours) else math.nan)
+
+    @cached_property
     def words(self) -> str:
-        """What this model answers, in its task definition's words, to name it to people: ``ICANS (any grade) in
-        the next 48 h``; a model read at one fixed hour says which (``severe CRS ... by day 28, as of hour 36``)."""
+        """What this model answers, to name it to people: its ``outcome_words``; a model read at one fixed hour
+        says which (``severe CRS ... by day 28, as of hour 36``)."""
         if isinstance(self.landmark, Hours):
             return self.definition.question(self.landmark.hours)
-        return self.definition.outcome_window(self.landmark.start if isinstance(self.landmark, Grid) else 0.0)
+        return self.outcome_words
 
     @cached_property
     def row_booster(self) -> xgb.Booster:

@@ -18,7 +18,6 @@ import pandas as pd
 
 from crsrisk.features.phrases import absent_words, number
 from crsrisk.features.spec import NONE_YET, feature_info
-from crsrisk.landmarks import Hours
 from crsrisk.reporting.figures import new_figure
 from crsrisk.reporting.steps import theme_groups
 
@@ -39,9 +38,7 @@ SCALE = "log-odds (the model's raw score before calibration)"
 def question(model: TaskModel) -> str:
     """What the model answers, in words, with when it is asked: ``severe CRS (grade >= 3) in the next 48 h, asked
     at hour 36`` (the task's outcome and window, the landmark's words)."""
-    first = model.landmark.points()[0]
-    hours = first.hours if isinstance(first, Hours) else math.nan  # a first dose's window is counted from the dose
-    return f"{model.definition.outcome_window(hours)}, asked {model.landmark.words}"
+    return f"{model.outcome_words}, asked {model.landmark.words}"
 
 
 def absent_colour(name: str) -> str:
