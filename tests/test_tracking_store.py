@@ -15,7 +15,8 @@ from crsrisk.training.tracking import DEFAULT_TRACKING_URI, tracking_store
 
 
 @pytest.mark.parametrize(
-    "uri", ["sqlite:///runs/mlflow.db", "postgresql+psycopg2://crsrisk@db/mlflow", "https://mlflow.example.org"]
+    "uri",
+    ["sqlite:///runs/mlflow.db", "postgresql+psycopg2://crsrisk@db/mlflow", "https://mlflow.example.org", "databricks"],
 )
 def test_a_database_or_a_server_is_kept_as_given(uri: str) -> None:
     assert tracking_store(uri) == uri

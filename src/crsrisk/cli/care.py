@@ -19,10 +19,10 @@ from crsrisk.cli.common import (
     console,
     flag,
     friendly,
-    say_model,
     print_json,
     print_rows,
     say,
+    say_model,
 )
 from crsrisk.cohort.population import flags_text
 from crsrisk.errors import InputError, NothingScored

@@ -174,7 +174,7 @@ def _level(name: str, value: float, row: Mapping[str, float] | None) -> str:
         return said(level)
     levels = dict(ONE_HOT)[field]
     chosen = next((v for v in levels if row is not None and row.get(one_hot_name(field, v), 0.0) >= 0.5), None)
-    shown = "other" if level == "other" else level.replace("_", " ")
+    shown = level.replace("_", " ")
     return f"{field} not {shown}" if chosen is None else f"{said(chosen)}, not {shown}"
 
 
@@ -315,9 +315,8 @@ def _missing_item(name: str, missing: set[str]) -> tuple[int, str]:
         lacking = [ANALYTES[_analyte_of(i)[0]].label for i in info.inputs if i in missing]
         needs = f"needs {', '.join(dict.fromkeys(lacking))}" if lacking else "an input is zero"
         return _COMPUTABLE, f"{_COMPUTED[name]} ({needs})"
-    for prefix in ("product", "diagnosis"):
-        if name.startswith(f"{prefix}_"):
-            return _RECORDED, prefix
+    if name in _LEVEL_OF:
+        return _RECORDED, _LEVEL_OF[name][0]  # the record field a one-hot column comes from
     return _RECORDED, _RECORD_FIELDS.get(name, info.label)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 from crsrisk.features.phrases import absent_words, describe_value, is_one_hot, number
 from crsrisk.features.spec import THEMES, feature_info
 
-Label = Callable[[Mapping[str, Any], Mapping[str, float]], str]  # a contribution record and the patient's features
-# by name -> what the chart calls it
+# a contribution record and the patient's features by name -> what the chart calls it
+Label = Callable[[Mapping[str, Any], Mapping[str, float]], str]
 
 
 @dataclass(frozen=True)

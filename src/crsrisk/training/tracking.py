@@ -66,7 +66,8 @@ def tracking_store(uri: str | None) -> str:
     """The MLflow tracking URI runs go to: ``uri``, else the local SQLite default. InputError naming
     ``tracking_uri`` for anything MLflow 3 keeps no runs in (a folder, a ``file://`` URI), before any work."""
     chosen = uri or DEFAULT_TRACKING_URI
-    if (urlsplit(chosen).scheme.split("+")[0].lower() or chosen) not in TRACKING_SCHEMES:
+    scheme = urlsplit(chosen).scheme or chosen  # a bare "databricks" is MLflow's own name for that server
+    if scheme.split("+")[0].lower() not in TRACKING_SCHEMES:
         raise InputError(
             f"tracking_uri {shown(chosen)}: MLflow 3 keeps runs only in a database (sqlite:///PATH/mlflow.db, "
             "postgresql://...) or on a tracking server (http(s)://HOST:PORT), not in a folder or file:// store"
@@ -83,12 +84,11 @@ def _quiet_mlflow() -> None:
 
 
 @contextlib.contextmanager
-def parent_run(
-    tracking_uri: str | None, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]
-) -> Iterator[str]:
-    """One MLflow run per ``train`` call; yields its run id. Nested runs go inside."""
+def parent_run(tracking_uri: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> Iterator[str]:
+    """One MLflow run per ``train`` call, in ``tracking_uri`` (``tracking_store``'s answer, which ``train`` asked
+    before any work); yields its run id. Nested runs go inside."""
     _quiet_mlflow()
-    mlflow.set_tracking_uri(tracking_store(tracking_uri))
+    mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
         mlflow.log_params(dict(params))
