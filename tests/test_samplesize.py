@@ -330,6 +330,14 @@ def test_fuzz_cli_samplesize_exits_0_or_2(
         assert document["minimum_n"] == max(c["n"] for c in document["criteria"]) >= 1
 
 
+def test_regression_a_tiny_ci_width_is_never_reported_as_zero() -> None:
+    """Hypothesis found 78,401 infusions with one non-event: the O/E width (5e-05) was rounded to 4 decimals, 0.0,
+    as if O/E were known exactly."""
+    precision = validation_precision(78401, 78400, 0.5)
+    assert precision.oe_width == pytest.approx(2 * math.sinh(1.96 * math.sqrt(1 / 78401 / 78400)), rel=1e-3)
+    assert precision.oe_width > 0
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.integers(1, 10**6), st.floats(0, 1), st.integers(1, 500), st.floats(0.001, 0.999))
 def test_readiness_and_precision_never_refuse_a_real_cohort(n: int, share: float, parameters: int, c: float) -> None:

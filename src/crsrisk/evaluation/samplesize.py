@@ -448,6 +448,12 @@ class Precision:
     statement: str
 
 
+def _width(width: float) -> float:
+    """A CI width as reported: to 4 decimals, or to 4 significant figures when it is smaller than 4 decimals show
+    (78,401 infusions with one non-event: an O/E width of 5e-05, never 0)."""
+    return round(width, 4) if width >= 1e-3 else float(f"{width:.4g}")
+
+
 def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0) -> Precision:
     """The CI widths of O/E, calibration slope and C-statistic that ``n`` infusions with ``events`` events give,
     inverting Riley 2021's formulas; ``cstatistic`` is the anticipated C (e.g. the model card's). Never refuses a
@@ -465,10 +471,10 @@ def validation_precision(n: int, events: int, cstatistic: float, oe: float = 1.0
             f"{_one_class(n, events)} neither calibration nor discrimination can be estimated.",
         )
     phi = events / n
-    oe_w = round(oe_ci_width(math.sqrt((1 - phi) / (n * phi)), oe), 4)
-    c_w = round(2 * Z * cstatistic_se(c, phi, n), 4)
+    oe_w = _width(oe_ci_width(math.sqrt((1 - phi) / (n * phi)), oe))
+    c_w = _width(2 * Z * cstatistic_se(c, phi, n))
     try:
-        slope_w: float | None = round(2 * Z * math.sqrt(_slope_variance_unit(*lp_distribution(phi, c)) / n), 4)
+        slope_w: float | None = _width(2 * Z * math.sqrt(_slope_variance_unit(*lp_distribution(phi, c)) / n))
         slope = f"the calibration slope to {slope_w:.2f}"
     except ValueError:  # no normal LP with this prevalence and C (C at or below 0.5, or 0.99 and above)
         slope_w, slope = None, f"the calibration slope: not sized (no normal LP gives C {c} at this prevalence)"
